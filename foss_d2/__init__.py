@@ -1,0 +1,10 @@
+"""FOSS-D2: multi-person age and gender estimation with one model (FOSS, Yoshimura & Ogata) on detectron2.
+
+Importing the package registers the DLA-34 backbone, the CenterNet face head, the TResNet-S age
+head and the FOSS meta-architecture in detectron2's registries.
+"""
+from .config import add_foss_config
+from . import backbone, proposal_generator, roi_heads, meta_arch  # noqa: F401  (registration)
+
+__version__ = "0.1.0"
+__all__ = ["add_foss_config"]

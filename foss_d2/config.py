@@ -1,0 +1,99 @@
+"""Config keys of FOSS-D2, with the paper's defaults (Yoshimura & Ogata, FOSS, section 4.2)."""
+from detectron2.config import CfgNode as CN
+
+
+def add_foss_config(cfg):
+    """Add every FOSS-D2 key to a detectron2 config. Defaults are the paper's (section 4.2)."""
+    _C = cfg
+
+    _C.MODEL.FOSS = CN()
+    # Detector input: the full image is resized to DET_INPUT_SIZE x DET_INPUT_SIZE (paper: 480x480).
+    _C.MODEL.FOSS.DET_INPUT_SIZE = 480
+    # K, the maximum number of faces per image passed to the age network (Sec. 3.1 / 4.2):
+    # 1 without tiling, 9 with tiling augmentation at training time, 20 at test time.
+    _C.MODEL.FOSS.K_TRAIN = 1
+    _C.MODEL.FOSS.K_TEST = 20
+    # Faces whose detection score exceeds this are reported at test time (paper: 0.2).
+    _C.MODEL.FOSS.SCORE_THRESH_TEST = 0.2
+    # Train only the detector (the first stage of the paper's two-stage recipe).
+    _C.MODEL.FOSS.DETECTOR_ONLY = False
+    # Frozen detector (paper's default) vs end-to-end (Sec. 3.3).
+    _C.MODEL.FOSS.FREEZE_DETECTOR = True
+    # Add ground-truth boxes to the K proposals during training (not in the paper; helps a detector
+    # trained jointly from scratch, where early proposals miss every face).
+    _C.MODEL.FOSS.ADD_GT_BOXES = False
+    # Paper: the age network always runs on all K boxes (fixed-size batches). False runs it only on
+    # boxes above SCORE_THRESH_TEST, which is faster on CPU when photos hold fewer than K faces.
+    _C.MODEL.FOSS.AGE_ON_ALL_K = True
+
+    # CenterNet face detector (Zhou et al. 2019; paper Sec. 3.2).
+    _C.MODEL.CENTERNET = CN()
+    _C.MODEL.CENTERNET.IN_FEATURE = "dla_out"
+    _C.MODEL.CENTERNET.NUM_CLASSES = 1
+    _C.MODEL.CENTERNET.HEAD_CONV = 256
+    _C.MODEL.CENTERNET.LAMBDA_SIZE = 0.1  # λ_size
+    _C.MODEL.CENTERNET.LAMBDA_OFF = 1.0  # λ_off
+    _C.MODEL.CENTERNET.FOCAL_ALPHA = 2.0
+    _C.MODEL.CENTERNET.FOCAL_BETA = 4.0
+    _C.MODEL.CENTERNET.MIN_OVERLAP = 0.7  # Gaussian radius rule of CornerNet/CenterNet
+    _C.MODEL.CENTERNET.PRIOR_PROB = 0.1  # heatmap bias init = -log((1-p)/p) ≈ -2.19
+    _C.MODEL.CENTERNET.NMS_KERNEL = 3
+
+    # DLA-34 backbone with CenterNet's DLA-up / IDA-up neck (stride-4 output).
+    _C.MODEL.DLA = CN()
+    _C.MODEL.DLA.ARCH = "dla34"
+    _C.MODEL.DLA.OUT_CHANNELS = 64
+    _C.MODEL.DLA.USE_DCN = False  # deformable convs in the neck (torchvision deform_conv2d)
+    _C.MODEL.DLA.NORM = "BN"
+
+    # Age / gender network: TResNet-S on crops (Sec. 3.1, 4.2).
+    _C.MODEL.AGE_HEAD = CN()
+    _C.MODEL.AGE_HEAD.NAME = "TResNetAgeHead"
+    _C.MODEL.AGE_HEAD.LAYERS = [3, 3, 7, 3]  # TResNet-S
+    _C.MODEL.AGE_HEAD.WIDTH_FACTOR = 0.9
+    _C.MODEL.AGE_HEAD.CROP_SIZE = [160, 224]  # W x H
+    # Crop margins relative to the box size: top, bottom, left, right (paper: 20% top, 10% others).
+    _C.MODEL.AGE_HEAD.CROP_MARGINS = [0.2, 0.1, 0.1, 0.1]
+    _C.MODEL.AGE_HEAD.NUM_AGE_CLASSES = 101
+    _C.MODEL.AGE_HEAD.HEAD_CHANNELS = 512  # width of the 1x1 conv before global pooling
+    _C.MODEL.AGE_HEAD.DROPOUT = 0.2
+    _C.MODEL.AGE_HEAD.GENDER_ON = True
+    # Intermediate feature connection (Sec. 3.1): off = the paper's baseline.
+    _C.MODEL.AGE_HEAD.INTERMEDIATE_FEATURE = True
+    # Detector feature that is branched off (paper: DLA-34's stride-4 output before CenterNet's extra
+    # aggregation, see backbone/dla.py).
+    _C.MODEL.AGE_HEAD.IN_FEATURE = "dla_up"
+    _C.MODEL.AGE_HEAD.FEATURE_ROI_SIZE = [10, 14]  # W x H
+    # Channels concatenated into the age network; that block is made narrower by this much.
+    _C.MODEL.AGE_HEAD.WIDTH_REDUCTION = 48
+    # Loss (Sec. 3.2).
+    _C.MODEL.AGE_HEAD.TH_IOU = 0.3
+    _C.MODEL.AGE_HEAD.LAMBDA_MEAN = 0.01
+    _C.MODEL.AGE_HEAD.LAMBDA_VAR = 0.0025
+    _C.MODEL.AGE_HEAD.LAMBDA_CE = 0.05
+    _C.MODEL.AGE_HEAD.LAMBDA_GEN = 0.1
+
+    # Tiling augmentation (Sec. 3.3): 1, 4 or 9 tiles, at most 4 distinct images loaded.
+    _C.INPUT.TILING = CN()
+    _C.INPUT.TILING.ENABLED = False
+    _C.INPUT.TILING.NUM_TILES = [1, 4, 9]
+    _C.INPUT.TILING.PROBS = [1.0 / 3, 1.0 / 3, 1.0 / 3]
+    _C.INPUT.TILING.MAX_IMAGES = 4
+    _C.INPUT.TILING.CANVAS_SIZE = 600
+    # Datasets that are tiled (single-face age datasets); others (WIDER) stay seamless.
+    _C.INPUT.TILING.DATASETS = []
+    # Default augmentation (Sec. 4.2): flip, scale, crop, rotation, colour jitter, blur.
+    _C.INPUT.AUG = CN()
+    _C.INPUT.AUG.FLIP = True
+    _C.INPUT.AUG.SCALE_RANGE = [0.75, 1.25]
+    _C.INPUT.AUG.CROP_FRACTION = 0.9  # random crop keeps at least this fraction of each side
+    _C.INPUT.AUG.ROTATION = 10.0  # degrees, +-
+    _C.INPUT.AUG.COLOR_JITTER = 0.2  # brightness/contrast/saturation strength
+    _C.INPUT.AUG.BLUR_PROB = 0.1
+    # Images whose longer side exceeds this are downscaled when loaded (keeps memory bounded).
+    _C.INPUT.MAX_SIDE = 2048
+
+    # Multi-dataset sampling (Sec. 4.2): weights per DATASETS.TRAIN entry; empty = proportional to size.
+    _C.DATALOADER.DATASET_WEIGHTS = []
+    # Where WIDER FACE / UTKFace live when datasets are registered from the built-in loaders.
+    _C.DATASETS.ROOT = ""

@@ -1,0 +1,3 @@
+from .foss import FOSS
+
+__all__ = ["FOSS"]

@@ -1,0 +1,253 @@
+"""CenterNet face detector head (Zhou et al. "Objects as Points"), the detection sub-network of FOSS.
+
+Paper section 3.2: L_det = L_reg + λ_size·L_size + λ_off·L_off, where L_reg is the penalty-reduced
+focal loss on Gaussian keypoint heatmaps, L_size the L1 loss on box sizes and L_off the L1 loss on
+sub-pixel centre offsets. At inference, the K most probable peaks (3x3 max-pool NMS) become boxes.
+"""
+import math
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.proposal_generator.build import PROPOSAL_GENERATOR_REGISTRY
+from detectron2.structures import Boxes, Instances
+
+
+def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
+    """Largest radius such that a box whose corners move by it keeps IoU >= min_overlap with the GT box.
+
+    CornerNet's three-case rule, exactly as in CenterNet's reference code (which keeps its ``/2``
+    in place of ``/(2a)``; CenterNet's published models were trained with it).
+    """
+    h, w, m = float(height), float(width), float(min_overlap)
+    b1 = h + w
+    c1 = w * h * (1 - m) / (1 + m)
+    r1 = (b1 + math.sqrt(b1 ** 2 - 4 * c1)) / 2
+    b2 = 2 * (h + w)
+    c2 = (1 - m) * w * h
+    r2 = (b2 + math.sqrt(b2 ** 2 - 16 * c2)) / 2
+    a3 = 4 * m
+    b3 = -2 * m * (h + w)
+    c3 = (m - 1) * w * h
+    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    return min(r1, r2, r3)
+
+
+def draw_gaussian(heatmap: np.ndarray, center: Tuple[int, int], radius: int) -> np.ndarray:
+    """Splat exp(-(dx²+dy²)/(2σ²)), σ = (2r+1)/6, at integer ``center`` (x, y) with elementwise max."""
+    diameter = 2 * radius + 1
+    sigma = diameter / 6.0
+    ys, xs = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    g = np.exp(-(xs * xs + ys * ys) / (2 * sigma * sigma))
+    g[g < np.finfo(g.dtype).eps * g.max()] = 0
+    x, y = int(center[0]), int(center[1])
+    h, w = heatmap.shape
+    left, right = min(x, radius), min(w - x, radius + 1)
+    top, bottom = min(y, radius), min(h - y, radius + 1)
+    if left + right <= 0 or top + bottom <= 0:
+        return heatmap
+    region = heatmap[y - top : y + bottom, x - left : x + right]
+    patch = g[radius - top : radius + bottom, radius - left : radius + right]
+    np.maximum(region, patch, out=region)
+    return heatmap
+
+
+def focal_loss(pred: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+    """Penalty-reduced pixel-wise focal loss (CenterNet eq. 1), normalised by the number of peaks.
+
+    ``pred`` holds probabilities (after sigmoid), ``gt`` the Gaussian targets with exact 1 at centres.
+    """
+    pred = pred.clamp(1e-4, 1 - 1e-4)
+    pos = gt.eq(1).float()
+    neg = 1.0 - pos
+    pos_loss = torch.log(pred) * (1 - pred) ** alpha * pos
+    neg_loss = torch.log(1 - pred) * pred ** alpha * (1 - gt) ** beta * neg
+    num_pos = pos.sum()
+    if num_pos == 0:
+        return -neg_loss.sum()
+    return -(pos_loss.sum() + neg_loss.sum()) / num_pos
+
+
+def decode_centernet(
+    heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, k: int, stride: float, nms_kernel: int = 3
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-K peaks of a sigmoid heatmap [B,C,H,W] -> boxes [B,K,4] (input pixels), scores [B,K], classes [B,K]."""
+    b, c, h, w = heat.shape
+    pad = (nms_kernel - 1) // 2
+    hmax = F.max_pool2d(heat, nms_kernel, stride=1, padding=pad)
+    heat = heat * (hmax == heat).float()
+    k = min(k, c * h * w)
+    scores, inds = heat.view(b, -1).topk(k)
+    classes = inds // (h * w)
+    pix = inds % (h * w)
+    ys = (pix // w).float()
+    xs = (pix % w).float()
+    size = size.view(b, 2, -1).gather(2, pix.unsqueeze(1).expand(b, 2, k))
+    offset = offset.view(b, 2, -1).gather(2, pix.unsqueeze(1).expand(b, 2, k))
+    cx = xs + offset[:, 0]
+    cy = ys + offset[:, 1]
+    bw, bh = size[:, 0].clamp(min=0), size[:, 1].clamp(min=0)  # a negative size means an empty box
+    boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=2) * stride
+    return boxes, scores, classes
+
+
+def _head(in_ch: int, head_conv: int, out_ch: int, bias_init: float = 0.0) -> nn.Sequential:
+    head = nn.Sequential(
+        nn.Conv2d(in_ch, head_conv, 3, padding=1, bias=True),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(head_conv, out_ch, 1, bias=True),
+    )
+    nn.init.constant_(head[-1].bias, bias_init)
+    return head
+
+
+@PROPOSAL_GENERATOR_REGISTRY.register()
+class CenterNet(nn.Module):
+    """Heatmap + size + offset heads on a stride-4 feature; returns the K most probable faces.
+
+    Boxes are in the coordinates of the detector input (the resized image); the meta-architecture
+    maps them back to the full-resolution image.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_feature: str,
+        in_channels: int,
+        stride: int,
+        num_classes: int = 1,
+        head_conv: int = 256,
+        lambda_size: float = 0.1,
+        lambda_off: float = 1.0,
+        focal_alpha: float = 2.0,
+        focal_beta: float = 4.0,
+        min_overlap: float = 0.7,
+        prior_prob: float = 0.1,
+        nms_kernel: int = 3,
+    ):
+        super().__init__()
+        self.in_feature = in_feature
+        self.stride = stride
+        self.num_classes = num_classes
+        self.lambda_size = lambda_size
+        self.lambda_off = lambda_off
+        self.focal_alpha = focal_alpha
+        self.focal_beta = focal_beta
+        self.min_overlap = min_overlap
+        self.nms_kernel = nms_kernel
+        bias = -math.log((1 - prior_prob) / prior_prob)
+        self.heatmap = _head(in_channels, head_conv, num_classes, bias)
+        self.size = _head(in_channels, head_conv, 2)
+        self.offset = _head(in_channels, head_conv, 2)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        c = cfg.MODEL.CENTERNET
+        shape = input_shape[c.IN_FEATURE]
+        return {
+            "in_feature": c.IN_FEATURE,
+            "in_channels": shape.channels,
+            "stride": shape.stride,
+            "num_classes": c.NUM_CLASSES,
+            "head_conv": c.HEAD_CONV,
+            "lambda_size": c.LAMBDA_SIZE,
+            "lambda_off": c.LAMBDA_OFF,
+            "focal_alpha": c.FOCAL_ALPHA,
+            "focal_beta": c.FOCAL_BETA,
+            "min_overlap": c.MIN_OVERLAP,
+            "prior_prob": c.PRIOR_PROB,
+            "nms_kernel": c.NMS_KERNEL,
+        }
+
+    def forward(
+        self,
+        image_size: Tuple[int, int],
+        features: Dict[str, torch.Tensor],
+        k: int,
+        gt_instances: Optional[List[Instances]] = None,
+    ):
+        """
+        Args:
+            image_size: (H, W) of the detector input.
+            features: backbone outputs; ``features[in_feature]`` is [B,C,H/4,W/4].
+            k: number of peaks to return per image.
+            gt_instances: boxes in detector-input coordinates; when given, losses are computed.
+        Returns:
+            list of Instances (``pred_boxes``, ``scores``, ``pred_classes``) and a dict of losses.
+        """
+        x = features[self.in_feature]
+        heat_logits = self.heatmap(x)
+        size = self.size(x)
+        offset = self.offset(x)
+        losses = {}
+        if gt_instances is not None:
+            losses = self.losses(heat_logits, size, offset, gt_instances)
+        with torch.no_grad():
+            boxes, scores, classes = decode_centernet(
+                heat_logits.sigmoid(), size, offset, k, self.stride, self.nms_kernel
+            )
+        results = []
+        for i in range(x.shape[0]):
+            inst = Instances(image_size)
+            inst.pred_boxes = Boxes(boxes[i])
+            inst.scores = scores[i]
+            inst.pred_classes = classes[i]
+            results.append(inst)
+        return results, losses
+
+    @torch.no_grad()
+    def targets(self, gt_instances: List[Instances], out_h: int, out_w: int, device):
+        """Gaussian heatmaps and per-object size/offset targets on the stride-4 grid."""
+        b = len(gt_instances)
+        heat = np.zeros((b, self.num_classes, out_h, out_w), dtype=np.float32)
+        inds, sizes, offs, batch_idx = [], [], [], []
+        for i, inst in enumerate(gt_instances):
+            boxes = inst.gt_boxes.tensor.detach().cpu().numpy() / self.stride
+            classes = (
+                inst.gt_classes.cpu().numpy() if inst.has("gt_classes") else np.zeros(len(boxes), np.int64)
+            )
+            for (x1, y1, x2, y2), cls in zip(boxes, classes):
+                x1, x2 = np.clip([x1, x2], 0, out_w - 1)
+                y1, y2 = np.clip([y1, y2], 0, out_h - 1)
+                w, h = x2 - x1, y2 - y1
+                if w <= 0 or h <= 0:
+                    continue
+                radius = max(0, int(gaussian_radius(math.ceil(h), math.ceil(w), self.min_overlap)))
+                cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+                ix, iy = int(cx), int(cy)
+                draw_gaussian(heat[i, int(cls)], (ix, iy), radius)
+                inds.append(iy * out_w + ix)
+                sizes.append((w, h))
+                offs.append((cx - ix, cy - iy))
+                batch_idx.append(i)
+        t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
+        return (
+            t(heat),
+            t(batch_idx, torch.long),
+            t(inds, torch.long),
+            t(sizes).reshape(-1, 2),
+            t(offs).reshape(-1, 2),
+        )
+
+    def losses(self, heat_logits, size, offset, gt_instances):
+        b, _, h, w = heat_logits.shape
+        heat_gt, bidx, inds, size_gt, off_gt = self.targets(gt_instances, h, w, heat_logits.device)
+        l_reg = focal_loss(heat_logits.sigmoid(), heat_gt, self.focal_alpha, self.focal_beta)
+        n = max(len(inds), 1)
+        # Gather the predicted (w, h) / (dx, dy) at each object's integer centre.
+        size_pred = size.permute(0, 2, 3, 1).reshape(b, h * w, 2)[bidx, inds]
+        off_pred = offset.permute(0, 2, 3, 1).reshape(b, h * w, 2)[bidx, inds]
+        # CenterNet's RegL1Loss: summed L1 over both coordinates / (2 · #objects).
+        l_size = F.l1_loss(size_pred, size_gt, reduction="sum") / (2 * n)
+        l_off = F.l1_loss(off_pred, off_gt, reduction="sum") / (2 * n)
+        return {
+            "loss_heatmap": l_reg,
+            "loss_size": self.lambda_size * l_size,
+            "loss_offset": self.lambda_off * l_off,
+        }

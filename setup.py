@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""FOSS-D2: multi-person age and gender estimation as a detectron2 extension.
+
+detectron2 itself is not listed in install_requires: no installable package of it exists on PyPI.
+`install.sh` builds it first (see docs/INSTALL.md).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="foss_d2",
+    version="0.1.0",
+    description="FOSS (Yoshimura & Ogata): one model that detects faces and estimates age and gender, on detectron2",
+    packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "datasets")),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.0",
+        "torchvision",
+        "fvcore",
+        "iopath",
+        "opencv-python-headless>=4.5,<5",
+        "pycocotools",
+        "timm>=1.0,<1.1",
+        "numpy",
+        "Pillow>=9,<10",
+        "tqdm",
+        "matplotlib",
+        "scipy",
+    ],
+    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    include_package_data=True,
+)
