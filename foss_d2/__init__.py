@@ -4,7 +4,8 @@ Importing the package registers the DLA-34 backbone, the CenterNet face head, th
 head and the FOSS meta-architecture in detectron2's registries.
 """
 from .config import add_foss_config
-from . import backbone, proposal_generator, roi_heads, meta_arch  # noqa: F401  (registration)
+from . import backbone, proposal_generator, roi_heads, meta_arch, data  # noqa: F401  (registration)
+from .engine import FOSSPredictor
 
 __version__ = "0.1.0"
-__all__ = ["add_foss_config"]
+__all__ = ["add_foss_config", "FOSSPredictor"]

@@ -1,10 +1,14 @@
 """Config keys of FOSS-D2, with the paper's defaults (Yoshimura & Ogata, FOSS, section 4.2)."""
+import torch
+
 from detectron2.config import CfgNode as CN
 
 
 def add_foss_config(cfg):
     """Add every FOSS-D2 key to a detectron2 config. Defaults are the paper's (section 4.2)."""
     _C = cfg
+    # detectron2 defaults to CUDA; FOSS-D2 runs wherever it is installed.
+    _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
     _C.MODEL.FOSS = CN()
     # Detector input: the full image is resized to DET_INPUT_SIZE x DET_INPUT_SIZE (paper: 480x480).
@@ -92,6 +96,9 @@ def add_foss_config(cfg):
     _C.INPUT.AUG.BLUR_PROB = 0.1
     # Images whose longer side exceeds this are downscaled when loaded (keeps memory bounded).
     _C.INPUT.MAX_SIDE = 2048
+
+    # Paper 4.2: Adam, lr 1e-4 (x0.1 at 60% and 80% of training).
+    _C.SOLVER.OPTIMIZER = "ADAM"
 
     # Multi-dataset sampling (Sec. 4.2): weights per DATASETS.TRAIN entry; empty = proportional to size.
     _C.DATALOADER.DATASET_WEIGHTS = []

@@ -156,7 +156,7 @@ def age_gender_losses(
     if storage is not None:
         storage.put_scalar("age_head/num_age_faces", n_age)
         for name, value in parts.items():
-            storage.put_scalar(f"age_head/loss_age_{name}", float(value))
+            storage.put_scalar(f"age_head/loss_age_{name}", float(value.detach()))
     return losses
 
 

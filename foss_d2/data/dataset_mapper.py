@@ -1,0 +1,97 @@
+"""Dataset mapper of FOSS-D2: full-resolution image + face boxes with ages and genders.
+
+The detector input (the 480x480 resize) is made inside the model, so this mapper hands over one
+image only, at full resolution (bounded by INPUT.MAX_SIDE), and ``instances`` whose ``gt_ages`` /
+``gt_genders`` (-1 = unknown) stay aligned with ``gt_boxes`` through every transform.
+"""
+import copy
+import logging
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+from .augmentation import LimitMaxSide, build_foss_augmentations
+from .tiling import TilingAugmentation
+
+logger = logging.getLogger(__name__)
+
+
+def annotations_to_face_instances(annos: List[dict], image_hw) -> "Instances":
+    """detectron2 Instances with gt_boxes / gt_classes plus gt_ages and gt_genders (-1 = unknown)."""
+    inst = utils.annotations_to_instances(annos, image_hw)
+    inst.gt_ages = torch.tensor([float(a.get("age", -1)) for a in annos], dtype=torch.float32)
+    inst.gt_genders = torch.tensor([float(a.get("gender", -1)) for a in annos], dtype=torch.float32)
+    return inst
+
+
+class FOSSDatasetMapper:
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        augmentations: Sequence,
+        image_format: str = "BGR",
+        max_side: int = 2048,
+        tilers: Optional[Dict[str, TilingAugmentation]] = None,
+    ):
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList([LimitMaxSide(max_side)] + list(augmentations))
+        self.image_format = image_format
+        self.tilers = tilers or {}
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True, pools: Optional[Dict[str, List[dict]]] = None):
+        tilers = {}
+        if is_train and cfg.INPUT.TILING.ENABLED:
+            t = cfg.INPUT.TILING
+            fmt = cfg.INPUT.FORMAT
+            for name, pool in (pools or {}).items():
+                tilers[name] = TilingAugmentation(
+                    pool,
+                    lambda r, fmt=fmt: utils.read_image(r["file_name"], format=fmt),
+                    num_tiles=t.NUM_TILES,
+                    probs=t.PROBS,
+                    max_images=t.MAX_IMAGES,
+                    canvas_size=t.CANVAS_SIZE,
+                )
+        return {
+            "is_train": is_train,
+            "augmentations": build_foss_augmentations(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "max_side": cfg.INPUT.MAX_SIDE,
+            "tilers": tilers,
+        }
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        d = copy.deepcopy(dataset_dict)
+        tiler = self.tilers.get(d.get("dataset_name")) if self.is_train else None
+        if tiler is not None:
+            image, annos = tiler(d)
+            d.pop("height", None)
+            d.pop("width", None)
+            d.pop("annotations", None)
+        else:
+            image = utils.read_image(d["file_name"], format=self.image_format)
+            utils.check_image_size(d, image)
+            annos = d.pop("annotations", None)
+        aug = T.AugInput(image)
+        transforms = self.augmentations(aug)
+        image = aug.image
+        d["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if annos is not None and self.is_train:
+            hw = image.shape[:2]
+            annos = [
+                utils.transform_instance_annotations(a, transforms, hw)
+                for a in annos
+                if a.get("iscrowd", 0) == 0
+            ]
+            d["instances"] = utils.filter_empty_instances(annotations_to_face_instances(annos, hw))
+        elif annos is not None:
+            d["annotations"] = annos  # evaluators read them from the dataset, kept for visualisation
+        return d

@@ -1,0 +1,107 @@
+"""WIDER FACE (Yang et al., CVPR 2016) and the WIDER FACE demographics (Yang et al., AIES 2022).
+
+``wider_face_{train,val}_bbx_gt.txt``: image path; number of faces; one line per face
+``x1 y1 w h blur expression illumination invalid occlusion pose`` (0 faces: one line of zeros).
+Faces flagged ``invalid`` become ``iscrowd=1`` (detectron2's "ignore": kept for evaluation, not
+used as training targets); zero-size boxes are dropped.
+
+The demographics CSV gives, per face index of an image's entry, a perceived gender (Male/Female)
+and a perceived age group (Young Adult < Adult < Middle age < Senior); "Not Sure" is unlabelled.
+"""
+import csv
+import logging
+import os
+from typing import Dict, List, Optional, Tuple
+
+from PIL import Image
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+
+logger = logging.getLogger(__name__)
+
+WIDER_AGE_GROUPS = ["Young Adult", "Adult", "Middle age", "Senior"]
+_GENDERS = {"Male": 0, "Female": 1}
+_ATTRS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+
+
+def parse_wider_bbx_gt(path: str) -> List[Tuple[str, List[List[int]]]]:
+    """[(relative image path, [[x1, y1, w, h, blur, expression, illumination, invalid, occlusion, pose], ...])]."""
+    with open(path) as f:
+        lines = [ln.strip() for ln in f]
+    out, i = [], 0
+    while i < len(lines):
+        if not lines[i]:
+            i += 1
+            continue
+        name = lines[i]
+        try:
+            n = int(lines[i + 1])
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}:{i + 2}: expected a face count after {name!r}") from None
+        rows = [[int(v) for v in lines[i + 2 + j].split()] for j in range(max(n, 1))]
+        out.append((name, rows if n > 0 else []))
+        i += 2 + max(n, 1)
+    return out
+
+
+def load_wider_demographics(csv_path: str) -> Dict[Tuple[str, int], dict]:
+    """{(image path relative to images/, face index): {"gender": 0/1/-1, "age_group": 0..3/-1}}."""
+    table = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            name = row["file"]
+            if name.startswith("images/"):
+                name = name[len("images/") :]
+            gender = _GENDERS.get(row["perceived_gender"], -1)
+            age = row["perceived_age"]
+            group = WIDER_AGE_GROUPS.index(age) if age in WIDER_AGE_GROUPS else -1
+            table[(name, int(row["face"]))] = {"gender": gender, "age_group": group}
+    return table
+
+
+def load_wider_face(image_root: str, gt_file: str, demographics_csv: Optional[str] = None) -> List[dict]:
+    """Records of WIDER FACE images with every face box; faces carry no real age (``age`` = -1)."""
+    if not os.path.isfile(gt_file):
+        raise FileNotFoundError(f"WIDER FACE annotation file not found: {gt_file}")
+    demo = load_wider_demographics(demographics_csv) if demographics_csv else {}
+    records = []
+    for rel, rows in parse_wider_bbx_gt(gt_file):
+        path = os.path.join(image_root, rel)
+        try:
+            with Image.open(path) as im:  # reads the header only
+                w, h = im.size
+        except OSError as e:
+            logger.warning("WIDER FACE: skipping missing or unreadable image %s (%s)", path, e)
+            continue
+        annos = []
+        for idx, row in enumerate(rows):
+            x, y, bw, bh = row[:4]
+            attrs = dict(zip(_ATTRS, row[4:10]))
+            if bw <= 0 or bh <= 0:
+                continue
+            d = demo.get((rel, idx), {})
+            annos.append(
+                {
+                    "bbox": [float(x), float(y), float(bw), float(bh)],
+                    "bbox_mode": BoxMode.XYWH_ABS,
+                    "category_id": 0,
+                    "iscrowd": int(attrs.get("invalid", 0) == 1),
+                    "age": -1.0,
+                    "gender": d.get("gender", -1),
+                    "age_group": d.get("age_group", -1),
+                    "face_index": idx,
+                    **attrs,
+                }
+            )
+        records.append({"file_name": path, "image_id": rel, "height": h, "width": w, "annotations": annos})
+    logger.info("WIDER FACE: %d images, %d faces from %s", len(records), sum(len(r["annotations"]) for r in records), gt_file)
+    return records
+
+
+def register_wider_face(name: str, image_root: str, gt_file: str, demographics_csv: Optional[str] = None):
+    DatasetCatalog.register(name, lambda: load_wider_face(image_root, gt_file, demographics_csv))
+    meta = dict(thing_classes=["face"], image_root=image_root, gt_file=gt_file, evaluator_type="face_detection")
+    if demographics_csv:
+        meta.update(evaluator_type="age_group", age_groups=list(WIDER_AGE_GROUPS), demographics=demographics_csv)
+    MetadataCatalog.get(name).set(**meta)

@@ -1,0 +1,83 @@
+"""Tiling augmentation (paper section 3.3, Fig. 3): pseudo group photos from single-face images.
+
+A canvas is split into n = 1, 4 or 9 cells (random); each cell shows one image, resized to fit the
+cell with its aspect ratio kept and centred. At most ``max_images`` distinct images are loaded per
+canvas ("for the sake of time efficiency"); the remaining cells repeat them. Every face box is
+mapped into canvas pixels and keeps its age and gender.
+"""
+import math
+from typing import Callable, List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from detectron2.structures import BoxMode
+
+
+class TilingAugmentation:
+    def __init__(
+        self,
+        pool: Sequence[dict],
+        read_image: Callable[[dict], np.ndarray],
+        num_tiles: Sequence[int] = (1, 4, 9),
+        probs: Optional[Sequence[float]] = None,
+        max_images: int = 4,
+        canvas_size: int = 600,
+    ):
+        """
+        Args:
+            pool: dataset records from which the extra tiles are drawn.
+            read_image: loads a record's image as HxWx3 uint8.
+            num_tiles: possible tile counts; each must be a square (1, 4, 9, ...).
+        """
+        for n in num_tiles:
+            if int(math.isqrt(n)) ** 2 != n:
+                raise ValueError(f"tile counts must be squares, got {n}")
+        if max_images < 1:
+            raise ValueError("max_images must be >= 1")
+        self.pool = pool
+        self.read_image = read_image
+        self.num_tiles = list(num_tiles)
+        p = np.asarray(probs if probs else [1.0] * len(self.num_tiles), dtype=np.float64)
+        if len(p) != len(self.num_tiles) or (p < 0).any() or p.sum() <= 0:
+            raise ValueError(f"need one non-negative probability per tile count, got {list(p)}")
+        self.probs = p / p.sum()
+        self.max_images = max_images
+        self.canvas_size = canvas_size
+
+    def __call__(self, record: dict, rng: Optional[np.random.Generator] = None):
+        """Returns (canvas HxWx3 uint8, annotations in XYXY_ABS canvas pixels)."""
+        rng = rng or np.random.default_rng(np.random.randint(2**31))
+        n = int(rng.choice(self.num_tiles, p=self.probs))
+        k = min(n, self.max_images)
+        sources = [record] + [self.pool[i] for i in rng.integers(0, len(self.pool), size=k - 1)]
+        # Cells 0..k-1 get each loaded image once, the rest repeat them at random.
+        order = list(range(k)) + list(rng.integers(0, k, size=n - k))
+        rng.shuffle(order)
+        images = [self.read_image(r) for r in sources]
+        return self.compose(images, [r["annotations"] for r in sources], order)
+
+    def compose(self, images: List[np.ndarray], annotations: List[List[dict]], order: Sequence[int]):
+        """Place ``images[order[c]]`` in cell c (row-major) of a ``canvas_size`` square canvas."""
+        n = len(order)
+        side = math.isqrt(n)
+        cell = self.canvas_size // side
+        canvas = np.zeros((cell * side, cell * side, 3), dtype=np.uint8)
+        out = []
+        for c, src in enumerate(order):
+            img = images[src]
+            h, w = img.shape[:2]
+            s = min(cell / w, cell / h)
+            nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+            ox = (c % side) * cell + (cell - nw) // 2
+            oy = (c // side) * cell + (cell - nh) // 2
+            interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+            canvas[oy : oy + nh, ox : ox + nw] = cv2.resize(img, (nw, nh), interpolation=interp)
+            sx, sy = nw / w, nh / h
+            for a in annotations[src]:
+                box = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+                b = dict(a)
+                b["bbox"] = [box[0] * sx + ox, box[1] * sy + oy, box[2] * sx + ox, box[3] * sy + oy]
+                b["bbox_mode"] = BoxMode.XYXY_ABS
+                out.append(b)
+        return canvas, out

@@ -1,0 +1,70 @@
+"""Single-image inference, in the shape of detectron2's ``DefaultPredictor``."""
+import os
+from typing import Union
+
+import numpy as np
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import detection_utils as utils
+from detectron2.modeling import build_model
+
+from ..data.augmentation import LimitMaxSide
+
+
+def load_image(image: Union[str, os.PathLike, np.ndarray], image_format: str = "BGR") -> np.ndarray:
+    """A path or an HxW / HxWx{1,3,4} array -> HxWx3 uint8 in ``image_format`` channel order.
+
+    Arrays are taken to be in ``image_format`` already; alpha is dropped, grey is replicated and
+    16-bit data is scaled to 8 bits. Anything else raises a ValueError that says what was wrong.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image not found: {path}")
+        try:
+            return utils.read_image(path, format=image_format)  # applies the EXIF orientation
+        except Exception as e:  # PIL raises several types for corrupt files
+            raise ValueError(f"cannot read image {path}: {e}") from e
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a path or a numpy array, got {type(image).__name__}")
+    arr = image
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
+    arr = arr[:, :, :3]
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"empty image of shape {image.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr / 257.0).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise ValueError(f"expected uint8 or uint16 pixels, got {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+class FOSSPredictor:
+    """Loads ``cfg.MODEL.WEIGHTS`` and returns detectron2 ``Instances`` for one image.
+
+    Fields: ``pred_boxes`` (original-image pixels), ``scores``, ``pred_ages``, ``pred_age_stds``,
+    ``pred_age_probs`` (101 classes) and ``pred_female_probs``.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if cfg.MODEL.WEIGHTS:
+            DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.input_format = cfg.INPUT.FORMAT
+        self.limit = LimitMaxSide(cfg.INPUT.MAX_SIDE)
+
+    @torch.no_grad()
+    def __call__(self, image):
+        img = load_image(image, self.input_format)
+        h, w = img.shape[:2]
+        img = self.limit.get_transform(img).apply_image(img)
+        tensor = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"].to("cpu")

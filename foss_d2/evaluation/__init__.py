@@ -1,0 +1,3 @@
+from .age_evaluator import FaceAgeEvaluator, build_foss_evaluator, match_faces
+
+__all__ = ["FaceAgeEvaluator", "build_foss_evaluator", "match_faces"]
