@@ -69,6 +69,8 @@ class IDAUp(nn.Module):
 
     def __init__(self, out_ch: int, channels, up_factors, norm: str, dcn: bool):
         super().__init__()
+        # CenterNet assumes the finest level already has out_ch channels; project it otherwise.
+        self.proj_0 = ConvNormRelu(channels[0], out_ch, norm, dcn) if channels[0] != out_ch else None
         for i in range(1, len(channels)):
             f = int(up_factors[i])
             setattr(self, f"proj_{i}", ConvNormRelu(channels[i], out_ch, norm, dcn))
@@ -78,6 +80,8 @@ class IDAUp(nn.Module):
             setattr(self, f"node_{i}", ConvNormRelu(out_ch, out_ch, norm, dcn))
 
     def forward(self, layers, startp: int, endp: int):
+        if self.proj_0 is not None:
+            layers[startp] = self.proj_0(layers[startp])
         for i in range(startp + 1, endp):
             up = getattr(self, f"up_{i - startp}")(getattr(self, f"proj_{i - startp}")(layers[i]))
             layers[i] = getattr(self, f"node_{i - startp}")(up + layers[i - 1])

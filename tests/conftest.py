@@ -1,0 +1,46 @@
+import os
+
+import pytest
+
+SHARED_DATA = os.path.abspath(
+    os.environ.get("FOSS_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+)
+
+
+def shared_data_path(*parts):
+    return os.path.join(SHARED_DATA, *parts)
+
+
+needs_shared_data = pytest.mark.skipif(
+    not os.path.isdir(os.path.join(SHARED_DATA, "utkface")) or not os.path.isdir(os.path.join(SHARED_DATA, "widerface")),
+    reason=f"real data not found at {SHARED_DATA} (set FOSS_SHARED_DATA to the folder holding utkface/ and widerface/)",
+)
+
+
+def tiny_cfg(**overrides):
+    """The FOSS model at toy sizes: same code path, seconds per step on CPU."""
+    from detectron2.config import get_cfg
+
+    from foss_d2 import add_foss_config
+
+    cfg = get_cfg()
+    add_foss_config(cfg)
+    cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "configs", "Base-FOSS.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.FOSS.DET_INPUT_SIZE = 128
+    cfg.MODEL.FOSS.K_TRAIN = 3
+    cfg.MODEL.FOSS.K_TEST = 5
+    cfg.MODEL.AGE_HEAD.LAYERS = [1, 1, 1, 1]
+    cfg.MODEL.AGE_HEAD.WIDTH_FACTOR = 0.5
+    cfg.MODEL.AGE_HEAD.CROP_SIZE = [80, 112]
+    cfg.MODEL.AGE_HEAD.FEATURE_ROI_SIZE = [5, 7]
+    cfg.MODEL.AGE_HEAD.HEAD_CHANNELS = 32
+    cfg.MODEL.CENTERNET.HEAD_CONV = 32
+    cfg.MODEL.DLA.OUT_CHANNELS = 32
+    for k, v in overrides.items():
+        node = cfg
+        *path, last = k.split(".")
+        for p in path:
+            node = getattr(node, p)
+        setattr(node, last, v)
+    return cfg

@@ -1,0 +1,166 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from detectron2.structures import Boxes, Instances
+
+from foss_d2.roi_heads import TResNetAgeNet, age_gender_losses, crop_faces, expand_boxes_with_margins, mean_variance_terms
+from foss_d2.roi_heads.age_head import sanitize_boxes
+
+from conftest import needs_shared_data, shared_data_path
+
+LAMBDAS = {"mean": 0.01, "var": 0.0025, "ce": 0.05, "gen": 0.1}  # paper 4.2
+
+
+def test_margins_20_top_10_others():
+    boxes = torch.tensor([[10.0, 20.0, 110.0, 220.0]])  # w 100, h 200
+    out = expand_boxes_with_margins(boxes, (0.2, 0.1, 0.1, 0.1))
+    assert out.tolist() == [[0.0, -20.0, 120.0, 240.0]]
+
+
+def _ramp(h=100, w=200):
+    img = np.zeros((3, h, w), np.uint8)
+    img[0] = (np.arange(w) % 250 + 5)[None, :]  # channel 0 encodes x + 5
+    img[1] = (np.arange(h) + 5)[:, None]  # channel 1 encodes y + 5
+    return torch.from_numpy(img)
+
+
+def test_crop_geometry_inside_and_at_border():
+    img = _ramp()
+    crops = crop_faces(img, torch.tensor([[50.0, 20.0, 130.0, 60.0], [-20.0, 0.0, 60.0, 40.0]]), (40, 80))
+    assert crops.shape == (2, 3, 40, 80)
+    # Inside: one sample per pixel, bin j reads pixel 50 + j exactly.
+    assert torch.allclose(crops[0, 0, 0] * 255, torch.arange(50, 130).float() + 5, atol=1e-3)
+    assert torch.allclose(crops[0, 1, :, 0] * 255, torch.arange(20, 60).float() + 5, atol=1e-3)
+    # Left of the image: zero padding; sample at x = -1 is clamped to pixel 0 (ROIAlign's rule).
+    row = crops[1, 0, 5] * 255
+    assert torch.all(row[:19] == 0)
+    assert torch.allclose(row[19:22], torch.tensor([5.0, 5.0, 6.0]), atol=1e-3)
+
+
+def test_crop_shrinks_with_area_averaging():
+    img = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    img[:, :, ::2] = 255  # 1-pixel stripes: a point sampler would alias to all-black or all-white
+    crop = crop_faces(img, torch.tensor([[0.0, 0.0, 8.0, 8.0]]), (2, 2))
+    assert torch.allclose(crop, torch.full_like(crop, 0.5), atol=1e-6)
+
+
+def test_sanitize_boxes():
+    b = sanitize_boxes(torch.tensor([[5.0, 5.0, 3.0, float("nan")]]))
+    assert b.tolist() == [[5.0, 5.0, 6.0, 6.0]]
+
+
+@needs_shared_data
+def test_crop_real_photo_at_border():
+    import cv2
+
+    path = shared_data_path("widerface", "WIDER_val", "images", "0--Parade", "0_Parade_Parade_0_125.jpg")
+    bgr = cv2.imread(path)
+    h, w = bgr.shape[:2]
+    img = torch.from_numpy(bgr).permute(2, 0, 1).contiguous()
+    # Face box 519 337 26 38 (XYWH) from wider_face_val_bbx_gt.txt, then a box touching the top-left corner.
+    face = torch.tensor([[519.0, 337.0, 545.0, 375.0]])
+    corner = torch.tensor([[0.0, 0.0, 40.0, 50.0]])
+    boxes = expand_boxes_with_margins(torch.cat([face, corner]), (0.2, 0.1, 0.1, 0.1))
+    crops = crop_faces(img, boxes, (224, 160))
+    # Inside the image, the crop matches OpenCV's resize of the same pixels.
+    x1, y1, x2, y2 = boxes[0].round().int().tolist()
+    ref = cv2.resize(bgr[y1:y2, x1:x2], (160, 224), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    got = crops[0].permute(1, 2, 0).numpy()
+    assert np.abs(got - ref).mean() < 0.03
+    # Corner box [0, 0, 40, 50] becomes [-4, -10, 44, 55]: the top 224 * 10/65 ≈ 34 rows and the
+    # first 160 * 4/48 ≈ 13 columns lie outside the image and are padding.
+    top_rows = int(224 * 10 / 65)
+    left_cols = int(160 * 4 / 48)
+    assert float(crops[1, :, : top_rows - 3].abs().max()) == 0.0
+    assert float(crops[1, :, :, : left_cols - 2].abs().max()) == 0.0
+    assert float(crops[1, :, top_rows + 3 :, left_cols + 3 :].mean()) > 0.05
+
+
+def test_mean_variance_terms_match_direct_formula():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 101)
+    ages = torch.tensor([0.0, 37.4, 100.0])
+    l_mean, l_var, l_ce = mean_variance_terms(logits, ages)
+    p = torch.softmax(logits.double(), 1).numpy()
+    j = np.arange(101)
+    for i in range(3):
+        m = (p[i] * j).sum()
+        v = (p[i] * (j - m) ** 2).sum()
+        assert float(l_mean[i]) == pytest.approx((m - ages[i].item()) ** 2 / 2, rel=1e-4)
+        assert float(l_var[i]) == pytest.approx(v, rel=1e-4)
+        assert float(l_ce[i]) == pytest.approx(-math.log(p[i][int(round(ages[i].item()))]), rel=1e-4)
+
+
+def _target(boxes, ages, genders):
+    t = Instances((200, 200))
+    t.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    t.gt_classes = torch.zeros(len(boxes), dtype=torch.long)
+    t.gt_ages = torch.tensor(ages, dtype=torch.float32)
+    t.gt_genders = torch.tensor(genders, dtype=torch.float32)
+    return t
+
+
+def test_age_loss_hand_computed_and_iou_masking():
+    # Uniform age distribution: mean 50, variance Σ(j-50)²/101 = 2·42925/101 = 850, CE = log 101.
+    # Face with age 30: 0.01·(20²/2) + 0.0025·850 + 0.05·log(101).
+    expected_age = 0.01 * 200 + 0.0025 * 850 + 0.05 * math.log(101)
+    expected_gen = 0.1 * math.log(2)  # gender logit 0, label female
+    tgt = _target([[0, 0, 100, 100], [150, 150, 200, 200]], [30.0, -1.0], [1.0, -1.0])
+    # Box 1 matches face 1 (IoU 0.81); box 2 overlaps nothing (IoU 0); box 3 matches the face without labels.
+    boxes = torch.tensor([[0.0, 0.0, 90.0, 90.0], [100.0, 0.0, 140.0, 40.0], [150.0, 150.0, 200.0, 200.0]])
+    age_logits = torch.zeros(3, 101, requires_grad=True)
+    gender_logits = torch.zeros(3, requires_grad=True)
+    losses = age_gender_losses(age_logits, gender_logits, [boxes], [tgt], 0.3, LAMBDAS)
+    assert float(losses["loss_age"]) == pytest.approx(expected_age, rel=1e-5)  # N_a = 1, not 3
+    assert float(losses["loss_gender"]) == pytest.approx(expected_gen, rel=1e-5)
+    (losses["loss_age"] + losses["loss_gender"]).backward()
+    assert age_logits.grad[0].abs().sum() > 0
+    assert age_logits.grad[1:].abs().sum() == 0  # masked boxes give no gradient
+    assert gender_logits.grad[1:].abs().sum() == 0
+
+
+def test_box_under_threshold_gives_no_loss():
+    tgt = _target([[0, 0, 100, 100]], [30.0], [0.0])
+    boxes = torch.tensor([[50.0, 50.0, 150.0, 150.0]])  # IoU 2500/17500 = 0.143 < 0.3
+    logits = torch.randn(1, 101, requires_grad=True)
+    losses = age_gender_losses(logits, torch.randn(1, requires_grad=True), [boxes], [tgt], 0.3, LAMBDAS)
+    assert float(losses["loss_age"]) == 0.0 and float(losses["loss_gender"]) == 0.0
+    losses["loss_age"].backward()  # still part of the graph
+    assert logits.grad is not None and float(logits.grad.abs().sum()) == 0.0
+
+
+def test_all_masked_is_zero_and_finite():
+    empty = _target(np.zeros((0, 4)).tolist(), [], [])
+    logits = torch.randn(2, 101)
+    losses = age_gender_losses(logits, torch.randn(2), [torch.rand(2, 4) * 10 + torch.tensor([0, 0, 20, 20])], [empty], 0.3, LAMBDAS)
+    assert all(torch.isfinite(v) and float(v) == 0.0 for v in losses.values())
+
+
+def test_feature_concat_point_and_width():
+    net = TResNetAgeNet(layers=(1, 1, 2, 1), width_factor=0.5, crop_hw=(224, 160), feature_hw=(14, 10), feature_channels=48)
+    assert net.concat_stage == "layer3"  # 224/16 x 160/16 = 14 x 10
+    block = net.body.layer3[0]
+    assert block.conv3.conv.out_channels == 32 * 4 * 4 - 48  # narrowed by the 48 concatenated channels
+    seen = {}
+
+    def record_input(module, inputs, output):
+        seen["in"] = inputs[0].shape
+
+    net.body.layer3[1].register_forward_hook(record_input)
+    age, gender = net(torch.rand(2, 3, 224, 160), torch.randn(2, 48, 14, 10))
+    assert seen["in"] == (2, 512, 14, 10)  # 464 + 48: the stage width is unchanged
+    assert age.shape == (2, 101) and gender.shape == (2,)
+    with pytest.raises(ValueError, match="No TResNet stage"):
+        TResNetAgeNet(layers=(1, 1, 1, 1), width_factor=0.5, crop_hw=(224, 160), feature_hw=(10, 10), feature_channels=48)
+
+
+def test_tresnet_s_parameter_count():
+    """Paper 4.2: TResNet-S ≈ 19.2M parameters; the feature connection makes it slightly smaller."""
+    count = lambda m: sum(p.numel() for p in m.body.parameters())  # noqa: E731
+    base = TResNetAgeNet()
+    with_feat = TResNetAgeNet(feature_channels=48)
+    assert count(base) == 19_286_619
+    assert 19_100_000 < count(with_feat) < count(base)

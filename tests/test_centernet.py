@@ -1,0 +1,88 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from detectron2.structures import Boxes, Instances
+
+from foss_d2.proposal_generator import CenterNet, decode_centernet, draw_gaussian, focal_loss, gaussian_radius
+
+
+def test_gaussian_radius_square_box():
+    # h = w = 10, overlap 0.7: case 3 is the smallest,
+    # a = 4·0.7 = 2.8, b = -2·0.7·20 = -28, c = -0.3·100 = -30: r3 = (-28 + sqrt(784 + 336)) / 2
+    r = gaussian_radius(10, 10, 0.7)
+    assert r == pytest.approx((-28 + math.sqrt(1120)) / 2, rel=1e-12)
+    assert r == pytest.approx(2.7332, abs=1e-4)
+
+
+def test_draw_gaussian_values_and_border_clipping():
+    heat = np.zeros((5, 5), np.float32)
+    draw_gaussian(heat, (2, 2), 1)  # sigma = 3/6 = 0.5
+    assert heat[2, 2] == 1.0
+    assert heat[2, 3] == pytest.approx(math.exp(-2), rel=1e-6)  # d² = 1: exp(-1 / (2·0.25))
+    assert heat[1, 1] == pytest.approx(math.exp(-4), rel=1e-6)  # d² = 2
+    assert heat[0, 0] == 0 and heat[2, 4] == 0  # outside the radius
+    corner = np.zeros((3, 3), np.float32)
+    draw_gaussian(corner, (0, 0), 1)  # clipped at the border, no exception
+    assert corner[0, 0] == 1.0 and corner[0, 1] == pytest.approx(math.exp(-2), rel=1e-6)
+    # elementwise max: a weaker splat does not lower an existing peak
+    draw_gaussian(heat, (3, 2), 1)
+    assert heat[2, 2] == 1.0 and heat[2, 3] == 1.0
+
+
+def test_focal_loss_hand_computed():
+    gt = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]]]])
+    pred = torch.tensor([[[[0.9, 0.5], [0.1, 0.2]]]])
+    pos = math.log(0.9) * 0.1 ** 2
+    neg = (
+        math.log(0.5) * 0.5 ** 2 * 0.5 ** 4  # gt 0.5: penalty (1 - 0.5)^4
+        + math.log(0.9) * 0.1 ** 2
+        + math.log(0.8) * 0.2 ** 2
+    )
+    expected = -(pos + neg) / 1.0
+    assert float(focal_loss(pred, gt)) == pytest.approx(expected, rel=1e-5)
+    # no positive: the negative part alone, not divided by 0
+    gt0 = torch.zeros_like(gt)
+    neg0 = math.log(0.1) * 0.9 ** 2 + math.log(0.5) * 0.5 ** 2 + math.log(0.9) * 0.1 ** 2 + math.log(0.8) * 0.2 ** 2
+    assert float(focal_loss(pred, gt0)) == pytest.approx(-neg0, rel=1e-5)
+
+
+def test_decode_planted_peak():
+    heat = torch.zeros(1, 1, 8, 8)
+    heat[0, 0, 3, 5] = 0.9
+    heat[0, 0, 3, 4] = 0.8  # a neighbour: suppressed by the 3x3 max-pool NMS
+    heat[0, 0, 7, 0] = 0.3
+    size = torch.zeros(1, 2, 8, 8)
+    size[0, :, 3, 5] = torch.tensor([4.0, 6.0])
+    off = torch.zeros(1, 2, 8, 8)
+    off[0, :, 3, 5] = torch.tensor([0.25, 0.5])
+    boxes, scores, classes = decode_centernet(heat, size, off, k=3, stride=4)
+    # centre (5.25, 3.5) * 4 = (21, 14); w = 16, h = 24
+    assert torch.allclose(boxes[0, 0], torch.tensor([13.0, 2.0, 29.0, 26.0]))
+    assert scores[0, :2].tolist() == pytest.approx([0.9, 0.3])
+    assert float(scores[0, 2]) == 0.0  # only two peaks survive NMS
+    assert classes.max() == 0
+
+
+def test_targets_and_losses_at_planted_box():
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8)
+    inst = Instances((64, 64))
+    inst.gt_boxes = Boxes(torch.tensor([[8.0, 8.0, 24.0, 40.0]]))  # stride 4: [2, 2, 6, 10]
+    inst.gt_classes = torch.tensor([0])
+    heat, bidx, inds, sizes, offs = head.targets([inst], 16, 16, "cpu")
+    assert heat[0, 0, 6, 4] == 1.0 and heat.sum() > 1.0  # peak at centre (4, 6), Gaussian around
+    assert inds.tolist() == [6 * 16 + 4] and bidx.tolist() == [0]
+    assert sizes.tolist() == [[4.0, 8.0]] and offs.tolist() == [[0.0, 0.0]]
+    feats = {"f": torch.randn(1, 4, 16, 16)}
+    results, losses = head((64, 64), feats, k=5, gt_instances=[inst])
+    assert set(losses) == {"loss_heatmap", "loss_size", "loss_offset"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert len(results[0]) == 5
+    # an image without faces: finite losses, zero size/offset loss
+    empty = Instances((64, 64))
+    empty.gt_boxes = Boxes(torch.zeros(0, 4))
+    empty.gt_classes = torch.zeros(0, dtype=torch.long)
+    _, losses = head((64, 64), feats, k=5, gt_instances=[empty])
+    assert float(losses["loss_size"]) == 0 and torch.isfinite(losses["loss_heatmap"])

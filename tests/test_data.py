@@ -1,0 +1,203 @@
+import logging
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detectron2.structures import BoxMode
+
+from foss_d2.data import DatasetWeightedTrainingSampler, FOSSDatasetMapper, TilingAugmentation
+from foss_d2.data.datasets import load_utkface, load_wider_face, parse_utkface_name, parse_wider_bbx_gt
+from foss_d2.data.datasets.utkface import UTKFACE_PRIOR_BOX
+
+from conftest import needs_shared_data, shared_data_path, tiny_cfg
+
+
+def test_parse_utkface_names():
+    assert parse_utkface_name("26_1_2_20170116174525125.jpg.chip.jpg") == {"age": 26, "gender": 1, "race": 2}
+    for bad in ["24_0_1_20170116220224657 .jpg.chip.jpg", "39_1_20170116174525125.jpg.chip.jpg", "55_0_0_20170116232725357jpg.chip.jpg"]:
+        assert parse_utkface_name(bad) is None
+
+
+def test_load_utkface_fixture(tmp_path, caplog):
+    img = np.zeros((200, 200, 3), np.uint8)
+    for name in ["30_0_0_1.jpg.chip.jpg", "5_1_3_2.jpg.chip.jpg", "bad_name.jpg.chip.jpg", "notes.txt"]:
+        cv2.imwrite(str(tmp_path / name), img) if name.endswith(".jpg") else (tmp_path / name).write_text("x")
+    with caplog.at_level(logging.WARNING):
+        recs = load_utkface(str(tmp_path))
+    assert [r["annotations"][0]["age"] for r in recs] == [30.0, 5.0]
+    assert [r["annotations"][0]["gender"] for r in recs] == [0, 1]
+    x1, y1, x2, y2 = UTKFACE_PRIOR_BOX
+    assert recs[0]["annotations"][0]["bbox"] == [x1 * 200, y1 * 200, x2 * 200, y2 * 200]
+    assert sum("bad_name" in m for m in caplog.messages) == 1
+    with pytest.raises(FileNotFoundError):
+        load_utkface(str(tmp_path / "nope"))
+
+
+@needs_shared_data
+def test_utkface_real_counts_and_split(caplog):
+    root = shared_data_path("utkface", "UTKFace")
+    with caplog.at_level(logging.WARNING):
+        recs = load_utkface(root)
+    assert len(recs) == 10_016
+    assert len([m for m in caplog.messages if "malformed" in m]) == 3
+    train, test = load_utkface(root, "train"), load_utkface(root, "test")
+    assert len(train) + len(test) == 10_016
+    assert not {r["image_id"] for r in train} & {r["image_id"] for r in test}
+    assert 0.17 < len(test) / 10_016 < 0.23
+
+
+def test_parse_wider_fixture(tmp_path):
+    gt = tmp_path / "gt.txt"
+    gt.write_text("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0 \n5 6 0 8 1 0 0 1 0 0 \nb/empty.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \nc/y.jpg\n1\n9 9 9 9 0 0 0 1 0 0 \n")
+    parsed = parse_wider_bbx_gt(str(gt))
+    assert parsed == [
+        ("a/x.jpg", [[1, 2, 3, 4, 0, 0, 0, 0, 0, 0], [5, 6, 0, 8, 1, 0, 0, 1, 0, 0]]),
+        ("b/empty.jpg", []),
+        ("c/y.jpg", [[9, 9, 9, 9, 0, 0, 0, 1, 0, 0]]),
+    ]
+    for rel in ["a/x.jpg", "b/empty.jpg", "c/y.jpg"]:
+        os.makedirs(tmp_path / "images" / os.path.dirname(rel), exist_ok=True)
+        cv2.imwrite(str(tmp_path / "images" / rel), np.zeros((20, 30, 3), np.uint8))
+    recs = load_wider_face(str(tmp_path / "images"), str(gt))
+    assert [len(r["annotations"]) for r in recs] == [1, 0, 1]  # the zero-width face is dropped
+    assert recs[2]["annotations"][0]["iscrowd"] == 1  # invalid -> ignore
+    assert (recs[0]["height"], recs[0]["width"]) == (20, 30)
+
+
+@needs_shared_data
+def test_wider_real_counts_and_demographics_join():
+    root = shared_data_path("widerface")
+    train = load_wider_face(os.path.join(root, "WIDER_train", "images"), os.path.join(root, "wider_face_split", "wider_face_train_bbx_gt.txt"))
+    assert len(train) == 600
+    assert sum(len(r["annotations"]) for r in train) == 3184
+    val = load_wider_face(
+        os.path.join(root, "WIDER_val", "images"),
+        os.path.join(root, "wider_face_split", "wider_face_val_bbx_gt.txt"),
+        os.path.join(root, "wider_face_split", "demographics_val.csv"),
+    )
+    assert len(val) == 130
+    faces = {(r["image_id"], a["face_index"]): a for r in val for a in r["annotations"]}
+    # Rows checked by hand against demographics_val.csv and wider_face_val_bbx_gt.txt:
+    # 24,images/0--Parade/0_Parade_marchingband_1_379.jpg,Male,Adult,Not Sure,3 -> box "695 289 23 32"
+    a = faces[("0--Parade/0_Parade_marchingband_1_379.jpg", 3)]
+    assert (a["bbox"], a["gender"], a["age_group"]) == ([695.0, 289.0, 23.0, 32.0], 0, 1)
+    # 30,...marchingband_1_379.jpg,Male,Not Sure,Not Sure,25 -> box "188 322 19 28", no age group
+    a = faces[("0--Parade/0_Parade_marchingband_1_379.jpg", 25)]
+    assert (a["bbox"], a["gender"], a["age_group"]) == ([188.0, 322.0, 19.0, 28.0], 0, -1)
+    # 94,images/0--Parade/0_Parade_Parade_0_125.jpg,Female,Middle age,I,0 -> box "519 337 26 38"
+    a = faces[("0--Parade/0_Parade_Parade_0_125.jpg", 0)]
+    assert (a["bbox"], a["gender"], a["age_group"]) == ([519.0, 337.0, 26.0, 38.0], 1, 2)
+    # 95,...Parade_0_125.jpg,Female,Young Adult,I,1 -> box "583 277 18 25"
+    a = faces[("0--Parade/0_Parade_Parade_0_125.jpg", 1)]
+    assert (a["bbox"], a["gender"], a["age_group"]) == ([583.0, 277.0, 18.0, 25.0], 1, 0)
+    # 21,...marchingband_1_379.jpg,Not Sure,Not Sure,Not Sure,0 -> unlabelled
+    a = faces[("0--Parade/0_Parade_marchingband_1_379.jpg", 0)]
+    assert (a["gender"], a["age_group"]) == (-1, -1)
+    labelled = [a for a in faces.values() if a["gender"] >= 0]
+    assert len(labelled) == 439 and len([a for a in faces.values() if a["age_group"] >= 0]) == 408
+
+
+COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+
+
+def _face_record(i, h=100, w=80):
+    """A synthetic single-face image: grey background, one face square of COLORS[i]."""
+    img = np.full((h, w, 3), 128, np.uint8)
+    box = [20, 30, 60, 80]
+    img[box[1] : box[3], box[0] : box[2]] = COLORS[i]
+    rec = {"file_name": f"img{i}", "image_id": i, "height": h, "width": w, "annotations": [
+        {"bbox": list(map(float, box)), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "age": 10.0 * (i + 1), "gender": i % 2}
+    ]}
+    return rec, img
+
+
+def _box_color(img, box):
+    x1, y1, x2, y2 = [int(round(v)) for v in box]
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    return tuple(int(c) for c in img[cy - 2 : cy + 3, cx - 2 : cx + 3].reshape(-1, 3).mean(0).round())
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_tiling_boxes_land_on_their_faces(n):
+    recs, imgs = zip(*[_face_record(i) for i in range(5)])
+    reads = []
+
+    def read(r):
+        reads.append(r["image_id"])
+        return imgs[r["image_id"]]
+
+    tiler = TilingAugmentation(list(recs), read, num_tiles=[n], max_images=4, canvas_size=300)
+    for seed in range(5):
+        reads.clear()
+        canvas, annos = tiler(recs[seed % 5], np.random.default_rng(seed))
+        assert len(reads) == min(n, 4)  # at most 4 images are loaded
+        assert len(annos) == n and canvas.shape == (300, 300, 3)
+        for a in annos:
+            src = int(round(a["age"] / 10)) - 1  # age identifies the source image
+            assert _box_color(canvas, a["bbox"]) == COLORS[src]
+            assert a["gender"] == src % 2
+            # the box covers the face square: its border pixels just inside are face-coloured
+            x1, y1, x2, y2 = a["bbox"]
+            assert tuple(canvas[int(y1) + 1, int(x1) + 1]) == COLORS[src]
+            assert tuple(canvas[int(y2) - 2, int(x2) - 2]) == COLORS[src]
+
+
+def test_mapper_augmentations_keep_boxes_on_faces(tmp_path):
+    rec, img = _face_record(2, 240, 320)
+    path = str(tmp_path / "face.png")
+    cv2.imwrite(path, img)
+    rec["file_name"] = path
+    cfg = tiny_cfg()
+    cfg.INPUT.AUG.COLOR_JITTER = 0.0  # keep colours exact for the check
+    cfg.INPUT.AUG.BLUR_PROB = 0.0
+    cfg.INPUT.AUG.ROTATION = 15.0
+    mapper = FOSSDatasetMapper(cfg, True)
+    np.random.seed(0)
+    for _ in range(20):
+        out = mapper(rec)
+        inst = out["instances"]
+        image = out["image"].permute(1, 2, 0).numpy()
+        assert len(inst) == 1 and inst.gt_ages.tolist() == [30.0] and inst.gt_genders.tolist() == [0.0]
+        color = _box_color(image, inst.gt_boxes.tensor[0].tolist())
+        assert np.abs(np.array(color) - COLORS[2]).max() <= 10
+        # after rotation the box encloses the face: its area is at least the face's
+        s = image.shape[0] * image.shape[1] / (240 * 320)
+        assert float(inst.gt_boxes.area()[0]) >= 0.6 * 40 * 50 * s
+
+
+def test_mapper_tiles_only_named_datasets(tmp_path):
+    recs = []
+    for i in range(3):
+        rec, img = _face_record(i)
+        rec["file_name"] = str(tmp_path / f"f{i}.png")
+        cv2.imwrite(rec["file_name"], img)
+        rec["dataset_name"] = "single"
+        recs.append(rec)
+    cfg = tiny_cfg()
+    cfg.INPUT.TILING.ENABLED = True
+    cfg.INPUT.TILING.NUM_TILES = [4]
+    cfg.INPUT.TILING.PROBS = [1.0]
+    cfg.INPUT.TILING.CANVAS_SIZE = 200
+    cfg.INPUT.AUG.SCALE_RANGE = [1.0, 1.0]
+    cfg.INPUT.AUG.CROP_FRACTION = 1.0
+    cfg.INPUT.AUG.ROTATION = 0.0
+    mapper = FOSSDatasetMapper(cfg, True, pools={"single": recs})
+    assert len(mapper(recs[0])["instances"]) == 4
+    other = dict(recs[0], dataset_name="wider")
+    assert len(mapper(other)["instances"]) == 1
+
+
+def test_sampler_ratios_match_weights():
+    s = DatasetWeightedTrainingSampler([100, 300, 50], weights=[1, 1, 2], seed=3)
+    it = iter(s)
+    idx = np.array([next(it) for _ in range(40_000)])
+    counts = np.array([(idx < 100).sum(), ((idx >= 100) & (idx < 400)).sum(), (idx >= 400).sum()]) / len(idx)
+    assert np.allclose(counts, [0.25, 0.25, 0.5], atol=0.01)
+    # default: proportional to size; epoch = largest dataset
+    d = DatasetWeightedTrainingSampler([100, 300], seed=0)
+    assert d.epoch_length == 300 and torch.allclose(d.dataset_probs, torch.tensor([0.25, 0.75], dtype=torch.float64))
+    with pytest.raises(ValueError):
+        DatasetWeightedTrainingSampler([10, 0])

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+
+from foss_d2.engine import FOSSPredictor, load_image
+
+from conftest import tiny_cfg
+
+
+def _sample(h=160, w=200):
+    torch.manual_seed(0)
+    inst = Instances((h, w))
+    inst.gt_boxes = Boxes(torch.tensor([[20.0, 30.0, 80.0, 100.0], [120.0, 40.0, 170.0, 110.0]]))
+    inst.gt_classes = torch.zeros(2, dtype=torch.long)
+    inst.gt_ages = torch.tensor([25.0, -1.0])
+    inst.gt_genders = torch.tensor([1.0, 0.0])
+    return {"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "instances": inst}
+
+
+def _grads(params):
+    return [p.grad for p in params]
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_frozen_detector_gets_no_gradient(frozen):
+    cfg = tiny_cfg(**{"MODEL.FOSS.FREEZE_DETECTOR": frozen, "MODEL.FOSS.ADD_GT_BOXES": True})
+    model = build_model(cfg)
+    model.train()
+    losses = model([_sample(), _sample(120, 90)])
+    det_losses = {"loss_heatmap", "loss_size", "loss_offset"}
+    assert det_losses.isdisjoint(losses) if frozen else det_losses <= set(losses)
+    assert {"loss_age", "loss_gender"} <= set(losses)
+    sum(losses.values()).backward()
+    det_grads = _grads(model.detector_parameters())
+    age_grads = _grads(model.age_head.parameters())
+    if frozen:
+        assert all(g is None for g in det_grads)
+        assert not model.backbone.training  # BatchNorm statistics stay frozen too
+    else:
+        assert sum(float(g.abs().sum()) for g in det_grads if g is not None) > 0
+        # the age loss alone reaches the detector through the intermediate feature connection
+        model.zero_grad(set_to_none=True)
+        model([_sample()])["loss_age"].backward()
+        assert float(next(iter(model.backbone.dla_up.parameters())).grad.abs().sum()) > 0
+    assert sum(float(g.abs().sum()) for g in age_grads if g is not None) > 0
+
+
+def test_detector_only_mode_has_no_age_head():
+    model = build_model(tiny_cfg(**{"MODEL.FOSS.DETECTOR_ONLY": True}))
+    model.train()
+    assert model.age_head is None
+    assert set(model([_sample()])) == {"loss_heatmap", "loss_size", "loss_offset"}
+
+
+def test_inference_fields_k_and_empty():
+    cfg = tiny_cfg(**{"MODEL.FOSS.K_TEST": 50, "MODEL.FOSS.SCORE_THRESH_TEST": 0.0})
+    model = build_model(cfg)
+    model.eval()
+    # Untrained size heads predict ~0 sizes, i.e. empty boxes that post-processing drops; give them 10 cells.
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 10.0)
+    img = torch.randint(0, 256, (3, 90, 140), dtype=torch.uint8)
+    inst = model([{"image": img, "height": 180, "width": 280}])[0]["instances"]
+    n = len(inst)
+    assert 0 < n <= 50  # K above the number of heatmap peaks: only real peaks come back
+    model.k_test = 3
+    assert len(model([{"image": img}])[0]["instances"]) == 3
+    assert inst.image_size == (180, 280)
+    assert float(inst.pred_boxes.tensor[:, 2].max()) <= 280 and float(inst.pred_boxes.tensor[:, 3].max()) <= 180
+    assert inst.pred_age_probs.shape == (n, 101)
+    assert torch.allclose(inst.pred_age_probs.sum(1), torch.ones(n), atol=1e-5)
+    assert ((inst.pred_ages >= 0) & (inst.pred_ages <= 100)).all()
+    assert ((inst.pred_female_probs >= 0) & (inst.pred_female_probs <= 1)).all()
+    assert (inst.pred_age_stds >= 0).all()
+    model.score_thresh_test = 1.0  # nothing passes: an empty result, not an error
+    empty = model([{"image": img}])[0]["instances"]
+    assert len(empty) == 0 and empty.has("pred_ages") and empty.has("pred_female_probs")
+
+
+def test_age_on_detected_faces_only_matches_all_k():
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 6})
+    model = build_model(cfg).eval()
+    img = torch.randint(0, 256, (3, 100, 100), dtype=torch.uint8)
+    a = model([{"image": img}])[0]["instances"]
+    model.age_on_all_k = False
+    b = model([{"image": img}])[0]["instances"]
+    assert torch.allclose(a.pred_ages, b.pred_ages, atol=1e-4)
+
+
+def test_load_image_bad_and_odd_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_image(tmp_path / "missing.jpg")
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="cannot read image"):
+        load_image(bad)
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    out = load_image(gray)
+    assert out.shape == (3, 4, 3) and (out[:, :, 0] == gray).all() and (out[:, :, 2] == gray).all()
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert load_image(rgba).shape == (2, 2, 3)
+    assert load_image(np.full((2, 2, 3), 65535, np.uint16)).max() == 255
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        load_image(np.zeros((2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="empty image"):
+        load_image(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(TypeError):
+        load_image(42)
+
+
+def test_predictor_tiny_and_huge_images():
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "INPUT.MAX_SIDE": 1024})
+    pred = FOSSPredictor(cfg)
+    torch.nn.init.constant_(pred.model.proposal_generator.size[-1].bias, 10.0)
+    small = pred(np.random.randint(0, 256, (8, 8, 3), np.uint8))
+    assert small.image_size == (8, 8) and len(small) == cfg.MODEL.FOSS.K_TEST
+    huge = pred(np.zeros((4000, 6000, 3), np.uint8))  # downscaled to 1024 inside, boxes mapped back
+    assert huge.image_size == (4000, 6000)
+    b = huge.pred_boxes.tensor
+    assert (b[:, 0] >= 0).all() and (b[:, 2] <= 6000).all() and (b[:, 3] <= 4000).all()
