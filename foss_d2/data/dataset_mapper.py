@@ -17,6 +17,7 @@ from detectron2.data import transforms as T
 
 from .augmentation import LimitMaxSide, build_foss_augmentations
 from .tiling import TilingAugmentation
+from .utils import absolute_annotations
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class FOSSDatasetMapper:
             image = utils.read_image(d["file_name"], format=self.image_format)
             utils.check_image_size(d, image)
             annos = d.pop("annotations", None)
+            if annos is not None:
+                annos = absolute_annotations(annos, *image.shape[:2])
         aug = T.AugInput(image)
         transforms = self.augmentations(aug)
         image = aug.image

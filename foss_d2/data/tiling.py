@@ -13,6 +13,8 @@ import numpy as np
 
 from detectron2.structures import BoxMode
 
+from .utils import absolute_annotations
+
 
 class TilingAugmentation:
     def __init__(
@@ -74,7 +76,7 @@ class TilingAugmentation:
             interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
             canvas[oy : oy + nh, ox : ox + nw] = cv2.resize(img, (nw, nh), interpolation=interp)
             sx, sy = nw / w, nh / h
-            for a in annotations[src]:
+            for a in absolute_annotations(annotations[src], h, w):
                 box = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
                 b = dict(a)
                 b["bbox"] = [box[0] * sx + ox, box[1] * sy + oy, box[2] * sx + ox, box[3] * sy + oy]

@@ -1,16 +1,17 @@
-"""Registers the datasets found under the datasets root (detectron2 convention).
+"""Registers every dataset of the paper under the datasets root (detectron2 convention).
 
-Root: ``$DETECTRON2_DATASETS`` (default ``./datasets``). Expected layout (see datasets/README.md)::
-
-    utkface/UTKFace/*.jpg.chip.jpg
-    widerface/WIDER_{train,val}/images/...
-    widerface/wider_face_split/wider_face_{train,val}_bbx_gt.txt
-    widerface/wider_face_split/demographics_val.csv   (optional)
+Root: ``$DETECTRON2_DATASETS`` (default ``./datasets``), or ``DATASETS.ROOT`` in the config.
+Layouts are each dataset's official one; see datasets/README.md. Registration is lazy: a
+dataset's files are only read when it is used, and a missing folder fails then, naming the path.
 """
 import os
 
 from detectron2.data import DatasetCatalog
 
+from .appa_real import register_appa_real
+from .images_of_groups import register_images_of_groups
+from .imdb_wiki import register_imdb_wiki
+from .megaage_asian import register_megaage_asian
 from .utkface import register_utkface
 from .wider_face import register_wider_face
 
@@ -19,28 +20,35 @@ def datasets_root() -> str:
     return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
-def register_all_foss(root: str = None):
-    """Register ``utkface_{train,test,all}`` and ``wider_face_{train,val}`` under ``root``.
+def _register(name, fn, *args):
+    if name not in DatasetCatalog.list():
+        fn(name, *args)
 
-    Registration is lazy (nothing is read until a dataset is used), so missing folders only fail
-    when the dataset is actually requested, with a message naming the missing path.
-    """
+
+def register_all_foss(root: str = None):
     root = root or datasets_root()
     utk = os.path.join(root, "utkface", "UTKFace")
     for split in ("train", "test", "all"):
-        name = f"utkface_{split}"
-        if name not in DatasetCatalog.list():
-            register_utkface(name, utk, split)
+        _register(f"utkface_{split}", register_utkface, utk, split)
     wider = os.path.join(root, "widerface")
     split_dir = os.path.join(wider, "wider_face_split")
     for split in ("train", "val"):
-        name = f"wider_face_{split}"
-        if name in DatasetCatalog.list():
-            continue
-        demo = os.path.join(split_dir, f"demographics_{split}.csv")
-        register_wider_face(
-            name,
+        demo = os.path.join(split_dir, f"demographics_{split}.csv") if split == "val" else None
+        _register(
+            f"wider_face_{split}",
+            register_wider_face,
             os.path.join(wider, f"WIDER_{split}", "images"),
             os.path.join(split_dir, f"wider_face_{split}_bbx_gt.txt"),
-            demo if split == "val" else None,
+            demo,
         )
+    for which in ("imdb", "wiki"):
+        mat = os.path.join(root, f"{which}_crop", f"{which}.mat")
+        for split in ("train", "test"):
+            _register(f"{which}_{split}", register_imdb_wiki, mat, None, split)
+    appa = os.path.join(root, "appa-real-release")
+    for split in ("train", "valid", "test"):
+        _register(f"clap2016_{split}", register_appa_real, appa, split)
+    mega = os.path.join(root, "megaage_asian")
+    for split in ("train", "test"):
+        _register(f"megaage_asian_{split}", register_megaage_asian, mega, split)
+    _register("images_of_groups", register_images_of_groups, os.path.join(root, "images_of_groups"))

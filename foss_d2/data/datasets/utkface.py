@@ -10,13 +10,14 @@ relative coordinates, chosen by drawing it over a sample of the aligned crops (d
 import logging
 import os
 import re
-import zlib
 from typing import List, Optional
 
 from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+
+from ..utils import hash_split
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,6 @@ def parse_utkface_name(name: str) -> Optional[dict]:
     return {"age": int(m.group(1)), "gender": int(m.group(2)), "race": int(m.group(3))}
 
 
-def utkface_split_of(name: str, test_fraction: float = 0.2) -> str:
-    """Deterministic 80/20 split by a hash of the file name (independent of listing order)."""
-    return "test" if (zlib.crc32(name.encode()) % 1000) < test_fraction * 1000 else "train"
-
-
 def load_utkface(image_dir: str, split: str = "all", test_fraction: float = 0.2) -> List[dict]:
     """Records in detectron2's format with one face each, carrying ``age`` and ``gender``."""
     if split not in SPLITS:
@@ -52,7 +48,7 @@ def load_utkface(image_dir: str, split: str = "all", test_fraction: float = 0.2)
         if label is None:
             skipped.append(name)
             continue
-        if split != "all" and utkface_split_of(name, test_fraction) != split:
+        if split != "all" and hash_split(name, test_fraction) != split:
             continue
         path = os.path.join(image_dir, name)
         try:

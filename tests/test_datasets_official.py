@@ -1,0 +1,118 @@
+"""Loaders of the datasets absent here, on small files written in each official layout."""
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from detectron2.data import DatasetCatalog
+from detectron2.structures import BoxMode
+
+from foss_d2.data.datasets import (
+    box_from_eyes,
+    load_appa_real,
+    load_images_of_groups,
+    load_imdb_wiki,
+    load_megaage_asian,
+    register_all_foss,
+)
+from foss_d2.data.datasets.imdb_wiki import CROP_FACE_BOX
+from foss_d2.data.utils import absolute_annotations
+
+DATENUM_1970 = 719529  # MATLAB datenum(1970, 1, 1)
+DATENUM_1990 = DATENUM_1970 + 7305  # + 20 years incl. 5 leap days
+
+
+def _cell(strings):
+    c = np.empty((1, len(strings)), dtype=object)
+    for i, s in enumerate(strings):
+        c[0, i] = np.array([s])
+    return c
+
+
+def test_imdb_wiki_mat_and_cleaning(tmp_path):
+    paths = ["01/a.jpg", "02/two_faces.jpg", "03/no_face.jpg", "04/no_gender.jpg", "05/too_old.jpg", "06/b.jpg"]
+    fields = {
+        "dob": np.array([[DATENUM_1970 + 0.5, DATENUM_1970, DATENUM_1970, DATENUM_1970, 690000.0, DATENUM_1990]]),
+        "photo_taken": np.array([[2000, 2000, 2000, 2000, 2000, 2010]]),
+        "full_path": _cell(paths),
+        "gender": np.array([[1.0, 1.0, 0.0, np.nan, 1.0, 0.0]]),
+        "face_location": _cell(["x"] * 6),
+        "face_score": np.array([[3.2, 4.0, -np.inf, 2.0, 2.5, 1.5]]),
+        "second_face_score": np.array([[np.nan, 2.0, np.nan, np.nan, np.nan, np.nan]]),
+    }
+    mat = tmp_path / "imdb_crop" / "imdb.mat"
+    mat.parent.mkdir()
+    savemat(str(mat), {"imdb": fields})
+    recs = load_imdb_wiki(str(mat))
+    assert [r["image_id"] for r in recs] == ["01/a.jpg", "06/b.jpg"]
+    a, b = recs[0]["annotations"][0], recs[1]["annotations"][0]
+    assert (a["age"], a["gender"]) == (30.0, 0)  # 2000 - 1970; IMDB male (1) -> 0
+    assert (b["age"], b["gender"]) == (20.0, 1)  # 2010 - 1990; IMDB female (0) -> 1
+    assert recs[0]["file_name"] == str(tmp_path / "imdb_crop" / "01" / "a.jpg")
+    assert len(load_imdb_wiki(str(mat), clean=False)) == 6
+    # the crop's 40% margins: the face is the central 1/1.8 of a 180-px crop, i.e. 40..140
+    abs_box = absolute_annotations([a], 180, 180)[0]
+    assert abs_box["bbox_mode"] == BoxMode.XYXY_ABS
+    assert abs_box["bbox"] == pytest.approx([40.0, 40.0, 140.0, 140.0])
+    assert CROP_FACE_BOX[0] == pytest.approx(0.4 / 1.8)
+
+
+def test_appa_real_csvs(tmp_path):
+    (tmp_path / "gt_avg_train.csv").write_text(
+        "file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age\n000000.jpg,36,5.0,1.146423008,4\n000001.jpg,63,20.079365079,4.096423,18\n"
+    )
+    (tmp_path / "allcategories_train.csv").write_text("file,gender,race,makeup,time,happiness\n000000.jpg,female,caucasian,no,young,happy\n")
+    recs = load_appa_real(str(tmp_path), "train")
+    assert [r["file_name"] for r in recs] == [str(tmp_path / "train" / "000000.jpg_face.jpg"), str(tmp_path / "train" / "000001.jpg_face.jpg")]
+    a, b = recs[0]["annotations"][0], recs[1]["annotations"][0]
+    assert (a["age"], a["apparent_age"], a["apparent_age_std"], a["gender"]) == (4.0, 5.0, 1.146423008, 1)
+    assert (b["age"], b["apparent_age"], b["gender"]) == (18.0, 20.079365079, -1)
+    with pytest.raises(FileNotFoundError):
+        load_appa_real(str(tmp_path), "test")
+
+
+def test_megaage_asian_lists(tmp_path):
+    (tmp_path / "list").mkdir()
+    (tmp_path / "list" / "train_name.txt").write_text("1.jpg\n2.jpg\n3.jpg\n")
+    (tmp_path / "list" / "train_age.txt").write_text("12\n45\n69\n")
+    recs = load_megaage_asian(str(tmp_path), "train")
+    assert [(r["file_name"], r["annotations"][0]["age"]) for r in recs] == [
+        (str(tmp_path / "train" / "1.jpg"), 12.0), (str(tmp_path / "train" / "2.jpg"), 45.0), (str(tmp_path / "train" / "3.jpg"), 69.0)
+    ]
+    (tmp_path / "list" / "test_name.txt").write_text("a.jpg\nb.jpg\n")
+    (tmp_path / "list" / "test_age.txt").write_text("3\n")
+    with pytest.raises(ValueError, match="2 names but .* 1 ages"):
+        load_megaage_asian(str(tmp_path), "test")
+
+
+def test_images_of_groups_person_data(tmp_path):
+    folder = tmp_path / "Fam2a"
+    folder.mkdir()
+    (folder / "PersonData.txt").write_text(
+        "1006149518_250f8036fc_1438_9284053@N07.jpg\n"
+        "100\t100\t120\t100\t28\t2\n"
+        "200\t50\t218.5\t50\t1\t1\n"
+        "2222_abc_1_1@N00.jpg\n"
+        "10\t10\t30\t10\t75\t2\n"
+    )
+    recs = load_images_of_groups(str(tmp_path), folders=["Fam2a"])
+    assert [len(r["annotations"]) for r in recs] == [2, 1]
+    a, b = recs[0]["annotations"]
+    # eyes (100,100)-(120,100): d = 20, centre (110, 100) -> [110-24, 100-18, 110+24, 100+42]
+    assert a["bbox"] == pytest.approx([86.0, 82.0, 134.0, 142.0])
+    assert (a["age_group"], a["gender"]) == (4, 0)  # code 28 = 20-36, 2 = male
+    assert (b["age_group"], b["gender"]) == (0, 1)  # code 1 = 0-2, 1 = female
+    assert recs[1]["annotations"][0]["age_group"] == 6  # code 75 = 66+
+    # the paper's median face, 18.5 px between the eyes, gets a 44.4 x 55.5 px box
+    x1, y1, x2, y2 = box_from_eyes(0, 0, 18.5, 0)
+    assert (x2 - x1, y2 - y1) == pytest.approx((44.4, 55.5))
+    (folder / "PersonData.txt").write_text("img.jpg\n1 2 3\n")
+    with pytest.raises(ValueError, match="6 face fields"):
+        load_images_of_groups(str(tmp_path), folders=["Fam2a"])
+
+
+def test_all_six_datasets_registered(tmp_path):
+    register_all_foss(str(tmp_path))
+    names = set(DatasetCatalog.list())
+    for n in ["utkface_train", "utkface_test", "wider_face_train", "wider_face_val", "imdb_train", "wiki_test",
+              "clap2016_train", "megaage_asian_train", "images_of_groups"]:
+        assert n in names
