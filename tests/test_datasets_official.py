@@ -116,3 +116,22 @@ def test_all_six_datasets_registered(tmp_path):
     for n in ["utkface_train", "utkface_test", "wider_face_train", "wider_face_val", "imdb_train", "wiki_test",
               "clap2016_train", "megaage_asian_train", "images_of_groups"]:
         assert n in names
+
+
+def test_coco_round_trip_keeps_age_gender(tmp_path):
+    import cv2
+
+    from foss_d2.data import dataset_to_coco, load_foss_coco, save_coco
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((90, 180, 3), np.uint8))
+    recs = [{"file_name": str(tmp_path / "a.jpg"), "image_id": "a", "annotations": [
+        {"bbox": [0.0, 0.0, 0.5, 1.0], "bbox_mode": BoxMode.XYXY_REL, "category_id": 0, "age": 42.0, "gender": 1},
+        {"bbox": [10, 20, 30, 40], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "age_group": 3, "iscrowd": 1},
+    ]}]
+    path = str(tmp_path / "out" / "faces.json")
+    save_coco(dataset_to_coco(recs), path)
+    back = load_foss_coco(path)
+    a, b = back[0]["annotations"]
+    assert (back[0]["height"], back[0]["width"]) == (90, 180)
+    assert a["bbox"] == [0.0, 0.0, 90.0, 90.0] and (a["age"], a["gender"], a["age_group"]) == (42.0, 1, -1)
+    assert b["bbox"] == [10, 20, 30, 40] and (b["age"], b["age_group"], b["iscrowd"]) == (-1, 3, 1)
