@@ -1,3 +1,3 @@
-from .age_evaluator import FaceAgeEvaluator, build_foss_evaluator, match_faces
+from .age_evaluator import FaceAgeEvaluator, age_to_group, build_foss_evaluator, format_table, match_faces, summarize_rows
 
-__all__ = ["FaceAgeEvaluator", "build_foss_evaluator", "match_faces"]
+__all__ = ["FaceAgeEvaluator", "age_to_group", "build_foss_evaluator", "format_table", "match_faces", "summarize_rows"]

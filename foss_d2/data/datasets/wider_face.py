@@ -21,6 +21,9 @@ from detectron2.structures import BoxMode
 logger = logging.getLogger(__name__)
 
 WIDER_AGE_GROUPS = ["Young Adult", "Adult", "Middle age", "Senior"]
+# The perceived groups carry no numeric ranges. To score a predicted age in years, FOSS-D2 maps
+# it with these lower bounds (a documented choice, see docs/DESIGN.md): <30, 30-44, 45-64, 65+.
+WIDER_GROUP_LOWER = [0, 30, 45, 65]
 _GENDERS = {"Male": 0, "Female": 1}
 _ATTRS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 
@@ -103,5 +106,10 @@ def register_wider_face(name: str, image_root: str, gt_file: str, demographics_c
     DatasetCatalog.register(name, lambda: load_wider_face(image_root, gt_file, demographics_csv))
     meta = dict(thing_classes=["face"], image_root=image_root, gt_file=gt_file, evaluator_type="face_detection")
     if demographics_csv:
-        meta.update(evaluator_type="age_group", age_groups=list(WIDER_AGE_GROUPS), demographics=demographics_csv)
+        meta.update(
+            evaluator_type="age_group",
+            age_groups=list(WIDER_AGE_GROUPS),
+            age_group_lower=list(WIDER_GROUP_LOWER),
+            demographics=demographics_csv,
+        )
     MetadataCatalog.get(name).set(**meta)

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from foss_d2.evaluation import FaceAgeEvaluator, age_to_group, match_faces, summarize_rows
+
+IOG_LOWER = [0, 3, 8, 13, 20, 37, 66]
+
+
+def test_age_to_group_bounds():
+    assert [age_to_group(a, IOG_LOWER) for a in (0, 2.9, 3, 19.99, 20, 36.5, 37, 66, 99)] == [0, 0, 1, 3, 4, 4, 5, 6, 6]
+
+
+def test_match_faces_greedy_by_score():
+    gt = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10]])
+    preds = torch.tensor([[1.0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]])
+    # both predictions overlap face 0; the higher-scored one (index 1) takes it
+    assert match_faces(preds, torch.tensor([0.5, 0.9, 0.99]), gt) == [1, -1]
+
+
+def _row(age=-1, gender=-1, group=-1, pred=None, pf=None):
+    r = {"age": age, "gender": gender, "age_group": group, "detected": pred is not None}
+    if pred is not None:
+        r.update(pred_age=pred, p_female=pf)
+    return r
+
+
+def test_perfect_predictions_score_100():
+    rows = [_row(30, 1, 4, 30.0, 0.9), _row(70, 0, 6, 70.0, 0.1), _row(5, 0, 1, 5.0, 0.2)]
+    res = summarize_rows(rows, IOG_LOWER)
+    assert res["MAE"] == 0 and res["CS@5"] == 100 and res["gender_acc"] == 100
+    assert res["group_acc"] == 100 and res["group_1off"] == 100 and res["detection_rate"] == 100
+    assert res["confusion"][4][4] == 1 and res["confusion"][6][6] == 1
+
+
+def test_one_off_shift_and_undetected_face():
+    # faces in groups 4, 4, 5; predictions land in groups 5 (one off), 4 (right); the third face is missed
+    rows = [_row(30, 1, 4, 40.0, 0.9), _row(25, 0, 4, 25.0, 0.7), _row(50, 0, 5)]
+    res = summarize_rows(rows, IOG_LOWER)
+    assert res["group_acc"] == 50.0 and res["group_1off"] == 100.0  # over the 2 detected faces
+    assert res["group_acc_strict"] == pytest.approx(100 / 3) and res["group_1off_strict"] == pytest.approx(200 / 3)
+    assert res["gender_acc"] == 50.0 and res["gender_acc_strict"] == pytest.approx(100 / 3)
+    assert res["MAE"] == 5.0 and res["CS@5"] == 50.0  # errors 10 and 0: mean 5, one of two within 5
+    assert res["MAE_21_60"] == 5.0
+    assert res["undetected"] == 1 and res["detection_rate"] == pytest.approx(200 / 3)
+    assert res["per_group"][4] == {"faces": 2, "detected": 2, "age": 50.0, "1-off": 100.0, "gender": 50.0}
+    assert res["per_group"][5]["detected"] == 0
+
+
+def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
+    name = "foss_test_eval_groups"
+    recs = [{"file_name": "x.jpg", "image_id": "x", "height": 100, "width": 100, "annotations": [
+        {"bbox": [0, 0, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "age": -1, "gender": 1, "age_group": 4, "category_id": 0},
+        {"bbox": [50, 50, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "age": -1, "gender": 0, "age_group": 5, "category_id": 0},
+    ]}]
+    DatasetCatalog.register(name, lambda: recs)
+    MetadataCatalog.get(name).set(evaluator_type="age_group", age_groups=["0-2", "3-7", "8-12", "13-19", "20-36", "37-65", "66+"], age_group_lower=IOG_LOWER)
+    ev = FaceAgeEvaluator(name, str(tmp_path))
+    inst = Instances((100, 100))
+    inst.pred_boxes = Boxes(torch.tensor([[0.0, 0, 20, 20], [50, 50, 70, 70]]))
+    inst.scores = torch.tensor([0.9, 0.8])
+    inst.pred_ages = torch.tensor([25.0, 40.0])
+    inst.pred_female_probs = torch.tensor([0.8, 0.3])
+    ev.reset()
+    ev.process([{"image_id": "x"}], [{"instances": inst}])
+    res = ev.evaluate()["age"]
+    assert res["group_acc"] == 100 and res["gender_acc"] == 100
+    assert (tmp_path / "age_group_confusion.png").exists() and (tmp_path / "face_predictions.json").exists()
