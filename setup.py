@@ -27,5 +27,6 @@ setup(
         "scipy",
     ],
     extras_require={"dev": ["pytest", "pytest-timeout"]},
-    include_package_data=True,
+    # The shipped model and its config travel with the package (docs/MODEL_ZOO.md).
+    package_data={"foss_d2": ["model_zoo/*.yaml", "model_zoo/*.pth"]},
 )

@@ -5,7 +5,7 @@ head and the FOSS meta-architecture in detectron2's registries.
 """
 from .config import add_foss_config
 from . import backbone, proposal_generator, roi_heads, meta_arch, data  # noqa: F401  (registration)
-from .engine import FOSSPredictor
+from .engine import FaceAgeEstimator, FOSSPredictor
 
 __version__ = "0.1.0"
-__all__ = ["add_foss_config", "FOSSPredictor"]
+__all__ = ["add_foss_config", "FaceAgeEstimator", "FOSSPredictor"]

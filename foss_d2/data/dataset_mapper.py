@@ -14,6 +14,7 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.structures import Instances
 
 from .augmentation import LimitMaxSide, build_foss_augmentations
 from .tiling import TilingAugmentation
@@ -22,7 +23,7 @@ from .utils import absolute_annotations
 logger = logging.getLogger(__name__)
 
 
-def annotations_to_face_instances(annos: List[dict], image_hw) -> "Instances":
+def annotations_to_face_instances(annos: List[dict], image_hw) -> Instances:
     """detectron2 Instances with gt_boxes / gt_classes plus gt_ages and gt_genders (-1 = unknown)."""
     inst = utils.annotations_to_instances(annos, image_hw)
     inst.gt_ages = torch.tensor([float(a.get("age", -1)) for a in annos], dtype=torch.float32)

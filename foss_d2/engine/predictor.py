@@ -6,10 +6,32 @@ import numpy as np
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import detection_utils as utils
 from detectron2.modeling import build_model
 
 from ..data.augmentation import LimitMaxSide
+
+
+def read_image_file(path: str, image_format: str = "BGR") -> np.ndarray:
+    """Decode a file to HxWx3 uint8: EXIF orientation applied, alpha dropped, grey and palette images
+    expanded, 16-bit scaled to 8 bits. Raises FileNotFoundError / ValueError with the path."""
+    from PIL import Image, ImageOps
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()  # truncated or corrupt data fails here, not later
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
+                if arr.dtype != np.uint16:
+                    arr = np.clip(arr, 0, 65535).astype(np.uint16)
+            else:
+                arr = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable data
+        raise ValueError(f"cannot read image {path}: {e}") from e
+    arr = load_image(arr, "RGB")
+    return arr[:, :, ::-1].copy() if image_format == "BGR" else arr
 
 
 def load_image(image: Union[str, os.PathLike, np.ndarray], image_format: str = "BGR") -> np.ndarray:
@@ -19,13 +41,7 @@ def load_image(image: Union[str, os.PathLike, np.ndarray], image_format: str = "
     16-bit data is scaled to 8 bits. Anything else raises a ValueError that says what was wrong.
     """
     if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image not found: {path}")
-        try:
-            return utils.read_image(path, format=image_format)  # applies the EXIF orientation
-        except Exception as e:  # PIL raises several types for corrupt files
-            raise ValueError(f"cannot read image {path}: {e}") from e
+        return read_image_file(os.fspath(image), image_format)
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a path or a numpy array, got {type(image).__name__}")
     arr = image

@@ -12,7 +12,6 @@ over predicted boxes whose best IoU with a ground-truth face exceeds th_iou and 
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import BlurPool2d, ConvNormAct

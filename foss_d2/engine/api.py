@@ -1,0 +1,90 @@
+"""The plain Python API: ``FaceAgeEstimator()(image)`` -> list of faces, with the shipped model."""
+import os
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from detectron2.config import get_cfg
+
+from ..config import add_foss_config
+from .predictor import FOSSPredictor, load_image
+
+MODEL_ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_zoo")
+DEFAULT_CONFIG = os.path.join(MODEL_ZOO, "FOSS-CPU-default.yaml")
+DEFAULT_WEIGHTS = os.path.join(MODEL_ZOO, "foss_cpu_default.pth")
+
+
+def get_foss_cfg(config_file: Optional[str] = None, weights: Optional[str] = None, opts: Sequence[str] = (), device: Optional[str] = None):
+    """A frozen config: the shipped default unless ``config_file`` / ``weights`` are given."""
+    cfg = get_cfg()
+    add_foss_config(cfg)
+    cfg.merge_from_file(config_file or DEFAULT_CONFIG)
+    cfg.merge_from_list(list(opts))
+    if weights is not None:
+        cfg.MODEL.WEIGHTS = weights
+    elif config_file is None:
+        cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
+    if device is not None:
+        cfg.MODEL.DEVICE = device
+    if cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise FileNotFoundError(
+            f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass weights=/MODEL.WEIGHTS)"
+        )
+    cfg.freeze()
+    return cfg
+
+
+def instances_to_faces(inst) -> List[dict]:
+    """detectron2 Instances -> [{"box", "score", "age", "age_std", "gender", "p_female"}] (JSON-ready)."""
+    inst = inst.to("cpu")
+    boxes = inst.pred_boxes.tensor.tolist()
+    faces = []
+    for i, box in enumerate(boxes):
+        p_female = float(inst.pred_female_probs[i]) if inst.has("pred_female_probs") else float("nan")
+        faces.append(
+            {
+                "box": [round(float(v), 2) for v in box],
+                "score": round(float(inst.scores[i]), 4),
+                "age": round(float(inst.pred_ages[i]), 2) if inst.has("pred_ages") else None,
+                "age_std": round(float(inst.pred_age_stds[i]), 2) if inst.has("pred_age_stds") else None,
+                "gender": None if np.isnan(p_female) else ("female" if p_female > 0.5 else "male"),
+                "p_female": None if np.isnan(p_female) else round(p_female, 4),
+            }
+        )
+    return faces
+
+
+class FaceAgeEstimator:
+    """Finds every face in an image and estimates its age and gender.
+
+    >>> est = FaceAgeEstimator()            # the shipped model, on GPU when there is one
+    >>> est("photo.jpg")                    # or a numpy array (BGR by default) or a PIL image
+    [{"box": [x1, y1, x2, y2], "score": 0.93, "age": 31.2, "age_std": 6.1, "gender": "female", "p_female": 0.88}]
+    """
+
+    def __init__(self, config_file: Optional[str] = None, weights: Optional[str] = None, device: Optional[str] = None,
+                 confidence_threshold: Optional[float] = None):
+        opts = [] if confidence_threshold is None else ["MODEL.FOSS.SCORE_THRESH_TEST", confidence_threshold]
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.cfg = get_foss_cfg(config_file, weights, opts, device)
+        self.predictor = FOSSPredictor(self.cfg)
+
+    def to_array(self, image, channel_order: str = "BGR") -> np.ndarray:
+        """Any accepted input as an HxWx3 uint8 array in the model's channel order."""
+        fmt = self.cfg.INPUT.FORMAT
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            image, channel_order = np.asarray(image.convert("RGB")), "RGB"
+        if isinstance(image, np.ndarray):
+            if channel_order not in ("BGR", "RGB"):
+                raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
+            arr = load_image(image, channel_order)
+            return arr[:, :, ::-1].copy() if channel_order != fmt else arr
+        return load_image(image, fmt)
+
+    def __call__(self, image, channel_order: str = "BGR") -> List[dict]:
+        return instances_to_faces(self.predictor(self.to_array(image, channel_order)))

@@ -1,0 +1,157 @@
+"""tools/demo.py, batch JSON/CSV, bad inputs, the survey and the Python API, on a toy model whose
+weights are saved to a checkpoint (untrained, with size heads set so that boxes are non-empty)."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+from foss_d2 import FaceAgeEstimator
+from foss_d2.engine import read_image_file
+from foss_d2.engine.survey import count_faces, counts_over_time, group_names, save_survey
+
+from conftest import tiny_cfg
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 3})
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 8.0)
+    DetectionCheckpointer(model, save_dir=str(d)).save("toy")
+    cfg.MODEL.WEIGHTS = str(d / "toy.pth")
+    cfg_file = d / "toy.yaml"
+    cfg_file.write_text(cfg.dump())
+    return str(cfg_file), str(d / "toy.pth")
+
+
+def _bad_and_odd_folder(root):
+    rng = np.random.default_rng(0)
+    os.makedirs(root / "sub")
+    cv2.imwrite(str(root / "good.jpg"), rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    cv2.imwrite(str(root / "sub" / "gray.png"), rng.integers(0, 255, (50, 50), dtype=np.uint8))
+    cv2.imwrite(str(root / "rgba.png"), rng.integers(0, 255, (40, 30, 4), dtype=np.uint8))
+    cv2.imwrite(str(root / "deep16.png"), rng.integers(0, 65535, (30, 30, 3), dtype=np.uint16))
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    data = open(root / "good.jpg", "rb").read()
+    (root / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (root / "notes.txt").write_text("not an image")
+
+
+def test_demo_batch_json_csv_and_bad_inputs(toy_model, tmp_path):
+    cfg_file, weights = toy_model
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    _bad_and_odd_folder(inp)
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", cfg_file, "--input", str(inp), "--output", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    preds = json.load(open(out / "predictions.json"))
+    skipped = json.load(open(out / "skipped.json"))
+    assert sorted(preds) == ["deep16.png", "good.jpg", "rgba.png", os.path.join("sub", "gray.png")]
+    assert sorted(skipped) == ["corrupt.jpg", "truncated.jpg"] and "cannot read image" in skipped["corrupt.jpg"]
+    assert "notes.txt" in r.stdout + r.stderr  # the non-image file was reported
+    sizes = {"good.jpg": (60, 80), "rgba.png": (40, 30), "deep16.png": (30, 30), os.path.join("sub", "gray.png"): (50, 50)}
+    n_faces = 0
+    for key, faces in preds.items():
+        h, w = sizes[key]
+        for f in faces:
+            assert set(f) == {"box", "score", "age", "age_std", "gender", "p_female"}
+            x1, y1, x2, y2 = f["box"]
+            assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h  # original-image pixels
+            assert 0 <= f["age"] <= 100 and 0 <= f["p_female"] <= 1 and f["gender"] == ("female" if f["p_female"] > 0.5 else "male")
+        n_faces += len(faces)
+        assert (out / key).exists()  # the annotated picture
+    rows = open(out / "predictions.csv").read().strip().splitlines()
+    assert rows[0].startswith("image,face,x1") and len(rows) == 1 + n_faces > 1
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = Image.fromarray(np.zeros((20, 40, 3), np.uint8))  # 40 wide, 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert read_image_file(str(tmp_path / "rot.jpg")).shape == (40, 20, 3)
+
+
+def test_api_three_input_types_agree(toy_model, tmp_path):
+    cfg_file, weights = toy_model
+    est = FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu")
+    bgr = np.random.default_rng(1).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "x.png"), bgr)
+    a = est(str(tmp_path / "x.png"))
+    b = est(bgr)  # BGR array (OpenCV convention)
+    c = est(Image.fromarray(bgr[:, :, ::-1]))  # PIL (RGB)
+    d = est(bgr[:, :, ::-1].copy(), channel_order="RGB")
+    assert len(a) > 0 and a == b == c == d
+    with pytest.raises(FileNotFoundError):
+        est(str(tmp_path / "missing.png"))
+
+
+def test_missing_weights_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model weights not found"):
+        FaceAgeEstimator(weights=str(tmp_path / "nope.pth"))
+
+
+def test_survey_counts_hand_checked(tmp_path):
+    preds = {
+        "a.jpg": [{"age": 1.0, "gender": "female"}, {"age": 25.0, "gender": "male"}, {"age": 36.9, "gender": "male"}],
+        "b.jpg": [{"age": 37.0, "gender": "female"}, {"age": 80.0, "gender": "male"}, {"age": None, "gender": None}],
+        "c.jpg": [],
+    }
+    counts = count_faces([f for fs in preds.values() for f in fs])
+    assert group_names([0, 3, 8, 13, 20, 37, 66]) == ["0-2", "3-7", "8-12", "13-19", "20-36", "37-65", "66+"]
+    assert counts["0-2"] == {"male": 0, "female": 1, "unknown": 0}
+    assert counts["20-36"] == {"male": 2, "female": 0, "unknown": 0}
+    assert counts["37-65"] == {"male": 0, "female": 1, "unknown": 0}
+    assert counts["66+"] == {"male": 1, "female": 0, "unknown": 0}
+    assert sum(sum(v.values()) for v in counts.values()) == 5
+    custom = count_faces([f for fs in preds.values() for f in fs], [0, 30])
+    assert custom == {"0-29": {"male": 1, "female": 1, "unknown": 0}, "30+": {"male": 2, "female": 1, "unknown": 0}}
+    # video: frames 0-9 at 5 fps, 1-second windows
+    frames = {str(i): [{"age": 30.0, "gender": "male"}] * (i % 2) for i in range(10)}
+    tl = counts_over_time(frames, fps=5, bucket_seconds=1)
+    assert [t for t, _ in tl] == [0, 1] and [c["20-36"]["male"] for _, c in tl] == [2, 3]
+    total = save_survey(counts, str(tmp_path), timeline=tl)
+    assert total == 5
+    for f in ("survey.json", "survey.csv", "survey.png", "survey_timeline.csv", "survey_timeline.png"):
+        assert (tmp_path / f).exists()
+    assert open(tmp_path / "survey.csv").read().splitlines()[5] == "20-36,2,0,0,2"
+
+
+def test_video_with_broken_frames_keeps_going(toy_model, tmp_path):
+    cfg_file, _ = toy_model
+    path = str(tmp_path / "clip.avi")
+    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for i in range(12):
+        w.write(np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w.release()
+    data = bytearray(open(path, "rb").read())
+    n = len(data)
+    data[int(n * 0.45) : int(n * 0.55)] = bytes(int(n * 0.55) - int(n * 0.45))  # zero out frames mid-stream
+    open(path, "wb").write(bytes(data))
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", cfg_file, "--video-input", path, "--output", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    preds = json.load(open(out / "predictions.json"))
+    skipped = json.load(open(out / "skipped.json"))
+    assert "0" in preds and len(preds) >= 10  # frames before and after the damage
+    assert len(preds) + len(skipped) == 12  # every frame is either predicted or reported
+    assert (out / "clip_foss.mp4").exists()
