@@ -198,7 +198,7 @@ def markdown(report, ks):
                 cell = lambda s: f"{r[s]['median'] * 1000:.1f}"  # noqa: E731
                 tot = f"{r['total']['median'] * 1000:.1f} ({r['total']['min'] * 1000:.0f}-{r['total']['max'] * 1000:.0f})"
                 ratio = f"{res['ratio_two_model_over_foss'][k]:.3f}" if name == "FOSS" else ""
-                lines.append(f"| {k} | {name} | {tot} | {cell('detector')} | {cell('cropping')} | {cell('age_network')} | {cell("resize_post")} | {ratio} |")
+                lines.append(f"| {k} | {name} | {tot} | {cell('detector')} | {cell('cropping')} | {cell('age_network')} | {cell('resize_post')} | {ratio} |")
         tp = res["train_images_per_s"]
         lines += ["", f"Training throughput (batch 2, 640x480): FOSS {tp['FOSS']:.2f} img/s, two-model {tp['two-model']:.2f} img/s. "
                   f"Age-network parameters: FOSS {res['params']['FOSS']:,}, two-model {res['params']['two-model']:,}.", ""]
