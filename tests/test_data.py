@@ -201,3 +201,14 @@ def test_sampler_ratios_match_weights():
     assert d.epoch_length == 300 and torch.allclose(d.dataset_probs, torch.tensor([0.25, 0.75], dtype=torch.float64))
     with pytest.raises(ValueError):
         DatasetWeightedTrainingSampler([10, 0])
+
+
+def test_mapper_skips_unreadable_training_image(tmp_path, caplog):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    rec = {"file_name": str(bad), "image_id": 0, "annotations": []}
+    with caplog.at_level(logging.WARNING):
+        assert FOSSDatasetMapper(tiny_cfg(), True)(rec) is None  # detectron2 then draws another sample
+    assert any("bad.jpg" in m for m in caplog.messages)
+    with pytest.raises(ValueError, match="cannot read image"):
+        FOSSDatasetMapper(tiny_cfg(), False)(rec)

@@ -16,6 +16,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Instances
 
+from ..utils.image_io import read_image_file
 from .augmentation import LimitMaxSide, build_foss_augmentations
 from .tiling import TilingAugmentation
 from .utils import absolute_annotations
@@ -56,7 +57,7 @@ class FOSSDatasetMapper:
             for name, pool in (pools or {}).items():
                 tilers[name] = TilingAugmentation(
                     pool,
-                    lambda r, fmt=fmt: utils.read_image(r["file_name"], format=fmt),
+                    lambda r, fmt=fmt: read_image_file(r["file_name"], fmt),
                     num_tiles=t.NUM_TILES,
                     probs=t.PROBS,
                     max_images=t.MAX_IMAGES,
@@ -73,13 +74,23 @@ class FOSSDatasetMapper:
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.deepcopy(dataset_dict)
         tiler = self.tilers.get(d.get("dataset_name")) if self.is_train else None
+        try:
+            if tiler is not None:
+                image, annos = tiler(d)
+            else:
+                image = read_image_file(d["file_name"], self.image_format)
+        except (FileNotFoundError, ValueError) as e:
+            if not self.is_train:
+                raise  # evaluation must not silently swap images
+            # detectron2's MapDataset draws another sample when a mapper returns None: one bad file
+            # costs a warning, not the training run.
+            logger.warning("skipping training sample: %s", e)
+            return None
         if tiler is not None:
-            image, annos = tiler(d)
             d.pop("height", None)
             d.pop("width", None)
             d.pop("annotations", None)
         else:
-            image = utils.read_image(d["file_name"], format=self.image_format)
             utils.check_image_size(d, image)
             annos = d.pop("annotations", None)
             if annos is not None:

@@ -1,3 +1,4 @@
+from .image_io import load_image, read_image_file
 from .visualizer import draw_faces, face_label
 
-__all__ = ["draw_faces", "face_label"]
+__all__ = ["draw_faces", "face_label", "load_image", "read_image_file"]
