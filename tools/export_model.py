@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""Export a training checkpoint as a small inference checkpoint (model weights only, fp16).
+
+    python tools/export_model.py output/FOSS-CPU-default/model_final.pth foss_d2/model_zoo/foss_cpu_default.pth
+
+The optimizer and scheduler states are dropped; floating-point tensors are stored in fp16 (they
+are cast back to fp32 when loaded into the model), integer buffers are kept as they are.
+"""
+import argparse
+import os
+
+import torch
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("output")
+    args = p.parse_args()
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    state = ckpt.get("model", ckpt)
+    small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    out = {"model": small, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
+    tmp = args.output + ".tmp"
+    torch.save(out, tmp)
+    os.replace(tmp, args.output)
+    print(f"{len(small)} tensors, iteration {out['iteration']} -> {args.output} ({os.path.getsize(args.output) / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
