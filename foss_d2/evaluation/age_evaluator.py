@@ -25,6 +25,7 @@ from detectron2.utils import comm
 from ..data.utils import absolute_annotations
 
 logger = logging.getLogger(__name__)
+_ABS_MODES = (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
 
 
 def match_faces(pred_boxes: torch.Tensor, scores: torch.Tensor, gt_boxes: torch.Tensor, iou_thresh: float = 0.5) -> List[int]:
@@ -63,7 +64,12 @@ class FaceAgeEvaluator(DatasetEvaluator):
             annos = [a for a in d.get("annotations", []) if a.get("iscrowd", 0) == 0]
             if "height" in d and "width" in d:
                 annos = absolute_annotations(annos, d["height"], d["width"])
-            boxes = [BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) if a["bbox_mode"] in (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS) else [0, 0, 0, 0] for a in annos]
+            # Relative boxes of an image of unknown size stay unresolved: only the single-face
+            # protocol, which does not match boxes, can evaluate such datasets.
+            boxes = [
+                BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) if a["bbox_mode"] in _ABS_MODES else [0.0] * 4
+                for a in annos
+            ]
             self._gt[d["image_id"]] = (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), annos)
         self.reset()
 
