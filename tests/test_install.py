@@ -37,3 +37,25 @@ def test_paper_config_defaults():
     assert (a.TH_IOU, a.LAMBDA_MEAN, a.LAMBDA_VAR, a.LAMBDA_CE, a.LAMBDA_GEN, a.DROPOUT) == (0.3, 0.01, 0.0025, 0.05, 0.1, 0.2)
     assert (cfg.MODEL.CENTERNET.LAMBDA_SIZE, cfg.MODEL.CENTERNET.LAMBDA_OFF) == (0.1, 1.0)
     assert list(cfg.INPUT.TILING.NUM_TILES) == [1, 4, 9] and cfg.INPUT.TILING.MAX_IMAGES == 4
+
+
+def test_ablation_configs_switch_one_thing_each():
+    import glob
+
+    from detectron2.config import get_cfg
+
+    from foss_d2 import add_foss_config
+
+    seen = {}
+    for path in sorted(glob.glob("configs/ablations/*.yaml")):
+        cfg = get_cfg()
+        add_foss_config(cfg)
+        cfg.merge_from_file(path)
+        seen[path.split("/")[-1]] = (cfg.MODEL.AGE_HEAD.INTERMEDIATE_FEATURE, cfg.INPUT.TILING.ENABLED, cfg.MODEL.FOSS.FREEZE_DETECTOR)
+    assert seen == {
+        "Table1-baseline.yaml": (False, False, True),
+        "Table1-intermediate.yaml": (True, False, True),
+        "Table1-tiling.yaml": (True, True, True),
+        "Table1-end2end.yaml": (True, True, False),
+        "two-models.yaml": (False, True, True),
+    }
