@@ -10,15 +10,16 @@ KEYS = ("total_loss", "loss_age", "loss_gender", "loss_heatmap", "loss_size", "l
 
 
 def read_metrics(path):
-    rows = []
+    """Logged rows by iteration; after a resume, the rerun's rows replace the first run's."""
+    rows = {}
     with open(path) as f:
         for line in f:
             line = line.strip()
             if line:
                 row = json.loads(line)
                 if "iteration" in row and "total_loss" in row:
-                    rows.append(row)
-    return rows
+                    rows[row["iteration"]] = row
+    return [rows[i] for i in sorted(rows)]
 
 
 def main():
