@@ -121,3 +121,15 @@ def test_predictor_tiny_and_huge_images():
     assert huge.image_size == (4000, 6000)
     b = huge.pred_boxes.tensor
     assert (b[:, 0] >= 0).all() and (b[:, 2] <= 6000).all() and (b[:, 3] <= 4000).all()
+
+
+def test_dla_with_deformable_convs_trains_on_cpu():
+    from foss_d2.backbone import DLASeg
+
+    torch.manual_seed(0)
+    net = DLASeg(arch="dla34", out_channels=32, dcn=True)
+    out = net(torch.randn(1, 3, 64, 64))
+    assert out["dla_out"].shape == (1, 32, 16, 16) and out["dla_up"].shape == (1, 64, 16, 16)
+    (out["dla_out"].mean() + out["dla_up"].mean()).backward()
+    offset_conv = net.ida_up.proj_1.conv.offset_mask
+    assert offset_conv.weight.grad is not None and float(offset_conv.weight.grad.abs().sum()) > 0
