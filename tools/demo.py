@@ -36,11 +36,8 @@ def main(argv=None):
     setup_logger(name="foss_d2")
     if not (args.input or args.video_input or args.webcam):
         get_parser().error("give --input, --video-input or --webcam")
-    opts = list(args.opts)
-    if args.confidence_threshold is not None:
-        opts += ["MODEL.FOSS.SCORE_THRESH_TEST", args.confidence_threshold]
     try:
-        cfg = get_foss_cfg(args.config_file, None, opts)
+        cfg = get_foss_cfg(args.config_file, None, args.opts, confidence_threshold=args.confidence_threshold)
     except FileNotFoundError as e:
         sys.exit(str(e))
     predictor = FOSSPredictor(cfg)

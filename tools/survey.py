@@ -41,8 +41,7 @@ def main(argv=None):
     if args.predictions:
         pred_file = args.predictions
     else:
-        opts = list(args.opts) + (["MODEL.FOSS.SCORE_THRESH_TEST", args.confidence_threshold] if args.confidence_threshold is not None else [])
-        cfg = get_foss_cfg(args.config_file, None, opts)
+        cfg = get_foss_cfg(args.config_file, None, args.opts, confidence_threshold=args.confidence_threshold)
         predictor = FOSSPredictor(cfg)
         pred_dir = os.path.join(args.output, "predictions")
         if args.video_input:

@@ -4,8 +4,6 @@
 such a file through detectron2's ``load_coco_json`` keeping the extra keys, so that users of
 ``register_coco_instances`` get ages and genders too.
 """
-import json
-import os
 from typing import Iterable, List
 
 from PIL import Image
@@ -14,6 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 
+from ..utils.json_io import write_json_atomic
 from .utils import absolute_annotations
 
 EXTRA_KEYS = ["age", "gender", "age_group"]
@@ -49,11 +48,7 @@ def dataset_to_coco(records: Iterable[dict], description: str = "FOSS-D2 faces")
 
 
 def save_coco(coco: dict, path: str):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(coco, f)
-    os.replace(tmp, path)  # never leave a half-written file behind
+    write_json_atomic(path, coco)
 
 
 def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = None) -> List[dict]:

@@ -3,7 +3,7 @@ import os
 from typing import List, Optional, Sequence
 
 import numpy as np
-import torch
+from PIL import Image
 
 from detectron2.config import get_cfg
 
@@ -15,12 +15,20 @@ DEFAULT_CONFIG = os.path.join(MODEL_ZOO, "FOSS-CPU-default.yaml")
 DEFAULT_WEIGHTS = os.path.join(MODEL_ZOO, "foss_cpu_default.pth")
 
 
-def get_foss_cfg(config_file: Optional[str] = None, weights: Optional[str] = None, opts: Sequence[str] = (), device: Optional[str] = None):
+def get_foss_cfg(
+    config_file: Optional[str] = None,
+    weights: Optional[str] = None,
+    opts: Sequence[str] = (),
+    device: Optional[str] = None,
+    confidence_threshold: Optional[float] = None,
+):
     """A frozen config: the shipped default unless ``config_file`` / ``weights`` are given."""
     cfg = get_cfg()
     add_foss_config(cfg)
     cfg.merge_from_file(config_file or DEFAULT_CONFIG)
     cfg.merge_from_list(list(opts))
+    if confidence_threshold is not None:
+        cfg.MODEL.FOSS.SCORE_THRESH_TEST = float(confidence_threshold)
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights
     elif config_file is None:
@@ -65,19 +73,14 @@ class FaceAgeEstimator:
 
     def __init__(self, config_file: Optional[str] = None, weights: Optional[str] = None, device: Optional[str] = None,
                  confidence_threshold: Optional[float] = None):
-        opts = [] if confidence_threshold is None else ["MODEL.FOSS.SCORE_THRESH_TEST", confidence_threshold]
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.cfg = get_foss_cfg(config_file, weights, opts, device)
+        # device None: add_foss_config's default, CUDA when available.
+        self.cfg = get_foss_cfg(config_file, weights, device=device, confidence_threshold=confidence_threshold)
         self.predictor = FOSSPredictor(self.cfg)
 
     def to_array(self, image, channel_order: str = "BGR") -> np.ndarray:
         """Any accepted input as an HxWx3 uint8 array in the model's channel order."""
         fmt = self.cfg.INPUT.FORMAT
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover
-            Image = None
-        if Image is not None and isinstance(image, Image.Image):
+        if isinstance(image, Image.Image):
             image, channel_order = np.asarray(image.convert("RGB")), "RGB"
         if isinstance(image, np.ndarray):
             if channel_order not in ("BGR", "RGB"):

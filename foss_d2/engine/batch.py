@@ -1,7 +1,6 @@
 """Batch prediction over files, folders and globs, with results that survive a crash."""
 import csv
 import glob
-import json
 import logging
 import os
 from typing import List, Tuple
@@ -9,7 +8,7 @@ from typing import List, Tuple
 import cv2
 from tqdm import tqdm
 
-from ..utils import draw_faces
+from ..utils import draw_faces, write_json_atomic
 from .api import instances_to_faces
 from .predictor import read_image_file
 
@@ -73,11 +72,8 @@ class PredictionWriter:
         self.skipped[str(key)] = reason
 
     def flush(self):
-        for name, data in (("predictions.json", self.results), ("skipped.json", self.skipped)):
-            path = os.path.join(self.out_dir, name)
-            with open(path + ".tmp", "w") as f:
-                json.dump(data, f, indent=1)
-            os.replace(path + ".tmp", path)
+        write_json_atomic(os.path.join(self.out_dir, "predictions.json"), self.results, indent=1)
+        write_json_atomic(os.path.join(self.out_dir, "skipped.json"), self.skipped, indent=1)
 
     def close(self):
         self.flush()
