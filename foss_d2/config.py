@@ -99,6 +99,8 @@ def add_foss_config(cfg):
 
     # Paper 4.2: Adam, lr 1e-4 (x0.1 at 60% and 80% of training).
     _C.SOLVER.OPTIMIZER = "ADAM"
+    # Learning-rate multiplier of the age network (1.0 = the paper's single learning rate).
+    _C.SOLVER.AGE_HEAD_LR_FACTOR = 1.0
 
     # Multi-dataset sampling (Sec. 4.2): weights per DATASETS.TRAIN entry; empty = proportional to size.
     _C.DATALOADER.DATASET_WEIGHTS = []

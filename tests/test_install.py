@@ -59,3 +59,27 @@ def test_ablation_configs_switch_one_thing_each():
         "Table1-end2end.yaml": (True, True, False),
         "two-models.yaml": (False, True, True),
     }
+
+
+def test_cpu_stage_configs_share_the_shipped_architecture():
+    """Stage 2 (the shipped config) starts from stage 1's weights, so only training keys may differ."""
+    from detectron2.config import get_cfg
+
+    from foss_d2 import add_foss_config
+
+    def load(path):
+        cfg = get_cfg()
+        add_foss_config(cfg)
+        cfg.merge_from_file(path)
+        return cfg
+
+    s1, s2 = load("configs/cpu/FOSS-CPU-stage1.yaml"), load("foss_d2/model_zoo/FOSS-CPU-default.yaml")
+    m1, m2 = s1.MODEL.clone(), s2.MODEL.clone()
+    m1.WEIGHTS = m2.WEIGHTS = ""
+    assert (m1.FOSS.FREEZE_DETECTOR, m2.FOSS.FREEZE_DETECTOR) == (False, True)
+    m1.FOSS.FREEZE_DETECTOR = True
+    assert m1 == m2
+    assert list(s1.DATASETS.TRAIN) == ["utkface_train", "wider_face_train"] and list(s2.DATASETS.TRAIN) == ["utkface_train"]
+    assert list(s1.DATALOADER.DATASET_WEIGHTS) == [1.0, 1.0] and list(s2.DATALOADER.DATASET_WEIGHTS) == []
+    assert (s1.SOLVER.BASE_LR, s2.SOLVER.BASE_LR) == (0.0002, 0.001)
+    assert s1.OUTPUT_DIR != s2.OUTPUT_DIR

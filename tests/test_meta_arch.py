@@ -133,3 +133,28 @@ def test_dla_with_deformable_convs_trains_on_cpu():
     (out["dla_out"].mean() + out["dla_up"].mean()).backward()
     offset_conv = net.ida_up.proj_1.conv.offset_mask
     assert offset_conv.weight.grad is not None and float(offset_conv.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_age_head_lr_factor_groups(frozen):
+    from foss_d2.engine import build_foss_optimizer
+
+    cfg = tiny_cfg()
+    cfg.MODEL.FOSS.FREEZE_DETECTOR = frozen
+    cfg.SOLVER.BASE_LR = 1e-3
+    cfg.SOLVER.AGE_HEAD_LR_FACTOR = 5.0
+    model = build_model(cfg)
+    opt = build_foss_optimizer(cfg, model)
+    age_ids = {id(p) for p in model.age_head.parameters()}
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    # Every trainable parameter exactly once; frozen detector parameters not at all.
+    assert sorted(seen) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    for g in opt.param_groups:
+        expected = 5e-3 if id(g["params"][0]) in age_ids else 1e-3
+        assert all((id(p) in age_ids) == (expected == 5e-3) for p in g["params"])
+        assert g["lr"] == pytest.approx(expected)
+    assert any(id(g["params"][0]) not in age_ids for g in opt.param_groups) != frozen
+
+    cfg.SOLVER.AGE_HEAD_LR_FACTOR = 0.0
+    with pytest.raises(ValueError, match="AGE_HEAD_LR_FACTOR"):
+        build_foss_optimizer(cfg, model)

@@ -3,22 +3,32 @@
 
     python tools/export_model.py output/FOSS-CPU-default/model_final.pth foss_d2/model_zoo/foss_cpu_default.pth
 
+    python tools/export_model.py model_final.pth detector.pth --detector-only
+
 The optimizer and scheduler states are dropped; floating-point tensors are stored in fp16 (they
 are cast back to fp32 when loaded into the model), integer buffers are kept as they are.
+``--detector-only`` keeps the detector (backbone + CenterNet head): the common start of the
+paper's ablation rows, whose age networks differ in shape (tools/run_ablations.py).
 """
 import argparse
 import os
 
 import torch
 
+DETECTOR_PREFIXES = ("backbone.", "proposal_generator.")
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("output")
+    p.add_argument("--detector-only", action="store_true", help="keep only backbone.* and proposal_generator.*")
     args = p.parse_args()
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     state = ckpt.get("model", ckpt)
+    if args.detector_only:
+        state = {k: v for k, v in state.items() if k.startswith(DETECTOR_PREFIXES)}
+        if not state:
+            raise SystemExit(f"{args.checkpoint} holds no detector weights ({', '.join(DETECTOR_PREFIXES)})")
     small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     out = {"model": small, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
     tmp = args.output + ".tmp"

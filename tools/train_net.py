@@ -9,6 +9,7 @@ import os
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import build_detection_test_loader
+from detectron2.utils import comm
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 
 from foss_d2 import add_foss_config
@@ -16,6 +17,7 @@ from foss_d2.data import FOSSDatasetMapper, build_foss_train_loader
 from foss_d2.data.datasets import register_all_foss
 from foss_d2.engine import build_foss_optimizer
 from foss_d2.evaluation import build_foss_evaluator
+from foss_d2.utils.json_io import write_json_atomic
 
 
 class Trainer(DefaultTrainer):
@@ -53,7 +55,11 @@ def main(args):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            # The printed tables, also as a file that scripts (tools/run_ablations.py) can read.
+            write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
+        return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

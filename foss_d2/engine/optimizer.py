@@ -1,22 +1,39 @@
 """Optimizer of the paper (section 4.2: Adam, lr 1e-4), with detectron2's SGD still available."""
 import torch
+from torch import nn
 
 from detectron2.solver import build_optimizer as build_d2_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
 
 def build_foss_optimizer(cfg, model):
-    """``SOLVER.OPTIMIZER``: "ADAM" (paper), "ADAMW" or "SGD". Frozen parameters are left out."""
+    """``SOLVER.OPTIMIZER``: "ADAM" (paper), "ADAMW" or "SGD". Frozen parameters are left out.
+
+    ``SOLVER.AGE_HEAD_LR_FACTOR`` scales the age network's learning rate (1.0 in the paper): an age
+    network trained from scratch next to an already trained detector can take larger steps.
+    """
     name = cfg.SOLVER.OPTIMIZER.upper()
     if name == "SGD":
         return build_d2_optimizer(cfg, model)
-    params = get_default_optimizer_params(
-        model,
-        base_lr=cfg.SOLVER.BASE_LR,
+    factor = cfg.SOLVER.AGE_HEAD_LR_FACTOR
+    age_head = getattr(model, "age_head", None)
+    if factor <= 0:
+        raise ValueError(f"SOLVER.AGE_HEAD_LR_FACTOR must be > 0, got {factor}")
+    common = dict(
         weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
         bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
     )
+    if factor == 1.0 or age_head is None:
+        params = get_default_optimizer_params(model, base_lr=cfg.SOLVER.BASE_LR, **common)
+    else:
+        params = get_default_optimizer_params(age_head, base_lr=cfg.SOLVER.BASE_LR * factor, **common)
+        rest = nn.Module()
+        # A container of the other top-level modules, so that the helper sees each parameter once.
+        for child_name, child in model.named_children():
+            if child is not age_head:
+                rest.add_module(child_name, child)
+        params += get_default_optimizer_params(rest, base_lr=cfg.SOLVER.BASE_LR, **common)
     cls = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}.get(name)
     if cls is None:
         raise ValueError(f"SOLVER.OPTIMIZER must be ADAM, ADAMW or SGD, got {cfg.SOLVER.OPTIMIZER!r}")

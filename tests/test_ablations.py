@@ -1,0 +1,95 @@
+"""tools/run_ablations.py orchestration and tools/export_model.py --detector-only, without training:
+a stand-in for the Python interpreter writes what train_net.py would write."""
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import run_ablations  # noqa: E402
+
+FAKE_PYTHON = r'''#!{python}
+import json, os, sys
+args = sys.argv[1:]
+out = args[args.index("OUTPUT_DIR") + 1]
+row = os.path.basename(args[args.index("--config-file") + 1])[:-5]
+with open(os.path.join(os.path.dirname(out.rstrip("/")) if "--eval-only" in args else out, "..", "calls.txt"), "a") as f:
+    f.write(("eval " if "--eval-only" in args else "train ") + row + " " + " ".join(args[args.index("SOLVER.MAX_ITER"):][:4] if "SOLVER.MAX_ITER" in args else []) + "\n")
+if row == os.environ.get("FAIL_ROW"):
+    sys.exit(1)
+os.makedirs(out, exist_ok=True)
+if "--eval-only" in args:
+    mae = {{"Table1-baseline": 9.5, "Table1-intermediate": 8.25}}[row]
+    json.dump({{"wider_face_val": {{"age": {{"group_acc": 40.0, "group_1off": 90.0, "gender_acc": 70.0}}, "bbox": {{"AP50": 12.5}}}},
+               "utkface_test": {{"age": {{"MAE": mae, "CS@5": 33.0, "gender_acc": 80.0}}}}}}, open(os.path.join(out, "eval_results.json"), "w"))
+else:
+    open(os.path.join(out, "model_final.pth"), "w").close()
+'''
+
+
+def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, monkeypatch):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
+    fake.chmod(0o755)
+    det = tmp_path / "det.pth"
+    det.write_text("x")
+    out = tmp_path / "abl"
+    argv = ["--detector", str(det), "--max-iter", "50", "--output-dir", str(out), "--python", str(fake),
+            "--rows", "Table1-baseline", "Table1-intermediate", "Table1-tiling"]
+    monkeypatch.setenv("FAIL_ROW", "Table1-tiling")
+    assert run_ablations.main(argv) == 1  # one row failed, the others are reported
+    calls = (out / "calls.txt").read_text().splitlines()
+    # Equal budget: 50 iterations, lr x0.1 at 60% and 80%.
+    assert calls[0] == "train Table1-baseline SOLVER.MAX_ITER 50 SOLVER.STEPS (30, 40)"
+    assert [c.split()[:2] for c in calls] == [["train", "Table1-baseline"], ["eval", "Table1-baseline"],
+                                              ["train", "Table1-intermediate"], ["eval", "Table1-intermediate"],
+                                              ["train", "Table1-tiling"]]
+    records = json.load(open(out / "ablations.json"))
+    assert [r["row"] for r in records] == ["Table1-baseline", "Table1-intermediate", "Table1-tiling"]
+    assert records[1]["results"]["utkface_test"]["age"]["MAE"] == 8.25
+    assert "training failed" in records[2]["error"]
+    assert records[0]["settings"] == {"intermediate_feature": False, "tiling": False, "end_to_end": False, "batch": 12}
+    md = (out / "ablations.md").read_text().splitlines()
+    assert md[0].startswith("| row | feature | tiling | end-to-end | iterations | train min | wider_face_val group_acc")
+    assert md[3].startswith("| Table1-intermediate | yes | no | no | 50 |") and md[3].endswith("| 12.5 | 8.25 | 33.0 | 80.0 |")
+    assert md[4].startswith("| Table1-tiling (training failed")
+
+    # A second call runs only what is missing: the failed row.
+    monkeypatch.delenv("FAIL_ROW")
+    (out / "calls.txt").unlink()
+    run_ablations.main(argv[:-1])  # rows baseline + intermediate: both done, nothing runs
+    assert not (out / "calls.txt").exists()
+
+
+def test_run_ablations_rejects_bad_arguments(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        run_ablations.main(["--detector", str(tmp_path / "missing.pth"), "--max-iter", "5"])
+    assert "does not exist" in capsys.readouterr().err
+    det = tmp_path / "d.pth"
+    det.write_text("x")
+    with pytest.raises(SystemExit):
+        run_ablations.main(["--detector", str(det), "--max-iter", "5", "--rows", "Table9-nothing"])
+    assert "no such ablation config" in capsys.readouterr().err
+
+
+def test_export_detector_only(tmp_path):
+    state = {"backbone.a": torch.ones(2), "proposal_generator.b": torch.zeros(1, dtype=torch.float64),
+             "age_head.net.c": torch.ones(3), "pixel_mean": torch.ones(3), "backbone.n": torch.tensor(7)}
+    src, dst = tmp_path / "m.pth", tmp_path / "d.pth"
+    torch.save({"model": state, "iteration": 99, "optimizer": {}}, src)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(src), str(dst), "--detector-only"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = torch.load(dst, weights_only=False)
+    assert sorted(out["model"]) == ["backbone.a", "backbone.n", "proposal_generator.b"] and out["iteration"] == 99
+    assert out["model"]["backbone.a"].dtype == torch.float16 and out["model"]["backbone.n"].dtype == torch.int64
+    torch.save({"model": {"age_head.x": torch.ones(1)}}, src)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(src), str(dst), "--detector-only"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "no detector weights" in r.stderr
