@@ -33,14 +33,19 @@ def main():
     import matplotlib.pyplot as plt
 
     rows = read_metrics(args.metrics)
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
-    for ax, key in zip(axes.ravel(), KEYS):
-        pts = [(r["iteration"], r[key]) for r in rows if key in r]
-        if pts:
-            ax.plot(*zip(*pts), marker=".")
+    # Only the losses this run logged (a frozen detector logs no detection losses).
+    keys = [k for k in KEYS if any(k in r for r in rows)]
+    if not keys:
+        raise SystemExit(f"{args.metrics}: no losses logged")
+    ncols = min(3, len(keys))
+    nrows = (len(keys) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), sharex=True, squeeze=False)
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.ravel(), keys):
+        ax.plot(*zip(*[(r["iteration"], r[key]) for r in rows if key in r]), marker=".")
         ax.set_title(key)
         ax.grid(alpha=0.3)
-    for ax in axes[1]:
         ax.set_xlabel("iteration")
     fig.suptitle(args.metrics)
     fig.tight_layout()
