@@ -17,6 +17,7 @@ import torch
 
 DETECTOR_PREFIXES = ("backbone.", "proposal_generator.")
 
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from foss_d2.utils.json_io import write_json_atomic  # noqa: E402
+from foss_d2.utils.json_io import write_json_atomic, write_text_atomic  # noqa: E402
 
 ROWS = ("Table1-baseline", "Table1-intermediate", "Table1-tiling", "Table1-end2end", "two-models")
 # (task, metric) per kind of evaluation data, in table order; missing figures print as "-".
@@ -144,10 +144,9 @@ def main(argv=None):
             rec["results"] = per_dataset(json.load(open(results_path)), args.datasets)
         records.append(rec)
         write_json_atomic(os.path.join(args.output_dir, "ablations.json"), records, indent=1)
-        with open(os.path.join(args.output_dir, "ablations.md.tmp"), "w") as f:
-            f.write(markdown(records, args.datasets))
-        os.replace(os.path.join(args.output_dir, "ablations.md.tmp"), os.path.join(args.output_dir, "ablations.md"))
-    print(markdown(records, args.datasets))
+        table = markdown(records, args.datasets)
+        write_text_atomic(os.path.join(args.output_dir, "ablations.md"), table)
+    print(table)
     return 0 if not any(r.get("error") for r in records) else 1
 
 
