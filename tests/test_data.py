@@ -49,6 +49,34 @@ def test_utkface_real_counts_and_split(caplog):
     assert 0.17 < len(test) / 10_016 < 0.23
 
 
+def test_evenly_spaced_subset_by_hand():
+    from foss_d2.data.datasets.utkface import evenly_spaced
+
+    recs = list(range(10))
+    assert evenly_spaced(recs, 4) == [0, 2, 5, 7]  # i * 10 // 4 for i = 0..3
+    assert evenly_spaced(recs, 0) == recs and evenly_spaced(recs, 20) == recs
+
+
+@needs_shared_data
+def test_utkface_test_500_is_a_spread_subset_of_the_held_out_part():
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from foss_d2.data.datasets import register_all_foss
+
+    if "utkface_test_500" in DatasetCatalog.list():  # registered under another root by an earlier test
+        DatasetCatalog.remove("utkface_test_500")
+        MetadataCatalog.remove("utkface_test_500")
+    register_all_foss(shared_data_path())
+    small = DatasetCatalog.get("utkface_test_500")
+    test_ids = {r["image_id"] for r in load_utkface(shared_data_path("utkface", "UTKFace"), "test")}
+    ids = [r["image_id"] for r in small]
+    assert len(ids) == len(set(ids)) == 500 and set(ids) <= test_ids
+    ages = [r["annotations"][0]["age"] for r in small]
+    # the sorted names put ages 1-116 in lexicographic order; a spread sample keeps children and elders
+    assert min(ages) <= 2 and max(ages) >= 80
+    assert MetadataCatalog.get("utkface_test_500").evaluator_type == "age_single"
+
+
 def test_parse_wider_fixture(tmp_path):
     gt = tmp_path / "gt.txt"
     gt.write_text("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0 \n5 6 0 8 1 0 0 1 0 0 \nb/empty.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \nc/y.jpg\n1\n9 9 9 9 0 0 0 1 0 0 \n")

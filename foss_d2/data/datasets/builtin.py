@@ -30,6 +30,7 @@ def register_all_foss(root: str = None):
     utk = os.path.join(root, "utkface", "UTKFace")
     for split in ("train", "test", "all"):
         _register(f"utkface_{split}", register_utkface, utk, split)
+    _register("utkface_test_500", register_utkface, utk, "test", 500)
     wider = os.path.join(root, "widerface")
     split_dir = os.path.join(wider, "wider_face_split")
     for split in ("train", "val"):

@@ -83,8 +83,18 @@ def load_utkface(image_dir: str, split: str = "all", test_fraction: float = 0.2)
     return records
 
 
-def register_utkface(name: str, image_dir: str, split: str = "all"):
-    DatasetCatalog.register(name, lambda: load_utkface(image_dir, split))
+def evenly_spaced(records: List[dict], n: int) -> List[dict]:
+    """``n`` records spread evenly over ``records``. File names start with the age, so a plain
+    ``records[:n]`` would take a few ages only; every k-th keeps the whole age range."""
+    if n <= 0 or n >= len(records):
+        return list(records)
+    return [records[i * len(records) // n] for i in range(n)]
+
+
+def register_utkface(name: str, image_dir: str, split: str = "all", limit: int = 0):
+    """``limit`` > 0 registers an evenly spaced subset of the split (e.g. ``utkface_test_500``, for
+    evaluations that must be quick, as detectron2's ``coco_2017_val_100``)."""
+    DatasetCatalog.register(name, lambda: evenly_spaced(load_utkface(image_dir, split), limit))
     MetadataCatalog.get(name).set(
         thing_classes=["face"], image_root=image_dir, evaluator_type="age_single", split=split
     )
