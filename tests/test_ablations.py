@@ -93,3 +93,21 @@ def test_export_detector_only(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(src), str(dst), "--detector-only"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "no detector weights" in r.stderr
+
+
+def test_export_joins_detector_and_age_network(tmp_path):
+    det, age, dst = tmp_path / "det.pth", tmp_path / "age.pth", tmp_path / "joined.pth"
+    torch.save({"model": {"backbone.a": torch.full((2,), 1.0), "proposal_generator.b": torch.full((1,), 2.0),
+                          "age_head.c": torch.full((1,), 9.0)}, "iteration": 7}, det)
+    torch.save({"model": {"backbone.a": torch.full((2,), 5.0), "age_head.c": torch.full((1,), 3.0),
+                          "pixel_mean": torch.full((3,), 4.0)}}, age)
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(det), str(dst)]
+    r = subprocess.run(cmd + ["--age-head-from", str(age)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = torch.load(dst, weights_only=False)["model"]
+    # detector from det.pth, age network (and the rest) from age.pth
+    assert {k: v.float().tolist() for k, v in m.items()} == {
+        "backbone.a": [1.0, 1.0], "proposal_generator.b": [2.0], "age_head.c": [3.0], "pixel_mean": [4.0, 4.0, 4.0]}
+    torch.save({"model": {"pixel_mean": torch.ones(3)}}, age)
+    r = subprocess.run(cmd + ["--age-head-from", str(age)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "no age network" in r.stderr

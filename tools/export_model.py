@@ -9,6 +9,10 @@ The optimizer and scheduler states are dropped; floating-point tensors are store
 are cast back to fp32 when loaded into the model), integer buffers are kept as they are.
 ``--detector-only`` keeps the detector (backbone + CenterNet head): the common start of the
 paper's ablation rows, whose age networks differ in shape (tools/run_ablations.py).
+``--age-head-from CKPT`` joins the checkpoint's detector with the age network of another
+checkpoint (the paper's two stages, 4.2: a detector trained on its own, then the age network):
+
+    python tools/export_model.py detector/model_final.pth joined.pth --age-head-from age/model_final.pth
 """
 import argparse
 import os
@@ -23,13 +27,22 @@ def main():
     p.add_argument("checkpoint")
     p.add_argument("output")
     p.add_argument("--detector-only", action="store_true", help="keep only backbone.* and proposal_generator.*")
+    p.add_argument("--age-head-from", metavar="CKPT", help="take everything but the detector from this checkpoint")
     args = p.parse_args()
+    if args.detector_only and args.age_head_from:
+        p.error("--detector-only and --age-head-from exclude each other")
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     state = ckpt.get("model", ckpt)
-    if args.detector_only:
+    if args.detector_only or args.age_head_from:
         state = {k: v for k, v in state.items() if k.startswith(DETECTOR_PREFIXES)}
         if not state:
             raise SystemExit(f"{args.checkpoint} holds no detector weights ({', '.join(DETECTOR_PREFIXES)})")
+    if args.age_head_from:
+        other = torch.load(args.age_head_from, map_location="cpu", weights_only=False)
+        rest = {k: v for k, v in other.get("model", other).items() if not k.startswith(DETECTOR_PREFIXES)}
+        if not any(k.startswith("age_head.") for k in rest):
+            raise SystemExit(f"{args.age_head_from} holds no age network (age_head.*)")
+        state.update(rest)
     small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     out = {"model": small, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
     tmp = args.output + ".tmp"
