@@ -68,3 +68,27 @@ def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
     res = ev.evaluate()["age"]
     assert res["group_acc"] == 100 and res["gender_acc"] == 100
     assert (tmp_path / "age_group_confusion.png").exists() and (tmp_path / "face_predictions.json").exists()
+
+
+def test_single_face_target_on_face_counts_boxes_off_the_face():
+    name = "foss_test_eval_single"
+    recs = [{"file_name": f"{i}.jpg", "image_id": str(i), "height": 100, "width": 100, "annotations": [
+        {"bbox": [20, 20, 80, 80], "bbox_mode": BoxMode.XYXY_ABS, "age": 30.0, "gender": 0, "category_id": 0}]}
+        for i in range(3)]
+    DatasetCatalog.register(name, lambda: recs)
+    MetadataCatalog.get(name).set(evaluator_type="age_single")
+    ev = FaceAgeEvaluator(name)
+    ev.reset()
+    # image 0: largest box is the face (IoU 1); image 1: the largest box is a strip (IoU 600/6000) although
+    # a smaller box sits on the face; image 2: nothing found
+    for i, boxes in enumerate([[[20.0, 20, 80, 80], [0, 0, 5, 5]], [[0.0, 0, 100, 30], [25, 25, 75, 75]], []]):
+        inst = Instances((100, 100))
+        inst.pred_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))
+        inst.scores = torch.full((len(boxes),), 0.9)
+        inst.pred_ages = torch.tensor([32.0, 50.0][: len(boxes)])
+        inst.pred_female_probs = torch.zeros(len(boxes))
+        ev.process([{"image_id": str(i)}], [{"instances": inst}])
+    res = ev.evaluate()["age"]
+    assert res["detection_rate"] == pytest.approx(200 / 3)
+    assert res["target_on_face"] == 50.0  # 1 of the 2 images with a box
+    assert res["MAE"] == 2.0  # the largest boxes were scored: |32 - 30| twice
