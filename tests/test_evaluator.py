@@ -92,3 +92,31 @@ def test_single_face_target_on_face_counts_boxes_off_the_face():
     assert res["detection_rate"] == pytest.approx(200 / 3)
     assert res["target_on_face"] == 50.0  # 1 of the 2 images with a box
     assert res["MAE"] == 2.0  # the largest boxes were scored: |32 - 30| twice
+
+
+def test_grid_evaluation_scores_each_cell_by_hand():
+    import numpy as np
+
+    from foss_d2.evaluation.tiled import evaluate_grid, grid_canvas
+
+    imgs = {f"{v}.jpg": np.full((50, 40, 3), v, np.uint8) for v in (10, 20, 30, 40)}
+    canvas = grid_canvas(list(imgs.values()), 2, canvas=100)
+    assert canvas.shape == (100, 100, 3)
+    assert (canvas[0, 0, 0], canvas[0, 99, 0], canvas[99, 0, 0], canvas[99, 99, 0]) == (10, 20, 30, 40)
+    recs = [{"file_name": n, "annotations": [{"age": a, "gender": g}]}
+            for n, a, g in zip(imgs, (20.0, 30.0, 40.0, 50.0), (0, 1, 0, 1))]
+
+    def estimate(image):
+        assert image.shape == (100, 100, 3)
+        return [
+            {"box": [5, 5, 40, 40], "score": 0.9, "age": 22.0, "gender": "male"},   # cell 0: |22 - 20| = 2
+            {"box": [0, 0, 48, 48], "score": 0.5, "age": 99.0, "gender": "male"},   # cell 0, lower score: ignored
+            {"box": [55, 5, 95, 45], "score": 0.8, "age": 36.0, "gender": "male"},  # cell 1: 6, gender wrong
+            {"box": [55, 55, 95, 95], "score": 0.7, "age": 50.0, "gender": "female"},  # cell 3: 0
+        ]  # cell 2: nothing found
+
+    res = evaluate_grid(estimate, recs, 2, canvas=100, read=lambda name: imgs[name])
+    assert (res["tiles"], res["faces"], res["found"]) == (4, 4, 3)
+    assert res["MAE"] == pytest.approx(8 / 3)
+    assert res["gender_acc"] == pytest.approx(200 / 3)
+    assert res["corr"] == pytest.approx(np.corrcoef([20, 30, 50], [22, 36, 50])[0, 1])
