@@ -1,10 +1,14 @@
 """The model shipped in foss_d2/model_zoo, on the demo picture shipped in demo/ (README quickstart)."""
 import os
 
+import numpy as np
 import pytest
 
+from conftest import needs_shared_data, shared_data_path
 from foss_d2 import FaceAgeEstimator
+from foss_d2.data.datasets.utkface import evenly_spaced, load_utkface
 from foss_d2.engine.api import DEFAULT_WEIGHTS
+from foss_d2.evaluation.tiled import evaluate_grid
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 DEMO = os.path.join(ROOT, "demo", "family.jpg")
@@ -25,3 +29,22 @@ def test_shipped_model_runs_on_demo_picture(estimator):
         assert f["score"] > 0.2 and 0 <= f["age"] <= 100 and 0 <= f["p_female"] <= 1
     low = FaceAgeEstimator(device="cpu", confidence_threshold=0.01)(DEMO)
     assert len(low) >= len(faces)  # a lower threshold never loses faces
+
+
+@needs_shared_data
+def test_shipped_model_beats_the_constant_answer_on_held_out_faces(estimator):
+    """Held-out UTKFace faces (never trained on), 9 to a canvas (group-photo scale) and alone. The
+    constant answer (training median 29, the majority gender) is the floor a model must clear;
+    docs/MODEL_ZOO.md has the full evaluation."""
+    records = evenly_spaced(load_utkface(shared_data_path("utkface", "UTKFace"), "test"), 90)
+    ages = np.array([r["annotations"][0]["age"] for r in records])
+    female = np.array([r["annotations"][0]["gender"] == 1 for r in records])
+    for grid, recs in ((3, records), (1, records[:30])):
+        res = evaluate_grid(estimator, recs, grid)
+        n = len(recs)
+        constant_mae = float(np.abs(ages[:n] - 29).mean())
+        majority = 100 * max(female[:n].mean(), 1 - female[:n].mean())
+        assert res["found"] >= 0.9 * n, res
+        assert res["MAE"] < 0.8 * constant_mae, (res, constant_mae)
+        assert res["corr"] > 0.4, res
+        assert res["gender_acc"] > majority + 15, (res, majority)
