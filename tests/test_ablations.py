@@ -18,7 +18,9 @@ args = sys.argv[1:]
 out = args[args.index("OUTPUT_DIR") + 1]
 row = os.path.basename(args[args.index("--config-file") + 1])[:-5]
 with open(os.path.join(os.path.dirname(out.rstrip("/")) if "--eval-only" in args else out, "..", "calls.txt"), "a") as f:
-    f.write(("eval " if "--eval-only" in args else "train ") + row + " " + " ".join(args[args.index("SOLVER.MAX_ITER"):][:4] if "SOLVER.MAX_ITER" in args else []) + "\n")
+    test = len(args) - 1 - args[::-1].index("DATASETS.TEST")  # the last one wins, as in detectron2
+    f.write(("eval " if "--eval-only" in args else "train ") + row + " " + " ".join(args[args.index("SOLVER.MAX_ITER"):][:4] if "SOLVER.MAX_ITER" in args else [])
+            + " test=" + args[test + 1] + "\n")
 if row == os.environ.get("FAIL_ROW"):
     sys.exit(1)
 os.makedirs(out, exist_ok=True)
@@ -44,7 +46,9 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     assert run_ablations.main(argv) == 1  # one row failed, the others are reported
     calls = (out / "calls.txt").read_text().splitlines()
     # Equal budget: 50 iterations, lr x0.1 at 60% and 80%.
-    assert calls[0] == "train Table1-baseline SOLVER.MAX_ITER 50 SOLVER.STEPS (30, 40)"
+    # No evaluation inside training: each row is evaluated once, by --eval-only on --datasets.
+    assert calls[0] == "train Table1-baseline SOLVER.MAX_ITER 50 SOLVER.STEPS (30, 40) test=()"
+    assert calls[1] == "eval Table1-baseline  test=('wider_face_val','utkface_test',)"
     assert [c.split()[:2] for c in calls] == [["train", "Table1-baseline"], ["eval", "Table1-baseline"],
                                               ["train", "Table1-intermediate"], ["eval", "Table1-intermediate"],
                                               ["train", "Table1-tiling"]]

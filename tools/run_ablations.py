@@ -126,7 +126,10 @@ def main(argv=None):
             t0 = time.time()
             cmd = [args.python, train_net, "--config-file", configs[row],
                    *(["--resume"] if os.path.isfile(os.path.join(out, "last_checkpoint")) else []),
-                   "MODEL.WEIGHTS", os.path.abspath(args.detector), *schedule_opts(args.max_iter), *args.opts, "OUTPUT_DIR", out]
+                   "MODEL.WEIGHTS", os.path.abspath(args.detector), *schedule_opts(args.max_iter), *args.opts, "OUTPUT_DIR", out,
+                   # no evaluation at the end of training: the --eval-only step below evaluates
+                   # every row once, on --datasets
+                   "DATASETS.TEST", "()"]
             if run_logged(cmd, log) != 0 or not os.path.isfile(final):
                 rec["error"] = f"training failed, see {log}"
             else:
