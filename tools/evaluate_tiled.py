@@ -41,10 +41,13 @@ def main():
     records = records[: args.num]
     est = FaceAgeEstimator(args.config_file, args.weights, device="cpu")
     results = [evaluate_grid(est, records, g) for g in tqdm(args.grids, desc="grid sizes")]
-    for r in results:
-        print(f"{r['tiles']} per canvas: {r['found']}/{r['faces']} found, MAE {r['MAE']:.2f}, corr {r['corr']:.3f}, gender {r['gender_acc']:.1f}%")
+    # written before printing: nothing computed is lost whatever the figures are
     if args.output:
         write_json_atomic(args.output, {"weights": args.weights or "shipped", "seed": args.seed, "results": results}, indent=1)
+    for r in results:
+        # MAE / corr / gender are None when no face (or too few) was found at that grid size
+        fig = {k: "-" if r[k] is None else f"{r[k]:.{d}f}" for k, d in (("MAE", 2), ("corr", 3), ("gender_acc", 1))}
+        print(f"{r['tiles']} per canvas: {r['found']}/{r['faces']} found, MAE {fig['MAE']}, corr {fig['corr']}, gender {fig['gender_acc']}%")
 
 
 if __name__ == "__main__":
