@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Write a compact copy of the training data (UTKFace train split, WIDER FACE train) in the same
+official layouts, for moving to a machine with little room for transfer (the GPU run of
+docs/MODEL_ZOO.md carried its data in 64 MiB).
+
+    python tools/make_compact_data.py ../shared/data /tmp/compact --utk-side 128 --wider-max-side 640
+
+UTKFace faces are resized to ``--utk-side`` pixels square (their file names, which hold the labels,
+are kept), so the held-out split (a hash of the name) stays out. WIDER FACE photos are shrunk so
+that their longer side is at most ``--wider-max-side``, and ``wider_face_train_bbx_gt.txt`` is
+rewritten with the boxes scaled alike (rounded to whole pixels, as the format stores them).
+The FOSS detector sees every image at DET_INPUT_SIZE (480 at most in the shipped configs), so
+640 px photos lose it little; the age network's crops come from the full-resolution image, which
+for UTKFace is now ``--utk-side``.
+"""
+import argparse
+import os
+import sys
+
+import cv2
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from foss_d2.data.datasets.utkface import parse_utkface_name  # noqa: E402
+from foss_d2.data.utils import hash_split  # noqa: E402
+
+WIDER_GT = os.path.join("widerface", "wider_face_split", "wider_face_train_bbx_gt.txt")
+WIDER_IMAGES = os.path.join("widerface", "WIDER_train", "images")
+UTK_DIR = os.path.join("utkface", "UTKFace")
+
+
+def write_jpeg(path: str, image, quality: int):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise OSError(f"could not write {path}")
+
+
+def compact_utkface(src: str, dst: str, side: int, quality: int) -> int:
+    names = sorted(n for n in os.listdir(src) if parse_utkface_name(n) and hash_split(n, 0.2) == "train")
+    for name in tqdm(names, desc="UTKFace train"):
+        img = cv2.imread(os.path.join(src, name))
+        if img is None:
+            print(f"warning: skipping unreadable {name}", file=sys.stderr)
+            continue
+        write_jpeg(os.path.join(dst, name), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality)
+    return len(names)
+
+
+def scale_wider_gt(lines, scales):
+    """Rewrite WIDER FACE gt lines with each image's boxes multiplied by ``scales[path]``."""
+    out, i = [], 0
+    while i < len(lines):
+        path, n = lines[i], int(lines[i + 1])
+        s = scales.get(path)
+        out += [path, str(n)]
+        for row in lines[i + 2 : i + 2 + max(n, 1)]:
+            v = row.split()
+            if s is not None and n > 0:
+                v[:4] = [str(int(round(float(x) * s))) for x in v[:4]]
+            out.append(" ".join(v))
+        i += 2 + max(n, 1)
+    return out
+
+
+def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int) -> int:
+    with open(os.path.join(src_root, WIDER_GT)) as f:
+        lines = [ln.strip() for ln in f if ln.strip()]
+    paths = [lines[i] for i in range(len(lines)) if lines[i].endswith(".jpg")]
+    scales = {}
+    for rel in tqdm(paths, desc="WIDER FACE train"):
+        img = cv2.imread(os.path.join(src_root, WIDER_IMAGES, rel))
+        if img is None:
+            print(f"warning: skipping unreadable {rel}", file=sys.stderr)
+            continue
+        s = min(1.0, max_side / max(img.shape[:2]))
+        if s < 1.0:
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        scales[rel] = s
+        write_jpeg(os.path.join(dst_root, WIDER_IMAGES, rel), img, quality)
+    out = os.path.join(dst_root, WIDER_GT)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write("\n".join(scale_wider_gt(lines, scales)) + "\n")
+    return len(scales)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="datasets root (holds utkface/ and widerface/)")
+    p.add_argument("dst", help="where to write the compact copy")
+    p.add_argument("--utk-side", type=int, default=128)
+    p.add_argument("--wider-max-side", type=int, default=640)
+    p.add_argument("--quality", type=int, default=85, help="JPEG quality")
+    a = p.parse_args(argv)
+    n_utk = compact_utkface(os.path.join(a.src, UTK_DIR), os.path.join(a.dst, UTK_DIR), a.utk_side, a.quality)
+    n_wider = compact_wider(a.src, a.dst, a.wider_max_side, a.quality)
+    print(f"wrote {n_utk} UTKFace train faces and {n_wider} WIDER FACE train photos under {a.dst}")
+
+
+if __name__ == "__main__":
+    main()
