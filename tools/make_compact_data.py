@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from foss_d2.data.datasets.utkface import parse_utkface_name  # noqa: E402
+from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt  # noqa: E402
 from foss_d2.data.utils import hash_split  # noqa: E402
 
 WIDER_GT = os.path.join("widerface", "wider_face_split", "wider_face_train_bbx_gt.txt")
@@ -37,37 +38,40 @@ def write_jpeg(path: str, image, quality: int):
 
 def compact_utkface(src: str, dst: str, side: int, quality: int) -> int:
     names = sorted(n for n in os.listdir(src) if parse_utkface_name(n) and hash_split(n, 0.2) == "train")
+    written = 0
     for name in tqdm(names, desc="UTKFace train"):
         img = cv2.imread(os.path.join(src, name))
         if img is None:
             print(f"warning: skipping unreadable {name}", file=sys.stderr)
             continue
         write_jpeg(os.path.join(dst, name), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality)
-    return len(names)
+        written += 1
+    return written
 
 
-def scale_wider_gt(lines, scales):
-    """Rewrite WIDER FACE gt lines with each image's boxes multiplied by ``scales[path]``."""
-    out, i = [], 0
-    while i < len(lines):
-        path, n = lines[i], int(lines[i + 1])
-        s = scales.get(path)
-        out += [path, str(n)]
-        for row in lines[i + 2 : i + 2 + max(n, 1)]:
-            v = row.split()
-            if s is not None and n > 0:
-                v[:4] = [str(int(round(float(x) * s))) for x in v[:4]]
-            out.append(" ".join(v))
-        i += 2 + max(n, 1)
+def scale_wider_entries(entries, scales):
+    """WIDER FACE gt entries (``parse_wider_bbx_gt``) with each image's boxes multiplied by
+    ``scales[path]`` and rounded to whole pixels; attributes are kept."""
+    out = []
+    for path, rows in entries:
+        s = scales.get(path, 1.0)
+        out.append((path, [[int(round(v * s)) for v in r[:4]] + list(r[4:]) for r in rows]))
     return out
 
 
+def format_wider_bbx_gt(entries) -> str:
+    """The inverse of ``parse_wider_bbx_gt`` (an image without faces gets the format's dummy row)."""
+    lines = []
+    for path, rows in entries:
+        lines += [path, str(len(rows))]
+        lines += [" ".join(map(str, r)) for r in rows] or ["0 0 0 0 0 0 0 0 0 0"]
+    return "\n".join(lines) + "\n"
+
+
 def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int) -> int:
-    with open(os.path.join(src_root, WIDER_GT)) as f:
-        lines = [ln.strip() for ln in f if ln.strip()]
-    paths = [lines[i] for i in range(len(lines)) if lines[i].endswith(".jpg")]
-    scales = {}
-    for rel in tqdm(paths, desc="WIDER FACE train"):
+    entries = parse_wider_bbx_gt(os.path.join(src_root, WIDER_GT))
+    kept, scales = [], {}
+    for rel, rows in tqdm(entries, desc="WIDER FACE train"):
         img = cv2.imread(os.path.join(src_root, WIDER_IMAGES, rel))
         if img is None:
             print(f"warning: skipping unreadable {rel}", file=sys.stderr)
@@ -76,12 +80,13 @@ def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int) -> 
         if s < 1.0:
             img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
         scales[rel] = s
+        kept.append((rel, rows))
         write_jpeg(os.path.join(dst_root, WIDER_IMAGES, rel), img, quality)
     out = os.path.join(dst_root, WIDER_GT)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
-        f.write("\n".join(scale_wider_gt(lines, scales)) + "\n")
-    return len(scales)
+        f.write(format_wider_bbx_gt(scale_wider_entries(kept, scales)))
+    return len(kept)
 
 
 def main(argv=None):

@@ -1,0 +1,136 @@
+"""The GPU recipe's helpers, without a GPU: tools/make_compact_data.py (a small copy of the training
+data that the project's loaders read alike) and tools/train_gpu_model.sh (iterations fitted to a
+wall-clock budget), the latter with a stand-in for the Python interpreter."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from foss_d2.data.datasets.utkface import load_utkface
+from foss_d2.data.datasets.wider_face import load_wider_face, parse_wider_bbx_gt
+from foss_d2.data.utils import hash_split
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import make_compact_data as mcd  # noqa: E402
+
+
+def _utk_names():
+    """One UTKFace-style name in each hash split."""
+    names = [f"{30 + i}_1_0_2017011{i:04d}.jpg.chip.jpg" for i in range(200)]
+    return (next(n for n in names if hash_split(n) == "train"), next(n for n in names if hash_split(n) == "test"))
+
+
+def _write_sources(root):
+    utk = root / "utkface" / "UTKFace"
+    utk.mkdir(parents=True)
+    train_name, test_name = _utk_names()
+    for n in (train_name, test_name):
+        cv2.imwrite(str(utk / n), np.full((200, 200, 3), 128, np.uint8))
+    imgs = root / "widerface" / "WIDER_train" / "images" / "0--Parade"
+    imgs.mkdir(parents=True)
+    cv2.imwrite(str(imgs / "a.jpg"), np.full((500, 1000, 3), 90, np.uint8))  # shrunk 2x to 500 wide
+    cv2.imwrite(str(imgs / "b.jpg"), np.full((300, 400, 3), 90, np.uint8))  # small already: kept
+    gt = root / "widerface" / "wider_face_split"
+    gt.mkdir(parents=True)
+    (gt / "wider_face_train_bbx_gt.txt").write_text(
+        "0--Parade/a.jpg\n2\n101 50 40 61 1 0 0 0 2 0\n600 200 9 11 0 0 0 0 0 0\n"
+        "0--Parade/b.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n"
+    )
+    return train_name, test_name
+
+
+def test_compact_copy_scales_boxes_with_images_and_keeps_the_held_out_faces_out(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    train_name, test_name = _write_sources(src)
+    mcd.main([str(src), str(dst), "--utk-side", "64", "--wider-max-side", "500"])
+
+    utk = load_utkface(str(dst / "utkface" / "UTKFace"), "all")
+    assert [r["image_id"] for r in utk] == [train_name]  # the held-out face is not copied
+    age = float(train_name.split("_")[0])  # the label travels in the kept file name
+    assert (utk[0]["width"], utk[0]["height"], utk[0]["annotations"][0]["age"]) == (64, 64, age)
+
+    gt = dst / "widerface" / "wider_face_split" / "wider_face_train_bbx_gt.txt"
+    # a.jpg x0.5: 101 50 40 61 -> 50.5 25 20 30.5 -> rounded half to even: 50 25 20 30; attributes kept
+    assert parse_wider_bbx_gt(str(gt)) == [
+        ("0--Parade/a.jpg", [[50, 25, 20, 30, 1, 0, 0, 0, 2, 0], [300, 100, 4, 6, 0, 0, 0, 0, 0, 0]]),
+        ("0--Parade/b.jpg", []),
+    ]
+    recs = {r["image_id"]: r for r in load_wider_face(str(dst / "widerface" / "WIDER_train" / "images"), str(gt))}
+    assert (recs["0--Parade/a.jpg"]["width"], recs["0--Parade/a.jpg"]["height"]) == (500, 250)
+    assert (recs["0--Parade/b.jpg"]["width"], recs["0--Parade/b.jpg"]["height"]) == (400, 300)
+    assert [a["bbox"] for a in recs["0--Parade/a.jpg"]["annotations"]][0][:4] == [50.0, 25.0, 20.0, 30.0]
+
+
+FAKE_PYTHON = r'''#!{python}
+import json, os, sys
+args = sys.argv[1:]
+if args[0] in ("-", "-c"):  # the script's own arithmetic: the real interpreter
+    os.execv({python!r}, [{python!r}] + args)
+with open(os.environ["CALLS"], "a") as f:
+    f.write(" ".join(args) + "\n")
+if args[0].endswith("train_net.py"):
+    out = args[args.index("OUTPUT_DIR") + 1]
+    name = os.path.basename(out)
+    if name == os.environ.get("FAIL_STAGE"):
+        sys.exit(3)
+    os.makedirs(out, exist_ok=True)
+    s_it = float(os.environ["S_PER_IT_" + name.replace("calib-", "").upper()])
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        f.write(json.dumps({{"iteration": 19, "time": 9.0}}) + "\n")  # slow start, not the median used
+        f.write(json.dumps({{"iteration": 39, "time": s_it}}) + "\n")
+    open(os.path.join(out, "model_final.pth"), "w").close()
+else:
+    open(args[2], "w").close()
+'''
+
+
+def run_gpu_recipe(tmp_path, budget, **env):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    full_env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls), CALIB_ITERS="40",
+                    S_PER_IT_DETECTOR="0.5", S_PER_IT_AGE="0.25", **env)
+    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "train_gpu_model.sh"), "/data", str(tmp_path / "runs"),
+                        str(budget), "0.6"], env=full_env, capture_output=True, text=True, timeout=60)
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return r, lines
+
+
+def _arg(line, key):
+    words = line.split()
+    return words[words.index(key) + 1] if key in words else None
+
+
+def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
+    r, calls = run_gpu_recipe(tmp_path, 1000)
+    assert r.returncode == 0, r.stderr
+    trains = [c for c in calls if "train_net.py" in c]
+    runs = str(tmp_path / "runs")
+    assert [os.path.basename(_arg(c, "OUTPUT_DIR")) for c in trains] == ["calib-detector", "calib-age", "detector", "age"]
+    assert [_arg(c, "SOLVER.MAX_ITER") for c in trains[:2]] == ["40", "40"]
+    # detector: 60% of the ~1000 s left after calibration, at 0.5 s/it -> 1200 iterations (a second or
+    # two of the stand-in's own run time may go); steps at 80% and 93%
+    n_det = int(_arg(trains[2], "SOLVER.MAX_ITER"))
+    assert 1190 <= n_det <= 1200
+    assert " ".join(trains[2].split()[trains[2].split().index("SOLVER.STEPS") + 1:][:2]) == \
+        f"({int(n_det * 0.8)}, {int(n_det * 0.93)})"
+    # age network: the rest of the budget (the 10 s export margin left out) at 0.25 s/it -> ~3960
+    n_age = int(_arg(trains[3], "SOLVER.MAX_ITER"))
+    assert 3920 <= n_age <= 3960
+    assert _arg(trains[1], "MODEL.WEIGHTS") == f"{runs}/calib-detector/model_final.pth"
+    assert _arg(trains[3], "MODEL.WEIGHTS") == f"{runs}/detector.pth"
+    exports = [c for c in calls if "export_model.py" in c]
+    assert exports[0].split()[1:] == [f"{runs}/detector/model_final.pth", f"{runs}/detector.pth", "--detector-only"]
+    assert exports[1].split()[1:] == [f"{runs}/age/model_final.pth", f"{runs}/model.pth"]
+    assert "MAX_ITER 1" in (tmp_path / "runs" / "plan.txt").read_text()
+
+
+def test_gpu_recipe_fails_fast_when_a_calibration_fails(tmp_path):
+    r, calls = run_gpu_recipe(tmp_path, 1000, FAIL_STAGE="calib-age")
+    assert r.returncode != 0
+    assert [os.path.basename(_arg(c, "OUTPUT_DIR")) for c in calls] == ["calib-detector", "calib-age"]
