@@ -44,3 +44,25 @@ def tiny_cfg(**overrides):
             node = getattr(node, p)
         setattr(node, last, v)
     return cfg
+
+
+def run_with_fake_python(tmp_path, fake_source: str, argv, **env):
+    """Run a shell recipe (``argv``) with $PYTHON pointing at ``fake_source`` (formatted with the real
+    interpreter as ``python``); the stand-in appends each call's arguments to $CALLS. Returns the
+    completed process and the logged calls, one line each."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "python"
+    fake.write_text(fake_source.format(python=sys.executable))
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    full_env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls), **env)
+    r = subprocess.run(["bash", *map(str, argv)], env=full_env, capture_output=True, text=True, timeout=60)
+    return r, (calls.read_text().splitlines() if calls.exists() else [])
+
+
+def recipe_arg(line: str, key: str):
+    """The word after ``key`` in a logged call, or None."""
+    words = line.split()
+    return words[words.index(key) + 1] if key in words else None

@@ -2,12 +2,11 @@
 data that the project's loaders read alike) and tools/train_gpu_model.sh (iterations fitted to a
 wall-clock budget), the latter with a stand-in for the Python interpreter."""
 import os
-import subprocess
 import sys
 
 import cv2
 import numpy as np
-import pytest
+from conftest import recipe_arg as _arg, run_with_fake_python
 
 from foss_d2.data.datasets.utkface import load_utkface
 from foss_d2.data.datasets.wider_face import load_wider_face, parse_wider_bbx_gt
@@ -89,21 +88,9 @@ else:
 
 
 def run_gpu_recipe(tmp_path, budget, **env):
-    fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
-    fake.chmod(0o755)
-    calls = tmp_path / "calls.txt"
-    full_env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls), CALIB_ITERS="40",
-                    S_PER_IT_DETECTOR="0.5", S_PER_IT_AGE="0.25", **env)
-    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "train_gpu_model.sh"), "/data", str(tmp_path / "runs"),
-                        str(budget), "0.6"], env=full_env, capture_output=True, text=True, timeout=60)
-    lines = calls.read_text().splitlines() if calls.exists() else []
-    return r, lines
-
-
-def _arg(line, key):
-    words = line.split()
-    return words[words.index(key) + 1] if key in words else None
+    script = os.path.join(ROOT, "tools", "train_gpu_model.sh")
+    return run_with_fake_python(tmp_path, FAKE_PYTHON, [script, "/data", tmp_path / "runs", budget, "0.6"],
+                                CALIB_ITERS="40", S_PER_IT_DETECTOR="0.5", S_PER_IT_AGE="0.25", **env)
 
 
 def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):

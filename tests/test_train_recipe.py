@@ -1,8 +1,8 @@
 """tools/train_cpu_model.sh, the shipped model's stages, without training: a stand-in for the
 Python interpreter logs each call and writes the file that call would write."""
 import os
-import subprocess
-import sys
+
+from conftest import recipe_arg as arg, run_with_fake_python
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -23,20 +23,8 @@ else:
 
 
 def run_recipe(tmp_path, **env):
-    fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
-    fake.chmod(0o755)
-    calls = tmp_path / "calls.txt"
-    full_env = dict(os.environ, PYTHON=str(fake), FOSS_OUTPUT=str(tmp_path / "runs"), CALLS=str(calls), **env)
-    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "train_cpu_model.sh"), "/data", str(tmp_path / "w.pth")],
-                       env=full_env, capture_output=True, text=True, timeout=60)
-    lines = calls.read_text().splitlines() if calls.exists() else []
-    return r, lines
-
-
-def arg(line, key):
-    words = line.split()
-    return words[words.index(key) + 1] if key in words else None
+    return run_with_fake_python(tmp_path, FAKE_PYTHON, [os.path.join(ROOT, "tools", "train_cpu_model.sh"), "/data",
+                                                        tmp_path / "w.pth"], FOSS_OUTPUT=str(tmp_path / "runs"), **env)
 
 
 def test_recipe_runs_the_stages_in_order_with_the_right_weights(tmp_path):
