@@ -44,7 +44,7 @@ def _write_sources(root):
 
 def test_compact_copy_scales_boxes_with_images_and_keeps_the_held_out_faces_out(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
-    train_name, test_name = _write_sources(src)
+    train_name, _ = _write_sources(src)
     mcd.main([str(src), str(dst), "--utk-side", "64", "--wider-max-side", "500"])
 
     utk = load_utkface(str(dst / "utkface" / "UTKFace"), "all")

@@ -21,9 +21,8 @@ import cv2
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from foss_d2.data.datasets.utkface import parse_utkface_name  # noqa: E402
+from foss_d2.data.datasets.utkface import load_utkface  # noqa: E402
 from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt  # noqa: E402
-from foss_d2.data.utils import hash_split  # noqa: E402
 
 WIDER_GT = os.path.join("widerface", "wider_face_split", "wider_face_train_bbx_gt.txt")
 WIDER_IMAGES = os.path.join("widerface", "WIDER_train", "images")
@@ -37,14 +36,13 @@ def write_jpeg(path: str, image, quality: int):
 
 
 def compact_utkface(src: str, dst: str, side: int, quality: int) -> int:
-    names = sorted(n for n in os.listdir(src) if parse_utkface_name(n) and hash_split(n, 0.2) == "train")
     written = 0
-    for name in tqdm(names, desc="UTKFace train"):
-        img = cv2.imread(os.path.join(src, name))
+    for rec in tqdm(load_utkface(src, "train"), desc="UTKFace train"):
+        img = cv2.imread(rec["file_name"])
         if img is None:
-            print(f"warning: skipping unreadable {name}", file=sys.stderr)
+            print(f"warning: skipping unreadable {rec['file_name']}", file=sys.stderr)
             continue
-        write_jpeg(os.path.join(dst, name), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality)
+        write_jpeg(os.path.join(dst, rec["image_id"]), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality)
         written += 1
     return written
 
