@@ -94,6 +94,11 @@ def add_foss_config(cfg):
     _C.INPUT.AUG.ROTATION = 10.0  # degrees, +-
     _C.INPUT.AUG.COLOR_JITTER = 0.2  # brightness/contrast/saturation strength
     _C.INPUT.AUG.BLUR_PROB = 0.1
+    # Not in the paper (off by default): with this probability a training picture is shrunk by a
+    # factor from ZOOM_OUT_RANGE onto a canvas of its size, so that close-up age labels also come
+    # as the small faces of group photos (foss_d2/data/augmentation.py, RandomZoomOut).
+    _C.INPUT.AUG.ZOOM_OUT_PROB = 0.0
+    _C.INPUT.AUG.ZOOM_OUT_RANGE = [2.0, 5.0]
     # Images whose longer side exceeds this are downscaled when loaded (keeps memory bounded).
     _C.INPUT.MAX_SIDE = 2048
 

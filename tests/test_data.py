@@ -196,6 +196,50 @@ def test_mapper_augmentations_keep_boxes_on_faces(tmp_path):
         assert float(inst.gt_boxes.area()[0]) >= 0.6 * 40 * 50 * s
 
 
+def test_zoom_out_shrinks_picture_and_box_together():
+    # a 200x100 black picture with a white 80x40 face at (40, 20); zoomed out 4x the face is 20x10,
+    # placed where the picture's top-left corner landed, on the picture's mean grey
+    from detectron2.data import transforms as T
+    from foss_d2.data.augmentation import RandomZoomOut
+
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[20:60, 40:120] = 255
+    np.random.seed(3)
+    inp = T.AugInput(img, boxes=np.array([[40, 20, 120, 60]], np.float32))
+    tf = RandomZoomOut(1.0, (4.0, 4.0))(inp)
+    pad = tf.transforms[1]
+    x0, y0 = pad.x0, pad.y0
+    assert inp.image.shape == (100, 200, 3)
+    assert 0 <= x0 <= 150 and 0 <= y0 <= 75  # the 50x25 copy fits
+    assert inp.boxes.tolist() == [[x0 + 10, y0 + 5, x0 + 30, y0 + 15]]
+    ys, xs = np.where(inp.image[..., 0] > 200)
+    assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == (x0 + 10, x0 + 30, y0 + 5, y0 + 15)
+    # the fill is the picture's mean: 80*40*255 / (200*100) = 40.8
+    assert abs(int(inp.image[0, 0, 0]) - 40.8) <= 1 and abs(int(inp.image[-1, -1, 0]) - 40.8) <= 1
+    # probability 0 (the default) leaves pictures alone
+    assert isinstance(RandomZoomOut(0.0)(T.AugInput(img)), T.NoOpTransform)
+
+
+def test_mapper_zoom_out_keeps_labels_on_small_faces(tmp_path):
+    rec, img = _face_record(2, 240, 320)
+    rec["file_name"] = str(tmp_path / "face.png")
+    cv2.imwrite(rec["file_name"], img)
+    cfg = tiny_cfg()
+    for k, v in (("FLIP", False), ("SCALE_RANGE", [1.0, 1.0]), ("CROP_FRACTION", 1.0), ("ROTATION", 0.0),
+                 ("COLOR_JITTER", 0.0), ("BLUR_PROB", 0.0), ("ZOOM_OUT_PROB", 1.0), ("ZOOM_OUT_RANGE", [3.0, 3.0])):
+        cfg.INPUT.AUG[k] = v
+    np.random.seed(1)
+    out = FOSSDatasetMapper(cfg, True)(rec)
+    inst = out["instances"]
+    assert tuple(out["image"].shape) == (3, 240, 320)
+    assert inst.gt_ages.tolist() == [30.0] and inst.gt_genders.tolist() == [0.0]
+    x1, y1, x2, y2 = inst.gt_boxes.tensor[0].tolist()
+    (ox1, oy1, ox2, oy2), = [a["bbox"] for a in rec["annotations"]]
+    assert x2 - x1 == pytest.approx((ox2 - ox1) / 3, abs=0.5) and y2 - y1 == pytest.approx((oy2 - oy1) / 3, abs=0.5)
+    image = out["image"].permute(1, 2, 0).numpy()
+    assert np.abs(np.array(_box_color(image, [x1, y1, x2, y2])) - COLORS[2]).max() <= 10
+
+
 def test_mapper_tiles_only_named_datasets(tmp_path):
     recs = []
     for i in range(3):
