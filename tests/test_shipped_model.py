@@ -21,6 +21,23 @@ def estimator():
     return FaceAgeEstimator(device="cpu")
 
 
+def test_shipped_weights_fill_the_shipped_config_exactly(estimator):
+    """Every tensor of the default config's model comes from the shipped file, with its shape: a
+    config that drifted from the weights (e.g. the detector input or the age network's width)
+    would otherwise load with a warning and predict from random layers."""
+    import torch
+
+    from foss_d2.engine.api import DEFAULT_CONFIG
+
+    assert os.path.basename(DEFAULT_CONFIG) == "FOSS-default.yaml"
+    ckpt = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)
+    weights = ckpt.get("model", ckpt)
+    model_sd = estimator.predictor.model.state_dict()
+    assert set(weights) == set(model_sd)
+    assert all(tuple(weights[k].shape) == tuple(v.shape) for k, v in model_sd.items())
+    assert estimator.predictor.cfg.MODEL.FOSS.DET_INPUT_SIZE == 480
+
+
 def test_shipped_model_runs_on_demo_picture(estimator):
     faces = estimator(DEMO)
     for f in faces:

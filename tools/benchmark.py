@@ -2,7 +2,7 @@
 """Inference speed of FOSS vs the two-model baseline, in one run on the same images (paper 4.3).
 
     python tools/benchmark.py --output docs/benchmark            # paper config, K = 1 3 10 20
-    python tools/benchmark.py --config-file foss_d2/model_zoo/FOSS-CPU-default.yaml --ks 1 3 10 20
+    python tools/benchmark.py --config-file foss_d2/model_zoo/FOSS-default.yaml --ks 1 3 10 20
 
 "FOSS" is the configured model; "two-model" is the same code path with the intermediate feature
 connection off: the detector, then an age network that sees only the crops. The two alternate

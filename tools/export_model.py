@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Export a training checkpoint as a small inference checkpoint (model weights only, fp16).
 
-    python tools/export_model.py output/FOSS-CPU-default/model_final.pth foss_d2/model_zoo/foss_cpu_default.pth
+    python tools/export_model.py output/FOSS-CPU-age-zoomout/model_final.pth foss_d2/model_zoo/foss_default.pth
 
     python tools/export_model.py model_final.pth detector.pth --detector-only
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Trains the model that ships with FOSS-D2 (docs/MODEL_ZOO.md), on 2 CPU cores, in the stages it was
-# made in (about 3.7 hours in all there):
+# Trains the CPU-only model that FOSS-D2 shipped before its GPU-trained default (docs/MODEL_ZOO.md,
+# "foss_cpu_default.pth"), on 2 CPU cores, in the stages it was made in (about 3.7 hours in all):
 #   1. FOSS-CPU-default           end-to-end from scratch: detector + age network     (~88 min)
 #   2. FOSS-CPU-stage2            detector frozen, age network alone, mostly tiles    (~83 min)
 #   3. FOSS-CPU-stage2-mixed-scale  the same, half the canvases one face              (~15 min)

@@ -11,8 +11,8 @@ from ..config import add_foss_config
 from .predictor import FOSSPredictor, load_image
 
 MODEL_ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_zoo")
-DEFAULT_CONFIG = os.path.join(MODEL_ZOO, "FOSS-CPU-default.yaml")
-DEFAULT_WEIGHTS = os.path.join(MODEL_ZOO, "foss_cpu_default.pth")
+DEFAULT_CONFIG = os.path.join(MODEL_ZOO, "FOSS-default.yaml")
+DEFAULT_WEIGHTS = os.path.join(MODEL_ZOO, "foss_default.pth")
 
 
 def get_foss_cfg(
