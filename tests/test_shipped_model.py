@@ -30,8 +30,7 @@ def test_shipped_weights_fill_the_shipped_config_exactly(estimator):
     from foss_d2.engine.api import DEFAULT_CONFIG
 
     assert os.path.basename(DEFAULT_CONFIG) == "FOSS-default.yaml"
-    ckpt = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)
-    weights = ckpt.get("model", ckpt)
+    weights = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)["model"]
     model_sd = estimator.predictor.model.state_dict()
     assert set(weights) == set(model_sd)
     assert all(tuple(weights[k].shape) == tuple(v.shape) for k, v in model_sd.items())

@@ -50,7 +50,7 @@ class RandomZoomOut(T.Augmentation):
         self.factor_range = tuple(factor_range)
 
     def get_transform(self, image):
-        if self.prob <= 0 or np.random.rand() >= self.prob:
+        if np.random.rand() >= self.prob:
             return T.NoOpTransform()
         h, w = image.shape[:2]
         f = float(np.random.uniform(*self.factor_range))
