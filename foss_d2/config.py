@@ -72,6 +72,9 @@ def add_foss_config(cfg):
     _C.MODEL.AGE_HEAD.WIDTH_REDUCTION = 48
     # Loss (Sec. 3.2).
     _C.MODEL.AGE_HEAD.TH_IOU = 0.3
+    # Not in the paper: at test time, average each face's age distribution and P(female) over its
+    # crop and the mirror image (twice the age-network work).
+    _C.MODEL.AGE_HEAD.TEST_FLIP = False
     _C.MODEL.AGE_HEAD.LAMBDA_MEAN = 0.01
     _C.MODEL.AGE_HEAD.LAMBDA_VAR = 0.0025
     _C.MODEL.AGE_HEAD.LAMBDA_CE = 0.05

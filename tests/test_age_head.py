@@ -164,3 +164,50 @@ def test_tresnet_s_parameter_count():
     with_feat = TResNetAgeNet(feature_channels=48)
     assert count(base) == 19_286_619
     assert 19_100_000 < count(with_feat) < count(base)
+
+
+def _tiny_head(test_flip: bool):
+    from foss_d2.roi_heads import TResNetAgeHead
+
+    from conftest import tiny_cfg
+
+    cfg = tiny_cfg(**{"MODEL.AGE_HEAD.TEST_FLIP": test_flip, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
+    torch.manual_seed(0)
+    return TResNetAgeHead(cfg).eval()
+
+
+def _faces(box, hw):
+    inst = Instances(hw)
+    inst.pred_boxes = Boxes(torch.tensor([box], dtype=torch.float32))
+    return inst
+
+
+@torch.no_grad()
+def test_test_flip_averages_the_crop_and_its_mirror():
+    head = _tiny_head(True)
+    image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
+    box = [20.0, 30.0, 70.0, 100.0]
+    out = head([image], [_faces(box, (120, 100))])[0]
+    # By hand: the margin-enlarged crop in RGB, through the network as it is and mirrored.
+    crop = crop_faces(image, expand_boxes_with_margins(torch.tensor([box]), head.margins), head.crop_hw).flip(1)
+    (a1, g1), (a2, g2) = head.net(crop), head.net(crop.flip(-1))
+    probs = (a1.softmax(1) + a2.softmax(1)) / 2
+    ages = (probs * torch.arange(101.0)).sum(1)
+    assert torch.allclose(out.pred_age_probs, probs, atol=1e-6)
+    assert torch.allclose(out.pred_ages, ages, atol=1e-4)
+    assert torch.allclose(out.pred_female_probs, (g1.sigmoid() + g2.sigmoid()) / 2, atol=1e-6)
+    single = (a1.softmax(1) * torch.arange(101.0)).sum(1)
+    assert not torch.allclose(out.pred_ages, single, atol=1e-3)  # the mirror did change the answer
+
+
+@torch.no_grad()
+def test_test_flip_gives_a_mirrored_photo_the_same_answer():
+    image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
+    mirrored = image.flip(-1)
+    box, mirrored_box = [20.0, 30.0, 70.0, 100.0], [30.0, 30.0, 80.0, 100.0]  # x -> 100 - x
+    for test_flip in (False, True):
+        head = _tiny_head(test_flip)
+        a = head([image], [_faces(box, (120, 100))])[0]
+        b = head([mirrored], [_faces(mirrored_box, (120, 100))])[0]
+        same = torch.allclose(a.pred_ages, b.pred_ages, atol=1e-4) and torch.allclose(a.pred_female_probs, b.pred_female_probs, atol=1e-5)
+        assert same == test_flip, f"TEST_FLIP {test_flip}: ages {a.pred_ages} vs {b.pred_ages}"

@@ -78,8 +78,12 @@ def crop_faces(image: torch.Tensor, boxes: torch.Tensor, out_hw: Tuple[int, int]
 
 def age_distribution(logits: torch.Tensor):
     """Softmax over the age classes (class j = j years), its mean and its variance."""
-    probs = F.softmax(logits, dim=1)
-    j = torch.arange(logits.shape[1], dtype=probs.dtype, device=probs.device)
+    return distribution_moments(F.softmax(logits, dim=1))
+
+
+def distribution_moments(probs: torch.Tensor):
+    """``probs`` over the age classes (class j = j years), with their mean and variance."""
+    j = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
     mean = (probs * j).sum(1)
     var = (probs * (j[None] - mean[:, None]) ** 2).sum(1)
     return probs, mean, var
@@ -279,6 +283,7 @@ class TResNetAgeHead(nn.Module):
         th_iou: float,
         lambdas: Dict[str, float],
         input_format: str = "BGR",
+        test_flip: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -289,6 +294,7 @@ class TResNetAgeHead(nn.Module):
         self.th_iou = th_iou
         self.lambdas = lambdas
         self.input_format = input_format
+        self.test_flip = test_flip
 
     @classmethod
     def from_config(cls, cfg, input_shape=None):
@@ -321,6 +327,7 @@ class TResNetAgeHead(nn.Module):
             "th_iou": c.TH_IOU,
             "lambdas": {"mean": c.LAMBDA_MEAN, "var": c.LAMBDA_VAR, "ce": c.LAMBDA_CE, "gen": c.LAMBDA_GEN},
             "input_format": cfg.INPUT.FORMAT,
+            "test_flip": c.TEST_FLIP,
         }
 
     def forward(
@@ -356,23 +363,40 @@ class TResNetAgeHead(nn.Module):
             for p in proposals:
                 self._attach(p, crops.new_zeros((0, self.net.age_branch["fc"].out_features)), None)
             return proposals
-        age_logits, gender_logits = self.net(crops, feat)
         if self.training:
+            age_logits, gender_logits = self.net(crops, feat)
             return age_gender_losses(age_logits, gender_logits, boxes, targets, self.th_iou, self.lambdas)
+        age_probs, female_probs = self._predict(crops, feat)
         start = 0
         for p, b in zip(proposals, boxes):
             n = b.shape[0]
-            g = gender_logits[start : start + n] if gender_logits is not None else None
-            self._attach(p, age_logits[start : start + n], g)
+            f = female_probs[start : start + n] if female_probs is not None else None
+            self._attach(p, age_probs[start : start + n], f)
             start += n
         return proposals
 
+    def _predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor]):
+        """Age distributions and P(female); with ``test_flip``, averaged over each crop and its mirror
+        image (not in the paper). The detector feature is mirrored with the crop, so that the pair
+        is what the network would see for the mirrored photo."""
+        if self.test_flip:
+            n = crops.shape[0]
+            crops = torch.cat([crops, crops.flip(-1)])
+            feat = torch.cat([feat, feat.flip(-1)]) if feat is not None else None
+        age_logits, gender_logits = self.net(crops, feat)
+        age_probs = F.softmax(age_logits, dim=1)
+        female_probs = gender_logits.sigmoid() if gender_logits is not None else None
+        if self.test_flip:
+            age_probs = (age_probs[:n] + age_probs[n:]) / 2
+            female_probs = (female_probs[:n] + female_probs[n:]) / 2 if female_probs is not None else None
+        return age_probs, female_probs
+
     @staticmethod
-    def _attach(inst: Instances, age_logits: torch.Tensor, gender_logits: Optional[torch.Tensor]):
-        probs, mean, var = age_distribution(age_logits)
+    def _attach(inst: Instances, age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
+        probs, mean, var = distribution_moments(age_probs)
         inst.pred_age_probs = probs
         inst.pred_ages = mean
         inst.pred_age_stds = var.sqrt()
-        if gender_logits is None:
-            gender_logits = age_logits.new_full((age_logits.shape[0],), float("nan"))
-        inst.pred_female_probs = gender_logits.sigmoid()
+        if female_probs is None:
+            female_probs = age_probs.new_full((age_probs.shape[0],), float("nan"))
+        inst.pred_female_probs = female_probs
