@@ -47,6 +47,18 @@ def test_shipped_model_runs_on_demo_picture(estimator):
     assert len(low) >= len(faces)  # a lower threshold never loses faces
 
 
+def test_shipped_config_averages_over_the_mirror_and_opts_turn_it_off(estimator):
+    """FOSS-default.yaml turns MODEL.AGE_HEAD.TEST_FLIP on (docs/MODEL_ZOO.md); the mirror only
+    changes the age network's answers, never the boxes."""
+    assert estimator.cfg.MODEL.AGE_HEAD.TEST_FLIP and estimator.cfg.MODEL.FOSS.K_TEST == 100
+    off = FaceAgeEstimator(device="cpu", opts=["MODEL.AGE_HEAD.TEST_FLIP", "False"])
+    assert not off.cfg.MODEL.AGE_HEAD.TEST_FLIP
+    with_mirror, without = estimator(DEMO), off(DEMO)
+    assert len(with_mirror) == len(without) > 0
+    assert np.allclose([f["box"] for f in with_mirror], [f["box"] for f in without])
+    assert max(abs(a["age"] - b["age"]) for a, b in zip(with_mirror, without)) > 0.5
+
+
 @needs_shared_data
 def test_shipped_model_beats_the_constant_answer_on_held_out_faces(estimator):
     """Held-out UTKFace faces (never trained on), 9 to a canvas (group-photo scale) and alone. The

@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--grids", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--output", default=None, help="JSON file for the figures")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs, e.g. MODEL.AGE_HEAD.TEST_FLIP False")
     args = ap.parse_args()
     image_dir = os.path.join(args.root, "utkface", "UTKFace")
     if not os.path.isdir(image_dir):
@@ -39,11 +40,11 @@ def main():
     records = load_utkface(image_dir, "test")
     random.Random(args.seed).shuffle(records)
     records = records[: args.num]
-    est = FaceAgeEstimator(args.config_file, args.weights, device="cpu")
+    est = FaceAgeEstimator(args.config_file, args.weights, device="cpu", opts=args.opts)
     results = [evaluate_grid(est, records, g) for g in tqdm(args.grids, desc="grid sizes")]
     # written before printing: nothing computed is lost whatever the figures are
     if args.output:
-        write_json_atomic(args.output, {"weights": args.weights or "shipped", "seed": args.seed, "results": results}, indent=1)
+        write_json_atomic(args.output, {"weights": args.weights or "shipped", "opts": args.opts, "seed": args.seed, "results": results}, indent=1)
     for r in results:
         # MAE / corr / gender are None when no face (or too few) was found at that grid size
         fig = {k: "-" if r[k] is None else f"{r[k]:.{d}f}" for k, d in (("MAE", 2), ("corr", 3), ("gender_acc", 1))}

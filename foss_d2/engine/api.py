@@ -72,9 +72,9 @@ class FaceAgeEstimator:
     """
 
     def __init__(self, config_file: Optional[str] = None, weights: Optional[str] = None, device: Optional[str] = None,
-                 confidence_threshold: Optional[float] = None):
-        # device None: add_foss_config's default, CUDA when available.
-        self.cfg = get_foss_cfg(config_file, weights, device=device, confidence_threshold=confidence_threshold)
+                 confidence_threshold: Optional[float] = None, opts: Sequence[str] = ()):
+        # device None: add_foss_config's default, CUDA when available. opts: config KEY VALUE pairs.
+        self.cfg = get_foss_cfg(config_file, weights, opts, device=device, confidence_threshold=confidence_threshold)
         self.predictor = FOSSPredictor(self.cfg)
 
     def to_array(self, image, channel_order: str = "BGR") -> np.ndarray:
