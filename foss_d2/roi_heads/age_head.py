@@ -377,8 +377,9 @@ class TResNetAgeHead(nn.Module):
 
     def _predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor]):
         """Age distributions and P(female); with ``test_flip``, averaged over each crop and its mirror
-        image (not in the paper). The detector feature is mirrored with the crop, so that the pair
-        is what the network would see for the mirrored photo."""
+        image (not in the paper). The ROIAligned detector feature is mirrored with the crop: it
+        stands in for the mirrored photo's feature (exact without the feature connection; close with
+        it, as the detector trains with flips), at no extra detector cost."""
         if self.test_flip:
             n = crops.shape[0]
             crops = torch.cat([crops, crops.flip(-1)])
