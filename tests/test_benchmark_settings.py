@@ -1,4 +1,4 @@
-"""tools/benchmark_settings.py: the summary arithmetic, and a real run of two photos on the shipped model."""
+"""tools/benchmark_settings.py: the summary arithmetic, and a real run on the demo picture with the shipped model."""
 import json
 import os
 import subprocess
