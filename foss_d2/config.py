@@ -29,6 +29,15 @@ def add_foss_config(cfg):
     # Paper: the age network always runs on all K boxes (fixed-size batches). False runs it only on
     # boxes above SCORE_THRESH_TEST, which is faster on CPU when photos hold fewer than K faces.
     _C.MODEL.FOSS.AGE_ON_ALL_K = True
+    # Not in the paper (off when empty): more detector passes at test time, on the image resized to
+    # each of these sizes, for faces too small to be found at DET_INPUT_SIZE. A pass runs only on
+    # images whose longer side exceeds DET_INPUT_SIZE (a smaller image holds no detail the first pass
+    # lost) and keeps only its boxes whose longer side is below TEST_SIZES_MAX_BOX pixels of its own
+    # input (a detector trained at DET_INPUT_SIZE has never seen larger faces); the passes' boxes are
+    # merged by NMS at TEST_NMS_THRESH, and each face's age network reads the feature of its pass.
+    _C.MODEL.FOSS.TEST_SIZES = []
+    _C.MODEL.FOSS.TEST_SIZES_MAX_BOX = 160.0
+    _C.MODEL.FOSS.TEST_NMS_THRESH = 0.5
 
     # CenterNet face detector (Zhou et al. 2019; paper Sec. 3.2).
     _C.MODEL.CENTERNET = CN()

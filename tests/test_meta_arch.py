@@ -158,3 +158,83 @@ def test_age_head_lr_factor_groups(frozen):
     cfg.SOLVER.AGE_HEAD_LR_FACTOR = 0.0
     with pytest.raises(ValueError, match="AGE_HEAD_LR_FACTOR"):
         build_foss_optimizer(cfg, model)
+
+
+class _MarkerAgeHead(torch.nn.Module):
+    """Stands in for the age head: each face's 'age' is the marker of the feature it was given."""
+
+    def forward(self, images, proposals, features, feature_scales):
+        for p in proposals:
+            n = len(p)
+            p.pred_ages = torch.full((n,), float(features["marker"]))
+            p.pred_age_stds = torch.zeros(n)
+            p.pred_age_probs = torch.zeros(n, 101)
+            p.pred_female_probs = torch.zeros(n)
+        return proposals
+
+
+def _faces(hw, boxes, scores):
+    inst = Instances(hw)
+    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    inst.scores = torch.tensor(scores)
+    inst.pred_classes = torch.zeros(len(scores), dtype=torch.long)
+    return inst
+
+
+def test_test_sizes_merge_filter_and_feature_routing():
+    """Two detector passes on a 600x900 photo (480 and 960 px), with the passes' detections fixed
+    by hand (full-resolution pixels):
+      480 px: A [100,100,300,340] 0.9, B [500,200,530,236] 0.3
+      960 px: A' [105,100,300,345] 0.8: 208 x 392 px of its input (x 960/900, y 960/600), over the
+              160 px limit: dropped; B' [502,201,531,237] 0.6: IoU with B = 28*35/(30*36+29*36-28*35)
+              = 0.86 > 0.5, so NMS keeps B' (higher score) instead of B; C [700,400,720,424] 0.5,
+              21 x 38 px: kept.
+    Expected: A, B', C with scores 0.9, 0.6, 0.5; ages 10, 20, 20 (the marker of each face's pass)."""
+    cfg = tiny_cfg(**{"MODEL.FOSS.DET_INPUT_SIZE": 480, "MODEL.FOSS.TEST_SIZES": [960], "MODEL.FOSS.K_TEST": 10})
+    model = build_model(cfg).eval()
+    model.age_head = _MarkerAgeHead()
+    hw = (600, 900)
+    by_size = {
+        480: [[100, 100, 300, 340], [500, 200, 530, 236]], 960: [[105, 100, 300, 345], [502, 201, 531, 237], [700, 400, 720, 424]]
+    }
+    scores = {480: [0.9, 0.3], 960: [0.8, 0.6, 0.5]}
+    calls = []
+
+    def detect(images, size):
+        calls.append((size, [tuple(im.shape[1:]) for im in images]))
+        props = [_faces(tuple(im.shape[1:]), by_size[size], scores[size]) if im.shape[1:] == hw else _faces(tuple(im.shape[1:]), [], []) for im in images]
+        return {"marker": 10 if size == 480 else 20}, props, [(size / im.shape[2], size / im.shape[1]) for im in images]
+
+    model.detect_pass = detect
+    big = torch.zeros((3, *hw), dtype=torch.uint8)
+    small = torch.zeros((3, 300, 400), dtype=torch.uint8)  # longer side 400 <= 480: one pass only
+    out_big, out_small = [r["instances"] for r in model([{"image": big}, {"image": small}])]
+    assert calls == [(480, [hw, (300, 400)]), (960, [hw])]
+    assert out_big.pred_boxes.tensor.tolist() == [[100, 100, 300, 340], [502, 201, 531, 237], [700, 400, 720, 424]]
+    assert torch.allclose(out_big.scores, torch.tensor([0.9, 0.6, 0.5]))
+    assert out_big.pred_ages.tolist() == [10.0, 20.0, 20.0]
+    assert not out_big.has("det_pass") and len(out_small) == 0
+
+
+def test_test_sizes_leave_small_images_alone_and_run_on_large_ones():
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8})
+    model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 4.0)
+    torch.manual_seed(1)
+    small = torch.randint(0, 256, (3, 100, 120), dtype=torch.uint8)  # longer side 120 <= 128
+    large = torch.randint(0, 256, (3, 150, 300), dtype=torch.uint8)
+    one = [model([{"image": im}])[0]["instances"] for im in (small, large)]
+    model.test_sizes = (256,)
+    two = [model([{"image": im}])[0]["instances"] for im in (small, large)]
+    assert torch.equal(one[0].pred_boxes.tensor, two[0].pred_boxes.tensor)
+    assert torch.allclose(one[0].pred_ages, two[0].pred_ages)
+    # On the large image the second pass adds boxes of at most 160 px of its 256 px input, each with
+    # an age from its own pass's feature, and no two kept boxes overlap above the NMS threshold.
+    merged = two[1]
+    assert len(merged) <= 8 and merged.has("pred_age_probs") and not merged.has("det_pass")
+    assert (merged.scores[:-1] >= merged.scores[1:]).all()
+    from detectron2.structures import pairwise_iou
+
+    iou = pairwise_iou(merged.pred_boxes, merged.pred_boxes).fill_diagonal_(0)
+    assert float(iou.max()) <= 0.5
+    assert any(not torch.isclose(one[1].pred_boxes.tensor, b).all(1).any() for b in merged.pred_boxes.tensor)

@@ -4,13 +4,14 @@ The detector sees the image resized to DET_INPUT_SIZE² (480x480); the age netwo
 cropped from the full-resolution image. Both images live inside the model: the data pipeline hands
 over only the full-resolution one, so they can never fall out of step.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
+from detectron2.layers import nms
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.modeling.proposal_generator import build_proposal_generator
@@ -38,6 +39,9 @@ class FOSS(nn.Module):
         freeze_detector: bool = True,
         add_gt_boxes: bool = False,
         age_on_all_k: bool = True,
+        test_sizes: Sequence[int] = (),
+        test_sizes_max_box: float = 160.0,
+        test_nms_thresh: float = 0.5,
         input_format: str = "BGR",
     ):
         super().__init__()
@@ -54,6 +58,9 @@ class FOSS(nn.Module):
         self.freeze_detector = freeze_detector and age_head is not None
         self.add_gt_boxes = add_gt_boxes
         self.age_on_all_k = age_on_all_k
+        self.test_sizes = tuple(int(s) for s in test_sizes)
+        self.test_sizes_max_box = test_sizes_max_box
+        self.test_nms_thresh = test_nms_thresh
         self.input_format = input_format
         if self.freeze_detector:
             for p in self.detector_parameters():
@@ -77,6 +84,9 @@ class FOSS(nn.Module):
             "freeze_detector": cfg.MODEL.FOSS.FREEZE_DETECTOR,
             "add_gt_boxes": cfg.MODEL.FOSS.ADD_GT_BOXES,
             "age_on_all_k": cfg.MODEL.FOSS.AGE_ON_ALL_K,
+            "test_sizes": cfg.MODEL.FOSS.TEST_SIZES,
+            "test_sizes_max_box": cfg.MODEL.FOSS.TEST_SIZES_MAX_BOX,
+            "test_nms_thresh": cfg.MODEL.FOSS.TEST_NMS_THRESH,
             "input_format": cfg.INPUT.FORMAT,
         }
 
@@ -96,9 +106,9 @@ class FOSS(nn.Module):
             self.proposal_generator.eval()
         return self
 
-    def preprocess_detector(self, images: List[torch.Tensor]) -> torch.Tensor:
-        """Resize each full-resolution image to DET_INPUT_SIZE² and normalise it (paper 4.2)."""
-        s = self.det_input_size
+    def preprocess_detector(self, images: List[torch.Tensor], size: Optional[int] = None) -> torch.Tensor:
+        """Resize each full-resolution image to DET_INPUT_SIZE² (or ``size``²) and normalise it (paper 4.2)."""
+        s = size or self.det_input_size
         out = []
         for img in images:
             x = img.to(self.device, non_blocking=True).float()[None]
@@ -164,23 +174,71 @@ class FOSS(nn.Module):
         gt.pred_classes = t.gt_classes
         return Instances.cat([p, gt])
 
+    def detect_pass(self, images: List[torch.Tensor], size: int):
+        """One detector pass on the images resized to ``size``²: its features, the K_TEST most
+        probable faces in full-resolution pixels, and the (sx, sy) that map those pixels to the input."""
+        scales = [(size / im.shape[2], size / im.shape[1]) for im in images]
+        features = self.backbone(self.preprocess_detector(images, size))
+        proposals, _ = self.proposal_generator((size, size), features, self.k_test)
+        proposals = [self._to_image(p, sx, sy, im.shape[1:]) for p, (sx, sy), im in zip(proposals, scales, images)]
+        return features, proposals, scales
+
     @torch.no_grad()
     def inference(self, batched_inputs: List[Dict], do_postprocess: bool = True):
         images = [x["image"].to(self.device) for x in batched_inputs]
-        scales = [(self.det_input_size / im.shape[2], self.det_input_size / im.shape[1]) for im in images]
-        features = self.backbone(self.preprocess_detector(images))
-        size = (self.det_input_size, self.det_input_size)
-        proposals, _ = self.proposal_generator(size, features, self.k_test)
-        proposals = [self._to_image(p, sx, sy, im.shape[1:]) for p, (sx, sy), im in zip(proposals, scales, images)]
+        # Pass 0 is the paper's; the TEST_SIZES passes only run on images the first one shrank.
+        passes = [(self.det_input_size, list(range(len(images))))]
+        shrunk = [i for i, im in enumerate(images) if max(im.shape[1:]) > self.det_input_size]
+        passes += [(s, shrunk) for s in self.test_sizes if shrunk]
+        found = [[] for _ in images]
+        runs = []
+        for j, (size, idx) in enumerate(passes):
+            features, proposals, scales = self.detect_pass([images[i] for i in idx], size)
+            for i, p, (sx, sy) in zip(idx, proposals, scales):
+                if j > 0:
+                    p = self.keep_small_faces(p, sx, sy)
+                p.det_pass = torch.full_like(p.pred_classes, j)
+                found[i].append(p)
+            runs.append((idx, features, self._feature_scales(scales)))
+        proposals = [self.merge_passes(ps) for ps in found]
         if not self.age_on_all_k:
             proposals = [p[p.scores > self.score_thresh_test] for p in proposals]
         if self.age_head is not None:
-            proposals = self.age_head(images, proposals, features, self._feature_scales(scales))
+            proposals = self._estimate_ages(images, proposals, runs)
         results = []
         for p, x, im in zip(proposals, batched_inputs, images):
             p = p[p.scores > self.score_thresh_test]
+            p.remove("det_pass")
             p.pred_boxes.clip(p.image_size)
             if do_postprocess:
                 p = detector_postprocess(p, x.get("height", im.shape[1]), x.get("width", im.shape[2]))
             results.append({"instances": p})
         return results
+
+    def keep_small_faces(self, p: Instances, sx: float, sy: float) -> Instances:
+        """The faces of a TEST_SIZES pass whose longer side, in that pass's input pixels (image
+        pixels times (sx, sy)), is below TEST_SIZES_MAX_BOX."""
+        wh = p.pred_boxes.tensor[:, 2:] - p.pred_boxes.tensor[:, :2]
+        return p[torch.max(wh[:, 0] * sx, wh[:, 1] * sy) < self.test_sizes_max_box]
+
+    def merge_passes(self, per_pass: List[Instances]) -> Instances:
+        """One image's faces from all detector passes: NMS over their union, the K_TEST best kept."""
+        if len(per_pass) == 1:
+            return per_pass[0]
+        p = Instances.cat(per_pass)
+        return p[nms(p.pred_boxes.tensor, p.scores, self.test_nms_thresh)[: self.k_test]]
+
+    def _estimate_ages(self, images, proposals: List[Instances], runs) -> List[Instances]:
+        """The age head on every face, each reading the detector feature of the pass that found it
+        (the feature connection, Sec. 3.1); faces come back in order of decreasing score."""
+        parts = [[] for _ in images]
+        for j, (idx, features, feature_scales) in enumerate(runs):
+            subsets = [proposals[i][proposals[i].det_pass == j] for i in idx]
+            subsets = self.age_head([images[i] for i in idx], subsets, features, feature_scales)
+            for i, sub in zip(idx, subsets):
+                parts[i].append(sub)
+        out = []
+        for ps in parts:
+            p = Instances.cat(ps)
+            out.append(p[torch.sort(p.scores, descending=True, stable=True).indices])
+        return out
