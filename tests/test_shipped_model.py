@@ -76,3 +76,25 @@ def test_shipped_model_beats_the_constant_answer_on_held_out_faces(estimator):
         assert res["MAE"] < 0.8 * constant_mae, (res, constant_mae)
         assert res["corr"] > 0.4, res
         assert res["gender_acc"] > majority + 15, (res, majority)
+
+
+def test_shipped_second_detector_pass_keeps_every_single_pass_face(estimator):
+    """FOSS-default.yaml adds an 800 px detector pass (MODEL.FOSS.TEST_SIZES). On a picture no
+    larger than the 480 px input it must change nothing; on the 1024x1281 demo picture, each face
+    of the single pass is either kept or replaced by a higher-scoring box over it (greedy NMS only
+    suppresses a box under a kept one with IoU > 0.5)."""
+    import cv2
+    import torch
+    from detectron2.structures import Boxes, pairwise_iou
+
+    assert list(estimator.cfg.MODEL.FOSS.TEST_SIZES) == [800]
+    single = FaceAgeEstimator(device="cpu", opts=["MODEL.FOSS.TEST_SIZES", "[]"])
+    small = cv2.resize(cv2.imread(DEMO), (384, 480), interpolation=cv2.INTER_AREA)
+    assert estimator(small) == single(small)
+    two, one = estimator(DEMO), single(DEMO)
+    assert len(one) > 0
+    iou = pairwise_iou(Boxes(torch.tensor([f["box"] for f in one])), Boxes(torch.tensor([f["box"] for f in two])))
+    best = iou.max(1)
+    for i, f in enumerate(one):
+        j = int(best.indices[i])
+        assert float(best.values[i]) == pytest.approx(1.0) or (best.values[i] > 0.5 and two[j]["score"] >= f["score"])
