@@ -202,7 +202,8 @@ def test_test_sizes_merge_filter_and_feature_routing():
 
     def detect(images, size):
         calls.append((size, [tuple(im.shape[1:]) for im in images]))
-        props = [_faces(tuple(im.shape[1:]), by_size[size], scores[size]) if im.shape[1:] == hw else _faces(tuple(im.shape[1:]), [], []) for im in images]
+        props = [_faces(tuple(im.shape[1:]), *((by_size[size], scores[size]) if im.shape[1:] == hw else ([], [])))
+                 for im in images]
         return {"marker": 10 if size == 480 else 20}, props, [(size / im.shape[2], size / im.shape[1]) for im in images]
 
     model.detect_pass = detect

@@ -28,7 +28,7 @@ def test_cached_merge_equals_model_inference():
     seen = set()
     for sizes, max_box in [((), None), ((256,), 160.0), ((192, 256), 40.0), ((192,), 12.0)]:
         got = st.merge_cached(model, rec, sizes, max_box)
-        model.test_sizes = sizes
+        model.test_sizes, model.test_sizes_max_box = sizes, max_box or 160.0
         ref = model([x])[0]["instances"]
         assert got.image_size == ref.image_size == (300, 600)
         assert torch.allclose(got.pred_boxes.tensor, ref.pred_boxes.tensor) and torch.allclose(got.scores, ref.scores)

@@ -51,17 +51,12 @@ def run_passes(model, inputs, sizes):
 
 def merge_cached(model, rec, extra_sizes, max_box):
     """The faces the model reports (boxes, scores) for one record with these TEST_SIZES."""
-    model.test_sizes_max_box = max_box
-    p, _ = rec["passes"][model.det_input_size]
-    per_pass = [p]
+    per_pass = [rec["passes"][model.det_input_size][0]]
     for s in extra_sizes:
         if s in rec["passes"]:
             q, (sx, sy) = rec["passes"][s]
-            per_pass.append(model.keep_small_faces(q, sx, sy))
-    p = model.merge_passes(per_pass)
-    p = p[p.scores > model.score_thresh_test]
-    p.pred_boxes.clip(p.image_size)
-    return detector_postprocess(p, *rec["hw"])
+            per_pass.append(model.keep_small_faces(q, sx, sy, max_box))
+    return detector_postprocess(model.confident_faces(model.merge_passes(per_pass)), *rec["hw"])
 
 
 def combinations(sizes, max_boxes):

@@ -207,19 +207,25 @@ class FOSS(nn.Module):
             proposals = self._estimate_ages(images, proposals, runs)
         results = []
         for p, x, im in zip(proposals, batched_inputs, images):
-            p = p[p.scores > self.score_thresh_test]
+            p = self.confident_faces(p)
             p.remove("det_pass")
-            p.pred_boxes.clip(p.image_size)
             if do_postprocess:
                 p = detector_postprocess(p, x.get("height", im.shape[1]), x.get("width", im.shape[2]))
             results.append({"instances": p})
         return results
 
-    def keep_small_faces(self, p: Instances, sx: float, sy: float) -> Instances:
+    def confident_faces(self, p: Instances) -> Instances:
+        """The faces scored above SCORE_THRESH_TEST, their boxes clipped to the image."""
+        p = p[p.scores > self.score_thresh_test]
+        p.pred_boxes.clip(p.image_size)
+        return p
+
+    def keep_small_faces(self, p: Instances, sx: float, sy: float, max_box: Optional[float] = None) -> Instances:
         """The faces of a TEST_SIZES pass whose longer side, in that pass's input pixels (image
-        pixels times (sx, sy)), is below TEST_SIZES_MAX_BOX."""
+        pixels times (sx, sy)), is below ``max_box`` (default TEST_SIZES_MAX_BOX)."""
+        limit = self.test_sizes_max_box if max_box is None else max_box
         wh = p.pred_boxes.tensor[:, 2:] - p.pred_boxes.tensor[:, :2]
-        return p[torch.max(wh[:, 0] * sx, wh[:, 1] * sy) < self.test_sizes_max_box]
+        return p[torch.max(wh[:, 0] * sx, wh[:, 1] * sy) < limit]
 
     def merge_passes(self, per_pass: List[Instances]) -> Instances:
         """One image's faces from all detector passes: NMS over their union, the K_TEST best kept."""
