@@ -7,8 +7,9 @@ detection dataset: face AP / AP50 of every combination, scored by detectron2's C
 
 Each photo goes through the detector once per size (the costly part); every combination is then
 merged as the model merges at test time (FOSS.keep_small_faces, FOSS.merge_passes), so the sweep
-costs one pass per size, not one per combination. Choose on training photos, report on held-out
-ones. Writes OUT/sweep.json (every row) and OUT/sweep.md (the table, best AP50 first).
+costs one pass per size, not one per combination. Choose on photos that are not reported on;
+training photos the detector has learned at DET_INPUT_SIZE barely separate the settings
+(docs/MODEL_ZOO.md, "Small faces"). Writes OUT/sweep.json (every row) and OUT/sweep.md (the table, best AP50 first).
 """
 import argparse
 import contextlib
@@ -42,7 +43,7 @@ def run_passes(model, inputs, sizes):
     x = inputs[0]
     image = x["image"].to(model.device)
     rec = {"image_id": x.get("image_id"), "hw": (x.get("height", image.shape[1]), x.get("width", image.shape[2])), "passes": {}}
-    run = [model.det_input_size] + (list(sizes) if max(image.shape[1:]) > model.det_input_size else [])
+    run = [model.det_input_size] + (list(sizes) if model.shrunk_by_first_pass(image) else [])
     for s in run:
         _, proposals, scales = model.detect_pass([image], s)
         rec["passes"][s] = (proposals[0].to("cpu"), scales[0])

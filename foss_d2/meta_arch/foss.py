@@ -188,7 +188,7 @@ class FOSS(nn.Module):
         images = [x["image"].to(self.device) for x in batched_inputs]
         # Pass 0 is the paper's; the TEST_SIZES passes only run on images the first one shrank.
         passes = [(self.det_input_size, list(range(len(images))))]
-        shrunk = [i for i, im in enumerate(images) if max(im.shape[1:]) > self.det_input_size]
+        shrunk = [i for i, im in enumerate(images) if self.shrunk_by_first_pass(im)]
         passes += [(s, shrunk) for s in self.test_sizes if shrunk]
         found = [[] for _ in images]
         runs = []
@@ -213,6 +213,10 @@ class FOSS(nn.Module):
                 p = detector_postprocess(p, x.get("height", im.shape[1]), x.get("width", im.shape[2]))
             results.append({"instances": p})
         return results
+
+    def shrunk_by_first_pass(self, image: torch.Tensor) -> bool:
+        """Whether the DET_INPUT_SIZE pass downscales ``image`` [C,H,W]: only then do TEST_SIZES passes run."""
+        return max(image.shape[1:]) > self.det_input_size
 
     def confident_faces(self, p: Instances) -> Instances:
         """The faces scored above SCORE_THRESH_TEST, their boxes clipped to the image."""
