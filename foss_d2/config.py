@@ -51,6 +51,10 @@ def add_foss_config(cfg):
     _C.MODEL.CENTERNET.MIN_OVERLAP = 0.7  # Gaussian radius rule of CornerNet/CenterNet
     _C.MODEL.CENTERNET.PRIOR_PROB = 0.1  # heatmap bias init = -log((1-p)/p) ≈ -2.19
     _C.MODEL.CENTERNET.NMS_KERNEL = 3
+    # Not in the FOSS paper (CenterNet's flip test, Zhou et al. 2019, off by default): at test time the
+    # heatmap and sizes are averaged over the detector input and its mirror image (twice the detector
+    # work; the age network still reads the unmirrored feature).
+    _C.MODEL.CENTERNET.TEST_FLIP = False
 
     # DLA-34 backbone with CenterNet's DLA-up / IDA-up neck (stride-4 output).
     _C.MODEL.DLA = CN()

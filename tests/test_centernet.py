@@ -7,6 +7,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 
 from foss_d2.proposal_generator import CenterNet, decode_centernet, draw_gaussian, focal_loss, gaussian_radius
+from foss_d2.proposal_generator.centernet import average_with_mirror
 
 
 def test_gaussian_radius_square_box():
@@ -86,3 +87,46 @@ def test_targets_and_losses_at_planted_box():
     empty.gt_classes = torch.zeros(0, dtype=torch.long)
     _, losses = head((64, 64), feats, k=5, gt_instances=[empty])
     assert float(losses["loss_size"]) == 0 and torch.isfinite(losses["loss_heatmap"])
+
+
+class _Slice(torch.nn.Module):
+    """A stand-in head that reads its map off the feature's channels [a, b)."""
+
+    def __init__(self, a, b):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x):
+        return x[:, self.a : self.b]
+
+
+def test_flip_test_averages_heatmap_and_size_and_keeps_the_offset():
+    """Feature channels: 0 heatmap logit, 1-2 size, 3-4 offset, on an 8x8 map (stride 4).
+    Unmirrored input: a peak of p = 0.8 at (row 3, col 5), size (4, 6), offset (0.25, 0.5).
+    Mirrored input: p = 0.4 at (row 3, col 8 - 1 - 5 = 2), size (8, 10), offset (0.9, 0.9).
+    Flip test: p = (0.8 + 0.4) / 2 = 0.6, size (6, 8), offset (0.25, 0.5) (the unmirrored one), so
+    centre (5.25, 3.5) * 4 = (21, 14), w = 24, h = 32: [9, -2, 33, 30]. Without it: [13, 2, 29, 26], 0.8."""
+    head = CenterNet(in_feature="f", in_channels=5, stride=4, head_conv=8)
+    head.heatmap, head.size, head.offset = _Slice(0, 1), _Slice(1, 3), _Slice(3, 5)
+
+    def feature(row, col, p, size, off):
+        f = torch.zeros(1, 5, 8, 8)
+        f[0, 0] = -30.0  # sigmoid ~ 1e-13 everywhere but the peak
+        f[0, 0, row, col] = math.log(p / (1 - p))
+        f[0, 1:3, row, col] = torch.tensor(size)
+        f[0, 3:5, row, col] = torch.tensor(off)
+        return {"f": f}
+
+    plain = feature(3, 5, 0.8, [4.0, 6.0], [0.25, 0.5])
+    mirrored = feature(3, 2, 0.4, [8.0, 10.0], [0.9, 0.9])
+    (r,), _ = head((32, 32), plain, k=1)
+    assert r.pred_boxes.tensor[0].tolist() == pytest.approx([13.0, 2.0, 29.0, 26.0])
+    assert float(r.scores[0]) == pytest.approx(0.8)
+    (r,), _ = head((32, 32), plain, k=1, mirrored_features=mirrored)
+    assert r.pred_boxes.tensor[0].tolist() == pytest.approx([9.0, -2.0, 33.0, 30.0])
+    assert float(r.scores[0]) == pytest.approx(0.6)
+    # the helper itself: column j of the result is the mean of a[j] and b[W - 1 - j]
+    a = torch.arange(4.0).view(1, 1, 1, 4)
+    assert average_with_mirror(a, torch.tensor([10.0, 20.0, 30.0, 40.0]).view(1, 1, 1, 4)).flatten().tolist() == [
+        20.0, 15.5, 11.0, 6.5
+    ]

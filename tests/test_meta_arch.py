@@ -239,3 +239,36 @@ def test_test_sizes_leave_small_images_alone_and_run_on_large_ones():
     iou = pairwise_iou(merged.pred_boxes, merged.pred_boxes).fill_diagonal_(0)
     assert float(iou.max()) <= 0.5
     assert any(not torch.isclose(one[1].pred_boxes.tensor, b).all(1).any() for b in merged.pred_boxes.tensor)
+
+
+def test_detector_flip_test_is_mirror_symmetric_and_leaves_the_age_feature():
+    """MODEL.CENTERNET.TEST_FLIP: the heatmap and sizes of a photo and of its mirror image are each
+    other's mirror (up to rounding), so both give the same scores and box sizes; without it a
+    randomly initialised detector does not. The feature handed to the age network is the unmirrored
+    input's, the same as without the flip test."""
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 6})
+    model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 4.0)
+    torch.manual_seed(3)
+    image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
+    mirror = image.flip(-1).contiguous()
+
+    def top(im):
+        with torch.no_grad():
+            feats, (p,), _ = model.detect_pass([im], 128)
+        wh = p.pred_boxes.tensor[:, 2:] - p.pred_boxes.tensor[:, :2]
+        return feats, torch.cat([p.scores[:, None], wh], 1)
+
+    feats_off, off = top(image)
+    _, off_mirror = top(mirror)
+    model.proposal_generator.test_flip = True
+    feats_on, on = top(image)
+    _, on_mirror = top(mirror)
+    assert torch.allclose(on, on_mirror, atol=1e-5)
+    assert not torch.allclose(off, off_mirror, atol=1e-3)
+    assert not torch.allclose(on, off, atol=1e-3)
+    for name in feats_off:
+        assert torch.allclose(feats_on[name], feats_off[name], atol=1e-5)
+    # and the whole model still answers with ages for every face
+    out = model([{"image": image}])[0]["instances"]
+    assert len(out) == 6 and out.has("pred_ages")

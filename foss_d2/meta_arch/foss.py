@@ -176,10 +176,19 @@ class FOSS(nn.Module):
 
     def detect_pass(self, images: List[torch.Tensor], size: int):
         """One detector pass on the images resized to ``size``²: its features, the K_TEST most
-        probable faces in full-resolution pixels, and the (sx, sy) that map those pixels to the input."""
+        probable faces in full-resolution pixels, and the (sx, sy) that map those pixels to the input.
+        With MODEL.CENTERNET.TEST_FLIP the mirrored input goes through the detector too."""
         scales = [(size / im.shape[2], size / im.shape[1]) for im in images]
-        features = self.backbone(self.preprocess_detector(images, size))
-        proposals, _ = self.proposal_generator((size, size), features, self.k_test)
+        x = self.preprocess_detector(images, size)
+        mirrored = None
+        if getattr(self.proposal_generator, "test_flip", False):
+            # One batch for both orientations; the age network only ever reads the unmirrored half.
+            both = self.backbone(torch.cat([x, x.flip(-1)]))
+            features = {name: f[: len(x)] for name, f in both.items()}
+            mirrored = {name: f[len(x) :] for name, f in both.items()}
+        else:
+            features = self.backbone(x)
+        proposals, _ = self.proposal_generator((size, size), features, self.k_test, mirrored_features=mirrored)
         proposals = [self._to_image(p, sx, sy, im.shape[1:]) for p, (sx, sy), im in zip(proposals, scales, images)]
         return features, proposals, scales
 

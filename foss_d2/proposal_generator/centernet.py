@@ -2,7 +2,8 @@
 
 Paper section 3.2: L_det = L_reg + λ_size·L_size + λ_off·L_off, where L_reg is the penalty-reduced
 focal loss on Gaussian keypoint heatmaps, L_size the L1 loss on box sizes and L_off the L1 loss on
-sub-pixel centre offsets. At inference, the K most probable peaks (3x3 max-pool NMS) become boxes.
+sub-pixel centre offsets. At inference, the K most probable peaks (3x3 max-pool NMS) become boxes;
+with TEST_FLIP the heatmap and sizes are first averaged with the mirror image's (CenterNet's flip test).
 """
 import math
 from typing import Dict, List, Optional, Tuple
@@ -96,6 +97,11 @@ def decode_centernet(
     return boxes, scores, classes
 
 
+def average_with_mirror(maps: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """Mean of [B,C,H,W] maps and the maps of the mirrored input, turned back (flipped along W)."""
+    return (maps + mirrored.flip(-1)) / 2
+
+
 def _head(in_ch: int, head_conv: int, out_ch: int, bias_init: float = 0.0) -> nn.Sequential:
     head = nn.Sequential(
         nn.Conv2d(in_ch, head_conv, 3, padding=1, bias=True),
@@ -130,6 +136,7 @@ class CenterNet(nn.Module):
         min_overlap: float = 0.7,
         prior_prob: float = 0.1,
         nms_kernel: int = 3,
+        test_flip: bool = False,
     ):
         super().__init__()
         self.in_feature = in_feature
@@ -141,6 +148,7 @@ class CenterNet(nn.Module):
         self.focal_beta = focal_beta
         self.min_overlap = min_overlap
         self.nms_kernel = nms_kernel
+        self.test_flip = test_flip
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.heatmap = _head(in_channels, head_conv, num_classes, bias)
         self.size = _head(in_channels, head_conv, 2)
@@ -163,6 +171,7 @@ class CenterNet(nn.Module):
             "min_overlap": c.MIN_OVERLAP,
             "prior_prob": c.PRIOR_PROB,
             "nms_kernel": c.NMS_KERNEL,
+            "test_flip": c.TEST_FLIP,
         }
 
     def forward(
@@ -171,6 +180,7 @@ class CenterNet(nn.Module):
         features: Dict[str, torch.Tensor],
         k: int,
         gt_instances: Optional[List[Instances]] = None,
+        mirrored_features: Optional[Dict[str, torch.Tensor]] = None,
     ):
         """
         Args:
@@ -178,6 +188,9 @@ class CenterNet(nn.Module):
             features: backbone outputs; ``features[in_feature]`` is [B,C,H/4,W/4].
             k: number of peaks to return per image.
             gt_instances: boxes in detector-input coordinates; when given, losses are computed.
+            mirrored_features: the backbone outputs of the left-right mirrored input (flip test):
+                heatmap and sizes are averaged with its maps turned back. Offsets are the unmirrored
+                input's, as in CenterNet: a mirrored offset points into a different pixel.
         Returns:
             list of Instances (``pred_boxes``, ``scores``, ``pred_classes``) and a dict of losses.
         """
@@ -189,9 +202,12 @@ class CenterNet(nn.Module):
         if gt_instances is not None:
             losses = self.losses(heat_logits, size, offset, gt_instances)
         with torch.no_grad():
-            boxes, scores, classes = decode_centernet(
-                heat_logits.sigmoid(), size, offset, k, self.stride, self.nms_kernel
-            )
+            heat = heat_logits.sigmoid()
+            if mirrored_features is not None:
+                m = mirrored_features[self.in_feature]
+                heat = average_with_mirror(heat, self.heatmap(m).sigmoid())
+                size = average_with_mirror(size, self.size(m))
+            boxes, scores, classes = decode_centernet(heat, size, offset, k, self.stride, self.nms_kernel)
         results = []
         for i in range(x.shape[0]):
             inst = Instances(image_size)
