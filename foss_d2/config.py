@@ -62,6 +62,10 @@ def add_foss_config(cfg):
     _C.MODEL.DLA.OUT_CHANNELS = 64
     _C.MODEL.DLA.USE_DCN = False  # deformable convs in the neck (torchvision deform_conv2d)
     _C.MODEL.DLA.NORM = "BN"
+    # Not in the paper (off by default): freeze the trunk and DLA-up, everything the age network's
+    # input (``dla_up``, the feature connection) depends on. A detector refit then trains only the
+    # extra IDA-up and the CenterNet heads, and the age network needs no refit after it.
+    _C.MODEL.DLA.FREEZE_AGE_FEATURE = False
 
     # Age / gender network: TResNet-S on crops (Sec. 3.1, 4.2).
     _C.MODEL.AGE_HEAD = CN()

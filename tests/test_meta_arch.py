@@ -55,6 +55,39 @@ def test_detector_only_mode_has_no_age_head():
     assert set(model([_sample()])) == {"loss_heatmap", "loss_size", "loss_offset"}
 
 
+def test_freeze_age_feature_trains_only_what_comes_after_dla_up():
+    """MODEL.DLA.FREEZE_AGE_FEATURE: three Adam steps of a detector refit change the extra IDA-up and
+    the CenterNet heads, and leave every parameter and BatchNorm statistic of the trunk and DLA-up,
+    hence the ``dla_up`` feature the age network reads, exactly as they were."""
+    from foss_d2.engine.optimizer import build_foss_optimizer
+
+    cfg = tiny_cfg(**{"MODEL.FOSS.DETECTOR_ONLY": True, "MODEL.DLA.FREEZE_AGE_FEATURE": True})
+    model = build_model(cfg)
+    backbone = model.backbone
+    probe = (torch.rand(1, 3, 128, 128) - 0.5) * 2
+    frozen_before = {k: v.clone() for k, v in {**backbone.base.state_dict(), **{
+        f"up.{k}": v for k, v in backbone.dla_up.state_dict().items()}}.items()}
+    trained_before = [p.clone() for p in list(backbone.ida_up.parameters()) + list(model.proposal_generator.parameters())]
+    model.eval()
+    with torch.no_grad():
+        feature_before = backbone(probe)["dla_up"]
+    opt = build_foss_optimizer(cfg, model)
+    model.train()
+    assert not backbone.base.training and not backbone.dla_up.training and backbone.ida_up.training
+    for _ in range(3):
+        losses = model([_sample(), _sample(120, 90)])
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    frozen_after = {**backbone.base.state_dict(), **{f"up.{k}": v for k, v in backbone.dla_up.state_dict().items()}}
+    assert all(torch.equal(frozen_before[k], frozen_after[k]) for k in frozen_before)
+    trained_after = list(backbone.ida_up.parameters()) + list(model.proposal_generator.parameters())
+    assert sum(not torch.equal(a, b) for a, b in zip(trained_before, trained_after)) == len(trained_before)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(backbone(probe)["dla_up"], feature_before)
+
+
 def test_inference_fields_k_and_empty():
     cfg = tiny_cfg(**{"MODEL.FOSS.K_TEST": 50, "MODEL.FOSS.SCORE_THRESH_TEST": 0.0})
     model = build_model(cfg)

@@ -115,7 +115,10 @@ class DLAUp(nn.Module):
 class DLASeg(Backbone):
     """DLA trunk + DLA-up + IDA-up; outputs ``dla_up`` and ``dla_out`` at stride 4."""
 
-    def __init__(self, arch: str = "dla34", out_channels: int = 64, norm: str = "BN", dcn: bool = False):
+    def __init__(
+        self, arch: str = "dla34", out_channels: int = 64, norm: str = "BN", dcn: bool = False,
+        freeze_age_feature: bool = False,
+    ):
         super().__init__()
         # Levels 2..5 of DLA (strides 4, 8, 16, 32). pretrained=False: nothing is downloaded.
         self.base = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(2, 3, 4, 5))
@@ -127,10 +130,28 @@ class DLASeg(Backbone):
         self.up_channels = channels[0]
         self.out_channels = out_channels
         self.stride = strides[0]
+        self.freeze_age_feature = freeze_age_feature
+        if freeze_age_feature:
+            for p in self.age_feature_parameters():
+                p.requires_grad_(False)
+
+    def age_feature_parameters(self):
+        """The parameters that ``dla_up``, the age network's input, depends on: trunk and DLA-up."""
+        yield from self.base.parameters()
+        yield from self.dla_up.parameters()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_age_feature:
+            # Frozen also means frozen BatchNorm statistics: dla_up must not drift at all.
+            self.base.eval()
+            self.dla_up.eval()
+        return self
 
     def forward(self, x):
-        levels = self.base(x)
-        up = self.dla_up(levels)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_age_feature):
+            levels = self.base(x)
+            up = self.dla_up(levels)
         y = [t.clone() for t in up[:-1]]
         self.ida_up(y, 0, len(y))
         return {"dla_up": up[0], "dla_out": y[-1]}
@@ -145,4 +166,6 @@ class DLASeg(Backbone):
 @BACKBONE_REGISTRY.register()
 def build_dla_backbone(cfg, input_shape: ShapeSpec):
     c = cfg.MODEL.DLA
-    return DLASeg(arch=c.ARCH, out_channels=c.OUT_CHANNELS, norm=c.NORM, dcn=c.USE_DCN)
+    return DLASeg(
+        arch=c.ARCH, out_channels=c.OUT_CHANNELS, norm=c.NORM, dcn=c.USE_DCN, freeze_age_feature=c.FREEZE_AGE_FEATURE
+    )
