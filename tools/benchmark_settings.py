@@ -6,7 +6,8 @@
 
 Variants are config overrides of the model's config (the shipped one by default): the shipped
 settings (a 480 px detector pass plus an 800 px one for small faces, answers averaged with the
-mirror image), the 480 px pass alone (the paper's), mirror off, and both. For every photo and
+mirror image), the 480 px pass alone (the paper's), mirror off, both, and the detector's flip test
+(MODEL.CENTERNET.TEST_FLIP, off in the shipped config) added. For every photo and
 repeat the variants run one after the other in a rotating order, so that machine noise hits them
 alike. Reported per variant: the median seconds per photo (over repeats, then over photos), the
 median over photos of its time divided by the first variant's, and the faces found. Writes
@@ -33,6 +34,7 @@ VARIANTS = {
     "480 px pass only": ["MODEL.FOSS.TEST_SIZES", "[]"],
     "mirror off": ["MODEL.AGE_HEAD.TEST_FLIP", "False"],
     "480 px only, mirror off": ["MODEL.FOSS.TEST_SIZES", "[]", "MODEL.AGE_HEAD.TEST_FLIP", "False"],
+    "detector flip test on": ["MODEL.CENTERNET.TEST_FLIP", "True"],
 }
 
 
