@@ -284,3 +284,28 @@ def test_mapper_skips_unreadable_training_image(tmp_path, caplog):
     assert any("bad.jpg" in m for m in caplog.messages)
     with pytest.raises(ValueError, match="cannot read image"):
         FOSSDatasetMapper(tiny_cfg(), False)(rec)
+
+
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        # a typo in a coordinate: the file, the line and the bad field are named
+        ("a/x.jpg\n1\n213 225 2x5 40 0 0 0 0 0 0\n", 3, "'2x5' is not an integer"),
+        # a face count one too high, mid-file: the next entry's name is read as a face line
+        ("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0\nb/y.jpg\n1\n5 6 7 8 0 0 0 0 0 0\n", 4, "face count 2 of 'a/x.jpg' on line 2 too high"),
+        # a short face line
+        ("a/x.jpg\n1\n213 225\n", 3, "expected 10 integers"),
+        # a count that runs past the end of the file
+        ("a/x.jpg\n3\n1 2 3 4 0 0 0 0 0 0\n", 4, "the file ends inside the faces of 'a/x.jpg'"),
+        # a name with no count after it
+        ("a/x.jpg\n1\n1 2 3 4 0 0 0 0 0 0\nb/y.jpg\n", 4, "the file ends after 'b/y.jpg'"),
+        ("a/x.jpg\nmany\n", 2, "expected a face count after 'a/x.jpg'"),
+    ],
+)
+def test_parse_wider_errors_name_file_and_line(tmp_path, text, line, words):
+    gt = tmp_path / "gt.txt"
+    gt.write_text(text)
+    with pytest.raises(ValueError) as e:
+        parse_wider_bbx_gt(str(gt))
+    assert str(e.value).startswith(f"{gt}:{line}: "), str(e.value)
+    assert words in str(e.value)

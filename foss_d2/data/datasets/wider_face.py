@@ -29,7 +29,11 @@ _ATTRS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 
 
 def parse_wider_bbx_gt(path: str) -> List[Tuple[str, List[List[int]]]]:
-    """[(relative image path, [[x1, y1, w, h, blur, expression, illumination, invalid, occlusion, pose], ...])]."""
+    """[(relative image path, [[x1, y1, w, h, blur, expression, illumination, invalid, occlusion, pose], ...])].
+
+    Malformed files raise ValueError naming the file and the 1-based line, so an edited annotation
+    can be fixed where it is wrong.
+    """
     with open(path) as f:
         lines = [ln.strip() for ln in f]
     out, i = [], 0
@@ -40,12 +44,38 @@ def parse_wider_bbx_gt(path: str) -> List[Tuple[str, List[List[int]]]]:
         name = lines[i]
         try:
             n = int(lines[i + 1])
-        except (IndexError, ValueError):
-            raise ValueError(f"{path}:{i + 2}: expected a face count after {name!r}") from None
-        rows = [[int(v) for v in lines[i + 2 + j].split()] for j in range(max(n, 1))]
+        except IndexError:
+            raise ValueError(f"{path}:{i + 1}: the file ends after {name!r}, where its face count should follow") from None
+        except ValueError:
+            raise ValueError(f"{path}:{i + 2}: expected a face count after {name!r}, got {lines[i + 1]!r}") from None
+        if n < 0:
+            raise ValueError(f"{path}:{i + 2}: negative face count {n} for {name!r}")
+        rows = [_parse_face_line(path, lines, i + 2 + j, name, i + 2, n) for j in range(max(n, 1))]
         out.append((name, rows if n > 0 else []))
         i += 2 + max(n, 1)
     return out
+
+
+def _parse_face_line(path: str, lines: List[str], k: int, name: str, count_line: int, n: int) -> List[int]:
+    """Line ``k`` (0-based) of a bbx_gt file as 10 integers; the error says where and, when the line
+    looks like the next entry, that the face count above is probably too high."""
+    where = f"{path}:{k + 1}"
+    hint = f" (is the face count {n} of {name!r} on line {count_line} too high?)"
+    if k >= len(lines):
+        raise ValueError(f"{where}: the file ends inside the faces of {name!r}" + hint)
+    fields = lines[k].split()
+    if len(fields) == 1 and not fields[0].lstrip("-").isdigit():
+        raise ValueError(f"{where}: expected a face line, got {lines[k]!r}" + hint)
+    if len(fields) != len(_ATTRS) + 4:
+        raise ValueError(
+            f"{where}: expected 10 integers (x1 y1 w h blur expression illumination invalid occlusion pose) "
+            f"for a face of {name!r}, got {len(fields)}: {lines[k]!r}"
+        )
+    try:
+        return [int(v) for v in fields]
+    except ValueError:
+        bad = next(v for v in fields if not v.lstrip("-").isdigit())
+        raise ValueError(f"{where}: {bad!r} is not an integer in the face line {lines[k]!r} of {name!r}") from None
 
 
 def load_wider_demographics(csv_path: str) -> Dict[Tuple[str, int], dict]:
