@@ -49,6 +49,18 @@ def test_one_off_shift_and_undetected_face():
     assert res["per_group"][5]["detected"] == 0
 
 
+def test_age_bands_split_the_error_by_true_age():
+    # a 2- and an 8-year-old read as 30 and 10 (errors 28, 2), a 45-year-old right, a 70-year-old missed
+    rows = [_row(2, 1, pred=30.0, pf=0.2), _row(8, 0, pred=10.0, pf=0.3), _row(45, 1, pred=45.0, pf=0.9), _row(70, 0)]
+    res = summarize_rows(rows)
+    assert list(res["per_band"]) == ["0-2", "3-9", "40-59", "60+"]  # bands without faces are left out
+    assert res["per_band"]["0-2"] == {"faces": 1, "detected": 1, "MAE": 28.0, "gender": 0.0}
+    assert res["per_band"]["3-9"] == {"faces": 1, "detected": 1, "MAE": 2.0, "gender": 100.0}
+    assert res["per_band"]["40-59"]["MAE"] == 0.0
+    assert res["per_band"]["60+"]["detected"] == 0 and res["per_band"]["60+"]["MAE"] != res["per_band"]["60+"]["MAE"]  # NaN
+    assert res["MAE"] == 10.0  # (28 + 2 + 0) / 3: the overall figure hides the 2-year-old's error
+
+
 def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
     name = "foss_test_eval_groups"
     recs = [{"file_name": "x.jpg", "image_id": "x", "height": 100, "width": 100, "annotations": [

@@ -1,4 +1,5 @@
 from .appa_real import load_appa_real, register_appa_real
+from .fgnet import box_from_landmarks, load_fgnet, parse_fgnet_name, read_pts, register_fgnet
 from .builtin import datasets_root, register_all_foss
 from .images_of_groups import box_from_eyes, load_images_of_groups, parse_person_data, register_images_of_groups
 from .imdb_wiki import load_imdb_wiki, register_imdb_wiki
@@ -12,6 +13,11 @@ __all__ = [
     "load_appa_real",
     "register_appa_real",
     "box_from_eyes",
+    "box_from_landmarks",
+    "load_fgnet",
+    "parse_fgnet_name",
+    "read_pts",
+    "register_fgnet",
     "load_images_of_groups",
     "parse_person_data",
     "register_images_of_groups",

@@ -9,6 +9,7 @@ import os
 from detectron2.data import DatasetCatalog
 
 from .appa_real import register_appa_real
+from .fgnet import register_fgnet
 from .images_of_groups import register_images_of_groups
 from .imdb_wiki import register_imdb_wiki
 from .megaage_asian import register_megaage_asian
@@ -42,6 +43,18 @@ def register_all_foss(root: str = None):
             os.path.join(split_dir, f"wider_face_{split}_bbx_gt.txt"),
             demo,
         )
+    # More WIDER FACE train photos in the same layout (crowds; ../shared/data/README.md): its own
+    # dataset, so that it can be mixed with wider_face_train by DATALOADER.DATASET_WEIGHTS.
+    more = os.path.join(root, "widerface_more")
+    _register(
+        "wider_face_train_more",
+        register_wider_face,
+        os.path.join(more, "WIDER_train", "images"),
+        os.path.join(more, "wider_face_split", "wider_face_train_bbx_gt.txt"),
+    )
+    fgnet = os.path.join(root, "fgnet", "FGNET")
+    for split in ("train", "test", "all"):
+        _register(f"fgnet_{split}", register_fgnet, fgnet, split)
     for which in ("imdb", "wiki"):
         mat = os.path.join(root, f"{which}_crop", f"{which}.mat")
         for split in ("train", "test"):
