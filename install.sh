@@ -72,7 +72,7 @@ else
   # functions lets the build succeed and `python -m detectron2.utils.collect_env` work; nothing in
   # FOSS-D2 calls the missing kernels (deformable/rotated ops).
   mkdir -p "$src/detectron2/layers/csrc"
-  cp "$here/tools/detectron2_stub/vision.cpp" "$src/detectron2/layers/csrc/vision.cpp"
+  cp "$here/detectron2_stub/vision.cpp" "$src/detectron2/layers/csrc/vision.cpp"
   (cd "$src" && MAX_JOBS="${MAX_JOBS:-2}" "$py" -m pip install --no-build-isolation . ) \
     || fail "building detectron2 from $D2_SDIST failed (see the compiler output above)"
   d2_ok || fail "detectron2 installed but does not import; run: $py -c 'import detectron2.data'"

@@ -10,7 +10,7 @@ setup(
     name="foss_d2",
     version="0.1.0",
     description="FOSS (Yoshimura & Ogata): one model that detects faces and estimates age and gender, on detectron2",
-    packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "datasets")),
+    packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "tools.*", "datasets", "detectron2_stub")),
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.0",
@@ -29,4 +29,6 @@ setup(
     extras_require={"dev": ["pytest", "pytest-timeout"]},
     # The shipped model and its config travel with the package (docs/MODEL_ZOO.md).
     package_data={"foss_d2": ["model_zoo/*.yaml", "model_zoo/*.pth"]},
+    # foss-d2 demo | survey | train | evaluate | benchmark | export: the commands of tools/, installed
+    entry_points={"console_scripts": ["foss-d2 = foss_d2.apps.cli:main"]},
 )

@@ -1,7 +1,8 @@
 """FOSS-D2: multi-person age and gender estimation with one model (FOSS, Yoshimura & Ogata) on detectron2.
 
-Importing the package registers the DLA-34 backbone, the CenterNet face head, the TResNet-S age
-head and the FOSS meta-architecture in detectron2's registries.
+Importing the package registers the DLA-34 backbone and the FOSS meta-architecture in detectron2's
+registries, and the CenterNet face detector and the TResNet age head in FOSS's own
+(proposal_generator/build.py, roi_heads/build.py).
 """
 from .config import add_foss_config
 from . import backbone, proposal_generator, roi_heads, meta_arch, data  # noqa: F401  (registration)

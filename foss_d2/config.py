@@ -11,6 +11,8 @@ def add_foss_config(cfg):
     _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
     _C.MODEL.FOSS = CN()
+    # The face detector, by its name in FOSS's FACE_DETECTOR_REGISTRY (proposal_generator/build.py).
+    _C.MODEL.FOSS.FACE_DETECTOR = "CenterNet"
     # Detector input: the full image is resized to DET_INPUT_SIZE x DET_INPUT_SIZE (paper: 480x480).
     _C.MODEL.FOSS.DET_INPUT_SIZE = 480
     # K, the maximum number of faces per image passed to the age network (Sec. 3.1 / 4.2):
@@ -35,6 +37,7 @@ def add_foss_config(cfg):
     # lost) and keeps only its boxes whose longer side is below TEST_SIZES_MAX_BOX pixels of its own
     # input (a detector trained at DET_INPUT_SIZE has never seen larger faces); the passes' boxes are
     # merged by NMS at TEST_NMS_THRESH, and each face's age network reads the feature of its pass.
+    # This and both TEST_FLIPs run in FOSSWithTTA (meta_arch/test_time_augmentation.py).
     _C.MODEL.FOSS.TEST_SIZES = []
     _C.MODEL.FOSS.TEST_SIZES_MAX_BOX = 160.0
     _C.MODEL.FOSS.TEST_NMS_THRESH = 0.5
@@ -69,6 +72,7 @@ def add_foss_config(cfg):
 
     # Age / gender network: TResNet-S on crops (Sec. 3.1, 4.2).
     _C.MODEL.AGE_HEAD = CN()
+    # The age network, by its name in FOSS's AGE_HEAD_REGISTRY (roi_heads/build.py).
     _C.MODEL.AGE_HEAD.NAME = "TResNetAgeHead"
     _C.MODEL.AGE_HEAD.LAYERS = [3, 3, 7, 3]  # TResNet-S
     _C.MODEL.AGE_HEAD.WIDTH_FACTOR = 0.9
@@ -131,3 +135,32 @@ def add_foss_config(cfg):
     _C.DATALOADER.DATASET_WEIGHTS = []
     # Where WIDER FACE / UTKFace live when datasets are registered from the built-in loaders.
     _C.DATASETS.ROOT = ""
+
+
+def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None):
+    """A frozen config: ``config_file`` (default: the shipped model's, with its weights), then the
+    ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last."""
+    import os
+
+    from detectron2.config import get_cfg
+
+    from .model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
+
+    cfg = get_cfg()
+    add_foss_config(cfg)
+    cfg.merge_from_file(config_file or DEFAULT_CONFIG)
+    if not config_file:
+        cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
+    cfg.merge_from_list(list(opts))
+    if confidence_threshold is not None:
+        cfg.MODEL.FOSS.SCORE_THRESH_TEST = float(confidence_threshold)
+    if weights is not None:
+        cfg.MODEL.WEIGHTS = weights
+    if device is not None:
+        cfg.MODEL.DEVICE = device
+    if cfg.MODEL.WEIGHTS and "://" not in cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise FileNotFoundError(
+            f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass MODEL.WEIGHTS)"
+        )
+    cfg.freeze()
+    return cfg

@@ -66,3 +66,15 @@ def recipe_arg(line: str, key: str):
     """The word after ``key`` in a logged call, or None."""
     words = line.split()
     return words[words.index(key) + 1] if key in words else None
+
+
+def load_script(relpath: str):
+    """A script of the repository (e.g. ``tools/research/run_ablations.py``) as a module, without
+    touching sys.path."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", relpath)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(relpath))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,5 +1,5 @@
-"""tools/run_ablations.py orchestration and tools/export_model.py --detector-only, without training:
-a stand-in for the Python interpreter writes what train_net.py would write."""
+"""tools/research/run_ablations.py orchestration and tools/export_model.py --detector-only, without
+training: a stand-in for the Python interpreter writes what train_net.py would write."""
 import json
 import os
 import subprocess
@@ -7,10 +7,10 @@ import sys
 
 import torch
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+from conftest import load_script
 
-import run_ablations  # noqa: E402
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+run_ablations = load_script("tools/research/run_ablations.py")
 
 FAKE_PYTHON = r'''#!{python}
 import json, os, sys
@@ -40,7 +40,7 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     det = tmp_path / "det.pth"
     det.write_text("x")
     out = tmp_path / "abl"
-    argv = ["--detector", str(det), "--max-iter", "50", "--output-dir", str(out), "--python", str(fake),
+    argv = ["--detector", str(det), "--max-iter", "50", "--output", str(out), "--python", str(fake),
             "--rows", "Table1-baseline", "Table1-intermediate", "Table1-tiling"]
     monkeypatch.setenv("FAIL_ROW", "Table1-tiling")
     assert run_ablations.main(argv) == 1  # one row failed, the others are reported

@@ -6,8 +6,14 @@ import torch
 
 from detectron2.structures import Boxes, Instances
 
-from foss_d2.roi_heads import TResNetAgeNet, age_gender_losses, crop_faces, expand_boxes_with_margins, mean_variance_terms
-from foss_d2.roi_heads.age_head import sanitize_boxes
+from foss_d2.roi_heads import (
+    TResNetAgeNet,
+    age_gender_losses,
+    crop_faces,
+    expand_boxes_with_margins,
+    mean_variance_terms,
+    sanitize_boxes,
+)
 
 from conftest import needs_shared_data, shared_data_path
 
@@ -166,14 +172,21 @@ def test_tresnet_s_parameter_count():
     assert 19_100_000 < count(with_feat) < count(base)
 
 
-def _tiny_head(test_flip: bool):
+def _tiny_tta(test_flip: bool):
+    """A tiny FOSS in FOSSWithTTA, which holds MODEL.AGE_HEAD.TEST_FLIP; no feature connection, so
+    the age head reads the crops alone."""
+    from detectron2.modeling import build_model
+
+    from foss_d2.meta_arch import FOSSWithTTA
     from foss_d2.roi_heads import TResNetAgeHead
 
     from conftest import tiny_cfg
 
     cfg = tiny_cfg(**{"MODEL.AGE_HEAD.TEST_FLIP": test_flip, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
-    torch.manual_seed(0)
-    return TResNetAgeHead(cfg).eval()
+    model = build_model(cfg)
+    torch.manual_seed(0)  # the same age network whatever the rest of the model drew
+    model.age_head = TResNetAgeHead(cfg)
+    return FOSSWithTTA(cfg, model.eval())
 
 
 def _faces(box, hw):
@@ -184,10 +197,11 @@ def _faces(box, hw):
 
 @torch.no_grad()
 def test_test_flip_averages_the_crop_and_its_mirror():
-    head = _tiny_head(True)
+    tta = _tiny_tta(True)
+    head = tta.model.age_head
     image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
     box = [20.0, 30.0, 70.0, 100.0]
-    out = head([image], [_faces(box, (120, 100))])[0]
+    out = tta.estimate_ages([image], [_faces(box, (120, 100))], None, None)[0]
     # By hand: the margin-enlarged crop in RGB, through the network as it is and mirrored.
     crop = crop_faces(image, expand_boxes_with_margins(torch.tensor([box]), head.margins), head.crop_hw).flip(1)
     (a1, g1), (a2, g2) = head.net(crop), head.net(crop.flip(-1))
@@ -206,8 +220,25 @@ def test_test_flip_gives_a_mirrored_photo_the_same_answer():
     mirrored = image.flip(-1)
     box, mirrored_box = [20.0, 30.0, 70.0, 100.0], [30.0, 30.0, 80.0, 100.0]  # x -> 100 - x
     for test_flip in (False, True):
-        head = _tiny_head(test_flip)
-        a = head([image], [_faces(box, (120, 100))])[0]
-        b = head([mirrored], [_faces(mirrored_box, (120, 100))])[0]
+        tta = _tiny_tta(test_flip)
+        a = tta.estimate_ages([image], [_faces(box, (120, 100))], None, None)[0]
+        b = tta.estimate_ages([mirrored], [_faces(mirrored_box, (120, 100))], None, None)[0]
         same = torch.allclose(a.pred_ages, b.pred_ages, atol=1e-4) and torch.allclose(a.pred_female_probs, b.pred_female_probs, atol=1e-5)
         assert same == test_flip, f"TEST_FLIP {test_flip}: ages {a.pred_ages} vs {b.pred_ages}"
+
+
+@torch.no_grad()
+def test_forward_is_crops_predict_attach_and_handles_no_faces():
+    """The pieces FOSSWithTTA composes give exactly what ``forward`` gives; no faces give empty fields."""
+    head = _tiny_tta(False).model.age_head
+    image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
+    faces = [_faces([20.0, 30.0, 70.0, 100.0], (120, 100)), _faces([0.0, 0.0, 40.0, 50.0], (120, 100))]
+    out = head([image, image], [f[:] for f in faces])
+    _, crops, feat = head.crops_and_features([image, image], faces)
+    pieces = head.attach(faces, *head.predict(crops, feat))
+    for a, b in zip(out, pieces):
+        assert torch.equal(a.pred_age_probs, b.pred_age_probs) and torch.equal(a.pred_female_probs, b.pred_female_probs)
+    empty = Instances((120, 100))
+    empty.pred_boxes = Boxes(torch.zeros(0, 4))
+    (e,) = head([image], [empty])
+    assert e.pred_age_probs.shape == (0, 101) and len(e.pred_ages) == 0 and len(e.pred_female_probs) == 0

@@ -1,4 +1,4 @@
-"""tools/benchmark_settings.py: the summary arithmetic, and a real run on the demo picture with the shipped model."""
+"""tools/benchmark.py settings: the summary arithmetic, and a real run on the demo picture with the shipped model."""
 import json
 import os
 import subprocess
@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from foss_d2.apps import benchmark as bs
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import benchmark_settings as bs  # noqa: E402
 
 
 def test_summary_medians_and_ratios_by_hand():
@@ -22,7 +22,7 @@ def test_summary_medians_and_ratios_by_hand():
 def test_run_on_the_demo_picture_writes_both_reports(tmp_path):
     demo = os.path.join(ROOT, "demo", "family.jpg")
     out = tmp_path / "bench"
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark_settings.py"), "--inputs", demo,
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "settings", "--input", demo,
                     "--repeats", "1", "--output", str(out)], check=True, capture_output=True)
     report = json.loads((out / "settings.json").read_text())
     assert list(report["variants"]) == list(bs.VARIANTS)

@@ -6,8 +6,15 @@ import torch
 
 from detectron2.structures import Boxes, Instances
 
-from foss_d2.proposal_generator import CenterNet, decode_centernet, draw_gaussian, focal_loss, gaussian_radius
-from foss_d2.proposal_generator.centernet import average_with_mirror
+from foss_d2.meta_arch.test_time_augmentation import flip_test_detect
+from foss_d2.proposal_generator import (
+    CenterNet,
+    average_with_mirror,
+    decode_centernet,
+    draw_gaussian,
+    focal_loss,
+    gaussian_radius,
+)
 
 
 def test_gaussian_radius_square_box():
@@ -101,7 +108,7 @@ class _Slice(torch.nn.Module):
 
 
 def test_flip_test_averages_heatmap_and_size_and_keeps_the_offset():
-    """Feature channels: 0 heatmap logit, 1-2 size, 3-4 offset, on an 8x8 map (stride 4).
+    """MODEL.CENTERNET.TEST_FLIP (flip_test_detect, composed by FOSSWithTTA). Feature channels: 0 heatmap logit, 1-2 size, 3-4 offset, on an 8x8 map (stride 4).
     Unmirrored input: a peak of p = 0.8 at (row 3, col 5), size (4, 6), offset (0.25, 0.5).
     Mirrored input: p = 0.4 at (row 3, col 8 - 1 - 5 = 2), size (8, 10), offset (0.9, 0.9).
     Flip test: p = (0.8 + 0.4) / 2 = 0.6, size (6, 8), offset (0.25, 0.5) (the unmirrored one), so
@@ -122,7 +129,7 @@ def test_flip_test_averages_heatmap_and_size_and_keeps_the_offset():
     (r,), _ = head((32, 32), plain, k=1)
     assert r.pred_boxes.tensor[0].tolist() == pytest.approx([13.0, 2.0, 29.0, 26.0])
     assert float(r.scores[0]) == pytest.approx(0.8)
-    (r,), _ = head((32, 32), plain, k=1, mirrored_features=mirrored)
+    (r,) = flip_test_detect(head, (32, 32), plain, mirrored, k=1)
     assert r.pred_boxes.tensor[0].tolist() == pytest.approx([9.0, -2.0, 33.0, 30.0])
     assert float(r.scores[0]) == pytest.approx(0.6)
     # the helper itself: column j of the result is the mean of a[j] and b[W - 1 - j]
@@ -130,3 +137,17 @@ def test_flip_test_averages_heatmap_and_size_and_keeps_the_offset():
     assert average_with_mirror(a, torch.tensor([10.0, 20.0, 30.0, 40.0]).view(1, 1, 1, 4)).flatten().tolist() == [
         20.0, 15.5, 11.0, 6.5
     ]
+
+
+def test_forward_is_head_outputs_then_decode():
+    """The pieces the test-time options compose give exactly what ``forward`` gives."""
+    torch.manual_seed(0)
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8).eval()
+    feats = {"f": torch.randn(2, 4, 16, 16)}
+    with torch.no_grad():
+        results, losses = head((64, 64), feats, k=4)
+        heat, size, offset = head.head_outputs(feats)
+        pieces = head.decode((64, 64), heat.sigmoid(), size, offset, k=4)
+    assert losses == {} and head.head_outputs(feats, with_offset=False)[2] is None
+    for r, q in zip(results, pieces):
+        assert torch.equal(r.pred_boxes.tensor, q.pred_boxes.tensor) and torch.equal(r.scores, q.scores)

@@ -16,7 +16,7 @@ from detectron2.modeling import build_model
 
 from foss_d2 import FaceAgeEstimator
 from foss_d2.engine import read_image_file
-from foss_d2.engine.survey import count_faces, counts_over_time, group_names, save_survey
+from foss_d2.apps.survey import count_faces, counts_over_time, group_names, save_survey
 
 from conftest import tiny_cfg
 

@@ -1,6 +1,6 @@
-"""The GPU recipe's helpers, without a GPU: tools/make_compact_data.py (a small copy of the training
-data that the project's loaders read alike) and tools/train_gpu_model.sh (iterations fitted to a
-wall-clock budget), the latter with a stand-in for the Python interpreter."""
+"""The GPU recipe's helpers, without a GPU: tools/research/make_compact_data.py (a small copy of the
+training data that the project's loaders read alike) and tools/research/train_gpu_model.sh (iterations
+fitted to a wall-clock budget), the latter with a stand-in for the Python interpreter."""
 import os
 import sys
 
@@ -13,7 +13,7 @@ from foss_d2.data.datasets.wider_face import load_wider_face, parse_wider_bbx_gt
 from foss_d2.data.utils import hash_split
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "research"))
 import make_compact_data as mcd  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def _write_sources(root):
 def test_compact_copy_scales_boxes_with_images_and_keeps_the_held_out_faces_out(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     train_name, _ = _write_sources(src)
-    mcd.main([str(src), str(dst), "--utk-side", "64", "--wider-max-side", "500"])
+    mcd.main(["--input", str(src), "--output", str(dst), "--utk-side", "64", "--wider-max-side", "500"])
 
     utk = load_utkface(str(dst / "utkface" / "UTKFace"), "all")
     assert [r["image_id"] for r in utk] == [train_name]  # the held-out face is not copied
@@ -88,7 +88,7 @@ else:
 
 
 def run_gpu_recipe(tmp_path, budget, **env):
-    script = os.path.join(ROOT, "tools", "train_gpu_model.sh")
+    script = os.path.join(ROOT, "tools", "research", "train_gpu_model.sh")
     return run_with_fake_python(tmp_path, FAKE_PYTHON, [script, "/data", tmp_path / "runs", budget, "0.6"],
                                 CALIB_ITERS="40", S_PER_IT_DETECTOR="0.5", S_PER_IT_AGE="0.25", **env)
 
@@ -99,6 +99,10 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     trains = [c for c in calls if "train_net.py" in c]
     runs = str(tmp_path / "runs")
     assert [os.path.basename(_arg(c, "OUTPUT_DIR")) for c in trains] == ["calib-detector", "calib-age", "detector", "age"]
+    # steps 1 and 2 of the shipped model (docs/MODEL_ZOO.md), their schedules fitted to the budget
+    configs = [_arg(c, "--config-file") for c in trains]
+    assert configs == ["configs/zoo/step1-detector.yaml", "configs/zoo/step2-age.yaml"] * 2
+    assert all(os.path.isfile(os.path.join(ROOT, c)) for c in configs)
     assert [_arg(c, "SOLVER.MAX_ITER") for c in trains[:2]] == ["40", "40"]
     # detector: 60% of the ~1000 s left after calibration, at 0.5 s/it -> 1200 iterations (a second or
     # two of the stand-in's own run time may go); steps at 80% and 93%

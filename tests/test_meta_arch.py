@@ -6,6 +6,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
 from foss_d2.engine import FOSSPredictor, load_image
+from foss_d2.meta_arch import FOSSWithTTA
 
 from conftest import tiny_cfg
 
@@ -59,7 +60,7 @@ def test_freeze_age_feature_trains_only_what_comes_after_dla_up():
     """MODEL.DLA.FREEZE_AGE_FEATURE: three Adam steps of a detector refit change the extra IDA-up and
     the CenterNet heads, and leave every parameter and BatchNorm statistic of the trunk and DLA-up,
     hence the ``dla_up`` feature the age network reads, exactly as they were."""
-    from foss_d2.engine.optimizer import build_foss_optimizer
+    from foss_d2.solver import build_foss_optimizer
 
     cfg = tiny_cfg(**{"MODEL.FOSS.DETECTOR_ONLY": True, "MODEL.DLA.FREEZE_AGE_FEATURE": True})
     model = build_model(cfg)
@@ -177,7 +178,7 @@ def test_dla_with_deformable_convs_trains_on_cpu():
 
 @pytest.mark.parametrize("frozen", [True, False])
 def test_age_head_lr_factor_groups(frozen):
-    from foss_d2.engine import build_foss_optimizer
+    from foss_d2.solver import build_foss_optimizer
 
     cfg = tiny_cfg()
     cfg.MODEL.FOSS.FREEZE_DETECTOR = frozen
@@ -233,6 +234,7 @@ def test_test_sizes_merge_filter_and_feature_routing():
     cfg = tiny_cfg(**{"MODEL.FOSS.DET_INPUT_SIZE": 480, "MODEL.FOSS.TEST_SIZES": [960], "MODEL.FOSS.K_TEST": 10})
     model = build_model(cfg).eval()
     model.age_head = _MarkerAgeHead()
+    tta = FOSSWithTTA(cfg, model)
     hw = (600, 900)
     by_size = {
         480: [[100, 100, 300, 340], [500, 200, 530, 236]], 960: [[105, 100, 300, 345], [502, 201, 531, 237], [700, 400, 720, 424]]
@@ -246,10 +248,10 @@ def test_test_sizes_merge_filter_and_feature_routing():
                  for im in images]
         return {"marker": 10 if size == 480 else 20}, props, [(size / im.shape[2], size / im.shape[1]) for im in images]
 
-    model.detect_pass = detect
+    tta.detect_pass = detect
     big = torch.zeros((3, *hw), dtype=torch.uint8)
     small = torch.zeros((3, 300, 400), dtype=torch.uint8)  # longer side 400 <= 480: one pass only
-    out_big, out_small = [r["instances"] for r in model([{"image": big}, {"image": small}])]
+    out_big, out_small = [r["instances"] for r in tta([{"image": big}, {"image": small}])]
     assert calls == [(480, [hw, (300, 400)]), (960, [hw])]
     assert out_big.pred_boxes.tensor.tolist() == [[100, 100, 300, 340], [502, 201, 531, 237], [700, 400, 720, 424]]
     assert torch.allclose(out_big.scores, torch.tensor([0.9, 0.6, 0.5]))
@@ -258,15 +260,15 @@ def test_test_sizes_merge_filter_and_feature_routing():
 
 
 def test_test_sizes_leave_small_images_alone_and_run_on_large_ones():
-    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8})
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8, "MODEL.FOSS.TEST_SIZES": [256]})
     model = build_model(cfg).eval()
     torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 4.0)
     torch.manual_seed(1)
     small = torch.randint(0, 256, (3, 100, 120), dtype=torch.uint8)  # longer side 120 <= 128
     large = torch.randint(0, 256, (3, 150, 300), dtype=torch.uint8)
-    one = [model([{"image": im}])[0]["instances"] for im in (small, large)]
-    model.test_sizes = (256,)
-    two = [model([{"image": im}])[0]["instances"] for im in (small, large)]
+    one = [model([{"image": im}])[0]["instances"] for im in (small, large)]  # FOSS alone: the paper's single pass
+    tta = FOSSWithTTA(cfg, model)
+    two = [tta([{"image": im}])[0]["instances"] for im in (small, large)]
     assert torch.equal(one[0].pred_boxes.tensor, two[0].pred_boxes.tensor)
     assert torch.allclose(one[0].pred_ages, two[0].pred_ages)
     # On the large image the second pass adds boxes of at most 160 px of its 256 px input, each with
@@ -286,29 +288,105 @@ def test_detector_flip_test_is_mirror_symmetric_and_leaves_the_age_feature():
     other's mirror (up to rounding), so both give the same scores and box sizes; without it a
     randomly initialised detector does not. The feature handed to the age network is the unmirrored
     input's, the same as without the flip test."""
-    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 6})
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 6, "MODEL.CENTERNET.TEST_FLIP": True})
     model = build_model(cfg).eval()
     torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 4.0)
+    tta = FOSSWithTTA(cfg, model)
     torch.manual_seed(3)
     image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
     mirror = image.flip(-1).contiguous()
 
-    def top(im):
+    def top(detect_pass, im):
         with torch.no_grad():
-            feats, (p,), _ = model.detect_pass([im], 128)
+            feats, (p,), _ = detect_pass([im], 128)
         wh = p.pred_boxes.tensor[:, 2:] - p.pred_boxes.tensor[:, :2]
         return feats, torch.cat([p.scores[:, None], wh], 1)
 
-    feats_off, off = top(image)
-    _, off_mirror = top(mirror)
-    model.proposal_generator.test_flip = True
-    feats_on, on = top(image)
-    _, on_mirror = top(mirror)
+    feats_off, off = top(model.detect_pass, image)
+    _, off_mirror = top(model.detect_pass, mirror)
+    feats_on, on = top(tta.detect_pass, image)
+    _, on_mirror = top(tta.detect_pass, mirror)
     assert torch.allclose(on, on_mirror, atol=1e-5)
     assert not torch.allclose(off, off_mirror, atol=1e-3)
     assert not torch.allclose(on, off, atol=1e-3)
     for name in feats_off:
         assert torch.allclose(feats_on[name], feats_off[name], atol=1e-5)
     # and the whole model still answers with ages for every face
-    out = model([{"image": image}])[0]["instances"]
+    out = tta([{"image": image}])[0]["instances"]
     assert len(out) == 6 and out.has("pred_ages")
+
+FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_ages", "pred_age_stds", "pred_age_probs", "pred_female_probs")
+
+
+@pytest.mark.parametrize("age_on_all_k", [True, False])
+def test_tta_with_every_option_off_is_foss_inference(age_on_all_k):
+    """One code path: FOSSWithTTA with no test-time option gives exactly FOSS.inference's answer, on
+    a batch with an image the detector input shrinks and one it enlarges."""
+    opts = {"MODEL.FOSS.SCORE_THRESH_TEST": 0.1, "MODEL.FOSS.K_TEST": 8, "MODEL.FOSS.AGE_ON_ALL_K": age_on_all_k}
+    cfg = tiny_cfg(**opts)
+    assert not FOSSWithTTA.enabled(cfg)
+    torch.manual_seed(4)
+    model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 4.0)
+    inputs = [
+        {"image": torch.randint(0, 256, (3, 150, 300), dtype=torch.uint8), "height": 300, "width": 600},
+        {"image": torch.randint(0, 256, (3, 90, 100), dtype=torch.uint8)},
+    ]
+    ref = [r["instances"] for r in model(inputs)]
+    got = [r["instances"] for r in FOSSWithTTA(cfg, model)(inputs)]
+    assert sum(len(r) for r in ref) > 0
+    for a, b in zip(ref, got):
+        assert a.image_size == b.image_size and set(a.get_fields()) == set(b.get_fields()) == set(FIELDS)
+        for f in FIELDS:
+            x, y = a.get(f), b.get(f)
+            x, y = (x.tensor, y.tensor) if f == "pred_boxes" else (x, y)
+            assert torch.equal(x, y), f
+
+
+def test_tta_enabled_by_each_option():
+    assert not FOSSWithTTA.enabled(tiny_cfg())
+    options = {"MODEL.FOSS.TEST_SIZES": [800], "MODEL.CENTERNET.TEST_FLIP": True, "MODEL.AGE_HEAD.TEST_FLIP": True}
+    for key, value in options.items():
+        assert FOSSWithTTA.enabled(tiny_cfg(**{key: value})), key
+
+
+def test_predictor_wraps_only_when_an_option_is_on():
+    plain = FOSSPredictor(tiny_cfg())
+    assert plain.inference_model is plain.model
+    wrapped = FOSSPredictor(tiny_cfg(**{"MODEL.AGE_HEAD.TEST_FLIP": True}))
+    assert isinstance(wrapped.inference_model, FOSSWithTTA) and wrapped.inference_model.model is wrapped.model
+
+
+def test_registries_build_from_the_config_names():
+    from detectron2.modeling import build_backbone
+
+    from foss_d2.proposal_generator import FACE_DETECTOR_REGISTRY, CenterNet, build_face_detector
+    from foss_d2.roi_heads import TResNetAgeHead, build_age_head
+
+    cfg = tiny_cfg()
+    assert (cfg.MODEL.FOSS.FACE_DETECTOR, cfg.MODEL.AGE_HEAD.NAME) == ("CenterNet", "TResNetAgeHead")
+    shapes = build_backbone(cfg).output_shape()
+    assert type(build_face_detector(cfg, shapes)) is CenterNet
+    assert type(build_age_head(cfg, shapes)) is TResNetAgeHead
+
+    @FACE_DETECTOR_REGISTRY.register()
+    class _TestOnlyFaceDetector(CenterNet):
+        pass
+
+    try:
+        model = build_model(tiny_cfg(**{"MODEL.FOSS.FACE_DETECTOR": "_TestOnlyFaceDetector"}))
+        assert type(model.proposal_generator) is _TestOnlyFaceDetector
+    finally:
+        FACE_DETECTOR_REGISTRY._obj_map.pop("_TestOnlyFaceDetector")
+
+
+@pytest.mark.parametrize(
+    "key, message",
+    [
+        ("MODEL.FOSS.FACE_DETECTOR", r"FACE_DETECTOR='NoSuchThing' is not a registered face detector \(known: .*CenterNet"),
+        ("MODEL.AGE_HEAD.NAME", r"NAME='NoSuchThing' is not a registered age head \(known: .*TResNetAgeHead"),
+    ],
+)
+def test_unknown_registry_name_is_a_clear_error(key, message):
+    with pytest.raises(KeyError, match=message):
+        build_model(tiny_cfg(**{key: "NoSuchThing"}))

@@ -7,7 +7,7 @@ import pytest
 from conftest import needs_shared_data, shared_data_path
 from foss_d2 import FaceAgeEstimator
 from foss_d2.data.datasets.utkface import evenly_spaced, load_utkface
-from foss_d2.engine.api import DEFAULT_WEIGHTS
+from foss_d2.model_zoo import DEFAULT_WEIGHTS
 from foss_d2.evaluation.tiled import evaluate_grid
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -27,7 +27,7 @@ def test_shipped_weights_fill_the_shipped_config_exactly(estimator):
     would otherwise load with a warning and predict from random layers."""
     import torch
 
-    from foss_d2.engine.api import DEFAULT_CONFIG
+    from foss_d2.model_zoo import DEFAULT_CONFIG
 
     assert os.path.basename(DEFAULT_CONFIG) == "FOSS-default.yaml"
     weights = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)["model"]

@@ -1,4 +1,4 @@
-"""tools/sweep_test_sizes.py: its cached merge must report what the model itself reports."""
+"""tools/research/sweep_test_sizes.py: its cached merge must report what the model itself reports."""
 import os
 import sys
 
@@ -6,9 +6,11 @@ import torch
 
 from detectron2.modeling import build_model
 
+from foss_d2.meta_arch import FOSSWithTTA
+
 from conftest import tiny_cfg
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "research"))
 import sweep_test_sizes as st  # noqa: E402
 
 
@@ -19,17 +21,19 @@ def test_combinations_by_hand():
 
 
 def test_cached_merge_equals_model_inference():
-    model = build_model(tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8})).eval()
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8})
+    model = build_model(cfg).eval()
     torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 4.0)
+    tta = FOSSWithTTA(cfg, model)
     torch.manual_seed(2)
     x = {"image": torch.randint(0, 256, (3, 150, 300), dtype=torch.uint8), "image_id": "a", "height": 300, "width": 600}
-    rec = st.run_passes(model, [x], [192, 256])
+    rec = st.run_passes(tta, [x], [192, 256])
     assert sorted(rec["passes"]) == [128, 192, 256] and rec["hw"] == (300, 600)
     seen = set()
     for sizes, max_box in [((), None), ((256,), 160.0), ((192, 256), 40.0), ((192,), 12.0)]:
-        got = st.merge_cached(model, rec, sizes, max_box)
-        model.test_sizes, model.test_sizes_max_box = sizes, max_box or 160.0
-        ref = model([x])[0]["instances"]
+        got = st.merge_cached(tta, rec, sizes, max_box)
+        tta.test_sizes, tta.test_sizes_max_box = sizes, max_box or 160.0
+        ref = tta([x])[0]["instances"]
         assert got.image_size == ref.image_size == (300, 600)
         assert torch.allclose(got.pred_boxes.tensor, ref.pred_boxes.tensor) and torch.allclose(got.scores, ref.scores)
         seen.add(tuple(got.scores.tolist()))

@@ -2,39 +2,29 @@
 """Dump what the model is fed: N mapped training samples (tiled or not) with boxes, ages, genders.
 
     python tools/visualize_data.py --config-file configs/quick_schedules/FOSS-CPU-quick.yaml \
-        --num 8 --output-dir output/vis_data DATASETS.ROOT ../shared/data
+        --num 8 --output output/visualize_data DATASETS.ROOT ../shared/data
 """
-import argparse
 import os
 
 import cv2
 from tqdm import tqdm
 
-from detectron2.config import get_cfg
-
-from foss_d2 import add_foss_config
+from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
+from foss_d2.config import get_foss_cfg
 from foss_d2.data import build_foss_train_loader
 from foss_d2.data.datasets import register_all_foss
 from foss_d2.utils import draw_faces
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", required=True)
-    p.add_argument("--output-dir", required=True)
+def main(argv=None):
+    p = foss_argument_parser(__doc__, config_help="the training config (default: the shipped model's)")
+    p.add_argument("--output", default="output/visualize_data", help="folder for the pictures")
     p.add_argument("--num", type=int, default=8, help="number of samples to dump")
     p.add_argument("--max-side", type=int, default=800, help="downscale saved pictures to this longer side")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = p.parse_args()
-    cfg = get_cfg()
-    add_foss_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.SOLVER.IMS_PER_BATCH = 1
-    cfg.freeze()
+    args = parse_foss_args(p, argv)
+    cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1"])
     register_all_foss(cfg.DATASETS.ROOT or None)
-    os.makedirs(args.output_dir, exist_ok=True)
+    os.makedirs(args.output, exist_ok=True)
     loader = iter(build_foss_train_loader(cfg))
     for i in tqdm(range(args.num), desc="samples"):
         d = next(loader)[0]
@@ -44,8 +34,8 @@ def main():
         scale = min(1.0, args.max_side / max(rgb.shape[:2]))
         out = draw_faces(rgb, inst.gt_boxes.tensor.numpy(), inst.gt_ages.tolist(), inst.gt_genders.tolist(), scale=scale)
         name = f"{i:03d}_{d.get('dataset_name', 'data')}_{len(inst)}faces.png"
-        cv2.imwrite(os.path.join(args.output_dir, name), out[:, :, ::-1])
-    print(f"wrote {args.num} images to {args.output_dir}")
+        cv2.imwrite(os.path.join(args.output, name), out[:, :, ::-1])
+    print(f"wrote {args.num} images to {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,46 +1,12 @@
 """The plain Python API: ``FaceAgeEstimator()(image)`` -> list of faces, with the shipped model."""
-import os
 from typing import List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from detectron2.config import get_cfg
-
-from ..config import add_foss_config
+from ..config import get_foss_cfg
+from ..model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS  # noqa: F401  (re-exported)
 from .predictor import FOSSPredictor, load_image
-
-MODEL_ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_zoo")
-DEFAULT_CONFIG = os.path.join(MODEL_ZOO, "FOSS-default.yaml")
-DEFAULT_WEIGHTS = os.path.join(MODEL_ZOO, "foss_default.pth")
-
-
-def get_foss_cfg(
-    config_file: Optional[str] = None,
-    weights: Optional[str] = None,
-    opts: Sequence[str] = (),
-    device: Optional[str] = None,
-    confidence_threshold: Optional[float] = None,
-):
-    """A frozen config: the shipped default unless ``config_file`` / ``weights`` are given."""
-    cfg = get_cfg()
-    add_foss_config(cfg)
-    cfg.merge_from_file(config_file or DEFAULT_CONFIG)
-    cfg.merge_from_list(list(opts))
-    if confidence_threshold is not None:
-        cfg.MODEL.FOSS.SCORE_THRESH_TEST = float(confidence_threshold)
-    if weights is not None:
-        cfg.MODEL.WEIGHTS = weights
-    elif config_file is None:
-        cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
-    if device is not None:
-        cfg.MODEL.DEVICE = device
-    if cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
-        raise FileNotFoundError(
-            f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass weights=/MODEL.WEIGHTS)"
-        )
-    cfg.freeze()
-    return cfg
 
 
 def instances_to_faces(inst) -> List[dict]:

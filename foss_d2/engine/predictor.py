@@ -7,6 +7,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from ..data.augmentation import LimitMaxSide
+from ..meta_arch import FOSSWithTTA
 from ..utils.image_io import load_image, read_image_file  # noqa: F401  (re-exported)
 
 
@@ -23,6 +24,8 @@ class FOSSPredictor:
         self.model.eval()
         if cfg.MODEL.WEIGHTS:
             DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        # The test-time options that are not in the paper (TEST_SIZES, TEST_FLIPs) wrap its single pass.
+        self.inference_model = FOSSWithTTA(self.cfg, self.model) if FOSSWithTTA.enabled(self.cfg) else self.model
         self.input_format = cfg.INPUT.FORMAT
         self.limit = LimitMaxSide(cfg.INPUT.MAX_SIDE)
 
@@ -32,4 +35,4 @@ class FOSSPredictor:
         h, w = img.shape[:2]
         img = self.limit.get_transform(img).apply_image(img)
         tensor = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"].to("cpu")
+        return self.inference_model([{"image": tensor, "height": h, "width": w}])[0]["instances"].to("cpu")

@@ -1,3 +1,4 @@
 from .foss import FOSS
+from .test_time_augmentation import FOSSWithTTA
 
-__all__ = ["FOSS"]
+__all__ = ["FOSS", "FOSSWithTTA"]

@@ -2,21 +2,22 @@
 
 The detector sees the image resized to DET_INPUT_SIZE² (480x480); the age network sees faces
 cropped from the full-resolution image. Both images live inside the model: the data pipeline hands
-over only the full-resolution one, so they can never fall out of step.
+over only the full-resolution one, so they can never fall out of step. ``inference`` is the paper's
+single test pass; the test-time options that are not in the paper wrap it (test_time_augmentation.py).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import nms
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
-from detectron2.modeling.proposal_generator import build_proposal_generator
-from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
+
+from ..proposal_generator import build_face_detector
+from ..roi_heads import build_age_head
 
 
 @META_ARCH_REGISTRY.register()
@@ -39,9 +40,6 @@ class FOSS(nn.Module):
         freeze_detector: bool = True,
         add_gt_boxes: bool = False,
         age_on_all_k: bool = True,
-        test_sizes: Sequence[int] = (),
-        test_sizes_max_box: float = 160.0,
-        test_nms_thresh: float = 0.5,
         input_format: str = "BGR",
     ):
         super().__init__()
@@ -58,9 +56,6 @@ class FOSS(nn.Module):
         self.freeze_detector = freeze_detector and age_head is not None
         self.add_gt_boxes = add_gt_boxes
         self.age_on_all_k = age_on_all_k
-        self.test_sizes = tuple(int(s) for s in test_sizes)
-        self.test_sizes_max_box = test_sizes_max_box
-        self.test_nms_thresh = test_nms_thresh
         self.input_format = input_format
         if self.freeze_detector:
             for p in self.detector_parameters():
@@ -70,10 +65,11 @@ class FOSS(nn.Module):
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
-        age_head = None if cfg.MODEL.FOSS.DETECTOR_ONLY else build_roi_heads(cfg, shapes)
+        age_head = None if cfg.MODEL.FOSS.DETECTOR_ONLY else build_age_head(cfg, shapes)
         return {
             "backbone": backbone,
-            "proposal_generator": build_proposal_generator(cfg, shapes),
+            # The attribute keeps detectron2's name, so checkpoints keep their keys.
+            "proposal_generator": build_face_detector(cfg, shapes),
             "age_head": age_head,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
@@ -84,9 +80,6 @@ class FOSS(nn.Module):
             "freeze_detector": cfg.MODEL.FOSS.FREEZE_DETECTOR,
             "add_gt_boxes": cfg.MODEL.FOSS.ADD_GT_BOXES,
             "age_on_all_k": cfg.MODEL.FOSS.AGE_ON_ALL_K,
-            "test_sizes": cfg.MODEL.FOSS.TEST_SIZES,
-            "test_sizes_max_box": cfg.MODEL.FOSS.TEST_SIZES_MAX_BOX,
-            "test_nms_thresh": cfg.MODEL.FOSS.TEST_NMS_THRESH,
             "input_format": cfg.INPUT.FORMAT,
         }
 
@@ -151,10 +144,11 @@ class FOSS(nn.Module):
         proposals = [self._to_image(p, sx, sy, im.shape[1:]) for p, (sx, sy), im in zip(proposals, scales, images)]
         if self.add_gt_boxes:
             proposals = [self._with_gt(p, t) for p, t in zip(proposals, targets)]
-        losses.update(self.age_head(images, proposals, features, self._feature_scales(scales), targets))
+        losses.update(self.age_head(images, proposals, features, self.feature_scales(scales), targets))
         return losses
 
-    def _feature_scales(self, scales):
+    def feature_scales(self, scales):
+        """Per image, the (sx, sy) from full-resolution pixels to the detector feature's grid."""
         stride = self.proposal_generator.stride
         return [(sx / stride, sy / stride) for sx, sy in scales]
 
@@ -174,58 +168,37 @@ class FOSS(nn.Module):
         gt.pred_classes = t.gt_classes
         return Instances.cat([p, gt])
 
-    def detect_pass(self, images: List[torch.Tensor], size: int):
-        """One detector pass on the images resized to ``size``²: its features, the K_TEST most
-        probable faces in full-resolution pixels, and the (sx, sy) that map those pixels to the input.
-        With MODEL.CENTERNET.TEST_FLIP the mirrored input goes through the detector too."""
+    def detect_pass(self, images: List[torch.Tensor], size: Optional[int] = None):
+        """One detector pass on the images resized to ``size``² (default DET_INPUT_SIZE): its
+        features, the K_TEST most probable faces in full-resolution pixels, and the (sx, sy) that
+        map those pixels to the detector input."""
+        size = size or self.det_input_size
+        features = self.backbone(self.preprocess_detector(images, size))
+        proposals, _ = self.proposal_generator((size, size), features, self.k_test)
+        return (features, *self.proposals_to_image(proposals, images, size))
+
+    def proposals_to_image(self, proposals: List[Instances], images: List[torch.Tensor], size: int):
+        """Faces found on the ``size``² detector input, in each image's full-resolution pixels; also
+        the (sx, sy) of each image."""
         scales = [(size / im.shape[2], size / im.shape[1]) for im in images]
-        x = self.preprocess_detector(images, size)
-        mirrored = None
-        if getattr(self.proposal_generator, "test_flip", False):
-            # One batch for both orientations; the age network only ever reads the unmirrored half.
-            both = self.backbone(torch.cat([x, x.flip(-1)]))
-            features = {name: f[: len(x)] for name, f in both.items()}
-            mirrored = {name: f[len(x) :] for name, f in both.items()}
-        else:
-            features = self.backbone(x)
-        proposals, _ = self.proposal_generator((size, size), features, self.k_test, mirrored_features=mirrored)
         proposals = [self._to_image(p, sx, sy, im.shape[1:]) for p, (sx, sy), im in zip(proposals, scales, images)]
-        return features, proposals, scales
+        return proposals, scales
 
     @torch.no_grad()
     def inference(self, batched_inputs: List[Dict], do_postprocess: bool = True):
+        """The paper's test pass (Sec. 3.1, 4.2): the detector once at DET_INPUT_SIZE², its K_TEST most
+        probable faces through the age network once, the faces above SCORE_THRESH_TEST reported."""
         images = [x["image"].to(self.device) for x in batched_inputs]
-        # Pass 0 is the paper's; the TEST_SIZES passes only run on images the first one shrank.
-        passes = [(self.det_input_size, list(range(len(images))))]
-        shrunk = [i for i, im in enumerate(images) if self.shrunk_by_first_pass(im)]
-        passes += [(s, shrunk) for s in self.test_sizes if shrunk]
-        found = [[] for _ in images]
-        runs = []
-        for j, (size, idx) in enumerate(passes):
-            features, proposals, scales = self.detect_pass([images[i] for i in idx], size)
-            for i, p, (sx, sy) in zip(idx, proposals, scales):
-                if j > 0:
-                    p = self.keep_small_faces(p, sx, sy)
-                p.det_pass = torch.full_like(p.pred_classes, j)
-                found[i].append(p)
-            runs.append((idx, features, self._feature_scales(scales)))
-        proposals = [self.merge_passes(ps) for ps in found]
-        if not self.age_on_all_k:
-            proposals = [p[p.scores > self.score_thresh_test] for p in proposals]
+        features, proposals, scales = self.detect_pass(images)
+        proposals = [self.age_candidates(p) for p in proposals]
         if self.age_head is not None:
-            proposals = self._estimate_ages(images, proposals, runs)
-        results = []
-        for p, x, im in zip(proposals, batched_inputs, images):
-            p = self.confident_faces(p)
-            p.remove("det_pass")
-            if do_postprocess:
-                p = detector_postprocess(p, x.get("height", im.shape[1]), x.get("width", im.shape[2]))
-            results.append({"instances": p})
-        return results
+            proposals = self.age_head(images, proposals, features, self.feature_scales(scales))
+        return self.postprocess(proposals, batched_inputs, images, do_postprocess)
 
-    def shrunk_by_first_pass(self, image: torch.Tensor) -> bool:
-        """Whether the DET_INPUT_SIZE pass downscales ``image`` [C,H,W]: only then do TEST_SIZES passes run."""
-        return max(image.shape[1:]) > self.det_input_size
+    def age_candidates(self, p: Instances) -> Instances:
+        """The faces the age network reads: all K (the paper), or with AGE_ON_ALL_K off only the
+        confident ones (faster on CPU)."""
+        return p if self.age_on_all_k else p[p.scores > self.score_thresh_test]
 
     def confident_faces(self, p: Instances) -> Instances:
         """The faces scored above SCORE_THRESH_TEST, their boxes clipped to the image."""
@@ -233,31 +206,12 @@ class FOSS(nn.Module):
         p.pred_boxes.clip(p.image_size)
         return p
 
-    def keep_small_faces(self, p: Instances, sx: float, sy: float, max_box: Optional[float] = None) -> Instances:
-        """The faces of a TEST_SIZES pass whose longer side, in that pass's input pixels (image
-        pixels times (sx, sy)), is below ``max_box`` (default TEST_SIZES_MAX_BOX)."""
-        limit = self.test_sizes_max_box if max_box is None else max_box
-        wh = p.pred_boxes.tensor[:, 2:] - p.pred_boxes.tensor[:, :2]
-        return p[torch.max(wh[:, 0] * sx, wh[:, 1] * sy) < limit]
-
-    def merge_passes(self, per_pass: List[Instances]) -> Instances:
-        """One image's faces from all detector passes: NMS over their union, the K_TEST best kept."""
-        if len(per_pass) == 1:
-            return per_pass[0]
-        p = Instances.cat(per_pass)
-        return p[nms(p.pred_boxes.tensor, p.scores, self.test_nms_thresh)[: self.k_test]]
-
-    def _estimate_ages(self, images, proposals: List[Instances], runs) -> List[Instances]:
-        """The age head on every face, each reading the detector feature of the pass that found it
-        (the feature connection, Sec. 3.1); faces come back in order of decreasing score."""
-        parts = [[] for _ in images]
-        for j, (idx, features, feature_scales) in enumerate(runs):
-            subsets = [proposals[i][proposals[i].det_pass == j] for i in idx]
-            subsets = self.age_head([images[i] for i in idx], subsets, features, feature_scales)
-            for i, sub in zip(idx, subsets):
-                parts[i].append(sub)
-        out = []
-        for ps in parts:
-            p = Instances.cat(ps)
-            out.append(p[torch.sort(p.scores, descending=True, stable=True).indices])
-        return out
+    def postprocess(self, proposals: List[Instances], batched_inputs: List[Dict], images, do_postprocess: bool = True):
+        """The confident faces of each image, rescaled to its requested "height"/"width"."""
+        results = []
+        for p, x, im in zip(proposals, batched_inputs, images):
+            p = self.confident_faces(p)
+            if do_postprocess:
+                p = detector_postprocess(p, x.get("height", im.shape[1]), x.get("width", im.shape[2]))
+            results.append({"instances": p})
+        return results

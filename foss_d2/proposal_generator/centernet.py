@@ -2,8 +2,9 @@
 
 Paper section 3.2: L_det = L_reg + λ_size·L_size + λ_off·L_off, where L_reg is the penalty-reduced
 focal loss on Gaussian keypoint heatmaps, L_size the L1 loss on box sizes and L_off the L1 loss on
-sub-pixel centre offsets. At inference, the K most probable peaks (3x3 max-pool NMS) become boxes;
-with TEST_FLIP the heatmap and sizes are first averaged with the mirror image's (CenterNet's flip test).
+sub-pixel centre offsets. At inference, the K most probable peaks (3x3 max-pool NMS) become boxes.
+CenterNet's flip test (MODEL.CENTERNET.TEST_FLIP, not in the FOSS paper) composes ``head_outputs``,
+``average_with_mirror`` and ``decode`` in meta_arch/test_time_augmentation.py.
 """
 import math
 from typing import Dict, List, Optional, Tuple
@@ -15,8 +16,9 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.proposal_generator.build import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.structures import Boxes, Instances
+
+from .build import FACE_DETECTOR_REGISTRY
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
@@ -112,7 +114,7 @@ def _head(in_ch: int, head_conv: int, out_ch: int, bias_init: float = 0.0) -> nn
     return head
 
 
-@PROPOSAL_GENERATOR_REGISTRY.register()
+@FACE_DETECTOR_REGISTRY.register()
 class CenterNet(nn.Module):
     """Heatmap + size + offset heads on a stride-4 feature; returns the K most probable faces.
 
@@ -136,7 +138,6 @@ class CenterNet(nn.Module):
         min_overlap: float = 0.7,
         prior_prob: float = 0.1,
         nms_kernel: int = 3,
-        test_flip: bool = False,
     ):
         super().__init__()
         self.in_feature = in_feature
@@ -148,7 +149,6 @@ class CenterNet(nn.Module):
         self.focal_beta = focal_beta
         self.min_overlap = min_overlap
         self.nms_kernel = nms_kernel
-        self.test_flip = test_flip
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.heatmap = _head(in_channels, head_conv, num_classes, bias)
         self.size = _head(in_channels, head_conv, 2)
@@ -171,7 +171,6 @@ class CenterNet(nn.Module):
             "min_overlap": c.MIN_OVERLAP,
             "prior_prob": c.PRIOR_PROB,
             "nms_kernel": c.NMS_KERNEL,
-            "test_flip": c.TEST_FLIP,
         }
 
     def forward(
@@ -180,7 +179,6 @@ class CenterNet(nn.Module):
         features: Dict[str, torch.Tensor],
         k: int,
         gt_instances: Optional[List[Instances]] = None,
-        mirrored_features: Optional[Dict[str, torch.Tensor]] = None,
     ):
         """
         Args:
@@ -188,34 +186,35 @@ class CenterNet(nn.Module):
             features: backbone outputs; ``features[in_feature]`` is [B,C,H/4,W/4].
             k: number of peaks to return per image.
             gt_instances: boxes in detector-input coordinates; when given, losses are computed.
-            mirrored_features: the backbone outputs of the left-right mirrored input (flip test):
-                heatmap and sizes are averaged with its maps turned back. Offsets are the unmirrored
-                input's, as in CenterNet: a mirrored offset points into a different pixel.
         Returns:
             list of Instances (``pred_boxes``, ``scores``, ``pred_classes``) and a dict of losses.
         """
-        x = features[self.in_feature]
-        heat_logits = self.heatmap(x)
-        size = self.size(x)
-        offset = self.offset(x)
+        heat_logits, size, offset = self.head_outputs(features)
         losses = {}
         if gt_instances is not None:
             losses = self.losses(heat_logits, size, offset, gt_instances)
         with torch.no_grad():
-            heat = heat_logits.sigmoid()
-            if mirrored_features is not None:
-                m = mirrored_features[self.in_feature]
-                heat = average_with_mirror(heat, self.heatmap(m).sigmoid())
-                size = average_with_mirror(size, self.size(m))
-            boxes, scores, classes = decode_centernet(heat, size, offset, k, self.stride, self.nms_kernel)
+            results = self.decode(image_size, heat_logits.sigmoid(), size, offset, k)
+        return results, losses
+
+    def head_outputs(self, features: Dict[str, torch.Tensor], with_offset: bool = True):
+        """Heatmap logits [B,C,h,w], sizes and (unless ``with_offset`` is False) offsets [B,2,h,w]."""
+        x = features[self.in_feature]
+        return self.heatmap(x), self.size(x), (self.offset(x) if with_offset else None)
+
+    @torch.no_grad()
+    def decode(self, image_size: Tuple[int, int], heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, k: int):
+        """The ``k`` most probable faces of each image of a sigmoid heatmap [B,C,h,w], as Instances in
+        detector-input pixels."""
+        boxes, scores, classes = decode_centernet(heat, size, offset, k, self.stride, self.nms_kernel)
         results = []
-        for i in range(x.shape[0]):
+        for i in range(heat.shape[0]):
             inst = Instances(image_size)
             inst.pred_boxes = Boxes(boxes[i])
             inst.scores = scores[i]
             inst.pred_classes = classes[i]
             results.append(inst)
-        return results, losses
+        return results
 
     @torch.no_grad()
     def targets(self, gt_instances: List[Instances], out_h: int, out_w: int, device):

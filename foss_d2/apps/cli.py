@@ -1,0 +1,114 @@
+"""``foss-d2 <command> ...``: the console entry point, and the command-line convention of every tool.
+
+Each command is the ``main`` function that the script of the same name under tools/ calls:
+
+    foss-d2 demo --input demo/family.jpg --output output/demo        # tools/demo.py
+    foss-d2 train --config-file configs/quick_schedules/FOSS-CPU-quick.yaml DATASETS.ROOT ../shared/data
+
+The convention is detectron2's: ``--config-file`` (default: the shipped model), ``--input`` (one or
+more), ``--output``, and config overrides as trailing ``KEY VALUE`` pairs (the data root too:
+``DATASETS.ROOT /path``).
+"""
+import argparse
+import importlib
+import os
+import sys
+
+# command -> (module whose main(argv, prog) runs it, one line of help)
+COMMANDS = {
+    "demo": ("foss_d2.apps.demo", "draw every face with age and gender on images, folders, videos or a webcam"),
+    "survey": ("foss_d2.apps.survey", "count faces per age group and gender over photos or a video"),
+    "train": ("foss_d2.apps.train", "train or evaluate (--eval-only) a model with detectron2's trainer"),
+    "evaluate": ("foss_d2.apps.evaluate", "score a predictions.json, or the model on tiled held-out faces"),
+    "benchmark": ("foss_d2.apps.benchmark", "inference time: FOSS vs two models, or one model's test-time settings"),
+    "export": ("foss_d2.apps.export", "a training checkpoint as small fp16 inference weights"),
+}
+
+
+def _config_top_keys():
+    from detectron2.config import get_cfg
+
+    from ..config import add_foss_config
+
+    cfg = get_cfg()
+    add_foss_config(cfg)
+    return set(cfg.keys())
+
+
+def is_config_key(word: str, top_keys=None) -> bool:
+    """``MODEL.WEIGHTS`` or ``OUTPUT_DIR`` yes; ``photo.jpg`` or an existing file no."""
+    top_keys = _config_top_keys() if top_keys is None else top_keys
+    return word.split(".")[0] in top_keys and word.upper() == word and not os.path.exists(word)
+
+
+def foss_argument_parser(description: str = None, prog: str = None, config_help: str = "default: the shipped model",
+                         add_help: bool = True):
+    """An ArgumentParser with ``--config-file`` and the trailing ``opts``; add the tool's own options to it
+    (``add_help=False`` for a parent of subcommand parsers)."""
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                add_help=add_help)
+    p.add_argument("--config-file", default=None, metavar="FILE", help=config_help)
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                   help="config overrides, e.g. MODEL.WEIGHTS model.pth DATASETS.ROOT ../shared/data")
+    return p
+
+
+def _list_options(parser):
+    """The destinations of the parser's (and its subcommands') one-or-more options."""
+    dests = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                dests += _list_options(sub)
+        elif action.nargs == "+":
+            dests.append(action.dest)
+    return dests
+
+
+def parse_foss_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args``, then config overrides that a list option (``--input a.jpg MODEL.X 1``)
+    swallowed are moved back to ``opts``; a ``--`` before the overrides is dropped."""
+    args = parser.parse_args(argv)
+    opts = list(getattr(args, "opts", None) or [])
+    if opts[:1] == ["--"]:
+        opts = opts[1:]
+    lists = [d for d in _list_options(parser) if isinstance(getattr(args, d, None), list)]
+    if lists:
+        top = _config_top_keys()
+        for dest in lists:
+            values = getattr(args, dest)
+            cut = next((i for i, v in enumerate(values) if i > 0 and isinstance(v, str) and is_config_key(v, top)), None)
+            if cut is not None:
+                setattr(args, dest, values[:cut])
+                opts = [str(v) for v in values[cut:]] + opts
+    if hasattr(args, "opts"):
+        if len(opts) % 2:
+            parser.error(f"config overrides come as KEY VALUE pairs, got {' '.join(opts)}")
+        args.opts = opts
+    return args
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: foss-d2 <command> [options] [KEY VALUE ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "foss-d2 <command> --help describes each one."]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(usage(), file=sys.stderr)
+        print(f"\nfoss-d2: unknown command {command!r}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return module.main(rest, prog=f"foss-d2 {command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Export a training checkpoint as a small inference checkpoint (model weights only, fp16).
+
+    foss-d2 export output/FOSS-CPU-age-zoomout/model_final.pth output/foss_default.pth
+
+    foss-d2 export model_final.pth detector.pth --detector-only
+
+The optimizer and scheduler states are dropped; floating-point tensors are stored in fp16 (they
+are cast back to fp32 when loaded into the model), integer buffers are kept as they are.
+``--detector-only`` keeps the detector (backbone + CenterNet head): the common start of the
+paper's ablation rows, whose age networks differ in shape (tools/research/run_ablations.py).
+``--age-head-from CKPT`` joins the checkpoint's detector with the age network of another
+checkpoint (the paper's two stages, 4.2: a detector trained on its own, then the age network):
+
+    foss-d2 export detector/model_final.pth joined.pth --age-head-from age/model_final.pth
+
+(``python tools/export_model.py`` takes the same arguments.)
+"""
+import argparse
+import os
+
+import torch
+
+DETECTOR_PREFIXES = ("backbone.", "proposal_generator.")
+
+
+def get_parser(prog=None):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("output")
+    p.add_argument("--detector-only", action="store_true", help="keep only backbone.* and proposal_generator.*")
+    p.add_argument("--age-head-from", metavar="CKPT", help="take everything but the detector from this checkpoint")
+    return p
+
+
+def main(argv=None, prog=None):
+    p = get_parser(prog)
+    args = p.parse_args(argv)
+    if args.detector_only and args.age_head_from:
+        p.error("--detector-only and --age-head-from exclude each other")
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    state = ckpt.get("model", ckpt)
+    if args.detector_only or args.age_head_from:
+        state = {k: v for k, v in state.items() if k.startswith(DETECTOR_PREFIXES)}
+        if not state:
+            raise SystemExit(f"{args.checkpoint} holds no detector weights ({', '.join(DETECTOR_PREFIXES)})")
+    if args.age_head_from:
+        other = torch.load(args.age_head_from, map_location="cpu", weights_only=False)
+        rest = {k: v for k, v in other.get("model", other).items() if not k.startswith(DETECTOR_PREFIXES)}
+        if not any(k.startswith("age_head.") for k in rest):
+            raise SystemExit(f"{args.age_head_from} holds no age network (age_head.*)")
+        state.update(rest)
+    small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    out = {"model": small, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
+    tmp = args.output + ".tmp"
+    torch.save(out, tmp)
+    os.replace(tmp, args.output)
+    print(f"{len(small)} tensors, iteration {out['iteration']} -> {args.output} ({os.path.getsize(args.output) / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

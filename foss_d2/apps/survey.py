@@ -1,0 +1,160 @@
+"""Age-group / gender survey (the paper's motivating use, section 1: a shop's customer age survey).
+
+Counts faces per age group and gender over a folder of photos or a video's frames, from FOSS-D2
+predictions (``predictions.json`` of ``foss-d2 demo``, or computed on the fly), and writes the
+counts, a histogram and CSV/JSON:
+
+    foss-d2 survey --input shop_photos/ --output output/survey
+    foss-d2 survey --video-input entrance.mp4 --output output/survey --bucket-seconds 60
+    foss-d2 survey --predictions output/demo/predictions.json --output output/survey   # reuse the demo's output
+    foss-d2 survey --input photos/ --output output/survey --groups 0,18,30,45,65
+
+(``python tools/survey.py`` takes the same arguments.)
+"""
+import csv
+import json
+import os
+import sys
+from typing import Dict, Iterable, List, Sequence
+
+import cv2
+import numpy as np
+
+from detectron2.utils.logger import setup_logger
+
+from ..engine import FOSSPredictor, get_foss_cfg
+from ..evaluation.age_evaluator import age_to_group
+from .cli import foss_argument_parser, parse_foss_args
+from .runner import expand_inputs, run_images, run_video
+
+PAPER_GROUP_LOWER = (0, 3, 8, 13, 20, 37, 66)  # Images of Groups: 0-2, 3-7, 8-12, 13-19, 20-36, 37-65, 66+
+GENDERS = ("male", "female", "unknown")
+
+
+def group_names(lower: Sequence[int]) -> List[str]:
+    """[0, 3, 8] -> ["0-2", "3-7", "8+"]."""
+    names = [f"{lo}-{hi - 1}" for lo, hi in zip(lower[:-1], lower[1:])]
+    return names + [f"{lower[-1]}+"]
+
+
+def count_faces(faces: Iterable[dict], lower: Sequence[int] = PAPER_GROUP_LOWER) -> Dict[str, Dict[str, int]]:
+    """{group name: {"male": n, "female": n, "unknown": n}} for faces with an ``age``."""
+    names = group_names(lower)
+    counts = {n: {g: 0 for g in GENDERS} for n in names}
+    for f in faces:
+        if f.get("age") is None:
+            continue
+        g = f.get("gender") if f.get("gender") in ("male", "female") else "unknown"
+        counts[names[age_to_group(f["age"], lower)]][g] += 1
+    return counts
+
+
+def counts_over_time(frames: Dict[str, List[dict]], fps: float, bucket_seconds: float, lower=PAPER_GROUP_LOWER):
+    """Video: [(start second, counts)] per ``bucket_seconds`` window, from {frame index: faces}."""
+    buckets: Dict[int, List[dict]] = {}
+    for key, faces in frames.items():
+        b = int(int(key) / fps // bucket_seconds)
+        buckets.setdefault(b, []).extend(faces)
+    return [(b * bucket_seconds, count_faces(buckets[b], lower)) for b in sorted(buckets)]
+
+
+def save_survey(counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "FOSS-D2 age survey", timeline=None):
+    """survey.json, survey.csv and survey.png (stacked bars per group); with ``timeline`` also
+    survey_timeline.csv / .png (faces per group over time)."""
+    os.makedirs(out_dir, exist_ok=True)
+    total = sum(sum(v.values()) for v in counts.values())
+    with open(os.path.join(out_dir, "survey.json"), "w") as f:
+        json.dump({"total_faces": total, "groups": counts, "timeline": timeline}, f, indent=1)
+    with open(os.path.join(out_dir, "survey.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["group", *GENDERS, "total"])
+        for name, c in counts.items():
+            w.writerow([name, *[c[g] for g in GENDERS], sum(c.values())])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(counts)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bottom = np.zeros(len(names))
+    for g, color in zip(GENDERS, ("#3973f2", "#f24d73", "#999999")):
+        vals = np.array([counts[n][g] for n in names])
+        if vals.sum() or g != "unknown":
+            ax.bar(x, vals, bottom=bottom, label=g, color=color)
+        bottom += vals
+    ax.set_xticks(x, names)
+    ax.set_xlabel("age group (years)")
+    ax.set_ylabel("faces")
+    ax.set_title(f"{title} ({total} faces)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "survey.png"), dpi=110)
+    plt.close(fig)
+    if timeline:
+        with open(os.path.join(out_dir, "survey_timeline.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["start_s", *names])
+            for t, c in timeline:
+                w.writerow([t, *[sum(c[n].values()) for n in names]])
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ts = [t for t, _ in timeline]
+        for n in names:
+            ax.plot(ts, [sum(c[n].values()) for _, c in timeline], marker="o", label=n)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("faces seen")
+        ax.legend(ncol=4, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "survey_timeline.png"), dpi=110)
+        plt.close(fig)
+    return total
+
+
+def get_parser(prog=None):
+    p = foss_argument_parser(__doc__, prog)
+    p.add_argument("--input", nargs="+", help="image files, folders or globs")
+    p.add_argument("--video-input")
+    p.add_argument("--predictions", help="predictions.json written by foss-d2 demo")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of the video behind --predictions")
+    p.add_argument("--output", default="output/survey")
+    p.add_argument("--groups", default=",".join(map(str, PAPER_GROUP_LOWER)), help="lower bounds of the age groups, in years")
+    p.add_argument("--bucket-seconds", type=float, default=10.0, help="video: width of each time window")
+    p.add_argument("--confidence-threshold", type=float, default=None)
+    return p
+
+
+def main(argv=None, prog=None):
+    p = get_parser(prog)
+    args = parse_foss_args(p, argv)
+    setup_logger(name="foss_d2")
+    lower = [int(v) for v in args.groups.split(",")]
+    if lower != sorted(lower) or lower[0] != 0:
+        sys.exit("--groups must be increasing lower bounds starting at 0, e.g. 0,18,30,45,65")
+    fps = args.fps
+    if args.predictions:
+        pred_file = args.predictions
+    else:
+        cfg = get_foss_cfg(args.config_file, opts=args.opts, confidence_threshold=args.confidence_threshold)
+        predictor = FOSSPredictor(cfg)
+        pred_dir = os.path.join(args.output, "predictions")
+        if args.video_input:
+            cap = cv2.VideoCapture(args.video_input)
+            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+            cap.release()
+            run_video(predictor, args.video_input, pred_dir, cfg.INPUT.FORMAT)
+        elif args.input:
+            run_images(predictor, expand_inputs(args.input), pred_dir, cfg.INPUT.FORMAT)
+        else:
+            p.error("give --input, --video-input or --predictions")
+        pred_file = os.path.join(pred_dir, "predictions.json")
+    with open(pred_file) as f:
+        results = json.load(f)
+    counts = count_faces((face for faces in results.values() for face in faces), lower)
+    timeline = counts_over_time(results, fps, args.bucket_seconds, lower) if fps else None
+    total = save_survey(counts, args.output, timeline=timeline)
+    print(f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> {args.output}/survey.png, survey.csv, survey.json")
+
+
+if __name__ == "__main__":
+    main()

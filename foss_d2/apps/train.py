@@ -1,0 +1,89 @@
+"""Train / evaluate FOSS-D2 with detectron2's DefaultTrainer.
+
+    foss-d2 train --config-file configs/quick_schedules/FOSS-CPU-quick.yaml DATASETS.ROOT ../shared/data
+    foss-d2 train --config-file ... --eval-only MODEL.WEIGHTS path/to/model.pth
+
+Without --config-file, the shipped model's config and weights (``--eval-only`` evaluates it).
+(``python tools/train_net.py`` takes the same arguments: detectron2's ``default_argument_parser``.)
+"""
+import os
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import build_detection_test_loader
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+
+from ..config import get_foss_cfg
+from ..data import FOSSDatasetMapper, build_foss_train_loader
+from ..data.datasets import register_all_foss
+from ..evaluation import build_foss_evaluator
+from ..meta_arch import FOSSWithTTA
+from ..solver import build_foss_optimizer
+from ..utils.json_io import write_json_atomic
+from .cli import parse_foss_args
+
+
+class Trainer(DefaultTrainer):
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_foss_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=FOSSDatasetMapper(cfg, False))
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_foss_optimizer(cfg, model)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_foss_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        # The test-time options that are not in the paper (TEST_SIZES, TEST_FLIPs) wrap its single pass.
+        if FOSSWithTTA.enabled(cfg):
+            model = FOSSWithTTA(cfg, model)
+        return super().test(cfg, model, evaluators)
+
+
+def setup(args):
+    cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
+    default_setup(cfg, args)
+    register_all_foss(cfg.DATASETS.ROOT or None)
+    return cfg
+
+
+def run(args):
+    """One process's training or evaluation (what detectron2's ``launch`` starts)."""
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            # The printed tables, also as a file that scripts (tools/research/run_ablations.py) can read.
+            write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def get_parser(prog=None):
+    p = default_argument_parser()
+    p.prog = prog or p.prog
+    p.description = __doc__
+    return p
+
+
+def main(argv=None, prog=None):
+    args = parse_foss_args(get_parser(prog), argv)
+    print("Command Line Args:", args)
+    launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""FOSS's own registry of face detectors (as Panoptic-DeepLab adds its own heads' registries): a
+face detector is called with the detector input's size, the backbone features and K, and returns
+the K most probable faces, a contract that detectron2's proposal generators do not share."""
+from detectron2.utils.registry import Registry
+
+FACE_DETECTOR_REGISTRY = Registry("FACE_DETECTOR")
+FACE_DETECTOR_REGISTRY.__doc__ = """
+Face detection heads of FOSS (paper section 3.2), chosen by MODEL.FOSS.FACE_DETECTOR.
+Called as ``obj(cfg, input_shape)`` with the backbone's output shapes.
+"""
+
+
+def build_face_detector(cfg, input_shape):
+    """The face detector named by MODEL.FOSS.FACE_DETECTOR, built from ``cfg`` and the backbone's output shapes."""
+    name = cfg.MODEL.FOSS.FACE_DETECTOR
+    if name not in FACE_DETECTOR_REGISTRY:
+        known = ", ".join(sorted(n for n, _ in FACE_DETECTOR_REGISTRY))
+        raise KeyError(f"MODEL.FOSS.FACE_DETECTOR={name!r} is not a registered face detector (known: {known})")
+    return FACE_DETECTOR_REGISTRY.get(name)(cfg, input_shape)

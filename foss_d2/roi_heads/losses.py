@@ -1,0 +1,97 @@
+"""Age and gender losses of FOSS (paper section 3.2): λ_mean·L_mean + λ_var·L_var + λ_ce·L_ce for age
+(mean-variance loss, Pan et al. CVPR 2018) and λ_gen·BCE for gender, over predicted boxes whose best
+IoU with a ground-truth face exceeds th_iou and whose face has the label."""
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
+
+
+def age_distribution(logits: torch.Tensor):
+    """Softmax over the age classes (class j = j years), its mean and its variance."""
+    return distribution_moments(F.softmax(logits, dim=1))
+
+
+def distribution_moments(probs: torch.Tensor):
+    """``probs`` over the age classes (class j = j years), with their mean and variance."""
+    j = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
+    mean = (probs * j).sum(1)
+    var = (probs * (j[None] - mean[:, None]) ** 2).sum(1)
+    return probs, mean, var
+
+
+def mean_variance_terms(logits: torch.Tensor, ages: torch.Tensor):
+    """Per-sample mean loss (m - y)²/2, variance loss Σ p_j (j - m)², and softmax cross-entropy.
+
+    Mean-variance loss of Pan et al. (CVPR 2018); ``ages`` in years, the CE class is round(age).
+    """
+    _, mean, var = age_distribution(logits)
+    l_mean = (mean - ages) ** 2 / 2
+    cls = ages.round().clamp(0, logits.shape[1] - 1).long()
+    l_ce = F.cross_entropy(logits, cls, reduction="none")
+    return l_mean, var, l_ce
+
+
+def age_gender_losses(
+    age_logits: torch.Tensor,
+    gender_logits: Optional[torch.Tensor],
+    proposal_boxes: List[torch.Tensor],
+    targets: List[Instances],
+    th_iou: float,
+    lambdas: Dict[str, float],
+) -> Dict[str, torch.Tensor]:
+    """L_age and L_gen of section 3.2.
+
+    Each predicted box takes the ground-truth face of best IoU (b_iou: IoU > th_iou); faces with
+    age (gender) < 0 carry no such label (b_age, b_gen). Each loss is normalised by its number of
+    unmasked faces; with none, the loss is an exact 0 that still belongs to the graph.
+    """
+    ages, genders, valid = [], [], []
+    for boxes, tgt in zip(proposal_boxes, targets):
+        k = boxes.shape[0]
+        if len(tgt) == 0 or k == 0:
+            ages.append(boxes.new_full((k,), -1.0))
+            genders.append(boxes.new_full((k,), -1.0))
+            valid.append(torch.zeros(k, dtype=torch.bool, device=boxes.device))
+            continue
+        iou = pairwise_iou(Boxes(boxes), tgt.gt_boxes)
+        best_iou, idx = iou.max(dim=1)
+        valid.append(best_iou > th_iou)
+        ages.append(tgt.gt_ages.float()[idx] if tgt.has("gt_ages") else boxes.new_full((k,), -1.0))
+        genders.append(tgt.gt_genders.float()[idx] if tgt.has("gt_genders") else boxes.new_full((k,), -1.0))
+    ages, genders, valid = torch.cat(ages), torch.cat(genders), torch.cat(valid)
+
+    age_mask = valid & (ages >= 0)
+    n_age = int(age_mask.sum())
+    if n_age > 0:
+        l_mean, l_var, l_ce = mean_variance_terms(age_logits[age_mask], ages[age_mask])
+        parts = {
+            "mean": lambdas["mean"] * l_mean.sum() / n_age,
+            "var": lambdas["var"] * l_var.sum() / n_age,
+            "ce": lambdas["ce"] * l_ce.sum() / n_age,
+        }
+        loss_age = parts["mean"] + parts["var"] + parts["ce"]
+    else:
+        parts = {}
+        loss_age = age_logits.sum() * 0.0
+    losses = {"loss_age": loss_age}
+    if gender_logits is not None:
+        gen_mask = valid & (genders >= 0)
+        n_gen = int(gen_mask.sum())
+        if n_gen > 0:
+            bce = F.binary_cross_entropy_with_logits(gender_logits[gen_mask], genders[gen_mask], reduction="sum")
+            losses["loss_gender"] = lambdas["gen"] * bce / n_gen
+        else:
+            losses["loss_gender"] = gender_logits.sum() * 0.0
+    try:
+        storage = get_event_storage()
+    except AssertionError:  # outside a trainer
+        storage = None
+    if storage is not None:
+        storage.put_scalar("age_head/num_age_faces", n_age)
+        for name, value in parts.items():
+            storage.put_scalar(f"age_head/loss_age_{name}", float(value.detach()))
+    return losses

@@ -1,0 +1,3 @@
+from .build import build_foss_optimizer
+
+__all__ = ["build_foss_optimizer"]

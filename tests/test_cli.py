@@ -1,0 +1,76 @@
+"""The command line: the ``foss-d2`` console entry point, one convention for every tool (trailing
+KEY VALUE overrides, default config = the shipped model), no tool patching sys.path."""
+import glob
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from foss_d2.apps import cli
+from foss_d2.config import get_foss_cfg
+from foss_d2.model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+TOOLS = sorted(glob.glob(os.path.join(ROOT, "tools", "*.py")) + glob.glob(os.path.join(ROOT, "tools", "research", "*.py")))
+
+
+def test_console_script_lists_the_commands():
+    exe = shutil.which("foss-d2", path=os.path.dirname(sys.executable)) or shutil.which("foss-d2")
+    assert exe, "foss-d2 is not installed: pip install -e ."
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for command in ("demo", "survey", "train", "evaluate", "benchmark", "export"):
+        assert f"  {command} " in r.stdout
+
+
+def test_unknown_command_is_an_error(capsys):
+    assert cli.main(["nope"]) == 2
+    assert "unknown command 'nope'" in capsys.readouterr().err
+
+
+def test_entry_point_runs_the_demo_with_trailing_overrides(tmp_path):
+    out = tmp_path / "demo"
+    # the override after --input is a config override, not a second input
+    cli.main(["demo", "--input", os.path.join(ROOT, "demo", "family.jpg"), "--output", str(out), "MODEL.FOSS.TEST_SIZES", "[]"])
+    preds = json.load(open(out / "predictions.json"))
+    assert list(preds) == ["family.jpg"] and len(preds["family.jpg"]) >= 1
+    assert (out / "family.jpg").exists() and json.load(open(out / "skipped.json")) == {}
+
+
+def test_overrides_swallowed_by_a_list_option_go_back_to_opts():
+    parser = cli.foss_argument_parser()
+    parser.add_argument("--input", nargs="+")
+    args = cli.parse_foss_args(parser, ["--input", "a.jpg", "IMG_1.JPG", "MODEL.FOSS.K_TEST", "5", "OUTPUT_DIR", "o"])
+    assert args.input == ["a.jpg", "IMG_1.JPG"] and args.opts == ["MODEL.FOSS.K_TEST", "5", "OUTPUT_DIR", "o"]
+    args = cli.parse_foss_args(parser, ["--input", "a.jpg", "--", "MODEL.FOSS.K_TEST", "5"])
+    assert args.input == ["a.jpg"] and args.opts == ["MODEL.FOSS.K_TEST", "5"]
+    with pytest.raises(SystemExit):
+        cli.parse_foss_args(parser, ["MODEL.FOSS.K_TEST"])  # a key without its value
+
+
+def test_default_config_is_the_shipped_model_and_weights_are_an_override(tmp_path):
+    cfg = get_foss_cfg()
+    assert cfg.MODEL.WEIGHTS == DEFAULT_WEIGHTS and os.path.isfile(DEFAULT_CONFIG)
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"")
+    assert get_foss_cfg(opts=["MODEL.WEIGHTS", str(other)]).MODEL.WEIGHTS == str(other)
+    with pytest.raises(FileNotFoundError, match="model weights not found"):
+        get_foss_cfg(opts=["MODEL.WEIGHTS", str(tmp_path / "missing.pth")])
+
+
+def test_no_tool_patches_sys_path():
+    assert TOOLS
+    patched = [os.path.relpath(t, ROOT) for t in TOOLS if "sys.path" in open(t).read()]
+    assert not patched, f"these tools patch sys.path (the package is installed editable): {patched}"
+
+
+@pytest.mark.parametrize("tool", [os.path.relpath(t, ROOT) for t in TOOLS])
+def test_every_tool_answers_help(tool, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [tool, "--help"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(os.path.join(ROOT, tool), run_name="__main__")
+    assert e.value.code == 0 and "usage:" in capsys.readouterr().out

@@ -1,0 +1,103 @@
+"""Every config under configs/ and foss_d2/model_zoo/: it merges onto add_foss_config's keys (an unknown
+key raises), it is at most two _BASE_ levels below a base, and the paper's and the shipped model's
+configs hold what docs/MODEL_ZOO.md says they do."""
+import glob
+import os
+
+import pytest
+import yaml
+
+from foss_d2.config import get_foss_cfg
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)) + sorted(
+    glob.glob(os.path.join(ROOT, "foss_d2", "model_zoo", "*.yaml"))
+)
+SHIPPED = os.path.join(ROOT, "foss_d2", "model_zoo", "FOSS-default.yaml")
+ZOO_BASE = os.path.join(ROOT, "configs", "zoo", "Base-FOSS-zoo.yaml")
+ZOO_STEPS = sorted(glob.glob(os.path.join(ROOT, "configs", "zoo", "step*.yaml")))
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+def raw(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def base_chain(path):
+    """The files that ``path`` inherits from, nearest first."""
+    chain = []
+    while "_BASE_" in raw(path):
+        path = os.path.normpath(os.path.join(os.path.dirname(path), raw(path)["_BASE_"]))
+        chain.append(path)
+    return chain
+
+
+def load(path, *opts):
+    return get_foss_cfg(path, opts=opts)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=rel)
+def test_config_merges_and_is_at_most_two_levels_below_a_base(path):
+    cfg = load(path)  # an unknown key, or one of the wrong type, raises
+    assert cfg.MODEL.META_ARCHITECTURE == "FOSS"
+    assert len(base_chain(path)) <= 2, [rel(p) for p in base_chain(path)]
+
+
+def test_shipped_config_is_self_contained():
+    """It travels in the installed package, without configs/."""
+    assert "_BASE_" not in raw(SHIPPED)
+
+
+def test_paper_config_defaults():
+    cfg = load(os.path.join(ROOT, "configs", "paper", "FOSS-DLA34-TResNetS.yaml"))
+    f, a = cfg.MODEL.FOSS, cfg.MODEL.AGE_HEAD
+    assert (f.DET_INPUT_SIZE, f.K_TRAIN, f.K_TEST, f.SCORE_THRESH_TEST) == (480, 9, 20, 0.2)
+    assert list(a.CROP_SIZE) == [160, 224] and list(a.CROP_MARGINS) == [0.2, 0.1, 0.1, 0.1]
+    assert list(a.FEATURE_ROI_SIZE) == [10, 14] and a.WIDTH_REDUCTION == 48 and a.NUM_AGE_CLASSES == 101
+    assert (a.TH_IOU, a.LAMBDA_MEAN, a.LAMBDA_VAR, a.LAMBDA_CE, a.LAMBDA_GEN, a.DROPOUT) == (0.3, 0.01, 0.0025, 0.05, 0.1, 0.2)
+    assert (cfg.MODEL.CENTERNET.LAMBDA_SIZE, cfg.MODEL.CENTERNET.LAMBDA_OFF) == (0.1, 1.0)
+    assert list(cfg.INPUT.TILING.NUM_TILES) == [1, 4, 9] and cfg.INPUT.TILING.MAX_IMAGES == 4
+
+
+def test_table1_configs_switch_one_thing_each():
+    seen = {}
+    for name in ("Table1-baseline", "Table1-intermediate", "Table1-tiling", "Table1-end2end", "two-models"):
+        cfg = load(os.path.join(ROOT, "configs", "paper", name + ".yaml"))
+        seen[name] = (cfg.MODEL.AGE_HEAD.INTERMEDIATE_FEATURE, cfg.INPUT.TILING.ENABLED, cfg.MODEL.FOSS.FREEZE_DETECTOR)
+    assert seen == {
+        "Table1-baseline": (False, False, True),
+        "Table1-intermediate": (True, False, True),
+        "Table1-tiling": (True, True, True),
+        "Table1-end2end": (True, True, False),
+        "two-models": (False, True, True),
+    }
+
+
+def test_zoo_steps_train_the_shipped_architecture():
+    """The steps' weights become the shipped model, so only the keys that choose what trains may
+    differ from the shipped config's model."""
+    names = [os.path.basename(p) for p in ZOO_STEPS]
+    assert names == ["step1-detector.yaml", "step2-age-continued.yaml", "step2-age.yaml", "step3-age-zoomout-cpu.yaml",
+                     "step4-detector.yaml", "step5-age-zoomout.yaml", "step6-age-zoomout.yaml"]
+    shipped = load(SHIPPED).MODEL
+    for path in ZOO_STEPS:
+        assert base_chain(path) == [ZOO_BASE, SHIPPED]
+        m = load(path).MODEL.clone()
+        detector_step = "detector" in os.path.basename(path)
+        assert (m.FOSS.DETECTOR_ONLY, m.FOSS.FREEZE_DETECTOR) == (detector_step, not detector_step), rel(path)
+        m.defrost()
+        m.FOSS.DETECTOR_ONLY, m.FOSS.FREEZE_DETECTOR, m.FOSS.K_TRAIN = False, False, shipped.FOSS.K_TRAIN
+        assert m == shipped, rel(path)
+
+
+@pytest.mark.parametrize("path", ZOO_STEPS, ids=rel)
+def test_zoo_step_writes_its_whole_schedule(path):
+    """The schedule each step ran with is in its file, not on a command line."""
+    solver = raw(path)["SOLVER"]
+    assert {"BASE_LR", "WARMUP_ITERS", "MAX_ITER", "STEPS", "CHECKPOINT_PERIOD"} <= set(solver), rel(path)
+    assert all(0 < s < solver["MAX_ITER"] for s in load(path).SOLVER.STEPS)
+    assert raw(path)["OUTPUT_DIR"] == "./output/zoo/" + os.path.basename(path)[: -len(".yaml")]

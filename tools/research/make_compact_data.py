@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Write a compact copy of the training data (UTKFace train split, WIDER FACE train) in the same
+official layouts, for moving to a machine with little room for transfer (the GPU steps of the
+shipped model, docs/MODEL_ZOO.md, read such copies).
+
+    python tools/research/make_compact_data.py --input ../shared/data --output /tmp/compact \
+        --utk-side 128 --wider-max-side 640
+
+UTKFace faces are resized to ``--utk-side`` pixels square (their file names, which hold the labels,
+are kept), so the held-out split (a hash of the name) stays out. WIDER FACE photos are shrunk so
+that their longer side is at most ``--wider-max-side``, and ``wider_face_train_bbx_gt.txt`` is
+rewritten with the boxes scaled alike (rounded to whole pixels, as the format stores them).
+The FOSS detector sees every image at DET_INPUT_SIZE (480 at most in the shipped configs), so
+640 px photos lose it little; the age network's crops come from the full-resolution image, which
+for UTKFace is now ``--utk-side``.
+"""
+import argparse
+import os
+import sys
+
+import cv2
+from tqdm import tqdm
+
+from foss_d2.data.datasets.utkface import load_utkface
+from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt
+
+WIDER_GT = os.path.join("widerface", "wider_face_split", "wider_face_train_bbx_gt.txt")
+WIDER_IMAGES = os.path.join("widerface", "WIDER_train", "images")
+UTK_DIR = os.path.join("utkface", "UTKFace")
+
+
+def write_jpeg(path: str, image, quality: int):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise OSError(f"could not write {path}")
+
+
+def compact_utkface(src: str, dst: str, side: int, quality: int) -> int:
+    written = 0
+    for rec in tqdm(load_utkface(src, "train"), desc="UTKFace train"):
+        img = cv2.imread(rec["file_name"])
+        if img is None:
+            print(f"warning: skipping unreadable {rec['file_name']}", file=sys.stderr)
+            continue
+        write_jpeg(os.path.join(dst, rec["image_id"]), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality)
+        written += 1
+    return written
+
+
+def scale_wider_entries(entries, scales):
+    """WIDER FACE gt entries (``parse_wider_bbx_gt``) with each image's boxes multiplied by
+    ``scales[path]`` and rounded to whole pixels; attributes are kept."""
+    out = []
+    for path, rows in entries:
+        s = scales.get(path, 1.0)
+        out.append((path, [[int(round(v * s)) for v in r[:4]] + list(r[4:]) for r in rows]))
+    return out
+
+
+def format_wider_bbx_gt(entries) -> str:
+    """The inverse of ``parse_wider_bbx_gt`` (an image without faces gets the format's dummy row)."""
+    lines = []
+    for path, rows in entries:
+        lines += [path, str(len(rows))]
+        lines += [" ".join(map(str, r)) for r in rows] or ["0 0 0 0 0 0 0 0 0 0"]
+    return "\n".join(lines) + "\n"
+
+
+def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int) -> int:
+    entries = parse_wider_bbx_gt(os.path.join(src_root, WIDER_GT))
+    kept, scales = [], {}
+    for rel, rows in tqdm(entries, desc="WIDER FACE train"):
+        img = cv2.imread(os.path.join(src_root, WIDER_IMAGES, rel))
+        if img is None:
+            print(f"warning: skipping unreadable {rel}", file=sys.stderr)
+            continue
+        s = min(1.0, max_side / max(img.shape[:2]))
+        if s < 1.0:
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        scales[rel] = s
+        kept.append((rel, rows))
+        write_jpeg(os.path.join(dst_root, WIDER_IMAGES, rel), img, quality)
+    out = os.path.join(dst_root, WIDER_GT)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(format_wider_bbx_gt(scale_wider_entries(kept, scales)))
+    return len(kept)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="datasets root (holds utkface/ and widerface/)")
+    p.add_argument("--output", required=True, help="where to write the compact copy")
+    p.add_argument("--utk-side", type=int, default=128)
+    p.add_argument("--wider-max-side", type=int, default=640)
+    p.add_argument("--quality", type=int, default=85, help="JPEG quality")
+    a = p.parse_args(argv)
+    n_utk = compact_utkface(os.path.join(a.input, UTK_DIR), os.path.join(a.output, UTK_DIR), a.utk_side, a.quality)
+    n_wider = compact_wider(a.input, a.output, a.wider_max_side, a.quality)
+    print(f"wrote {n_utk} UTKFace train faces and {n_wider} WIDER FACE train photos under {a.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Trains the shipped architecture on one GPU in a fixed wall-clock budget, as the paper's two
+# stages (4.2): configs/zoo/step1-detector.yaml (detector alone), then configs/zoo/step2-age.yaml
+# (age network on the frozen detector). Each stage first runs CALIB_ITERS iterations to measure its
+# seconds per iteration; MAX_ITER and the two lr steps (x0.1 at 80% and 93%) then fill its share of
+# the budget, in place of the schedule written in the config. Both measurements come first, so a
+# broken setup fails within a minute.
+#
+#   bash tools/research/train_gpu_model.sh DATASETS_ROOT OUTPUT_DIR [BUDGET_SECONDS [DETECTOR_SHARE]]
+#
+# Writes OUTPUT_DIR/{detector,age}/ (detectron2 runs), OUTPUT_DIR/plan.txt (iterations chosen and
+# why), OUTPUT_DIR/detector.pth (fp16 detector) and OUTPUT_DIR/model.pth (fp16, the whole model).
+# $PYTHON picks the interpreter; extra detectron2 options for both stages go in $FOSS_OPTS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA=${1:?usage: tools/research/train_gpu_model.sh DATASETS_ROOT OUTPUT_DIR [BUDGET_SECONDS [DETECTOR_SHARE]]}
+RUNS=${2:?usage: tools/research/train_gpu_model.sh DATASETS_ROOT OUTPUT_DIR [BUDGET_SECONDS [DETECTOR_SHARE]]}
+BUDGET=${3:-420}
+SHARE=${4:-0.6}
+CALIB_ITERS=${CALIB_ITERS:-60}
+PY=${PYTHON:-python3}
+DET_CFG=configs/zoo/step1-detector.yaml
+AGE_CFG=configs/zoo/step2-age.yaml
+mkdir -p "$RUNS"
+t_start=$(date +%s)
+
+train() {  # train CONFIG OUTPUT_DIR WEIGHTS MAX_ITER STEPS
+    "$PY" tools/train_net.py --config-file "$1" DATASETS.ROOT "$DATA" OUTPUT_DIR "$2" \
+        ${3:+MODEL.WEIGHTS "$3"} SOLVER.MAX_ITER "$4" SOLVER.STEPS "$5" ${FOSS_OPTS:-}
+}
+
+calibrate() {  # calibrate CONFIG OUTPUT_DIR WEIGHTS -> "seconds_per_iteration overhead_seconds"
+    local t0 t1
+    t0=$(date +%s.%N)
+    train "$1" "$2" "$3" "$CALIB_ITERS" "()" >&2 || return 1
+    t1=$(date +%s.%N)
+    "$PY" - "$2/metrics.json" "$t0" "$t1" "$CALIB_ITERS" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+times = [r["time"] for r in rows if "time" in r]
+if not times:
+    sys.exit(f"no iteration times in {sys.argv[1]}")
+s_it = times[-1]  # detectron2 logs the median over its last 20 iterations
+wall = float(sys.argv[3]) - float(sys.argv[2])
+print(f"{s_it:.4f} {max(0.0, wall - int(sys.argv[4]) * s_it):.1f}")
+PY
+}
+
+plan() {  # plan SECONDS S_PER_IT OVERHEAD -> "MAX_ITER (STEP1, STEP2)"
+    "$PY" -c "
+import sys
+secs, s_it, over = map(float, sys.argv[1:])
+n = max(10, int((secs - over) / s_it))
+print(n, f'({int(n * 0.8)}, {int(n * 0.93)})')" "$1" "$2" "$3"
+}
+
+echo "== calibration: $CALIB_ITERS iterations of each stage"
+det_cal=$(calibrate "$DET_CFG" "$RUNS/calib-detector" "")
+age_cal=$(calibrate "$AGE_CFG" "$RUNS/calib-age" "$RUNS/calib-detector/model_final.pth")
+read -r det_s det_over <<< "$det_cal"
+read -r age_s age_over <<< "$age_cal"
+left=$(( BUDGET - ($(date +%s) - t_start) ))
+det_secs=$("$PY" -c "print(int($left * $SHARE))")
+det_plan=$(plan "$det_secs" "$det_s" "$det_over")
+read -r det_iters det_steps <<< "$det_plan"
+{
+    echo "budget ${BUDGET}s, ${left}s left after calibration; detector share $SHARE"
+    echo "detector: ${det_s} s/it, ${det_over}s start-up -> MAX_ITER $det_iters, STEPS $det_steps"
+} | tee "$RUNS/plan.txt"
+
+echo "== detector ($det_iters iterations)"
+train "$DET_CFG" "$RUNS/detector" "" "$det_iters" "$det_steps"
+"$PY" tools/export_model.py "$RUNS/detector/model_final.pth" "$RUNS/detector.pth" --detector-only
+
+left=$(( BUDGET - ($(date +%s) - t_start) ))
+age_plan=$(plan "$((left - 10))" "$age_s" "$age_over")
+read -r age_iters age_steps <<< "$age_plan"
+echo "age: ${age_s} s/it, ${age_over}s start-up, ${left}s left -> MAX_ITER $age_iters, STEPS $age_steps" | tee -a "$RUNS/plan.txt"
+echo "== age network ($age_iters iterations, frozen detector)"
+train "$AGE_CFG" "$RUNS/age" "$RUNS/detector.pth" "$age_iters" "$age_steps"
+"$PY" tools/export_model.py "$RUNS/age/model_final.pth" "$RUNS/model.pth"
+echo "== done in $(( $(date +%s) - t_start ))s: $RUNS/model.pth"
