@@ -4,6 +4,7 @@
 detectron2 itself is not listed in install_requires: no installable package of it exists on PyPI.
 `install.sh` builds it first (see docs/INSTALL.md).
 """
+
 from setuptools import find_packages, setup
 
 setup(
@@ -26,7 +27,7 @@ setup(
         "matplotlib",
         "scipy",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    extras_require={"dev": ["pytest", "pytest-timeout", "ruff==0.17.6"]},
     # The shipped model and its config travel with the package (docs/MODEL_ZOO.md).
     package_data={"foss_d2": ["model_zoo/*.yaml", "model_zoo/*.pth"]},
     # foss-d2 demo | survey | train | evaluate | benchmark | export: the commands of tools/, installed

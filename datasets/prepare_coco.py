@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Convert any registered FOSS-D2 dataset to a COCO JSON carrying age / gender / age_group.
 
-    python datasets/prepare_coco.py --dataset utkface_train --output datasets/coco/utkface_train.json
-    # then, in your code:  foss_d2.data.register_foss_coco("my_utk", "datasets/coco/utkface_train.json")
+python datasets/prepare_coco.py --dataset utkface_train --output datasets/coco/utkface_train.json
+# then, in your code:  foss_d2.data.register_foss_coco("my_utk", "datasets/coco/utkface_train.json")
 """
+
 import argparse
 
-from tqdm import tqdm
-
 from detectron2.data import DatasetCatalog
+from tqdm import tqdm
 
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.datasets import register_all_foss

@@ -4,8 +4,9 @@ Importing the package registers the DLA-34 backbone and the FOSS meta-architectu
 registries, and the CenterNet face detector and the TResNet age head in FOSS's own
 (proposal_generator/build.py, roi_heads/build.py).
 """
+
+from . import backbone, data, meta_arch, proposal_generator, roi_heads  # noqa: F401  (registration)
 from .config import add_foss_config
-from . import backbone, proposal_generator, roi_heads, meta_arch, data  # noqa: F401  (registration)
 from .engine import FaceAgeEstimator, FOSSPredictor
 
 __version__ = "0.1.0"

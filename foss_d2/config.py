@@ -1,7 +1,12 @@
 """Config keys of FOSS-D2, with the paper's defaults (Yoshimura & Ogata, FOSS, section 4.2)."""
-import torch
 
+import os
+
+import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+from .model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
 
 
 def add_foss_config(cfg):
@@ -15,6 +20,10 @@ def add_foss_config(cfg):
     _C.MODEL.FOSS.FACE_DETECTOR = "CenterNet"
     # Detector input: the full image is resized to DET_INPUT_SIZE x DET_INPUT_SIZE (paper: 480x480).
     _C.MODEL.FOSS.DET_INPUT_SIZE = 480
+    # Not in the paper (off): at test time, an image smaller than DET_INPUT_SIZE goes to the
+    # detector at its longer side rounded up to a multiple of 32 instead of upscaled to
+    # DET_INPUT_SIZE, so that a 200 px close-up costs a 224x224 pass, not a 480x480 one.
+    _C.MODEL.FOSS.DET_INPUT_FIT_SMALL = False
     # K, the maximum number of faces per image passed to the age network (Sec. 3.1 / 4.2):
     # 1 without tiling, 9 with tiling augmentation at training time, 20 at test time.
     _C.MODEL.FOSS.K_TRAIN = 1
@@ -130,6 +139,10 @@ def add_foss_config(cfg):
     _C.SOLVER.OPTIMIZER = "ADAM"
     # Learning-rate multiplier of the age network (1.0 = the paper's single learning rate).
     _C.SOLVER.AGE_HEAD_LR_FACTOR = 1.0
+    # Not in the paper: training stops (before anything is checkpointed) when the total loss exceeds
+    # this many times the first iteration's, or any weight is NaN/Inf; 0 keeps only the weights
+    # check. detectron2 alone stops only on a non-finite loss (engine/hooks.py).
+    _C.SOLVER.DIVERGENCE_LOSS_FACTOR = 100.0
 
     # Multi-dataset sampling (Sec. 4.2): weights per DATASETS.TRAIN entry; empty = proportional to size.
     _C.DATALOADER.DATASET_WEIGHTS = []
@@ -140,12 +153,6 @@ def add_foss_config(cfg):
 def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None):
     """A frozen config: ``config_file`` (default: the shipped model's, with its weights), then the
     ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last."""
-    import os
-
-    from detectron2.config import get_cfg
-
-    from .model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
-
     cfg = get_cfg()
     add_foss_config(cfg)
     cfg.merge_from_file(config_file or DEFAULT_CONFIG)

@@ -12,7 +12,8 @@ def shared_data_path(*parts):
 
 
 needs_shared_data = pytest.mark.skipif(
-    not os.path.isdir(os.path.join(SHARED_DATA, "utkface")) or not os.path.isdir(os.path.join(SHARED_DATA, "widerface")),
+    not os.path.isdir(os.path.join(SHARED_DATA, "utkface"))
+    or not os.path.isdir(os.path.join(SHARED_DATA, "widerface")),
     reason=f"real data not found at {SHARED_DATA} (set FOSS_SHARED_DATA to the folder holding utkface/ and widerface/)",
 )
 

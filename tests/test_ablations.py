@@ -1,18 +1,18 @@
 """tools/research/run_ablations.py orchestration and tools/export_model.py --detector-only, without
 training: a stand-in for the Python interpreter writes what train_net.py would write."""
+
 import json
 import os
 import subprocess
 import sys
 
 import torch
-
 from conftest import load_script
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 run_ablations = load_script("tools/research/run_ablations.py")
 
-FAKE_PYTHON = r'''#!{python}
+FAKE_PYTHON = r"""#!{python}
 import json, os, sys
 args = sys.argv[1:]
 out = args[args.index("OUTPUT_DIR") + 1]
@@ -30,7 +30,7 @@ if "--eval-only" in args:
                "utkface_test": {{"age": {{"MAE": mae, "CS@5": 33.0, "gender_acc": 80.0}}}}}}, open(os.path.join(out, "eval_results.json"), "w"))
 else:
     open(os.path.join(out, "model_final.pth"), "w").close()
-'''
+"""
 
 
 def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, monkeypatch):
@@ -40,8 +40,20 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     det = tmp_path / "det.pth"
     det.write_text("x")
     out = tmp_path / "abl"
-    argv = ["--detector", str(det), "--max-iter", "50", "--output", str(out), "--python", str(fake),
-            "--rows", "Table1-baseline", "Table1-intermediate", "Table1-tiling"]
+    argv = [
+        "--detector",
+        str(det),
+        "--max-iter",
+        "50",
+        "--output",
+        str(out),
+        "--python",
+        str(fake),
+        "--rows",
+        "Table1-baseline",
+        "Table1-intermediate",
+        "Table1-tiling",
+    ]
     monkeypatch.setenv("FAIL_ROW", "Table1-tiling")
     assert run_ablations.main(argv) == 1  # one row failed, the others are reported
     calls = (out / "calls.txt").read_text().splitlines()
@@ -49,9 +61,13 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     # No evaluation inside training: each row is evaluated once, by --eval-only on --datasets.
     assert calls[0] == "train Table1-baseline SOLVER.MAX_ITER 50 SOLVER.STEPS (30, 40) test=()"
     assert calls[1] == "eval Table1-baseline  test=('wider_face_val','utkface_test',)"
-    assert [c.split()[:2] for c in calls] == [["train", "Table1-baseline"], ["eval", "Table1-baseline"],
-                                              ["train", "Table1-intermediate"], ["eval", "Table1-intermediate"],
-                                              ["train", "Table1-tiling"]]
+    assert [c.split()[:2] for c in calls] == [
+        ["train", "Table1-baseline"],
+        ["eval", "Table1-baseline"],
+        ["train", "Table1-intermediate"],
+        ["eval", "Table1-intermediate"],
+        ["train", "Table1-tiling"],
+    ]
     records = json.load(open(out / "ablations.json"))
     assert [r["row"] for r in records] == ["Table1-baseline", "Table1-intermediate", "Table1-tiling"]
     assert records[1]["results"]["utkface_test"]["age"]["MAE"] == 8.25
@@ -59,7 +75,9 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     assert records[0]["settings"] == {"intermediate_feature": False, "tiling": False, "end_to_end": False, "batch": 12}
     md = (out / "ablations.md").read_text().splitlines()
     assert md[0].startswith("| row | feature | tiling | end-to-end | iterations | train min | wider_face_val group_acc")
-    assert md[3].startswith("| Table1-intermediate | yes | no | no | 50 |") and md[3].endswith("| 12.5 | 8.25 | 33.0 | 80.0 |")
+    assert md[3].startswith("| Table1-intermediate | yes | no | no | 50 |") and md[3].endswith(
+        "| 12.5 | 8.25 | 33.0 | 80.0 |"
+    )
     assert md[4].startswith("| Table1-tiling (training failed")
 
     # A second call runs only what is missing: the failed row.
@@ -83,35 +101,69 @@ def test_run_ablations_rejects_bad_arguments(tmp_path, capsys):
 
 
 def test_export_detector_only(tmp_path):
-    state = {"backbone.a": torch.ones(2), "proposal_generator.b": torch.zeros(1, dtype=torch.float64),
-             "age_head.net.c": torch.ones(3), "pixel_mean": torch.ones(3), "backbone.n": torch.tensor(7)}
+    state = {
+        "backbone.a": torch.ones(2),
+        "proposal_generator.b": torch.zeros(1, dtype=torch.float64),
+        "age_head.net.c": torch.ones(3),
+        "pixel_mean": torch.ones(3),
+        "backbone.n": torch.tensor(7),
+    }
     src, dst = tmp_path / "m.pth", tmp_path / "d.pth"
     torch.save({"model": state, "iteration": 99, "optimizer": {}}, src)
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(src), str(dst), "--detector-only"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(src), str(dst), "--detector-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     out = torch.load(dst, weights_only=False)
     assert sorted(out["model"]) == ["backbone.a", "backbone.n", "proposal_generator.b"] and out["iteration"] == 99
     assert out["model"]["backbone.a"].dtype == torch.float16 and out["model"]["backbone.n"].dtype == torch.int64
     torch.save({"model": {"age_head.x": torch.ones(1)}}, src)
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(src), str(dst), "--detector-only"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(src), str(dst), "--detector-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "no detector weights" in r.stderr
 
 
 def test_export_joins_detector_and_age_network(tmp_path):
     det, age, dst = tmp_path / "det.pth", tmp_path / "age.pth", tmp_path / "joined.pth"
-    torch.save({"model": {"backbone.a": torch.full((2,), 1.0), "proposal_generator.b": torch.full((1,), 2.0),
-                          "age_head.c": torch.full((1,), 9.0)}, "iteration": 7}, det)
-    torch.save({"model": {"backbone.a": torch.full((2,), 5.0), "age_head.c": torch.full((1,), 3.0),
-                          "pixel_mean": torch.full((3,), 4.0)}}, age)
+    torch.save(
+        {
+            "model": {
+                "backbone.a": torch.full((2,), 1.0),
+                "proposal_generator.b": torch.full((1,), 2.0),
+                "age_head.c": torch.full((1,), 9.0),
+            },
+            "iteration": 7,
+        },
+        det,
+    )
+    torch.save(
+        {
+            "model": {
+                "backbone.a": torch.full((2,), 5.0),
+                "age_head.c": torch.full((1,), 3.0),
+                "pixel_mean": torch.full((3,), 4.0),
+            }
+        },
+        age,
+    )
     cmd = [sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(det), str(dst)]
     r = subprocess.run(cmd + ["--age-head-from", str(age)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     m = torch.load(dst, weights_only=False)["model"]
     # detector from det.pth, age network (and the rest) from age.pth
     assert {k: v.float().tolist() for k, v in m.items()} == {
-        "backbone.a": [1.0, 1.0], "proposal_generator.b": [2.0], "age_head.c": [3.0], "pixel_mean": [4.0, 4.0, 4.0]}
+        "backbone.a": [1.0, 1.0],
+        "proposal_generator.b": [2.0],
+        "age_head.c": [3.0],
+        "pixel_mean": [4.0, 4.0, 4.0],
+    }
     torch.save({"model": {"pixel_mean": torch.ones(3)}}, age)
     r = subprocess.run(cmd + ["--age-head-from", str(age)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "no age network" in r.stderr

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
+from conftest import needs_shared_data, shared_data_path
 from detectron2.structures import Boxes, Instances
 
 from foss_d2.roi_heads import (
@@ -14,8 +14,6 @@ from foss_d2.roi_heads import (
     mean_variance_terms,
     sanitize_boxes,
 )
-
-from conftest import needs_shared_data, shared_data_path
 
 LAMBDAS = {"mean": 0.01, "var": 0.0025, "ce": 0.05, "gen": 0.1}  # paper 4.2
 
@@ -141,12 +139,16 @@ def test_box_under_threshold_gives_no_loss():
 def test_all_masked_is_zero_and_finite():
     empty = _target(np.zeros((0, 4)).tolist(), [], [])
     logits = torch.randn(2, 101)
-    losses = age_gender_losses(logits, torch.randn(2), [torch.rand(2, 4) * 10 + torch.tensor([0, 0, 20, 20])], [empty], 0.3, LAMBDAS)
+    losses = age_gender_losses(
+        logits, torch.randn(2), [torch.rand(2, 4) * 10 + torch.tensor([0, 0, 20, 20])], [empty], 0.3, LAMBDAS
+    )
     assert all(torch.isfinite(v) and float(v) == 0.0 for v in losses.values())
 
 
 def test_feature_concat_point_and_width():
-    net = TResNetAgeNet(layers=(1, 1, 2, 1), width_factor=0.5, crop_hw=(224, 160), feature_hw=(14, 10), feature_channels=48)
+    net = TResNetAgeNet(
+        layers=(1, 1, 2, 1), width_factor=0.5, crop_hw=(224, 160), feature_hw=(14, 10), feature_channels=48
+    )
     assert net.concat_stage == "layer3"  # 224/16 x 160/16 = 14 x 10
     block = net.body.layer3[0]
     assert block.conv3.conv.out_channels == 32 * 4 * 4 - 48  # narrowed by the 48 concatenated channels
@@ -160,7 +162,9 @@ def test_feature_concat_point_and_width():
     assert seen["in"] == (2, 512, 14, 10)  # 464 + 48: the stage width is unchanged
     assert age.shape == (2, 101) and gender.shape == (2,)
     with pytest.raises(ValueError, match="No TResNet stage"):
-        TResNetAgeNet(layers=(1, 1, 1, 1), width_factor=0.5, crop_hw=(224, 160), feature_hw=(10, 10), feature_channels=48)
+        TResNetAgeNet(
+            layers=(1, 1, 1, 1), width_factor=0.5, crop_hw=(224, 160), feature_hw=(10, 10), feature_channels=48
+        )
 
 
 def test_tresnet_s_parameter_count():
@@ -175,12 +179,11 @@ def test_tresnet_s_parameter_count():
 def _tiny_tta(test_flip: bool):
     """A tiny FOSS in FOSSWithTTA, which holds MODEL.AGE_HEAD.TEST_FLIP; no feature connection, so
     the age head reads the crops alone."""
+    from conftest import tiny_cfg
     from detectron2.modeling import build_model
 
     from foss_d2.meta_arch import FOSSWithTTA
     from foss_d2.roi_heads import TResNetAgeHead
-
-    from conftest import tiny_cfg
 
     cfg = tiny_cfg(**{"MODEL.AGE_HEAD.TEST_FLIP": test_flip, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
     model = build_model(cfg)
@@ -223,7 +226,9 @@ def test_test_flip_gives_a_mirrored_photo_the_same_answer():
         tta = _tiny_tta(test_flip)
         a = tta.estimate_ages([image], [_faces(box, (120, 100))], None, None)[0]
         b = tta.estimate_ages([mirrored], [_faces(mirrored_box, (120, 100))], None, None)[0]
-        same = torch.allclose(a.pred_ages, b.pred_ages, atol=1e-4) and torch.allclose(a.pred_female_probs, b.pred_female_probs, atol=1e-5)
+        same = torch.allclose(a.pred_ages, b.pred_ages, atol=1e-4) and torch.allclose(
+            a.pred_female_probs, b.pred_female_probs, atol=1e-5
+        )
         assert same == test_flip, f"TEST_FLIP {test_flip}: ages {a.pred_ages} vs {b.pred_ages}"
 
 

@@ -1,13 +1,17 @@
 import numpy as np
 import pytest
+from detectron2.structures import BoxMode
 
 from foss_d2.data.annotate import annotate_records
-from detectron2.structures import BoxMode
 
 
 def _recs():
     return [
-        {"file_name": f"img{i}.jpg", "image_id": i, "annotations": [{"bbox": [0, 0, 1, 1], "bbox_mode": BoxMode.XYXY_REL, "age": 20.0 + i, "gender": 1}]}
+        {
+            "file_name": f"img{i}.jpg",
+            "image_id": i,
+            "annotations": [{"bbox": [0, 0, 1, 1], "bbox_mode": BoxMode.XYXY_REL, "age": 20.0 + i, "gender": 1}],
+        }
         for i in range(4)
     ]
 

@@ -1,4 +1,5 @@
 """tools/benchmark.py settings: the summary arithmetic, and a real run on the demo picture with the shipped model."""
+
 import json
 import os
 import subprocess
@@ -22,8 +23,21 @@ def test_summary_medians_and_ratios_by_hand():
 def test_run_on_the_demo_picture_writes_both_reports(tmp_path):
     demo = os.path.join(ROOT, "demo", "family.jpg")
     out = tmp_path / "bench"
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "settings", "--input", demo,
-                    "--repeats", "1", "--output", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "benchmark.py"),
+            "settings",
+            "--input",
+            demo,
+            "--repeats",
+            "1",
+            "--output",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     report = json.loads((out / "settings.json").read_text())
     assert list(report["variants"]) == list(bs.VARIANTS)
     first = report["variants"]["shipped: 480 + 800 px passes, mirror on"]

@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from detectron2.structures import Boxes, Instances
 
 from foss_d2.meta_arch.test_time_augmentation import flip_test_detect
@@ -43,17 +42,17 @@ def test_draw_gaussian_values_and_border_clipping():
 def test_focal_loss_hand_computed():
     gt = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]]]])
     pred = torch.tensor([[[[0.9, 0.5], [0.1, 0.2]]]])
-    pos = math.log(0.9) * 0.1 ** 2
+    pos = math.log(0.9) * 0.1**2
     neg = (
-        math.log(0.5) * 0.5 ** 2 * 0.5 ** 4  # gt 0.5: penalty (1 - 0.5)^4
-        + math.log(0.9) * 0.1 ** 2
-        + math.log(0.8) * 0.2 ** 2
+        math.log(0.5) * 0.5**2 * 0.5**4  # gt 0.5: penalty (1 - 0.5)^4
+        + math.log(0.9) * 0.1**2
+        + math.log(0.8) * 0.2**2
     )
     expected = -(pos + neg) / 1.0
     assert float(focal_loss(pred, gt)) == pytest.approx(expected, rel=1e-5)
     # no positive: the negative part alone, not divided by 0
     gt0 = torch.zeros_like(gt)
-    neg0 = math.log(0.1) * 0.9 ** 2 + math.log(0.5) * 0.5 ** 2 + math.log(0.9) * 0.1 ** 2 + math.log(0.8) * 0.2 ** 2
+    neg0 = math.log(0.1) * 0.9**2 + math.log(0.5) * 0.5**2 + math.log(0.9) * 0.1**2 + math.log(0.8) * 0.2**2
     assert float(focal_loss(pred, gt0)) == pytest.approx(-neg0, rel=1e-5)
 
 
@@ -108,7 +107,9 @@ class _Slice(torch.nn.Module):
 
 
 def test_flip_test_averages_heatmap_and_size_and_keeps_the_offset():
-    """MODEL.CENTERNET.TEST_FLIP (flip_test_detect, composed by FOSSWithTTA). Feature channels: 0 heatmap logit, 1-2 size, 3-4 offset, on an 8x8 map (stride 4).
+    """MODEL.CENTERNET.TEST_FLIP (flip_test_detect, composed by FOSSWithTTA).
+
+    Feature channels: 0 heatmap logit, 1-2 size, 3-4 offset, on an 8x8 map (stride 4).
     Unmirrored input: a peak of p = 0.8 at (row 3, col 5), size (4, 6), offset (0.25, 0.5).
     Mirrored input: p = 0.4 at (row 3, col 8 - 1 - 5 = 2), size (8, 10), offset (0.9, 0.9).
     Flip test: p = (0.8 + 0.4) / 2 = 0.6, size (6, 8), offset (0.25, 0.5) (the unmirrored one), so
@@ -135,7 +136,10 @@ def test_flip_test_averages_heatmap_and_size_and_keeps_the_offset():
     # the helper itself: column j of the result is the mean of a[j] and b[W - 1 - j]
     a = torch.arange(4.0).view(1, 1, 1, 4)
     assert average_with_mirror(a, torch.tensor([10.0, 20.0, 30.0, 40.0]).view(1, 1, 1, 4)).flatten().tolist() == [
-        20.0, 15.5, 11.0, 6.5
+        20.0,
+        15.5,
+        11.0,
+        6.5,
     ]
 
 

@@ -1,5 +1,6 @@
 """The command line: the ``foss-d2`` console entry point, one convention for every tool (trailing
 KEY VALUE overrides, default config = the shipped model), no tool patching sys.path."""
+
 import glob
 import json
 import os
@@ -15,7 +16,9 @@ from foss_d2.config import get_foss_cfg
 from foss_d2.model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-TOOLS = sorted(glob.glob(os.path.join(ROOT, "tools", "*.py")) + glob.glob(os.path.join(ROOT, "tools", "research", "*.py")))
+TOOLS = sorted(
+    glob.glob(os.path.join(ROOT, "tools", "*.py")) + glob.glob(os.path.join(ROOT, "tools", "research", "*.py"))
+)
 
 
 def test_console_script_lists_the_commands():
@@ -35,7 +38,17 @@ def test_unknown_command_is_an_error(capsys):
 def test_entry_point_runs_the_demo_with_trailing_overrides(tmp_path):
     out = tmp_path / "demo"
     # the override after --input is a config override, not a second input
-    cli.main(["demo", "--input", os.path.join(ROOT, "demo", "family.jpg"), "--output", str(out), "MODEL.FOSS.TEST_SIZES", "[]"])
+    cli.main(
+        [
+            "demo",
+            "--input",
+            os.path.join(ROOT, "demo", "family.jpg"),
+            "--output",
+            str(out),
+            "MODEL.FOSS.TEST_SIZES",
+            "[]",
+        ]
+    )
     preds = json.load(open(out / "predictions.json"))
     assert list(preds) == ["family.jpg"] and len(preds["family.jpg"]) >= 1
     assert (out / "family.jpg").exists() and json.load(open(out / "skipped.json")) == {}

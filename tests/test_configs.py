@@ -1,6 +1,7 @@
 """Every config under configs/ and foss_d2/model_zoo/: it merges onto add_foss_config's keys (an unknown
 key raises), it is at most two _BASE_ levels below a base, and the paper's and the shipped model's
 configs hold what docs/MODEL_ZOO.md says they do."""
+
 import glob
 import os
 
@@ -58,7 +59,14 @@ def test_paper_config_defaults():
     assert (f.DET_INPUT_SIZE, f.K_TRAIN, f.K_TEST, f.SCORE_THRESH_TEST) == (480, 9, 20, 0.2)
     assert list(a.CROP_SIZE) == [160, 224] and list(a.CROP_MARGINS) == [0.2, 0.1, 0.1, 0.1]
     assert list(a.FEATURE_ROI_SIZE) == [10, 14] and a.WIDTH_REDUCTION == 48 and a.NUM_AGE_CLASSES == 101
-    assert (a.TH_IOU, a.LAMBDA_MEAN, a.LAMBDA_VAR, a.LAMBDA_CE, a.LAMBDA_GEN, a.DROPOUT) == (0.3, 0.01, 0.0025, 0.05, 0.1, 0.2)
+    assert (a.TH_IOU, a.LAMBDA_MEAN, a.LAMBDA_VAR, a.LAMBDA_CE, a.LAMBDA_GEN, a.DROPOUT) == (
+        0.3,
+        0.01,
+        0.0025,
+        0.05,
+        0.1,
+        0.2,
+    )
     assert (cfg.MODEL.CENTERNET.LAMBDA_SIZE, cfg.MODEL.CENTERNET.LAMBDA_OFF) == (0.1, 1.0)
     assert list(cfg.INPUT.TILING.NUM_TILES) == [1, 4, 9] and cfg.INPUT.TILING.MAX_IMAGES == 4
 
@@ -81,8 +89,15 @@ def test_zoo_steps_train_the_shipped_architecture():
     """The steps' weights become the shipped model, so only the keys that choose what trains may
     differ from the shipped config's model."""
     names = [os.path.basename(p) for p in ZOO_STEPS]
-    assert names == ["step1-detector.yaml", "step2-age-continued.yaml", "step2-age.yaml", "step3-age-zoomout-cpu.yaml",
-                     "step4-detector.yaml", "step5-age-zoomout.yaml", "step6-age-zoomout.yaml"]
+    assert names == [
+        "step1-detector.yaml",
+        "step2-age-continued.yaml",
+        "step2-age.yaml",
+        "step3-age-zoomout-cpu.yaml",
+        "step4-detector.yaml",
+        "step5-age-zoomout.yaml",
+        "step6-age-zoomout.yaml",
+    ]
     shipped = load(SHIPPED).MODEL
     for path in ZOO_STEPS:
         assert base_chain(path) == [ZOO_BASE, SHIPPED]

@@ -5,19 +5,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
+from conftest import needs_shared_data, shared_data_path, tiny_cfg
 from detectron2.structures import BoxMode
 
 from foss_d2.data import DatasetWeightedTrainingSampler, FOSSDatasetMapper, TilingAugmentation
 from foss_d2.data.datasets import load_utkface, load_wider_face, parse_utkface_name, parse_wider_bbx_gt
 from foss_d2.data.datasets.utkface import UTKFACE_PRIOR_BOX
 
-from conftest import needs_shared_data, shared_data_path, tiny_cfg
-
 
 def test_parse_utkface_names():
     assert parse_utkface_name("26_1_2_20170116174525125.jpg.chip.jpg") == {"age": 26, "gender": 1, "race": 2}
-    for bad in ["24_0_1_20170116220224657 .jpg.chip.jpg", "39_1_20170116174525125.jpg.chip.jpg", "55_0_0_20170116232725357jpg.chip.jpg"]:
+    for bad in [
+        "24_0_1_20170116220224657 .jpg.chip.jpg",
+        "39_1_20170116174525125.jpg.chip.jpg",
+        "55_0_0_20170116232725357jpg.chip.jpg",
+    ]:
         assert parse_utkface_name(bad) is None
 
 
@@ -79,7 +81,10 @@ def test_utkface_test_500_is_a_spread_subset_of_the_held_out_part():
 
 def test_parse_wider_fixture(tmp_path):
     gt = tmp_path / "gt.txt"
-    gt.write_text("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0 \n5 6 0 8 1 0 0 1 0 0 \nb/empty.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \nc/y.jpg\n1\n9 9 9 9 0 0 0 1 0 0 \n")
+    gt.write_text(
+        "a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0 \n5 6 0 8 1 0 0 1 0 0 \n"
+        "b/empty.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \nc/y.jpg\n1\n9 9 9 9 0 0 0 1 0 0 \n"
+    )
     parsed = parse_wider_bbx_gt(str(gt))
     assert parsed == [
         ("a/x.jpg", [[1, 2, 3, 4, 0, 0, 0, 0, 0, 0], [5, 6, 0, 8, 1, 0, 0, 1, 0, 0]]),
@@ -98,7 +103,10 @@ def test_parse_wider_fixture(tmp_path):
 @needs_shared_data
 def test_wider_real_counts_and_demographics_join():
     root = shared_data_path("widerface")
-    train = load_wider_face(os.path.join(root, "WIDER_train", "images"), os.path.join(root, "wider_face_split", "wider_face_train_bbx_gt.txt"))
+    train = load_wider_face(
+        os.path.join(root, "WIDER_train", "images"),
+        os.path.join(root, "wider_face_split", "wider_face_train_bbx_gt.txt"),
+    )
     assert len(train) == 600
     assert sum(len(r["annotations"]) for r in train) == 3184
     val = load_wider_face(
@@ -136,9 +144,21 @@ def _face_record(i, h=100, w=80):
     img = np.full((h, w, 3), 128, np.uint8)
     box = [20, 30, 60, 80]
     img[box[1] : box[3], box[0] : box[2]] = COLORS[i]
-    rec = {"file_name": f"img{i}", "image_id": i, "height": h, "width": w, "annotations": [
-        {"bbox": list(map(float, box)), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "age": 10.0 * (i + 1), "gender": i % 2}
-    ]}
+    rec = {
+        "file_name": f"img{i}",
+        "image_id": i,
+        "height": h,
+        "width": w,
+        "annotations": [
+            {
+                "bbox": list(map(float, box)),
+                "bbox_mode": BoxMode.XYXY_ABS,
+                "category_id": 0,
+                "age": 10.0 * (i + 1),
+                "gender": i % 2,
+            }
+        ],
+    }
     return rec, img
 
 
@@ -200,6 +220,7 @@ def test_zoom_out_shrinks_picture_and_box_together():
     # a 200x100 black picture with a white 80x40 face at (40, 20); zoomed out 4x the face is 20x10,
     # placed where the picture's top-left corner landed, on the picture's mean grey
     from detectron2.data import transforms as T
+
     from foss_d2.data.augmentation import RandomZoomOut
 
     img = np.zeros((100, 200, 3), np.uint8)
@@ -225,8 +246,16 @@ def test_mapper_zoom_out_keeps_labels_on_small_faces(tmp_path):
     rec["file_name"] = str(tmp_path / "face.png")
     cv2.imwrite(rec["file_name"], img)
     cfg = tiny_cfg()
-    for k, v in (("FLIP", False), ("SCALE_RANGE", [1.0, 1.0]), ("CROP_FRACTION", 1.0), ("ROTATION", 0.0),
-                 ("COLOR_JITTER", 0.0), ("BLUR_PROB", 0.0), ("ZOOM_OUT_PROB", 1.0), ("ZOOM_OUT_RANGE", [3.0, 3.0])):
+    for k, v in (
+        ("FLIP", False),
+        ("SCALE_RANGE", [1.0, 1.0]),
+        ("CROP_FRACTION", 1.0),
+        ("ROTATION", 0.0),
+        ("COLOR_JITTER", 0.0),
+        ("BLUR_PROB", 0.0),
+        ("ZOOM_OUT_PROB", 1.0),
+        ("ZOOM_OUT_RANGE", [3.0, 3.0]),
+    ):
         cfg.INPUT.AUG[k] = v
     np.random.seed(1)
     out = FOSSDatasetMapper(cfg, True)(rec)
@@ -234,7 +263,7 @@ def test_mapper_zoom_out_keeps_labels_on_small_faces(tmp_path):
     assert tuple(out["image"].shape) == (3, 240, 320)
     assert inst.gt_ages.tolist() == [30.0] and inst.gt_genders.tolist() == [0.0]
     x1, y1, x2, y2 = inst.gt_boxes.tensor[0].tolist()
-    (ox1, oy1, ox2, oy2), = [a["bbox"] for a in rec["annotations"]]
+    ((ox1, oy1, ox2, oy2),) = [a["bbox"] for a in rec["annotations"]]
     assert x2 - x1 == pytest.approx((ox2 - ox1) / 3, abs=0.5) and y2 - y1 == pytest.approx((oy2 - oy1) / 3, abs=0.5)
     image = out["image"].permute(1, 2, 0).numpy()
     assert np.abs(np.array(_box_color(image, [x1, y1, x2, y2])) - COLORS[2]).max() <= 10
@@ -292,7 +321,11 @@ def test_mapper_skips_unreadable_training_image(tmp_path, caplog):
         # a typo in a coordinate: the file, the line and the bad field are named
         ("a/x.jpg\n1\n213 225 2x5 40 0 0 0 0 0 0\n", 3, "'2x5' is not an integer"),
         # a face count one too high, mid-file: the next entry's name is read as a face line
-        ("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0\nb/y.jpg\n1\n5 6 7 8 0 0 0 0 0 0\n", 4, "face count 2 of 'a/x.jpg' on line 2 too high"),
+        (
+            "a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0\nb/y.jpg\n1\n5 6 7 8 0 0 0 0 0 0\n",
+            4,
+            "face count 2 of 'a/x.jpg' on line 2 too high",
+        ),
         # a short face line
         ("a/x.jpg\n1\n213 225\n", 3, "expected 10 integers"),
         # a count that runs past the end of the file

@@ -1,10 +1,10 @@
 """Loaders of the datasets absent here, on small files written in each official layout."""
+
 import numpy as np
 import pytest
-from scipy.io import savemat
-
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
+from scipy.io import savemat
 
 from foss_d2.data.datasets import (
     box_from_eyes,
@@ -60,9 +60,14 @@ def test_appa_real_csvs(tmp_path):
     (tmp_path / "gt_avg_train.csv").write_text(
         "file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age\n000000.jpg,36,5.0,1.146423008,4\n000001.jpg,63,20.079365079,4.096423,18\n"
     )
-    (tmp_path / "allcategories_train.csv").write_text("file,gender,race,makeup,time,happiness\n000000.jpg,female,caucasian,no,young,happy\n")
+    (tmp_path / "allcategories_train.csv").write_text(
+        "file,gender,race,makeup,time,happiness\n000000.jpg,female,caucasian,no,young,happy\n"
+    )
     recs = load_appa_real(str(tmp_path), "train")
-    assert [r["file_name"] for r in recs] == [str(tmp_path / "train" / "000000.jpg_face.jpg"), str(tmp_path / "train" / "000001.jpg_face.jpg")]
+    assert [r["file_name"] for r in recs] == [
+        str(tmp_path / "train" / "000000.jpg_face.jpg"),
+        str(tmp_path / "train" / "000001.jpg_face.jpg"),
+    ]
     a, b = recs[0]["annotations"][0], recs[1]["annotations"][0]
     assert (a["age"], a["apparent_age"], a["apparent_age_std"], a["gender"]) == (4.0, 5.0, 1.146423008, 1)
     assert (b["age"], b["apparent_age"], b["gender"]) == (18.0, 20.079365079, -1)
@@ -76,7 +81,9 @@ def test_megaage_asian_lists(tmp_path):
     (tmp_path / "list" / "train_age.txt").write_text("12\n45\n69\n")
     recs = load_megaage_asian(str(tmp_path), "train")
     assert [(r["file_name"], r["annotations"][0]["age"]) for r in recs] == [
-        (str(tmp_path / "train" / "1.jpg"), 12.0), (str(tmp_path / "train" / "2.jpg"), 45.0), (str(tmp_path / "train" / "3.jpg"), 69.0)
+        (str(tmp_path / "train" / "1.jpg"), 12.0),
+        (str(tmp_path / "train" / "2.jpg"), 45.0),
+        (str(tmp_path / "train" / "3.jpg"), 69.0),
     ]
     (tmp_path / "list" / "test_name.txt").write_text("a.jpg\nb.jpg\n")
     (tmp_path / "list" / "test_age.txt").write_text("3\n")
@@ -113,8 +120,17 @@ def test_images_of_groups_person_data(tmp_path):
 def test_all_six_datasets_registered(tmp_path):
     register_all_foss(str(tmp_path))
     names = set(DatasetCatalog.list())
-    for n in ["utkface_train", "utkface_test", "wider_face_train", "wider_face_val", "imdb_train", "wiki_test",
-              "clap2016_train", "megaage_asian_train", "images_of_groups"]:
+    for n in [
+        "utkface_train",
+        "utkface_test",
+        "wider_face_train",
+        "wider_face_val",
+        "imdb_train",
+        "wiki_test",
+        "clap2016_train",
+        "megaage_asian_train",
+        "images_of_groups",
+    ]:
         assert n in names
 
 
@@ -124,10 +140,28 @@ def test_coco_round_trip_keeps_age_gender(tmp_path):
     from foss_d2.data import dataset_to_coco, load_foss_coco, save_coco
 
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((90, 180, 3), np.uint8))
-    recs = [{"file_name": str(tmp_path / "a.jpg"), "image_id": "a", "annotations": [
-        {"bbox": [0.0, 0.0, 0.5, 1.0], "bbox_mode": BoxMode.XYXY_REL, "category_id": 0, "age": 42.0, "gender": 1},
-        {"bbox": [10, 20, 30, 40], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "age_group": 3, "iscrowd": 1},
-    ]}]
+    recs = [
+        {
+            "file_name": str(tmp_path / "a.jpg"),
+            "image_id": "a",
+            "annotations": [
+                {
+                    "bbox": [0.0, 0.0, 0.5, 1.0],
+                    "bbox_mode": BoxMode.XYXY_REL,
+                    "category_id": 0,
+                    "age": 42.0,
+                    "gender": 1,
+                },
+                {
+                    "bbox": [10, 20, 30, 40],
+                    "bbox_mode": BoxMode.XYWH_ABS,
+                    "category_id": 0,
+                    "age_group": 3,
+                    "iscrowd": 1,
+                },
+            ],
+        }
+    ]
     path = str(tmp_path / "out" / "faces.json")
     save_coco(dataset_to_coco(recs), path)
     back = load_foss_coco(path)

@@ -1,5 +1,6 @@
 """tools/demo.py, batch JSON/CSV, bad inputs, the survey and the Python API, on a toy model whose
 weights are saved to a checkpoint (untrained, with size heads set so that boxes are non-empty)."""
+
 import json
 import os
 import subprocess
@@ -9,16 +10,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
+from conftest import tiny_cfg
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
+from PIL import Image
 
 from foss_d2 import FaceAgeEstimator
-from foss_d2.engine import read_image_file
 from foss_d2.apps.survey import count_faces, counts_over_time, group_names, save_survey
-
-from conftest import tiny_cfg
+from foss_d2.engine import read_image_file
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -56,8 +55,20 @@ def test_demo_batch_json_csv_and_bad_inputs(toy_model, tmp_path):
     inp.mkdir()
     _bad_and_odd_folder(inp)
     r = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", cfg_file, "--input", str(inp), "--output", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "demo.py"),
+            "--config-file",
+            cfg_file,
+            "--input",
+            str(inp),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     preds = json.load(open(out / "predictions.json"))
@@ -65,7 +76,12 @@ def test_demo_batch_json_csv_and_bad_inputs(toy_model, tmp_path):
     assert sorted(preds) == ["deep16.png", "good.jpg", "rgba.png", os.path.join("sub", "gray.png")]
     assert sorted(skipped) == ["corrupt.jpg", "truncated.jpg"] and "cannot read image" in skipped["corrupt.jpg"]
     assert "notes.txt" in r.stdout + r.stderr  # the non-image file was reported
-    sizes = {"good.jpg": (60, 80), "rgba.png": (40, 30), "deep16.png": (30, 30), os.path.join("sub", "gray.png"): (50, 50)}
+    sizes = {
+        "good.jpg": (60, 80),
+        "rgba.png": (40, 30),
+        "deep16.png": (30, 30),
+        os.path.join("sub", "gray.png"): (50, 50),
+    }
     n_faces = 0
     for key, faces in preds.items():
         h, w = sizes[key]
@@ -73,7 +89,11 @@ def test_demo_batch_json_csv_and_bad_inputs(toy_model, tmp_path):
             assert set(f) == {"box", "score", "age", "age_std", "gender", "p_female"}
             x1, y1, x2, y2 = f["box"]
             assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h  # original-image pixels
-            assert 0 <= f["age"] <= 100 and 0 <= f["p_female"] <= 1 and f["gender"] == ("female" if f["p_female"] > 0.5 else "male")
+            assert (
+                0 <= f["age"] <= 100
+                and 0 <= f["p_female"] <= 1
+                and f["gender"] == ("female" if f["p_female"] > 0.5 else "male")
+            )
         n_faces += len(faces)
         assert (out / key).exists()  # the annotated picture
     rows = open(out / "predictions.csv").read().strip().splitlines()
@@ -146,8 +166,20 @@ def test_video_with_broken_frames_keeps_going(toy_model, tmp_path):
     open(path, "wb").write(bytes(data))
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", cfg_file, "--video-input", path, "--output", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "demo.py"),
+            "--config-file",
+            cfg_file,
+            "--video-input",
+            path,
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     preds = json.load(open(out / "predictions.json"))

@@ -1,6 +1,7 @@
 """The user docs point at what is there: every relative link and every repository path they name
 exists, their commands use the tools' command-line convention, and docs/ holds only the pictures
 the docs show (no generated files)."""
+
 import glob
 import os
 import re
@@ -13,7 +14,9 @@ DOCS = ["README.md", "datasets/README.md", "demo/README.md"] + sorted(
 )
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # a path, not one inside a longer path or a git revision (``git show REV:path``)
-PATH = re.compile(r"(?<![\w./:-])((?:configs|tools|foss_d2|docs|demo|datasets|tests)/[\w./*-]+\.(?:yaml|py|sh|md|jpg|png|pth))")
+PATH = re.compile(
+    r"(?<![\w./:-])((?:configs|tools|foss_d2|docs|demo|datasets|tests)/[\w./*-]+\.(?:yaml|py|sh|md|jpg|png|pth))"
+)
 
 
 def read(doc):
@@ -49,8 +52,11 @@ def test_commands_use_the_tools_convention(doc):
 
 
 def test_docs_folder_holds_only_the_pictures_the_docs_show():
-    files = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "**", "*"), recursive=True)
-             if os.path.isfile(p)}
+    files = {
+        os.path.relpath(p, ROOT)
+        for p in glob.glob(os.path.join(ROOT, "docs", "**", "*"), recursive=True)
+        if os.path.isfile(p)
+    }
     pictures = {f for f in files if f.startswith("docs/images/")}
     assert files - pictures == {os.path.join("docs", os.path.basename(d)) for d in DOCS if d.startswith("docs/")}
     shown = set()

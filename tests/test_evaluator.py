@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
@@ -57,18 +56,46 @@ def test_age_bands_split_the_error_by_true_age():
     assert res["per_band"]["0-2"] == {"faces": 1, "detected": 1, "MAE": 28.0, "gender": 0.0}
     assert res["per_band"]["3-9"] == {"faces": 1, "detected": 1, "MAE": 2.0, "gender": 100.0}
     assert res["per_band"]["40-59"]["MAE"] == 0.0
-    assert res["per_band"]["60+"]["detected"] == 0 and res["per_band"]["60+"]["MAE"] != res["per_band"]["60+"]["MAE"]  # NaN
+    assert (
+        res["per_band"]["60+"]["detected"] == 0 and res["per_band"]["60+"]["MAE"] != res["per_band"]["60+"]["MAE"]
+    )  # NaN
     assert res["MAE"] == 10.0  # (28 + 2 + 0) / 3: the overall figure hides the 2-year-old's error
 
 
 def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
     name = "foss_test_eval_groups"
-    recs = [{"file_name": "x.jpg", "image_id": "x", "height": 100, "width": 100, "annotations": [
-        {"bbox": [0, 0, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "age": -1, "gender": 1, "age_group": 4, "category_id": 0},
-        {"bbox": [50, 50, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "age": -1, "gender": 0, "age_group": 5, "category_id": 0},
-    ]}]
+    recs = [
+        {
+            "file_name": "x.jpg",
+            "image_id": "x",
+            "height": 100,
+            "width": 100,
+            "annotations": [
+                {
+                    "bbox": [0, 0, 20, 20],
+                    "bbox_mode": BoxMode.XYWH_ABS,
+                    "age": -1,
+                    "gender": 1,
+                    "age_group": 4,
+                    "category_id": 0,
+                },
+                {
+                    "bbox": [50, 50, 20, 20],
+                    "bbox_mode": BoxMode.XYWH_ABS,
+                    "age": -1,
+                    "gender": 0,
+                    "age_group": 5,
+                    "category_id": 0,
+                },
+            ],
+        }
+    ]
     DatasetCatalog.register(name, lambda: recs)
-    MetadataCatalog.get(name).set(evaluator_type="age_group", age_groups=["0-2", "3-7", "8-12", "13-19", "20-36", "37-65", "66+"], age_group_lower=IOG_LOWER)
+    MetadataCatalog.get(name).set(
+        evaluator_type="age_group",
+        age_groups=["0-2", "3-7", "8-12", "13-19", "20-36", "37-65", "66+"],
+        age_group_lower=IOG_LOWER,
+    )
     ev = FaceAgeEvaluator(name, str(tmp_path))
     inst = Instances((100, 100))
     inst.pred_boxes = Boxes(torch.tensor([[0.0, 0, 20, 20], [50, 50, 70, 70]]))
@@ -84,9 +111,18 @@ def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
 
 def test_single_face_target_on_face_counts_boxes_off_the_face():
     name = "foss_test_eval_single"
-    recs = [{"file_name": f"{i}.jpg", "image_id": str(i), "height": 100, "width": 100, "annotations": [
-        {"bbox": [20, 20, 80, 80], "bbox_mode": BoxMode.XYXY_ABS, "age": 30.0, "gender": 0, "category_id": 0}]}
-        for i in range(3)]
+    recs = [
+        {
+            "file_name": f"{i}.jpg",
+            "image_id": str(i),
+            "height": 100,
+            "width": 100,
+            "annotations": [
+                {"bbox": [20, 20, 80, 80], "bbox_mode": BoxMode.XYXY_ABS, "age": 30.0, "gender": 0, "category_id": 0}
+            ],
+        }
+        for i in range(3)
+    ]
     DatasetCatalog.register(name, lambda: recs)
     MetadataCatalog.get(name).set(evaluator_type="age_single")
     ev = FaceAgeEvaluator(name)
@@ -115,14 +151,16 @@ def test_grid_evaluation_scores_each_cell_by_hand():
     canvas = grid_canvas(list(imgs.values()), 2, canvas=100)
     assert canvas.shape == (100, 100, 3)
     assert (canvas[0, 0, 0], canvas[0, 99, 0], canvas[99, 0, 0], canvas[99, 99, 0]) == (10, 20, 30, 40)
-    recs = [{"file_name": n, "annotations": [{"age": a, "gender": g}]}
-            for n, a, g in zip(imgs, (20.0, 30.0, 40.0, 50.0), (0, 1, 0, 1))]
+    recs = [
+        {"file_name": n, "annotations": [{"age": a, "gender": g}]}
+        for n, a, g in zip(imgs, (20.0, 30.0, 40.0, 50.0), (0, 1, 0, 1))
+    ]
 
     def estimate(image):
         assert image.shape == (100, 100, 3)
         return [
-            {"box": [5, 5, 40, 40], "score": 0.9, "age": 22.0, "gender": "male"},   # cell 0: |22 - 20| = 2
-            {"box": [0, 0, 48, 48], "score": 0.5, "age": 99.0, "gender": "male"},   # cell 0, lower score: ignored
+            {"box": [5, 5, 40, 40], "score": 0.9, "age": 22.0, "gender": "male"},  # cell 0: |22 - 20| = 2
+            {"box": [0, 0, 48, 48], "score": 0.5, "age": 99.0, "gender": "male"},  # cell 0, lower score: ignored
             {"box": [55, 5, 95, 45], "score": 0.8, "age": 36.0, "gender": "male"},  # cell 1: 6, gender wrong
             {"box": [55, 55, 95, 95], "score": 0.7, "age": 50.0, "gender": "female"},  # cell 3: 0
         ]  # cell 2: nothing found

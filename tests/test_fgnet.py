@@ -3,10 +3,9 @@ import os
 import cv2
 import numpy as np
 import pytest
+from conftest import needs_shared_data, shared_data_path
 
 from foss_d2.data.datasets import box_from_landmarks, load_fgnet, parse_fgnet_name, read_pts
-
-from conftest import needs_shared_data, shared_data_path
 
 
 def _write_pts(path, points):

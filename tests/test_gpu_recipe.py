@@ -1,12 +1,14 @@
 """The GPU recipe's helpers, without a GPU: tools/research/make_compact_data.py (a small copy of the
 training data that the project's loaders read alike) and tools/research/train_gpu_model.sh (iterations
 fitted to a wall-clock budget), the latter with a stand-in for the Python interpreter."""
+
 import os
 import sys
 
 import cv2
 import numpy as np
-from conftest import recipe_arg as _arg, run_with_fake_python
+from conftest import recipe_arg as _arg
+from conftest import run_with_fake_python
 
 from foss_d2.data.datasets.utkface import load_utkface
 from foss_d2.data.datasets.wider_face import load_wider_face, parse_wider_bbx_gt
@@ -64,7 +66,7 @@ def test_compact_copy_scales_boxes_with_images_and_keeps_the_held_out_faces_out(
     assert [a["bbox"] for a in recs["0--Parade/a.jpg"]["annotations"]][0][:4] == [50.0, 25.0, 20.0, 30.0]
 
 
-FAKE_PYTHON = r'''#!{python}
+FAKE_PYTHON = r"""#!{python}
 import json, os, sys
 args = sys.argv[1:]
 if args[0] in ("-", "-c"):  # the script's own arithmetic: the real interpreter
@@ -84,13 +86,20 @@ if args[0].endswith("train_net.py"):
     open(os.path.join(out, "model_final.pth"), "w").close()
 else:
     open(args[2], "w").close()
-'''
+"""
 
 
 def run_gpu_recipe(tmp_path, budget, **env):
     script = os.path.join(ROOT, "tools", "research", "train_gpu_model.sh")
-    return run_with_fake_python(tmp_path, FAKE_PYTHON, [script, "/data", tmp_path / "runs", budget, "0.6"],
-                                CALIB_ITERS="40", S_PER_IT_DETECTOR="0.5", S_PER_IT_AGE="0.25", **env)
+    return run_with_fake_python(
+        tmp_path,
+        FAKE_PYTHON,
+        [script, "/data", tmp_path / "runs", budget, "0.6"],
+        CALIB_ITERS="40",
+        S_PER_IT_DETECTOR="0.5",
+        S_PER_IT_AGE="0.25",
+        **env,
+    )
 
 
 def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
@@ -98,7 +107,12 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     assert r.returncode == 0, r.stderr
     trains = [c for c in calls if "train_net.py" in c]
     runs = str(tmp_path / "runs")
-    assert [os.path.basename(_arg(c, "OUTPUT_DIR")) for c in trains] == ["calib-detector", "calib-age", "detector", "age"]
+    assert [os.path.basename(_arg(c, "OUTPUT_DIR")) for c in trains] == [
+        "calib-detector",
+        "calib-age",
+        "detector",
+        "age",
+    ]
     # steps 1 and 2 of the shipped model (docs/MODEL_ZOO.md), their schedules fitted to the budget
     configs = [_arg(c, "--config-file") for c in trains]
     assert configs == ["configs/zoo/step1-detector.yaml", "configs/zoo/step2-age.yaml"] * 2
@@ -108,8 +122,10 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     # two of the stand-in's own run time may go); steps at 80% and 93%
     n_det = int(_arg(trains[2], "SOLVER.MAX_ITER"))
     assert 1190 <= n_det <= 1200
-    assert " ".join(trains[2].split()[trains[2].split().index("SOLVER.STEPS") + 1:][:2]) == \
-        f"({int(n_det * 0.8)}, {int(n_det * 0.93)})"
+    assert (
+        " ".join(trains[2].split()[trains[2].split().index("SOLVER.STEPS") + 1 :][:2])
+        == f"({int(n_det * 0.8)}, {int(n_det * 0.93)})"
+    )
     # age network: the rest of the budget (the 10 s export margin left out) at 0.25 s/it -> ~3960
     n_age = int(_arg(trains[3], "SOLVER.MAX_ITER"))
     assert 3920 <= n_age <= 3960

@@ -5,15 +5,17 @@ import detectron2
 
 
 def test_detectron2_collect_env_runs():
-    out = subprocess.run([sys.executable, "-m", "detectron2.utils.collect_env"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "detectron2.utils.collect_env"], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert "detectron2" in out.stdout and "PyTorch" in out.stdout
 
 
 def test_registries_hold_foss_modules():
-    import foss_d2  # noqa: F401
     from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
+    import foss_d2  # noqa: F401
     from foss_d2.proposal_generator import FACE_DETECTOR_REGISTRY
     from foss_d2.roi_heads import AGE_HEAD_REGISTRY
 
@@ -22,4 +24,3 @@ def test_registries_hold_foss_modules():
     assert FACE_DETECTOR_REGISTRY.get("CenterNet").__name__ == "CenterNet"
     assert AGE_HEAD_REGISTRY.get("TResNetAgeHead").__name__ == "TResNetAgeHead"
     assert detectron2.__version__.startswith("0.")
-

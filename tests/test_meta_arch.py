@@ -1,14 +1,12 @@
 import numpy as np
 import pytest
 import torch
-
+from conftest import tiny_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
 from foss_d2.engine import FOSSPredictor, load_image
 from foss_d2.meta_arch import FOSSWithTTA
-
-from conftest import tiny_cfg
 
 
 def _sample(h=160, w=200):
@@ -237,15 +235,18 @@ def test_test_sizes_merge_filter_and_feature_routing():
     tta = FOSSWithTTA(cfg, model)
     hw = (600, 900)
     by_size = {
-        480: [[100, 100, 300, 340], [500, 200, 530, 236]], 960: [[105, 100, 300, 345], [502, 201, 531, 237], [700, 400, 720, 424]]
+        480: [[100, 100, 300, 340], [500, 200, 530, 236]],
+        960: [[105, 100, 300, 345], [502, 201, 531, 237], [700, 400, 720, 424]],
     }
     scores = {480: [0.9, 0.3], 960: [0.8, 0.6, 0.5]}
     calls = []
 
     def detect(images, size):
         calls.append((size, [tuple(im.shape[1:]) for im in images]))
-        props = [_faces(tuple(im.shape[1:]), *((by_size[size], scores[size]) if im.shape[1:] == hw else ([], [])))
-                 for im in images]
+        props = [
+            _faces(tuple(im.shape[1:]), *((by_size[size], scores[size]) if im.shape[1:] == hw else ([], [])))
+            for im in images
+        ]
         return {"marker": 10 if size == 480 else 20}, props, [(size / im.shape[2], size / im.shape[1]) for im in images]
 
     tta.detect_pass = detect
@@ -315,6 +316,7 @@ def test_detector_flip_test_is_mirror_symmetric_and_leaves_the_age_feature():
     out = tta([{"image": image}])[0]["instances"]
     assert len(out) == 6 and out.has("pred_ages")
 
+
 FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_ages", "pred_age_stds", "pred_age_probs", "pred_female_probs")
 
 
@@ -383,7 +385,10 @@ def test_registries_build_from_the_config_names():
 @pytest.mark.parametrize(
     "key, message",
     [
-        ("MODEL.FOSS.FACE_DETECTOR", r"FACE_DETECTOR='NoSuchThing' is not a registered face detector \(known: .*CenterNet"),
+        (
+            "MODEL.FOSS.FACE_DETECTOR",
+            r"FACE_DETECTOR='NoSuchThing' is not a registered face detector \(known: .*CenterNet",
+        ),
         ("MODEL.AGE_HEAD.NAME", r"NAME='NoSuchThing' is not a registered age head \(known: .*TResNetAgeHead"),
     ],
 )

@@ -1,14 +1,15 @@
 """The model shipped in foss_d2/model_zoo, on the demo picture shipped in demo/ (README quickstart)."""
+
 import os
 
 import numpy as np
 import pytest
-
 from conftest import needs_shared_data, shared_data_path
+
 from foss_d2 import FaceAgeEstimator
 from foss_d2.data.datasets.utkface import evenly_spaced, load_utkface
-from foss_d2.model_zoo import DEFAULT_WEIGHTS
 from foss_d2.evaluation.tiled import evaluate_grid
+from foss_d2.model_zoo import DEFAULT_WEIGHTS
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 DEMO = os.path.join(ROOT, "demo", "family.jpg")

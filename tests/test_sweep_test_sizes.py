@@ -1,14 +1,13 @@
 """tools/research/sweep_test_sizes.py: its cached merge must report what the model itself reports."""
+
 import os
 import sys
 
 import torch
-
+from conftest import tiny_cfg
 from detectron2.modeling import build_model
 
 from foss_d2.meta_arch import FOSSWithTTA
-
-from conftest import tiny_cfg
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "research"))
 import sweep_test_sizes as st  # noqa: E402
@@ -16,7 +15,13 @@ import sweep_test_sizes as st  # noqa: E402
 
 def test_combinations_by_hand():
     assert list(st.combinations([640, 800], [96, 160])) == [
-        ((), None), ((640,), 96), ((640,), 160), ((800,), 96), ((800,), 160), ((640, 800), 96), ((640, 800), 160)
+        ((), None),
+        ((640,), 96),
+        ((640,), 160),
+        ((800,), 96),
+        ((800,), 160),
+        ((640, 800), 96),
+        ((640, 800), 160),
     ]
 
 

@@ -1,4 +1,5 @@
 """A few real training iterations through tools/train_net.py on ../shared/data (skipped without it)."""
+
 import json
 import math
 import os
@@ -14,11 +15,24 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 def test_train_net_runs_on_real_data_and_resumes(tmp_path):
     out = tmp_path / "run"
     cmd = [
-        sys.executable, os.path.join(ROOT, "tools", "train_net.py"),
-        "--config-file", os.path.join(ROOT, "configs", "quick_schedules", "FOSS-CPU-quick.yaml"),
-        "DATASETS.ROOT", SHARED_DATA, "OUTPUT_DIR", str(out),
-        "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0",
-        "MODEL.FOSS.DET_INPUT_SIZE", "128", "SOLVER.IMS_PER_BATCH", "2",
+        sys.executable,
+        os.path.join(ROOT, "tools", "train_net.py"),
+        "--config-file",
+        os.path.join(ROOT, "configs", "quick_schedules", "FOSS-CPU-quick.yaml"),
+        "DATASETS.ROOT",
+        SHARED_DATA,
+        "OUTPUT_DIR",
+        str(out),
+        "SOLVER.MAX_ITER",
+        "3",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "MODEL.FOSS.DET_INPUT_SIZE",
+        "128",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -28,16 +42,38 @@ def test_train_net_runs_on_real_data_and_resumes(tmp_path):
     for k in ("total_loss", "loss_age", "loss_gender", "loss_heatmap"):
         assert k in last and last[k] == last[k]  # present and not NaN
     # --resume continues from the last checkpoint instead of starting over
-    r = subprocess.run(cmd[:4] + ["--resume"] + cmd[4:] + ["SOLVER.MAX_ITER", "4"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    r = subprocess.run(
+        cmd[:4] + ["--resume"] + cmd[4:] + ["SOLVER.MAX_ITER", "4"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     log = open(out / "log.txt").read()
     assert "Loading trainer from" in log and "Starting training from iteration 3" in log
 
     # --eval-only on the real WIDER val photos: tables printed and written to eval_results.json
     ev = tmp_path / "eval"
-    r = subprocess.run(cmd[:4] + ["--eval-only"] + cmd[4:] + ["MODEL.WEIGHTS", str(out / "model_final.pth"),
-                       "DATASETS.TEST", "('wider_face_val',)", "OUTPUT_DIR", str(ev), "MODEL.FOSS.K_TEST", "5"],
-                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    r = subprocess.run(
+        cmd[:4]
+        + ["--eval-only"]
+        + cmd[4:]
+        + [
+            "MODEL.WEIGHTS",
+            str(out / "model_final.pth"),
+            "DATASETS.TEST",
+            "('wider_face_val',)",
+            "OUTPUT_DIR",
+            str(ev),
+            "MODEL.FOSS.K_TEST",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.load(open(ev / "eval_results.json"))
     # 1,474 boxes in the val subset, of which 66 are marked invalid (ignored); a 4-iteration model

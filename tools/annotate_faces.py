@@ -9,6 +9,7 @@ Writes a COCO JSON (register it with foss_d2.data.register_foss_coco), a resumab
 (<output>.progress.jsonl) and a summary (<output>.summary.json) of what was kept and dropped.
 Without --config-file, the shipped model's detector annotates.
 """
+
 import json
 
 from detectron2.data import DatasetCatalog

@@ -3,6 +3,7 @@
 
 Same as ``foss-d2 benchmark`` (foss_d2/apps/benchmark.py); ``--help`` lists the options.
 """
+
 from foss_d2.apps.benchmark import main
 
 if __name__ == "__main__":

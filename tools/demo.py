@@ -3,6 +3,7 @@
 
 Same as ``foss-d2 demo`` (foss_d2/apps/demo.py); ``--help`` lists the options.
 """
+
 from foss_d2.apps.demo import main
 
 if __name__ == "__main__":

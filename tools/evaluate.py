@@ -3,6 +3,7 @@
 
 Same as ``foss-d2 evaluate`` (foss_d2/apps/evaluate.py); ``--help`` lists the options.
 """
+
 from foss_d2.apps.evaluate import main
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 Same as ``foss-d2 export`` (foss_d2/apps/export.py); ``--help`` lists the options.
 """
+
 from foss_d2.apps.export import main
 
 if __name__ == "__main__":

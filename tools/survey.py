@@ -3,6 +3,7 @@
 
 Same as ``foss-d2 survey`` (foss_d2/apps/survey.py); ``--help`` lists the options.
 """
+
 from foss_d2.apps.survey import main
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 Same as ``foss-d2 train`` (foss_d2/apps/train.py); ``--help`` lists the options.
 """
+
 from foss_d2.apps.train import main
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python tools/visualize_data.py --config-file configs/quick_schedules/FOSS-CPU-quick.yaml \
         --num 8 --output output/visualize_data DATASETS.ROOT ../shared/data
 """
+
 import os
 
 import cv2
@@ -32,7 +33,9 @@ def main(argv=None):
         rgb = img[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else img
         inst = d["instances"]
         scale = min(1.0, args.max_side / max(rgb.shape[:2]))
-        out = draw_faces(rgb, inst.gt_boxes.tensor.numpy(), inst.gt_ages.tolist(), inst.gt_genders.tolist(), scale=scale)
+        out = draw_faces(
+            rgb, inst.gt_boxes.tensor.numpy(), inst.gt_ages.tolist(), inst.gt_genders.tolist(), scale=scale
+        )
         name = f"{i:03d}_{d.get('dataset_name', 'data')}_{len(inst)}faces.png"
         cv2.imwrite(os.path.join(args.output, name), out[:, :, ::-1])
     print(f"wrote {args.num} images to {args.output}")

@@ -30,6 +30,7 @@ unless MODEL.DEVICE says otherwise. Writes settings.json and settings.md under -
 
 (``python tools/benchmark.py`` takes the same arguments.)
 """
+
 import argparse
 import json
 import os
@@ -39,10 +40,9 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+from tqdm import tqdm
 
 from ..config import get_foss_cfg
 from ..engine import FaceAgeEstimator
@@ -109,12 +109,27 @@ class StageTimer:
 
 
 def build(cfg_file, intermediate, device, opts):
-    cfg = get_foss_cfg(cfg_file, opts=[*opts, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE", str(intermediate),
-                                       "MODEL.FOSS.AGE_ON_ALL_K", "True", "MODEL.DEVICE", device])
+    cfg = get_foss_cfg(
+        cfg_file,
+        opts=[
+            *opts,
+            "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE",
+            str(intermediate),
+            "MODEL.FOSS.AGE_ON_ALL_K",
+            "True",
+            "MODEL.DEVICE",
+            device,
+        ],
+    )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     timer = StageTimer(
-        {"detector_backbone": model.backbone, "detector_head": model.proposal_generator, "age_head": model.age_head, "age_network": model.age_head.net},
+        {
+            "detector_backbone": model.backbone,
+            "detector_head": model.proposal_generator,
+            "age_head": model.age_head,
+            "age_network": model.age_head.net,
+        },
         device,
     )
     return cfg, model, timer
@@ -155,7 +170,9 @@ def train_throughput(cfg, model, device, iters, batch):
     inst.gt_classes = torch.zeros(2, dtype=torch.long)
     inst.gt_ages = torch.tensor([30.0, 50.0])
     inst.gt_genders = torch.tensor([0.0, 1.0])
-    batch_inputs = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "instances": inst} for _ in range(batch)]
+    batch_inputs = [
+        {"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "instances": inst} for _ in range(batch)
+    ]
     times = []
     for i in range(iters + 1):
         t0 = time.perf_counter()
@@ -188,7 +205,10 @@ def benchmark_models(args):
         "results": {},
     }
     for device in devices:
-        models = {name: build(args.config_file, inter, device, args.opts) for name, inter in (("FOSS", True), ("two-model", False))}
+        models = {
+            name: build(args.config_file, inter, device, args.opts)
+            for name, inter in (("FOSS", True), ("two-model", False))
+        }
         imgs = [im.to(device) for im in images]
         res = {name: {} for name in models}
         for k in args.ks:
@@ -202,14 +222,25 @@ def benchmark_models(args):
             for name in models:
                 rows = runs[name]
                 res[name][k] = {
-                    stage: {"median": statistics.median(r[stage] for r in rows), "min": min(r[stage] for r in rows), "max": max(r[stage] for r in rows)}
+                    stage: {
+                        "median": statistics.median(r[stage] for r in rows),
+                        "min": min(r[stage] for r in rows),
+                        "max": max(r[stage] for r in rows),
+                    }
                     for stage in rows[0]
                 }
             ratio = statistics.median(b["total"] / a["total"] for a, b in zip(runs["FOSS"], runs["two-model"]))
             res.setdefault("ratio_two_model_over_foss", {})[k] = ratio
-            print(f"[{device}] K={k}: FOSS {res['FOSS'][k]['total']['median'] * 1000:.0f} ms, two-model {res['two-model'][k]['total']['median'] * 1000:.0f} ms, ratio {ratio:.3f}")
-        res["train_images_per_s"] = {name: train_throughput(c, m, device, args.train_iters, 2) for name, (c, m, _) in models.items()}
-        res["params"] = {name: sum(p.numel() for p in m.age_head.net.body.parameters()) for name, (_, m, _) in models.items()}
+            print(
+                f"[{device}] K={k}: FOSS {res['FOSS'][k]['total']['median'] * 1000:.0f} ms, "
+                f"two-model {res['two-model'][k]['total']['median'] * 1000:.0f} ms, ratio {ratio:.3f}"
+            )
+        res["train_images_per_s"] = {
+            name: train_throughput(c, m, device, args.train_iters, 2) for name, (c, m, _) in models.items()
+        }
+        res["params"] = {
+            name: sum(p.numel() for p in m.age_head.net.body.parameters()) for name, (_, m, _) in models.items()
+        }
         report["results"][device] = res
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "benchmark.json"), "w") as f:
@@ -222,21 +253,40 @@ def benchmark_models(args):
 
 
 def markdown(report, ks):
-    lines = [f"Config `{report['config']}` {' '.join(map(str, report['opts']))}; torch {report['torch']}, {report['threads']} threads, "
-             f"{report['cpu']}, {report['date']}; synthetic {report['image_size'][1]}x{report['image_size'][0]} images, "
-             f"median over {report['repeats']} passes (min-max).", ""]
+    lines = [
+        f"Config `{report['config']}` {' '.join(map(str, report['opts']))}; "
+        f"torch {report['torch']}, {report['threads']} threads, "
+        f"{report['cpu']}, {report['date']}; synthetic {report['image_size'][1]}x{report['image_size'][0]} images, "
+        f"median over {report['repeats']} passes (min-max).",
+        "",
+    ]
     for device, res in report["results"].items():
-        lines += [f"**{device}**", "", "| K | model | total ms | detector | cropping | age network | resize + post | two-model / FOSS |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{device}**",
+            "",
+            "| K | model | total ms | detector | cropping | age network | resize + post | two-model / FOSS |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for k in ks:
             for name in ("FOSS", "two-model"):
                 r = res[name][k]
                 cell = lambda s: f"{r[s]['median'] * 1000:.1f}"  # noqa: E731
-                tot = f"{r['total']['median'] * 1000:.1f} ({r['total']['min'] * 1000:.0f}-{r['total']['max'] * 1000:.0f})"
+                tot = (
+                    f"{r['total']['median'] * 1000:.1f} ({r['total']['min'] * 1000:.0f}-{r['total']['max'] * 1000:.0f})"
+                )
                 ratio = f"{res['ratio_two_model_over_foss'][k]:.3f}" if name == "FOSS" else ""
-                lines.append(f"| {k} | {name} | {tot} | {cell('detector')} | {cell('cropping')} | {cell('age_network')} | {cell('resize_post')} | {ratio} |")
+                lines.append(
+                    f"| {k} | {name} | {tot} | {cell('detector')} | {cell('cropping')} | {cell('age_network')} "
+                    f"| {cell('resize_post')} | {ratio} |"
+                )
         tp = res["train_images_per_s"]
-        lines += ["", f"Training throughput (batch 2, 640x480): FOSS {tp['FOSS']:.2f} img/s, two-model {tp['two-model']:.2f} img/s. "
-                  f"Age-network parameters: FOSS {res['params']['FOSS']:,}, two-model {res['params']['two-model']:,}.", ""]
+        lines += [
+            "",
+            f"Training throughput (batch 2, 640x480): FOSS {tp['FOSS']:.2f} img/s, "
+            f"two-model {tp['two-model']:.2f} img/s. "
+            f"Age-network parameters: FOSS {res['params']['FOSS']:,}, two-model {res['params']['two-model']:,}.",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -299,7 +349,10 @@ def benchmark_settings(args, parser):
         "| variant | median s / photo | time / shipped (median over photos) | faces found |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {n} | {v['median_s']:.3f} | {v['ratio_to_first']:.2f} | {v['faces']} |" for n, v in report["variants"].items()]
+    lines += [
+        f"| {n} | {v['median_s']:.3f} | {v['ratio_to_first']:.2f} | {v['faces']} |"
+        for n, v in report["variants"].items()
+    ]
     with open(os.path.join(args.output, "settings.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -308,8 +361,11 @@ def benchmark_settings(args, parser):
 def get_parser(prog=None):
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings}")
-    models = sub.add_parser("models", help="FOSS vs the two-model baseline over K (paper 4.3)",
-                            parents=[foss_argument_parser(config_help="default: the paper's model", add_help=False)])
+    models = sub.add_parser(
+        "models",
+        help="FOSS vs the two-model baseline over K (paper 4.3)",
+        parents=[foss_argument_parser(config_help="default: the paper's model", add_help=False)],
+    )
     models.add_argument("--ks", type=int, nargs="+", default=[1, 3, 10, 20])
     models.add_argument("--repeats", type=int, default=5, help="timed passes over the images per K and model")
     models.add_argument("--images", type=int, default=3, help="synthetic 1280x960 photos per pass")
@@ -317,8 +373,9 @@ def get_parser(prog=None):
     models.add_argument("--train-iters", type=int, default=3)
     models.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     models.add_argument("--output", default="output/benchmark")
-    settings = sub.add_parser("settings", help="one model under its test-time settings",
-                              parents=[foss_argument_parser(add_help=False)])
+    settings = sub.add_parser(
+        "settings", help="one model under its test-time settings", parents=[foss_argument_parser(add_help=False)]
+    )
     settings.add_argument("--input", nargs="+", default=[DEMO_PHOTO], help="photos, folders or globs")
     settings.add_argument("--max-inputs", type=int, default=12, help="the first N photos of --input")
     settings.add_argument("--repeats", type=int, default=3)

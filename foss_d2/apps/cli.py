@@ -9,6 +9,7 @@ The convention is detectron2's: ``--config-file`` (default: the shipped model), 
 more), ``--output``, and config overrides as trailing ``KEY VALUE`` pairs (the data root too:
 ``DATASETS.ROOT /path``).
 """
+
 import argparse
 import importlib
 import os
@@ -41,15 +42,21 @@ def is_config_key(word: str, top_keys=None) -> bool:
     return word.split(".")[0] in top_keys and word.upper() == word and not os.path.exists(word)
 
 
-def foss_argument_parser(description: str = None, prog: str = None, config_help: str = "default: the shipped model",
-                         add_help: bool = True):
+def foss_argument_parser(
+    description: str = None, prog: str = None, config_help: str = "default: the shipped model", add_help: bool = True
+):
     """An ArgumentParser with ``--config-file`` and the trailing ``opts``; add the tool's own options to it
     (``add_help=False`` for a parent of subcommand parsers)."""
-    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                add_help=add_help)
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=add_help
+    )
     p.add_argument("--config-file", default=None, metavar="FILE", help=config_help)
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                   help="config overrides, e.g. MODEL.WEIGHTS model.pth DATASETS.ROOT ../shared/data")
+    p.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides, e.g. MODEL.WEIGHTS model.pth DATASETS.ROOT ../shared/data",
+    )
     return p
 
 
@@ -77,7 +84,9 @@ def parse_foss_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Name
         top = _config_top_keys()
         for dest in lists:
             values = getattr(args, dest)
-            cut = next((i for i, v in enumerate(values) if i > 0 and isinstance(v, str) and is_config_key(v, top)), None)
+            cut = next(
+                (i for i, v in enumerate(values) if i > 0 and isinstance(v, str) and is_config_key(v, top)), None
+            )
             if cut is not None:
                 setattr(args, dest, values[:cut])
                 opts = [str(v) for v in values[cut:]] + opts

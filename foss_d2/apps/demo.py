@@ -10,6 +10,7 @@ drawn go to OUT/, and OUT/predictions.json ({input path relative to its --input 
 OUT/predictions.csv (one row per face) and OUT/skipped.json are written; boxes are in
 original-image pixels. A bad file is reported and skipped; the batch goes on.
 """
+
 import sys
 
 from detectron2.utils.logger import setup_logger

@@ -18,16 +18,16 @@ correlation of predicted and true age, gender accuracy, per grid size. Runs on C
 
 (``python tools/evaluate.py`` takes the same arguments.)
 """
+
 import argparse
 import json
 import os
 import random
 
 import torch
-from tqdm import tqdm
-
 from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, Instances
+from tqdm import tqdm
 
 from ..config import get_foss_cfg
 from ..data.datasets import register_all_foss
@@ -46,8 +46,12 @@ def faces_to_instances(faces, h, w):
     inst.pred_boxes = Boxes(torch.tensor([f["box"] for f in faces], dtype=torch.float32).reshape(-1, 4))
     inst.scores = torch.tensor([f["score"] for f in faces], dtype=torch.float32)
     inst.pred_classes = torch.zeros(len(faces), dtype=torch.long)
-    inst.pred_ages = torch.tensor([f["age"] if f["age"] is not None else float("nan") for f in faces], dtype=torch.float32)
-    inst.pred_female_probs = torch.tensor([f["p_female"] if f["p_female"] is not None else float("nan") for f in faces], dtype=torch.float32)
+    inst.pred_ages = torch.tensor(
+        [f["age"] if f["age"] is not None else float("nan") for f in faces], dtype=torch.float32
+    )
+    inst.pred_female_probs = torch.tensor(
+        [f["p_female"] if f["p_female"] is not None else float("nan") for f in faces], dtype=torch.float32
+    )
     return inst
 
 
@@ -74,7 +78,10 @@ def evaluate_predictions(args, parser):
             missing += 1
             faces = []
         h, w = r.get("height", 1), r.get("width", 1)
-        evaluator.process([{"image_id": r["image_id"], "file_name": r["file_name"], "height": h, "width": w}], [{"instances": faces_to_instances(faces, h, w)}])
+        evaluator.process(
+            [{"image_id": r["image_id"], "file_name": r["file_name"], "height": h, "width": w}],
+            [{"instances": faces_to_instances(faces, h, w)}],
+        )
     res = evaluator.evaluate()
     print(f"{args.dataset}: {len(records)} images, {missing} without predictions")
     print(json.dumps(res, indent=1, default=float))
@@ -94,24 +101,37 @@ def evaluate_tiled(args, parser):
     # written before printing: nothing computed is lost whatever the figures are
     if args.output:
         weights = "shipped" if cfg.MODEL.WEIGHTS == DEFAULT_WEIGHTS else cfg.MODEL.WEIGHTS
-        write_json_atomic(os.path.join(args.output, "tiled.json"),
-                          {"weights": weights, "opts": args.opts, "seed": args.seed, "results": results}, indent=1)
+        write_json_atomic(
+            os.path.join(args.output, "tiled.json"),
+            {"weights": weights, "opts": args.opts, "seed": args.seed, "results": results},
+            indent=1,
+        )
     for r in results:
         # MAE / corr / gender are None when no face (or too few) was found at that grid size
         fig = {k: "-" if r[k] is None else f"{r[k]:.{d}f}" for k, d in (("MAE", 2), ("corr", 3), ("gender_acc", 1))}
-        print(f"{r['tiles']} per canvas: {r['found']}/{r['faces']} found, MAE {fig['MAE']}, corr {fig['corr']}, gender {fig['gender_acc']}%")
+        print(
+            f"{r['tiles']} per canvas: {r['found']}/{r['faces']} found, "
+            f"MAE {fig['MAE']}, corr {fig['corr']}, gender {fig['gender_acc']}%"
+        )
 
 
 def get_parser(prog=None):
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True, metavar="{predictions,tiled}")
-    pred = sub.add_parser("predictions", help="score a predictions.json on a registered dataset",
-                          parents=[foss_argument_parser(config_help="only its DATASETS.ROOT and MODEL.FOSS keys matter", add_help=False)])
+    pred = sub.add_parser(
+        "predictions",
+        help="score a predictions.json on a registered dataset",
+        parents=[foss_argument_parser(config_help="only its DATASETS.ROOT and MODEL.FOSS keys matter", add_help=False)],
+    )
     pred.add_argument("--dataset", required=True)
     pred.add_argument("--write-list", metavar="FILE", help="write the dataset's image paths here and exit")
     pred.add_argument("--predictions", help="predictions.json (FOSS-D2 schema, keyed by image path)")
     pred.add_argument("--output", default=None, help="folder for the evaluators' files (default: none written)")
-    tiled = sub.add_parser("tiled", help="held-out UTKFace faces alone and 4 / 9 to a canvas", parents=[foss_argument_parser(add_help=False)])
+    tiled = sub.add_parser(
+        "tiled",
+        help="held-out UTKFace faces alone and 4 / 9 to a canvas",
+        parents=[foss_argument_parser(add_help=False)],
+    )
     tiled.add_argument("--num", type=int, default=180, help="held-out faces per grid size")
     tiled.add_argument("--grids", type=int, nargs="+", default=[1, 2, 3])
     tiled.add_argument("--seed", type=int, default=1)

@@ -15,6 +15,7 @@ checkpoint (the paper's two stages, 4.2: a detector trained on its own, then the
 
 (``python tools/export_model.py`` takes the same arguments.)
 """
+
 import argparse
 import os
 
@@ -54,7 +55,10 @@ def main(argv=None, prog=None):
     tmp = args.output + ".tmp"
     torch.save(out, tmp)
     os.replace(tmp, args.output)
-    print(f"{len(small)} tensors, iteration {out['iteration']} -> {args.output} ({os.path.getsize(args.output) / 2**20:.1f} MiB)")
+    print(
+        f"{len(small)} tensors, iteration {out['iteration']} -> {args.output} "
+        f"({os.path.getsize(args.output) / 2**20:.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,83 +1,356 @@
 """The runner behind ``foss-d2 demo`` and ``survey``: images, folders, globs, a video or a webcam,
-with the faces drawn and results that survive a crash."""
+with the faces drawn and results that survive a crash.
+
+What it writes under the output folder OUT:
+
+* ``predictions.jsonl``, the journal: one JSON line per image or video frame, flushed as it is
+  written. A result is ``{"key", "width", "height", "frame", "faces", "picture"}``: ``frame`` says
+  which pixels the boxes are in ("exif_oriented": the picture as displayed, EXIF orientation
+  applied, ``width`` x ``height``; "video_frame": the decoded frame) and ``picture`` is the file
+  drawn under OUT (absent with ``--no-draw``). An input that could not be used is
+  ``{"key", "skipped": reason}``.
+* ``predictions.json`` ({key: [faces]}) and ``skipped.json`` ({key: reason}), rewritten atomically
+  from the same records every 30 s and at the end, also after SIGTERM or Ctrl-C.
+* ``predictions.csv``: one row per face, appended and flushed per image.
+* the pictures with the faces drawn, at most 2048 px on their longer side (``draw_max_side``;
+  boxes scaled with the picture; the JSON/CSV boxes stay in original pixels).
+
+Rules: an OUT that is an input folder or holds an input is refused (realpaths). An OUT that holds an
+earlier run's results is refused unless ``resume`` (skip the inputs already in the journal, append
+to the CSV, rebuild the JSON from the journal) or ``overwrite`` (remove that run's result files
+and the pictures its journal or predictions.json lists, nothing else). Pictures over
+``max_pixels`` are skipped before they are decoded. The next inputs are decoded in a reader thread
+and the pictures drawn and written in a writer thread while the model runs, in input order.
+"""
+
+import argparse
+import contextlib
 import csv
+import functools
 import glob
+import io
+import json
 import logging
 import os
-from typing import List, Tuple
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import cv2
 from tqdm import tqdm
 
 from ..engine import instances_to_faces, read_image_file
 from ..utils import draw_faces, write_json_atomic
+from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
+from ..utils.json_io import write_text_atomic
 
 logger = logging.getLogger("foss_d2.runner")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 CSV_FIELDS = ["image", "face", "x1", "y1", "x2", "y2", "score", "age", "age_std", "gender", "p_female"]
+JOURNAL = "predictions.jsonl"
+RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json")
+DEFAULT_DRAW_MAX_SIDE = 2048
+FRAME_IMAGE = "exif_oriented"
+FRAME_VIDEO = "video_frame"
+
+
+class RunError(Exception):
+    """A run refused before it starts, or an input that cannot be opened; the message is one line."""
+
+
+class Interrupted(Exception):
+    """SIGTERM, raised in the main thread so that the files are closed on the way out."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by signal {signum}")
+
+
+@dataclass
+class RunSummary:
+    inputs: int  # images or frames met, skipped ones included
+    done: int  # results written by this run
+    before: int  # results already in the journal (``resume``)
+    skipped: int
+
+    @property
+    def nothing_processed(self) -> bool:
+        return self.done + self.before == 0
+
+
+# ---------------------------------------------------------------- inputs and the output folder
+
+
+def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[List[Tuple[str, str]], Dict[str, str]]:
+    """([(path, key)], {key: reason skipped}): files as given (key = file name), folders walked
+    recursively (key = path relative to the folder; ``exclude``, the output folder, is not
+    entered), globs expanded. Non-image files in folders, missing files and globs that match
+    nothing are returned as skipped, with the reason."""
+    items, skipped = [], {}
+    excluded = os.path.realpath(exclude) if exclude else None
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                if excluded:
+                    dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(root, d)) != excluded]
+                dirs.sort()
+                for f in sorted(files):
+                    path = os.path.join(root, f)
+                    key = os.path.relpath(path, item)
+                    if f.lower().endswith(IMAGE_EXTS):
+                        items.append((path, key))
+                    else:
+                        ext = os.path.splitext(f)[1].lower() or "no extension"
+                        skipped[key] = f"not an image file name ({ext}); read are {' '.join(IMAGE_EXTS)}"
+        elif any(c in item for c in "*?["):
+            files = [m for m in sorted(glob.glob(item, recursive=True)) if os.path.isfile(m)]
+            if not files:
+                skipped[item] = "no file matches this pattern"
+            items += [(m, os.path.basename(m)) for m in files]
+        elif not os.path.exists(item):
+            skipped[os.path.basename(item) or item] = f"image not found: {item}"
+        else:
+            items.append((item, os.path.basename(item)))
+    keys = [k for _, k in items]
+    if len(set(keys)) != len(keys):  # same base name from two places: fall back to full paths
+        items = [(p, p) for p, _ in items]
+    for key, reason in skipped.items():
+        logger.warning("skipping %s: %s", key, reason)
+    return sorted(items, key=lambda pk: pk[1]), skipped
 
 
 def expand_inputs(inputs: List[str]) -> List[Tuple[str, str]]:
-    """[(path, key)]: files as given (key = file name), folders walked recursively (key = path
-    relative to the folder; non-image files skipped with a warning), globs expanded."""
-    out = []
-    for item in inputs:
-        if os.path.isdir(item):
-            for root, _, files in os.walk(item):
-                for f in sorted(files):
-                    path = os.path.join(root, f)
-                    if f.lower().endswith(IMAGE_EXTS):
-                        out.append((path, os.path.relpath(path, item)))
-                    else:
-                        logger.warning("skipping %s: not an image file name", path)
-        elif any(c in item for c in "*?["):
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                logger.warning("no file matches %s", item)
-            out += [(m, os.path.basename(m)) for m in matches if os.path.isfile(m)]
-        else:
-            out.append((item, os.path.basename(item)))  # a missing file is reported when read
-    keys = [k for _, k in out]
-    if len(set(keys)) != len(keys):  # same base name from two places: fall back to full paths
-        out = [(p, p) for p, _ in out]
-    return sorted(out, key=lambda pk: pk[1])
+    """[(path, key)] of ``collect_inputs``, the skipped ones only logged."""
+    return collect_inputs(inputs)[0]
+
+
+def check_output(out_dir: str, inputs: Iterable[str]):
+    """Refuse an output folder that is an input folder or holds an input (compared as realpaths)."""
+    out = os.path.realpath(out_dir)
+    for path in inputs:
+        real = os.path.realpath(path)
+        if real == out or real.startswith(out.rstrip(os.sep) + os.sep):
+            how = "is the input folder" if real == out else "holds the input"
+            raise RunError(
+                f"--output {out_dir} {how} {path} (realpaths {out} and {real}): "
+                "its pictures would be written over; choose another output folder"
+            )
+
+
+def existing_results(out_dir: str) -> List[str]:
+    return [f for f in RESULT_FILES if os.path.isfile(os.path.join(out_dir, f))]
+
+
+def prepare_output(out_dir: str, resume: bool = False, overwrite: bool = False):
+    """The rule for an output folder that holds an earlier run's results: refused unless ``resume``
+    or ``overwrite`` (which removes that run's result files and pictures, nothing else)."""
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite exclude each other")
+    found = existing_results(out_dir)
+    if not found or resume:
+        return
+    if not overwrite:
+        raise RunError(
+            f"{out_dir} holds the results of an earlier run ({', '.join(found)}): "
+            "add --resume to finish it, --overwrite to replace it, or choose another --output"
+        )
+    remove_previous_run(out_dir)
+
+
+def remove_previous_run(out_dir: str):
+    """Delete the result files and the pictures that the journal (or an older predictions.json) lists."""
+    pictures = {r["picture"] for r in read_journal(os.path.join(out_dir, JOURNAL)) if r.get("picture")}
+    try:
+        with open(os.path.join(out_dir, "predictions.json")) as f:
+            pictures |= {picture_path(k) for k in json.load(f)}  # written by runs without a journal
+    except (OSError, ValueError, TypeError):
+        pass
+    out = os.path.realpath(out_dir)
+    removed = 0
+    for rel in sorted(pictures):
+        path = os.path.join(out_dir, rel)
+        if os.path.isfile(path) and os.path.realpath(path).startswith(out + os.sep):
+            os.remove(path)
+            removed += 1
+    for f in existing_results(out_dir):
+        os.remove(os.path.join(out_dir, f))
+    logger.info("--overwrite: removed the earlier run's result files and %d pictures from %s", removed, out_dir)
+
+
+def picture_path(key: str) -> str:
+    """Where the picture of input ``key`` goes, relative to the output folder (never outside it)."""
+    parts = [p for p in os.path.normpath(str(key)).split(os.sep) if p not in ("", ".", "..")]
+    rel = os.path.join(*parts) if parts else "image"
+    return rel if rel.lower().endswith((".jpg", ".jpeg", ".png")) else rel + ".jpg"
+
+
+# ---------------------------------------------------------------- the journal and the writer
+
+
+def read_journal(path: str) -> List[dict]:
+    """The records of a journal; a line cut short by a crash is ignored."""
+    records = []
+    if not os.path.isfile(path):
+        return records
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("%s line %d is incomplete (an interrupted write): ignored", path, i)
+    return records
+
+
+def replay(records: Iterable[dict]) -> Tuple[Dict[str, list], Dict[str, str]]:
+    """({key: faces}, {key: reason}) from journal records; a later record of a key wins."""
+    results, skipped = {}, {}
+    for r in records:
+        key = str(r.get("key"))
+        if "faces" in r:
+            results[key] = r["faces"]
+            skipped.pop(key, None)
+        elif "skipped" in r:
+            skipped[key] = r["skipped"]
+    return results, skipped
+
+
+def load_predictions(path: str) -> Dict[str, list]:
+    """{key: faces} from a predictions.json, a predictions.jsonl journal or a folder holding either
+    (the journal first: it holds everything an interrupted run finished)."""
+    if os.path.isdir(path):
+        for name in (JOURNAL, "predictions.json"):
+            if os.path.isfile(os.path.join(path, name)):
+                return load_predictions(os.path.join(path, name))
+        raise FileNotFoundError(f"no {JOURNAL} or predictions.json in {path}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"predictions not found: {path}")
+    if path.endswith(".jsonl"):
+        return replay(read_journal(path))[0]
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected {{key: [faces]}}, got a {type(data).__name__}")
+    return data
+
+
+def _csv_rows(key: str, faces: List[dict]):
+    return [[key, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"]] for i, f in enumerate(faces)]
+
+
+def _truncate_partial_line(path: str):
+    """Cut a last line that a crash left without its newline, so that appending starts a new line."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 class PredictionWriter:
-    """Writes ``predictions.json`` ({key: [faces]}), ``predictions.csv`` (one row per face) and
-    ``skipped.json`` under ``out_dir``. CSV rows are flushed as they come and the JSON is rewritten
-    atomically every ``flush_every`` entries and on close, so an interrupted batch keeps its results."""
+    """The journal, ``predictions.csv``, ``predictions.json`` and ``skipped.json`` under ``out_dir``
+    (see the module docstring). With ``resume`` the journal and CSV are continued and the JSON
+    rebuilt from the journal; ``done`` holds the keys finished before."""
 
-    def __init__(self, out_dir: str, flush_every: int = 20):
+    def __init__(self, out_dir: str, resume: bool = False, frame: str = FRAME_IMAGE, save_every_s: float = 30.0):
         os.makedirs(out_dir, exist_ok=True)
-        self.out_dir = out_dir
-        self.results = {}
-        self.skipped = {}
-        self.flush_every = flush_every
-        self._csv_file = open(os.path.join(out_dir, "predictions.csv"), "w", newline="")
+        self.out_dir, self.frame, self.save_every_s = out_dir, frame, save_every_s
+        journal = os.path.join(out_dir, JOURNAL)
+        records = read_journal(journal) if resume else []
+        legacy = os.path.join(out_dir, "predictions.json")
+        if resume and not records and os.path.isfile(legacy):  # a run from before the journal existed
+            records = [{"key": k, "faces": v} for k, v in load_predictions(legacy).items()]
+            write_text_atomic(journal, "".join(json.dumps(r) + "\n" for r in records))
+        self.results, self.skipped = replay(records)
+        self.done = set(self.results)
+        if resume:
+            _truncate_partial_line(journal)
+            self._reconcile_csv()
+        self._journal = open(journal, "a" if resume else "w")
+        csv_path = os.path.join(out_dir, "predictions.csv")
+        new_csv = not resume or not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0
+        self._csv_file = open(csv_path, "a" if resume else "w", newline="")
         self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(CSV_FIELDS)
+        if new_csv:
+            self._csv.writerow(CSV_FIELDS)
+            self._csv_file.flush()
+        self.save()
 
-    def add(self, key: str, faces: List[dict]):
-        self.results[str(key)] = faces
-        for i, f in enumerate(faces):
-            self._csv.writerow([key, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"]])
+    def _reconcile_csv(self):
+        """Make the CSV hold each finished key's rows exactly once: the journal line of an image is
+        written before its CSV rows, so a kill between the two leaves rows to append; anything else
+        that does not match (a row cut short) has the CSV rebuilt from the journal."""
+        path = os.path.join(self.out_dir, "predictions.csv")
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            rows = [r for k, faces in self.results.items() for r in _csv_rows(k, faces)]
+            return self._write_csv(path, rows)
+        with open(path, newline="") as f:
+            text = f.read()
+        lines = list(csv.reader(io.StringIO(text)))
+        counts = Counter(row[0] for row in lines[1:] if row)
+        consistent = (
+            lines[:1] == [CSV_FIELDS]
+            and text.endswith("\n")
+            and all(k in self.results and n == len(self.results[k]) for k, n in counts.items())
+        )
+        if consistent:
+            missing = [r for k, faces in self.results.items() if k not in counts for r in _csv_rows(k, faces)]
+            if missing:
+                with open(path, "a", newline="") as f:
+                    csv.writer(f).writerows(missing)
+        else:
+            logger.warning("%s does not match %s (an interrupted write): rebuilt from the journal", path, JOURNAL)
+            self._write_csv(path, [r for k, faces in self.results.items() for r in _csv_rows(k, faces)])
+
+    @staticmethod
+    def _write_csv(path, rows):
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(CSV_FIELDS)
+        w.writerows(rows)
+        write_text_atomic(path, buf.getvalue())
+
+    def _journal_write(self, record: dict):
+        self._journal.write(json.dumps(record) + "\n")
+        self._journal.flush()
+
+    def add(self, key: str, faces: List[dict], width: int, height: int, picture: Optional[str] = None):
+        key = str(key)
+        record = {"key": key, "width": int(width), "height": int(height), "frame": self.frame, "faces": faces}
+        if picture:
+            record["picture"] = picture
+        self._journal_write(record)  # first: a kill before the CSV rows leaves rows to append on --resume
+        self._csv.writerows(_csv_rows(key, faces))
         self._csv_file.flush()
-        if len(self.results) % self.flush_every == 0:
-            self.flush()
+        self.results[key] = faces
+        self.skipped.pop(key, None)
+        if time.monotonic() - self._saved >= self.save_every_s:
+            self.save()
 
-    def skip(self, key: str, reason: str):
+    def skip(self, key: str, reason: str, **extra):
+        key = str(key)
         logger.warning("skipped %s: %s", key, reason)
-        self.skipped[str(key)] = reason
+        if self.skipped.get(key) == reason:  # already recorded by the run this one resumes
+            return
+        self._journal_write({"key": key, "skipped": reason, **extra})
+        self.skipped[key] = reason
 
-    def flush(self):
+    def save(self):
         write_json_atomic(os.path.join(self.out_dir, "predictions.json"), self.results, indent=1)
         write_json_atomic(os.path.join(self.out_dir, "skipped.json"), self.skipped, indent=1)
+        self._saved = time.monotonic()
 
     def close(self):
-        self.flush()
+        self.save()
         self._csv_file.close()
+        self._journal.close()
 
     def __enter__(self):
         return self
@@ -87,81 +360,18 @@ class PredictionWriter:
         return False
 
 
-def draw_predictions(img_bgr, faces):
-    """The picture with each face drawn and labelled with its age and gender."""
-    boxes = [f["box"] for f in faces]
-    out = draw_faces(img_bgr[:, :, ::-1], boxes, [f["age"] for f in faces], [f["p_female"] if f["p_female"] is not None else float("nan") for f in faces])
-    return out[:, :, ::-1]
-
-
-def run_images(predictor, items, out_dir, fmt):
-    with PredictionWriter(out_dir) if out_dir else _NoWriter() as writer:
-        for path, key in tqdm(items, desc="images", disable=len(items) < 2):
-            try:
-                img = read_image_file(path, fmt)
-            except (FileNotFoundError, ValueError) as e:
-                writer.skip(key, str(e))
-                continue
-            faces = instances_to_faces(predictor(img))
-            writer.add(key, faces)
-            bgr = img if fmt == "BGR" else img[:, :, ::-1]
-            vis = draw_predictions(bgr, faces)
-            if out_dir:
-                dst = os.path.join(out_dir, key)
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                if not cv2.imwrite(dst if dst.lower().endswith((".jpg", ".jpeg", ".png")) else dst + ".jpg", vis):
-                    writer.skip(key, "could not write the picture with the faces drawn")
-            else:
-                logger.info("%s: %d faces %s", key, len(faces), [(f["age"], f["gender"]) for f in faces])
-
-
-def run_video(predictor, source, out_dir, fmt, max_bad_frames=25):
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise SystemExit(f"cannot open video {source!r}")
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    out_video = None
-    bad, frame_idx = 0, -1
-    with PredictionWriter(out_dir) if out_dir else _NoWriter() as writer:
-        bar = tqdm(total=total, desc="frames")
-        try:
-            while True:
-                ok, frame = cap.read()
-                frame_idx += 1
-                if not ok:
-                    if total is not None and frame_idx < total and bad < max_bad_frames:
-                        bad += 1
-                        writer.skip(str(frame_idx), "unreadable frame")
-                        bar.update(1)
-                        continue
-                    break
-                img = frame if fmt == "BGR" else frame[:, :, ::-1]
-                faces = instances_to_faces(predictor(img))
-                writer.add(str(frame_idx), faces)
-                vis = draw_predictions(frame, faces)
-                if out_dir:
-                    if out_video is None:
-                        name = os.path.splitext(os.path.basename(str(source)))[0] + "_foss.mp4"
-                        out_video = cv2.VideoWriter(os.path.join(out_dir, name), cv2.VideoWriter_fourcc(*"mp4v"), fps, vis.shape[1::-1])
-                    out_video.write(vis)
-                elif source == 0:
-                    cv2.imshow("FOSS-D2", vis)
-                    if cv2.waitKey(1) == 27:
-                        break
-                bar.update(1)
-        finally:
-            bar.close()
-            cap.release()
-            if out_video is not None:
-                out_video.release()
-
-
 class _NoWriter:
-    def add(self, key, faces):
-        pass
+    """No output folder: results are logged."""
 
-    def skip(self, key, reason):
+    def __init__(self):
+        self.results, self.skipped, self.done = {}, {}, set()
+
+    def add(self, key, faces, width=None, height=None, picture=None):
+        self.results[str(key)] = faces
+        logger.info("%s: %d faces %s", key, len(faces), [(f["age"], f["gender"]) for f in faces])
+
+    def skip(self, key, reason, **extra):
+        self.skipped[str(key)] = reason
         logger.warning("skipped %s: %s", key, reason)
 
     def __enter__(self):
@@ -169,3 +379,382 @@ class _NoWriter:
 
     def __exit__(self, *exc):
         return False
+
+
+# ---------------------------------------------------------------- threads and signals
+
+
+class _Prefetcher:
+    """Runs the generator ``produce`` in a thread, at most ``depth`` items ahead, in its order
+    (``depth`` 0: in the caller's thread). Its exceptions reach the consumer."""
+
+    _END = object()
+
+    def __init__(self, produce, depth: int):
+        self.produce, self.depth = produce, depth
+        self._stop = threading.Event()
+        if depth > 0:
+            self._q = queue.Queue(maxsize=depth)
+            self._thread = threading.Thread(target=self._run, name="foss-d2-reader", daemon=True)
+            self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _run(self):
+        try:
+            for item in self.produce():
+                if not self._put(item):
+                    return
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(("__error__", e))
+        self._put(self._END)
+
+    def __iter__(self):
+        if self.depth <= 0:
+            yield from self.produce()
+            return
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            if isinstance(item, tuple) and len(item) == 2 and item[0] == "__error__":
+                raise item[1]
+            yield item
+
+    def close(self):
+        self._stop.set()
+        if self.depth > 0:
+            self._thread.join(timeout=10)
+
+
+class _Drawer:
+    """Draws and writes pictures in a thread, in order; finished jobs come back from ``finished()``
+    as (payload, error message or None). ``submit`` waits when ``depth`` jobs are pending."""
+
+    def __init__(self, depth: int = 2):
+        self._in = queue.Queue(maxsize=depth)
+        self._out = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="foss-d2-drawer", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            job = self._in.get()
+            if job is None:
+                return
+            fn, payload = job
+            try:
+                fn()
+                self._out.put((payload, None))
+            except Exception as e:  # the results stand; the picture is reported missing
+                self._out.put((payload, f"could not write the picture with the faces drawn: {e}"))
+
+    def submit(self, fn, payload):
+        self._in.put((fn, payload))
+
+    def finished(self):
+        done = []
+        while True:
+            try:
+                done.append(self._out.get_nowait())
+            except queue.Empty:
+                return done
+
+    def close(self):
+        self._in.put(None)
+        self._thread.join()
+        return self.finished()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises Interrupted in the main thread (once; a second one during the cleanup is ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def draw_predictions(img_bgr, faces, max_side: Optional[int] = None):
+    """The picture with each face drawn and labelled with its age and gender, shrunk to
+    ``max_side`` on its longer side when larger."""
+    boxes = [f["box"] for f in faces]
+    out = draw_faces(
+        img_bgr[:, :, ::-1],
+        boxes,
+        [f["age"] for f in faces],
+        [f["p_female"] if f["p_female"] is not None else float("nan") for f in faces],
+        max_side=max_side,
+    )
+    return out[:, :, ::-1]
+
+
+def _write_picture(dst: str, img_bgr, faces, max_side):
+    vis = draw_predictions(img_bgr, faces, max_side)
+    os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+    root, ext = os.path.splitext(dst)
+    tmp = f"{root}.part{ext}"  # a kill mid-write leaves no half picture under the real name
+    if not cv2.imwrite(tmp, vis):
+        raise OSError(f"cv2.imwrite failed for {dst}")
+    os.replace(tmp, dst)
+
+
+# ---------------------------------------------------------------- images and videos
+
+
+def _read_images(items, fmt, max_pixels):
+    for path, key in items:
+        try:
+            yield key, read_image_file(path, fmt, max_pixels=max_pixels), None
+        except (FileNotFoundError, ValueError) as e:
+            yield key, None, e
+        except Exception as e:  # noqa: BLE001  (one bad file must not end the batch)
+            yield key, None, ValueError(f"cannot read image {path}: {type(e).__name__}: {e}")
+
+
+def _record(writer, finished):
+    for (key, faces, w, h, picture), error in finished:
+        writer.add(key, faces, w, h, None if error else picture)
+        if error:
+            writer.skip(key, error)
+
+
+def run_images(
+    predictor,
+    items: List[Tuple[str, str]],
+    out_dir: Optional[str],
+    fmt: str,
+    *,
+    skipped: Optional[Dict[str, str]] = None,
+    draw: bool = True,
+    draw_max_side: int = DEFAULT_DRAW_MAX_SIDE,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    resume: bool = False,
+    overwrite: bool = False,
+    prefetch: int = 2,
+) -> RunSummary:
+    """Run ``predictor`` on each (path, key) of ``items`` (see the module docstring for what is
+    written); ``skipped``: inputs already found unusable, recorded as such."""
+    if out_dir:
+        check_output(out_dir, [p for p, _ in items])
+        prepare_output(out_dir, resume, overwrite)
+    inputs = {os.path.realpath(p) for p, _ in items}
+    with _sigterm_raises(), PredictionWriter(out_dir, resume=resume) if out_dir else _NoWriter() as writer:
+        for key, reason in (skipped or {}).items():
+            writer.skip(key, reason)
+        todo = [(p, k) for p, k in items if k not in writer.done]
+        if len(todo) < len(items):
+            logger.info("--resume: %d of %d images done before, %d to go", len(items) - len(todo), len(items), len(todo))
+        before, n_skipped = len(items) - len(todo), len(writer.skipped)
+        reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels), prefetch)
+        drawer = _Drawer() if out_dir and draw else None
+        done = 0
+        try:
+            for key, img, error in tqdm(reader, total=len(todo), desc="images", disable=len(todo) < 2):
+                if error is not None:
+                    extra = {"width": error.size[0], "height": error.size[1]} if isinstance(error, ImageTooLargeError) else {}
+                    writer.skip(key, str(error), **extra)
+                    continue
+                faces = instances_to_faces(predictor(img))
+                h, w = img.shape[:2]
+                done += 1
+                if drawer is None:
+                    writer.add(key, faces, w, h)
+                    continue
+                rel = picture_path(key)
+                dst = os.path.join(out_dir, rel)
+                if os.path.realpath(dst) in inputs:  # check_output makes this unreachable; never write over an input
+                    writer.add(key, faces, w, h)
+                    writer.skip(key, f"picture not drawn: {dst} is an input")
+                    continue
+                bgr = img if fmt == "BGR" else img[:, :, ::-1]
+                drawer.submit(functools.partial(_write_picture, dst, bgr, faces, draw_max_side), (key, faces, w, h, rel))
+                _record(writer, drawer.finished())
+        finally:
+            reader.close()
+            if drawer is not None:
+                _record(writer, drawer.close())
+        n_skipped = len(writer.skipped)
+    return RunSummary(inputs=len(items) + len(skipped or {}), done=done, before=before, skipped=n_skipped)
+
+
+def run_video(
+    predictor,
+    source,
+    out_dir: Optional[str],
+    fmt: str,
+    max_bad_frames: int = 25,
+    *,
+    draw: bool = True,
+    draw_max_side: int = DEFAULT_DRAW_MAX_SIDE,
+    resume: bool = False,
+    overwrite: bool = False,
+    prefetch: int = 2,
+) -> RunSummary:
+    """Run ``predictor`` on each frame of a video file or a camera (``source`` 0); with ``out_dir``
+    the annotated video is ``<name>_foss.mp4`` there. ``resume`` skips the model on the frames in
+    the journal but still draws them, so the annotated video is whole."""
+    live = not isinstance(source, str)
+    if out_dir:
+        check_output(out_dir, [source] if not live else [])
+        prepare_output(out_dir, resume, overwrite)
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise RunError(f"cannot open video {source!r}")
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    name = os.path.splitext(os.path.basename(str(source)))[0] + "_foss.mp4"
+    video = []
+
+    def frames():
+        idx, bad = -1, 0
+        while True:
+            ok, frame = cap.read()
+            idx += 1
+            if not ok:
+                if total is not None and idx < total and bad < max_bad_frames:
+                    bad += 1
+                    yield idx, None
+                    continue
+                return
+            yield idx, frame
+
+    def write_frame(frame, faces):
+        vis = draw_predictions(frame, faces, draw_max_side)
+        if not video:
+            video.append(cv2.VideoWriter(os.path.join(out_dir, name), cv2.VideoWriter_fourcc(*"mp4v"), fps, vis.shape[1::-1]))
+        video[0].write(vis)
+
+    done = before = seen = 0
+    with _sigterm_raises(), PredictionWriter(out_dir, resume, FRAME_VIDEO) if out_dir else _NoWriter() as writer:
+        bar = tqdm(total=total, desc="frames")
+        reader = _Prefetcher(frames, 0 if live else prefetch)  # a camera's frames are read as they come
+        drawer = _Drawer() if out_dir and draw else None
+        try:
+            for idx, frame in reader:
+                key = str(idx)
+                seen += 1
+                bar.update(1)
+                if frame is None:
+                    if key not in writer.done:
+                        writer.skip(key, "unreadable frame")
+                    continue
+                h, w = frame.shape[:2]
+                if key in writer.done:
+                    faces, payload = writer.results[key], None
+                    before += 1
+                else:
+                    faces = instances_to_faces(predictor(frame if fmt == "BGR" else frame[:, :, ::-1]))
+                    payload = (key, faces, w, h, name)
+                    done += 1
+                if drawer is not None:
+                    drawer.submit(functools.partial(write_frame, frame, faces), payload)
+                    _record(writer, [(p, e) for p, e in drawer.finished() if p is not None])
+                    continue
+                if payload is not None:
+                    writer.add(key, faces, w, h)
+                if live and not out_dir:
+                    cv2.imshow("FOSS-D2", draw_predictions(frame, faces, draw_max_side))
+                    if cv2.waitKey(1) == 27:
+                        break
+        finally:
+            reader.close()
+            if drawer is not None:
+                _record(writer, [(p, e) for p, e in drawer.close() if p is not None])
+            bar.close()
+            cap.release()
+            if video:
+                video[0].release()
+        n_skipped = len(writer.skipped)
+    return RunSummary(inputs=seen, done=done, before=before, skipped=n_skipped)
+
+
+# ---------------------------------------------------------------- the commands' shared options
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0: no limit)."""
+    try:
+        v = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return v
+
+
+def add_run_arguments(p: argparse.ArgumentParser):
+    """The options of every command that runs the model over inputs (demo, survey)."""
+    p.add_argument("--confidence-threshold", type=probability, default=None, help="face score threshold, in [0, 1]")
+    p.add_argument(
+        "--max-pixels",
+        type=non_negative_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"pictures over this many pixels go to skipped.json, undecoded (default {DEFAULT_MAX_PIXELS:.0e}; 0: none)",
+    )
+    p.add_argument(
+        "--draw-max-side",
+        type=non_negative_int,
+        default=DEFAULT_DRAW_MAX_SIDE,
+        help=f"the pictures with the faces drawn are shrunk to this longer side (default {DEFAULT_DRAW_MAX_SIDE}; "
+        "0: full size); the JSON/CSV boxes stay in original pixels",
+    )
+    p.add_argument("--no-draw", action="store_true", help="JSON/CSV only: no pictures drawn or written")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run in --output: skip the inputs in its predictions.jsonl, append to its CSV",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results in --output (its result files and the pictures it drew; nothing else)",
+    )
+
+
+def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
+    """``get_foss_cfg`` from --config-file, the KEY VALUE overrides and --confidence-threshold; a
+    missing file, an unknown key or a wrong value is a one-line ``parser.error`` (exit 2)."""
+    from ..config import get_foss_cfg
+
+    opts = list(args.opts or [])
+    flag = next((o for o in opts if o.startswith("--")), None)
+    if flag is not None:
+        parser.error(f"{flag} comes after the KEY VALUE overrides ({' '.join(opts)}): put the options first")
+    try:
+        return get_foss_cfg(
+            args.config_file, opts=opts, confidence_threshold=getattr(args, "confidence_threshold", None), **kwargs
+        )
+    except (FileNotFoundError, KeyError, ValueError, AssertionError, TypeError) as e:
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        parser.error(f"bad configuration: {' '.join(msg.split())}")

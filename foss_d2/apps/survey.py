@@ -11,6 +11,7 @@ counts, a histogram and CSV/JSON:
 
 (``python tools/survey.py`` takes the same arguments.)
 """
+
 import csv
 import json
 import os
@@ -19,7 +20,6 @@ from typing import Dict, Iterable, List, Sequence
 
 import cv2
 import numpy as np
-
 from detectron2.utils.logger import setup_logger
 
 from ..engine import FOSSPredictor, get_foss_cfg
@@ -118,7 +118,9 @@ def get_parser(prog=None):
     p.add_argument("--predictions", help="predictions.json written by foss-d2 demo")
     p.add_argument("--fps", type=float, default=None, help="frame rate of the video behind --predictions")
     p.add_argument("--output", default="output/survey")
-    p.add_argument("--groups", default=",".join(map(str, PAPER_GROUP_LOWER)), help="lower bounds of the age groups, in years")
+    p.add_argument(
+        "--groups", default=",".join(map(str, PAPER_GROUP_LOWER)), help="lower bounds of the age groups, in years"
+    )
     p.add_argument("--bucket-seconds", type=float, default=10.0, help="video: width of each time window")
     p.add_argument("--confidence-threshold", type=float, default=None)
     return p
@@ -153,7 +155,10 @@ def main(argv=None, prog=None):
     counts = count_faces((face for faces in results.values() for face in faces), lower)
     timeline = counts_over_time(results, fps, args.bucket_seconds, lower) if fps else None
     total = save_survey(counts, args.output, timeline=timeline)
-    print(f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> {args.output}/survey.png, survey.csv, survey.json")
+    print(
+        f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> "
+        f"{args.output}/survey.png, survey.csv, survey.json"
+    )
 
 
 if __name__ == "__main__":

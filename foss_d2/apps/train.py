@@ -6,6 +6,7 @@
 Without --config-file, the shipped model's config and weights (``--eval-only`` evaluates it).
 (``python tools/train_net.py`` takes the same arguments: detectron2's ``default_argument_parser``.)
 """
+
 import os
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -16,6 +17,7 @@ from detectron2.utils import comm
 from ..config import get_foss_cfg
 from ..data import FOSSDatasetMapper, build_foss_train_loader
 from ..data.datasets import register_all_foss
+from ..engine.hooks import DivergenceGuard
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
@@ -40,6 +42,10 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_foss_evaluator(cfg, dataset_name, output_folder)
+
+    def build_hooks(self):
+        # First, so that a diverged step raises before the periodic checkpointer saves it.
+        return [DivergenceGuard(self.cfg.SOLVER.DIVERGENCE_LOSS_FACTOR)] + super().build_hooks()
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -82,7 +88,14 @@ def get_parser(prog=None):
 def main(argv=None, prog=None):
     args = parse_foss_args(get_parser(prog), argv)
     print("Command Line Args:", args)
-    launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    launch(
+        run,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
 
 
 if __name__ == "__main__":

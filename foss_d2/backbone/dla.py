@@ -11,15 +11,15 @@ then one more IDA-up over the stride 4/8/16 outputs. Two stride-4 features are e
 Deformable convolutions (CenterNet's "DLA-34 DCN") are optional through torchvision's
 ``deform_conv2d``; plain 3x3 convs are the default so that training on CPU stays fast.
 """
+
 import math
 
 import timm
 import torch
-from torch import nn
-from torchvision.ops import deform_conv2d
-
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from torch import nn
+from torchvision.ops import deform_conv2d
 
 
 class ModulatedDeformConv(nn.Module):
@@ -116,7 +116,11 @@ class DLASeg(Backbone):
     """DLA trunk + DLA-up + IDA-up; outputs ``dla_up`` and ``dla_out`` at stride 4."""
 
     def __init__(
-        self, arch: str = "dla34", out_channels: int = 64, norm: str = "BN", dcn: bool = False,
+        self,
+        arch: str = "dla34",
+        out_channels: int = 64,
+        norm: str = "BN",
+        dcn: bool = False,
         freeze_age_feature: bool = False,
     ):
         super().__init__()

@@ -5,6 +5,7 @@ the dataset's box; images with no face or with several faces are dropped (they w
 age network wrong pairs). Test images are all kept; the largest detected face becomes the target.
 Progress is appended to a JSON-lines file as it goes, so an interrupted run resumes where it stopped.
 """
+
 import json
 import logging
 import os
@@ -12,9 +13,8 @@ from collections import Counter
 from typing import Callable, Iterable, List, Tuple
 
 import numpy as np
-from tqdm import tqdm
-
 from detectron2.structures import BoxMode
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The paper's default augmentations (section 4.2): random flip, scaling, crop, rotation, colour
 jitter and blur, as detectron2 ``Augmentation``s so that boxes follow every geometric change."""
+
 import cv2
 import numpy as np
-
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import PadTransform
 
@@ -59,11 +59,12 @@ class RandomZoomOut(T.Augmentation):
         y0 = int(np.random.randint(0, h - nh + 1))
         # PIL's resize filters over the whole footprint, so the small copy is anti-aliased the way
         # a camera's downscaled photo is.
-        return T.TransformList([
-            T.ResizeTransform(h, w, nh, nw),
-            PadTransform(x0, y0, w - nw - x0, h - nh - y0, orig_w=nw, orig_h=nh,
-                         pad_value=float(image.mean())),
-        ])
+        return T.TransformList(
+            [
+                T.ResizeTransform(h, w, nh, nw),
+                PadTransform(x0, y0, w - nw - x0, h - nh - y0, orig_w=nw, orig_h=nh, pad_value=float(image.mean())),
+            ]
+        )
 
 
 def build_foss_augmentations(cfg, is_train: bool):

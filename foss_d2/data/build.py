@@ -1,4 +1,5 @@
 """Training loader over several datasets with size-weighted sampling and tiling (paper 3.3, 4.2)."""
+
 import logging
 
 from detectron2.data import DatasetCatalog, build_detection_train_loader

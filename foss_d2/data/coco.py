@@ -4,13 +4,13 @@
 such a file through detectron2's ``load_coco_json`` keeping the extra keys, so that users of
 ``register_coco_instances`` get ages and genders too.
 """
-from typing import Iterable, List
 
-from PIL import Image
+from typing import Iterable, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
+from PIL import Image
 
 from ..utils.json_io import write_json_atomic
 from .utils import absolute_annotations
@@ -61,4 +61,6 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
 
 def register_foss_coco(name: str, json_file: str, image_root: str = "", evaluator_type: str = "age_single"):
     DatasetCatalog.register(name, lambda: load_foss_coco(json_file, image_root, name))
-    MetadataCatalog.get(name).set(thing_classes=["face"], json_file=json_file, image_root=image_root, evaluator_type=evaluator_type)
+    MetadataCatalog.get(name).set(
+        thing_classes=["face"], json_file=json_file, image_root=image_root, evaluator_type=evaluator_type
+    )

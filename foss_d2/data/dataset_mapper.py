@@ -4,13 +4,13 @@ The detector input (the 480x480 resize) is made inside the model, so this mapper
 image only, at full resolution (bounded by INPUT.MAX_SIDE), and ``instances`` whose ``gt_ages`` /
 ``gt_genders`` (-1 = unknown) stay aligned with ``gt_boxes`` through every transform.
 """
+
 import copy
 import logging
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
@@ -101,11 +101,7 @@ class FOSSDatasetMapper:
         d["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if annos is not None and self.is_train:
             hw = image.shape[:2]
-            annos = [
-                utils.transform_instance_annotations(a, transforms, hw)
-                for a in annos
-                if a.get("iscrowd", 0) == 0
-            ]
+            annos = [utils.transform_instance_annotations(a, transforms, hw) for a in annos if a.get("iscrowd", 0) == 0]
             d["instances"] = utils.filter_empty_instances(annotations_to_face_instances(annos, hw))
         elif annos is not None:
             d["annotations"] = annos  # evaluators read them from the dataset, kept for visualisation

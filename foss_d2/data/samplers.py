@@ -3,13 +3,13 @@
 "One epoch corresponds to the number of images in the biggest dataset, and images are chosen
 randomly from each dataset with weighted probabilities based on the size of each dataset."
 """
+
 import itertools
 from typing import Optional, Sequence
 
 import torch
-from torch.utils.data.sampler import Sampler
-
 from detectron2.utils import comm
+from torch.utils.data.sampler import Sampler
 
 
 class DatasetWeightedTrainingSampler(Sampler):
@@ -20,7 +20,9 @@ class DatasetWeightedTrainingSampler(Sampler):
     a disjoint slice of one seeded stream, so multi-GPU runs do not repeat each other.
     """
 
-    def __init__(self, dataset_sizes: Sequence[int], weights: Optional[Sequence[float]] = None, seed: Optional[int] = None):
+    def __init__(
+        self, dataset_sizes: Sequence[int], weights: Optional[Sequence[float]] = None, seed: Optional[int] = None
+    ):
         sizes = [int(s) for s in dataset_sizes]
         if not sizes or any(s <= 0 for s in sizes):
             raise ValueError(f"every dataset must be non-empty, got sizes {sizes}")
@@ -31,7 +33,9 @@ class DatasetWeightedTrainingSampler(Sampler):
         w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
         self.dataset_probs = w / w.sum()
         # Per-image weight: p_d / |D_d|.
-        self._weights = torch.cat([torch.full((s,), float(p) / s, dtype=torch.float64) for s, p in zip(sizes, self.dataset_probs)])
+        self._weights = torch.cat(
+            [torch.full((s,), float(p) / s, dtype=torch.float64) for s, p in zip(sizes, self.dataset_probs)]
+        )
         self.epoch_length = max(sizes)
         self._seed = int(comm.shared_random_seed() if seed is None else seed)
         self._rank = comm.get_rank()

@@ -5,12 +5,12 @@ cell with its aspect ratio kept and centred. At most ``max_images`` distinct ima
 canvas ("for the sake of time efficiency"); the remaining cells repeat them. Every face box is
 mapped into canvas pixels and keeps its age and gender.
 """
+
 import math
 from typing import Callable, List, Optional, Sequence
 
 import cv2
 import numpy as np
-
 from detectron2.structures import BoxMode
 
 from .utils import absolute_annotations

@@ -1,4 +1,5 @@
 """Annotation helpers shared by the mapper and the tiling augmentation."""
+
 import zlib
 from typing import List
 
@@ -21,5 +22,5 @@ def absolute_annotations(annos: List[dict], height: int, width: int) -> List[dic
 
 
 def hash_split(key: str, test_fraction: float = 0.2) -> str:
-    """"train" or "test", fixed by a hash of ``key``: independent of listing order and machine."""
+    """ "train" or "test", fixed by a hash of ``key``: independent of listing order and machine."""
     return "test" if (zlib.crc32(key.encode()) % 1000) < test_fraction * 1000 else "train"

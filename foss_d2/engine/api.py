@@ -1,4 +1,5 @@
 """The plain Python API: ``FaceAgeEstimator()(image)`` -> list of faces, with the shipped model."""
+
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -37,8 +38,14 @@ class FaceAgeEstimator:
     [{"box": [x1, y1, x2, y2], "score": 0.93, "age": 31.2, "age_std": 6.1, "gender": "female", "p_female": 0.88}]
     """
 
-    def __init__(self, config_file: Optional[str] = None, weights: Optional[str] = None, device: Optional[str] = None,
-                 confidence_threshold: Optional[float] = None, opts: Sequence[str] = ()):
+    def __init__(
+        self,
+        config_file: Optional[str] = None,
+        weights: Optional[str] = None,
+        device: Optional[str] = None,
+        confidence_threshold: Optional[float] = None,
+        opts: Sequence[str] = (),
+    ):
         # device None: add_foss_config's default, CUDA when available. opts: config KEY VALUE pairs.
         self.cfg = get_foss_cfg(config_file, weights, opts, device=device, confidence_threshold=confidence_threshold)
         self.predictor = FOSSPredictor(self.cfg)
@@ -46,8 +53,8 @@ class FaceAgeEstimator:
     def to_array(self, image, channel_order: str = "BGR") -> np.ndarray:
         """Any accepted input as an HxWx3 uint8 array in the model's channel order."""
         fmt = self.cfg.INPUT.FORMAT
-        if isinstance(image, Image.Image):
-            image, channel_order = np.asarray(image.convert("RGB")), "RGB"
+        if isinstance(image, Image.Image):  # the same decoding as a file: EXIF orientation, 16-bit
+            return load_image(image, fmt)
         if isinstance(image, np.ndarray):
             if channel_order not in ("BGR", "RGB"):
                 raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")

@@ -10,6 +10,7 @@
 * Faces that are not detected are counted (``detection_rate``) and, in the ``*_strict`` figures,
   scored as wrong.
 """
+
 import json
 import logging
 import os
@@ -18,7 +19,6 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
@@ -37,7 +37,9 @@ def band_name(low: int, high: int) -> str:
     return f"{low}+" if high >= 200 else f"{low}-{high}"
 
 
-def match_faces(pred_boxes: torch.Tensor, scores: torch.Tensor, gt_boxes: torch.Tensor, iou_thresh: float = 0.5) -> List[int]:
+def match_faces(
+    pred_boxes: torch.Tensor, scores: torch.Tensor, gt_boxes: torch.Tensor, iou_thresh: float = 0.5
+) -> List[int]:
     """For each GT face, the index of its matched prediction or -1 (greedy, highest score first)."""
     match = [-1] * len(gt_boxes)
     if len(pred_boxes) == 0 or len(gt_boxes) == 0:
@@ -60,7 +62,13 @@ def age_to_group(age: float, lower_bounds: Sequence[float]) -> int:
 
 
 class FaceAgeEvaluator(DatasetEvaluator):
-    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, iou_thresh: float = 0.5, single_face: Optional[bool] = None):
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        iou_thresh: float = 0.5,
+        single_face: Optional[bool] = None,
+    ):
         self.dataset_name = dataset_name
         meta = MetadataCatalog.get(dataset_name)
         self.single_face = meta.get("evaluator_type", "") == "age_single" if single_face is None else single_face
@@ -76,7 +84,9 @@ class FaceAgeEvaluator(DatasetEvaluator):
             # Relative boxes of an image of unknown size stay unresolved: only the single-face
             # protocol, which does not match boxes, can evaluate such datasets.
             boxes = [
-                BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) if a["bbox_mode"] in _ABS_MODES else [0.0] * 4
+                BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+                if a["bbox_mode"] in _ABS_MODES
+                else [0.0] * 4
                 for a in annos
             ]
             self._gt[d["image_id"]] = (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), annos)
@@ -103,7 +113,11 @@ class FaceAgeEvaluator(DatasetEvaluator):
                     "detected": m >= 0,
                 }
                 if m >= 0:
-                    row.update(pred_age=float(inst.pred_ages[m]), p_female=float(inst.pred_female_probs[m]), score=float(scores[m]))
+                    row.update(
+                        pred_age=float(inst.pred_ages[m]),
+                        p_female=float(inst.pred_female_probs[m]),
+                        score=float(scores[m]),
+                    )
                     if self.single_face and len(gt_boxes) and float(gt_boxes[0].abs().sum()) > 0:
                         row["target_iou"] = float(pairwise_iou(Boxes(boxes[m : m + 1]), Boxes(gt_boxes[:1]))[0, 0])
                 self._rows.append(row)
@@ -118,7 +132,11 @@ class FaceAgeEvaluator(DatasetEvaluator):
             with open(os.path.join(self.output_dir, "face_predictions.json"), "w") as f:
                 json.dump(rows, f)
             if self.group_lower and res.get("confusion") is not None:
-                save_confusion_png(np.array(res["confusion"]), self.group_names, os.path.join(self.output_dir, "age_group_confusion.png"))
+                save_confusion_png(
+                    np.array(res["confusion"]),
+                    self.group_names,
+                    os.path.join(self.output_dir, "age_group_confusion.png"),
+                )
         logger.info("Age/gender evaluation on %s:\n%s", self.dataset_name, format_table(res, self.group_names))
         flat = {k: v for k, v in res.items() if isinstance(v, (int, float))}
         flat.update({f"MAE_{b}": t["MAE"] for b, t in res.get("per_band", {}).items()})
@@ -184,7 +202,9 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
                 "detected": len(det),
                 "age": 100.0 * float(np.mean([e for e, _, _ in det])) if det else float("nan"),
                 "1-off": 100.0 * float(np.mean([o for _, o, _ in det])) if det else float("nan"),
-                "gender": 100.0 * float(np.mean([(r["p_female"] > 0.5) == (r["gender"] == 1) for r in gen])) if gen else float("nan"),
+                "gender": 100.0 * float(np.mean([(r["p_female"] > 0.5) == (r["gender"] == 1) for r in gen]))
+                if gen
+                else float("nan"),
             }
         res["per_group"] = table
     return res
@@ -203,29 +223,54 @@ def age_band_table(aged: List[dict]) -> dict:
             "faces": len(rows),
             "detected": len(det),
             "MAE": float(np.mean([abs(r["pred_age"] - r["age"]) for r in det])) if det else float("nan"),
-            "gender": 100.0 * float(np.mean([(r["p_female"] > 0.5) == (r["gender"] == 1) for r in gen])) if gen else float("nan"),
+            "gender": 100.0 * float(np.mean([(r["p_female"] > 0.5) == (r["gender"] == 1) for r in gen]))
+            if gen
+            else float("nan"),
         }
     return table
 
 
 def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
     """Markdown: the headline figures, then the per-group table (paper Table 2) when groups exist."""
-    keys = [k for k in ("num_faces", "detection_rate", "target_on_face", "MAE", "MAE_21_60", "CS@5", "gender_acc", "gender_acc_strict",
-                        "group_acc", "group_1off", "group_acc_strict", "group_1off_strict") if k in res]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
-             "| " + " | ".join(f"{res[k]:.2f}" if isinstance(res[k], float) else str(res[k]) for k in keys) + " |"]
+    keys = [
+        k
+        for k in (
+            "num_faces",
+            "detection_rate",
+            "target_on_face",
+            "MAE",
+            "MAE_21_60",
+            "CS@5",
+            "gender_acc",
+            "gender_acc_strict",
+            "group_acc",
+            "group_1off",
+            "group_acc_strict",
+            "group_1off_strict",
+        )
+        if k in res
+    ]
+    lines = [
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+        "| " + " | ".join(f"{res[k]:.2f}" if isinstance(res[k], float) else str(res[k]) for k in keys) + " |",
+    ]
     if "per_group" in res:
         names = [group_names[g] if g < len(group_names) else str(g) for g in res["per_group"]]
         lines += ["", "| group | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for field in ("faces", "detected", "age", "1-off", "gender"):
             vals = [res["per_group"][g][field] for g in res["per_group"]]
-            lines.append(f"| {field} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in vals) + " |")
+            lines.append(
+                f"| {field} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in vals) + " |"
+            )
     if res.get("per_band"):
         bands = list(res["per_band"])
         lines += ["", "| true age | " + " | ".join(bands) + " |", "|---|" + "---|" * len(bands)]
         for field in ("faces", "detected", "MAE", "gender"):
             vals = [res["per_band"][b][field] for b in bands]
-            lines.append(f"| {field} | " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in vals) + " |")
+            lines.append(
+                f"| {field} | " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in vals) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -240,7 +285,15 @@ def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(conf.shape[0]):
         for j in range(conf.shape[1]):
-            ax.text(j, i, str(conf[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(conf[i, j]),
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted group")
@@ -258,7 +311,13 @@ def build_foss_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = 
         evaluators.append(FaceAgeEvaluator(dataset_name, output_folder))
     if etype in ("age_group", "face_detection"):
         evaluators.append(
-            COCOEvaluator(dataset_name, tasks=("bbox",), output_dir=output_folder, use_fast_impl=False, max_dets_per_image=cfg.MODEL.FOSS.K_TEST)
+            COCOEvaluator(
+                dataset_name,
+                tasks=("bbox",),
+                output_dir=output_folder,
+                use_fast_impl=False,
+                max_dets_per_image=cfg.MODEL.FOSS.K_TEST,
+            )
         )
     if not evaluators:
         raise ValueError(f"nothing to evaluate on {dataset_name}: a detector-only model on a single-face dataset")

@@ -5,6 +5,7 @@ photos FOSS is for, faces are a fraction of it. ``evaluate_grid`` pastes the sam
 canvases of 1, 4 or 9 cells (as the tiling augmentation of paper 3.3 does at training time) and,
 in each cell, takes the highest-scoring detected face whose centre lies inside as the answer.
 """
+
 from typing import Callable, List
 
 import cv2
@@ -33,8 +34,12 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
         faces = estimate(grid_canvas([read(r["file_name"]) for r in group], grid, canvas))
         for i, r in enumerate(group):
             y, x = divmod(i, grid)
-            inside = [f for f in faces if x * cell <= (f["box"][0] + f["box"][2]) / 2 < (x + 1) * cell
-                      and y * cell <= (f["box"][1] + f["box"][3]) / 2 < (y + 1) * cell]
+            inside = [
+                f
+                for f in faces
+                if x * cell <= (f["box"][0] + f["box"][2]) / 2 < (x + 1) * cell
+                and y * cell <= (f["box"][1] + f["box"][3]) / 2 < (y + 1) * cell
+            ]
             if inside:
                 f = max(inside, key=lambda f: f["score"])
                 ann = r["annotations"][0]

@@ -1,4 +1,5 @@
 """The shipped model (docs/MODEL_ZOO.md): its inference config and weights travel with the package."""
+
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,6 +1,7 @@
 """FOSS's own registry of face detectors (as Panoptic-DeepLab adds its own heads' registries): a
 face detector is called with the detector input's size, the backbone features and K, and returns
 the K most probable faces, a contract that detectron2's proposal generators do not share."""
+
 from detectron2.utils.registry import Registry
 
 FACE_DETECTOR_REGISTRY = Registry("FACE_DETECTOR")

@@ -6,17 +6,17 @@ sub-pixel centre offsets. At inference, the K most probable peaks (3x3 max-pool 
 CenterNet's flip test (MODEL.CENTERNET.TEST_FLIP, not in the FOSS paper) composes ``head_outputs``,
 ``average_with_mirror`` and ``decode`` in meta_arch/test_time_augmentation.py.
 """
+
 import math
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
+from torch import nn
 
 from .build import FACE_DETECTOR_REGISTRY
 
@@ -30,14 +30,14 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     h, w, m = float(height), float(width), float(min_overlap)
     b1 = h + w
     c1 = w * h * (1 - m) / (1 + m)
-    r1 = (b1 + math.sqrt(b1 ** 2 - 4 * c1)) / 2
+    r1 = (b1 + math.sqrt(b1**2 - 4 * c1)) / 2
     b2 = 2 * (h + w)
     c2 = (1 - m) * w * h
-    r2 = (b2 + math.sqrt(b2 ** 2 - 16 * c2)) / 2
+    r2 = (b2 + math.sqrt(b2**2 - 16 * c2)) / 2
     a3 = 4 * m
     b3 = -2 * m * (h + w)
     c3 = (m - 1) * w * h
-    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
     return min(r1, r2, r3)
 
 
@@ -69,7 +69,7 @@ def focal_loss(pred: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: f
     pos = gt.eq(1).float()
     neg = 1.0 - pos
     pos_loss = torch.log(pred) * (1 - pred) ** alpha * pos
-    neg_loss = torch.log(1 - pred) * pred ** alpha * (1 - gt) ** beta * neg
+    neg_loss = torch.log(1 - pred) * pred**alpha * (1 - gt) ** beta * neg
     num_pos = pos.sum()
     if num_pos == 0:
         return -neg_loss.sum()
@@ -224,9 +224,7 @@ class CenterNet(nn.Module):
         inds, sizes, offs, batch_idx = [], [], [], []
         for i, inst in enumerate(gt_instances):
             boxes = inst.gt_boxes.tensor.detach().cpu().numpy() / self.stride
-            classes = (
-                inst.gt_classes.cpu().numpy() if inst.has("gt_classes") else np.zeros(len(boxes), np.int64)
-            )
+            classes = inst.gt_classes.cpu().numpy() if inst.has("gt_classes") else np.zeros(len(boxes), np.int64)
             for (x1, y1, x2, y2), cls in zip(boxes, classes):
                 x1, x2 = np.clip([x1, x2], 0, out_w - 1)
                 y1, y2 = np.clip([y1, y2], 0, out_h - 1)

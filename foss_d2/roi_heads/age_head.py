@@ -7,15 +7,15 @@
 
 Trained with the losses of section 3.2 (losses.py).
 """
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchvision.ops import roi_align
-
 from detectron2.config import configurable
 from detectron2.structures import Instances
+from torch import nn
+from torchvision.ops import roi_align
 
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, sanitize_boxes

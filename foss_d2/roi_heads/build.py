@@ -1,6 +1,7 @@
 """FOSS's own registry of age networks (as Panoptic-DeepLab adds its own heads' registries): an age
 head is called with the full-resolution images, the faces and the detector features, a contract
 that detectron2's ROI heads do not share."""
+
 from detectron2.utils.registry import Registry
 
 AGE_HEAD_REGISTRY = Registry("AGE_HEAD")

@@ -1,5 +1,6 @@
 """The facial cropping connection of FOSS (paper section 3.1): each face box, enlarged by the
 margins (20% top, 10% other sides), is cropped from the full-resolution image with ROIAlign."""
+
 import math
 from typing import Sequence, Tuple
 
@@ -55,4 +56,3 @@ def crop_faces(image: torch.Tensor, boxes: torch.Tensor, out_hw: Tuple[int, int]
     return roi_align(
         region[None], [shifted], output_size=tuple(out_hw), spatial_scale=1.0, sampling_ratio=ratio, aligned=True
     )
-

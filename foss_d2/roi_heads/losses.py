@@ -1,11 +1,11 @@
 """Age and gender losses of FOSS (paper section 3.2): λ_mean·L_mean + λ_var·L_var + λ_ce·L_ce for age
 (mean-variance loss, Pan et al. CVPR 2018) and λ_gen·BCE for gender, over predicted boxes whose best
 IoU with a ground-truth face exceeds th_iou and whose face has the label."""
+
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 

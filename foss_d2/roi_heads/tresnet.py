@@ -2,6 +2,7 @@
 section 3.1): the detector's feature, ROIAligned over the crop box, is concatenated to the output of
 the first block whose output has its size; that block is made narrower by the same number of
 channels (48), so the parameter count does not grow."""
+
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -15,9 +16,7 @@ def _narrow_block(block: nn.Module, reduction: int) -> nn.Module:
     expansion = type(block).expansion
     out_ch = block.conv1.conv.out_channels * expansion
     if reduction % expansion or reduction >= out_ch:
-        raise ValueError(
-            f"WIDTH_REDUCTION={reduction} must be a multiple of {expansion} and smaller than {out_ch}"
-        )
+        raise ValueError(f"WIDTH_REDUCTION={reduction} must be a multiple of {expansion} and smaller than {out_ch}")
     inplanes = block.conv1.conv.in_channels
     planes = (out_ch - reduction) // expansion
     stride = block.stride

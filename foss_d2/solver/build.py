@@ -1,9 +1,9 @@
 """Optimizer of the paper (section 4.2: Adam, lr 1e-4), with detectron2's SGD still available."""
-import torch
-from torch import nn
 
+import torch
 from detectron2.solver import build_optimizer as build_d2_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from torch import nn
 
 
 def build_foss_optimizer(cfg, model):

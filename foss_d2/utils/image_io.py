@@ -1,43 +1,95 @@
-"""Reading images robustly: EXIF orientation, alpha, grey, palette and 16-bit, with clear errors."""
+"""Reading images robustly: one path for files, PIL images and arrays.
+
+Files and PIL images get the same treatment: EXIF orientation applied (boxes are in the pixels of
+the picture as it is displayed), alpha dropped, grey and palette images expanded, 16-bit scaled to
+8 bits. Arrays are taken as they are (no EXIF to read), with the same channel, alpha and 16-bit
+handling. Errors are ValueError / FileNotFoundError naming the path; a picture over the pixel
+limit raises ImageTooLargeError before it is decoded.
+"""
+
 import os
-from typing import Union
+import threading
+from typing import Optional, Tuple, Union
 
 import numpy as np
+from PIL import Image, ImageOps
+
+# Pictures over this many pixels are refused before decoding (a 20000x10000 PNG would take 600 MB
+# decoded and several GB through the model); 100 MP is above every camera sensor sold today.
+DEFAULT_MAX_PIXELS = 100_000_000
+_PIL_LIMIT = threading.Lock()
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
 
 
-def read_image_file(path: str, image_format: str = "BGR") -> np.ndarray:
-    """Decode a file to HxWx3 uint8: EXIF orientation applied, alpha dropped, grey and palette images
-    expanded, 16-bit scaled to 8 bits. Raises FileNotFoundError / ValueError with the path."""
-    from PIL import Image, ImageOps
+class ImageTooLargeError(ValueError):
+    """A picture over the pixel limit; ``size`` is its (width, height)."""
 
+    def __init__(self, path: str, size: Tuple[int, int], max_pixels: int):
+        self.size = tuple(size)
+        w, h = self.size
+        super().__init__(
+            f"{path}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) is over the limit of {max_pixels / 1e6:.0f} MP "
+            f"(shrink it, or raise the limit with --max-pixels)"
+        )
+
+
+def _header_size(path: str) -> Tuple[int, int]:
+    """The size from the header alone, past PIL's decompression-bomb refusal (we apply our own limit)."""
+    with _PIL_LIMIT:
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:
+                return im.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def pil_to_array(im: "Image.Image") -> np.ndarray:
+    """A PIL image as HxWx3 uint8 RGB: EXIF orientation applied, alpha dropped, 16-bit scaled."""
+    im = ImageOps.exif_transpose(im)
+    im.load()  # truncated or corrupt data fails here, not later
+    if im.mode in _SIXTEEN_BIT:
+        arr = np.asarray(im)
+        if arr.dtype != np.uint16:
+            arr = np.clip(arr, 0, 65535).astype(np.uint16)
+    else:
+        arr = np.asarray(im.convert("RGB"))
+    return load_image(arr, "RGB")
+
+
+def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a file to HxWx3 uint8 in ``image_format`` order (see the module docstring).
+    Raises FileNotFoundError, ImageTooLargeError or ValueError, each naming the path."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            im.load()  # truncated or corrupt data fails here, not later
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
-                if arr.dtype != np.uint16:
-                    arr = np.clip(arr, 0, 65535).astype(np.uint16)
-            else:
-                arr = np.asarray(im.convert("RGB"))
+            if max_pixels and im.size[0] * im.size[1] > max_pixels:
+                raise ImageTooLargeError(path, im.size, max_pixels)
+            arr = pil_to_array(im)
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(path, _header_size(path), max_pixels or Image.MAX_IMAGE_PIXELS) from None
+    except ImageTooLargeError:
+        raise
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable data
         raise ValueError(f"cannot read image {path}: {e}") from e
-    arr = load_image(arr, "RGB")
     return arr[:, :, ::-1].copy() if image_format == "BGR" else arr
 
 
-def load_image(image: Union[str, os.PathLike, np.ndarray], image_format: str = "BGR") -> np.ndarray:
-    """A path or an HxW / HxWx{1,3,4} array -> HxWx3 uint8 in ``image_format`` channel order.
+def load_image(image: Union[str, os.PathLike, np.ndarray, "Image.Image"], image_format: str = "BGR") -> np.ndarray:
+    """A path, a PIL image or an HxW / HxWx{1,3,4} array -> HxWx3 uint8 in ``image_format`` order.
 
-    Arrays are taken to be in ``image_format`` already; alpha is dropped, grey is replicated and
-    16-bit data is scaled to 8 bits. Anything else raises a ValueError that says what was wrong.
+    Paths and PIL images go through the same decoding (EXIF orientation, 16-bit). Arrays are taken
+    to be in ``image_format`` already; alpha is dropped, grey is replicated and 16-bit data is
+    scaled to 8 bits. Anything else raises a ValueError that says what was wrong.
     """
     if isinstance(image, (str, os.PathLike)):
         return read_image_file(os.fspath(image), image_format)
+    if isinstance(image, Image.Image):
+        rgb = pil_to_array(image)
+        return rgb[:, :, ::-1].copy() if image_format == "BGR" else rgb
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"expected a path or a numpy array, got {type(image).__name__}")
+        raise TypeError(f"expected a path, a PIL image or a numpy array, got {type(image).__name__}")
     arr = image
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]

@@ -1,4 +1,5 @@
 """Files that are never left half-written."""
+
 import json
 import os
 

@@ -14,6 +14,7 @@ The FOSS detector sees every image at DET_INPUT_SIZE (480 at most in the shipped
 640 px photos lose it little; the age network's crops come from the full-resolution image, which
 for UTKFace is now ``--utk-side``.
 """
+
 import argparse
 import os
 import sys
@@ -42,7 +43,9 @@ def compact_utkface(src: str, dst: str, side: int, quality: int) -> int:
         if img is None:
             print(f"warning: skipping unreadable {rec['file_name']}", file=sys.stderr)
             continue
-        write_jpeg(os.path.join(dst, rec["image_id"]), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality)
+        write_jpeg(
+            os.path.join(dst, rec["image_id"]), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality
+        )
         written += 1
     return written
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Plot the losses of a training run from detectron2's metrics.json.
 
-    python tools/research/plot_training.py --input output/FOSS-CPU-default/metrics.json --output output/training.png
+python tools/research/plot_training.py --input output/FOSS-CPU-default/metrics.json --output output/training.png
 """
+
 import argparse
 import json
 
@@ -40,7 +41,7 @@ def main():
     ncols = min(3, len(keys))
     nrows = (len(keys) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), sharex=True, squeeze=False)
-    for ax in axes.ravel()[len(keys):]:
+    for ax in axes.ravel()[len(keys) :]:
         ax.set_visible(False)
     for ax, key in zip(axes.ravel(), keys):
         ax.plot(*zip(*[(r["iteration"], r[key]) for r in rows if key in r]), marker=".")

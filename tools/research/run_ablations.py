@@ -13,6 +13,7 @@ size; the learning rate drops x0.1 at 60% and 80% of them (paper 4.2). Then ``to
 row that fails is reported and skipped. The trailing KEY VALUE overrides apply to every row (e.g.
 the CPU sizes of configs/quick_schedules).
 """
+
 import argparse
 import json
 import os
@@ -45,8 +46,14 @@ def row_settings(config_file: str, opts) -> dict:
 
 
 def schedule_opts(max_iter: int):
-    return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", f"({int(0.6 * max_iter)}, {int(0.8 * max_iter)})",
-            "SOLVER.CHECKPOINT_PERIOD", str(max(1, max_iter // 5))]
+    return [
+        "SOLVER.MAX_ITER",
+        str(max_iter),
+        "SOLVER.STEPS",
+        f"({int(0.6 * max_iter)}, {int(0.8 * max_iter)})",
+        "SOLVER.CHECKPOINT_PERIOD",
+        str(max(1, max_iter // 5)),
+    ]
 
 
 def run_logged(cmd, log_path) -> int:
@@ -78,8 +85,12 @@ def markdown(records, datasets) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         s = r.get("settings", {})
-        cells = [r["row"], *("yes" if s.get(k) else "no" for k in ("intermediate_feature", "tiling", "end_to_end")),
-                 str(r.get("max_iter", "-")), fmt(r.get("train_minutes"))]
+        cells = [
+            r["row"],
+            *("yes" if s.get(k) else "no" for k in ("intermediate_feature", "tiling", "end_to_end")),
+            str(r.get("max_iter", "-")),
+            fmt(r.get("train_minutes")),
+        ]
         for ds, task, key in cols:
             cells.append(fmt(r.get("results", {}).get(ds, {}).get(task, {}).get(key)))
         if r.get("error"):
@@ -91,7 +102,9 @@ def markdown(records, datasets) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every row")
-    p.add_argument("--detector", required=True, help="detector weights every row starts from (export_model.py --detector-only)")
+    p.add_argument(
+        "--detector", required=True, help="detector weights every row starts from (export_model.py --detector-only)"
+    )
     p.add_argument("--max-iter", type=int, required=True, help="the equal training budget of every row")
     p.add_argument("--rows", nargs="+", default=list(ROWS), help="config names in configs/paper/")
     p.add_argument("--datasets", nargs="+", default=["wider_face_val", "utkface_test"])
@@ -117,12 +130,23 @@ def main(argv=None):
         timing = os.path.join(out, "train_minutes.json")
         if not os.path.isfile(final):
             t0 = time.time()
-            cmd = [args.python, train_net, "--config-file", configs[row],
-                   *(["--resume"] if os.path.isfile(os.path.join(out, "last_checkpoint")) else []),
-                   "MODEL.WEIGHTS", os.path.abspath(args.detector), *schedule_opts(args.max_iter), *args.opts, "OUTPUT_DIR", out,
-                   # no evaluation at the end of training: the --eval-only step below evaluates
-                   # every row once, on --datasets
-                   "DATASETS.TEST", "()"]
+            cmd = [
+                args.python,
+                train_net,
+                "--config-file",
+                configs[row],
+                *(["--resume"] if os.path.isfile(os.path.join(out, "last_checkpoint")) else []),
+                "MODEL.WEIGHTS",
+                os.path.abspath(args.detector),
+                *schedule_opts(args.max_iter),
+                *args.opts,
+                "OUTPUT_DIR",
+                out,
+                # no evaluation at the end of training: the --eval-only step below evaluates
+                # every row once, on --datasets
+                "DATASETS.TEST",
+                "()",
+            ]
             if run_logged(cmd, log) != 0 or not os.path.isfile(final):
                 rec["error"] = f"training failed, see {log}"
             else:
@@ -132,8 +156,20 @@ def main(argv=None):
         results_path = os.path.join(out, "eval", "eval_results.json")
         if "error" not in rec and not os.path.isfile(results_path):
             ds = "(" + ",".join(repr(d) for d in args.datasets) + ",)"
-            cmd = [args.python, train_net, "--config-file", configs[row], "--eval-only", "MODEL.WEIGHTS", final,
-                   *args.opts, "DATASETS.TEST", ds, "OUTPUT_DIR", os.path.join(out, "eval")]
+            cmd = [
+                args.python,
+                train_net,
+                "--config-file",
+                configs[row],
+                "--eval-only",
+                "MODEL.WEIGHTS",
+                final,
+                *args.opts,
+                "DATASETS.TEST",
+                ds,
+                "OUTPUT_DIR",
+                os.path.join(out, "eval"),
+            ]
             if run_logged(cmd, log) != 0 or not os.path.isfile(results_path):
                 rec["error"] = f"evaluation failed, see {log}"
         if os.path.isfile(results_path):

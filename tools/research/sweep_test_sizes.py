@@ -11,6 +11,7 @@ costs one pass per size, not one per combination. Choose on photos that are not 
 training photos the detector has learned at DET_INPUT_SIZE barely separate the settings
 (docs/MODEL_ZOO.md, "Small faces"). Writes OUT/sweep.json (every row) and OUT/sweep.md (the table, best AP50 first).
 """
+
 import contextlib
 import io
 import itertools
@@ -18,13 +19,12 @@ import logging
 import os
 
 import torch
-from tqdm import tqdm
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.evaluation import COCOEvaluator
 from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import detector_postprocess
+from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
@@ -41,7 +41,11 @@ def run_passes(tta, inputs, sizes):
     ``tta`` is the model's FOSSWithTTA (its detector passes apply MODEL.CENTERNET.TEST_FLIP)."""
     x = inputs[0]
     image = x["image"].to(tta.model.device)
-    rec = {"image_id": x.get("image_id"), "hw": (x.get("height", image.shape[1]), x.get("width", image.shape[2])), "passes": {}}
+    rec = {
+        "image_id": x.get("image_id"),
+        "hw": (x.get("height", image.shape[1]), x.get("width", image.shape[2])),
+        "passes": {},
+    }
     run = [tta.model.det_input_size] + (list(sizes) if tta.shrunk_by_first_pass(image) else [])
     for s in run:
         _, proposals, scales = tta.detect_pass([image], s)
@@ -71,7 +75,9 @@ def combinations(sizes, max_boxes):
 def coco_figures(evaluator, records, tta, extra_sizes, max_box):
     evaluator.reset()
     for rec in records:
-        evaluator.process([{"image_id": rec["image_id"]}], [{"instances": merge_cached(tta, rec, extra_sizes, max_box)}])
+        evaluator.process(
+            [{"image_id": rec["image_id"]}], [{"instances": merge_cached(tta, rec, extra_sizes, max_box)}]
+        )
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its whole table
         bbox = evaluator.evaluate(img_ids=[rec["image_id"] for rec in records])["bbox"]  # only the photos run
     return bbox["AP"], bbox["AP50"]
@@ -97,17 +103,29 @@ def main(argv=None):
     loader = build_detection_test_loader(dicts, mapper=FOSSDatasetMapper(cfg, False), num_workers=1)
     records = [run_passes(tta, x, args.sizes) for x in tqdm(loader, total=len(dicts), desc="detector passes")]
     logging.getLogger("detectron2").setLevel(logging.WARNING)
-    evaluator = COCOEvaluator(args.dataset, tasks=("bbox",), output_dir=os.path.join(args.output, "coco"), use_fast_impl=False,
-                              max_dets_per_image=cfg.MODEL.FOSS.K_TEST)
+    evaluator = COCOEvaluator(
+        args.dataset,
+        tasks=("bbox",),
+        output_dir=os.path.join(args.output, "coco"),
+        use_fast_impl=False,
+        max_dets_per_image=cfg.MODEL.FOSS.K_TEST,
+    )
     rows = []
     for sub, mb in tqdm(list(combinations(args.sizes, args.max_boxes)), desc="combinations"):
         ap_all, ap50 = coco_figures(evaluator, records, tta, sub, mb)
         rows.append({"test_sizes": list(sub), "max_box": mb, "AP": ap_all, "AP50": ap50})
         # every row is on disk as soon as it is computed
-        write_json_atomic(os.path.join(args.output, "sweep.json"),
-                          {"dataset": args.dataset, "photos": len(records), "opts": args.opts, "rows": rows}, indent=1)
-    lines = [f"{args.dataset}, {len(records)} photos evenly spaced; DET_INPUT_SIZE {model.det_input_size}", "",
-             "| TEST_SIZES | TEST_SIZES_MAX_BOX | AP | AP50 |", "|---|---|---|---|"]
+        write_json_atomic(
+            os.path.join(args.output, "sweep.json"),
+            {"dataset": args.dataset, "photos": len(records), "opts": args.opts, "rows": rows},
+            indent=1,
+        )
+    lines = [
+        f"{args.dataset}, {len(records)} photos evenly spaced; DET_INPUT_SIZE {model.det_input_size}",
+        "",
+        "| TEST_SIZES | TEST_SIZES_MAX_BOX | AP | AP50 |",
+        "|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: -r["AP50"]):
         lines.append(f"| {r['test_sizes'] or '-'} | {r['max_box'] or '-'} | {r['AP']:.1f} | {r['AP50']:.1f} |")
     write_text_atomic(os.path.join(args.output, "sweep.md"), "\n".join(lines) + "\n")

@@ -1,6 +1,6 @@
 from .appa_real import load_appa_real, register_appa_real
-from .fgnet import box_from_landmarks, load_fgnet, parse_fgnet_name, read_pts, register_fgnet
 from .builtin import datasets_root, register_all_foss
+from .fgnet import box_from_landmarks, load_fgnet, parse_fgnet_name, read_pts, register_fgnet
 from .images_of_groups import box_from_eyes, load_images_of_groups, parse_person_data, register_images_of_groups
 from .imdb_wiki import load_imdb_wiki, register_imdb_wiki
 from .megaage_asian import load_megaage_asian, register_megaage_asian

@@ -6,6 +6,7 @@ columns ``file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age``. Ea
 ``allcategories_{split}.csv`` (``file,gender,race,makeup,time,happiness``) gives gender.
 The paper trains on the real age; the apparent age mean / std are kept on each annotation.
 """
+
 import csv
 import logging
 import os

@@ -4,6 +4,7 @@ Root: ``$DETECTRON2_DATASETS`` (default ``./datasets``), or ``DATASETS.ROOT`` in
 Layouts are each dataset's official one; see datasets/README.md. Registration is lazy: a
 dataset's files are only read when it is used, and a missing folder fails then, naming the path.
 """
+
 import os
 
 from detectron2.data import DatasetCatalog

@@ -9,16 +9,16 @@ no face box and no gender. The box is derived from the landmarks in WIDER FACE's
 Splits are person-disjoint (the usual protocol is leave-one-person-out): a person's photos are all
 in ``train`` or all in ``test``, fixed by a hash of the person id.
 """
+
 import logging
 import os
 import re
 from typing import List, Optional
 
 import numpy as np
-from PIL import Image
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
 
 from ..utils import hash_split
 
@@ -109,7 +109,9 @@ def load_fgnet(root: str, split: str = "all", test_fraction: float = 0.2) -> Lis
                 ],
             }
         )
-    logger.info("FG-NET %s: %d faces of %d people from %s", split, len(records), len({r["person"] for r in records}), root)
+    logger.info(
+        "FG-NET %s: %d faces of %d people from %s", split, len(records), len({r["person"] for r in records}), root
+    )
     return records
 
 

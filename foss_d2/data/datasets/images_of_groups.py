@@ -11,6 +11,7 @@ the eye midpoint, the box is 2.4·d wide centred on cx, from cy - 0.9·d to cy +
 match WIDER-style boxes (brows to chin, cheek to cheek) on aligned faces, where the eyes sit at
 about 37% of the height and d is about 0.42 of the face width.
 """
+
 import logging
 import math
 import os
@@ -21,7 +22,19 @@ from detectron2.structures import BoxMode
 
 logger = logging.getLogger(__name__)
 
-IOG_FOLDERS = ("Wed2a", "Wed3a", "Wed5a", "Fam2a", "Fam4a", "Fam5a", "Fam8a", "Group2a", "Group4a", "Group5a", "Group8a")
+IOG_FOLDERS = (
+    "Wed2a",
+    "Wed3a",
+    "Wed5a",
+    "Fam2a",
+    "Fam4a",
+    "Fam5a",
+    "Fam8a",
+    "Group2a",
+    "Group4a",
+    "Group5a",
+    "Group8a",
+)
 IOG_AGE_CODES = (1, 5, 10, 16, 28, 51, 75)
 IOG_AGE_GROUPS = ("0-2", "3-7", "8-12", "13-19", "20-36", "37-65", "66+")
 # Lower bound of each group in years (the upper bound is the next one's lower bound).
@@ -52,7 +65,9 @@ def parse_person_data(path: str):
     return out
 
 
-def load_images_of_groups(root: str, folders: Optional[Sequence[str]] = None, test_list: Optional[str] = None) -> List[dict]:
+def load_images_of_groups(
+    root: str, folders: Optional[Sequence[str]] = None, test_list: Optional[str] = None
+) -> List[dict]:
     records = []
     for folder in folders or IOG_FOLDERS:
         pd = os.path.join(root, folder, "PersonData.txt")
@@ -74,7 +89,9 @@ def load_images_of_groups(root: str, folders: Optional[Sequence[str]] = None, te
                         "eyes": [xl, yl, xr, yr],
                     }
                 )
-            records.append({"file_name": os.path.join(root, folder, name), "image_id": f"{folder}/{name}", "annotations": annos})
+            records.append(
+                {"file_name": os.path.join(root, folder, name), "image_id": f"{folder}/{name}", "annotations": annos}
+            )
     logger.info("Images of Groups: %d images, %d faces", len(records), sum(len(r["annotations"]) for r in records))
     return records
 
@@ -82,5 +99,8 @@ def load_images_of_groups(root: str, folders: Optional[Sequence[str]] = None, te
 def register_images_of_groups(name: str, root: str):
     DatasetCatalog.register(name, lambda: load_images_of_groups(root))
     MetadataCatalog.get(name).set(
-        thing_classes=["face"], evaluator_type="age_group", age_groups=list(IOG_AGE_GROUPS), age_group_lower=list(IOG_GROUP_LOWER)
+        thing_classes=["face"],
+        evaluator_type="age_group",
+        age_groups=list(IOG_AGE_GROUPS),
+        age_group_lower=list(IOG_GROUP_LOWER),
     )

@@ -12,13 +12,13 @@ no second face (second_face_score is NaN), 0 <= age <= 100, gender known.
 The crops carry a 40% margin around the detected face on every side, so the face box inside a
 crop is the central 1/1.8 of it (``CROP_FACE_BOX``) until the annotation tool replaces it.
 """
+
 import datetime
 import logging
 import os
 from typing import List
 
 import numpy as np
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
@@ -63,7 +63,14 @@ def load_imdb_wiki(
             age = int(taken[i]) - matlab_datenum_to_year(float(dob[i]))
         except (ValueError, OverflowError):
             age = -1
-        ok = paths[i] and np.isfinite(score[i]) and score[i] >= min_score and np.isnan(second[i]) and 0 <= age <= 100 and not np.isnan(gender[i])
+        ok = (
+            paths[i]
+            and np.isfinite(score[i])
+            and score[i] >= min_score
+            and np.isnan(second[i])
+            and 0 <= age <= 100
+            and not np.isnan(gender[i])
+        )
         if clean and not ok:
             dropped += 1
             continue

@@ -5,6 +5,7 @@ with ``{train,test}_name.txt`` (one file name per line) and ``{train,test}_age.t
 order). No gender labels. Faces are aligned crops: the face box is the same relative prior as
 UTKFace's until the annotation tool replaces it.
 """
+
 import logging
 import os
 from typing import List

@@ -7,15 +7,15 @@ The aligned crops come without face boxes. Until the face-box annotation tool ha
 each image gets ``UTKFACE_PRIOR_BOX``: a WIDER-FACE-style box (brows-to-chin, cheek-to-cheek) in
 relative coordinates, chosen by drawing it over a sample of the aligned crops (datasets/README.md).
 """
+
 import logging
 import os
 import re
 from typing import List, Optional
 
-from PIL import Image
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
 
 from ..utils import hash_split
 
@@ -79,7 +79,9 @@ def load_utkface(image_dir: str, split: str = "all", test_fraction: float = 0.2)
         )
     for name in skipped:
         logger.warning("UTKFace: skipping malformed file name %r", name)
-    logger.info("UTKFace %s: %d faces from %s (%d malformed names skipped)", split, len(records), image_dir, len(skipped))
+    logger.info(
+        "UTKFace %s: %d faces from %s (%d malformed names skipped)", split, len(records), image_dir, len(skipped)
+    )
     return records
 
 

@@ -8,15 +8,15 @@ used as training targets); zero-size boxes are dropped.
 The demographics CSV gives, per face index of an image's entry, a perceived gender (Male/Female)
 and a perceived age group (Young Adult < Adult < Middle age < Senior); "Not Sure" is unlabelled.
 """
+
 import csv
 import logging
 import os
 from typing import Dict, List, Optional, Tuple
 
-from PIL import Image
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ def parse_wider_bbx_gt(path: str) -> List[Tuple[str, List[List[int]]]]:
         try:
             n = int(lines[i + 1])
         except IndexError:
-            raise ValueError(f"{path}:{i + 1}: the file ends after {name!r}, where its face count should follow") from None
+            raise ValueError(
+                f"{path}:{i + 1}: the file ends after {name!r}, where its face count should follow"
+            ) from None
         except ValueError:
             raise ValueError(f"{path}:{i + 2}: expected a face count after {name!r}, got {lines[i + 1]!r}") from None
         if n < 0:
@@ -128,7 +130,9 @@ def load_wider_face(image_root: str, gt_file: str, demographics_csv: Optional[st
                 }
             )
         records.append({"file_name": path, "image_id": rel, "height": h, "width": w, "annotations": annos})
-    logger.info("WIDER FACE: %d images, %d faces from %s", len(records), sum(len(r["annotations"]) for r in records), gt_file)
+    logger.info(
+        "WIDER FACE: %d images, %d faces from %s", len(records), sum(len(r["annotations"]) for r in records), gt_file
+    )
     return records
 
 

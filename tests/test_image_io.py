@@ -1,0 +1,75 @@
+"""One image-loading path: files, PIL images and arrays give the same pixels (EXIF, 16-bit, size limit)."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foss_d2.utils.image_io import ImageTooLargeError, load_image, read_image_file
+
+DEMO = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")
+
+
+def _sideways_with_exif(path_out):
+    """demo/family.jpg stored rotated, with EXIF orientation 6 ("rotate 90 CW to display") to undo it."""
+    upright = Image.open(DEMO).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # 90 CCW: what a sideways camera writes
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(path_out, quality=95, exif=exif)
+    return upright
+
+
+def test_exif_orientation_is_applied_for_paths_and_pil_images_alike(tmp_path):
+    path = str(tmp_path / "sideways.jpg")
+    upright = _sideways_with_exif(path)
+    from_path = load_image(path, "RGB")
+    from_pil = load_image(Image.open(path), "RGB")
+    assert from_path.shape == (upright.height, upright.width, 3)  # displayed frame, not the stored one
+    assert np.array_equal(from_path, from_pil)
+    # and it is the upright picture (JPEG noise aside)
+    assert np.abs(from_path.astype(int) - np.asarray(upright).astype(int)).mean() < 3
+
+
+def test_sixteen_bit_grey_pil_image_is_scaled_like_the_file(tmp_path):
+    ramp = (np.arange(64 * 48, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)  # up to 64,491
+    im = Image.fromarray(ramp)
+    assert im.mode.startswith("I;16")
+    path = str(tmp_path / "ramp16.png")
+    im.save(path)
+    from_pil, from_path = load_image(im, "BGR"), read_image_file(path, "BGR")
+    assert np.array_equal(from_pil, from_path)
+    # 16-bit values are scaled by 1/257: 64,491 -> 251, grey replicated to three channels
+    assert from_pil[-1, -1].tolist() == [251, 251, 251] and from_pil[0, 0].tolist() == [0, 0, 0]
+    # the old API path, Image.convert("RGB"), clipped everything above 255 to white
+    assert (np.asarray(im.convert("RGB")) == 255).mean() > 0.9
+
+
+def test_oversized_picture_is_refused_before_decoding_with_its_size(tmp_path):
+    path = str(tmp_path / "huge.png")
+    Image.new("L", (20000, 10000)).save(path)  # 200 MP: over PIL's own bomb limit too
+    with pytest.raises(ImageTooLargeError) as e:
+        read_image_file(path)
+    assert e.value.size == (20000, 10000)
+    assert "20000x10000" in str(e.value) and "huge.png" in str(e.value)
+    small = str(tmp_path / "small.png")
+    Image.new("RGB", (300, 200)).save(small)
+    with pytest.raises(ImageTooLargeError, match="300x200"):
+        read_image_file(small, max_pixels=50_000)
+    assert read_image_file(small, max_pixels=60_000).shape == (200, 300, 3)
+
+
+def test_shipped_model_same_faces_from_a_path_and_from_a_pil_image(tmp_path):
+    from foss_d2 import FaceAgeEstimator
+
+    path = str(tmp_path / "sideways.jpg")
+    _sideways_with_exif(path)
+    est = FaceAgeEstimator(device="cpu", opts=["MODEL.FOSS.TEST_SIZES", "[]"])
+    by_path, by_pil = est(path), est(Image.open(path))
+    assert len(by_path) > 0 and by_path == by_pil
+    # boxes are in the displayed (upright) frame: they match the upright original's faces
+    upright = est(DEMO)
+    assert len(upright) == len(by_path)
+    for a, b in zip(upright, by_path):
+        assert np.abs(np.array(a["box"]) - np.array(b["box"])).max() < 6.0
