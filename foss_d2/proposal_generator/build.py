@@ -4,6 +4,8 @@ the K most probable faces, a contract that detectron2's proposal generators do n
 
 from detectron2.utils.registry import Registry
 
+from ..utils.registry import lookup
+
 FACE_DETECTOR_REGISTRY = Registry("FACE_DETECTOR")
 FACE_DETECTOR_REGISTRY.__doc__ = """
 Face detection heads of FOSS (paper section 3.2), chosen by MODEL.FOSS.FACE_DETECTOR.
@@ -13,8 +15,6 @@ Called as ``obj(cfg, input_shape)`` with the backbone's output shapes.
 
 def build_face_detector(cfg, input_shape):
     """The face detector named by MODEL.FOSS.FACE_DETECTOR, built from ``cfg`` and the backbone's output shapes."""
-    name = cfg.MODEL.FOSS.FACE_DETECTOR
-    if name not in FACE_DETECTOR_REGISTRY:
-        known = ", ".join(sorted(n for n, _ in FACE_DETECTOR_REGISTRY))
-        raise KeyError(f"MODEL.FOSS.FACE_DETECTOR={name!r} is not a registered face detector (known: {known})")
-    return FACE_DETECTOR_REGISTRY.get(name)(cfg, input_shape)
+    return lookup(FACE_DETECTOR_REGISTRY, cfg.MODEL.FOSS.FACE_DETECTOR, "MODEL.FOSS.FACE_DETECTOR", "face detector")(
+        cfg, input_shape
+    )
