@@ -139,7 +139,10 @@ class FaceAgeEvaluator(DatasetEvaluator):
                 )
         logger.info("Age/gender evaluation on %s:\n%s", self.dataset_name, format_table(res, self.group_names))
         flat = {k: v for k, v in res.items() if isinstance(v, (int, float))}
-        flat.update({f"MAE_{b}": t["MAE"] for b, t in res.get("per_band", {}).items()})
+        # detectron2's csv printout leaves out keys with "-": MAE_0_2 ... MAE_60_up
+        flat.update(
+            {"MAE_" + b.replace("-", "_").replace("+", "_up"): t["MAE"] for b, t in res.get("per_band", {}).items()}
+        )
         return OrderedDict([("age", flat)])
 
 
