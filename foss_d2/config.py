@@ -127,6 +127,10 @@ def add_foss_config(cfg):
     _C.INPUT.AUG.ROTATION = 10.0  # degrees, +-
     _C.INPUT.AUG.COLOR_JITTER = 0.2  # brightness/contrast/saturation strength
     _C.INPUT.AUG.BLUR_PROB = 0.1
+    # Not in the paper (a training-speed aid): the colour jitter's factors are drawn in the loader
+    # and applied by the model on its device, after blur instead of before (both are linear per
+    # pixel); a loader worker then skips three full-resolution float blends per image.
+    _C.INPUT.AUG.COLOR_ON_DEVICE = False
     # Not in the paper (off by default): with this probability a training picture is shrunk by a
     # factor from ZOOM_OUT_RANGE onto a canvas of its size, so that close-up age labels also come
     # as the small faces of group photos (foss_d2/data/augmentation.py, RandomZoomOut).
@@ -134,6 +138,9 @@ def add_foss_config(cfg):
     _C.INPUT.AUG.ZOOM_OUT_RANGE = [2.0, 5.0]
     # Images whose longer side exceeds this are downscaled when loaded (keeps memory bounded).
     _C.INPUT.MAX_SIDE = 2048
+    # Not in the paper (a training-speed aid): decode every training image once into memory before
+    # the loader starts, so that loader workers skip JPEG decoding (data/cache.py).
+    _C.INPUT.CACHE_DECODED = False
 
     # Paper 4.2: Adam, lr 1e-4 (x0.1 at 60% and 80% of training).
     _C.SOLVER.OPTIMIZER = "ADAM"

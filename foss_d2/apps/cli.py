@@ -22,6 +22,7 @@ COMMANDS = {
     "train": ("foss_d2.apps.train", "train or evaluate (--eval-only) a model with detectron2's trainer"),
     "evaluate": ("foss_d2.apps.evaluate", "score a predictions.json, or the model on tiled held-out faces"),
     "benchmark": ("foss_d2.apps.benchmark", "inference time: FOSS vs two models, or one model's test-time settings"),
+    "benchmark-loader": ("foss_d2.apps.benchmark_loader", "training-loader throughput, images/s per core"),
     "export": ("foss_d2.apps.export", "a training checkpoint as small fp16 inference weights"),
 }
 

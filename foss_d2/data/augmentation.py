@@ -3,6 +3,7 @@ jitter and blur, as detectron2 ``Augmentation``s so that boxes follow every geom
 
 import cv2
 import numpy as np
+import torch
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import PadTransform
 
@@ -84,7 +85,7 @@ def build_foss_augmentations(cfg, is_train: bool):
     if a.ROTATION > 0:
         # expand=False keeps the image size; rotated boxes become the bounding box of their corners.
         augs.append(T.RandomRotation([-a.ROTATION, a.ROTATION], expand=False))
-    if a.COLOR_JITTER > 0:
+    if a.COLOR_JITTER > 0 and not a.COLOR_ON_DEVICE:
         lo, hi = 1 - a.COLOR_JITTER, 1 + a.COLOR_JITTER
         augs += [T.RandomBrightness(lo, hi), T.RandomContrast(lo, hi), T.RandomSaturation(lo, hi)]
     if a.BLUR_PROB > 0:
@@ -105,3 +106,28 @@ class LimitMaxSide(T.Augmentation):
             return T.NoOpTransform()
         s = self.max_side / max(h, w)
         return T.ResizeTransform(h, w, max(1, int(round(h * s))), max(1, int(round(w * s))))
+
+
+# detectron2's RandomSaturation grey weights, applied to the channels in their stored order.
+_GREY = (0.299, 0.587, 0.114)
+
+
+def draw_color_jitter(strength: float):
+    """The (brightness, contrast, saturation) factors that detectron2's RandomBrightness,
+    RandomContrast and RandomSaturation would draw, in their order, for INPUT.AUG.COLOR_ON_DEVICE."""
+    lo, hi = 1 - strength, 1 + strength
+    return [float(np.random.uniform(lo, hi)) for _ in range(3)]
+
+
+def apply_color_jitter(image: torch.Tensor, factors) -> torch.Tensor:
+    """detectron2's brightness, contrast and saturation blends on a uint8 [C, H, W] tensor, on its
+    device (INPUT.AUG.COLOR_ON_DEVICE: a loader worker spends about half its time on these three
+    full-resolution blends, a GPU a fraction of a millisecond). Each step rounds to uint8 as
+    detectron2's does (clip, then truncate)."""
+    b, c, s = factors
+    x = image.float()
+    x = (x * b).clamp_(0, 255).trunc_()
+    x = (x.mean() * (1 - c) + x * c).clamp_(0, 255).trunc_()
+    grey = sum(w * x[i] for i, w in enumerate(_GREY))[None]
+    x = (grey * (1 - s) + x * s).clamp_(0, 255).trunc_()
+    return x.to(torch.uint8)

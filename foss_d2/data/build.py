@@ -4,6 +4,7 @@ import logging
 
 from detectron2.data import DatasetCatalog, build_detection_train_loader
 
+from .cache import DecodedImageCache
 from .dataset_mapper import FOSSDatasetMapper
 from .samplers import DatasetWeightedTrainingSampler
 
@@ -37,7 +38,10 @@ def build_foss_train_loader(cfg, mapper=None):
     )
     if mapper is None:
         pools = {n: lst for n, lst in zip(names, lists) if n in set(cfg.INPUT.TILING.DATASETS)}
-        mapper = FOSSDatasetMapper(cfg, True, pools=pools)
+        cache = None
+        if cfg.INPUT.CACHE_DECODED:
+            cache = DecodedImageCache.build([d for lst in lists for d in lst], cfg.INPUT.FORMAT)
+        mapper = FOSSDatasetMapper(cfg, True, pools=pools, read_image=cache)
     dataset = [d for lst in lists for d in lst]
     return build_detection_train_loader(
         dataset=dataset,

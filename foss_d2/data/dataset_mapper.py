@@ -7,7 +7,7 @@ image only, at full resolution (bounded by INPUT.MAX_SIDE), and ``instances`` wh
 
 import copy
 import logging
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Instances
 
 from ..utils.image_io import read_image_file
-from .augmentation import LimitMaxSide, build_foss_augmentations
+from .augmentation import LimitMaxSide, build_foss_augmentations, draw_color_jitter
 from .tiling import TilingAugmentation
 from .utils import absolute_annotations
 
@@ -42,22 +42,35 @@ class FOSSDatasetMapper:
         image_format: str = "BGR",
         max_side: int = 2048,
         tilers: Optional[Dict[str, TilingAugmentation]] = None,
+        read_image: Optional[Callable[[dict], np.ndarray]] = None,
+        color_on_device: float = 0.0,
     ):
         self.is_train = is_train
+        # > 0: the colour jitter strength whose factors go to the model (INPUT.AUG.COLOR_ON_DEVICE)
+        self.color_on_device = color_on_device
         self.augmentations = T.AugmentationList([LimitMaxSide(max_side)] + list(augmentations))
         self.image_format = image_format
         self.tilers = tilers or {}
+        # a record -> its image; a DecodedImageCache (INPUT.CACHE_DECODED) or the file itself
+        self.read_image = read_image or (lambda r: read_image_file(r["file_name"], image_format))
 
     @classmethod
-    def from_config(cls, cfg, is_train: bool = True, pools: Optional[Dict[str, List[dict]]] = None):
+    def from_config(
+        cls,
+        cfg,
+        is_train: bool = True,
+        pools: Optional[Dict[str, List[dict]]] = None,
+        read_image: Optional[Callable[[dict], np.ndarray]] = None,
+    ):
+        fmt = cfg.INPUT.FORMAT
+        read_image = read_image or (lambda r: read_image_file(r["file_name"], fmt))
         tilers = {}
         if is_train and cfg.INPUT.TILING.ENABLED:
             t = cfg.INPUT.TILING
-            fmt = cfg.INPUT.FORMAT
             for name, pool in (pools or {}).items():
                 tilers[name] = TilingAugmentation(
                     pool,
-                    lambda r, fmt=fmt: read_image_file(r["file_name"], fmt),
+                    read_image,
                     num_tiles=t.NUM_TILES,
                     probs=t.PROBS,
                     max_images=t.MAX_IMAGES,
@@ -69,6 +82,8 @@ class FOSSDatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "max_side": cfg.INPUT.MAX_SIDE,
             "tilers": tilers,
+            "read_image": read_image,
+            "color_on_device": cfg.INPUT.AUG.COLOR_JITTER if is_train and cfg.INPUT.AUG.COLOR_ON_DEVICE else 0.0,
         }
 
     def __call__(self, dataset_dict: dict) -> dict:
@@ -78,7 +93,7 @@ class FOSSDatasetMapper:
             if tiler is not None:
                 image, annos = tiler(d)
             else:
-                image = read_image_file(d["file_name"], self.image_format)
+                image = self.read_image(d)
         except (FileNotFoundError, ValueError) as e:
             if not self.is_train:
                 raise  # evaluation must not silently swap images
@@ -99,6 +114,8 @@ class FOSSDatasetMapper:
         transforms = self.augmentations(aug)
         image = aug.image
         d["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if self.color_on_device > 0:
+            d["color_jitter"] = draw_color_jitter(self.color_on_device)
         if annos is not None and self.is_train:
             hw = image.shape[:2]
             annos = [utils.transform_instance_annotations(a, transforms, hw) for a in annos if a.get("iscrowd", 0) == 0]

@@ -5,17 +5,18 @@ cropped from the full-resolution image. Both images live inside the model: the d
 over only the full-resolution one, so they can never fall out of step. ``inference`` is the paper's
 single test pass; the test-time options that are not in the paper wrap it (test_time_augmentation.py).
 """
+
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
+from torch import nn
 
+from ..data.augmentation import apply_color_jitter
 from ..proposal_generator import build_face_detector
 from ..roi_heads import build_age_head
 
@@ -128,6 +129,11 @@ class FOSS(nn.Module):
         if not self.training:
             return self.inference(batched_inputs)
         images = [x["image"].to(self.device) for x in batched_inputs]
+        # INPUT.AUG.COLOR_ON_DEVICE: the loader drew the colour jitter, the device applies it
+        images = [
+            apply_color_jitter(im, x["color_jitter"]) if "color_jitter" in x else im
+            for im, x in zip(images, batched_inputs)
+        ]
         targets = [x["instances"].to(self.device) for x in batched_inputs]
         scales = [(self.det_input_size / im.shape[2], self.det_input_size / im.shape[1]) for im in images]
         det_targets = [self._to_detector(t, sx, sy) for t, (sx, sy) in zip(targets, scales)]

@@ -1,0 +1,124 @@
+"""Training-loader throughput: images per second the data pipeline delivers, without the model.
+
+A GPU run is loader-bound when the loader delivers fewer images per second than the GPU trains on
+(issue 16: the detector stage ran at 155 images/s on an H200 with 12 workers). This times the
+loader of a training config in-process (``DATALOADER.NUM_WORKERS 0``) in CPU time, i.e. per CPU
+core, as it is, with the decoded-image cache (``INPUT.CACHE_DECODED``) and with the colour jitter
+moved to the model's device (``INPUT.AUG.COLOR_ON_DEVICE``), alternating the variants in one run,
+and says how many workers a target rate needs at that per-core speed.
+
+    foss-d2 benchmark-loader --config-file configs/zoo/step1-detector.yaml DATASETS.ROOT ../shared/data
+
+(``python tools/benchmark_loader.py`` takes the same arguments.) Writes OUT/loader.json and .md.
+"""
+
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+from ..config import get_foss_cfg
+from ..data import build_foss_train_loader
+from ..data.datasets import register_all_foss
+from ..utils.json_io import write_json_atomic
+from .cli import foss_argument_parser, parse_foss_args
+
+
+def get_parser(prog=None):
+    p = foss_argument_parser(__doc__, prog, config_help="a training config (default: the shipped model's)")
+    p.add_argument("--batches", type=int, default=6, help="timed batches per variant and round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds; the variants alternate within each")
+    p.add_argument("--warmup", type=int, default=1, help="untimed batches per variant first")
+    p.add_argument("--target", type=float, default=775.0, help="images/s to size the workers for (5x 155)")
+    p.add_argument("--output", default="output/benchmark_loader")
+    return p
+
+
+# name -> (INPUT.CACHE_DECODED, INPUT.AUG.COLOR_ON_DEVICE)
+VARIANTS = {
+    "files": (False, False),
+    "decoded cache": (True, False),
+    "decoded cache + colour on device": (True, True),
+}
+
+
+def _time_batches(it, n):
+    """Images per CPU-second of this process: the loader's cost per core, whatever else the
+    machine runs at the time (a shared machine's wall clock would measure its neighbours)."""
+    t0 = time.process_time()
+    images = sum(len(next(it)) for _ in range(n))
+    return images / (time.process_time() - t0)
+
+
+def run(cfg_base, batches, rounds, warmup):
+    """{variant: [images per CPU-second, per round]}, the variants alternating."""
+    loaders = {}
+    for name, (cached, colour_on_device) in VARIANTS.items():
+        cfg = cfg_base.clone()
+        cfg.defrost()
+        cfg.DATALOADER.NUM_WORKERS = 0
+        cfg.INPUT.CACHE_DECODED = cached
+        cfg.INPUT.AUG.COLOR_ON_DEVICE = colour_on_device
+        cfg.freeze()
+        t0 = time.perf_counter()
+        it = iter(build_foss_train_loader(cfg))
+        build_s = time.perf_counter() - t0
+        for _ in range(warmup):
+            next(it)
+        loaders[name] = (it, build_s)
+    rates = {k: [] for k in loaders}
+    order = list(loaders)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            rates[name].append(_time_batches(loaders[name][0], batches))
+    return rates, {k: v[1] for k, v in loaders.items()}
+
+
+def main(argv=None, prog=None):
+    args = parse_foss_args(get_parser(prog), argv)
+    cfg = get_foss_cfg(args.config_file, opts=args.opts)
+    register_all_foss(cfg.DATASETS.ROOT or None)
+    torch.set_num_threads(1)
+    rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
+    report = {
+        "config": args.config_file,
+        "opts": args.opts,
+        "datasets": list(cfg.DATASETS.TRAIN),
+        "batch": cfg.SOLVER.IMS_PER_BATCH,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "images_per_s_per_core": {k: statistics.median(v) for k, v in rates.items()},
+        "rounds": rates,
+        "loader_build_s": build_s,
+        "target": args.target,
+    }
+    report["workers_for_target"] = {
+        k: int(-(-args.target // v)) for k, v in report["images_per_s_per_core"].items() if v > 0
+    }
+    os.makedirs(args.output, exist_ok=True)
+    write_json_atomic(os.path.join(args.output, "loader.json"), report, indent=1)
+    lines = [
+        f"Loader of `{args.config_file}` {' '.join(args.opts)}; batch {report['batch']}, one process, "
+        f"CPU time, torch threads 1, {report['cores']} cores ({report['cpu']}), {report['date']}; "
+        f"median of {args.rounds} rounds of {args.batches} batches, variants alternating.",
+        "",
+        "| images from | images/s per core (median) | rounds | loader start-up (s) | workers for "
+        f"{args.target:.0f} images/s |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in report["images_per_s_per_core"].items():
+        rounds_txt = ", ".join(f"{x:.1f}" for x in rates[k])
+        lines.append(
+            f"| {k} | {v:.1f} | {rounds_txt} | {build_s[k]:.1f} | {report['workers_for_target'].get(k, '-')} |"
+        )
+    with open(os.path.join(args.output, "loader.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
