@@ -9,8 +9,13 @@
 #   bash tools/research/train_gpu_model.sh DATASETS_ROOT OUTPUT_DIR [BUDGET_SECONDS [DETECTOR_SHARE]]
 #
 # Writes OUTPUT_DIR/{detector,age}/ (detectron2 runs), OUTPUT_DIR/plan.txt (iterations chosen and
-# why), OUTPUT_DIR/detector.pth (fp16 detector) and OUTPUT_DIR/model.pth (fp16, the whole model).
-# $PYTHON picks the interpreter; extra detectron2 options for both stages go in $FOSS_OPTS.
+# why, images/s of each stage), OUTPUT_DIR/detector.pth (fp16 detector), OUTPUT_DIR/model.pth
+# (fp16, the whole model) and OUTPUT_DIR/eval/ (the model on $EVAL_SETS, the same call).
+# So that the GPU does not wait on the loader (docs/RESULTS.md section 8), both stages decode the
+# training pictures once into memory, apply the colour jitter on the GPU, use all cores but one as
+# loader workers and, where CUDA is there, mixed precision: $SPEED_OPTS (set it empty for the
+# recipe as the shipped model ran it). $PYTHON picks the interpreter; extra detectron2 options for
+# both stages go in $FOSS_OPTS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${1:?usage: tools/research/train_gpu_model.sh DATASETS_ROOT OUTPUT_DIR [BUDGET_SECONDS [DETECTOR_SHARE]]}
@@ -19,6 +24,11 @@ BUDGET=${3:-420}
 SHARE=${4:-0.6}
 CALIB_ITERS=${CALIB_ITERS:-60}
 PY=${PYTHON:-python3}
+WORKERS=$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))
+AMP=$("$PY" -c "import torch; print(torch.cuda.is_available())")
+SPEED_OPTS=${SPEED_OPTS-INPUT.CACHE_DECODED True INPUT.AUG.COLOR_ON_DEVICE True DATALOADER.NUM_WORKERS $WORKERS SOLVER.AMP.ENABLED $AMP}
+EVAL_SETS=${EVAL_SETS:-"('wider_face_val','utkface_test','fgnet_test')"}
+EVAL_RESERVE=${EVAL_RESERVE:-90}  # seconds of the budget kept for the evaluation at the end
 DET_CFG=configs/zoo/step1-detector.yaml
 AGE_CFG=configs/zoo/step2-age.yaml
 mkdir -p "$RUNS"
@@ -26,23 +36,25 @@ t_start=$(date +%s)
 
 train() {  # train CONFIG OUTPUT_DIR WEIGHTS MAX_ITER STEPS
     "$PY" tools/train_net.py --config-file "$1" DATASETS.ROOT "$DATA" OUTPUT_DIR "$2" \
-        ${3:+MODEL.WEIGHTS "$3"} SOLVER.MAX_ITER "$4" SOLVER.STEPS "$5" ${FOSS_OPTS:-}
+        ${3:+MODEL.WEIGHTS "$3"} SOLVER.MAX_ITER "$4" SOLVER.STEPS "$5" ${SPEED_OPTS} ${FOSS_OPTS:-}
 }
 
-calibrate() {  # calibrate CONFIG OUTPUT_DIR WEIGHTS -> "seconds_per_iteration overhead_seconds"
+calibrate() {  # calibrate CONFIG OUTPUT_DIR WEIGHTS -> "seconds_per_iteration overhead_seconds images_per_second"
     local t0 t1
     t0=$(date +%s.%N)
     train "$1" "$2" "$3" "$CALIB_ITERS" "()" >&2 || return 1
     t1=$(date +%s.%N)
-    "$PY" - "$2/metrics.json" "$t0" "$t1" "$CALIB_ITERS" <<'PY'
-import json, sys
+    "$PY" - "$2/metrics.json" "$t0" "$t1" "$CALIB_ITERS" "$2/config.yaml" <<'PY'
+import json, re, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 times = [r["time"] for r in rows if "time" in r]
 if not times:
     sys.exit(f"no iteration times in {sys.argv[1]}")
 s_it = times[-1]  # detectron2 logs the median over its last 20 iterations
 wall = float(sys.argv[3]) - float(sys.argv[2])
-print(f"{s_it:.4f} {max(0.0, wall - int(sys.argv[4]) * s_it):.1f}")
+batch = re.search(r"^  IMS_PER_BATCH: (\d+)$", open(sys.argv[5]).read(), re.M)  # the run's own config dump
+ips = int(batch.group(1)) / s_it if batch else float("nan")
+print(f"{s_it:.4f} {max(0.0, wall - int(sys.argv[4]) * s_it):.1f} {ips:.0f}")
 PY
 }
 
@@ -57,8 +69,9 @@ print(n, f'({int(n * 0.8)}, {int(n * 0.93)})')" "$1" "$2" "$3"
 echo "== calibration: $CALIB_ITERS iterations of each stage"
 det_cal=$(calibrate "$DET_CFG" "$RUNS/calib-detector" "")
 age_cal=$(calibrate "$AGE_CFG" "$RUNS/calib-age" "$RUNS/calib-detector/model_final.pth")
-read -r det_s det_over <<< "$det_cal"
-read -r age_s age_over <<< "$age_cal"
+read -r det_s det_over det_ips <<< "$det_cal"
+read -r age_s age_over age_ips <<< "$age_cal"
+echo "calibration: detector ${det_ips} images/s, age network ${age_ips} images/s (speed options: ${SPEED_OPTS:-none})" | tee "$RUNS/plan.txt"
 left=$(( BUDGET - ($(date +%s) - t_start) ))
 det_secs=$("$PY" -c "print(int($left * $SHARE))")
 det_plan=$(plan "$det_secs" "$det_s" "$det_over")
@@ -66,17 +79,20 @@ read -r det_iters det_steps <<< "$det_plan"
 {
     echo "budget ${BUDGET}s, ${left}s left after calibration; detector share $SHARE"
     echo "detector: ${det_s} s/it, ${det_over}s start-up -> MAX_ITER $det_iters, STEPS $det_steps"
-} | tee "$RUNS/plan.txt"
+} | tee -a "$RUNS/plan.txt"
 
 echo "== detector ($det_iters iterations)"
 train "$DET_CFG" "$RUNS/detector" "" "$det_iters" "$det_steps"
 "$PY" tools/export_model.py "$RUNS/detector/model_final.pth" "$RUNS/detector.pth" --detector-only
 
 left=$(( BUDGET - ($(date +%s) - t_start) ))
-age_plan=$(plan "$((left - 10))" "$age_s" "$age_over")
+age_plan=$(plan "$((left - 10 - EVAL_RESERVE))" "$age_s" "$age_over")
 read -r age_iters age_steps <<< "$age_plan"
 echo "age: ${age_s} s/it, ${age_over}s start-up, ${left}s left -> MAX_ITER $age_iters, STEPS $age_steps" | tee -a "$RUNS/plan.txt"
 echo "== age network ($age_iters iterations, frozen detector)"
 train "$AGE_CFG" "$RUNS/age" "$RUNS/detector.pth" "$age_iters" "$age_steps"
 "$PY" tools/export_model.py "$RUNS/age/model_final.pth" "$RUNS/model.pth"
-echo "== done in $(( $(date +%s) - t_start ))s: $RUNS/model.pth"
+echo "== trained in $(( $(date +%s) - t_start ))s: $RUNS/model.pth; evaluating on $EVAL_SETS"
+"$PY" tools/train_net.py --eval-only DATASETS.ROOT "$DATA" MODEL.WEIGHTS "$RUNS/model.pth" \
+    DATASETS.TEST "$EVAL_SETS" OUTPUT_DIR "$RUNS/eval"
+echo "== done in $(( $(date +%s) - t_start ))s: $RUNS/model.pth, figures in $RUNS/eval/eval_results.json"
