@@ -127,7 +127,7 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     assert (
         (tmp_path / "runs" / "plan.txt")
         .read_text()
-        .startswith("calibration: detector 64 images/s, age network 128 images/s")
+        .startswith("calibration: detector 64.0 images/s, age network 128.0 images/s")
     )
     # the exported model is evaluated in the same call, on the held-out sets
     (evals,) = [c for c in calls if "--eval-only" in c]

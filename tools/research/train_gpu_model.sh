@@ -54,7 +54,7 @@ s_it = times[-1]  # detectron2 logs the median over its last 20 iterations
 wall = float(sys.argv[3]) - float(sys.argv[2])
 batch = re.search(r"^  IMS_PER_BATCH: (\d+)$", open(sys.argv[5]).read(), re.M)  # the run's own config dump
 ips = int(batch.group(1)) / s_it if batch else float("nan")
-print(f"{s_it:.4f} {max(0.0, wall - int(sys.argv[4]) * s_it):.1f} {ips:.0f}")
+print(f"{s_it:.4f} {max(0.0, wall - int(sys.argv[4]) * s_it):.1f} {ips:.1f}")
 PY
 }
 
