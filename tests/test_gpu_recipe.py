@@ -161,3 +161,31 @@ def test_gpu_recipe_fails_fast_when_a_calibration_fails(tmp_path):
     r, calls = run_gpu_recipe(tmp_path, 1000, FAIL_STAGE="calib-age")
     assert r.returncode != 0
     assert [os.path.basename(_arg(c, "OUTPUT_DIR")) for c in calls] == ["calib-detector", "calib-age"]
+
+
+def test_compact_copy_with_eval_carries_wider_val_and_the_fgnet_test_people_unchanged(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _write_sources(src)
+    val = src / "widerface" / "WIDER_val" / "images" / "1--Handshaking"
+    val.mkdir(parents=True)
+    cv2.imwrite(str(val / "v.jpg"), np.full((700, 900, 3), 60, np.uint8))
+    split = src / "widerface" / "wider_face_split"
+    (split / "wider_face_val_bbx_gt.txt").write_text("1--Handshaking/v.jpg\n1\n10 10 30 40 0 0 0 0 0 0\n")
+    (split / "demographics_val.csv").write_text(",file,perceived_gender,perceived_age,perceived_skin,face\n")
+    fg = src / "fgnet" / "FGNET"
+    (fg / "images").mkdir(parents=True)
+    (fg / "points").mkdir()
+    for person in range(1, 21):
+        name = f"{person:03d}A05.JPG"
+        (fg / "images" / name).write_bytes(cv2.imencode(".jpg", np.zeros((50, 40, 3), np.uint8))[1].tobytes())
+        (fg / "points" / name.lower().replace(".jpg", ".pts")).write_text("{\n5 10\n35 50\n20 30\n}\n")
+    mcd.main(["--input", str(src), "--output", str(dst), "--with-eval"])
+
+    rel = os.path.join("widerface", "WIDER_val", "images", "1--Handshaking", "v.jpg")
+    assert (dst / rel).read_bytes() == (src / rel).read_bytes()  # full size, not re-encoded
+    for name in ("wider_face_val_bbx_gt.txt", "demographics_val.csv"):
+        assert (dst / "widerface" / "wider_face_split" / name).read_text() == (split / name).read_text()
+    copied = sorted(os.listdir(dst / "fgnet" / "FGNET" / "images"))
+    test_people = sorted(f"{p:03d}A05.JPG" for p in range(1, 21) if hash_split(f"{p:03d}") == "test")
+    assert copied == test_people and copied  # the test people only, with their landmarks
+    assert len(os.listdir(dst / "fgnet" / "FGNET" / "points")) == len(copied)

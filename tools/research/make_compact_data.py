@@ -17,11 +17,13 @@ for UTKFace is now ``--utk-side``.
 
 import argparse
 import os
+import shutil
 import sys
 
 import cv2
 from tqdm import tqdm
 
+from foss_d2.data.datasets.fgnet import load_fgnet
 from foss_d2.data.datasets.utkface import load_utkface
 from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt
 
@@ -90,6 +92,27 @@ def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int) -> 
     return len(kept)
 
 
+def copy_eval_sets(src_root: str, dst_root: str) -> str:
+    """WIDER FACE val (photos, boxes, demographics) and the FG-NET test people, byte for byte: the
+    figures a GPU run prints on them are the ones this machine would get (UTKFace's held-out faces
+    stay behind: at full size they would not fit the transfer beside the training copy)."""
+    val = os.path.join("widerface", "WIDER_val")
+    split = os.path.join("widerface", "wider_face_split")
+    shutil.copytree(os.path.join(src_root, val), os.path.join(dst_root, val), dirs_exist_ok=True)
+    os.makedirs(os.path.join(dst_root, split), exist_ok=True)
+    for name in ("wider_face_val_bbx_gt.txt", "demographics_val.csv"):
+        shutil.copy2(os.path.join(src_root, split, name), os.path.join(dst_root, split, name))
+    fgnet = os.path.join("fgnet", "FGNET")
+    people = load_fgnet(os.path.join(src_root, fgnet), "test")
+    for rec in people:
+        name = os.path.basename(rec["file_name"])
+        pts = os.path.splitext(name)[0].lower() + ".pts"
+        for sub, f in (("images", name), ("points", pts)):
+            os.makedirs(os.path.join(dst_root, fgnet, sub), exist_ok=True)
+            shutil.copy2(os.path.join(src_root, fgnet, sub, f), os.path.join(dst_root, fgnet, sub, f))
+    return f"WIDER FACE val and {len(people)} FG-NET test photos"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="datasets root (holds utkface/ and widerface/)")
@@ -97,10 +120,13 @@ def main(argv=None):
     p.add_argument("--utk-side", type=int, default=128)
     p.add_argument("--wider-max-side", type=int, default=640)
     p.add_argument("--quality", type=int, default=85, help="JPEG quality")
+    p.add_argument("--with-eval", action="store_true", help="also WIDER FACE val and the FG-NET test people, unchanged")
     a = p.parse_args(argv)
     n_utk = compact_utkface(os.path.join(a.input, UTK_DIR), os.path.join(a.output, UTK_DIR), a.utk_side, a.quality)
     n_wider = compact_wider(a.input, a.output, a.wider_max_side, a.quality)
     print(f"wrote {n_utk} UTKFace train faces and {n_wider} WIDER FACE train photos under {a.output}")
+    if a.with_eval:
+        print(f"copied {copy_eval_sets(a.input, a.output)} under {a.output}")
 
 
 if __name__ == "__main__":
