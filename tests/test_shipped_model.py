@@ -27,12 +27,14 @@ def test_shipped_weights_fill_the_shipped_config_exactly(estimator):
     config that drifted from the weights (e.g. the detector input or the age network's width)
     would otherwise load with a warning and predict from random layers."""
     import torch
+    from detectron2.modeling import build_model
 
     from foss_d2.model_zoo import DEFAULT_CONFIG
 
     assert os.path.basename(DEFAULT_CONFIG) == "FOSS-default.yaml"
     weights = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)["model"]
-    model_sd = estimator.predictor.model.state_dict()
+    # The model as the config builds it (the predictor's own has its BatchNorms folded).
+    model_sd = build_model(estimator.cfg).state_dict()
     assert set(weights) == set(model_sd)
     assert all(tuple(weights[k].shape) == tuple(v.shape) for k, v in model_sd.items())
     assert estimator.predictor.cfg.MODEL.FOSS.DET_INPUT_SIZE == 480

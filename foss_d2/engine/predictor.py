@@ -1,14 +1,18 @@
 """Single-image inference, in the shape of detectron2's ``DefaultPredictor``."""
 
+from typing import Optional
+
 import numpy as np
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from ..data.augmentation import LimitMaxSide
 from ..meta_arch import FOSSWithTTA
 from ..utils.image_io import load_image, read_image_file  # noqa: F401  (re-exported)
+from .fusion import optimize_for_inference
+
+BACKENDS = ("pytorch", "onnxruntime")
 
 
 class FOSSPredictor:
@@ -16,20 +20,37 @@ class FOSSPredictor:
 
     Fields: ``pred_boxes`` (original-image pixels), ``scores``, ``pred_ages``, ``pred_age_stds``,
     ``pred_age_probs`` (101 classes) and ``pred_female_probs``.
+
+    ``backend="pytorch"`` folds the BatchNorms into the convolutions and stores the weights
+    channels-last (``optimize=False`` keeps the model as trained, e.g. to train it further);
+    ``backend="onnxruntime"`` runs the detector and the age network as ONNX graphs
+    (onnx_backend.py), exported to ``onnx_dir`` (default: a cache folder) when missing. Both run on
+    ``torch.get_num_threads()`` threads, by default the physical cores.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, backend: str = "pytorch", optimize: bool = True, onnx_dir: Optional[str] = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cfg = cfg.clone()
+        self.backend = backend
         self.model = build_model(self.cfg)
         self.model.eval()
         if cfg.MODEL.WEIGHTS:
             DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        if backend == "onnxruntime":
+            if cfg.MODEL.DEVICE != "cpu":
+                raise ValueError("the onnxruntime backend runs on CPU: set MODEL.DEVICE cpu")
+            from .onnx_backend import default_onnx_dir, use_onnxruntime
+
+            use_onnxruntime(self.model, onnx_dir or default_onnx_dir(self.cfg))
+        elif optimize:
+            optimize_for_inference(self.model)
         # The test-time options that are not in the paper (TEST_SIZES, TEST_FLIPs) wrap its single pass.
         self.inference_model = FOSSWithTTA(self.cfg, self.model) if FOSSWithTTA.enabled(self.cfg) else self.model
         self.input_format = cfg.INPUT.FORMAT
         self.limit = LimitMaxSide(cfg.INPUT.MAX_SIDE)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, image):
         img = load_image(image, self.input_format)
         h, w = img.shape[:2]

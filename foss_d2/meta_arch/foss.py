@@ -42,6 +42,7 @@ class FOSS(nn.Module):
         add_gt_boxes: bool = False,
         age_on_all_k: bool = True,
         input_format: str = "BGR",
+        det_input_fit_small: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -58,6 +59,7 @@ class FOSS(nn.Module):
         self.add_gt_boxes = add_gt_boxes
         self.age_on_all_k = age_on_all_k
         self.input_format = input_format
+        self.det_input_fit_small = det_input_fit_small
         if self.freeze_detector:
             for p in self.detector_parameters():
                 p.requires_grad_(False)
@@ -82,6 +84,7 @@ class FOSS(nn.Module):
             "add_gt_boxes": cfg.MODEL.FOSS.ADD_GT_BOXES,
             "age_on_all_k": cfg.MODEL.FOSS.AGE_ON_ALL_K,
             "input_format": cfg.INPUT.FORMAT,
+            "det_input_fit_small": cfg.MODEL.FOSS.DET_INPUT_FIT_SMALL,
         }
 
     @property
@@ -175,13 +178,21 @@ class FOSS(nn.Module):
         return Instances.cat([p, gt])
 
     def detect_pass(self, images: List[torch.Tensor], size: Optional[int] = None):
-        """One detector pass on the images resized to ``size``² (default DET_INPUT_SIZE): its
+        """One detector pass on the images resized to ``size``² (default ``test_input_size``): its
         features, the K_TEST most probable faces in full-resolution pixels, and the (sx, sy) that
         map those pixels to the detector input."""
-        size = size or self.det_input_size
+        size = size or self.test_input_size(images)
         features = self.backbone(self.preprocess_detector(images, size))
         proposals, _ = self.proposal_generator((size, size), features, self.k_test)
         return (features, *self.proposals_to_image(proposals, images, size))
+
+    def test_input_size(self, images: List[torch.Tensor]) -> int:
+        """DET_INPUT_SIZE; with DET_INPUT_FIT_SMALL, images all smaller than it get their longest side
+        rounded up to a multiple of 32 (the detector's coarsest stride) instead of an upscale."""
+        if not self.det_input_fit_small:
+            return self.det_input_size
+        longest = max(max(im.shape[1:]) for im in images)
+        return min(self.det_input_size, -(-longest // 32) * 32)
 
     def proposals_to_image(self, proposals: List[Instances], images: List[torch.Tensor], size: int):
         """Faces found on the ``size``² detector input, in each image's full-resolution pixels; also

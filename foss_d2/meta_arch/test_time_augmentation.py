@@ -8,14 +8,14 @@ detectron2's GeneralizedRCNNWithTTA wraps GeneralizedRCNN):
 
 With every option off, ``FOSSWithTTA(cfg, model)`` answers exactly as ``model.inference``.
 """
+
 from typing import Dict, List, Optional
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-
 from detectron2.layers import nms
 from detectron2.structures import Instances
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..proposal_generator.centernet import average_with_mirror
 from .foss import FOSS
@@ -80,7 +80,7 @@ class FOSSWithTTA(nn.Module):
         images = [x["image"].to(model.device) for x in batched_inputs]
         # Pass 0 is the paper's; the TEST_SIZES passes only run on images the first one shrank.
         shrunk = [i for i, im in enumerate(images) if self.shrunk_by_first_pass(im)]
-        passes = [(model.det_input_size, list(range(len(images))))]
+        passes = [(model.test_input_size(images), list(range(len(images))))]
         passes += [(s, shrunk) for s in self.test_sizes if shrunk]
         found = [[] for _ in images]
         runs = []

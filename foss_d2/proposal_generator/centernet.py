@@ -76,27 +76,74 @@ def focal_loss(pred: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: f
     return -(pos_loss.sum() + neg_loss.sum()) / num_pos
 
 
-def decode_centernet(
-    heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, k: int, stride: float, nms_kernel: int = 3
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-K peaks of a sigmoid heatmap [B,C,H,W] -> boxes [B,K,4] (input pixels), scores [B,K], classes [B,K]."""
+def top_peaks(heat: torch.Tensor, k: int, nms_kernel: int = 3):
+    """The ``k`` highest 3x3-max-pool peaks of a sigmoid heatmap [B,C,H,W]: scores, classes and
+    flat pixel indices [B,K], and the peaks' x and y on the heatmap grid."""
     b, c, h, w = heat.shape
     pad = (nms_kernel - 1) // 2
     hmax = F.max_pool2d(heat, nms_kernel, stride=1, padding=pad)
     heat = heat * (hmax == heat).float()
     k = min(k, c * h * w)
-    scores, inds = heat.view(b, -1).topk(k)
+    scores, inds = heat.reshape(b, -1).topk(k)
     classes = inds // (h * w)
     pix = inds % (h * w)
-    ys = (pix // w).float()
-    xs = (pix % w).float()
-    size = size.view(b, 2, -1).gather(2, pix.unsqueeze(1).expand(b, 2, k))
-    offset = offset.view(b, 2, -1).gather(2, pix.unsqueeze(1).expand(b, 2, k))
+    return scores, classes, pix, (pix % w).float(), (pix // w).float()
+
+
+def peak_boxes(size: torch.Tensor, offset: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, stride: float):
+    """Boxes [B,K,4] in input pixels from the sizes and offsets [B,2,K] at the peaks (xs, ys) [B,K]."""
     cx = xs + offset[:, 0]
     cy = ys + offset[:, 1]
     bw, bh = size[:, 0].clamp(min=0), size[:, 1].clamp(min=0)  # a negative size means an empty box
-    boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=2) * stride
-    return boxes, scores, classes
+    return torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=2) * stride
+
+
+def decode_centernet(
+    heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, k: int, stride: float, nms_kernel: int = 3
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-K peaks of a sigmoid heatmap [B,C,H,W] -> boxes [B,K,4] (input pixels), scores [B,K], classes [B,K]."""
+    b = heat.shape[0]
+    scores, classes, pix, xs, ys = top_peaks(heat, k, nms_kernel)
+    k = pix.shape[1]
+    size = size.reshape(b, 2, -1).gather(2, pix.unsqueeze(1).expand(b, 2, k))
+    offset = offset.reshape(b, 2, -1).gather(2, pix.unsqueeze(1).expand(b, 2, k))
+    return peak_boxes(size, offset, xs, ys, stride), scores, classes
+
+
+def head_at_points(head: nn.Sequential, x: torch.Tensor, pix: torch.Tensor) -> Optional[torch.Tensor]:
+    """A ``_head`` (3x3 conv, ReLU, 1x1 conv) evaluated only at the flat pixel indices ``pix`` [B,K]
+    of its input x [B,C,H,W] -> [B,out,K]: the same numbers as the dense head gathered there, at
+    the cost of K pixels instead of H x W (None if ``head`` is not of that form)."""
+    conv3, relu, conv1 = (list(head) + [None, None, None])[:3]
+    if not (
+        len(head) == 3
+        and type(conv3) is nn.Conv2d
+        and conv3.kernel_size == (3, 3)
+        and conv3.padding == (1, 1)
+        and conv3.stride == (1, 1)
+        and conv3.dilation == (1, 1)
+        and conv3.groups == 1
+        and conv3.padding_mode == "zeros"
+        and isinstance(relu, nn.ReLU)
+        and type(conv1) is nn.Conv2d
+        and conv1.kernel_size == (1, 1)
+        and conv1.groups == 1
+    ):
+        return None
+    b, c, h, w = x.shape
+    k = pix.shape[1]
+    ys, xs = pix // w, pix % w
+    padded = F.pad(x, (1, 1, 1, 1))
+    # The 3x3 neighbourhood of each point, in the (C, ky, kx) order of the conv weight.
+    dy = torch.arange(3, device=x.device).view(1, 1, 3, 1)
+    dx = torch.arange(3, device=x.device).view(1, 1, 1, 3)
+    rows = (ys.view(b, k, 1, 1) + dy).expand(b, k, 3, 3)
+    cols = (xs.view(b, k, 1, 1) + dx).expand(b, k, 3, 3)
+    flat = (rows * (w + 2) + cols).reshape(b, 1, k * 9).expand(b, c, k * 9)
+    patches = padded.reshape(b, c, -1).gather(2, flat).reshape(b, c, k, 9).permute(0, 2, 1, 3).reshape(b, k, c * 9)
+    hidden = F.linear(patches, conv3.weight.reshape(conv3.out_channels, -1), conv3.bias).relu_()
+    out = F.linear(hidden, conv1.weight.reshape(conv1.out_channels, -1), conv1.bias)
+    return out.transpose(1, 2)
 
 
 def average_with_mirror(maps: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
@@ -149,6 +196,9 @@ class CenterNet(nn.Module):
         self.focal_beta = focal_beta
         self.min_overlap = min_overlap
         self.nms_kernel = nms_kernel
+        # Inference only: the size and offset heads at the K peaks alone (decode_sparse). Off, they
+        # run densely as in training (the benchmark's "as trained" baseline).
+        self.sparse_test = True
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.heatmap = _head(in_channels, head_conv, num_classes, bias)
         self.size = _head(in_channels, head_conv, 2)
@@ -189,6 +239,12 @@ class CenterNet(nn.Module):
         Returns:
             list of Instances (``pred_boxes``, ``scores``, ``pred_classes``) and a dict of losses.
         """
+        if gt_instances is None and self.sparse_test and not torch.is_grad_enabled():
+            # Inference: the size and offset heads are read only at the K peaks, so they run only
+            # there (two thirds of the heads' cost at 480 px: the heads are as costly as the backbone).
+            results = self.decode_sparse(image_size, features, self.heat_logits(features).sigmoid(), k)
+            if results is not None:
+                return results, {}
         heat_logits, size, offset = self.head_outputs(features)
         losses = {}
         if gt_instances is not None:
@@ -197,18 +253,38 @@ class CenterNet(nn.Module):
             results = self.decode(image_size, heat_logits.sigmoid(), size, offset, k)
         return results, losses
 
+    def heat_logits(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Heatmap logits [B,C,h,w]."""
+        return self.heatmap(features[self.in_feature])
+
+    @torch.no_grad()
+    def decode_sparse(self, image_size: Tuple[int, int], features: Dict[str, torch.Tensor], heat: torch.Tensor, k: int):
+        """``decode`` with the size and offset heads evaluated at the peaks only (``head_at_points``);
+        None when a head is not CenterNet's 3x3-ReLU-1x1 (then the dense path runs)."""
+        scores, classes, pix, xs, ys = top_peaks(heat, k, self.nms_kernel)
+        x = features[self.in_feature]
+        size = head_at_points(self.size, x, pix)
+        offset = head_at_points(self.offset, x, pix)
+        if size is None or offset is None:
+            return None
+        return self._instances(image_size, peak_boxes(size, offset, xs, ys, self.stride), scores, classes)
+
     def head_outputs(self, features: Dict[str, torch.Tensor], with_offset: bool = True):
         """Heatmap logits [B,C,h,w], sizes and (unless ``with_offset`` is False) offsets [B,2,h,w]."""
         x = features[self.in_feature]
-        return self.heatmap(x), self.size(x), (self.offset(x) if with_offset else None)
+        return self.heat_logits(features), self.size(x), (self.offset(x) if with_offset else None)
 
     @torch.no_grad()
     def decode(self, image_size: Tuple[int, int], heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, k: int):
         """The ``k`` most probable faces of each image of a sigmoid heatmap [B,C,h,w], as Instances in
         detector-input pixels."""
         boxes, scores, classes = decode_centernet(heat, size, offset, k, self.stride, self.nms_kernel)
+        return self._instances(image_size, boxes, scores, classes)
+
+    @staticmethod
+    def _instances(image_size, boxes, scores, classes) -> List[Instances]:
         results = []
-        for i in range(heat.shape[0]):
+        for i in range(boxes.shape[0]):
             inst = Instances(image_size)
             inst.pred_boxes = Boxes(boxes[i])
             inst.scores = scores[i]

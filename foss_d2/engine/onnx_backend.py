@@ -1,0 +1,189 @@
+"""ONNX export of FOSS's two heavy networks, and an ONNX Runtime backend that runs them.
+
+Two graphs, exported from the model with its BatchNorms folded (fusion.py):
+
+* ``detector.onnx``: image [B,3,H,W] (normalised, H and W multiples of 32) -> the age network's
+  detector feature (``dla_up``, the intermediate feature connection of paper section 3.1),
+  CenterNet's feature (``dla_out``) and its heatmap logits ``heat`` (section 3.2); the size and
+  offset heads run in PyTorch at the heatmap's peaks only (centernet.py, ``head_at_points``);
+* ``age_net.onnx``: crops [N,3,h,w] (RGB in [0, 1]) and their ROIAligned detector feature ->
+  age logits [N,101] and gender logits [N].
+
+Everything light stays in the PyTorch code, so that both backends share one code path: the resize
+to the detector input, peak decoding, the crops and ROIAlign (crops.py), the test-time passes and
+mirror average (meta_arch/test_time_augmentation.py). ``use_onnxruntime`` swaps the backbone, the
+heatmap head and the age network of a built model for thin modules that call the sessions.
+"""
+
+import hashlib
+import os
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .fusion import fold_batchnorm
+
+DETECTOR_FILE = "detector.onnx"
+AGE_NET_FILE = "age_net.onnx"
+OPSET = 17
+
+
+class DetectorGraph(nn.Module):
+    """Backbone + CenterNet heatmap head as one module with tensor outputs (the exported
+    detector): the features named in ``names`` (minus "heat"), then the heatmap logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone = model.backbone
+        self.heads = model.proposal_generator
+        age_feature = model.age_head.in_feature if model.age_head is not None else None
+        self.names = list(dict.fromkeys([n for n in (age_feature, self.heads.in_feature) if n])) + ["heat"]
+
+    def forward(self, x):
+        features = self.backbone(x)
+        return tuple(features[n] for n in self.names[:-1]) + (self.heads.heat_logits(features),)
+
+
+class AgeNetGraph(nn.Module):
+    """The age network with tensor outputs: (age logits, gender logits) or (age logits,)."""
+
+    def __init__(self, net, with_feature: bool):
+        super().__init__()
+        self.net = net
+        self.with_feature = with_feature
+
+    def forward(self, crops, feat=None):
+        age, gender = self.net(crops, feat if self.with_feature else None)
+        return (age,) if gender is None else (age, gender)
+
+
+def export_onnx(model, out_dir: str, det_size: int = 480) -> Dict[str, str]:
+    """Writes ``detector.onnx`` and ``age_net.onnx`` for a built FOSS ``model`` (in eval mode; its
+    BatchNorms are folded in place first). Batch, height and width of the detector and the number
+    of crops are dynamic. Returns the two paths."""
+    model.eval()
+    fold_batchnorm(model)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"detector": os.path.join(out_dir, DETECTOR_FILE)}
+    det = DetectorGraph(model).eval()
+    x = torch.zeros(1, 3, det_size, det_size)
+    _export(det, (x,), paths["detector"], ["image"], det.names, {"image": {0: "batch", 2: "height", 3: "width"}})
+    head = model.age_head
+    if head is not None:
+        paths["age_net"] = os.path.join(out_dir, AGE_NET_FILE)
+        h, w = head.crop_hw
+        crops = torch.zeros(2, 3, h, w)
+        inputs, dyn = (crops,), {"crops": {0: "faces"}}
+        names = ["crops"]
+        if head.in_feature:
+            channels = model.backbone.output_shape()[head.in_feature].channels
+            inputs += (torch.zeros(2, channels, *head.feature_hw),)
+            names.append("feature")
+            dyn["feature"] = {0: "faces"}
+        outs = ["age_logits"] + (["gender_logits"] if head.net.gender_branch is not None else [])
+        _export(AgeNetGraph(head.net, bool(head.in_feature)).eval(), inputs, paths["age_net"], names, outs, dyn)
+    return paths
+
+
+def _export(module, inputs, path, input_names, output_names, dynamic_axes):
+    dynamic_axes = {**dynamic_axes, **{n: {0: "batch"} for n in output_names}}
+    tmp = path + ".tmp"
+    with torch.no_grad():
+        # The TorchScript-based exporter: a few seconds for both graphs, where torch.export's takes minutes.
+        torch.onnx.export(
+            module,
+            inputs,
+            tmp,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    os.replace(tmp, path)
+
+
+def _session(path: str, threads: Optional[int]):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # As many threads as PyTorch uses (by default the physical cores); one op at a time.
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+class OrtDetector(nn.Module):
+    """Stands in for the backbone: returns the features and the heatmap logits by name."""
+
+    def __init__(self, session, names, output_shape):
+        super().__init__()
+        self.session = session
+        self.names = names
+        self._shape = output_shape
+
+    def output_shape(self):
+        return self._shape
+
+    def forward(self, x):
+        outs = self.session.run(None, {"image": _numpy(x)})
+        return {n: torch.from_numpy(o).to(x.device) for n, o in zip(self.names, outs)}
+
+
+class OrtAgeNet(nn.Module):
+    """Stands in for ``TResNetAgeNet``: (age logits, gender logits or None)."""
+
+    def __init__(self, session, net):
+        super().__init__()
+        self.session = session
+        self.age_branch = net.age_branch  # read for the number of age classes
+        self.with_feature = any(i.name == "feature" for i in session.get_inputs())
+
+    def forward(self, crops, feat=None):
+        feed = {"crops": _numpy(crops)}
+        if self.with_feature:
+            feed["feature"] = _numpy(feat)
+        outs = [torch.from_numpy(o).to(crops.device) for o in self.session.run(None, feed)]
+        return outs[0], (outs[1] if len(outs) > 1 else None)
+
+
+def _heat_from_features(features):
+    # The heatmap head ran inside the detector graph; CenterNet's decoding reads its output here.
+    return features["heat"]
+
+
+def default_onnx_dir(cfg) -> str:
+    """A cache folder per (weights file, config): ~/.cache/foss_d2/onnx/<hash>."""
+    h = hashlib.sha1(cfg.dump().encode())
+    if cfg.MODEL.WEIGHTS and os.path.isfile(cfg.MODEL.WEIGHTS):
+        st = os.stat(cfg.MODEL.WEIGHTS)
+        h.update(f"{os.path.abspath(cfg.MODEL.WEIGHTS)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    root = os.environ.get("FOSS_D2_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "foss_d2"))
+    return os.path.join(root, "onnx", h.hexdigest()[:16])
+
+
+def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None):
+    """Swaps, in place, the heavy modules of a FOSS ``model`` for ONNX Runtime sessions on the graphs
+    in ``onnx_dir`` (exported there first when missing). Returns the model."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise ImportError("the onnxruntime backend needs onnxruntime: pip install -e .[onnx]") from e
+    det_path = os.path.join(onnx_dir, DETECTOR_FILE)
+    age_path = os.path.join(onnx_dir, AGE_NET_FILE)
+    if not os.path.isfile(det_path) or (model.age_head is not None and not os.path.isfile(age_path)):
+        export_onnx(model, onnx_dir)
+    det = _session(det_path, threads)
+    names = [o.name for o in det.get_outputs()]
+    model.backbone = OrtDetector(det, names, model.backbone.output_shape())
+    model.proposal_generator.heat_logits = _heat_from_features
+    model.proposal_generator.heatmap = None  # its weights now live in the graph
+    if model.age_head is not None:
+        model.age_head.net = OrtAgeNet(_session(age_path, threads), model.age_head.net)
+    return model

@@ -1,0 +1,253 @@
+"""Inference speed-ups that must not change answers (issue 19): BatchNorm folding, sparse CenterNet
+size/offset heads, the detector input sized to small photos, the ONNX export and its runtime
+backend, and the peer benchmark's bookkeeping."""
+
+import glob
+import os
+
+import pytest
+import torch
+from conftest import needs_shared_data, shared_data_path
+from torch import nn
+
+from foss_d2.engine.fusion import fold_batchnorm, fold_conv_bn
+from foss_d2.proposal_generator.centernet import _head, decode_centernet, head_at_points, peak_boxes, top_peaks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAMILY = os.path.join(REPO, "demo", "family.jpg")
+
+
+def test_fold_conv_bn_by_hand():
+    # y = bn(2x) with mean 1, var 3, eps 1 (sqrt 2), gamma 4, beta 0.5: (2x - 1) * 4 / 2 + 0.5 = 4x - 1.5
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    bn = nn.BatchNorm2d(1, eps=1.0)
+    with torch.no_grad():
+        conv.weight.fill_(2.0)
+        bn.running_mean.fill_(1.0)
+        bn.running_var.fill_(3.0)
+        bn.weight.fill_(4.0)
+        bn.bias.fill_(0.5)
+    bn.eval()
+    fused = fold_conv_bn(conv, bn)
+    assert fused.weight.item() == pytest.approx(4.0)
+    assert fused.bias.item() == pytest.approx(-1.5)
+    x = torch.tensor([[[[0.0, 1.0], [2.0, -3.0]]]])
+    assert torch.allclose(fused(x), 4 * x - 1.5)
+
+
+def test_fold_batchnorm_keeps_outputs_and_activations():
+    from timm.layers import ConvNormAct
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=True), nn.BatchNorm2d(8), nn.ReLU(), ConvNormAct(8, 4, kernel_size=3)
+    )
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    with pytest.raises(ValueError):
+        fold_batchnorm(model)  # training mode
+    model.eval()
+    x = torch.randn(2, 3, 9, 7)
+    before = model(x)
+    assert fold_batchnorm(model) == 2
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    after = model(x)
+    assert (after >= 0).all()  # ConvNormAct's ReLU survived the fold
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_head_at_points_equals_dense_head():
+    torch.manual_seed(0)
+    head = _head(16, 32, 2)
+    x = torch.randn(2, 16, 9, 11)
+    pix = torch.tensor([[0, 10, 98, 50], [5, 44, 33, 88]])  # corners and borders included
+    dense = head(x).reshape(2, 2, -1).gather(2, pix.unsqueeze(1).expand(2, 2, 4))
+    assert torch.allclose(head_at_points(head, x, pix), dense, atol=1e-5)
+    heat, size, off = torch.rand(2, 1, 9, 11), head(x), torch.rand(2, 2, 9, 11)
+    boxes, _, _ = decode_centernet(heat, size, off, 4, 4.0)
+    _, _, p, xs, ys = top_peaks(heat, 4)
+    sparse = peak_boxes(
+        head_at_points(head, x, p), off.reshape(2, 2, -1).gather(2, p.unsqueeze(1).expand(2, 2, 4)), xs, ys, 4.0
+    )
+    assert torch.allclose(boxes, sparse, atol=1e-4)
+
+
+def test_det_input_fit_small():
+    from conftest import tiny_cfg
+    from detectron2.modeling import build_model
+
+    cfg = tiny_cfg()
+    cfg.MODEL.FOSS.DET_INPUT_SIZE = 480
+    model = build_model(cfg).eval()
+    small, big = torch.zeros(3, 200, 150, dtype=torch.uint8), torch.zeros(3, 600, 900, dtype=torch.uint8)
+    assert model.test_input_size([small]) == 480  # off: the paper's fixed size
+    model.det_input_fit_small = True
+    assert model.test_input_size([small]) == 224
+    assert model.test_input_size([big]) == 480
+    assert model.test_input_size([small, big]) == 480
+
+
+@pytest.fixture(scope="module")
+def shipped_cfg():
+    from foss_d2.config import get_foss_cfg
+
+    return get_foss_cfg(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def torch_predictor(shipped_cfg):
+    from foss_d2.engine import FOSSPredictor
+
+    return FOSSPredictor(shipped_cfg)
+
+
+def faces_of(predictor, path):
+    from foss_d2.engine.api import instances_to_faces
+
+    return instances_to_faces(predictor(path))
+
+
+def assert_same_faces(a, b, box_tol, age_tol, p_tol):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert max(abs(u - v) for u, v in zip(x["box"], y["box"])) <= box_tol
+        assert abs(x["age"] - y["age"]) <= age_tol
+        assert abs(x["p_female"] - y["p_female"]) <= p_tol
+
+
+def test_optimized_shipped_model_answers_as_trained(shipped_cfg, torch_predictor):
+    """Folded BatchNorms, channels-last weights and sparse heads against the model as trained."""
+    from foss_d2.engine import FOSSPredictor
+
+    plain = FOSSPredictor(shipped_cfg, optimize=False)
+    plain.model.proposal_generator.sparse_test = False
+    fast = torch_predictor
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.model.modules())
+    a, b = faces_of(plain, FAMILY), faces_of(fast, FAMILY)
+    assert len(a) >= 5
+    assert_same_faces(a, b, 0.02, 0.02, 0.001)
+
+
+# ---------------------------------------------------------------- ONNX export and runtime backend
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory, shipped_cfg):
+    """The shipped model exported once by the CLI, placed where the backend's cache looks for it."""
+    pytest.importorskip("onnxruntime")
+    from foss_d2.apps.export import main as export_main
+    from foss_d2.engine.onnx_backend import AGE_NET_FILE, DETECTOR_FILE, default_onnx_dir
+
+    root = tmp_path_factory.mktemp("foss_cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FOSS_D2_CACHE", str(root))
+    out = default_onnx_dir(shipped_cfg)
+    export_main([shipped_cfg.MODEL.WEIGHTS, out, "--format", "onnx"])
+    assert os.path.isfile(os.path.join(out, DETECTOR_FILE)) and os.path.isfile(os.path.join(out, AGE_NET_FILE))
+    yield out
+    mp.undo()
+
+
+def real_photos():
+    photos = [FAMILY]
+    if os.path.isdir(shared_data_path("widerface")):
+        wider = sorted(glob.glob(shared_data_path("widerface", "WIDER_val", "images", "*", "*.jpg")))
+        photos += wider[3:4]
+        photos += sorted(glob.glob(shared_data_path("utkface", "UTKFace", "*.jpg")))[100:101]
+    return photos
+
+
+@pytest.fixture(scope="module")
+def ort_predictor(onnx_cache, shipped_cfg):
+    from foss_d2.engine import FOSSPredictor
+
+    return FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=onnx_cache)
+
+
+@pytest.mark.parametrize("path", real_photos(), ids=os.path.basename)
+def test_onnxruntime_backend_answers_as_pytorch(torch_predictor, ort_predictor, path):
+    torch_faces = faces_of(torch_predictor, path)
+    ort_faces = faces_of(ort_predictor, path)
+    assert torch_faces
+    assert_same_faces(torch_faces, ort_faces, 0.5, 0.1, 0.005)
+
+
+def test_onnxruntime_backend_flip_test_and_api(onnx_cache, torch_predictor):
+    """The backend switch of FaceAgeEstimator, and the dense head path (the detector flip test)."""
+    from foss_d2 import FaceAgeEstimator
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.engine import FOSSPredictor
+
+    est = FaceAgeEstimator(backend="onnxruntime")  # the shipped graphs, found in the cache
+    assert est.predictor.backend == "onnxruntime"
+    assert_same_faces(faces_of(torch_predictor, FAMILY), est(FAMILY), 0.5, 0.1, 0.005)
+    flip_cfg = get_foss_cfg(device="cpu", opts=["MODEL.CENTERNET.TEST_FLIP", "True"])
+    ref = faces_of(FOSSPredictor(flip_cfg), FAMILY)
+    assert_same_faces(
+        ref, faces_of(FOSSPredictor(flip_cfg, backend="onnxruntime", onnx_dir=onnx_cache), FAMILY), 0.5, 0.1, 0.005
+    )
+
+
+def test_demo_backend_switch(onnx_cache, tmp_path):
+    import json
+
+    from foss_d2.apps.demo import main as demo_main
+
+    demo_main(["--input", FAMILY, "--output", str(tmp_path / "out"), "--no-draw", "--backend", "onnxruntime"])
+    faces = json.load(open(tmp_path / "out" / "predictions.json"))
+    assert len(next(iter(faces.values()))) >= 5
+
+
+def test_unknown_backend(shipped_cfg):
+    from foss_d2.engine import FOSSPredictor
+
+    with pytest.raises(ValueError, match="backend"):
+        FOSSPredictor(shipped_cfg, backend="tensorrt")
+
+
+# ---------------------------------------------------------------- the peer benchmark
+
+
+def test_summarize_peer_by_hand():
+    from foss_d2.apps.benchmark import summarize_peer
+
+    def slot(totals, faces):
+        return {
+            "total": totals,
+            "stages": [{"detector": t / 2} for t in totals],
+            "draw": [],
+            "faces": faces,
+            "macs": 1e9,
+        }
+
+    rec = {
+        "a": [slot([1.0, 3.0, 2.0], 2), slot([4.0], 1)],
+        "b": [slot([0.5], 2), slot([1.0], 1)],
+        "peer": [slot([0.1], 1), slot([0.5], 1)],
+    }
+    out = summarize_peer(rec, ["a", "b"], True)
+    assert out["a"]["s_per_photo"] == pytest.approx(3.0)  # per-image medians 2 and 4
+    assert out["a"]["s_per_face"] == pytest.approx(6.0 / 3)
+    assert out["b"]["speedup_vs_first"] == pytest.approx(4.0)  # median of 2/0.5 and 4/1
+    assert out["a"]["ratio_to_peer"] == pytest.approx(14.0)  # median of 20 and 8
+    assert out["a"]["gflops_achieved"] == pytest.approx((2 / 2 + 2 / 4) / 2)
+
+
+@needs_shared_data
+def test_benchmark_peer_runs(tmp_path):
+    import json
+
+    from foss_d2.apps.benchmark import main
+
+    main(
+        ["peer", "--closeups", "1", "--groups", "0", "--threads", "1", "--repeats", "1", "--no-flops",
+         "--peer-python", "", "--variants", "shipped", "fast", "--output", str(tmp_path)]
+    )  # fmt: skip
+    report = json.load(open(tmp_path / "peer.json"))
+    rows = report["threads"]["1"]["sets"]["close-ups"]
+    assert set(rows) == {"shipped", "fast"} and rows["fast"]["faces"] >= 1
+    assert (tmp_path / "peer.md").is_file()
