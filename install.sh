@@ -79,7 +79,9 @@ else
 fi
 
 step "FOSS-D2 (editable)"
-extras=".[dev]"; [ "${FOSS_SKIP_DEV:-0}" = 1 ] && extras="."
+# [video]: face tracking in videos (norfair-enough, pure Python, small); [onnx]: the onnxruntime
+# backend (its tests run in CI, so the development install has it)
+extras=".[dev,video,onnx]"; [ "${FOSS_SKIP_DEV:-0}" = 1 ] && extras=".[video]"
 pip install --no-build-isolation -e "$extras" || fail "pip install -e $extras failed"
 "$py" -c "import foss_d2" || fail "foss_d2 does not import"
 

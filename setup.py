@@ -27,7 +27,13 @@ setup(
         "matplotlib",
         "scipy",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout", "ruff==0.17.6"]},
+    extras_require={
+        "dev": ["pytest", "pytest-timeout", "ruff==0.17.6"],
+        # FaceAgeEstimator(backend="onnxruntime"), tools/demo.py --backend onnxruntime, export --format onnx
+        "onnx": ["onnxruntime==1.30.0", "onnx==1.23.2"],
+        # faces tracked across video frames, one answer per person (apps/tracking.py, docs/DESIGN.md)
+        "video": ["norfair-enough==2.4.3"],
+    },
     # The shipped model and its config travel with the package (docs/MODEL_ZOO.md).
     package_data={"foss_d2": ["model_zoo/*.yaml", "model_zoo/*.pth"]},
     # foss-d2 demo | survey | train | evaluate | benchmark | export: the commands of tools/, installed

@@ -74,7 +74,8 @@ def test_demo_batch_json_csv_and_bad_inputs(toy_model, tmp_path):
     preds = json.load(open(out / "predictions.json"))
     skipped = json.load(open(out / "skipped.json"))
     assert sorted(preds) == ["deep16.png", "good.jpg", "rgba.png", os.path.join("sub", "gray.png")]
-    assert sorted(skipped) == ["corrupt.jpg", "truncated.jpg"] and "cannot read image" in skipped["corrupt.jpg"]
+    assert sorted(skipped) == ["corrupt.jpg", "notes.txt", "truncated.jpg"]
+    assert "cannot read image" in skipped["corrupt.jpg"] and "not an image file name (.txt)" in skipped["notes.txt"]
     assert "notes.txt" in r.stdout + r.stderr  # the non-image file was reported
     sizes = {
         "good.jpg": (60, 80),

@@ -6,18 +6,22 @@
     foss-d2 demo --config-file cfg.yaml --input img.jpg MODEL.WEIGHTS model.pth
 
 (``python tools/demo.py`` takes the same arguments.) With --output, the pictures with the faces
-drawn go to OUT/, and OUT/predictions.json ({input path relative to its --input folder: [faces]}),
-OUT/predictions.csv (one row per face) and OUT/skipped.json are written; boxes are in
-original-image pixels. A bad file is reported and skipped; the batch goes on.
+drawn go to OUT/ (at most 2048 px on their longer side, --draw-max-side; none with --no-draw), and
+OUT/predictions.jsonl (one line per image or frame, written as each finishes: key, size, which
+pixels the boxes are in, faces), OUT/predictions.json ({input path relative to its --input
+folder: [faces]}), OUT/predictions.csv (one row per face) and OUT/skipped.json (unreadable,
+non-image or over --max-pixels inputs, with the reason) are written; boxes are in original-image
+pixels (EXIF orientation applied). A bad file is reported and skipped; the batch goes on, and a run
+where nothing could be processed exits 1. --output may not be, or hold, an input; an OUT with an
+earlier run's results is refused unless --resume (finish it: skip what its journal holds) or
+--overwrite (replace it). SIGTERM or Ctrl-C close the files before the run exits (143 / 130).
 """
-
-import sys
 
 from detectron2.utils.logger import setup_logger
 
-from ..engine import FOSSPredictor, get_foss_cfg
+from ..engine import FOSSPredictor
 from .cli import foss_argument_parser, parse_foss_args
-from .runner import expand_inputs, run_images, run_video
+from .runner import add_run_arguments, config_from_args, prepare_run, run_inputs
 
 
 def get_parser(prog=None):
@@ -26,7 +30,10 @@ def get_parser(prog=None):
     p.add_argument("--video-input", help="a video file")
     p.add_argument("--webcam", action="store_true", help="camera 0; press Esc to stop")
     p.add_argument("--output", help="output folder (pictures with the faces drawn + predictions.json/.csv)")
-    p.add_argument("--confidence-threshold", type=float, default=None, help="face score threshold")
+    add_run_arguments(p)  # --confidence-threshold, --max-pixels, --draw-max-side, --no-draw, --resume, --overwrite
+    p.add_argument(
+        "--backend", choices=("pytorch", "onnxruntime"), default="pytorch", help="onnxruntime: pip install -e .[onnx]"
+    )
     return p
 
 
@@ -36,19 +43,16 @@ def main(argv=None, prog=None):
     setup_logger(name="foss_d2")
     if not (args.input or args.video_input or args.webcam):
         parser.error("give --input, --video-input or --webcam")
-    try:
-        cfg = get_foss_cfg(args.config_file, opts=args.opts, confidence_threshold=args.confidence_threshold)
-    except FileNotFoundError as e:
-        sys.exit(str(e))
-    predictor = FOSSPredictor(cfg)
-    if args.input:
-        run_images(predictor, expand_inputs(args.input), args.output, cfg.INPUT.FORMAT)
-    elif args.video_input:
-        run_video(predictor, args.video_input, args.output, cfg.INPUT.FORMAT)
-    else:
-        run_video(predictor, 0, args.output, cfg.INPUT.FORMAT)
+    cfg = config_from_args(parser, args)  # a bad config is a one-line error
+    items, skipped = prepare_run(parser, args, args.output)  # output and input checks, before the model loads
+    predictor = FOSSPredictor(cfg, backend=args.backend)
+    s = run_inputs(predictor, args, args.output, cfg.INPUT.FORMAT, items, skipped)
     if args.output:
-        print(f"results in {args.output}/ (predictions.json, predictions.csv, pictures with the faces drawn)")
+        print(
+            f"{s.done} new results, {s.before} from before, {s.skipped} skipped: in {args.output}/ "
+            f"(predictions.jsonl/.json/.csv{', skipped.json' if s.skipped else ''}"
+            f"{'' if args.no_draw else ', pictures with the faces drawn'})"
+        )
 
 
 if __name__ == "__main__":

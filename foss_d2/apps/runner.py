@@ -10,7 +10,8 @@ What it writes under the output folder OUT:
   drawn under OUT (absent with ``--no-draw``). An input that could not be used is
   ``{"key", "skipped": reason}``.
 * ``predictions.json`` ({key: [faces]}) and ``skipped.json`` ({key: reason}), rewritten atomically
-  from the same records every 30 s and at the end, also after SIGTERM or Ctrl-C.
+  from the same records every 30 s and at the end, also after SIGTERM or Ctrl-C (the input in
+  progress is finished first; a second signal stops at once).
 * ``predictions.csv``: one row per face, appended and flushed per image.
 * the pictures with the faces drawn, at most 2048 px on their longer side (``draw_max_side``;
   boxes scaled with the picture; the JSON/CSV boxes stay in original pixels).
@@ -24,7 +25,6 @@ and the pictures drawn and written in a writer thread while the model runs, in i
 """
 
 import argparse
-import contextlib
 import csv
 import functools
 import glob
@@ -34,6 +34,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -53,7 +54,7 @@ logger = logging.getLogger("foss_d2.runner")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 CSV_FIELDS = ["image", "face", "x1", "y1", "x2", "y2", "score", "age", "age_std", "gender", "p_female"]
 JOURNAL = "predictions.jsonl"
-RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json")
+RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json", "people.json", "people.csv")
 DEFAULT_DRAW_MAX_SIDE = 2048
 FRAME_IMAGE = "exif_oriented"
 FRAME_VIDEO = "video_frame"
@@ -151,6 +152,8 @@ def prepare_output(out_dir: str, resume: bool = False, overwrite: bool = False):
     or ``overwrite`` (which removes that run's result files and pictures, nothing else)."""
     if resume and overwrite:
         raise RunError("--resume and --overwrite exclude each other")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RunError(f"--output {out_dir} is a file, not a folder")
     found = existing_results(out_dir)
     if not found or resume:
         return
@@ -241,7 +244,9 @@ def load_predictions(path: str) -> Dict[str, list]:
 
 
 def _csv_rows(key: str, faces: List[dict]):
-    return [[key, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"]] for i, f in enumerate(faces)]
+    return [
+        [key, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"]] for i, f in enumerate(faces)
+    ]
 
 
 def _truncate_partial_line(path: str):
@@ -363,12 +368,13 @@ class PredictionWriter:
 class _NoWriter:
     """No output folder: results are logged."""
 
-    def __init__(self):
-        self.results, self.skipped, self.done = {}, {}, set()
+    def __init__(self, log: bool = True):
+        self.results, self.skipped, self.done, self.log = {}, {}, set(), log
 
     def add(self, key, faces, width=None, height=None, picture=None):
         self.results[str(key)] = faces
-        logger.info("%s: %d faces %s", key, len(faces), [(f["age"], f["gender"]) for f in faces])
+        if self.log:
+            logger.info("%s: %d faces %s", key, len(faces), [(f["age"], f["gender"]) for f in faces])
 
     def skip(self, key, reason, **extra):
         self.skipped[str(key)] = reason
@@ -473,22 +479,34 @@ class _Drawer:
         return self.finished()
 
 
-@contextlib.contextmanager
-def _sigterm_raises():
-    """SIGTERM raises Interrupted in the main thread (once; a second one during the cleanup is ignored)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _StopSignals:
+    """SIGTERM and Ctrl-C (SIGINT) while a run is writing: the first one is noted and ``check()``
+    raises Interrupted at the next input, so that no journal line or CSV row is torn and the files
+    close cleanly; a second one raises at once. Outside the main thread signals are left alone."""
 
-    def handler(signum, frame):
-        signal.signal(signum, signal.SIG_IGN)
-        raise Interrupted(signum)
+    def __init__(self):
+        self.signum = None
+        self._old = {}
 
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    def _handler(self, signum, frame):
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+
+    def check(self):
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
 
 
 # ---------------------------------------------------------------- drawing
@@ -532,10 +550,25 @@ def _read_images(items, fmt, max_pixels):
 
 
 def _record(writer, finished):
-    for (key, faces, w, h, picture), error in finished:
+    """Journal what the drawer finished: ("add", key, faces, w, h, picture) or ("skip", key, reason, extra)."""
+    for payload, error in finished:
+        if payload is None:  # a frame done before (--resume), drawn again for the video
+            continue
+        if payload[0] == "skip":
+            writer.skip(payload[1], payload[2], **payload[3])
+            continue
+        _, key, faces, w, h, picture = payload
         writer.add(key, faces, w, h, None if error else picture)
         if error:
             writer.skip(key, error)
+
+
+def _skip(writer, drawer, key, reason, **extra):
+    """Record a skipped input after the pictures before it, so that the journal keeps the input order."""
+    if drawer is None:
+        writer.skip(key, reason, **extra)
+    else:
+        drawer.submit(lambda: None, ("skip", key, reason, extra))
 
 
 def run_images(
@@ -558,21 +591,28 @@ def run_images(
         check_output(out_dir, [p for p, _ in items])
         prepare_output(out_dir, resume, overwrite)
     inputs = {os.path.realpath(p) for p, _ in items}
-    with _sigterm_raises(), PredictionWriter(out_dir, resume=resume) if out_dir else _NoWriter() as writer:
+    with _StopSignals() as stop, PredictionWriter(out_dir, resume=resume) if out_dir else _NoWriter() as writer:
         for key, reason in (skipped or {}).items():
             writer.skip(key, reason)
         todo = [(p, k) for p, k in items if k not in writer.done]
         if len(todo) < len(items):
-            logger.info("--resume: %d of %d images done before, %d to go", len(items) - len(todo), len(items), len(todo))
-        before, n_skipped = len(items) - len(todo), len(writer.skipped)
+            logger.info(
+                "--resume: %d of %d images done before, %d to go", len(items) - len(todo), len(items), len(todo)
+            )
+        before = len(items) - len(todo)
         reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels), prefetch)
         drawer = _Drawer() if out_dir and draw else None
         done = 0
         try:
             for key, img, error in tqdm(reader, total=len(todo), desc="images", disable=len(todo) < 2):
+                stop.check()
                 if error is not None:
-                    extra = {"width": error.size[0], "height": error.size[1]} if isinstance(error, ImageTooLargeError) else {}
-                    writer.skip(key, str(error), **extra)
+                    extra = (
+                        {"width": error.size[0], "height": error.size[1]}
+                        if isinstance(error, ImageTooLargeError)
+                        else {}
+                    )
+                    _skip(writer, drawer, key, str(error), **extra)
                     continue
                 faces = instances_to_faces(predictor(img))
                 h, w = img.shape[:2]
@@ -583,12 +623,15 @@ def run_images(
                 rel = picture_path(key)
                 dst = os.path.join(out_dir, rel)
                 if os.path.realpath(dst) in inputs:  # check_output makes this unreachable; never write over an input
-                    writer.add(key, faces, w, h)
-                    writer.skip(key, f"picture not drawn: {dst} is an input")
+                    drawer.submit(lambda: None, ("add", key, faces, w, h, None))
+                    _skip(writer, drawer, key, f"picture not drawn: {dst} is an input")
                     continue
                 bgr = img if fmt == "BGR" else img[:, :, ::-1]
-                drawer.submit(functools.partial(_write_picture, dst, bgr, faces, draw_max_side), (key, faces, w, h, rel))
+                drawer.submit(
+                    functools.partial(_write_picture, dst, bgr, faces, draw_max_side), ("add", key, faces, w, h, rel)
+                )
                 _record(writer, drawer.finished())
+            stop.check()  # a signal during the last input still ends the run as interrupted
         finally:
             reader.close()
             if drawer is not None:
@@ -609,10 +652,18 @@ def run_video(
     resume: bool = False,
     overwrite: bool = False,
     prefetch: int = 2,
+    track: bool = False,
+    min_track_frames: Optional[int] = None,
+    every_n_frames: int = 1,
 ) -> RunSummary:
     """Run ``predictor`` on each frame of a video file or a camera (``source`` 0); with ``out_dir``
     the annotated video is ``<name>_foss.mp4`` there. ``resume`` skips the model on the frames in
-    the journal but still draws them, so the annotated video is whole."""
+    the journal but still draws them, so the annotated video is whole. ``track``: faces tracked
+    across frames (tracking.py): each face gets a ``track_id``, the video shows each track's answer
+    so far, and people.json/.csv and thumbnails/ (one answer per person) are written at the end.
+    ``every_n_frames``: only frames 0, n, 2n, ... are read and processed (the others are skipped
+    undecoded); keys and times stay those of the video, the annotated video has fps / n."""
+    stride = max(1, int(every_n_frames))
     live = not isinstance(source, str)
     if out_dir:
         check_output(out_dir, [source] if not live else [])
@@ -622,14 +673,26 @@ def run_video(
         raise RunError(f"cannot open video {source!r}")
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    steps = -(-total // stride) if total else None
     name = os.path.splitext(os.path.basename(str(source)))[0] + "_foss.mp4"
     video = []
+    people = None
+    if track:
+        from .tracking import DEFAULT_MIN_FRAMES, VideoPeople
+
+        people = VideoPeople(
+            fps=fps, frame_stride=stride, min_frames=min_track_frames or DEFAULT_MIN_FRAMES, thumbnails=bool(out_dir)
+        )
 
     def frames():
         idx, bad = -1, 0
         while True:
-            ok, frame = cap.read()
             idx += 1
+            if idx % stride:
+                if not cap.grab() and (total is None or idx >= total):
+                    return
+                continue
+            ok, frame = cap.read()
             if not ok:
                 if total is not None and idx < total and bad < max_bad_frames:
                     bad += 1
@@ -641,22 +704,30 @@ def run_video(
     def write_frame(frame, faces):
         vis = draw_predictions(frame, faces, draw_max_side)
         if not video:
-            video.append(cv2.VideoWriter(os.path.join(out_dir, name), cv2.VideoWriter_fourcc(*"mp4v"), fps, vis.shape[1::-1]))
+            video.append(
+                cv2.VideoWriter(
+                    os.path.join(out_dir, name), cv2.VideoWriter_fourcc(*"mp4v"), fps / stride, vis.shape[1::-1]
+                )
+            )
         video[0].write(vis)
 
     done = before = seen = 0
-    with _sigterm_raises(), PredictionWriter(out_dir, resume, FRAME_VIDEO) if out_dir else _NoWriter() as writer:
-        bar = tqdm(total=total, desc="frames")
+    with (
+        _StopSignals() as stop,
+        PredictionWriter(out_dir, resume, FRAME_VIDEO) if out_dir else _NoWriter(log=False) as writer,
+    ):
+        bar = tqdm(total=steps, desc="frames")  # with its ETA
         reader = _Prefetcher(frames, 0 if live else prefetch)  # a camera's frames are read as they come
         drawer = _Drawer() if out_dir and draw else None
         try:
             for idx, frame in reader:
+                stop.check()
                 key = str(idx)
                 seen += 1
                 bar.update(1)
                 if frame is None:
                     if key not in writer.done:
-                        writer.skip(key, "unreadable frame")
+                        _skip(writer, drawer, key, "unreadable frame")
                     continue
                 h, w = frame.shape[:2]
                 if key in writer.done:
@@ -664,27 +735,31 @@ def run_video(
                     before += 1
                 else:
                     faces = instances_to_faces(predictor(frame if fmt == "BGR" else frame[:, :, ::-1]))
-                    payload = (key, faces, w, h, name)
+                    payload = ("add", key, faces, w, h, name)
                     done += 1
+                shown = people.update(idx, frame, faces) if people is not None else faces
                 if drawer is not None:
-                    drawer.submit(functools.partial(write_frame, frame, faces), payload)
-                    _record(writer, [(p, e) for p, e in drawer.finished() if p is not None])
+                    drawer.submit(functools.partial(write_frame, frame, shown), payload)
+                    _record(writer, drawer.finished())
                     continue
                 if payload is not None:
                     writer.add(key, faces, w, h)
                 if live and not out_dir:
-                    cv2.imshow("FOSS-D2", draw_predictions(frame, faces, draw_max_side))
+                    cv2.imshow("FOSS-D2", draw_predictions(frame, shown, draw_max_side))
                     if cv2.waitKey(1) == 27:
                         break
+            stop.check()
         finally:
             reader.close()
             if drawer is not None:
-                _record(writer, [(p, e) for p, e in drawer.close() if p is not None])
+                _record(writer, drawer.close())
             bar.close()
             cap.release()
             if video:
                 video[0].release()
         n_skipped = len(writer.skipped)
+    if people is not None and out_dir:
+        people.finish(out_dir)
     return RunSummary(inputs=seen, done=done, before=before, skipped=n_skipped)
 
 
@@ -699,6 +774,14 @@ def probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    v = non_negative_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
     return v
 
 
@@ -720,7 +803,7 @@ def add_run_arguments(p: argparse.ArgumentParser):
         "--max-pixels",
         type=non_negative_int,
         default=DEFAULT_MAX_PIXELS,
-        help=f"pictures over this many pixels go to skipped.json, undecoded (default {DEFAULT_MAX_PIXELS:.0e}; 0: none)",
+        help=f"pictures over this many pixels go to skipped.json undecoded (default {DEFAULT_MAX_PIXELS:,}; 0: none)",
     )
     p.add_argument(
         "--draw-max-side",
@@ -730,6 +813,23 @@ def add_run_arguments(p: argparse.ArgumentParser):
         "0: full size); the JSON/CSV boxes stay in original pixels",
     )
     p.add_argument("--no-draw", action="store_true", help="JSON/CSV only: no pictures drawn or written")
+    p.add_argument(
+        "--no-track",
+        action="store_true",
+        help="videos: no face tracking (per-frame answers only; no track_id, people.json or people.csv)",
+    )
+    p.add_argument(
+        "--every-n-frames",
+        type=positive_int,
+        default=1,
+        help="videos: process every n-th frame only (the others are skipped undecoded; keys stay frame numbers)",
+    )
+    p.add_argument(
+        "--min-track-frames",
+        type=non_negative_int,
+        default=None,
+        help="videos: a track of fewer faces is dropped from people.json as detector noise (default 3)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -758,3 +858,63 @@ def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
     except (FileNotFoundError, KeyError, ValueError, AssertionError, TypeError) as e:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         parser.error(f"bad configuration: {' '.join(msg.split())}")
+
+
+def prepare_run(parser: argparse.ArgumentParser, args, out_dir: Optional[str], check_dir: Optional[str] = None):
+    """Everything checked before the model loads: the inputs, the output folder (``check_dir``, the
+    folder that must not hold an input, defaults to ``out_dir``) and its earlier results. Returns
+    (items, skipped) for ``--input``; a run with no image to read writes skipped.json and exits 1."""
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other")
+    if args.resume and not out_dir:
+        parser.error("--resume needs --output")
+    if getattr(args, "webcam", False) and args.resume:
+        parser.error("--resume does not apply to --webcam")
+    items, skipped = collect_inputs(args.input, exclude=check_dir or out_dir) if args.input else ([], {})
+    if out_dir:
+        inputs = [*(args.input or []), *(p for p, _ in items)] + ([args.video_input] if args.video_input else [])
+        try:
+            check_output(check_dir or out_dir, inputs)
+            prepare_output(out_dir, args.resume, args.overwrite)
+        except RunError as e:
+            parser.error(str(e))
+    if args.input and not items:
+        if out_dir:
+            run_images(None, [], out_dir, "BGR", skipped=skipped, resume=args.resume)
+        where = f" (reasons in {os.path.join(out_dir, 'skipped.json')})" if out_dir and skipped else ""
+        raise SystemExit(f"nothing could be processed: no image file found in {' '.join(args.input)}{where}")
+    return items, skipped
+
+
+def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped) -> RunSummary:
+    """``run_images`` or ``run_video`` with the command's options; an interrupted run exits with
+    128 + the signal after its files are closed, and one where nothing could be processed exits 1."""
+    options = dict(
+        draw=not args.no_draw, draw_max_side=args.draw_max_side, resume=args.resume, overwrite=args.overwrite
+    )
+    try:
+        if args.input:
+            summary = run_images(predictor, items, out_dir, fmt, skipped=skipped, max_pixels=args.max_pixels, **options)
+        else:
+            from .tracking import track_options
+
+            summary = run_video(
+                predictor,
+                args.video_input or 0,
+                out_dir,
+                fmt,
+                **options,
+                **track_options(args),
+                every_n_frames=args.every_n_frames,
+            )
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        kept = f"; the results so far are in {out_dir}/ (add --resume to finish)" if out_dir else ""
+        print(f"interrupted by {signal.Signals(signum).name}{kept}", file=sys.stderr)
+        raise SystemExit(128 + signum) from None
+    except RunError as e:
+        raise SystemExit(str(e)) from None
+    if summary.nothing_processed:
+        where = f" (reasons in {os.path.join(out_dir, 'skipped.json')})" if out_dir else ""
+        raise SystemExit(f"nothing could be processed: none of the {summary.inputs} inputs could be read{where}")
+    return summary

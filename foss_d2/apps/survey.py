@@ -5,27 +5,36 @@ predictions (``predictions.json`` of ``foss-d2 demo``, or computed on the fly), 
 counts, a histogram and CSV/JSON:
 
     foss-d2 survey --input shop_photos/ --output output/survey
-    foss-d2 survey --video-input entrance.mp4 --output output/survey --bucket-seconds 60
-    foss-d2 survey --predictions output/demo/predictions.json --output output/survey   # reuse the demo's output
+    foss-d2 survey --video-input entrance.mp4 --output output/survey --bucket-seconds 60   # unique people
+    foss-d2 survey --video-input entrance.mp4 --output output/survey --per-frame          # faces per frame
+    foss-d2 survey --predictions output/demo --output output/survey   # reuse the demo's output
     foss-d2 survey --input photos/ --output output/survey --groups 0,18,30,45,65
 
-(``python tools/survey.py`` takes the same arguments.)
+(``python tools/survey.py`` takes the same arguments.) A video is surveyed per person by default
+(``--per-person``): its faces are tracked across frames and each person counted once, overall and
+in each time bucket they were in view, from OUT/predictions/people.json (``tracking.py``; needs the
+``[video]`` extra); ``--per-frame`` counts every face of every frame instead.
+``--predictions`` takes a predictions.json, a predictions.jsonl journal (what an interrupted demo
+run left) or a folder holding either (with its people.json, per person). Run on --input or
+--video-input, the predictions go to OUT/predictions/ with the demo's rules and options (--no-draw,
+--resume, --overwrite, --max-pixels, --draw-max-side, --no-track; see ``foss-d2 demo --help``).
 """
 
+import argparse
 import csv
+import importlib.util
 import json
 import os
-import sys
 from typing import Dict, Iterable, List, Sequence
 
 import cv2
 import numpy as np
 from detectron2.utils.logger import setup_logger
 
-from ..engine import FOSSPredictor, get_foss_cfg
+from ..engine import FOSSPredictor
 from ..evaluation.age_evaluator import age_to_group
 from .cli import foss_argument_parser, parse_foss_args
-from .runner import expand_inputs, run_images, run_video
+from .runner import add_run_arguments, config_from_args, load_predictions, prepare_run, run_inputs
 
 PAPER_GROUP_LOWER = (0, 3, 8, 13, 20, 37, 66)  # Images of Groups: 0-2, 3-7, 8-12, 13-19, 20-36, 37-65, 66+
 GENDERS = ("male", "female", "unknown")
@@ -58,13 +67,15 @@ def counts_over_time(frames: Dict[str, List[dict]], fps: float, bucket_seconds: 
     return [(b * bucket_seconds, count_faces(buckets[b], lower)) for b in sorted(buckets)]
 
 
-def save_survey(counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "FOSS-D2 age survey", timeline=None):
+def save_survey(
+    counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "FOSS-D2 age survey", timeline=None, unit="faces"
+):
     """survey.json, survey.csv and survey.png (stacked bars per group); with ``timeline`` also
-    survey_timeline.csv / .png (faces per group over time)."""
+    survey_timeline.csv / .png (``unit``, faces or people, per group over time)."""
     os.makedirs(out_dir, exist_ok=True)
     total = sum(sum(v.values()) for v in counts.values())
     with open(os.path.join(out_dir, "survey.json"), "w") as f:
-        json.dump({"total_faces": total, "groups": counts, "timeline": timeline}, f, indent=1)
+        json.dump({f"total_{unit}": total, "groups": counts, "timeline": timeline}, f, indent=1)
     with open(os.path.join(out_dir, "survey.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["group", *GENDERS, "total"])
@@ -86,8 +97,8 @@ def save_survey(counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "F
         bottom += vals
     ax.set_xticks(x, names)
     ax.set_xlabel("age group (years)")
-    ax.set_ylabel("faces")
-    ax.set_title(f"{title} ({total} faces)")
+    ax.set_ylabel(unit)
+    ax.set_title(f"{title} ({total} {unit})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "survey.png"), dpi=110)
@@ -103,7 +114,7 @@ def save_survey(counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "F
         for n in names:
             ax.plot(ts, [sum(c[n].values()) for _, c in timeline], marker="o", label=n)
         ax.set_xlabel("time (s)")
-        ax.set_ylabel("faces seen")
+        ax.set_ylabel(f"{unit} seen")
         ax.legend(ncol=4, fontsize=8)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "survey_timeline.png"), dpi=110)
@@ -111,18 +122,45 @@ def save_survey(counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "F
     return total
 
 
+def age_groups(text: str) -> List[int]:
+    """argparse type: increasing lower bounds of the age groups, from 0 ("0,18,30,45,65")."""
+    try:
+        lower = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole years like 0,18,30,45,65") from None
+    if lower != sorted(set(lower)) or lower[0] != 0:
+        raise argparse.ArgumentTypeError(f"{text}: give increasing lower bounds starting at 0, e.g. 0,18,30,45,65")
+    return lower
+
+
 def get_parser(prog=None):
     p = foss_argument_parser(__doc__, prog)
     p.add_argument("--input", nargs="+", help="image files, folders or globs")
     p.add_argument("--video-input")
-    p.add_argument("--predictions", help="predictions.json written by foss-d2 demo")
+    p.add_argument("--predictions", help="predictions.json or .jsonl written by foss-d2 demo, or its folder")
     p.add_argument("--fps", type=float, default=None, help="frame rate of the video behind --predictions")
     p.add_argument("--output", default="output/survey")
     p.add_argument(
-        "--groups", default=",".join(map(str, PAPER_GROUP_LOWER)), help="lower bounds of the age groups, in years"
+        "--groups",
+        type=age_groups,
+        default=list(PAPER_GROUP_LOWER),
+        help="lower bounds of the age groups, in years (default: the paper's, "
+        + ",".join(map(str, PAPER_GROUP_LOWER))
+        + ")",
     )
     p.add_argument("--bucket-seconds", type=float, default=10.0, help="video: width of each time window")
-    p.add_argument("--confidence-threshold", type=float, default=None)
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--per-person",
+        dest="per_person",
+        action="store_true",
+        default=None,
+        help="video (the default): count each tracked person once (people.json), overall and per time window",
+    )
+    how.add_argument(
+        "--per-frame", dest="per_person", action="store_false", help="video: count every face of every frame"
+    )
+    add_run_arguments(p)  # --confidence-threshold, --max-pixels, --draw-max-side, --no-draw, --resume, --overwrite
     return p
 
 
@@ -130,28 +168,44 @@ def main(argv=None, prog=None):
     p = get_parser(prog)
     args = parse_foss_args(p, argv)
     setup_logger(name="foss_d2")
-    lower = [int(v) for v in args.groups.split(",")]
-    if lower != sorted(lower) or lower[0] != 0:
-        sys.exit("--groups must be increasing lower bounds starting at 0, e.g. 0,18,30,45,65")
+    lower = args.groups
     fps = args.fps
     if args.predictions:
-        pred_file = args.predictions
-    else:
-        cfg = get_foss_cfg(args.config_file, opts=args.opts, confidence_threshold=args.confidence_threshold)
-        predictor = FOSSPredictor(cfg)
+        try:
+            results = load_predictions(args.predictions)
+        except (OSError, ValueError) as e:
+            p.error(str(e))
+        pred_dir = args.predictions if os.path.isdir(args.predictions) else os.path.dirname(args.predictions)
+    video = os.path.isfile(os.path.join(pred_dir, "people.json")) if args.predictions else bool(args.video_input)
+    per_person = video if args.per_person is None else args.per_person
+    if per_person and not video:
+        p.error("--per-person needs a video: --video-input, or --predictions of a video run (with its people.json)")
+    if per_person and args.video_input and importlib.util.find_spec("norfair") is None:
+        p.error("counting people needs the [video] extra: pip install 'foss_d2[video]' (or give --per-frame)")
+    if not args.predictions:
+        if not (args.input or args.video_input):
+            p.error("give --input, --video-input or --predictions")
+        cfg = config_from_args(p, args)  # a bad config is a one-line error
         pred_dir = os.path.join(args.output, "predictions")
+        items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output)  # before the model loads
+        predictor = FOSSPredictor(cfg)
         if args.video_input:
             cap = cv2.VideoCapture(args.video_input)
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
             cap.release()
-            run_video(predictor, args.video_input, pred_dir, cfg.INPUT.FORMAT)
-        elif args.input:
-            run_images(predictor, expand_inputs(args.input), pred_dir, cfg.INPUT.FORMAT)
-        else:
-            p.error("give --input, --video-input or --predictions")
-        pred_file = os.path.join(pred_dir, "predictions.json")
-    with open(pred_file) as f:
-        results = json.load(f)
+        if per_person:
+            args.no_track = False  # the people come from the tracks
+        run_inputs(predictor, args, pred_dir, cfg.INPUT.FORMAT, items, skipped)
+        results = load_predictions(pred_dir)
+    if per_person:
+        from .tracking import load_people, people_survey
+
+        people = load_people(pred_dir)
+        counts, timeline = people_survey(people, lower, args.bucket_seconds)
+        title = "FOSS-D2 visitor survey"
+        total = save_survey(counts, args.output, title=title, timeline=timeline, unit="people")
+        print(f"{total} people in {len(results)} frames -> {args.output}/survey.png, survey.csv, survey.json")
+        return
     counts = count_faces((face for faces in results.values() for face in faces), lower)
     timeline = counts_over_time(results, fps, args.bucket_seconds, lower) if fps else None
     total = save_survey(counts, args.output, timeline=timeline)

@@ -1,9 +1,10 @@
 """Drawing faces with "age, gender" labels through detectron2's Visualizer."""
+
 import math
 from typing import Optional, Sequence
 
+import cv2
 import numpy as np
-
 from detectron2.utils.visualizer import Visualizer
 
 MALE_COLOR = (0.20, 0.45, 0.95)
@@ -21,14 +22,31 @@ def face_label(age: Optional[float], female: Optional[float]) -> str:
     return ", ".join(parts) if parts else "?"
 
 
+def fit_max_side(image: np.ndarray, boxes, max_side: Optional[int]):
+    """``image`` shrunk so that its longer side is at most ``max_side`` and ``boxes`` (x1, y1, x2, y2)
+    scaled with it; unchanged when it already fits or ``max_side`` is 0/None. Drawing goes through a
+    matplotlib canvas of the picture's size, so an 8000x8000 photo would take gigabytes at full size."""
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image, boxes
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * np.array([size[0] / w, size[1] / h] * 2)
+    return small, boxes
+
+
 def draw_faces(
     image_rgb: np.ndarray,
     boxes: np.ndarray,
     ages: Sequence[Optional[float]],
     females: Sequence[Optional[float]],
     scale: float = 1.0,
+    max_side: Optional[int] = None,
 ) -> np.ndarray:
-    """RGB image with each box drawn in a gender colour and labelled "age, gender"."""
+    """RGB image with each box drawn in a gender colour and labelled "age, gender". With ``max_side``,
+    a larger picture is first shrunk to that longer side (boxes scaled with it)."""
+    image_rgb, boxes = fit_max_side(image_rgb, boxes, max_side)
     vis = Visualizer(image_rgb, scale=scale)
     labels = [face_label(a, f) for a, f in zip(ages, females)]
     colors = []

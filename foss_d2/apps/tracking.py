@@ -1,0 +1,328 @@
+"""Faces tracked across video frames: one age and gender per person, and a visitor survey.
+
+``VideoPeople`` is what a video run calls: ``update(idx, frame, faces)`` once per frame (it adds a
+``track_id`` to each face and returns the faces to draw, with their track's answer so far) and
+``finish(out_dir)`` at the end, which writes ``people.json``, ``people.csv`` and ``thumbnails/``.
+
+Tracking is norfair's (the ``[video]`` extra; docs/DESIGN.md "Video" has the measured comparison
+with ByteTrack): boxes matched by IoU, started afresh at each scene cut (a large change between
+consecutive frames), so no track crosses a cut. A track is a person when it holds at least
+``min_frames`` faces, one of them scoring ``min_score``; other tracks are dropped as detector noise.
+"""
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..utils import write_json_atomic
+
+PEOPLE_FIELDS = [
+    "track_id",
+    "first_frame",
+    "last_frame",
+    "first_time_s",
+    "last_time_s",
+    "frames_seen",
+    "age",
+    "age_std",
+    "gender",
+    "p_female",
+    "thumbnail",
+]
+# Measured on the benchmark footage (docs/DESIGN.md): 85 of the 95 tracks that matched no true face
+# lasted 1-2 frames, and the tracks of true faces that short were 8 fragments.
+DEFAULT_MIN_FRAMES = 3
+# A track is a person only if one of its faces scores this much: ByteTrack's rule for starting a
+# track, which removed the detector's steady false faces (docs/DESIGN.md "Video").
+DEFAULT_MIN_SCORE = 0.4
+DEFAULT_MAX_LOST_SECONDS = 1.0  # how long a track waits for a face hidden or missed by the detector
+DEFAULT_CUT_THRESHOLD = 35.0  # grey levels (SceneCuts)
+THUMB_SIDE = 128
+
+
+def face_weight(face: dict) -> float:
+    """How much a frame's answer counts in its person's answer: score x box height, since the
+    detector's score and the face's size in pixels both make the age network's answer better."""
+    x1, y1, x2, y2 = face["box"]
+    return max(float(face.get("score") or 0.0), 1e-3) * max(y2 - y1, 1.0)
+
+
+def aggregate(faces: Sequence[dict], method: str = "inverse_variance") -> dict:
+    """One answer from a track's faces: {"age", "age_std", "p_female", "gender"}.
+
+    A weighted mean of the frames' age distributions, whose mean is the weighted mean of their ages
+    and whose std holds each frame's std and the spread between frames; P(female) is averaged with
+    the same weights. ``inverse_variance`` (the default; the best of these on held-out UTKFace
+    footage, docs/DESIGN.md): weights 1 / age_std^2, so that the frames the age network is sure of
+    count most; ``weighted``: score x box height (``face_weight``); ``mean``: equal weights.
+    ``median``: the median age and P(female); ``last``: the last frame (the per-frame answer).
+    """
+    aged = [f for f in faces if f.get("age") is not None]
+    if not aged:
+        return {"age": None, "age_std": None, "p_female": None, "gender": None}
+    ages = np.array([f["age"] for f in aged], float)
+    stds = np.array([f.get("age_std") or 0.0 for f in aged], float)
+    pf = np.array([np.nan if f.get("p_female") is None else f["p_female"] for f in aged], float)
+    if method == "last":
+        age, p = ages[-1], pf[-1]
+        std = stds[-1]
+    elif method == "median":
+        age, p = float(np.median(ages)), float(np.nanmedian(pf)) if np.isfinite(pf).any() else np.nan
+        std = float(np.sqrt(np.median(stds**2)))
+    else:
+        if method == "weighted":
+            w = np.array([face_weight(f) for f in aged])
+        elif method == "mean":
+            w = np.ones(len(aged))
+        elif method == "inverse_variance":
+            w = 1.0 / np.maximum(stds, 0.5) ** 2
+        else:
+            raise ValueError(f"unknown aggregation {method!r}")
+        w = w / w.sum()
+        age = float(w @ ages)
+        std = float(np.sqrt(max(w @ (stds**2 + ages**2) - age**2, 0.0)))  # the mixture's std
+        ok = np.isfinite(pf)
+        p = float(w[ok] @ pf[ok] / w[ok].sum()) if ok.any() else np.nan
+    p = None if not np.isfinite(p) else float(p)
+    return {
+        "age": round(float(age), 2),
+        "age_std": round(float(std), 2),
+        "p_female": None if p is None else round(p, 4),
+        "gender": None if p is None else ("female" if p > 0.5 else "male"),
+    }
+
+
+class SceneCuts:
+    """Scene cuts: the mean absolute difference of two consecutive frames' 32x24 grey thumbnails
+    above ``threshold`` grey levels. Measured on the benchmark footage (docs/DESIGN.md): at most 25
+    within a shot (a fast pan), 48 and more at a cut; colour histograms missed cuts between photos
+    of similar colours."""
+
+    def __init__(self, threshold: float = DEFAULT_CUT_THRESHOLD):
+        self.threshold = threshold
+        self._last = None
+
+    def __call__(self, frame_bgr: np.ndarray) -> bool:
+        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        small = cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA)
+        last, self._last = self._last, small
+        return last is not None and float(cv2.absdiff(last, small).mean()) > self.threshold
+
+
+class FaceTracker:
+    """Track ids for each frame's faces: norfair on the boxes (IoU), a new tracker at each scene
+    cut; ids count up over the whole video."""
+
+    def __init__(
+        self,
+        fps: float = 25.0,
+        frame_stride: int = 1,
+        max_lost_seconds: float = DEFAULT_MAX_LOST_SECONDS,
+        min_iou: float = 0.3,
+        cut_threshold: Optional[float] = DEFAULT_CUT_THRESHOLD,
+        kalman: bool = False,
+    ):
+        try:
+            import norfair
+        except ImportError as e:
+            raise ImportError("tracking faces in videos needs norfair: pip install 'foss_d2[video]'") from e
+        self._norfair, self.kalman = norfair, kalman
+        self.hit_counter_max = max(1, round(fps * max_lost_seconds / max(frame_stride, 1)))
+        self.max_distance = 1.0 - min_iou
+        self.cuts = SceneCuts(cut_threshold) if cut_threshold is not None else None
+        self.n_cuts = 0
+        self._offset = 0  # ids given by the trackers of earlier scenes
+        self.max_id = 0
+        self._tracker = self._new_tracker()
+        self._frame = 0
+
+    def _new_tracker(self):
+        # initialization_delay 0: every face has a track id from its first frame; the short tracks
+        # are dropped later by their length (VideoPeople's min_frames). No motion filter: the
+        # Kalman filter lagged behind fast pans and split tracks (measured, docs/DESIGN.md).
+        from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
+
+        return self._norfair.Tracker(
+            distance_function="iou",
+            distance_threshold=self.max_distance,
+            hit_counter_max=self.hit_counter_max,
+            initialization_delay=0,
+            filter_factory=OptimizedKalmanFilterFactory() if self.kalman else NoFilterFactory(),
+        )
+
+    def update(self, faces: Sequence[dict], frame_bgr: Optional[np.ndarray] = None) -> List[Optional[int]]:
+        """The track id of each face (None for one the tracker did not take)."""
+        self._frame += 1
+        if self.cuts is not None and frame_bgr is not None and self.cuts(frame_bgr):
+            self.n_cuts += 1
+            self._offset = self.max_id
+            self._tracker = self._new_tracker()
+        dets = [
+            self._norfair.Detection(
+                np.array(f["box"], float).reshape(2, 2),
+                scores=np.full(2, float(f.get("score") or 1.0)),
+                data=(self._frame, i),
+            )
+            for i, f in enumerate(faces)
+        ]
+        ids: List[Optional[int]] = [None] * len(faces)
+        for obj in self._tracker.update(dets):
+            det = obj.last_detection
+            if obj.id is not None and det is not None and det.data[0] == self._frame:
+                ids[det.data[1]] = self._offset + obj.id
+                self.max_id = max(self.max_id, ids[det.data[1]])
+        return ids
+
+
+@dataclass
+class Track:
+    track_id: int
+    faces: List[dict] = field(default_factory=list)
+    frames: List[int] = field(default_factory=list)
+    best_weight: float = -1.0
+    thumbnail: Optional[np.ndarray] = None
+
+
+def crop_thumbnail(frame_bgr: np.ndarray, box: Sequence[float], side: int = THUMB_SIDE) -> np.ndarray:
+    """The face with a 25% margin, its longer side at most ``side``."""
+    h, w = frame_bgr.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = 0.25 * (x2 - x1), 0.25 * (y2 - y1)
+    x1, y1 = int(max(0, x1 - mx)), int(max(0, y1 - my))
+    x2, y2 = int(min(w, x2 + mx)), int(min(h, y2 + my))
+    crop = frame_bgr[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)]
+    scale = side / max(crop.shape[:2])
+    if scale < 1:
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))
+    return crop.copy()
+
+
+class VideoPeople:
+    """Tracks a video's faces and gives each person one answer (module docstring).
+
+    ``update`` returns copies of the faces whose age and gender are their track's answer so far
+    (for drawing; ``aggregate``), and sets ``track_id`` on the faces given (for the journal).
+    """
+
+    def __init__(
+        self,
+        fps: float = 25.0,
+        frame_stride: int = 1,
+        min_frames: int = DEFAULT_MIN_FRAMES,
+        min_score: float = DEFAULT_MIN_SCORE,
+        method: str = "inverse_variance",
+        thumbnails: bool = True,
+        **tracker_kwargs,
+    ):
+        self.fps, self.min_frames, self.min_score = fps, min_frames, min_score
+        self.method, self.keep_thumbnails = method, thumbnails
+        self.tracker = FaceTracker(fps=fps, frame_stride=frame_stride, **tracker_kwargs)
+        self.tracks: Dict[int, Track] = {}
+
+    def update(self, idx: int, frame_bgr: Optional[np.ndarray], faces: List[dict]) -> List[dict]:
+        shown = []
+        for face, tid in zip(faces, self.tracker.update(faces, frame_bgr)):
+            face["track_id"] = tid
+            if tid is None:
+                shown.append(dict(face))
+                continue
+            track = self.tracks.setdefault(tid, Track(tid))
+            track.faces.append(face)
+            track.frames.append(int(idx))
+            w = face_weight(face)  # the thumbnail: the track's best-scored, largest face
+            if self.keep_thumbnails and frame_bgr is not None and w > track.best_weight:
+                track.best_weight, track.thumbnail = w, crop_thumbnail(frame_bgr, face["box"])
+            shown.append({**face, **aggregate(track.faces, self.method)})
+        return shown
+
+    def people(self) -> List[dict]:
+        """One record per track of at least ``min_frames`` faces, one scoring ``min_score`` or more,
+        in the order of their first frame."""
+        out = []
+        for tid, t in sorted(self.tracks.items(), key=lambda kv: (kv[1].frames[0], kv[0])):
+            if len(t.frames) < self.min_frames or max(f.get("score") or 0.0 for f in t.faces) < self.min_score:
+                continue
+            out.append(
+                {
+                    "track_id": tid,
+                    "first_frame": t.frames[0],
+                    "last_frame": t.frames[-1],
+                    "first_time_s": round(t.frames[0] / self.fps, 3),
+                    "last_time_s": round(t.frames[-1] / self.fps, 3),
+                    "frames_seen": len(t.frames),
+                    **aggregate(t.faces, self.method),
+                    "thumbnail": f"thumbnails/track_{tid:05d}.jpg" if t.thumbnail is not None else None,
+                }
+            )
+        return out
+
+    def finish(self, out_dir: str) -> List[dict]:
+        """Write people.json, people.csv and thumbnails/ under ``out_dir``; returns the people."""
+        people = self.people()
+        for p in people:
+            if p["thumbnail"]:
+                path = os.path.join(out_dir, p["thumbnail"])
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                cv2.imwrite(path, self.tracks[p["track_id"]].thumbnail)
+        dropped = len(self.tracks) - len(people)
+        write_people(out_dir, people, self.fps, self.min_frames, self.min_score, dropped, self.tracker.n_cuts)
+        return people
+
+
+def write_people(out_dir, people: List[dict], fps: float, min_frames: int, min_score: float, dropped: int, cuts=0):
+    os.makedirs(out_dir, exist_ok=True)
+    meta = {"fps": fps, "min_frames": min_frames, "min_score": min_score, "dropped_tracks": dropped, "scene_cuts": cuts}
+    write_json_atomic(os.path.join(out_dir, "people.json"), {**meta, "people": people}, indent=1)
+    with open(os.path.join(out_dir, "people.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, PEOPLE_FIELDS)
+        w.writeheader()
+        w.writerows(people)
+
+
+def load_people(path: str) -> List[dict]:
+    """The people of a people.json (or of the folder that holds it)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "people.json")
+    with open(path) as f:
+        return json.load(f)["people"]
+
+
+def people_over_time(people: Sequence[dict], bucket_seconds: float) -> Dict[int, List[dict]]:
+    """{bucket index: people in view during it}: a person counts once in each time bucket between
+    their first and last frame."""
+    buckets: Dict[int, List[dict]] = {}
+    for p in people:
+        for b in range(int(p["first_time_s"] // bucket_seconds), int(p["last_time_s"] // bucket_seconds) + 1):
+            buckets.setdefault(b, []).append(p)
+    return buckets
+
+
+def people_survey(people: Sequence[dict], lower: Sequence[int], bucket_seconds: Optional[float] = None):
+    """(counts, timeline) as ``survey.count_faces`` / ``counts_over_time`` give them for faces,
+    for people: each person counted once overall and once in each time bucket they were in view."""
+    from .survey import count_faces  # survey imports this module
+
+    counts = count_faces(people, lower)
+    if not bucket_seconds:
+        return counts, None
+    buckets = people_over_time(people, bucket_seconds)
+    return counts, [(b * bucket_seconds, count_faces(buckets[b], lower)) for b in sorted(buckets)]
+
+
+def track_options(args) -> dict:
+    """run_video's tracking options from a command's --no-track / --min-track-frames: on unless
+    --no-track; without the [video] extra, off with a warning (the per-frame answers still come)."""
+    if getattr(args, "no_track", False):
+        return {}
+    try:
+        import norfair  # noqa: F401
+    except ImportError:
+        logging.getLogger(__name__).warning("faces not tracked (no people.json): pip install 'foss_d2[video]'")
+        return {}
+    return {"track": True, "min_track_frames": getattr(args, "min_track_frames", None)}

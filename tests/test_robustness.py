@@ -1,0 +1,374 @@
+"""The runner under a user's mistakes (issue 17 items 1, 3, 4, 8; issue 19 item 4): outputs over
+inputs, interrupted runs and --resume/--overwrite, oversized pictures, runs where nothing could be
+processed, bad arguments, --no-draw and the reader/drawer threads. Toy model, small files made here."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_cfg
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from PIL import Image
+
+from foss_d2.apps import demo, survey
+from foss_d2.apps.runner import JOURNAL, PredictionWriter, collect_inputs, draw_predictions, read_journal
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+FACES = 3  # the toy model answers K_TEST boxes on any picture
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The toy model's config file (weights saved beside it)."""
+    d = tmp_path_factory.mktemp("toy")
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": FACES})
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 8.0)
+    DetectionCheckpointer(model, save_dir=str(d)).save("toy")
+    cfg.MODEL.WEIGHTS = str(d / "toy.pth")
+    (d / "toy.yaml").write_text(cfg.dump())
+    return str(d / "toy.yaml")
+
+
+def _photos(folder, n, size=(60, 80)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = np.random.default_rng(i).integers(0, 255, (*size, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"p{i:02d}.png"), img)
+    return sorted(os.listdir(folder))
+
+
+def _demo(capsys, *argv):
+    """demo.main in this process: (exit code, stdout + stderr)."""
+    try:
+        demo.main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def _csv_counts(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:2] == ["image", "face"] and sum(r[:2] == ["image", "face"] for r in rows) == 1
+    counts = {}
+    for r in rows[1:]:
+        counts[r[0]] = counts.get(r[0], 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------- 1. outputs never written over inputs
+
+
+def test_output_over_input_is_refused(toy, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    names = _photos(photos, 2)
+    before = {n: (photos / n).read_bytes() for n in names}
+    code, msg = _demo(capsys, "--config-file", toy, "--input", photos, "--output", photos)
+    assert code == 2 and f"--output {photos} is the input folder {photos}" in msg
+    code, msg = _demo(capsys, "--config-file", toy, "--input", photos / "p00.png", "--output", tmp_path)
+    assert code == 2 and "holds the input" in msg and str(photos / "p00.png") in msg
+    os.symlink(photos, tmp_path / "link")  # the same folder by another name
+    code, msg = _demo(capsys, "--config-file", toy, "--input", tmp_path / "link", "--output", photos)
+    assert code == 2 and os.path.realpath(photos) in msg
+    assert {n: (photos / n).read_bytes() for n in os.listdir(photos)} == before  # nothing written
+
+
+def test_output_inside_the_input_folder_is_not_read_back(toy, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    _photos(photos, 2)
+    code, _ = _demo(capsys, "--config-file", toy, "--input", photos, "--output", photos / "out")
+    assert code == 0
+    code, _ = _demo(capsys, "--config-file", toy, "--input", photos, "--output", photos / "out", "--resume")
+    assert code == 0 and sorted(json.load(open(photos / "out" / "predictions.json"))) == ["p00.png", "p01.png"]
+    assert collect_inputs([str(photos)], exclude=str(photos / "out"))[0] == [
+        (str(photos / "p00.png"), "p00.png"),
+        (str(photos / "p01.png"), "p01.png"),
+    ]
+
+
+def test_same_name_from_two_places_never_escapes_the_output(toy, tmp_path, capsys):
+    for d in ("a", "b"):
+        _photos(tmp_path / d, 1)
+    out = tmp_path / "out"
+    os.chdir(tmp_path / "a")  # relative paths with "..": the picture must still land under out/
+    try:
+        code, _ = _demo(capsys, "--config-file", toy, "--input", "p00.png", "../b/p00.png", "--output", out)
+    finally:
+        os.chdir(ROOT)
+    assert code == 0 and len(json.load(open(out / "predictions.json"))) == 2
+    pictures = [r["picture"] for r in read_journal(str(out / JOURNAL))]
+    assert all(os.path.isfile(out / p) for p in pictures) and len(set(pictures)) == 2
+
+
+# ---------------------------------------------------------------- 2. nothing lost
+
+
+def _start(toy, inp, out):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", toy, "--input", inp, "--output", out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def _wait_for_results(proc, journal, n=1, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if os.path.isfile(journal) and len(read_journal(journal)) >= n:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+    pytest.fail("no results appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_keeps_its_results_and_resumes(toy, tmp_path, capsys, sig):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    names = _photos(inp, 12, size=(240, 320))
+    proc = _start(toy, inp, out)
+    _wait_for_results(proc, str(out / JOURNAL))
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    records = read_journal(str(out / JOURNAL))
+    kept = {r["key"]: r["faces"] for r in records}
+    assert 1 <= len(kept) < len(names), "the run must be cut short for this test to mean anything"
+    assert all(r["width"] == 320 and r["height"] == 240 and r["frame"] == "exif_oriented" for r in records)
+    if sig == signal.SIGTERM:  # closed cleanly: predictions.json holds everything the journal holds
+        assert proc.returncode == 128 + signal.SIGTERM and "interrupted by SIGTERM" in err and "--resume" in err
+        assert json.load(open(out / "predictions.json")) == kept
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    # survey reads what survived, from the journal or its folder
+    for src in (out / JOURNAL, out):
+        survey.main(["--predictions", str(src), "--output", str(tmp_path / "survey")])
+        assert json.load(open(tmp_path / "survey" / "survey.json"))["total_faces"] == FACES * len(kept)
+    # a plain rerun is refused, --resume finishes it
+    code, msg = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)
+    assert code == 2 and "--resume" in msg and "--overwrite" in msg
+    code, msg = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--resume")
+    assert code == 0, msg
+    assert f"{len(names) - len(kept)} new results, {len(kept)} from before" in msg
+    preds = json.load(open(out / "predictions.json"))
+    assert sorted(preds) == names and all(preds[k] == v for k, v in kept.items())
+    assert _csv_counts(out / "predictions.csv") == {n: FACES for n in names}  # each image once, one header
+    keys = [r["key"] for r in read_journal(str(out / JOURNAL)) if "faces" in r]
+    assert sorted(keys) == names  # each image journaled once
+    assert sorted(f for f in os.listdir(out) if f.endswith(".png")) == names  # every picture, none half-written
+
+
+def test_resume_repairs_a_csv_cut_between_journal_and_rows(tmp_path):
+    face = {"box": [1, 2, 3, 4], "score": 0.5, "age": 30.0, "age_std": 5.0, "gender": "male", "p_female": 0.1}
+    with PredictionWriter(str(tmp_path)) as w:
+        w.add("a.jpg", [face], 10, 10)
+        w.add("b.jpg", [face, face], 10, 10)
+    lines = (tmp_path / "predictions.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "predictions.csv").write_text("".join(lines[:2]))  # killed after b's journal line
+    (tmp_path / JOURNAL).write_text((tmp_path / JOURNAL).read_text() + '{"key": "c.jpg", "wid')  # a cut line
+    with PredictionWriter(str(tmp_path), resume=True) as w:
+        assert w.done == {"a.jpg", "b.jpg"}
+        w.add("c.jpg", [], 10, 10)
+    assert _csv_counts(tmp_path / "predictions.csv") == {"a.jpg": 1, "b.jpg": 2}
+    assert [r["key"] for r in read_journal(str(tmp_path / JOURNAL))] == ["a.jpg", "b.jpg", "c.jpg"]
+    (tmp_path / "predictions.csv").write_text("".join(lines)[:-9])  # a row cut short: rebuilt
+    with PredictionWriter(str(tmp_path), resume=True):
+        pass
+    assert _csv_counts(tmp_path / "predictions.csv") == {"a.jpg": 1, "b.jpg": 2}
+
+
+def test_overwrite_removes_the_previous_run_and_nothing_else(toy, tmp_path, capsys):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 3)
+    assert _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)[0] == 0
+    (out / "mine.txt").write_text("the user's file")
+    (out / "mine.png").write_bytes(b"not drawn by the demo")
+    os.remove(inp / "p02.png")
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--overwrite")
+    assert code == 0
+    assert sorted(os.listdir(out)) == sorted(
+        ["mine.txt", "mine.png", "p00.png", "p01.png", JOURNAL, "predictions.json", "predictions.csv", "skipped.json"]
+    )
+    assert sorted(json.load(open(out / "predictions.json"))) == ["p00.png", "p01.png"]
+    code, msg = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--overwrite", "--resume")
+    assert code == 2 and "exclude each other" in msg
+
+
+# ---------------------------------------------------------------- 3. oversized pictures
+
+
+def test_oversized_picture_is_skipped_with_its_size_and_the_batch_goes_on(toy, tmp_path, capsys):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 2)
+    Image.new("1", (20000, 10000)).save(inp / "huge.png")  # 200 MP, a few kB on disk
+    code, msg = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)
+    assert code == 0, msg
+    assert sorted(json.load(open(out / "predictions.json"))) == ["p00.png", "p01.png"]
+    reason = json.load(open(out / "skipped.json"))["huge.png"]
+    assert "20000x10000" in reason and "--max-pixels" in reason
+    rec = [r for r in read_journal(str(out / JOURNAL)) if r["key"] == "huge.png"][0]
+    assert (rec["width"], rec["height"]) == (20000, 10000)
+    code, msg = _demo(
+        capsys, "--config-file", toy, "--input", inp, "--output", out, "--overwrite", "--max-pixels", "4000"
+    )
+    assert code == 1 and "nothing could be processed" in msg  # 80x60 = 4800 pixels each
+
+
+def test_drawn_picture_has_a_bounded_size(toy, tmp_path, capsys):
+    face = {"box": [4000.0, 2000.0, 6000.0, 6000.0], "age": 30.0, "p_female": 0.9}
+    vis = draw_predictions(np.zeros((8000, 8000, 3), np.uint8), [face], max_side=2048)
+    assert vis.shape == (2048, 2048, 3)
+    # the box at 2048/8000 of its place: edges at x = 1024 and 1536, nothing drawn inside
+    assert vis[1000:1050, 1020:1029].any() and vis[1000:1050, 1531:1541].any() and not vis[1000:1050, 1100:1460].any()
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 1, size=(1000, 3000))
+    code, msg = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)
+    assert code == 0, msg
+    assert cv2.imread(str(out / "p00.png")).shape == (683, 2048, 3)
+    box = json.load(open(out / "predictions.json"))["p00.png"][0]["box"]
+    assert max(box) > 0 and box[2] <= 3000  # JSON boxes stay in original pixels
+    code, msg = _demo(
+        capsys, "--config-file", toy, "--input", inp, "--output", out, "--overwrite", "--draw-max-side", "0"
+    )
+    assert code == 0 and cv2.imread(str(out / "p00.png")).shape == (1000, 3000, 3)
+
+
+# ---------------------------------------------------------------- 4. no silent successes
+
+
+def test_nothing_to_process_is_an_error(toy, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, msg = _demo(capsys, "--config-file", toy, "--input", empty, "--output", tmp_path / "o1")
+    assert code == 1 and "nothing could be processed" in msg
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.new("RGB", (8, 8)).save(odd / "anim.gif")
+    (odd / "photo.heic").write_bytes(b"\0" * 64)
+    code, msg = _demo(capsys, "--config-file", toy, "--input", odd, "--output", tmp_path / "o2")
+    assert code == 1 and "nothing could be processed" in msg
+    skipped = json.load(open(tmp_path / "o2" / "skipped.json"))
+    assert sorted(skipped) == ["anim.gif", "photo.heic"] and "not an image file name (.gif)" in skipped["anim.gif"]
+    code, msg = _demo(capsys, "--config-file", toy, "--input", tmp_path / "no1.jpg", tmp_path / "no2.jpg")
+    assert code == 1 and "nothing could be processed" in msg
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "x.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    code, msg = _demo(capsys, "--config-file", toy, "--input", corrupt, "--output", tmp_path / "o3")
+    assert code == 1 and "none of the 1 inputs could be read" in msg
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--confidence-threshold", "1.5"], "outside [0, 1]"),
+        (["--confidence-threshold", "-0.1"], "outside [0, 1]"),
+        (["--max-pixels", "lots"], "not an integer"),
+        (["MODEL.FOSS.K_TSET", "5"], "Non-existent key: MODEL.FOSS.K_TSET"),
+        (["MODEL.FOSS.K_TEST", "abc"], "Type mismatch"),
+        (["MODEL.FOSS.K_TEST"], "KEY VALUE pairs"),
+        (["--config-file", "missing.yaml"], "missing.yaml"),
+        (["--output", "o", "MODEL.FOSS.K_TEST", "5", "--max-pixels", "9"], "put the options first"),
+    ],
+)
+@pytest.mark.parametrize("command", [demo, survey])
+def test_bad_arguments_are_one_line_errors(command, argv, message, tmp_path, capsys):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SystemExit) as e:
+        command.main(["--input", str(img), *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
+
+
+def test_survey_rejects_bad_groups_and_missing_predictions(tmp_path, capsys):
+    for argv, message in [
+        (["--groups", "0,a"], "--groups"),
+        (["--groups", "5,10"], "starting at 0"),
+        (["--predictions", str(tmp_path / "none.json")], "predictions not found"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            survey.main(
+                [*argv, "--output", str(tmp_path / "s")] + ([] if "--predictions" in argv else ["--predictions", "x"])
+            )
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 5. --no-draw and the threads
+
+
+def test_no_draw_and_prefetch_keep_the_answers_and_their_order(toy, tmp_path, capsys):
+    inp = tmp_path / "in"
+    names = _photos(inp, 5)
+    (inp / "p02.png").write_bytes(b"broken")  # a per-file error in the reader thread
+    (inp / "zz.txt").write_text("x")
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", tmp_path / "drawn")
+    assert code == 0
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", tmp_path / "nodraw", "--no-draw")
+    assert code == 0
+    a, b = (read_journal(str(tmp_path / d / JOURNAL)) for d in ("drawn", "nodraw"))
+    assert [r["key"] for r in a] == ["zz.txt", "p00.png", "p01.png", "p02.png", "p03.png", "p04.png"]  # input order
+    assert [r.get("faces") for r in a] == [r.get("faces") for r in b]
+    assert all(r.get("picture") == r["key"] for r in a if "faces" in r) and not any("picture" in r for r in b)
+    assert not [f for f in os.listdir(tmp_path / "nodraw") if f.endswith(".png")]
+    assert sorted(f for f in os.listdir(tmp_path / "drawn") if f.endswith(".png")) == [
+        n for n in names if n != "p02.png"
+    ]
+    assert "cannot read image" in json.load(open(tmp_path / "nodraw" / "skipped.json"))["p02.png"]
+
+
+def test_video_resume_redraws_the_whole_video_and_no_draw_writes_none(toy, tmp_path, capsys):
+    path = str(tmp_path / "clip.avi")
+    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for i in range(4):
+        w.write(np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w.release()
+    out = tmp_path / "out"
+    assert _demo(capsys, "--config-file", toy, "--video-input", path, "--output", out)[0] == 0
+    first = json.load(open(out / "predictions.json"))
+    os.remove(out / "clip_foss.mp4")
+    code, msg = _demo(capsys, "--config-file", toy, "--video-input", path, "--output", out, "--resume")
+    assert code == 0 and "0 new results, 4 from before" in msg
+    assert json.load(open(out / "predictions.json")) == first and _csv_counts(out / "predictions.csv") == {
+        str(i): FACES for i in range(4)
+    }
+    assert int(cv2.VideoCapture(str(out / "clip_foss.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    assert all(
+        r["frame"] == "video_frame" and r["picture"] == "clip_foss.mp4" for r in read_journal(str(out / JOURNAL))
+    )
+    code, _ = _demo(capsys, "--config-file", toy, "--video-input", path, "--output", out, "--overwrite", "--no-draw")
+    assert code == 0 and not (out / "clip_foss.mp4").exists() and json.load(open(out / "predictions.json")) == first
+
+
+def test_every_n_frames_processes_frames_0_n_2n_and_keeps_their_numbers(toy, tmp_path, capsys):
+    path = str(tmp_path / "clip.avi")
+    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 6, (64, 48))
+    for i in range(7):
+        w.write(np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w.release()
+    out = tmp_path / "out"
+    code, _ = _demo(capsys, "--config-file", toy, "--video-input", path, "--output", out, "--every-n-frames", "3")
+    assert code == 0
+    assert sorted(json.load(open(out / "predictions.json")), key=int) == ["0", "3", "6"]  # 7 frames, every 3rd
+    video = cv2.VideoCapture(str(out / "clip_foss.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and video.get(cv2.CAP_PROP_FPS) == pytest.approx(2.0)
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--video-input", path, "--output", str(tmp_path / "o2"), "--every-n-frames", "0"])
+    assert e.value.code == 2

@@ -1,0 +1,243 @@
+"""Faces tracked across video frames (foss_d2/apps/tracking.py, issue 18).
+
+Hand-made boxes where the tracker is the point; the shipped model on footage made from real photos
+(demo/family.jpg, WIDER val photos from ../shared) where the detector's faces are."""
+
+import csv
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from conftest import needs_shared_data, shared_data_path
+
+from foss_d2.apps.tracking import FaceTracker, SceneCuts, VideoPeople, aggregate, people_over_time, write_people
+from foss_d2.utils.footage import shot, write_video
+
+pytest.importorskip("norfair", reason="tracking needs the [video] extra (norfair)")
+
+FAMILY = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")
+
+
+def face(x, y, size=60, age=30.0, p_female=0.8, score=0.6, age_std=5.0):
+    return {"box": [x, y, x + size, y + size], "score": score, "age": age, "age_std": age_std, "p_female": p_female}
+
+
+def test_aggregate_inverse_variance():
+    # weights 1/2^2 and 1/4^2, i.e. 4:1: age (4*20 + 50) / 5 = 26, P(female) (4*0.9 + 0.4) / 5 = 0.8
+    faces = [face(0, 0, age=20, p_female=0.9, age_std=2), face(0, 0, age=50, p_female=0.4, age_std=4)]
+    a = aggregate(faces)
+    assert (a["age"], a["p_female"], a["gender"]) == (26.0, 0.8, "female")
+
+
+def test_aggregate_weighted_by_score_and_height():
+    # weights 0.5*100 = 50 and 0.25*40 = 10: age (50*20 + 10*50) / 60 = 25
+    faces = [face(0, 0, 100, age=20, p_female=0.9, score=0.5), face(0, 0, 40, age=50, p_female=0.3, score=0.25)]
+    a = aggregate(faces, "weighted")
+    assert a["age"] == 25.0 and a["gender"] == "female"
+    assert a["p_female"] == pytest.approx((50 * 0.9 + 10 * 0.3) / 60, abs=1e-4)
+    # the mixture's std: each frame's 5 and the spread between 20 and 50
+    assert a["age_std"] == pytest.approx(np.sqrt(25 + (50 * 20**2 + 10 * 50**2) / 60 - 25**2), abs=0.01)
+    assert aggregate(faces, "mean")["age"] == 35.0 and aggregate(faces, "last")["age"] == 50.0
+    assert aggregate([{**face(0, 0), "age": None}])["age"] is None
+
+
+def test_two_moving_faces_keep_their_ids():
+    tracker = FaceTracker(fps=25, cut_threshold=None)
+    ids = [tracker.update([face(10 + 4 * t, 20), face(300 - 4 * t, 40)]) for t in range(20)]
+    assert all(i == ids[0] for i in ids) and len(set(ids[0])) == 2
+
+
+def _leave_and_return(gap):
+    """A face in view for 20 frames, away for ``gap`` frames, back at the same place for 10."""
+    vp = VideoPeople(fps=25, thumbnails=False, cut_threshold=None)
+    other = face(400, 50)  # stays in view all the time
+    idx = 0
+    for n, present in ((20, True), (gap, False), (10, True)):
+        for _ in range(n):
+            vp.update(idx, None, [other, face(20, 50)] if present else [other])
+            idx += 1
+    return vp.people()
+
+
+def test_face_that_leaves_and_reenters():
+    """Documented behaviour (docs/DESIGN.md): a track waits for its face up to max_lost_seconds (1 s;
+    less for a track seen only briefly); a face back within it keeps its id, a face away longer is a
+    new person (no re-identification by appearance)."""
+    back_soon = _leave_and_return(gap=5)
+    assert len(back_soon) == 2 and back_soon[1]["frames_seen"] == 30
+    back_late = _leave_and_return(gap=50)
+    assert len(back_late) == 3
+    assert sorted(p["frames_seen"] for p in back_late) == [10, 20, 80]
+
+
+def test_scene_cut_starts_new_tracks():
+    """Same boxes before and after a cut: without the reset the tracks would go on."""
+    rng = np.random.default_rng(0)
+    a = np.full((120, 160, 3), (200, 40, 40), np.uint8)
+    b = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    cuts = SceneCuts()
+    assert [cuts(a), cuts(a), cuts(b), cuts(b)] == [False, False, True, False]
+    tracker = FaceTracker(fps=25)
+    ids = [tracker.update([face(10, 10)], img) for img in (a, a, a, b, b)]
+    assert ids[0] == ids[1] == ids[2] != ids[3] == ids[4] and tracker.n_cuts == 1
+
+
+def test_people_files_and_short_tracks(tmp_path):
+    vp = VideoPeople(fps=10, min_frames=3, cut_threshold=None)
+    frame = np.full((200, 400, 3), 128, np.uint8)
+    for t in range(6):
+        faces = [face(50, 50, age=30 + t, score=0.5)]
+        if t == 2:
+            faces.append(face(250, 100, age=70))  # one frame only: noise
+        shown = vp.update(t, frame, faces)
+        assert shown[0]["age"] == pytest.approx(30 + t / 2, abs=0.01)  # the running answer is drawn
+        assert faces[0]["track_id"] == 1
+    people = vp.finish(str(tmp_path))
+    assert len(people) == 1
+    saved = json.load(open(tmp_path / "people.json"))
+    assert saved["dropped_tracks"] == 1 and saved["people"] == people
+    p = people[0]
+    assert (p["first_frame"], p["last_frame"], p["frames_seen"], p["last_time_s"]) == (0, 5, 6, 0.5)
+    assert p["age"] == 32.5 and p["gender"] == "female"
+    rows = list(csv.DictReader(open(tmp_path / "people.csv")))
+    assert len(rows) == 1 and float(rows[0]["age"]) == 32.5
+    thumb = cv2.imread(str(tmp_path / p["thumbnail"]))
+    assert thumb is not None and thumb.shape[:2] == (90, 90)  # 60 px face + 25% margin each side
+
+
+def test_people_over_time_counts_each_person_once_per_bucket():
+    people = [{"first_time_s": 0.0, "last_time_s": 25.0}, {"first_time_s": 12.0, "last_time_s": 14.0}]
+    b = people_over_time(people, 10)
+    assert {k: len(v) for k, v in b.items()} == {0: 1, 1: 2, 2: 1}
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    from foss_d2 import FaceAgeEstimator
+
+    return FaceAgeEstimator(device="cpu", preset="fast")
+
+
+def _track(est, frames):
+    vp = VideoPeople(fps=25, thumbnails=False)
+    for i, frame in enumerate(frames):
+        vp.update(i, frame, est(frame))
+    return vp
+
+
+def test_pan_zoom_over_a_photo_gives_one_track_per_face(estimator):
+    """A camera panning and zooming over demo/family.jpg (a WIDER val photo, 7 faces by hand): as
+    many people as faces the model finds in the still photo, give or take one."""
+    img = cv2.imread(FAMILY)
+    still = len(estimator(img))
+    frames = [f for f, _ in shot(img, 8, (640, 480), zoom=(1.0, 1.3), center_to=(0.53, 0.47))]
+    vp = _track(estimator, frames)
+    assert still == 7
+    assert abs(len(vp.people()) - still) <= 1, vp.people()
+
+
+@needs_shared_data
+def test_no_track_crosses_a_cut(estimator):
+    """Three WIDER val photos (4, 4 and 3 faces by hand), four frames each."""
+    root = shared_data_path("widerface", "WIDER_val", "images")
+    names = [
+        "0--Parade/0_Parade_Parade_0_960.jpg",
+        "13--Interview/13_Interview_Interview_On_Location_13_847.jpg",
+        "19--Couple/19_Couple_Couple_19_125.jpg",
+    ]
+    frames, shot_of = [], []
+    for s, name in enumerate(names):
+        img = cv2.imread(os.path.join(root, name))
+        for f, _ in shot(img, 4, (640, 480), zoom=(1.0, 1.1)):
+            frames.append(f)
+            shot_of.append(s)
+    vp = _track(estimator, frames)
+    assert vp.tracker.n_cuts == 2
+    for t in vp.tracks.values():
+        assert len({shot_of[i] for i in t.frames}) == 1, t.frames
+    assert abs(len(vp.people()) - 11) <= 2  # 11 faces by hand (12 people measured: one false face or split)
+
+
+def test_video_run_writes_track_ids_and_people(tmp_path, estimator):
+    """The runner with tracking on a 6-frame pan over demo/family.jpg: every face has a track id, the
+    people (7 faces by hand, give or take one) have thumbnails, the drawn video is written."""
+    from foss_d2.apps.runner import load_predictions, run_video
+
+    video = tmp_path / "pan.mp4"
+    img = cv2.imread(FAMILY)
+    write_video(str(video), [f for f, _ in shot(img, 6, (640, 480), zoom=(1.0, 1.2))], fps=5)
+    out = tmp_path / "out"
+    run_video(estimator.predictor, str(video), str(out), estimator.cfg.INPUT.FORMAT, track=True)
+    preds = load_predictions(str(out))
+    assert len(preds) == 6 and all(f["track_id"] is not None for faces in preds.values() for f in faces)
+    saved = json.load(open(out / "people.json"))
+    assert saved["fps"] == 5 and abs(len(saved["people"]) - 7) <= 1
+    assert all((out / p["thumbnail"]).is_file() for p in saved["people"])
+    assert {p["track_id"] for p in saved["people"]} <= {f["track_id"] for fs in preds.values() for f in fs}
+    assert len(list(csv.DictReader(open(out / "people.csv")))) == len(saved["people"])
+    assert (out / "pan_foss.mp4").is_file()
+
+
+def test_survey_counts_people_not_faces(tmp_path):
+    """One man in view for 50 frames and a woman for 3: 2 people per person, 53 faces per frame."""
+    from foss_d2.apps import survey
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    man = {**face(10, 10, age=30, p_female=0.1), "gender": "male"}
+    woman = {**face(200, 10, age=70, p_female=0.9), "gender": "female"}
+    frames = {str(i): [man] + ([woman] if 30 <= i < 33 else []) for i in range(50)}
+    json.dump(frames, open(pred / "predictions.json", "w"))
+    people = [
+        {"track_id": 1, "first_frame": 0, "last_frame": 49, "first_time_s": 0.0, "last_time_s": 24.5},
+        {"track_id": 2, "first_frame": 30, "last_frame": 32, "first_time_s": 15.0, "last_time_s": 16.0},
+    ]
+    for p, f in zip(people, (man, woman)):
+        p.update(frames_seen=p["last_frame"] - p["first_frame"] + 1, **aggregate([f]), thumbnail=None)
+    write_people(str(pred), people, fps=2, min_frames=3, min_score=0.4, dropped=0)
+    survey.main(["--predictions", str(pred), "--output", str(tmp_path / "people"), "--bucket-seconds", "10"])
+    s = json.load(open(tmp_path / "people" / "survey.json"))
+    assert s["total_people"] == 2 and s["groups"]["20-36"]["male"] == 1 and s["groups"]["66+"]["female"] == 1
+    assert [sum(sum(g.values()) for g in c.values()) for _, c in s["timeline"]] == [1, 2, 1]
+    assert (tmp_path / "people" / "survey.png").is_file()
+    survey.main(["--predictions", str(pred), "--output", str(tmp_path / "frames"), "--per-frame"])
+    assert json.load(open(tmp_path / "frames" / "survey.json"))["total_faces"] == 53
+
+
+def _fake_predictor(img):
+    """Two faces in every frame, without the model."""
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances(img.shape[:2])
+    inst.pred_boxes = Boxes(torch.tensor([[20.0, 20.0, 80.0, 80.0], [150.0, 30.0, 200.0, 90.0]]))
+    inst.scores = torch.tensor([0.7, 0.5])
+    inst.pred_ages = torch.tensor([30.0, 60.0])
+    inst.pred_age_stds = torch.tensor([5.0, 5.0])
+    inst.pred_female_probs = torch.tensor([0.8, 0.1])
+    return inst
+
+
+def test_resumed_video_run_gives_the_same_people(tmp_path):
+    """--resume replays the tracker over the frames done before, so the ids and people.json match an
+    uninterrupted run."""
+    from foss_d2.apps.runner import JOURNAL, load_predictions, run_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(str(video), [np.full((120, 240, 3), 90 + 10 * i, np.uint8) for i in range(8)], fps=4)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run_video(_fake_predictor, str(video), str(whole), "BGR", track=True, draw=False)
+    run_video(_fake_predictor, str(video), str(cut), "BGR", track=True, draw=False)
+    lines = open(cut / JOURNAL).readlines()
+    open(cut / JOURNAL, "w").writelines(lines[:3])  # killed after 3 frames
+    (cut / "people.json").unlink()
+    run_video(_fake_predictor, str(video), str(cut), "BGR", track=True, draw=False, resume=True)
+    assert load_predictions(str(cut)) == load_predictions(str(whole))
+    people = json.load(open(whole / "people.json"))
+    assert json.load(open(cut / "people.json")) == people
+    assert [(p["track_id"], p["frames_seen"], p["age"], p["gender"]) for p in people["people"]] == [
+        (1, 8, 30.0, "female"),
+        (2, 8, 60.0, "male"),
+    ]
