@@ -49,28 +49,20 @@ def _bad_and_odd_folder(root):
     (root / "notes.txt").write_text("not an image")
 
 
+def _run_demo(cfg_file, *args):
+    """tools/demo.py as a user runs it, with the toy model's config; it must succeed."""
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", cfg_file, *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
 def test_demo_batch_json_csv_and_bad_inputs(toy_model, tmp_path):
     cfg_file, weights = toy_model
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     _bad_and_odd_folder(inp)
-    r = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "demo.py"),
-            "--config-file",
-            cfg_file,
-            "--input",
-            str(inp),
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = _run_demo(cfg_file, "--input", str(inp), "--output", str(out))
     preds = json.load(open(out / "predictions.json"))
     skipped = json.load(open(out / "skipped.json"))
     assert sorted(preds) == ["deep16.png", "good.jpg", "rgba.png", os.path.join("sub", "gray.png")]
@@ -166,23 +158,7 @@ def test_video_with_broken_frames_keeps_going(toy_model, tmp_path):
     data[int(n * 0.45) : int(n * 0.55)] = bytes(int(n * 0.55) - int(n * 0.45))  # zero out frames mid-stream
     open(path, "wb").write(bytes(data))
     out = tmp_path / "out"
-    r = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "demo.py"),
-            "--config-file",
-            cfg_file,
-            "--video-input",
-            path,
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    _run_demo(cfg_file, "--video-input", path, "--output", str(out))
     preds = json.load(open(out / "predictions.json"))
     skipped = json.load(open(out / "skipped.json"))
     assert "0" in preds and len(preds) >= 10  # frames before and after the damage

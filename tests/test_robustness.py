@@ -334,12 +334,17 @@ def test_no_draw_and_prefetch_keep_the_answers_and_their_order(toy, tmp_path, ca
     assert "cannot read image" in json.load(open(tmp_path / "nodraw" / "skipped.json"))["p02.png"]
 
 
-def test_video_resume_redraws_the_whole_video_and_no_draw_writes_none(toy, tmp_path, capsys):
-    path = str(tmp_path / "clip.avi")
-    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
-    for i in range(4):
+def _noise_video(path, frames: int, fps: int) -> str:
+    """A small MJPG video of random frames (64x48)."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
+    for i in range(frames):
         w.write(np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8))
     w.release()
+    return str(path)
+
+
+def test_video_resume_redraws_the_whole_video_and_no_draw_writes_none(toy, tmp_path, capsys):
+    path = _noise_video(tmp_path / "clip.avi", frames=4, fps=5)
     out = tmp_path / "out"
     assert _demo(capsys, "--config-file", toy, "--video-input", path, "--output", out)[0] == 0
     first = json.load(open(out / "predictions.json"))
@@ -358,11 +363,7 @@ def test_video_resume_redraws_the_whole_video_and_no_draw_writes_none(toy, tmp_p
 
 
 def test_every_n_frames_processes_frames_0_n_2n_and_keeps_their_numbers(toy, tmp_path, capsys):
-    path = str(tmp_path / "clip.avi")
-    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 6, (64, 48))
-    for i in range(7):
-        w.write(np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    w.release()
+    path = _noise_video(tmp_path / "clip.avi", frames=7, fps=6)
     out = tmp_path / "out"
     code, _ = _demo(capsys, "--config-file", toy, "--video-input", path, "--output", out, "--every-n-frames", "3")
     assert code == 0
