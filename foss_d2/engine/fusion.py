@@ -8,6 +8,7 @@ spent about 5% of its time in separate BatchNorm kernels; folded, they cost noth
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 try:  # timm's BatchNorm + activation in one module (TResNet's ConvNormAct)
     from timm.layers import BatchNormAct2d
@@ -21,32 +22,12 @@ PAIRS = (("conv", "norm"), ("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), (
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new Conv2d equal to ``bn(conv(x))`` for a BatchNorm in eval mode (its running statistics)."""
-    scale = (
-        bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-        if bn.affine
-        else 1 / torch.sqrt(bn.running_var + bn.eps)
-    )
-    shift = bn.bias.detach() if bn.affine else torch.zeros_like(bn.running_mean)
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-    )
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-        fused.bias.copy_((bias - bn.running_mean) * scale + shift)
-    fused.train(conv.training)
-    return fused
+    """A new Conv2d equal to ``bn(conv(x))`` for a BatchNorm in eval mode (its running statistics):
+    torch's ``fuse_conv_bn_eval``, which only reads the conv's weights, so the conv's mode is kept."""
+    training = conv.training
+    fused = fuse_conv_bn_eval(conv.eval(), bn)
+    conv.train(training)
+    return fused.train(training)
 
 
 def _foldable(conv, bn) -> bool:
