@@ -390,6 +390,13 @@ class _NoWriter:
 # ---------------------------------------------------------------- threads and signals
 
 
+class _Failed:
+    """An exception of the reader thread, on its way to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 class _Prefetcher:
     """Runs the generator ``produce`` in a thread, at most ``depth`` items ahead, in its order
     (``depth`` 0: in the caller's thread). Its exceptions reach the consumer."""
@@ -419,7 +426,7 @@ class _Prefetcher:
                 if not self._put(item):
                     return
         except BaseException as e:  # handed to the consumer, which raises it
-            self._put(("__error__", e))
+            self._put(_Failed(e))
         self._put(self._END)
 
     def __iter__(self):
@@ -430,8 +437,8 @@ class _Prefetcher:
             item = self._q.get()
             if item is self._END:
                 return
-            if isinstance(item, tuple) and len(item) == 2 and item[0] == "__error__":
-                raise item[1]
+            if isinstance(item, _Failed):
+                raise item.error
             yield item
 
     def close(self):
