@@ -32,6 +32,7 @@ unless MODEL.DEVICE says otherwise. Writes settings.json and settings.md under -
 """
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -80,30 +81,36 @@ def summarize(times, faces):
     }
 
 
+def add_timing_hooks(module, record, sync=lambda: None, on_in=None):
+    """Forward hooks that call ``record(seconds)`` with the wall time of each forward of ``module``
+    (``sync`` first, e.g. CUDA's; ``on_in(inputs)`` sees the inputs)."""
+    t0 = []
+
+    def pre(m, inputs):
+        sync()
+        t0.append(time.perf_counter())
+        if on_in:
+            on_in(inputs)
+
+    def post(m, inputs, output):
+        sync()
+        record(time.perf_counter() - t0.pop())
+
+    module.register_forward_pre_hook(pre)
+    module.register_forward_hook(post)
+
+
 class StageTimer:
     """Forward hooks that accumulate wall time per named module (synchronising CUDA when used)."""
 
     def __init__(self, modules: dict, device: str):
-        self.sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         self.total = {k: 0.0 for k in modules}
-        self._t0 = {}
         for name, m in modules.items():
-            m.register_forward_pre_hook(self._pre(name))
-            m.register_forward_hook(self._post(name))
+            add_timing_hooks(m, functools.partial(self._add, name), sync)
 
-    def _pre(self, name):
-        def hook(module, inputs):
-            self.sync()
-            self._t0[name] = time.perf_counter()
-
-        return hook
-
-    def _post(self, name):
-        def hook(module, inputs, output):
-            self.sync()
-            self.total[name] += time.perf_counter() - self._t0[name]
-
-        return hook
+    def _add(self, name, seconds):
+        self.total[name] += seconds
 
     def reset(self):
         self.total = {k: 0.0 for k in self.total}
@@ -411,16 +418,10 @@ class StageClock:
         setattr(obj, method, timed)
 
     def _hook(self, module, stage, on_in=None):
-        def pre(m, inputs):
-            self._t0 = time.perf_counter()
-            if on_in:
-                on_in(inputs)
+        add_timing_hooks(module, functools.partial(self._add, stage), on_in=on_in)
 
-        def post(m, inputs, output):
-            self.t[stage] += time.perf_counter() - self._t0
-
-        module.register_forward_pre_hook(pre)
-        module.register_forward_hook(post)
+    def _add(self, stage, seconds):
+        self.t[stage] += seconds
 
 
 class PeerServer:
