@@ -109,6 +109,16 @@ def add_foss_config(cfg):
     _C.MODEL.AGE_HEAD.LAMBDA_VAR = 0.0025
     _C.MODEL.AGE_HEAD.LAMBDA_CE = 0.05
     _C.MODEL.AGE_HEAD.LAMBDA_GEN = 0.1
+    # Not in the paper (off when 0, issue 16): in training, each face box the age network's crop and
+    # detector feature are cut from is moved by up to CROP_JITTER[0] of its size, rescaled by up to
+    # CROP_JITTER[1] and its aspect ratio changed by up to CROP_JITTER[2] (relative), so the age
+    # network learns from the loose boxes a detector gives on group photos, not only exact ones.
+    # The face's label still goes by the unjittered box (TH_IOU).
+    _C.MODEL.AGE_HEAD.CROP_JITTER = [0.0, 0.0, 0.0]
+    # Ablation (off, issue 16): the ROIAligned detector feature given to the age network is all zeros,
+    # in training and at test time, to measure what the feature connection adds to (or pulls from)
+    # the ages of small faces.
+    _C.MODEL.AGE_HEAD.ZERO_FEATURE = False
 
     # Tiling augmentation (Sec. 3.3): 1, 4 or 9 tiles, at most 4 distinct images loaded.
     _C.INPUT.TILING = CN()
@@ -136,6 +146,26 @@ def add_foss_config(cfg):
     # as the small faces of group photos (foss_d2/data/augmentation.py, RandomZoomOut).
     _C.INPUT.AUG.ZOOM_OUT_PROB = 0.0
     _C.INPUT.AUG.ZOOM_OUT_RANGE = [2.0, 5.0]
+    # Not in the paper (all off, issue 16): the looks of faces "in the wild" that aligned close-ups
+    # (UTKFace) lack, applied in training to each source image before tiling, so every tile gets
+    # its own (foss_d2/data/augmentation.py, build_wild_augmentations). Each op has a probability.
+    _C.INPUT.AUG.WILD = CN()
+    # A random solid-colour or noise rectangle over OCCLUDER_SIZE (fraction of the area) of one face
+    # box, inside the box (hands, glasses, other heads); OCCLUDER_SIZE[1] < 1 so it never hides all.
+    _C.INPUT.AUG.WILD.OCCLUDER_PROB = 0.0
+    _C.INPUT.AUG.WILD.OCCLUDER_SIZE = [0.1, 0.3]
+    # Lighting: pixel values mapped by (v / 255) ** gamma, gamma from GAMMA_RANGE.
+    _C.INPUT.AUG.WILD.GAMMA_PROB = 0.0
+    _C.INPUT.AUG.WILD.GAMMA_RANGE = [0.6, 1.6]
+    # Greyscale (old and scanned photos), three equal channels kept.
+    _C.INPUT.AUG.WILD.GREY_PROB = 0.0
+    # Low resolution: shrunk by a factor from DOWNSCALE_RANGE and scaled back up to the same size, as
+    # the small faces of a group photo are when the age network's crop upscales them.
+    _C.INPUT.AUG.WILD.DOWNSCALE_PROB = 0.0
+    _C.INPUT.AUG.WILD.DOWNSCALE_RANGE = [2.0, 6.0]
+    # JPEG compression at a quality from JPEG_QUALITY (web and phone photos).
+    _C.INPUT.AUG.WILD.JPEG_PROB = 0.0
+    _C.INPUT.AUG.WILD.JPEG_QUALITY = [30, 90]
     # Images whose longer side exceeds this are downscaled when loaded (keeps memory bounded).
     _C.INPUT.MAX_SIDE = 2048
     # Not in the paper (a training-speed aid): decode every training image once into memory before
@@ -153,6 +183,11 @@ def add_foss_config(cfg):
 
     # Multi-dataset sampling (Sec. 4.2): weights per DATASETS.TRAIN entry; empty = proportional to size.
     _C.DATALOADER.DATASET_WEIGHTS = []
+    # Not in the paper (off when 0, issue 16): within each dataset, an age-labelled image is drawn
+    # with weight (1 / size of its age band) ** AGE_BALANCE (bands: data/samplers.py, AGE_BANDS), so
+    # that children and the old are not drowned by adults; 1 balances the bands fully. The datasets'
+    # probabilities (DATASET_WEIGHTS) stay as they are.
+    _C.DATALOADER.AGE_BALANCE = 0.0
     # Where WIDER FACE / UTKFace live when datasets are registered from the built-in loaders.
     _C.DATASETS.ROOT = ""
 

@@ -97,6 +97,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         "step4-detector.yaml",
         "step5-age-zoomout.yaml",
         "step6-age-zoomout.yaml",
+        "step7-age-wild-cpu.yaml",
     ]
     shipped = load(SHIPPED).MODEL
     for path in ZOO_STEPS:
@@ -106,6 +107,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         assert (m.FOSS.DETECTOR_ONLY, m.FOSS.FREEZE_DETECTOR) == (detector_step, not detector_step), rel(path)
         m.defrost()
         m.FOSS.DETECTOR_ONLY, m.FOSS.FREEZE_DETECTOR, m.FOSS.K_TRAIN = False, False, shipped.FOSS.K_TRAIN
+        m.AGE_HEAD.CROP_JITTER = shipped.AGE_HEAD.CROP_JITTER  # training-only, as K_TRAIN
         assert m == shipped, rel(path)
 
 

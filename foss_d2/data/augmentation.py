@@ -5,7 +5,10 @@ import cv2
 import numpy as np
 import torch
 from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
 from fvcore.transforms.transform import PadTransform
+
+from .utils import absolute_annotations
 
 
 class RandomScale(T.Augmentation):
@@ -91,6 +94,173 @@ def build_foss_augmentations(cfg, is_train: bool):
     if a.BLUR_PROB > 0:
         augs.append(RandomGaussianBlur(a.BLUR_PROB))
     return augs
+
+
+def _uniform(lo_hi) -> float:
+    return float(np.random.uniform(*lo_hi))
+
+
+class RandomJPEG(T.Augmentation):
+    """With probability ``prob``, a JPEG round trip at a quality drawn from ``quality_range``."""
+
+    def __init__(self, prob=0.0, quality_range=(30, 90), image_format="BGR"):
+        super().__init__()
+        self.prob = float(prob)
+        self.quality_range = (int(quality_range[0]), int(quality_range[1]))
+        self.image_format = image_format
+
+    def get_transform(self, image):
+        if np.random.rand() >= self.prob:
+            return T.NoOpTransform()
+        q = int(np.random.randint(self.quality_range[0], self.quality_range[1] + 1))
+        return T.ColorTransform(lambda img: jpeg_round_trip(img, q, self.image_format))
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int, image_format: str = "BGR") -> np.ndarray:
+    """``image`` encoded and decoded by OpenCV's JPEG codec at ``quality``."""
+    rgb = image_format == "RGB"  # OpenCV takes BGR; its luma/chroma split depends on the order
+    src = np.ascontiguousarray(image[:, :, ::-1] if rgb else image)
+    ok, buf = cv2.imencode(".jpg", src, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        return image
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(out[:, :, ::-1]) if rgb else out
+
+
+class RandomDownscale(T.Augmentation):
+    """With probability ``prob``, shrink by a factor from ``factor_range`` (area averaging, as a
+    camera's sensor does) and scale back up bilinearly to the same size: the detail of a small face."""
+
+    def __init__(self, prob=0.0, factor_range=(2.0, 6.0)):
+        super().__init__()
+        self.prob = float(prob)
+        self.factor_range = tuple(factor_range)
+
+    def get_transform(self, image):
+        if np.random.rand() >= self.prob:
+            return T.NoOpTransform()
+        f = _uniform(self.factor_range)
+        return T.ColorTransform(lambda img: downscale_upscale(img, f))
+
+
+def downscale_upscale(image: np.ndarray, factor: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(image.shape)
+
+
+class RandomGreyscale(T.Augmentation):
+    """With probability ``prob``, OpenCV's greyscale conversion, kept as three equal channels."""
+
+    def __init__(self, prob=0.0, image_format="BGR"):
+        super().__init__()
+        self.prob = float(prob)
+        self.code = cv2.COLOR_RGB2GRAY if image_format == "RGB" else cv2.COLOR_BGR2GRAY
+
+    def get_transform(self, image):
+        if np.random.rand() >= self.prob:
+            return T.NoOpTransform()
+        return T.ColorTransform(lambda img: np.repeat(cv2.cvtColor(img, self.code)[:, :, None], 3, axis=2))
+
+
+class RandomGamma(T.Augmentation):
+    """With probability ``prob``, values v -> 255 (v / 255) ** gamma, gamma from ``gamma_range``:
+    dim or washed-out lighting that brightness/contrast jitter (linear) does not give."""
+
+    def __init__(self, prob=0.0, gamma_range=(0.6, 1.6)):
+        super().__init__()
+        self.prob = float(prob)
+        self.gamma_range = tuple(gamma_range)
+
+    def get_transform(self, image):
+        if np.random.rand() >= self.prob:
+            return T.NoOpTransform()
+        g = _uniform(self.gamma_range)
+        lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** g), 0, 255).astype(np.uint8)
+        return T.ColorTransform(lambda img: cv2.LUT(img, lut))
+
+
+class RandomOccluder(T.Augmentation):
+    """With probability ``prob``, a rectangle of random solid colour or noise over a fraction from
+    ``size_range`` of the area of one face box (drawn at random), inside the box: hands, glasses,
+    hair or another head in front of a face. ``size_range[1] < 1``, so some face is always left."""
+
+    def __init__(self, prob=0.0, size_range=(0.1, 0.3)):
+        super().__init__()
+        lo, hi = float(size_range[0]), float(size_range[1])
+        if not 0 < lo <= hi < 1:
+            raise ValueError(f"occluder size must satisfy 0 < lo <= hi < 1, got {list(size_range)}")
+        self.prob = float(prob)
+        self.size_range = (lo, hi)
+
+    def get_transform(self, image, boxes):
+        if boxes is None or len(boxes) == 0 or np.random.rand() >= self.prob:
+            return T.NoOpTransform()
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = np.asarray(boxes, dtype=np.float64)[np.random.randint(len(boxes))]
+        # the box's whole pixels inside the image
+        bx0, by0 = int(np.ceil(max(0.0, x1))), int(np.ceil(max(0.0, y1)))
+        bx1, by1 = int(np.floor(min(w, x2))), int(np.floor(min(h, y2)))
+        bw, bh = bx1 - bx0, by1 - by0
+        if bw < 2 or bh < 2:
+            return T.NoOpTransform()
+        frac = _uniform(self.size_range)
+        fx = float(np.random.uniform(frac, 1.0))  # width fraction; height fraction frac / fx <= 1
+        rw = min(bw, max(1, int(round(fx * bw))))
+        rh = min(bh, max(1, int(round(frac / fx * bh))))
+        if rw == bw and rh == bh:  # rounding on a tiny box: leave a strip of face
+            rh -= 1
+        ox = bx0 + int(np.random.randint(0, bw - rw + 1))
+        oy = by0 + int(np.random.randint(0, bh - rh + 1))
+        solid = np.random.rand() < 0.5
+        fill = np.random.randint(0, 256, size=((1, 1) if solid else (rh, rw)) + image.shape[2:]).astype(image.dtype)
+
+        def paint(img):
+            img = img.copy()  # a cached decoded image must stay as read
+            img[oy : oy + rh, ox : ox + rw] = fill
+            return img
+
+        return T.ColorTransform(paint)
+
+
+def build_wild_augmentations(cfg, is_train: bool):
+    """INPUT.AUG.WILD's photometric ops, in the order a photo gets them: an occluder in the scene,
+    the lighting, a greyscale print, a low-resolution camera, JPEG. None when all are off."""
+    if not is_train:
+        return []
+    a = cfg.INPUT.AUG.WILD
+    fmt = cfg.INPUT.FORMAT
+    augs = []
+    if a.OCCLUDER_PROB > 0:
+        augs.append(RandomOccluder(a.OCCLUDER_PROB, a.OCCLUDER_SIZE))
+    if a.GAMMA_PROB > 0:
+        augs.append(RandomGamma(a.GAMMA_PROB, a.GAMMA_RANGE))
+    if a.GREY_PROB > 0:
+        augs.append(RandomGreyscale(a.GREY_PROB, fmt))
+    if a.DOWNSCALE_PROB > 0:
+        augs.append(RandomDownscale(a.DOWNSCALE_PROB, a.DOWNSCALE_RANGE))
+    if a.JPEG_PROB > 0:
+        augs.append(RandomJPEG(a.JPEG_PROB, a.JPEG_QUALITY, fmt))
+    return augs
+
+
+class PerImageAugmentation:
+    """``aug(image, annotations)`` -> the image through ``augmentations``, which see the faces'
+    XYXY boxes (the occluder needs them) and change no geometry: one source image's own draw, for
+    each tile of a tiled canvas (data/tiling.py) or for an untiled picture."""
+
+    def __init__(self, augmentations):
+        self.augmentations = T.AugmentationList(list(augmentations))
+
+    def __call__(self, image: np.ndarray, annotations=None) -> np.ndarray:
+        boxes = [
+            BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+            for a in absolute_annotations(annotations or [], *image.shape[:2])
+            if a.get("iscrowd", 0) == 0
+        ]
+        aug = T.AugInput(image, boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+        self.augmentations(aug)
+        return aug.image
 
 
 class LimitMaxSide(T.Augmentation):

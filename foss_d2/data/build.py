@@ -6,7 +6,7 @@ from detectron2.data import DatasetCatalog, build_detection_train_loader
 
 from .cache import DecodedImageCache
 from .dataset_mapper import FOSSDatasetMapper
-from .samplers import DatasetWeightedTrainingSampler
+from .samplers import AGE_BANDS, DatasetWeightedTrainingSampler, age_balance_weights, age_band
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +24,31 @@ def load_train_datasets(names):
     return lists
 
 
+def band_shares(dicts, weights):
+    """{band: share of the draws} of a dataset's age-labelled images (first face's band), for the log."""
+    mass = [0.0] * len(AGE_BANDS)
+    for d, w in zip(dicts, weights):
+        ages = [a["age"] for a in d.get("annotations", []) if a.get("age", -1) >= 0]
+        if ages:
+            mass[age_band(ages[0])] += w
+    total = sum(mass) or 1.0
+    return {f"{lo:g}-{hi:g}": round(m / total, 3) for (lo, hi), m in zip(AGE_BANDS, mass)}
+
+
 def build_foss_train_loader(cfg, mapper=None):
     names = list(cfg.DATASETS.TRAIN)
     lists = load_train_datasets(names)
     sizes = [len(x) for x in lists]
     weights = list(cfg.DATALOADER.DATASET_WEIGHTS) or None
-    sampler = DatasetWeightedTrainingSampler(sizes, weights, seed=cfg.SEED if cfg.SEED >= 0 else None)
+    image_weights = None
+    balance = float(cfg.DATALOADER.AGE_BALANCE)
+    if balance > 0:
+        image_weights = [age_balance_weights(lst, balance) for lst in lists]
+        for name, lst, w in zip(names, lists, image_weights):
+            logger.info("Age balance %.2f on %s: share of draws per age band %s", balance, name, band_shares(lst, w))
+    sampler = DatasetWeightedTrainingSampler(
+        sizes, weights, seed=cfg.SEED if cfg.SEED >= 0 else None, image_weights=image_weights
+    )
     logger.info(
         "Training on %s with sampling probabilities %s (epoch = %d images)",
         dict(zip(names, sizes)),
@@ -41,7 +60,9 @@ def build_foss_train_loader(cfg, mapper=None):
         cache = None
         if cfg.INPUT.CACHE_DECODED:
             cache = DecodedImageCache.build([d for lst in lists for d in lst], cfg.INPUT.FORMAT)
-        mapper = FOSSDatasetMapper(cfg, True, pools=pools, read_image=cache)
+        # age balance also for the extra tiles of a canvas, which the sampler does not pick
+        pool_weights = {n: w for n, w in zip(names, image_weights)} if image_weights is not None else None
+        mapper = FOSSDatasetMapper(cfg, True, pools=pools, read_image=cache, pool_weights=pool_weights)
     dataset = [d for lst in lists for d in lst]
     return build_detection_train_loader(
         dataset=dataset,

@@ -17,7 +17,13 @@ from detectron2.data import transforms as T
 from detectron2.structures import Instances
 
 from ..utils.image_io import read_image_file
-from .augmentation import LimitMaxSide, build_foss_augmentations, draw_color_jitter
+from .augmentation import (
+    LimitMaxSide,
+    PerImageAugmentation,
+    build_foss_augmentations,
+    build_wild_augmentations,
+    draw_color_jitter,
+)
 from .tiling import TilingAugmentation
 from .utils import absolute_annotations
 
@@ -44,8 +50,11 @@ class FOSSDatasetMapper:
         tilers: Optional[Dict[str, TilingAugmentation]] = None,
         read_image: Optional[Callable[[dict], np.ndarray]] = None,
         color_on_device: float = 0.0,
+        wild_augmentations: Sequence = (),
     ):
         self.is_train = is_train
+        # INPUT.AUG.WILD on an untiled picture; a tiler applies them to each of its tiles itself
+        self.wild = PerImageAugmentation(wild_augmentations) if wild_augmentations else None
         # > 0: the colour jitter strength whose factors go to the model (INPUT.AUG.COLOR_ON_DEVICE)
         self.color_on_device = color_on_device
         self.augmentations = T.AugmentationList([LimitMaxSide(max_side)] + list(augmentations))
@@ -61,9 +70,13 @@ class FOSSDatasetMapper:
         is_train: bool = True,
         pools: Optional[Dict[str, List[dict]]] = None,
         read_image: Optional[Callable[[dict], np.ndarray]] = None,
+        pool_weights: Optional[Dict[str, Sequence[float]]] = None,
     ):
+        """``pools``: per tiled dataset, the records its extra tiles come from; ``pool_weights``:
+        optionally, their drawing weights (DATALOADER.AGE_BALANCE)."""
         fmt = cfg.INPUT.FORMAT
         read_image = read_image or (lambda r: read_image_file(r["file_name"], fmt))
+        wild = build_wild_augmentations(cfg, is_train)
         tilers = {}
         if is_train and cfg.INPUT.TILING.ENABLED:
             t = cfg.INPUT.TILING
@@ -75,6 +88,8 @@ class FOSSDatasetMapper:
                     probs=t.PROBS,
                     max_images=t.MAX_IMAGES,
                     canvas_size=t.CANVAS_SIZE,
+                    augment=PerImageAugmentation(wild) if wild else None,
+                    pool_weights=(pool_weights or {}).get(name),
                 )
         return {
             "is_train": is_train,
@@ -84,6 +99,7 @@ class FOSSDatasetMapper:
             "tilers": tilers,
             "read_image": read_image,
             "color_on_device": cfg.INPUT.AUG.COLOR_JITTER if is_train and cfg.INPUT.AUG.COLOR_ON_DEVICE else 0.0,
+            "wild_augmentations": wild,
         }
 
     def __call__(self, dataset_dict: dict) -> dict:
@@ -110,6 +126,8 @@ class FOSSDatasetMapper:
             annos = d.pop("annotations", None)
             if annos is not None:
                 annos = absolute_annotations(annos, *image.shape[:2])
+            if self.wild is not None and self.is_train:
+                image = self.wild(image, annos)
         aug = T.AugInput(image)
         transforms = self.augmentations(aug)
         image = aug.image

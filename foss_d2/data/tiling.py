@@ -25,12 +25,19 @@ class TilingAugmentation:
         probs: Optional[Sequence[float]] = None,
         max_images: int = 4,
         canvas_size: int = 600,
+        augment: Optional[Callable[[np.ndarray, List[dict]], np.ndarray]] = None,
+        pool_weights: Optional[Sequence[float]] = None,
     ):
         """
         Args:
             pool: dataset records from which the extra tiles are drawn.
             read_image: loads a record's image as HxWx3 uint8.
             num_tiles: possible tile counts; each must be a square (1, 4, 9, ...).
+            augment: ``augment(image, annotations)`` -> image of the same size, applied to each loaded
+                image before it is placed (INPUT.AUG.WILD), so that every source image draws its own.
+            pool_weights: the extra tiles are drawn from ``pool`` in proportion to these (the
+                sampler's image weights, DATALOADER.AGE_BALANCE) instead of uniformly; the sampler
+                alone picks one face of a canvas of up to 9.
         """
         for n in num_tiles:
             if int(math.isqrt(n)) ** 2 != n:
@@ -46,17 +53,31 @@ class TilingAugmentation:
         self.probs = p / p.sum()
         self.max_images = max_images
         self.canvas_size = canvas_size
+        self.augment = augment
+        self.pool_p = None
+        if pool_weights is not None:
+            w = np.asarray(pool_weights, dtype=np.float64)
+            if w.shape != (len(pool),) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"need {len(pool)} non-negative pool weights, not all 0")
+            self.pool_p = w / w.sum()
 
     def __call__(self, record: dict, rng: Optional[np.random.Generator] = None):
         """Returns (canvas HxWx3 uint8, annotations in XYXY_ABS canvas pixels)."""
         rng = rng or np.random.default_rng(np.random.randint(2**31))
         n = int(rng.choice(self.num_tiles, p=self.probs))
         k = min(n, self.max_images)
-        sources = [record] + [self.pool[i] for i in rng.integers(0, len(self.pool), size=k - 1)]
+        if self.pool_p is None:
+            picks = rng.integers(0, len(self.pool), size=k - 1)
+        else:
+            picks = rng.choice(len(self.pool), size=k - 1, p=self.pool_p)
+        sources = [record] + [self.pool[i] for i in picks]
         # Cells 0..k-1 get each loaded image once, the rest repeat them at random.
         order = list(range(k)) + list(rng.integers(0, k, size=n - k))
         rng.shuffle(order)
         images = [self.read_image(r) for r in sources]
+        if self.augment is not None:
+            # per loaded image: the cells that repeat an image (n > max_images) repeat its look too
+            images = [self.augment(img, r["annotations"]) for img, r in zip(images, sources)]
         return self.compose(images, [r["annotations"] for r in sources], order)
 
     def compose(self, images: List[np.ndarray], annotations: List[List[dict]], order: Sequence[int]):

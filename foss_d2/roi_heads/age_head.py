@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from .build import AGE_HEAD_REGISTRY
-from .crops import crop_faces, expand_boxes_with_margins, sanitize_boxes
+from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
 from .losses import age_gender_losses, distribution_moments
 from .tresnet import TResNetAgeNet
 
@@ -43,6 +43,8 @@ class TResNetAgeHead(nn.Module):
         th_iou: float,
         lambdas: Dict[str, float],
         input_format: str = "BGR",
+        crop_jitter: Sequence[float] = (0.0, 0.0, 0.0),
+        zero_feature: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -53,6 +55,12 @@ class TResNetAgeHead(nn.Module):
         self.th_iou = th_iou
         self.lambdas = lambdas
         self.input_format = input_format
+        if len(crop_jitter) != 3 or any(j < 0 for j in crop_jitter) or max(crop_jitter[1], crop_jitter[2]) >= 1:
+            raise ValueError(
+                f"MODEL.AGE_HEAD.CROP_JITTER must be [shift >= 0, 0 <= scale < 1, 0 <= aspect < 1], got {crop_jitter}"
+            )
+        self.crop_jitter = tuple(float(j) for j in crop_jitter)
+        self.zero_feature = bool(zero_feature)
 
     @classmethod
     def from_config(cls, cfg, input_shape=None):
@@ -85,6 +93,8 @@ class TResNetAgeHead(nn.Module):
             "th_iou": c.TH_IOU,
             "lambdas": {"mean": c.LAMBDA_MEAN, "var": c.LAMBDA_VAR, "ce": c.LAMBDA_CE, "gen": c.LAMBDA_GEN},
             "input_format": cfg.INPUT.FORMAT,
+            "crop_jitter": tuple(c.CROP_JITTER),
+            "zero_feature": c.ZERO_FEATURE,
         }
 
     def forward(
@@ -120,14 +130,24 @@ class TResNetAgeHead(nn.Module):
         feature_scales: Optional[List[Tuple[float, float]]] = None,
     ):
         """The age network's inputs (Sec. 3.1): per image the sanitized boxes, and over all faces the
-        margin-enlarged RGB crops in [0, 1] [N,3,h,w] and their ROIAligned detector feature (or None)."""
+        margin-enlarged RGB crops in [0, 1] [N,3,h,w] and their ROIAligned detector feature (or None).
+
+        In training with CROP_JITTER, crop and feature are cut from the same jittered box; the boxes
+        returned (which the losses match to faces) stay the detector's. With ZERO_FEATURE the
+        feature is zeros, here, so that every caller (test-time flip, ONNX) gets the same."""
         boxes = [sanitize_boxes(p.pred_boxes.tensor.detach()) for p in proposals]
-        crop_boxes = [expand_boxes_with_margins(b, self.margins) for b in boxes]
+        cut = boxes
+        if self.training and any(j > 0 for j in self.crop_jitter):
+            cut = [sanitize_boxes(jitter_boxes(b, *self.crop_jitter)) for b in boxes]
+        crop_boxes = [expand_boxes_with_margins(b, self.margins) for b in cut]
         crops = torch.cat([crop_faces(img, cb, self.crop_hw) for img, cb in zip(images, crop_boxes)])
         if self.input_format == "BGR":
             crops = crops.flip(1)  # TResNet is trained on RGB in [0, 1]
         feat = None
-        if self.in_feature is not None:
+        if self.in_feature is not None and self.zero_feature:
+            fmap = features[self.in_feature]
+            feat = fmap.new_zeros((crops.shape[0], fmap.shape[1]) + self.feature_hw)
+        elif self.in_feature is not None:
             fmap = features[self.in_feature]
             rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
             feat = roi_align(fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True)

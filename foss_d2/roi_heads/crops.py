@@ -2,7 +2,7 @@
 margins (20% top, 10% other sides), is cropped from the full-resolution image with ROIAlign."""
 
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torchvision.ops import roi_align
@@ -27,6 +27,26 @@ def expand_boxes_with_margins(boxes: torch.Tensor, margins: Sequence[float]) -> 
     return torch.stack(
         [boxes[:, 0] - left * w, boxes[:, 1] - top * h, boxes[:, 2] + right * w, boxes[:, 3] + bottom * h], dim=1
     )
+
+
+def jitter_boxes(
+    boxes: torch.Tensor, shift: float, scale: float, aspect: float, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """XYXY boxes as a less exact detector might give them (MODEL.AGE_HEAD.CROP_JITTER): the centre
+    moved by up to ``shift`` of the width / height, the size (sqrt of the area) times a factor in
+    [1 - scale, 1 + scale], the aspect ratio w / h times a factor in [1 - aspect, 1 + aspect]."""
+    if boxes.shape[0] == 0 or (shift <= 0 and scale <= 0 and aspect <= 0):
+        return boxes
+    n = boxes.shape[0]
+    u = torch.rand((n, 4), generator=generator, dtype=torch.float32).to(boxes) * 2 - 1  # U(-1, 1)
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + u[:, 0] * shift * w
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + u[:, 1] * shift * h
+    s = 1 + u[:, 2] * scale
+    r = (1 + u[:, 3] * aspect).sqrt()
+    nw, nh = w * s * r, h * s / r
+    return torch.stack([cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2], dim=1)
 
 
 def crop_faces(image: torch.Tensor, boxes: torch.Tensor, out_hw: Tuple[int, int]) -> torch.Tensor:
