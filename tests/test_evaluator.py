@@ -170,3 +170,17 @@ def test_grid_evaluation_scores_each_cell_by_hand():
     assert res["MAE"] == pytest.approx(8 / 3)
     assert res["gender_acc"] == pytest.approx(200 / 3)
     assert res["corr"] == pytest.approx(np.corrcoef([20, 30, 50], [22, 36, 50])[0, 1])
+
+
+def test_prediction_keys_match_dataset_paths():
+    """`foss-d2 demo` keys a folder's photos by their path inside it: those keys find the dataset's
+    full paths by whole trailing components (the longest first); full paths are used as they are."""
+    from foss_d2.apps.evaluate import match_prediction_keys
+
+    names = ["/d/WIDER_val/images/0--Parade/a.jpg", "/d/WIDER_val/images/1--Handshaking/a.jpg", "/u/b.jpg", "/u/xb.jpg"]
+    preds = {"0--Parade/a.jpg": [1], "a.jpg": [2], "/u/b.jpg": [3], "b.jpg": [4]}
+    assert match_prediction_keys(preds, names) == {
+        "/d/WIDER_val/images/0--Parade/a.jpg": [1],
+        "/d/WIDER_val/images/1--Handshaking/a.jpg": [2],
+        "/u/b.jpg": [3],
+    }

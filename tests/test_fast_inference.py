@@ -202,6 +202,115 @@ def test_demo_backend_switch(onnx_cache, tmp_path):
     assert len(next(iter(faces.values()))) >= 5
 
 
+def test_int8_export_finds_the_same_faces(onnx_cache, shipped_cfg, ort_predictor, tmp_path):
+    """--int8: convolutions quantised (QDQ nodes in both graphs, files ~3.5x smaller), and on the
+    family photo the same faces as float: each float face has an int8 box of IoU > 0.8, an age
+    within 6 years (int8 moves a face's age by 0.5 years at the median on 24 WIDER photos), and
+    P(female) within 0.15."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from foss_d2.apps.export import main as export_main
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.engine.onnx_backend import AGE_NET_FILE, DETECTOR_FILE
+
+    out = tmp_path / "int8"
+    export_main([shipped_cfg.MODEL.WEIGHTS, str(out), "--format", "onnx", "--int8", "--calibration", FAMILY])
+    for name in (DETECTOR_FILE, AGE_NET_FILE):
+        ops = {n.op_type for n in onnx.load(str(out / name)).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops, name
+        assert os.path.getsize(out / name) < os.path.getsize(os.path.join(onnx_cache, name)) / 3
+    int8 = faces_of(FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(out)), FAMILY)
+    ref = faces_of(ort_predictor, FAMILY)
+    assert abs(len(int8) - len(ref)) <= 1
+    for face in ref:
+        iou, other = max(((box_iou(face["box"], f["box"]), f) for f in int8), key=lambda t: t[0])
+        assert iou > 0.8
+        assert abs(face["age"] - other["age"]) < 6
+        assert abs(face["p_female"] - other["p_female"]) < 0.15
+
+
+def box_iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_int8_needs_calibration_and_onnx(tmp_path, shipped_cfg):
+    from foss_d2.apps.export import main as export_main
+
+    for argv in (["--format", "onnx", "--int8"], ["--int8", "--calibration", FAMILY]):
+        with pytest.raises(SystemExit):
+            export_main([shipped_cfg.MODEL.WEIGHTS, str(tmp_path / "x"), *argv])
+    assert not (tmp_path / "x").exists()
+
+
+def test_workers_answer_in_input_order_as_one(onnx_cache, tmp_path):
+    """--workers 2 (two images in the model at once, one thread each) writes the same results, in
+    the same order, as --workers 1; a bad file among them is still skipped in its place."""
+    import json
+    import shutil
+
+    from foss_d2.apps.demo import main as demo_main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, path in enumerate(real_photos() * 2):
+        shutil.copy(path, photos / f"{i}_{os.path.basename(path)}")
+    (photos / "3_broken.jpg").write_bytes(b"not a jpeg")
+    runs = {}
+    threads = torch.get_num_threads()
+    try:
+        for workers in ("1", "2"):
+            out = tmp_path / f"out{workers}"
+            demo_main(
+                ["--input", str(photos), "--output", str(out), "--no-draw", "--backend", "onnxruntime"]
+                + ["--workers", workers]
+            )
+            runs[workers] = [json.loads(line) for line in open(out / "predictions.jsonl")]
+    finally:
+        torch.set_num_threads(threads)
+    keys = [r["key"] for r in runs["1"]]
+    assert keys == sorted(keys) and "3_broken.jpg" in keys
+    assert [r["key"] for r in runs["2"]] == keys
+    for a, b in zip(runs["1"], runs["2"]):
+        assert ("skipped" in a) == ("skipped" in b)
+        if "faces" in a:
+            assert_same_faces(a["faces"], b["faces"], 1e-3, 1e-3, 1e-4)
+
+
+def test_predict_in_order_with_uneven_times():
+    """The runner's pool hands results back in input order whatever finishes first; decode errors
+    pass through in their place without reaching the model."""
+    import time
+
+    from foss_d2.apps.runner import _predict_in_order
+
+    class Slow:
+        def __call__(self, img):
+            from detectron2.structures import Boxes, Instances
+
+            time.sleep(0.02 * (5 - img))  # the first images finish last
+            inst = Instances((10, 10), pred_boxes=Boxes(torch.tensor([[0.0, 0.0, img, img]])))
+            inst.scores = torch.tensor([1.0])
+            return inst
+
+    decoded = [(str(i), i, None) for i in range(5)]
+    decoded.insert(2, ("bad", None, ValueError("cannot read")))
+    out = list(_predict_in_order(Slow(), iter(decoded), workers=3))
+    assert [k for k, *_ in out] == ["0", "1", "bad", "2", "3", "4"]
+    assert out[2][3] is None and isinstance(out[2][2], ValueError)
+    assert [faces[0]["box"][2] for k, img, err, faces in out if err is None] == [0, 1, 2, 3, 4]
+
+
+def test_onnx_dir_needs_the_onnxruntime_backend(tmp_path):
+    from foss_d2.apps.demo import main as demo_main
+
+    with pytest.raises(SystemExit, match="onnxruntime"):
+        demo_main(["--input", FAMILY, "--output", str(tmp_path / "o"), "--onnx-dir", str(tmp_path)])
+
+
 def test_unknown_backend(shipped_cfg):
     from foss_d2.engine import FOSSPredictor
 

@@ -19,9 +19,8 @@ earlier run's results is refused unless --resume (finish it: skip what its journ
 
 from detectron2.utils.logger import setup_logger
 
-from ..engine import FOSSPredictor
 from .cli import foss_argument_parser, parse_foss_args
-from .runner import add_run_arguments, config_from_args, prepare_run, run_inputs
+from .runner import add_run_arguments, build_predictor, config_from_args, prepare_run, run_inputs
 
 
 def get_parser(prog=None):
@@ -30,10 +29,7 @@ def get_parser(prog=None):
     p.add_argument("--video-input", help="a video file")
     p.add_argument("--webcam", action="store_true", help="camera 0; press Esc to stop")
     p.add_argument("--output", help="output folder (pictures with the faces drawn + predictions.json/.csv)")
-    add_run_arguments(p)  # --confidence-threshold, --max-pixels, --draw-max-side, --no-draw, --resume, --overwrite
-    p.add_argument(
-        "--backend", choices=("pytorch", "onnxruntime"), default="pytorch", help="onnxruntime: pip install -e .[onnx]"
-    )
+    add_run_arguments(p)  # --confidence-threshold, --max-pixels, --draw-max-side, --no-draw, --backend, --workers, ...
     return p
 
 
@@ -45,7 +41,7 @@ def main(argv=None, prog=None):
         parser.error("give --input, --video-input or --webcam")
     cfg = config_from_args(parser, args)  # a bad config is a one-line error
     items, skipped = prepare_run(parser, args, args.output)  # output and input checks, before the model loads
-    predictor = FOSSPredictor(cfg, backend=args.backend)
+    predictor = build_predictor(cfg, args)
     s = run_inputs(predictor, args, args.output, cfg.INPUT.FORMAT, items, skipped)
     if args.output:
         print(

@@ -1,7 +1,8 @@
 """Evaluation outside training: any predictions.json, or the model on held-out faces at group-photo scale.
 
-``predictions``: score a predictions.json (FOSS-D2 schema, keyed by image path) with FOSS-D2's
-evaluators: age/gender (FaceAgeEvaluator) and, on multi-face data, COCO face AP. The peer pipeline:
+``predictions``: score a predictions.json (FOSS-D2 schema, keyed by image path, or by the path
+relative to the folder ``foss-d2 demo`` was given) with FOSS-D2's evaluators: age/gender
+(FaceAgeEvaluator) and, on multi-face data, COCO face AP. The peer pipeline:
 
     foss-d2 evaluate predictions --dataset wider_face_val --write-list output/wider_val_files.txt \\
         DATASETS.ROOT ../shared/data
@@ -55,6 +56,23 @@ def faces_to_instances(faces, h, w):
     return inst
 
 
+def match_prediction_keys(preds: dict, file_names) -> dict:
+    """{dataset file name: faces}: a key is the file's path, or (``foss-d2 demo`` over the dataset's
+    folder or files) its path relative to that folder, matched on whole path components at the end."""
+    by_path = {}
+    for name in file_names:
+        if name in preds:
+            by_path[name] = preds[name]
+            continue
+        parts = os.path.normpath(name).split(os.sep)
+        for i in range(1, len(parts)):  # the longest matching end first
+            key = "/".join(parts[i:])
+            if key in preds:
+                by_path[name] = preds[key]
+                break
+    return by_path
+
+
 def evaluate_predictions(args, parser):
     # COCO's 100 detections per image; the predictions may come from any model
     cfg = get_foss_cfg(args.config_file, opts=["MODEL.FOSS.K_TEST", "100", *args.opts])
@@ -72,8 +90,9 @@ def evaluate_predictions(args, parser):
     evaluator = build_foss_evaluator(cfg, args.dataset, args.output)
     evaluator.reset()
     missing = 0
+    by_path = match_prediction_keys(preds, [r["file_name"] for r in records])
     for r in records:
-        faces = preds.get(r["file_name"])
+        faces = by_path.get(r["file_name"])
         if faces is None:
             missing += 1
             faces = []

@@ -21,11 +21,19 @@ for ``FaceAgeEstimator(backend="onnxruntime")`` and ``tools/demo.py --backend on
     foss-d2 export foss_d2/model_zoo/foss_default.pth output/onnx --format onnx
     foss-d2 export model_final.pth output/onnx --format onnx --config-file my-config.yaml
 
+``--int8`` writes int8 graphs instead (engine/quantize.py), calibrated on ``--calibration`` photos
+(files, folders or globs; a seeded sample of ``--calibration-count`` of them), best ones like
+those the model will see; run them with ``--backend onnxruntime --onnx-dir OUT``:
+
+    foss-d2 export foss_d2/model_zoo/foss_default.pth output/onnx-int8 --format onnx --int8 \
+        --calibration photos/
+
 (``python tools/export_model.py`` takes the same arguments.)
 """
 
 import argparse
 import os
+import tempfile
 
 import torch
 
@@ -40,11 +48,15 @@ def get_parser(prog=None):
     p.add_argument("--age-head-from", metavar="CKPT", help="take everything but the detector from this checkpoint")
     p.add_argument("--format", choices=("pth", "onnx"), default="pth", help="onnx: OUTPUT is a folder")
     p.add_argument("--config-file", help="with --format onnx: the model's config (default: the shipped one)")
+    p.add_argument("--int8", action="store_true", help="with --format onnx: int8 graphs, calibrated on --calibration")
+    p.add_argument("--calibration", nargs="+", metavar="PHOTOS", help="--int8: photos (files, folders or globs)")
+    p.add_argument("--calibration-count", type=int, default=32, help="--int8: photos sampled (default 32)")
     return p
 
 
-def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None):
-    """The checkpoint's detector and age network as ONNX graphs in ``out_dir``."""
+def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibration=None, count: int = 32):
+    """The checkpoint's detector and age network as ONNX graphs in ``out_dir``; int8 ones
+    calibrated on the ``calibration`` photos when given."""
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
@@ -54,8 +66,38 @@ def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None):
     cfg = get_foss_cfg(config_file, weights=checkpoint, device="cpu")
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    for name, path in export_onnx(model, out_dir).items():
+    if calibration:
+        with tempfile.TemporaryDirectory() as fp32_dir:
+            export_onnx(model, fp32_dir)
+            paths = quantize_to_int8(cfg, fp32_dir, out_dir, calibration, count)
+    else:
+        paths = export_onnx(model, out_dir)
+    for name, path in paths.items():
         print(f"{name}: {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
+
+
+def quantize_to_int8(cfg, fp32_dir: str, out_dir: str, calibration, count: int):
+    """int8 graphs of ``fp32_dir``'s in ``out_dir``, calibrated on a sample of the ``calibration`` photos."""
+    from tqdm import tqdm
+
+    from ..engine import FOSSPredictor, read_image_file
+    from ..engine.quantize import quantize_graphs, record_graph_inputs, sample_calibration_files
+    from .runner import collect_inputs
+
+    items, _ = collect_inputs(calibration)
+    files = sample_calibration_files([path for path, _ in items], count)
+    if not files:
+        raise SystemExit(f"no photo found in --calibration {' '.join(calibration)}")
+    predictor = FOSSPredictor(cfg, backend="onnxruntime", onnx_dir=fp32_dir)
+
+    def images():
+        for f in tqdm(files, desc="calibration photos"):
+            try:
+                yield read_image_file(f, cfg.INPUT.FORMAT)
+            except (OSError, ValueError) as e:
+                print(f"skipped {f}: {e}")
+
+    return quantize_graphs(fp32_dir, out_dir, record_graph_inputs(predictor, images()))
 
 
 def main(argv=None, prog=None):
@@ -66,7 +108,12 @@ def main(argv=None, prog=None):
     if args.format == "onnx":
         if args.detector_only or args.age_head_from:
             p.error("--format onnx exports a whole model: no --detector-only or --age-head-from")
-        return export_onnx_graphs(args.checkpoint, args.output, args.config_file)
+        if args.int8 != bool(args.calibration):
+            p.error("--int8 and --calibration go together")
+        calibration = args.calibration if args.int8 else None
+        return export_onnx_graphs(args.checkpoint, args.output, args.config_file, calibration, args.calibration_count)
+    if args.int8:
+        p.error("--int8 needs --format onnx")
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     state = ckpt.get("model", ckpt)
     if args.detector_only or args.age_head_from:

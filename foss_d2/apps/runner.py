@@ -21,10 +21,13 @@ earlier run's results is refused unless ``resume`` (skip the inputs already in t
 to the CSV, rebuild the JSON from the journal) or ``overwrite`` (remove that run's result files
 and the pictures its journal or predictions.json lists, nothing else). Pictures over
 ``max_pixels`` are skipped before they are decoded. The next inputs are decoded in a reader thread
-and the pictures drawn and written in a writer thread while the model runs, in input order.
+and the pictures drawn and written in a writer thread while the model runs, in input order;
+with ``workers`` > 1 that many images are in the model at once (each on its share of the
+threads), their results still taken in input order.
 """
 
 import argparse
+import collections
 import csv
 import functools
 import glob
@@ -38,13 +41,15 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import cv2
 from tqdm import tqdm
 
-from ..engine import instances_to_faces, read_image_file
+from ..engine import FOSSPredictor, instances_to_faces, read_image_file
+from ..engine.predictor import BACKENDS
 from ..utils import draw_faces, write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from ..utils.json_io import write_text_atomic
@@ -556,6 +561,31 @@ def _read_images(items, fmt, max_pixels):
             yield key, None, ValueError(f"cannot read image {path}: {type(e).__name__}: {e}")
 
 
+def _predict_in_order(predictor, decoded, workers: int):
+    """(key, img, error, faces) for each decoded (key, img, error), in input order. With ``workers`` >
+    1, up to that many images run through ``predictor`` at once in a thread pool: on 2 cores two
+    one-thread onnxruntime calls do 1.5x the photos of one two-thread call (docs/RESULTS.md section 9)."""
+    if workers <= 1:
+        for key, img, error in decoded:
+            yield key, img, error, None if error is not None else instances_to_faces(predictor(img))
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="foss-d2-model")
+    pending = collections.deque()
+    try:
+        for key, img, error in decoded:
+            job = None if error is not None else pool.submit(lambda im: instances_to_faces(predictor(im)), img)
+            pending.append((key, img, error, job))
+            while len(pending) > workers or (pending and pending[0][3] is None):
+                key0, img0, error0, job0 = pending.popleft()
+                yield key0, img0, error0, None if job0 is None else job0.result()
+        while pending:
+            key0, img0, error0, job0 = pending.popleft()
+            yield key0, img0, error0, None if job0 is None else job0.result()
+    finally:
+        # A stop (signal, error) leaves the images not yet finished to --resume.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _record(writer, finished):
     """Journal what the drawer finished: ("add", key, faces, w, h, picture) or ("skip", key, reason, extra)."""
     for payload, error in finished:
@@ -591,9 +621,11 @@ def run_images(
     resume: bool = False,
     overwrite: bool = False,
     prefetch: int = 2,
+    workers: int = 1,
 ) -> RunSummary:
     """Run ``predictor`` on each (path, key) of ``items`` (see the module docstring for what is
-    written); ``skipped``: inputs already found unusable, recorded as such."""
+    written); ``skipped``: inputs already found unusable, recorded as such; ``workers``: images in
+    the model at once."""
     if out_dir:
         check_output(out_dir, [p for p, _ in items])
         prepare_output(out_dir, resume, overwrite)
@@ -607,11 +639,12 @@ def run_images(
                 "--resume: %d of %d images done before, %d to go", len(items) - len(todo), len(items), len(todo)
             )
         before = len(items) - len(todo)
-        reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels), prefetch)
+        reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels), prefetch + workers - 1)
         drawer = _Drawer() if out_dir and draw else None
         done = 0
+        results = _predict_in_order(predictor, reader, workers)
         try:
-            for key, img, error in tqdm(reader, total=len(todo), desc="images", disable=len(todo) < 2):
+            for key, img, error, faces in tqdm(results, total=len(todo), desc="images", disable=len(todo) < 2):
                 stop.check()
                 if error is not None:
                     extra = (
@@ -621,7 +654,6 @@ def run_images(
                     )
                     _skip(writer, drawer, key, str(error), **extra)
                     continue
-                faces = instances_to_faces(predictor(img))
                 h, w = img.shape[:2]
                 done += 1
                 if drawer is None:
@@ -640,6 +672,7 @@ def run_images(
                 _record(writer, drawer.finished())
             stop.check()  # a signal during the last input still ends the run as interrupted
         finally:
+            results.close()
             reader.close()
             if drawer is not None:
                 _record(writer, drawer.close())
@@ -821,6 +854,22 @@ def add_run_arguments(p: argparse.ArgumentParser):
     )
     p.add_argument("--no-draw", action="store_true", help="JSON/CSV only: no pictures drawn or written")
     p.add_argument(
+        "--backend", choices=BACKENDS, default="pytorch", help="onnxruntime: faster on CPU (pip install -e .[onnx])"
+    )
+    p.add_argument(
+        "--onnx-dir",
+        default=None,
+        help="onnxruntime: the ONNX graphs to run, e.g. int8 ones from `foss-d2 export --format onnx --int8` "
+        "(default: the model's, exported to a cache folder)",
+    )
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        help="--input images in the model at once, the threads shared among them (default 0: one per thread "
+        "with onnxruntime, 1 with pytorch, as measured fastest on 2 cores; videos: 1)",
+    )
+    p.add_argument(
         "--no-track",
         action="store_true",
         help="videos: no face tracking (per-frame answers only; no track_id, people.json or people.csv)",
@@ -893,6 +942,28 @@ def prepare_run(parser: argparse.ArgumentParser, args, out_dir: Optional[str], c
     return items, skipped
 
 
+def build_predictor(cfg, args) -> FOSSPredictor:
+    """The predictor for --backend, --onnx-dir and --workers; sets ``args.workers`` to the number
+    used. Threads are shared among the workers: each onnxruntime session gets its share, and
+    PyTorch's pool is set to it."""
+    import torch
+
+    if args.onnx_dir and args.backend != "onnxruntime":
+        raise SystemExit("--onnx-dir needs --backend onnxruntime")
+    threads = torch.get_num_threads()
+    if not getattr(args, "input", None):
+        args.workers = 1  # video frames go through the model one at a time, in order, for the tracker
+    if not args.workers:
+        args.workers = threads if args.backend == "onnxruntime" else 1
+    share = max(1, threads // args.workers)
+    if args.backend == "pytorch" and args.workers > 1:
+        torch.set_num_threads(share)
+    try:
+        return FOSSPredictor(cfg, backend=args.backend, onnx_dir=args.onnx_dir, threads=share)
+    except (ImportError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+
+
 def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped) -> RunSummary:
     """``run_images`` or ``run_video`` with the command's options; an interrupted run exits with
     128 + the signal after its files are closed, and one where nothing could be processed exits 1."""
@@ -901,7 +972,16 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
     )
     try:
         if args.input:
-            summary = run_images(predictor, items, out_dir, fmt, skipped=skipped, max_pixels=args.max_pixels, **options)
+            summary = run_images(
+                predictor,
+                items,
+                out_dir,
+                fmt,
+                skipped=skipped,
+                max_pixels=args.max_pixels,
+                workers=max(1, getattr(args, "workers", 1) or 1),
+                **options,
+            )
         else:
             from .tracking import track_options
 

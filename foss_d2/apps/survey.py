@@ -31,10 +31,9 @@ import cv2
 import numpy as np
 from detectron2.utils.logger import setup_logger
 
-from ..engine import FOSSPredictor
 from ..evaluation.age_evaluator import age_to_group
 from .cli import foss_argument_parser, parse_foss_args
-from .runner import add_run_arguments, config_from_args, load_predictions, prepare_run, run_inputs
+from .runner import add_run_arguments, build_predictor, config_from_args, load_predictions, prepare_run, run_inputs
 
 PAPER_GROUP_LOWER = (0, 3, 8, 13, 20, 37, 66)  # Images of Groups: 0-2, 3-7, 8-12, 13-19, 20-36, 37-65, 66+
 GENDERS = ("male", "female", "unknown")
@@ -188,7 +187,7 @@ def main(argv=None, prog=None):
         cfg = config_from_args(p, args)  # a bad config is a one-line error
         pred_dir = os.path.join(args.output, "predictions")
         items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output)  # before the model loads
-        predictor = FOSSPredictor(cfg)
+        predictor = build_predictor(cfg, args)
         if args.video_input:
             cap = cv2.VideoCapture(args.video_input)
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0

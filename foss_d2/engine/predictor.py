@@ -24,11 +24,21 @@ class FOSSPredictor:
     ``backend="pytorch"`` folds the BatchNorms into the convolutions and stores the weights
     channels-last (``optimize=False`` keeps the model as trained, e.g. to train it further);
     ``backend="onnxruntime"`` runs the detector and the age network as ONNX graphs
-    (onnx_backend.py), exported to ``onnx_dir`` (default: a cache folder) when missing. Both run on
-    ``torch.get_num_threads()`` threads, by default the physical cores.
+    (onnx_backend.py), exported to ``onnx_dir`` (default: a cache folder) when missing; an
+    ``onnx_dir`` written by ``foss-d2 export --format onnx --int8`` runs the int8 graphs. Both run on
+    ``torch.get_num_threads()`` threads, by default the physical cores; ``threads`` sets the
+    onnxruntime sessions' count instead (one thread per call when several calls run at once).
+    Calls from several threads at once are safe: the model keeps no state between calls.
     """
 
-    def __init__(self, cfg, backend: str = "pytorch", optimize: bool = True, onnx_dir: Optional[str] = None):
+    def __init__(
+        self,
+        cfg,
+        backend: str = "pytorch",
+        optimize: bool = True,
+        onnx_dir: Optional[str] = None,
+        threads: Optional[int] = None,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cfg = cfg.clone()
@@ -42,7 +52,9 @@ class FOSSPredictor:
                 raise ValueError("the onnxruntime backend runs on CPU: set MODEL.DEVICE cpu")
             from .onnx_backend import default_onnx_dir, use_onnxruntime
 
-            use_onnxruntime(self.model, onnx_dir or default_onnx_dir(self.cfg))
+            use_onnxruntime(self.model, onnx_dir or default_onnx_dir(self.cfg), threads=threads)
+        elif onnx_dir is not None:
+            raise ValueError("onnx_dir is for the onnxruntime backend")
         elif optimize:
             optimize_for_inference(self.model)
         # The test-time options that are not in the paper (TEST_SIZES, TEST_FLIPs) wrap its single pass.

@@ -1,0 +1,109 @@
+"""int8 ONNX graphs for the onnxruntime backend (not in the FOSS paper; issue 19, item 5).
+
+onnxruntime's static quantisation (``quantize_static``, QDQ format): int8 weights per output
+channel, uint8 activations whose ranges come from running the float graphs on calibration photos
+(min/max). Only the convolutions are quantised: on AVX512-VNNI CPUs they are where int8 pays, and
+the rest (squeeze-excitation products, the age and gender layers) stays float. The calibration
+inputs are what the two graphs really see: each photo goes through the float model with its
+test-time passes, and the detector inputs and face crops are recorded on the way.
+docs/RESULTS.md section 9 has the speed and the accuracy beside float.
+"""
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+from typing import Dict, List, Sequence
+
+from .onnx_backend import AGE_NET_FILE, DETECTOR_FILE
+
+logger = logging.getLogger(__name__)
+
+
+def record_graph_inputs(predictor, images: Sequence) -> Dict[str, List[dict]]:
+    """Runs an onnxruntime ``FOSSPredictor`` on ``images`` (arrays in its input format) and returns
+    the feeds its two graphs received: {"detector": [...], "age_net": [...]}."""
+    model = predictor.model
+    feeds = {"detector": [], "age_net": []}
+    det, age_net = model.backbone, model.age_head.net if model.age_head is not None else None
+    if not hasattr(det, "session"):
+        raise TypeError("record_graph_inputs needs a predictor with backend='onnxruntime'")
+
+    def on_detector(module, args):
+        feeds["detector"].append({"image": args[0].detach().cpu().contiguous().numpy()})
+
+    def on_age_net(module, args):
+        feed = {"crops": args[0].detach().cpu().contiguous().numpy()}
+        if module.with_feature:
+            feed["feature"] = args[1].detach().cpu().contiguous().numpy()
+        feeds["age_net"].append(feed)
+
+    hooks = [det.register_forward_pre_hook(on_detector)]
+    if age_net is not None:
+        hooks.append(age_net.register_forward_pre_hook(on_age_net))
+    try:
+        for img in images:
+            predictor(img)
+    finally:
+        for h in hooks:
+            h.remove()
+    return feeds
+
+
+class _Feeds:
+    """onnxruntime's CalibrationDataReader over a list of feeds."""
+
+    def __init__(self, feeds: List[dict]):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def __len__(self):  # read by onnxruntime's calibrator for its progress
+        return 0
+
+
+def quantize_graphs(src_dir: str, out_dir: str, feeds: Dict[str, List[dict]]) -> Dict[str, str]:
+    """Writes int8 versions of ``src_dir``'s detector.onnx and age_net.onnx into ``out_dir``,
+    calibrated on ``feeds`` (``record_graph_inputs``). Returns the paths written."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    for name, file in (("detector", DETECTOR_FILE), ("age_net", AGE_NET_FILE)):
+        src = os.path.join(src_dir, file)
+        if not os.path.isfile(src):
+            continue
+        if not feeds.get(name):
+            raise ValueError(f"no calibration inputs for {file}: give photos with faces")
+        with tempfile.TemporaryDirectory() as tmp:
+            pre = os.path.join(tmp, "pre.onnx")
+            # Shape inference and graph clean-up, as onnxruntime recommends before quantising.
+            quant_pre_process(src, pre, skip_symbolic_shape=True)
+            out = os.path.join(tmp, file)
+            quantize_static(
+                pre,
+                out,
+                _Feeds(feeds[name]),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                # MinMax records each tensor's min and max only (ReduceMin/Max in the graph), so
+                # every calibration input can be fed at once.
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            shutil.move(out, os.path.join(out_dir, file))
+        paths[name] = os.path.join(out_dir, file)
+    return paths
+
+
+def sample_calibration_files(files: Sequence[str], count: int, seed: int = 0) -> List[str]:
+    """``count`` of ``files``, a seeded sample (all of them when there are fewer)."""
+    files = sorted(files)
+    if len(files) <= count:
+        return files
+    return sorted(random.Random(seed).sample(files, count))
