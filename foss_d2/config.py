@@ -184,7 +184,7 @@ def add_foss_config(cfg):
     # Multi-dataset sampling (Sec. 4.2): weights per DATASETS.TRAIN entry; empty = proportional to size.
     _C.DATALOADER.DATASET_WEIGHTS = []
     # Not in the paper (off when 0, issue 16): within each dataset, an age-labelled image is drawn
-    # with weight (1 / size of its age band) ** AGE_BALANCE (bands: data/samplers.py, AGE_BANDS), so
+    # with weight (1 / size of its age band) ** AGE_BALANCE (bands: utils/ages.py, AGE_BANDS), so
     # that children and the old are not drowned by adults; 1 balances the bands fully. The datasets'
     # probabilities (DATASET_WEIGHTS) stay as they are.
     _C.DATALOADER.AGE_BALANCE = 0.0

@@ -170,6 +170,11 @@ def test_grid_evaluation_scores_each_cell_by_hand():
     assert res["MAE"] == pytest.approx(8 / 3)
     assert res["gender_acc"] == pytest.approx(200 / 3)
     assert res["corr"] == pytest.approx(np.corrcoef([20, 30, 50], [22, 36, 50])[0, 1])
+    # per band of the true age: 20 and 30 (found, |2| and |6|, one gender right), 40 (missed) and 50
+    assert res["per_band"] == {
+        "20-39": {"faces": 2, "found": 2, "MAE": 4.0, "gender_acc": 50.0, "mean_pred_age": 29.0},
+        "40-59": {"faces": 2, "found": 1, "MAE": 0.0, "gender_acc": 100.0, "mean_pred_age": 50.0},
+    }
 
 
 def test_prediction_keys_match_dataset_paths():

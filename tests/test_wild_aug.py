@@ -21,9 +21,10 @@ from foss_d2.data.augmentation import (
     downscale_upscale,
     jpeg_round_trip,
 )
-from foss_d2.data.samplers import AGE_BANDS, age_balance_weights, age_band
+from foss_d2.data.samplers import age_balance_weights
 from foss_d2.roi_heads import TResNetAgeHead
 from foss_d2.roi_heads.crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
+from foss_d2.utils.ages import AGE_BANDS, age_band
 
 
 def _apply(aug, image, boxes=None):

@@ -378,6 +378,9 @@ PEER_VARIANTS = {
     "shipped, onnxruntime": ([], "onnxruntime", True),
     "fast": ("fast", "pytorch", True),
     "fast, onnxruntime": ("fast", "onnxruntime", True),
+    # int8 graphs (export --format onnx --int8), from --int8-dir; only run when it is given
+    "shipped, onnxruntime int8": ([], "onnxruntime-int8", True),
+    "fast, onnxruntime int8": ("fast", "onnxruntime-int8", True),
 }
 STAGES = ("resize", "detector", "crops", "age_network", "post")
 
@@ -536,7 +539,10 @@ def benchmark_peer(args, parser):
     sets = peer_images(root, args.closeups, args.groups)
     if not any(sets.values()):
         parser.error(f"no UTKFace or WIDER val photos under {root} (--data)")
-    names = [n for n in PEER_VARIANTS if n in (args.variants or PEER_VARIANTS)]
+    int8 = [n for n in PEER_VARIANTS if PEER_VARIANTS[n][1] == "onnxruntime-int8"]
+    names = [n for n in PEER_VARIANTS if n in (args.variants or PEER_VARIANTS) and (args.int8_dir or n not in int8)]
+    if not args.int8_dir and args.variants and set(args.variants) & set(int8):
+        parser.error("the int8 variants need --int8-dir (graphs from `foss-d2 export --format onnx --int8`)")
     from ..engine.api import PRESETS
 
     report = {
@@ -555,7 +561,13 @@ def benchmark_peer(args, parser):
         for n in names:
             opts, backend, optimize = PEER_VARIANTS[n]
             opts = PRESETS[opts] if isinstance(opts, str) else opts
-            est = FaceAgeEstimator(args.config_file, opts=["MODEL.DEVICE", "cpu", *opts, *args.opts], backend=backend)
+            onnx_dir = args.int8_dir if backend == "onnxruntime-int8" else None
+            est = FaceAgeEstimator(
+                args.config_file,
+                opts=["MODEL.DEVICE", "cpu", *opts, *args.opts],
+                backend="onnxruntime" if onnx_dir else backend,
+                onnx_dir=onnx_dir,
+            )
             if not optimize:  # the model as trained: no folding, channels-first, dense CenterNet heads
                 est.predictor = type(est.predictor)(est.cfg, optimize=False)
                 est.predictor.model.proposal_generator.sparse_test = False
@@ -734,6 +746,7 @@ def get_parser(prog=None):
         "--peer-python", default=PEER_PYTHON, help="the peer virtualenv's python ('' to leave the peer out)"
     )
     peer.add_argument("--no-flops", dest="flops", action="store_false", help="skip fvcore's count")
+    peer.add_argument("--int8-dir", help="also time these int8 graphs (foss-d2 export --format onnx --int8)")
     peer.add_argument("--output", default="output/benchmark_peer")
     return p
 

@@ -13,7 +13,9 @@ relative to the folder ``foss-d2 demo`` was given) with FOSS-D2's evaluators: ag
 ``tiled``: age on held-out UTKFace faces shown alone and at group-photo scale: the same faces (a
 seeded shuffle of ``utkface_test``) alone, or 4 or 9 to a 480x480 canvas (foss_d2/evaluation/tiled.py
 says how cells are scored). Printed, and written to OUT/tiled.json: faces found, MAE, Pearson
-correlation of predicted and true age, gender accuracy, per grid size. Runs on CPU unless MODEL.DEVICE says otherwise.
+correlation of predicted and true age, gender accuracy, per grid size, and the same per band of the
+true age (with the mean answer: children read as adults show there). Runs on CPU unless MODEL.DEVICE
+says otherwise.
 
     foss-d2 evaluate tiled --output output/tiled DATASETS.ROOT ../shared/data MODEL.WEIGHTS model.pth
 
@@ -132,6 +134,12 @@ def evaluate_tiled(args, parser):
             f"{r['tiles']} per canvas: {r['found']}/{r['faces']} found, "
             f"MAE {fig['MAE']}, corr {fig['corr']}, gender {fig['gender_acc']}%"
         )
+        for band, b in r["per_band"].items():
+            if b["found"]:
+                print(
+                    f"    ages {band}: {b['found']}/{b['faces']} found, MAE {b['MAE']:.2f}, "
+                    f"mean answer {b['mean_pred_age']:.1f}, gender {b['gender_acc']:.1f}%"
+                )
 
 
 def get_parser(prog=None):

@@ -4,9 +4,10 @@ import logging
 
 from detectron2.data import DatasetCatalog, build_detection_train_loader
 
+from ..utils.ages import AGE_BANDS, age_band, band_name
 from .cache import DecodedImageCache
 from .dataset_mapper import FOSSDatasetMapper
-from .samplers import AGE_BANDS, DatasetWeightedTrainingSampler, age_balance_weights, age_band
+from .samplers import DatasetWeightedTrainingSampler, age_balance_weights
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def band_shares(dicts, weights):
         if ages:
             mass[age_band(ages[0])] += w
     total = sum(mass) or 1.0
-    return {f"{lo:g}-{hi:g}": round(m / total, 3) for (lo, hi), m in zip(AGE_BANDS, mass)}
+    return {band_name(lo, hi): round(m / total, 3) for (lo, hi), m in zip(AGE_BANDS, mass)}
 
 
 def build_foss_train_loader(cfg, mapper=None):

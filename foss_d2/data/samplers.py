@@ -15,14 +15,7 @@ import torch
 from detectron2.utils import comm
 from torch.utils.data.sampler import Sampler
 
-# Age bands of DATALOADER.AGE_BALANCE, [lo, hi) in years: babies, children, teenagers, young adults,
-# middle age, the old. UTKFace has most faces in 20-39, FG-NET in 3-19.
-AGE_BANDS = ((0, 3), (3, 10), (10, 20), (20, 40), (40, 60), (60, float("inf")))
-
-
-def age_band(age: float) -> int:
-    """Index into AGE_BANDS of an age in years (>= 0)."""
-    return int(np.searchsorted([lo for lo, _ in AGE_BANDS[1:]], age, side="right"))
+from ..utils.ages import AGE_BANDS, age_band
 
 
 def age_balance_weights(dicts: Sequence[dict], exponent: float) -> List[float]:

@@ -55,7 +55,8 @@ class FaceAgeEstimator:
     >>> FaceAgeEstimator(preset="fast", backend="onnxruntime")  # faster on CPU (README, "Fast on CPU")
 
     ``preset``: "shipped" or "fast" (``PRESETS``: config overrides applied before ``opts``);
-    ``backend``: "pytorch" or "onnxruntime" (``FOSSPredictor``).
+    ``backend``: "pytorch" or "onnxruntime" (``FOSSPredictor``); ``onnx_dir``: the onnxruntime
+    graphs to run, e.g. int8 ones from ``foss-d2 export --format onnx --int8``.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class FaceAgeEstimator:
         opts: Sequence[str] = (),
         backend: str = "pytorch",
         preset: str = "shipped",
+        onnx_dir: Optional[str] = None,
     ):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -75,7 +77,7 @@ class FaceAgeEstimator:
         # device None: add_foss_config's default, CUDA when available. opts: config KEY VALUE pairs.
         opts = [*PRESETS[preset], *opts]
         self.cfg = get_foss_cfg(config_file, weights, opts, device=device, confidence_threshold=confidence_threshold)
-        self.predictor = FOSSPredictor(self.cfg, backend=backend)
+        self.predictor = FOSSPredictor(self.cfg, backend=backend, onnx_dir=onnx_dir)
 
     def to_array(self, image, channel_order: str = "BGR") -> np.ndarray:
         """Any accepted input as an HxWx3 uint8 array in the model's channel order."""

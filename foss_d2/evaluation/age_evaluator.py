@@ -25,16 +25,10 @@ from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from detectron2.utils import comm
 
 from ..data.utils import absolute_annotations
+from ..utils.ages import AGE_BANDS, age_band, band_name
 
 logger = logging.getLogger(__name__)
 _ABS_MODES = (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
-# Age bands of the per-band table (true age in years, [low, high]): children, elders and the middle
-# are reported apart, because an overall MAE hides a model that reads every child as an adult.
-AGE_BANDS = ((0, 2), (3, 9), (10, 19), (20, 39), (40, 59), (60, 200))
-
-
-def band_name(low: int, high: int) -> str:
-    return f"{low}+" if high >= 200 else f"{low}-{high}"
 
 
 def match_faces(
@@ -216,8 +210,8 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
 def age_band_table(aged: List[dict]) -> dict:
     """Per AGE_BANDS band of the true age: faces, detected, MAE and gender accuracy of the detected."""
     table = {}
-    for low, high in AGE_BANDS:
-        rows = [r for r in aged if low <= r["age"] <= high]
+    for band, (low, high) in enumerate(AGE_BANDS):
+        rows = [r for r in aged if age_band(r["age"]) == band]
         if not rows:
             continue
         det = [r for r in rows if r["detected"]]

@@ -11,6 +11,8 @@ from typing import Callable, List
 import cv2
 import numpy as np
 
+from ..utils.ages import AGE_BANDS, age_band, band_name
+
 
 def grid_canvas(images: List[np.ndarray], grid: int, canvas: int = 480) -> np.ndarray:
     """``grid`` x ``grid`` cells of ``canvas // grid`` pixels, row-major, each image stretched to its cell."""
@@ -25,14 +27,17 @@ def grid_canvas(images: List[np.ndarray], grid: int, canvas: int = 480) -> np.nd
 def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: int = 480, read=cv2.imread) -> dict:
     """Faces found, MAE, Pearson correlation of predicted and true age and gender accuracy, for
     single-face ``records`` (detectron2 dicts with one annotation carrying ``age`` / ``gender``)
-    shown ``grid * grid`` to a canvas. ``estimate(image)`` returns faces as ``FaceAgeEstimator``."""
+    shown ``grid * grid`` to a canvas, overall and per AGE_BANDS band of the true age (``per_band``:
+    faces, found, MAE, gender accuracy, mean predicted age). ``estimate(image)`` returns faces as
+    ``FaceAgeEstimator``."""
     cell = canvas // grid
     per = grid * grid
-    ages, preds, gender_ok = [], [], []
+    ages, preds, gender_ok, shown = [], [], [], []
     for start in range(0, len(records) - per + 1, per):
         group = records[start : start + per]
         faces = estimate(grid_canvas([read(r["file_name"]) for r in group], grid, canvas))
         for i, r in enumerate(group):
+            shown.append(r["annotations"][0]["age"])
             y, x = divmod(i, grid)
             inside = [
                 f
@@ -46,7 +51,20 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
                 ages.append(ann["age"])
                 preds.append(f["age"])
                 gender_ok.append((f["gender"] == "female") == (ann["gender"] == 1))
-    a, p = np.array(ages, float), np.array(preds, float)
+    a, p, g = np.array(ages, float), np.array(preds, float), np.array(gender_ok, bool)
+    bands = np.array([age_band(x) for x in a], int)
+    per_band = {}
+    for b, (low, high) in enumerate(AGE_BANDS):
+        n = sum(age_band(x) == b for x in shown)
+        if n:
+            m = bands == b
+            per_band[band_name(low, high)] = {
+                "faces": int(n),
+                "found": int(m.sum()),
+                "MAE": float(np.abs(a[m] - p[m]).mean()) if m.any() else None,
+                "gender_acc": 100.0 * float(g[m].mean()) if m.any() else None,
+                "mean_pred_age": float(p[m].mean()) if m.any() else None,
+            }
     return {
         "tiles": per,
         "faces": (len(records) // per) * per,
@@ -54,4 +72,5 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
         "MAE": float(np.abs(a - p).mean()) if len(a) else None,
         "corr": float(np.corrcoef(a, p)[0, 1]) if len(a) > 2 else None,
         "gender_acc": 100.0 * float(np.mean(gender_ok)) if gender_ok else None,
+        "per_band": per_band,
     }

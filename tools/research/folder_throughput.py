@@ -1,0 +1,88 @@
+"""Folder throughput of ``tools/demo.py`` (issue 19, item 4): the wall clock of whole demo runs over
+one folder, start-up included, for several option sets run in alternating order.
+
+    python tools/research/folder_throughput.py --input wider200/ --rounds 2 --output output/throughput \\
+        --run "after=" --run "no-draw=--no-draw" --run "onnxruntime=--no-draw --backend onnxruntime" \\
+        --before-repo /tmp/before
+
+``--run NAME=OPTIONS`` adds a run of this checkout's demo with those options (the trailing KEY VALUE
+overrides included); ``--before-repo`` adds "before", the demo of another checkout (e.g. a
+``git worktree`` of an older commit) with its own default options. Writes throughput.json and
+throughput.md (seconds and photos/s per round, the median's ratio to the first run) to --output.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def count_images(folder: str) -> int:
+    exts = (".jpg", ".jpeg", ".png")
+    return sum(f.lower().endswith(exts) for _, _, files in os.walk(folder) for f in files)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="a folder of photos")
+    p.add_argument("--run", action="append", default=[], metavar="NAME=OPTIONS")
+    p.add_argument("--before-repo", help="a checkout whose tools/demo.py runs as 'before'")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--output", default="output/throughput")
+    args = p.parse_args(argv)
+    runs = {}
+    if args.before_repo:
+        runs["before"] = (args.before_repo, [])
+    for spec in args.run:
+        name, _, opts = spec.partition("=")
+        runs[name] = (REPO, shlex.split(opts))
+    if not runs:
+        p.error("give --run NAME=OPTIONS or --before-repo")
+    n = count_images(args.input)
+    seconds = {name: [] for name in runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for name, (repo, opts) in runs.items():
+                out = os.path.join(tmp, f"{name}-{r}".replace(" ", "_"))
+                # OPTIONS as written: its --flags first, then any KEY VALUE overrides
+                cmd = [sys.executable, os.path.join(repo, "tools", "demo.py"), "--input", args.input, "--output", out]
+                cmd += opts
+                env = dict(os.environ, PYTHONPATH=repo)
+                t0 = time.perf_counter()
+                subprocess.run(cmd, cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                seconds[name].append(time.perf_counter() - t0)
+                print(f"round {r + 1}, {name}: {seconds[name][-1]:.1f} s ({n / seconds[name][-1]:.2f} photos/s)")
+    first = statistics.median(next(iter(seconds.values())))
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "photos": n,
+        "input": args.input,
+        "runs": {
+            name: {"options": " ".join(runs[name][1]), "seconds": s, "x_first": first / statistics.median(s)}
+            for name, s in seconds.items()
+        },
+    }
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "throughput.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    lines = [f"{n} photos, {report['cpus']} cpus, {report['date']}", "", "| run | seconds | photos / s | x first |"]
+    lines.append("|---|---|---|---|")
+    for name, r in report["runs"].items():
+        secs = ", ".join(f"{s:.1f}" for s in r["seconds"])
+        rates = ", ".join(f"{n / s:.2f}" for s in r["seconds"])
+        lines.append(f"| {name} | {secs} | {rates} | {r['x_first']:.2f} |")
+    with open(os.path.join(args.output, "throughput.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
