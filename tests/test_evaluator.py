@@ -189,3 +189,28 @@ def test_prediction_keys_match_dataset_paths():
         "/d/WIDER_val/images/1--Handshaking/a.jpg": [2],
         "/u/b.jpg": [3],
     }
+
+
+def test_box_precision_by_threshold_by_hand():
+    """Boxes that are faces, per score threshold: 4 boxes on 3 faces; a box on an invalid (crowd)
+    face is left out, as COCO ignores it."""
+    import torch
+
+    from foss_d2.evaluation.age_evaluator import box_outcomes, box_precision, match_faces
+
+    gt = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]])
+    crowd = torch.tensor([[60.0, 0, 70, 10]])
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [100, 0, 110, 10], [60, 0, 70, 10], [0, 50, 9, 59]])
+    scores = torch.tensor([0.9, 0.35, 0.5, 0.8, 0.25])
+    match = match_faces(boxes, scores, gt)
+    assert match == [0, 1, -1]
+    outcomes = box_outcomes(boxes, scores, match, crowd, 0.5)
+    assert outcomes == [(pytest.approx(0.9), True), (pytest.approx(0.35), True), (0.5, False), (0.25, False)]
+    res = box_precision(outcomes, num_faces=3, thresholds=(0.2, 0.3, 0.4, 0.6, 0.95))
+    assert res["boxes_are_faces"] == 50.0  # 2 of 4
+    assert res["by_threshold"] == {
+        "0.2": {"boxes": 4, "are_faces": 50.0, "found": pytest.approx(200 / 3)},
+        "0.3": {"boxes": 3, "are_faces": pytest.approx(200 / 3), "found": pytest.approx(200 / 3)},
+        "0.4": {"boxes": 2, "are_faces": 50.0, "found": pytest.approx(100 / 3)},
+        "0.6": {"boxes": 1, "are_faces": 100.0, "found": pytest.approx(100 / 3)},
+    }

@@ -9,6 +9,10 @@
   one is known; "detected" alone only says that some box was found.
 * Faces that are not detected are counted (``detection_rate``) and, in the ``*_strict`` figures,
   scored as wrong.
+* Multi-person: ``boxes_are_faces``, the share of the predicted boxes that are matched faces (boxes
+  on faces marked invalid/crowd are left out), and ``by_threshold``: boxes, that share and the faces
+  found when only boxes scoring at least 0.2, 0.3, ... 0.8 are kept: the score threshold chosen by
+  measurement.
 """
 
 import json
@@ -50,6 +54,39 @@ def match_faces(
     return match
 
 
+SCORE_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def box_precision(boxes: List[tuple], num_faces: int, thresholds: Sequence[float] = SCORE_THRESHOLDS) -> dict:
+    """``boxes``: (score, is a matched face) per predicted box. The share of boxes that are faces,
+    overall and per score threshold, with the boxes kept and the faces found (% of ``num_faces``)."""
+    res = {}
+    if boxes:
+        res["boxes_are_faces"] = 100.0 * float(np.mean([face for _, face in boxes]))
+    table = {}
+    for t in thresholds:
+        kept = [face for score, face in boxes if score >= t]
+        if kept:
+            table[f"{t:.1f}"] = {
+                "boxes": len(kept),
+                "are_faces": 100.0 * float(np.mean(kept)),
+                "found": 100.0 * sum(kept) / max(num_faces, 1),
+            }
+    if table:
+        res["by_threshold"] = table
+    return res
+
+
+def box_outcomes(boxes, scores, match: List[int], crowd: torch.Tensor, iou_thresh: float) -> List[tuple]:
+    """(score, is a matched face) for each predicted box, leaving out unmatched boxes on a crowd
+    (invalid) face: COCO ignores those too."""
+    matched = {m for m in match if m >= 0}
+    on_crowd = torch.zeros(len(boxes), dtype=torch.bool)
+    if len(crowd) and len(boxes):
+        on_crowd = pairwise_iou(Boxes(boxes), Boxes(crowd)).max(dim=1).values >= iou_thresh
+    return [(float(scores[i]), i in matched) for i in range(len(boxes)) if i in matched or not on_crowd[i]]
+
+
 def age_to_group(age: float, lower_bounds: Sequence[float]) -> int:
     """Index of the group whose range [lower_i, lower_{i+1}) holds ``age``."""
     return int(np.searchsorted(np.asarray(lower_bounds, dtype=float), age, side="right") - 1)
@@ -72,9 +109,15 @@ class FaceAgeEvaluator(DatasetEvaluator):
         self.output_dir = output_dir
         self._gt = {}
         for d in DatasetCatalog.get(dataset_name):
-            annos = [a for a in d.get("annotations", []) if a.get("iscrowd", 0) == 0]
+            annos = d.get("annotations", [])
             if "height" in d and "width" in d:
                 annos = absolute_annotations(annos, d["height"], d["width"])
+            crowd = [
+                BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+                for a in annos
+                if a.get("iscrowd", 0) and a["bbox_mode"] in _ABS_MODES
+            ]
+            annos = [a for a in annos if a.get("iscrowd", 0) == 0]
             # Relative boxes of an image of unknown size stay unresolved: only the single-face
             # protocol, which does not match boxes, can evaluate such datasets.
             boxes = [
@@ -83,21 +126,27 @@ class FaceAgeEvaluator(DatasetEvaluator):
                 else [0.0] * 4
                 for a in annos
             ]
-            self._gt[d["image_id"]] = (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), annos)
+            self._gt[d["image_id"]] = (
+                torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                annos,
+                torch.tensor(crowd, dtype=torch.float32).reshape(-1, 4),
+            )
         self.reset()
 
     def reset(self):
         self._rows = []
+        self._boxes = []  # (score, is a matched face) per predicted box, multi-person only
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
-            gt_boxes, annos = self._gt[inp["image_id"]]
+            gt_boxes, annos, crowd = self._gt[inp["image_id"]]
             inst = out["instances"].to("cpu")
             boxes, scores = inst.pred_boxes.tensor, inst.scores
             if self.single_face:
                 match = ([int(inst.pred_boxes.area().argmax())] if len(inst) else [-1])[: len(annos)]
             else:
                 match = match_faces(boxes, scores, gt_boxes, self.iou_thresh)
+                self._boxes += box_outcomes(boxes, scores, match, crowd, self.iou_thresh)
             for a, m in zip(annos, match):
                 row = {
                     "image_id": inp["image_id"],
@@ -118,9 +167,12 @@ class FaceAgeEvaluator(DatasetEvaluator):
 
     def evaluate(self):
         rows = [r for part in comm.gather(self._rows) for r in part]
+        boxes = [b for part in comm.gather(self._boxes) for b in part]
         if not comm.is_main_process():
             return {}
         res = summarize_rows(rows, self.group_lower)
+        if not self.single_face:
+            res.update(box_precision(boxes, len(rows)))
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             with open(os.path.join(self.output_dir, "face_predictions.json"), "w") as f:
@@ -244,6 +296,7 @@ def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
             "group_1off",
             "group_acc_strict",
             "group_1off_strict",
+            "boxes_are_faces",
         )
         if k in res
     ]
@@ -254,21 +307,27 @@ def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
     ]
     if "per_group" in res:
         names = [group_names[g] if g < len(group_names) else str(g) for g in res["per_group"]]
-        lines += ["", "| group | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        for field in ("faces", "detected", "age", "1-off", "gender"):
-            vals = [res["per_group"][g][field] for g in res["per_group"]]
-            lines.append(
-                f"| {field} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in vals) + " |"
-            )
+        lines += _transposed(
+            "group", names, list(res["per_group"].values()), ("faces", "detected", "age", "1-off", "gender"), 1
+        )
+    if res.get("by_threshold"):
+        t = res["by_threshold"]
+        lines += _transposed("score >=", list(t), list(t.values()), ("boxes", "are_faces", "found"), 1)
     if res.get("per_band"):
-        bands = list(res["per_band"])
-        lines += ["", "| true age | " + " | ".join(bands) + " |", "|---|" + "---|" * len(bands)]
-        for field in ("faces", "detected", "MAE", "gender"):
-            vals = [res["per_band"][b][field] for b in bands]
-            lines.append(
-                f"| {field} | " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in vals) + " |"
-            )
+        b = res["per_band"]
+        lines += _transposed("true age", list(b), list(b.values()), ("faces", "detected", "MAE", "gender"), 2)
     return "\n".join(lines)
+
+
+def _transposed(title: str, columns: List[str], cells: List[dict], fields: Sequence[str], digits: int) -> List[str]:
+    """A markdown table with one column per entry of ``cells`` and one row per field."""
+    lines = ["", f"| {title} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for field in fields:
+        vals = [c[field] for c in cells]
+        lines.append(
+            f"| {field} | " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in vals) + " |"
+        )
+    return lines
 
 
 def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
