@@ -100,20 +100,40 @@ def _uniform(lo_hi) -> float:
     return float(np.random.uniform(*lo_hi))
 
 
-class RandomJPEG(T.Augmentation):
-    """With probability ``prob``, a JPEG round trip at a quality drawn from ``quality_range``."""
+class _RandomPixelOp(T.Augmentation):
+    """With probability ``prob``, ``apply(image, value)`` (pixels only: boxes stay) for a value drawn
+    once per image from ``value_range``."""
 
-    def __init__(self, prob=0.0, quality_range=(30, 90), image_format="BGR"):
+    def __init__(self, prob=0.0, value_range=(0.0, 0.0)):
         super().__init__()
         self.prob = float(prob)
-        self.quality_range = (int(quality_range[0]), int(quality_range[1]))
-        self.image_format = image_format
+        self.value_range = tuple(value_range)
+
+    def draw(self):
+        return _uniform(self.value_range)
+
+    def apply(self, image: np.ndarray, value) -> np.ndarray:
+        raise NotImplementedError
 
     def get_transform(self, image):
         if np.random.rand() >= self.prob:
             return T.NoOpTransform()
-        q = int(np.random.randint(self.quality_range[0], self.quality_range[1] + 1))
-        return T.ColorTransform(lambda img: jpeg_round_trip(img, q, self.image_format))
+        value = self.draw()
+        return T.ColorTransform(lambda img: self.apply(img, value))
+
+
+class RandomJPEG(_RandomPixelOp):
+    """With probability ``prob``, a JPEG round trip at a quality drawn from ``quality_range``."""
+
+    def __init__(self, prob=0.0, quality_range=(30, 90), image_format="BGR"):
+        super().__init__(prob, (int(quality_range[0]), int(quality_range[1])))
+        self.image_format = image_format
+
+    def draw(self):
+        return int(np.random.randint(self.value_range[0], self.value_range[1] + 1))
+
+    def apply(self, image, quality):
+        return jpeg_round_trip(image, quality, self.image_format)
 
 
 def jpeg_round_trip(image: np.ndarray, quality: int, image_format: str = "BGR") -> np.ndarray:
@@ -127,20 +147,15 @@ def jpeg_round_trip(image: np.ndarray, quality: int, image_format: str = "BGR") 
     return np.ascontiguousarray(out[:, :, ::-1]) if rgb else out
 
 
-class RandomDownscale(T.Augmentation):
+class RandomDownscale(_RandomPixelOp):
     """With probability ``prob``, shrink by a factor from ``factor_range`` (area averaging, as a
     camera's sensor does) and scale back up bilinearly to the same size: the detail of a small face."""
 
     def __init__(self, prob=0.0, factor_range=(2.0, 6.0)):
-        super().__init__()
-        self.prob = float(prob)
-        self.factor_range = tuple(factor_range)
+        super().__init__(prob, factor_range)
 
-    def get_transform(self, image):
-        if np.random.rand() >= self.prob:
-            return T.NoOpTransform()
-        f = _uniform(self.factor_range)
-        return T.ColorTransform(lambda img: downscale_upscale(img, f))
+    def apply(self, image, factor):
+        return downscale_upscale(image, factor)
 
 
 def downscale_upscale(image: np.ndarray, factor: float) -> np.ndarray:
@@ -149,35 +164,27 @@ def downscale_upscale(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(image.shape)
 
 
-class RandomGreyscale(T.Augmentation):
+class RandomGreyscale(_RandomPixelOp):
     """With probability ``prob``, OpenCV's greyscale conversion, kept as three equal channels."""
 
     def __init__(self, prob=0.0, image_format="BGR"):
-        super().__init__()
-        self.prob = float(prob)
+        super().__init__(prob)
         self.code = cv2.COLOR_RGB2GRAY if image_format == "RGB" else cv2.COLOR_BGR2GRAY
 
-    def get_transform(self, image):
-        if np.random.rand() >= self.prob:
-            return T.NoOpTransform()
-        return T.ColorTransform(lambda img: np.repeat(cv2.cvtColor(img, self.code)[:, :, None], 3, axis=2))
+    def apply(self, image, _):
+        return np.repeat(cv2.cvtColor(image, self.code)[:, :, None], 3, axis=2)
 
 
-class RandomGamma(T.Augmentation):
+class RandomGamma(_RandomPixelOp):
     """With probability ``prob``, values v -> 255 (v / 255) ** gamma, gamma from ``gamma_range``:
     dim or washed-out lighting that brightness/contrast jitter (linear) does not give."""
 
     def __init__(self, prob=0.0, gamma_range=(0.6, 1.6)):
-        super().__init__()
-        self.prob = float(prob)
-        self.gamma_range = tuple(gamma_range)
+        super().__init__(prob, gamma_range)
 
-    def get_transform(self, image):
-        if np.random.rand() >= self.prob:
-            return T.NoOpTransform()
-        g = _uniform(self.gamma_range)
-        lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** g), 0, 255).astype(np.uint8)
-        return T.ColorTransform(lambda img: cv2.LUT(img, lut))
+    def apply(self, image, gamma):
+        lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
+        return cv2.LUT(image, lut)
 
 
 class RandomOccluder(T.Augmentation):
