@@ -107,6 +107,11 @@ def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
     res = ev.evaluate()["age"]
     assert res["group_acc"] == 100 and res["gender_acc"] == 100
     assert (tmp_path / "age_group_confusion.png").exists() and (tmp_path / "face_predictions.json").exists()
+    import json
+
+    full = json.load(open(tmp_path / "age_results.json"))  # the tables too, which the csv printout drops
+    assert full["by_threshold"]["0.8"] == {"boxes": 2, "are_faces": 100.0, "found": 100.0}
+    assert "| score >= |" in (tmp_path / "age_results.md").read_text()
 
 
 def test_single_face_target_on_face_counts_boxes_off_the_face():
