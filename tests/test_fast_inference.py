@@ -237,6 +237,18 @@ def box_iou(a, b):
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+def test_calibration_sample_is_even_across_arguments():
+    """--calibration group_photos/ portraits/: as many of each (the detector's activations differ),
+    seeded; a group with fewer files gives all of them."""
+    from foss_d2.engine.quantize import sample_calibration_files
+
+    groups = [[f"g{i:02d}.jpg" for i in range(20)], ["p1.jpg", "p2.jpg"]]
+    picked = sample_calibration_files(groups, 8)
+    assert len([f for f in picked if f.startswith("g")]) == 4 and picked[-2:] == ["p1.jpg", "p2.jpg"]
+    assert picked == sample_calibration_files(groups, 8)  # seeded
+    assert sample_calibration_files([groups[0]], 30) == groups[0]
+
+
 def test_int8_needs_calibration_and_onnx(tmp_path, shipped_cfg):
     from foss_d2.apps.export import main as export_main
 

@@ -22,11 +22,12 @@ for ``FaceAgeEstimator(backend="onnxruntime")`` and ``tools/demo.py --backend on
     foss-d2 export model_final.pth output/onnx --format onnx --config-file my-config.yaml
 
 ``--int8`` writes int8 graphs instead (engine/quantize.py), calibrated on ``--calibration`` photos
-(files, folders or globs; a seeded sample of ``--calibration-count`` of them), best ones like
-those the model will see; run them with ``--backend onnxruntime --onnx-dir OUT``:
+(files, folders or globs; a seeded sample of ``--calibration-count`` of them, taken evenly from each
+argument), like the photos the model will see, group photos and close-ups alike; run them with
+``--backend onnxruntime --onnx-dir OUT``:
 
     foss-d2 export foss_d2/model_zoo/foss_default.pth output/onnx-int8 --format onnx --int8 \
-        --calibration photos/
+        --calibration group_photos/ portraits/
 
 (``python tools/export_model.py`` takes the same arguments.)
 """
@@ -49,7 +50,9 @@ def get_parser(prog=None):
     p.add_argument("--format", choices=("pth", "onnx"), default="pth", help="onnx: OUTPUT is a folder")
     p.add_argument("--config-file", help="with --format onnx: the model's config (default: the shipped one)")
     p.add_argument("--int8", action="store_true", help="with --format onnx: int8 graphs, calibrated on --calibration")
-    p.add_argument("--calibration", nargs="+", metavar="PHOTOS", help="--int8: photos (files, folders or globs)")
+    p.add_argument(
+        "--calibration", nargs="+", metavar="PHOTOS", help="--int8: photos (files, folders or globs), sampled evenly"
+    )
     p.add_argument("--calibration-count", type=int, default=32, help="--int8: photos sampled (default 32)")
     return p
 
@@ -84,8 +87,8 @@ def quantize_to_int8(cfg, fp32_dir: str, out_dir: str, calibration, count: int):
     from ..engine.quantize import quantize_graphs, record_graph_inputs, sample_calibration_files
     from .runner import collect_inputs
 
-    items, _ = collect_inputs(calibration)
-    files = sample_calibration_files([path for path, _ in items], count)
+    groups = [[path for path, _ in collect_inputs([arg])[0]] for arg in calibration]
+    files = sample_calibration_files(groups, count)
     if not files:
         raise SystemExit(f"no photo found in --calibration {' '.join(calibration)}")
     predictor = FOSSPredictor(cfg, backend="onnxruntime", onnx_dir=fp32_dir)
