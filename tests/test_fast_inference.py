@@ -203,7 +203,7 @@ def test_demo_backend_switch(onnx_cache, tmp_path):
 
 
 def test_int8_export_finds_the_same_faces(onnx_cache, shipped_cfg, ort_predictor, tmp_path):
-    """--int8: convolutions quantised (QDQ nodes in both graphs, files ~3.5x smaller), and on the
+    """--int8: convolutions quantised (QDQ nodes in both graphs, files ~3x smaller), and on the
     family photo the same faces as float: each float face has an int8 box of IoU > 0.8, an age
     within 6 years (int8 moves a face's age by 0.5 years at the median on 24 WIDER photos), and
     P(female) within 0.15."""
@@ -219,7 +219,7 @@ def test_int8_export_finds_the_same_faces(onnx_cache, shipped_cfg, ort_predictor
     for name in (DETECTOR_FILE, AGE_NET_FILE):
         ops = {n.op_type for n in onnx.load(str(out / name)).graph.node}
         assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops, name
-        assert os.path.getsize(out / name) < os.path.getsize(os.path.join(onnx_cache, name)) / 3
+        assert os.path.getsize(out / name) < os.path.getsize(os.path.join(onnx_cache, name)) / 2.5
     int8 = faces_of(FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(out)), FAMILY)
     ref = faces_of(ort_predictor, FAMILY)
     assert abs(len(int8) - len(ref)) <= 1
