@@ -292,9 +292,11 @@ def test_workers_answer_in_input_order_as_one(onnx_cache, tmp_path):
             assert_same_faces(a["faces"], b["faces"], 1e-3, 1e-3, 1e-4)
 
 
-def test_predict_in_order_with_uneven_times():
-    """The runner's pool hands results back in input order whatever finishes first; decode errors
-    pass through in their place without reaching the model."""
+@pytest.mark.parametrize("workers", [1, 3])
+def test_predict_in_order_with_uneven_times(workers):
+    """The runner hands results back in input order whatever finishes first; decode errors pass
+    through in their place without reaching the model, and an image the model fails on comes back
+    as an error (skipped with the reason) while the others go on."""
     import time
 
     from foss_d2.apps.runner import _predict_in_order
@@ -303,6 +305,8 @@ def test_predict_in_order_with_uneven_times():
         def __call__(self, img):
             from detectron2.structures import Boxes, Instances
 
+            if img == 3:
+                raise ValueError("bad tensor")
             time.sleep(0.02 * (5 - img))  # the first images finish last
             inst = Instances((10, 10), pred_boxes=Boxes(torch.tensor([[0.0, 0.0, img, img]])))
             inst.scores = torch.tensor([1.0])
@@ -310,10 +314,11 @@ def test_predict_in_order_with_uneven_times():
 
     decoded = [(str(i), i, None) for i in range(5)]
     decoded.insert(2, ("bad", None, ValueError("cannot read")))
-    out = list(_predict_in_order(Slow(), iter(decoded), workers=3))
+    out = list(_predict_in_order(Slow(), iter(decoded), workers=workers))
     assert [k for k, *_ in out] == ["0", "1", "bad", "2", "3", "4"]
     assert out[2][3] is None and isinstance(out[2][2], ValueError)
-    assert [faces[0]["box"][2] for k, img, err, faces in out if err is None] == [0, 1, 2, 3, 4]
+    assert out[4][3] is None and "model failed" in str(out[4][2]) and "ValueError: bad tensor" in str(out[4][2])
+    assert [faces[0]["box"][2] for k, img, err, faces in out if err is None] == [0, 1, 2, 4]
 
 
 def test_onnx_dir_needs_the_onnxruntime_backend(tmp_path):

@@ -561,26 +561,42 @@ def _read_images(items, fmt, max_pixels):
             yield key, None, ValueError(f"cannot read image {path}: {type(e).__name__}: {e}")
 
 
+def _faces(predictor, img):
+    """(faces, None), or (None, the error) when the model fails on this image: it is skipped with the
+    reason, and the batch goes on."""
+    try:
+        return instances_to_faces(predictor(img)), None
+    except Exception as e:  # noqa: BLE001  (one image must not end the batch)
+        logger.warning("the model failed on an image: %s: %s", type(e).__name__, e)
+        return None, RuntimeError(f"the model failed on this image: {type(e).__name__}: {e}")
+
+
 def _predict_in_order(predictor, decoded, workers: int):
-    """(key, img, error, faces) for each decoded (key, img, error), in input order. With ``workers`` >
-    1, up to that many images run through ``predictor`` at once in a thread pool: on 2 cores two
-    one-thread onnxruntime calls do 1.5x the photos of one two-thread call (docs/RESULTS.md section 9)."""
+    """(key, img, error, faces) for each decoded (key, img, error), in input order; ``error`` is the
+    decoding's or the model's. With ``workers`` > 1, up to that many images run through
+    ``predictor`` at once in a thread pool: on 2 cores two one-thread onnxruntime calls do 1.5x the
+    photos of one two-thread call (docs/RESULTS.md section 9)."""
     if workers <= 1:
         for key, img, error in decoded:
-            yield key, img, error, None if error is not None else instances_to_faces(predictor(img))
+            faces, failed = (None, None) if error is not None else _faces(predictor, img)
+            yield key, img, error or failed, faces
         return
     pool = ThreadPoolExecutor(workers, thread_name_prefix="foss-d2-model")
     pending = collections.deque()
+
+    def done(item):
+        key0, img0, error0, job0 = item
+        faces, failed = (None, None) if job0 is None else job0.result()
+        return key0, img0, error0 or failed, faces
+
     try:
         for key, img, error in decoded:
-            job = None if error is not None else pool.submit(lambda im: instances_to_faces(predictor(im)), img)
+            job = None if error is not None else pool.submit(_faces, predictor, img)
             pending.append((key, img, error, job))
             while len(pending) > workers or (pending and pending[0][3] is None):
-                key0, img0, error0, job0 = pending.popleft()
-                yield key0, img0, error0, None if job0 is None else job0.result()
+                yield done(pending.popleft())
         while pending:
-            key0, img0, error0, job0 = pending.popleft()
-            yield key0, img0, error0, None if job0 is None else job0.result()
+            yield done(pending.popleft())
     finally:
         # A stop (signal, error) leaves the images not yet finished to --resume.
         pool.shutdown(wait=True, cancel_futures=True)
