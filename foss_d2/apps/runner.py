@@ -584,7 +584,7 @@ def _predict_in_order(predictor, decoded, workers: int):
     pool = ThreadPoolExecutor(workers, thread_name_prefix="foss-d2-model")
     pending = collections.deque()
 
-    def done(item):
+    def result_of(item):
         key0, img0, error0, job0 = item
         faces, failed = (None, None) if job0 is None else job0.result()
         return key0, img0, error0 or failed, faces
@@ -594,9 +594,9 @@ def _predict_in_order(predictor, decoded, workers: int):
             job = None if error is not None else pool.submit(_faces, predictor, img)
             pending.append((key, img, error, job))
             while len(pending) > workers or (pending and pending[0][3] is None):
-                yield done(pending.popleft())
+                yield result_of(pending.popleft())
         while pending:
-            yield done(pending.popleft())
+            yield result_of(pending.popleft())
     finally:
         # A stop (signal, error) leaves the images not yet finished to --resume.
         pool.shutdown(wait=True, cancel_futures=True)

@@ -9,16 +9,13 @@ test-time passes, and the detector inputs and face crops are recorded on the way
 docs/RESULTS.md section 9 has the speed and the accuracy beside float.
 """
 
-import logging
 import os
 import random
 import shutil
 import tempfile
 from typing import Dict, List, Sequence
 
-from .onnx_backend import AGE_NET_FILE, DETECTOR_FILE
-
-logger = logging.getLogger(__name__)
+from .onnx_backend import AGE_NET_FILE, DETECTOR_FILE, _numpy
 
 FLOAT_PREFIXES = ("/heatmap/",)
 
@@ -33,12 +30,12 @@ def record_graph_inputs(predictor, images: Sequence) -> Dict[str, List[dict]]:
         raise TypeError("record_graph_inputs needs a predictor with backend='onnxruntime'")
 
     def on_detector(module, args):
-        feeds["detector"].append({"image": args[0].detach().cpu().contiguous().numpy()})
+        feeds["detector"].append({"image": _numpy(args[0])})
 
     def on_age_net(module, args):
-        feed = {"crops": args[0].detach().cpu().contiguous().numpy()}
+        feed = {"crops": _numpy(args[0])}
         if module.with_feature:
-            feed["feature"] = args[1].detach().cpu().contiguous().numpy()
+            feed["feature"] = _numpy(args[1])
         feeds["age_net"].append(feed)
 
     hooks = [det.register_forward_pre_hook(on_detector)]
@@ -62,13 +59,11 @@ class _Feeds:
     def get_next(self):
         return next(self._it, None)
 
-    def __len__(self):  # read by onnxruntime's calibrator for its progress
-        return 0
-
 
 def quantize_graphs(src_dir: str, out_dir: str, feeds: Dict[str, List[dict]]) -> Dict[str, str]:
     """Writes int8 versions of ``src_dir``'s detector.onnx and age_net.onnx into ``out_dir``,
     calibrated on ``feeds`` (``record_graph_inputs``). Returns the paths written."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -85,8 +80,6 @@ def quantize_graphs(src_dir: str, out_dir: str, feeds: Dict[str, List[dict]]) ->
             # Shape inference and graph clean-up, as onnxruntime recommends before quantising.
             quant_pre_process(src, pre, skip_symbolic_shape=True)
             out = os.path.join(tmp, file)
-            import onnx
-
             # CenterNet's heatmap head stays float: its logits are compared with the score threshold,
             # and int8 there turned background into faces (6.7 boxes per close-up instead of 1).
             keep_float = [n.name for n in onnx.load(pre).graph.node if n.name.startswith(FLOAT_PREFIXES)]

@@ -53,13 +53,14 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
                 gender_ok.append((f["gender"] == "female") == (ann["gender"] == 1))
     a, p, g = np.array(ages, float), np.array(preds, float), np.array(gender_ok, bool)
     bands = np.array([age_band(x) for x in a], int)
+    shown_bands = np.array([age_band(x) for x in shown], int)
     per_band = {}
     for b, (low, high) in enumerate(AGE_BANDS):
-        n = sum(age_band(x) == b for x in shown)
+        n = int((shown_bands == b).sum())
         if n:
             m = bands == b
             per_band[band_name(low, high)] = {
-                "faces": int(n),
+                "faces": n,
                 "found": int(m.sum()),
                 "MAE": float(np.abs(a[m] - p[m]).mean()) if m.any() else None,
                 "gender_acc": 100.0 * float(g[m].mean()) if m.any() else None,

@@ -144,13 +144,15 @@ class TResNetAgeHead(nn.Module):
         if self.input_format == "BGR":
             crops = crops.flip(1)  # TResNet is trained on RGB in [0, 1]
         feat = None
-        if self.in_feature is not None and self.zero_feature:
+        if self.in_feature is not None:
             fmap = features[self.in_feature]
-            feat = fmap.new_zeros((crops.shape[0], fmap.shape[1]) + self.feature_hw)
-        elif self.in_feature is not None:
-            fmap = features[self.in_feature]
-            rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
-            feat = roi_align(fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+            if self.zero_feature:
+                feat = fmap.new_zeros((crops.shape[0], fmap.shape[1]) + self.feature_hw)
+            else:
+                rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
+                feat = roi_align(
+                    fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True
+                )
         return boxes, crops, feat
 
     def predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor]):
