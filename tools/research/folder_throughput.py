@@ -21,12 +21,9 @@ import sys
 import tempfile
 import time
 
+from foss_d2.apps.runner import collect_inputs
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def count_images(folder: str) -> int:
-    exts = (".jpg", ".jpeg", ".png")
-    return sum(f.lower().endswith(exts) for _, _, files in os.walk(folder) for f in files)
 
 
 def main(argv=None):
@@ -45,7 +42,7 @@ def main(argv=None):
         runs[name] = (REPO, shlex.split(opts))
     if not runs:
         p.error("give --run NAME=OPTIONS or --before-repo")
-    n = count_images(args.input)
+    n = len(collect_inputs([args.input])[0])  # the images the demo will read
     seconds = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
