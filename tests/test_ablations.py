@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import load_script
 
@@ -25,7 +26,7 @@ if row == os.environ.get("FAIL_ROW"):
     sys.exit(1)
 os.makedirs(out, exist_ok=True)
 if "--eval-only" in args:
-    mae = {{"Table1-baseline": 9.5, "Table1-intermediate": 8.25}}[row]
+    mae = {{"Table1-baseline": 9.5, "Table1-intermediate": 8.25}}.get(row, 7.0)
     json.dump({{"wider_face_val": {{"age": {{"group_acc": 40.0, "group_1off": 90.0, "gender_acc": 70.0}}, "bbox": {{"AP50": 12.5}}}},
                "utkface_test": {{"age": {{"MAE": mae, "CS@5": 33.0, "gender_acc": 80.0}}}}}}, open(os.path.join(out, "eval_results.json"), "w"))
 else:
@@ -72,11 +73,20 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     assert [r["row"] for r in records] == ["Table1-baseline", "Table1-intermediate", "Table1-tiling"]
     assert records[1]["results"]["utkface_test"]["age"]["MAE"] == 8.25
     assert "training failed" in records[2]["error"]
-    assert records[0]["settings"] == {"intermediate_feature": False, "tiling": False, "end_to_end": False, "batch": 12}
+    assert records[0]["settings"] == {
+        "intermediate_feature": False,
+        "tiling": False,
+        "end_to_end": False,
+        "crop_jitter": False,
+        "pixel_looks": False,
+        "age_balance": False,
+        "batch": 12,
+    }
     md = (out / "ablations.md").read_text().splitlines()
-    assert md[0].startswith("| row | feature | tiling | end-to-end | iterations | train min | wider_face_val group_acc")
-    assert md[3].startswith("| Table1-intermediate | yes | no | no | 50 |") and md[3].endswith(
-        "| 12.5 | 8.25 | 33.0 | 80.0 |"
+    # only the settings in which the rows differ get a column
+    assert md[0].startswith("| row | feature | tiling | iterations | train min | wider_face_val group_acc")
+    assert md[3].startswith("| Table1-intermediate | yes | no | 50 |") and md[3].endswith(
+        "| 12.5 | 8.25 | - | - | 33.0 | 80.0 |"
     )
     assert md[4].startswith("| Table1-tiling (training failed")
 
@@ -87,9 +97,36 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     assert not (out / "calls.txt").exists()
 
 
-def test_run_ablations_rejects_bad_arguments(tmp_path, capsys):
-    import pytest
+def test_run_ablations_rows_given_as_config_paths(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
+    fake.chmod(0o755)
+    weights = tmp_path / "model.pth"
+    weights.write_text("x")
+    out = tmp_path / "wild"
+    rows = [os.path.join(ROOT, "configs", "zoo", "wild-ablation", f) for f in ("plain.yaml", "crop-jitter.yaml")]
+    argv = ["--weights", str(weights), "--max-iter", "20", "--output", str(out), "--python", str(fake), "--rows", *rows]
+    assert run_ablations.main(argv) == 0
+    calls = (out / "calls.txt").read_text().splitlines()
+    assert [c.split()[:2] for c in calls] == [
+        ["train", "plain"],
+        ["eval", "plain"],
+        ["train", "crop-jitter"],
+        ["eval", "crop-jitter"],
+    ]
+    records = json.load(open(out / "ablations.json"))
+    assert [(r["row"], r["settings"]["crop_jitter"], r["settings"]["pixel_looks"]) for r in records] == [
+        ("plain", False, False),
+        ("crop-jitter", True, False),
+    ]
+    md = (out / "ablations.md").read_text().splitlines()
+    assert md[0].startswith("| row | crop jitter | iterations |")
+    assert md[2].startswith("| plain | no | 20 |") and md[3].startswith("| crop-jitter | yes | 20 |")
+    with pytest.raises(SystemExit):  # two rows of one name would share a folder
+        run_ablations.main(argv[:-1] + [rows[0]])
 
+
+def test_run_ablations_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_ablations.main(["--detector", str(tmp_path / "missing.pth"), "--max-iter", "5"])
     assert "does not exist" in capsys.readouterr().err

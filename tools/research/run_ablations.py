@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""The paper's Table 1 rows and the two-model baseline, trained with one budget and evaluated alike.
+"""Rows of configs trained with one budget from the same weights and evaluated alike: by default the
+paper's Table 1 rows and the two-model baseline.
 
     python tools/export_model.py output/FOSS-DLA34-detector/model_final.pth output/detector.pth --detector-only
     python tools/research/run_ablations.py --detector output/detector.pth --max-iter 20000 --output output/ablations \\
         DATASETS.ROOT ../shared/data
 
-Each row of configs/paper/ (Table1-*.yaml, two-models.yaml) starts from the same detector weights
-(paper 4.3: the detector is trained first) and trains for the same number of iterations and batch
-size; the learning rate drops x0.1 at 60% and 80% of them (paper 4.2). Then ``tools/train_net.py
---eval-only`` runs on the evaluation datasets. The table is rewritten after every row
+Each row (a name in configs/paper/ such as Table1-tiling, or the path of any config, e.g. the
+rows of configs/zoo/wild-ablation/) starts from the same weights (paper 4.3: the detector is
+trained first) and trains for the same number of iterations and batch size; the learning rate
+drops x0.1 at 60% and 80% of them (paper 4.2). Then ``tools/train_net.py --eval-only`` runs on the evaluation datasets. The table is rewritten after every row
 (``ablations.md`` / ``ablations.json``), rows already trained or evaluated are not run again, and a
 row that fails is reported and skipped. The trailing KEY VALUE overrides apply to every row (e.g.
 the CPU sizes of configs/quick_schedules).
@@ -32,17 +33,43 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ROWS = ("Table1-baseline", "Table1-intermediate", "Table1-tiling", "Table1-end2end", "two-models")
 # (task, metric) per kind of evaluation data, in table order; missing figures print as "-".
 GROUP_COLUMNS = (("age", "group_acc"), ("age", "group_1off"), ("age", "gender_acc"), ("bbox", "AP50"))
-SINGLE_COLUMNS = (("age", "MAE"), ("age", "CS@5"), ("age", "gender_acc"))
+SINGLE_COLUMNS = (("age", "MAE"), ("age", "MAE_3_9"), ("age", "MAE_10_19"), ("age", "CS@5"), ("age", "gender_acc"))
+# (settings key, column head): a column is shown when the rows differ in it.
+SETTING_COLUMNS = (
+    ("intermediate_feature", "feature"),
+    ("tiling", "tiling"),
+    ("end_to_end", "end-to-end"),
+    ("crop_jitter", "crop jitter"),
+    ("pixel_looks", "pixel looks"),
+    ("age_balance", "age balance"),
+)
 
 
 def row_settings(config_file: str, opts) -> dict:
     cfg = get_foss_cfg(config_file, opts=opts)
+    wild = cfg.INPUT.AUG.WILD
     return {
         "intermediate_feature": bool(cfg.MODEL.AGE_HEAD.INTERMEDIATE_FEATURE),
         "tiling": bool(cfg.INPUT.TILING.ENABLED),
         "end_to_end": not cfg.MODEL.FOSS.FREEZE_DETECTOR,
+        "crop_jitter": any(j > 0 for j in cfg.MODEL.AGE_HEAD.CROP_JITTER),
+        "pixel_looks": any(
+            getattr(wild, k) > 0 for k in ("JPEG_PROB", "DOWNSCALE_PROB", "GREY_PROB", "OCCLUDER_PROB", "GAMMA_PROB")
+        ),
+        "age_balance": cfg.DATALOADER.AGE_BALANCE > 0,
         "batch": int(cfg.SOLVER.IMS_PER_BATCH),
     }
+
+
+def row_config(row: str) -> str:
+    """A row's config file: a path ending in .yaml, or a name in configs/paper/."""
+    if row.endswith(".yaml"):
+        return os.path.abspath(row)
+    return os.path.join(ROOT, "configs", "paper", row + ".yaml")
+
+
+def row_name(row: str) -> str:
+    return os.path.basename(row)[: -len(".yaml")] if row.endswith(".yaml") else row
 
 
 def schedule_opts(max_iter: int):
@@ -75,7 +102,12 @@ def fmt(value) -> str:
 
 
 def markdown(records, datasets) -> str:
-    head = ["row", "feature", "tiling", "end-to-end", "iterations", "train min"]
+    varied = [
+        (key, title)
+        for key, title in SETTING_COLUMNS
+        if len(records) == 1 or len({r.get("settings", {}).get(key) for r in records}) > 1
+    ]
+    head = ["row", *(title for _, title in varied), "iterations", "train min"]
     cols = []
     for ds in datasets:
         is_single = any(r.get("results", {}).get(ds, {}).get("age", {}).get("MAE") is not None for r in records)
@@ -87,7 +119,7 @@ def markdown(records, datasets) -> str:
         s = r.get("settings", {})
         cells = [
             r["row"],
-            *("yes" if s.get(k) else "no" for k in ("intermediate_feature", "tiling", "end_to_end")),
+            *("yes" if s.get(k) else "no" for k, _ in varied),
             str(r.get("max_iter", "-")),
             fmt(r.get("train_minutes")),
         ]
@@ -103,10 +135,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every row")
     p.add_argument(
-        "--detector", required=True, help="detector weights every row starts from (export_model.py --detector-only)"
+        "--weights",
+        "--detector",
+        dest="detector",
+        required=True,
+        help="weights every row starts from: a detector (export_model.py --detector-only) or a whole model",
     )
     p.add_argument("--max-iter", type=int, required=True, help="the equal training budget of every row")
-    p.add_argument("--rows", nargs="+", default=list(ROWS), help="config names in configs/paper/")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), help="config names in configs/paper/ or config paths")
     p.add_argument("--datasets", nargs="+", default=["wider_face_val", "utkface_test"])
     p.add_argument("--output", default="output/ablations", help="folder for the rows' runs and the table")
     p.add_argument("--python", default=sys.executable)
@@ -114,14 +150,16 @@ def main(argv=None):
 
     if not os.path.isfile(args.detector):
         p.error(f"--detector {args.detector} does not exist")
-    configs = {row: os.path.join(ROOT, "configs", "paper", row + ".yaml") for row in args.rows}
+    configs = {row_name(row): row_config(row) for row in args.rows}
+    if len(configs) != len(args.rows):
+        p.error("two --rows have the same name")
     missing = [c for c in configs.values() if not os.path.isfile(c)]
     if missing:
         p.error(f"no such ablation config: {', '.join(missing)}")
     os.makedirs(args.output, exist_ok=True)
     train_net = os.path.join(ROOT, "tools", "train_net.py")
     records = []
-    for row in tqdm(args.rows, desc="ablation rows", unit="row"):
+    for row in tqdm(configs, desc="ablation rows", unit="row"):
         out = os.path.abspath(os.path.join(args.output, row))
         os.makedirs(out, exist_ok=True)
         rec = {"row": row, "max_iter": args.max_iter, "settings": row_settings(configs[row], args.opts)}
