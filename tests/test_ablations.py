@@ -34,12 +34,19 @@ else:
 """
 
 
-def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_python(tmp_path):
+    """The stand-in interpreter and a weights file for --weights / --detector."""
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON.format(python=sys.executable))
     fake.chmod(0o755)
-    det = tmp_path / "det.pth"
-    det.write_text("x")
+    weights = tmp_path / "det.pth"
+    weights.write_text("x")
+    return fake, weights
+
+
+def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, monkeypatch, fake_python):
+    fake, det = fake_python
     out = tmp_path / "abl"
     argv = [
         "--detector",
@@ -97,12 +104,8 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     assert not (out / "calls.txt").exists()
 
 
-def test_run_ablations_rows_given_as_config_paths(tmp_path):
-    fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
-    fake.chmod(0o755)
-    weights = tmp_path / "model.pth"
-    weights.write_text("x")
+def test_run_ablations_rows_given_as_config_paths(tmp_path, fake_python):
+    fake, weights = fake_python
     out = tmp_path / "wild"
     rows = [os.path.join(ROOT, "configs", "zoo", "wild-ablation", f) for f in ("plain.yaml", "crop-jitter.yaml")]
     argv = ["--weights", str(weights), "--max-iter", "20", "--output", str(out), "--python", str(fake), "--rows", *rows]
