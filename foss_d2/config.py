@@ -63,6 +63,11 @@ def add_foss_config(cfg):
     _C.MODEL.CENTERNET.MIN_OVERLAP = 0.7  # Gaussian radius rule of CornerNet/CenterNet
     _C.MODEL.CENTERNET.PRIOR_PROB = 0.1  # heatmap bias init = -log((1-p)/p) ≈ -2.19
     _C.MODEL.CENTERNET.NMS_KERNEL = 3
+    # Not in the paper (0 = off, CenterNet's rule: every face a target): in training, faces whose
+    # longer side is under IGNORE_BELOW detector-input pixels are no targets but ignore regions,
+    # where the heatmap loss has no negative term (issue 16: crowds whose faces are mostly a few
+    # pixels at 480 px; docs/DESIGN.md "Faces too small to learn").
+    _C.MODEL.CENTERNET.IGNORE_BELOW = 0.0
     # Not in the FOSS paper (CenterNet's flip test, Zhou et al. 2019, off by default): at test time the
     # heatmap and sizes are averaged over the detector input and its mirror image (twice the detector
     # work; the age network still reads the unmirrored feature).

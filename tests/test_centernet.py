@@ -56,6 +56,49 @@ def test_focal_loss_hand_computed():
     assert float(focal_loss(pred, gt0)) == pytest.approx(-neg0, rel=1e-5)
 
 
+def test_focal_loss_ignore_mask_drops_only_negative_terms():
+    gt = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]]]])
+    pred = torch.tensor([[[[0.9, 0.5], [0.1, 0.2]]]])
+    # ignore the 0.2 cell (a small face's) and, as well, the peak's: a peak is never ignored
+    ignore = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    pos = math.log(0.9) * 0.1**2
+    neg = math.log(0.5) * 0.5**2 * 0.5**4 + math.log(0.9) * 0.1**2  # without log(0.8) * 0.2^2
+    assert float(focal_loss(pred, gt, ignore=ignore)) == pytest.approx(-(pos + neg), rel=1e-5)
+
+
+def test_targets_faces_below_ignore_below_become_ignore_regions():
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8, ignore_below=16)
+    inst = Instances((64, 64))
+    inst.gt_boxes = Boxes(
+        torch.tensor(
+            [
+                [8.0, 8.0, 24.0, 40.0],  # 16 x 32: a target
+                [41.0, 9.0, 53.0, 21.0],  # 12 x 12 < 16: ignored, grid [10.25, 2.25, 13.25, 5.25]
+                [40.0, 44.0, 60.0, 52.0],  # 20 x 8: the longer side counts, a target
+            ]
+        )
+    )
+    inst.gt_classes = torch.tensor([0, 0, 0])
+    heat, bidx, inds, sizes, offs, ignore = head.targets([inst], 16, 16, "cpu")
+    assert inds.tolist() == [6 * 16 + 4, 12 * 16 + 12]  # the two targets' centres, not the small face's
+    assert sizes.tolist() == [[4.0, 8.0], [5.0, 2.0]]
+    assert heat[0, 0, 3, 11] == 0  # no peak at the small face's centre (11.75, 3.75)
+    expected = torch.zeros(16, 16)
+    expected[2:6, 10:14] = 1  # the cells the box touches: columns 10-13, rows 2-5
+    assert torch.equal(ignore[0, 0], expected)
+    # the detector firing on the small face costs nothing; on empty background it does
+    feats = {"f": torch.zeros(1, 4, 16, 16)}
+    logits = torch.full((1, 1, 16, 16), -4.0)
+    base = focal_loss(logits.sigmoid(), heat, ignore=ignore)
+    fired = logits.clone()
+    fired[0, 0, 3, 11] = 3.0
+    assert float(focal_loss(fired.sigmoid(), heat, ignore=ignore)) == pytest.approx(float(base), rel=1e-6)
+    fired[0, 0, 3, 11], fired[0, 0, 14, 2] = -4.0, 3.0
+    assert float(focal_loss(fired.sigmoid(), heat, ignore=ignore)) > float(base) + 1.0
+    results, losses = head((64, 64), feats, k=5, gt_instances=[inst])
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
 def test_decode_planted_peak():
     heat = torch.zeros(1, 1, 8, 8)
     heat[0, 0, 3, 5] = 0.9
@@ -78,7 +121,8 @@ def test_targets_and_losses_at_planted_box():
     inst = Instances((64, 64))
     inst.gt_boxes = Boxes(torch.tensor([[8.0, 8.0, 24.0, 40.0]]))  # stride 4: [2, 2, 6, 10]
     inst.gt_classes = torch.tensor([0])
-    heat, bidx, inds, sizes, offs = head.targets([inst], 16, 16, "cpu")
+    heat, bidx, inds, sizes, offs, ignore = head.targets([inst], 16, 16, "cpu")
+    assert ignore is None  # IGNORE_BELOW off: every face a target
     assert heat[0, 0, 6, 4] == 1.0 and heat.sum() > 1.0  # peak at centre (4, 6), Gaussian around
     assert inds.tolist() == [6 * 16 + 4] and bidx.tolist() == [0]
     assert sizes.tolist() == [[4.0, 8.0]] and offs.tolist() == [[0.0, 0.0]]

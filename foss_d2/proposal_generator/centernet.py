@@ -60,14 +60,24 @@ def draw_gaussian(heatmap: np.ndarray, center: Tuple[int, int], radius: int) -> 
     return heatmap
 
 
-def focal_loss(pred: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+def focal_loss(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    alpha: float = 2.0,
+    beta: float = 4.0,
+    ignore: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Penalty-reduced pixel-wise focal loss (CenterNet eq. 1), normalised by the number of peaks.
 
     ``pred`` holds probabilities (after sigmoid), ``gt`` the Gaussian targets with exact 1 at centres.
+    Pixels where ``ignore`` (same shape) is 1 add no negative term: a face too small to be a target
+    costs nothing whether the detector fires on it or not.
     """
     pred = pred.clamp(1e-4, 1 - 1e-4)
     pos = gt.eq(1).float()
     neg = 1.0 - pos
+    if ignore is not None:
+        neg = neg * (1.0 - ignore)
     pos_loss = torch.log(pred) * (1 - pred) ** alpha * pos
     neg_loss = torch.log(1 - pred) * pred**alpha * (1 - gt) ** beta * neg
     num_pos = pos.sum()
@@ -185,8 +195,10 @@ class CenterNet(nn.Module):
         min_overlap: float = 0.7,
         prior_prob: float = 0.1,
         nms_kernel: int = 3,
+        ignore_below: float = 0.0,
     ):
         super().__init__()
+        self.ignore_below = float(ignore_below)
         self.in_feature = in_feature
         self.stride = stride
         self.num_classes = num_classes
@@ -221,6 +233,7 @@ class CenterNet(nn.Module):
             "min_overlap": c.MIN_OVERLAP,
             "prior_prob": c.PRIOR_PROB,
             "nms_kernel": c.NMS_KERNEL,
+            "ignore_below": c.IGNORE_BELOW,
         }
 
     def forward(
@@ -294,9 +307,12 @@ class CenterNet(nn.Module):
 
     @torch.no_grad()
     def targets(self, gt_instances: List[Instances], out_h: int, out_w: int, device):
-        """Gaussian heatmaps and per-object size/offset targets on the stride-4 grid."""
+        """Gaussian heatmaps and per-object size/offset targets on the stride-4 grid, and the
+        ignore mask (1 on the grid cells of faces whose longer side is under ``ignore_below``
+        input pixels; None when no face is)."""
         b = len(gt_instances)
         heat = np.zeros((b, self.num_classes, out_h, out_w), dtype=np.float32)
+        ignore = np.zeros_like(heat)
         inds, sizes, offs, batch_idx = [], [], [], []
         for i, inst in enumerate(gt_instances):
             boxes = inst.gt_boxes.tensor.detach().cpu().numpy() / self.stride
@@ -306,6 +322,10 @@ class CenterNet(nn.Module):
                 y1, y2 = np.clip([y1, y2], 0, out_h - 1)
                 w, h = x2 - x1, y2 - y1
                 if w <= 0 or h <= 0:
+                    continue
+                if max(w, h) * self.stride < self.ignore_below:
+                    # every cell the box touches, so that a peak anywhere on the face is free
+                    ignore[i, int(cls), int(y1) : int(y2) + 1, int(x1) : int(x2) + 1] = 1.0
                     continue
                 radius = max(0, int(gaussian_radius(math.ceil(h), math.ceil(w), self.min_overlap)))
                 cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -322,12 +342,13 @@ class CenterNet(nn.Module):
             t(inds, torch.long),
             t(sizes).reshape(-1, 2),
             t(offs).reshape(-1, 2),
+            t(ignore) if ignore.any() else None,
         )
 
     def losses(self, heat_logits, size, offset, gt_instances):
         b, _, h, w = heat_logits.shape
-        heat_gt, bidx, inds, size_gt, off_gt = self.targets(gt_instances, h, w, heat_logits.device)
-        l_reg = focal_loss(heat_logits.sigmoid(), heat_gt, self.focal_alpha, self.focal_beta)
+        heat_gt, bidx, inds, size_gt, off_gt, ignore = self.targets(gt_instances, h, w, heat_logits.device)
+        l_reg = focal_loss(heat_logits.sigmoid(), heat_gt, self.focal_alpha, self.focal_beta, ignore)
         n = max(len(inds), 1)
         # Gather the predicted (w, h) / (dx, dy) at each object's integer centre.
         size_pred = size.permute(0, 2, 3, 1).reshape(b, h * w, 2)[bidx, inds]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Write a compact copy of the training data (UTKFace train split, WIDER FACE train) in the same
-official layouts, for moving to a machine with little room for transfer (the GPU steps of the
+"""Write a compact copy of the training data (UTKFace train split, WIDER FACE train; with
+``--wider-more`` and ``--fgnet-train`` also ``widerface_more`` and the FG-NET train people) in the
+same official layouts, for moving to a machine with little room for transfer (the GPU steps of the
 shipped model, docs/MODEL_ZOO.md, read such copies).
 
     python tools/research/make_compact_data.py --input ../shared/data --output /tmp/compact \
@@ -12,7 +13,8 @@ that their longer side is at most ``--wider-max-side``, and ``wider_face_train_b
 rewritten with the boxes scaled alike (rounded to whole pixels, as the format stores them).
 The FOSS detector sees every image at DET_INPUT_SIZE (480 at most in the shipped configs), so
 640 px photos lose it little; the age network's crops come from the full-resolution image, which
-for UTKFace is now ``--utk-side``.
+for UTKFace is now ``--utk-side``. FG-NET portraits are shrunk to ``--fgnet-side`` on their longer
+side with their landmarks (the face box is derived from them). The total size is printed at the end.
 """
 
 import argparse
@@ -23,13 +25,14 @@ import sys
 import cv2
 from tqdm import tqdm
 
-from foss_d2.data.datasets.fgnet import load_fgnet
+from foss_d2.data.datasets.fgnet import load_fgnet, read_pts
 from foss_d2.data.datasets.utkface import load_utkface
 from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt
 
-WIDER_GT = os.path.join("widerface", "wider_face_split", "wider_face_train_bbx_gt.txt")
-WIDER_IMAGES = os.path.join("widerface", "WIDER_train", "images")
+WIDER_GT = os.path.join("wider_face_split", "wider_face_train_bbx_gt.txt")
+WIDER_IMAGES = os.path.join("WIDER_train", "images")
 UTK_DIR = os.path.join("utkface", "UTKFace")
+FGNET_DIR = os.path.join("fgnet", "FGNET")
 
 
 def write_jpeg(path: str, image, quality: int):
@@ -71,10 +74,12 @@ def format_wider_bbx_gt(entries) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int) -> int:
+def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int, folder: str = "widerface") -> int:
+    """The WIDER FACE train photos under ``folder`` (``widerface`` or ``widerface_more``)."""
+    src_root, dst_root = os.path.join(src_root, folder), os.path.join(dst_root, folder)
     entries = parse_wider_bbx_gt(os.path.join(src_root, WIDER_GT))
     kept, scales = [], {}
-    for rel, rows in tqdm(entries, desc="WIDER FACE train"):
+    for rel, rows in tqdm(entries, desc=f"{folder} train"):
         img = cv2.imread(os.path.join(src_root, WIDER_IMAGES, rel))
         if img is None:
             print(f"warning: skipping unreadable {rel}", file=sys.stderr)
@@ -90,6 +95,40 @@ def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int) -> 
     with open(out, "w") as f:
         f.write(format_wider_bbx_gt(scale_wider_entries(kept, scales)))
     return len(kept)
+
+
+def write_pts(path: str, points) -> None:
+    """The inverse of fgnet.read_pts (the FG-NET / iBUG .pts format)."""
+    rows = "\n".join(f"{x:.3f} {y:.3f}" for x, y in points)
+    with open(path, "w") as f:
+        f.write(f"version: 1\nn_points: {len(points)}\n{{\n{rows}\n}}\n")
+
+
+def compact_fgnet(src_root: str, dst_root: str, side: int, quality: int) -> int:
+    """The FG-NET train people (person-disjoint from fgnet_test), photos and landmarks scaled alike."""
+    src, dst = os.path.join(src_root, FGNET_DIR), os.path.join(dst_root, FGNET_DIR)
+    os.makedirs(os.path.join(dst, "points"), exist_ok=True)
+    written = 0
+    for rec in tqdm(load_fgnet(src, "train"), desc="FG-NET train"):
+        img = cv2.imread(rec["file_name"])
+        if img is None:
+            print(f"warning: skipping unreadable {rec['file_name']}", file=sys.stderr)
+            continue
+        s = min(1.0, side / max(img.shape[:2]))
+        if s < 1.0:
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        stem = os.path.splitext(rec["image_id"])[0]
+        write_jpeg(os.path.join(dst, "images", rec["image_id"]), img, quality)
+        write_pts(
+            os.path.join(dst, "points", stem.lower() + ".pts"),
+            read_pts(os.path.join(src, "points", stem.lower() + ".pts")) * s,
+        )
+        written += 1
+    return written
+
+
+def folder_mib(root: str) -> float:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs) / 2**20
 
 
 def copy_eval_sets(src_root: str, dst_root: str) -> str:
@@ -121,12 +160,24 @@ def main(argv=None):
     p.add_argument("--wider-max-side", type=int, default=640)
     p.add_argument("--quality", type=int, default=85, help="JPEG quality")
     p.add_argument("--with-eval", action="store_true", help="also WIDER FACE val and the FG-NET test people, unchanged")
+    p.add_argument("--wider-more", action="store_true", help="also widerface_more (wider_face_train_more)")
+    p.add_argument("--wider-more-max-side", type=int, default=None, help="default: --wider-max-side")
+    p.add_argument("--fgnet-train", action="store_true", help="also the FG-NET train people (fgnet_train)")
+    p.add_argument("--fgnet-side", type=int, default=256)
     a = p.parse_args(argv)
     n_utk = compact_utkface(os.path.join(a.input, UTK_DIR), os.path.join(a.output, UTK_DIR), a.utk_side, a.quality)
     n_wider = compact_wider(a.input, a.output, a.wider_max_side, a.quality)
     print(f"wrote {n_utk} UTKFace train faces and {n_wider} WIDER FACE train photos under {a.output}")
+    if a.wider_more:
+        n_more = compact_wider(
+            a.input, a.output, a.wider_more_max_side or a.wider_max_side, a.quality, folder="widerface_more"
+        )
+        print(f"wrote {n_more} widerface_more photos")
+    if a.fgnet_train:
+        print(f"wrote {compact_fgnet(a.input, a.output, a.fgnet_side, a.quality)} FG-NET train portraits")
     if a.with_eval:
         print(f"copied {copy_eval_sets(a.input, a.output)} under {a.output}")
+    print(f"{a.output}: {folder_mib(a.output):.1f} MiB in all")
 
 
 if __name__ == "__main__":
