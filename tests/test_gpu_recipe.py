@@ -132,9 +132,9 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     # the exported model is evaluated in the same call, on the held-out sets
     (evals,) = [c for c in calls if "--eval-only" in c]
     assert _arg(evals, "MODEL.WEIGHTS") == f"{runs}/model.pth" and "fgnet_test" in _arg(evals, "DATASETS.TEST")
-    # steps 1 and 2 of the shipped model (docs/MODEL_ZOO.md), their schedules fitted to the budget
+    # the next model's stages (issue 16), their schedules fitted to the budget
     configs = [_arg(c, "--config-file") for c in trains]
-    assert configs == ["configs/zoo/step1-detector.yaml", "configs/zoo/step2-age.yaml"] * 2
+    assert configs == ["configs/zoo/next-detector.yaml", "configs/zoo/next-age.yaml"] * 2
     assert all(os.path.isfile(os.path.join(ROOT, c)) for c in configs)
     assert [_arg(c, "SOLVER.MAX_ITER") for c in trains[:2]] == ["40", "40"]
     # detector: 60% of the ~1000 s left after calibration, at 0.5 s/it -> 1200 iterations (a second or
@@ -150,11 +150,37 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     n_age = int(_arg(trains[3], "SOLVER.MAX_ITER"))
     assert 3560 <= n_age <= 3600
     assert _arg(trains[1], "MODEL.WEIGHTS") == f"{runs}/calib-detector/model_final.pth"
-    assert _arg(trains[3], "MODEL.WEIGHTS") == f"{runs}/detector.pth"
+    # the age stage starts from the new detector joined with the shipped model's age network
+    assert _arg(trains[3], "MODEL.WEIGHTS") == f"{runs}/age-start.pth"
     exports = [c for c in calls if "export_model.py" in c]
     assert exports[0].split()[1:] == [f"{runs}/detector/model_final.pth", f"{runs}/detector.pth", "--detector-only"]
-    assert exports[1].split()[1:] == [f"{runs}/age/model_final.pth", f"{runs}/model.pth"]
+    assert exports[1].split()[1:] == [
+        f"{runs}/detector/model_final.pth",
+        f"{runs}/age-start.pth",
+        "--age-head-from",
+        "foss_d2/model_zoo/foss_default.pth",
+    ]
+    assert exports[2].split()[1:] == [f"{runs}/age/model_final.pth", f"{runs}/model.pth"]
     assert "MAX_ITER 1" in (tmp_path / "runs" / "plan.txt").read_text()
+
+
+def test_gpu_recipe_runs_the_shipped_models_steps_on_request(tmp_path):
+    r, calls = run_gpu_recipe(
+        tmp_path,
+        1000,
+        DET_CFG="configs/zoo/step1-detector.yaml",
+        AGE_CFG="configs/zoo/step2-age.yaml",
+        AGE_INIT="",
+    )
+    assert r.returncode == 0, r.stderr
+    trains = [c for c in calls if "train_net.py" in c and "--eval-only" not in c]
+    assert [_arg(c, "--config-file") for c in trains] == [
+        "configs/zoo/step1-detector.yaml",
+        "configs/zoo/step2-age.yaml",
+    ] * 2
+    # a new age network on the detector alone, as steps 1-2 trained it
+    assert _arg(trains[3], "MODEL.WEIGHTS") == f"{tmp_path / 'runs'}/detector.pth"
+    assert not any("--age-head-from" in c for c in calls)
 
 
 def test_gpu_recipe_fails_fast_when_a_calibration_fails(tmp_path):
@@ -172,13 +198,7 @@ def test_compact_copy_with_eval_carries_wider_val_and_the_fgnet_test_people_unch
     split = src / "widerface" / "wider_face_split"
     (split / "wider_face_val_bbx_gt.txt").write_text("1--Handshaking/v.jpg\n1\n10 10 30 40 0 0 0 0 0 0\n")
     (split / "demographics_val.csv").write_text(",file,perceived_gender,perceived_age,perceived_skin,face\n")
-    fg = src / "fgnet" / "FGNET"
-    (fg / "images").mkdir(parents=True)
-    (fg / "points").mkdir()
-    for person in range(1, 21):
-        name = f"{person:03d}A05.JPG"
-        (fg / "images" / name).write_bytes(cv2.imencode(".jpg", np.zeros((50, 40, 3), np.uint8))[1].tobytes())
-        (fg / "points" / name.lower().replace(".jpg", ".pts")).write_text("{\n5 10\n35 50\n20 30\n}\n")
+    _write_fgnet(src)
     mcd.main(["--input", str(src), "--output", str(dst), "--with-eval"])
 
     rel = os.path.join("widerface", "WIDER_val", "images", "1--Handshaking", "v.jpg")
@@ -189,3 +209,49 @@ def test_compact_copy_with_eval_carries_wider_val_and_the_fgnet_test_people_unch
     test_people = sorted(f"{p:03d}A05.JPG" for p in range(1, 21) if hash_split(f"{p:03d}") == "test")
     assert copied == test_people and copied  # the test people only, with their landmarks
     assert len(os.listdir(dst / "fgnet" / "FGNET" / "points")) == len(copied)
+
+
+def _write_fgnet(root, shape=(100, 80)):
+    fg = root / "fgnet" / "FGNET"
+    (fg / "images").mkdir(parents=True)
+    (fg / "points").mkdir()
+    for person in range(1, 21):
+        name = f"{person:03d}A05.JPG"
+        (fg / "images" / name).write_bytes(cv2.imencode(".jpg", np.zeros(shape + (3,), np.uint8))[1].tobytes())
+        (fg / "points" / name.lower().replace(".jpg", ".pts")).write_text(
+            "version: 1\nn_points: 3\n{\n10 40\n70 90\n40 60\n}\n"
+        )
+    return fg
+
+
+def test_compact_copy_adds_widerface_more_and_the_fgnet_train_people_scaled(tmp_path):
+    from foss_d2.data.datasets.fgnet import load_fgnet
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _write_sources(src)
+    more = src / "widerface_more"
+    (more / "WIDER_train" / "images" / "2--Demonstration").mkdir(parents=True)
+    cv2.imwrite(str(more / "WIDER_train" / "images" / "2--Demonstration" / "m.jpg"), np.zeros((600, 800, 3), np.uint8))
+    (more / "wider_face_split").mkdir()
+    (more / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text(
+        "2--Demonstration/m.jpg\n1\n100 60 20 30 0 0 0 0 0 0\n"
+    )
+    _write_fgnet(src)
+    argv = ["--input", str(src), "--output", str(dst), "--wider-more", "--wider-more-max-side", "400"]
+    mcd.main(argv + ["--fgnet-train", "--fgnet-side", "50", "--with-eval", "fgnet_test"])
+
+    gt = dst / "widerface_more" / "wider_face_split" / "wider_face_train_bbx_gt.txt"
+    assert parse_wider_bbx_gt(str(gt)) == [("2--Demonstration/m.jpg", [[50, 30, 10, 15, 0, 0, 0, 0, 0, 0]])]
+    (rec,) = load_wider_face(str(dst / "widerface_more" / "WIDER_train" / "images"), str(gt))
+    assert (rec["width"], rec["height"]) == (400, 300)
+    # the train people shrunk to 50 px on their longer side, landmarks alike, so the derived box
+    # is the original's halved: x 10-70, y 40-90, top raised by 0.25 of 50 -> (5, 13.75, 35, 45)
+    train = load_fgnet(str(dst / "fgnet" / "FGNET"), "train")
+    want = sorted(f"{p:03d}A05.JPG" for p in range(1, 21) if hash_split(f"{p:03d}") == "train")
+    assert sorted(r["image_id"] for r in train) == want and want
+    assert {(r["width"], r["height"]) for r in train} == {(40, 50)}
+    assert train[0]["annotations"][0]["bbox"] == [5.0, 13.75, 35.0, 45.0]
+    # --with-eval fgnet_test: the test people at full size, no WIDER val
+    test = load_fgnet(str(dst / "fgnet" / "FGNET"), "test")
+    assert {(r["width"], r["height"]) for r in test} == {(80, 100)}
+    assert not (dst / "widerface" / "WIDER_val").exists()

@@ -131,25 +131,32 @@ def folder_mib(root: str) -> float:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs) / 2**20
 
 
-def copy_eval_sets(src_root: str, dst_root: str) -> str:
-    """WIDER FACE val (photos, boxes, demographics) and the FG-NET test people, byte for byte: the
-    figures a GPU run prints on them are the ones this machine would get (UTKFace's held-out faces
-    stay behind: at full size they would not fit the transfer beside the training copy)."""
-    val = os.path.join("widerface", "WIDER_val")
-    split = os.path.join("widerface", "wider_face_split")
-    shutil.copytree(os.path.join(src_root, val), os.path.join(dst_root, val), dirs_exist_ok=True)
-    os.makedirs(os.path.join(dst_root, split), exist_ok=True)
-    for name in ("wider_face_val_bbx_gt.txt", "demographics_val.csv"):
-        shutil.copy2(os.path.join(src_root, split, name), os.path.join(dst_root, split, name))
-    fgnet = os.path.join("fgnet", "FGNET")
-    people = load_fgnet(os.path.join(src_root, fgnet), "test")
-    for rec in people:
-        name = os.path.basename(rec["file_name"])
-        pts = os.path.splitext(name)[0].lower() + ".pts"
-        for sub, f in (("images", name), ("points", pts)):
-            os.makedirs(os.path.join(dst_root, fgnet, sub), exist_ok=True)
-            shutil.copy2(os.path.join(src_root, fgnet, sub, f), os.path.join(dst_root, fgnet, sub, f))
-    return f"WIDER FACE val and {len(people)} FG-NET test photos"
+EVAL_SETS = ("wider_face_val", "fgnet_test")
+
+
+def copy_eval_sets(src_root: str, dst_root: str, sets=EVAL_SETS) -> str:
+    """WIDER FACE val (photos, boxes, demographics) and / or the FG-NET test people, byte for byte:
+    the figures a GPU run prints on them are the ones this machine would get (UTKFace's held-out
+    faces stay behind: at full size they would not fit the transfer beside the training copy)."""
+    done = []
+    if "wider_face_val" in sets:
+        val = os.path.join("widerface", "WIDER_val")
+        split = os.path.join("widerface", "wider_face_split")
+        shutil.copytree(os.path.join(src_root, val), os.path.join(dst_root, val), dirs_exist_ok=True)
+        os.makedirs(os.path.join(dst_root, split), exist_ok=True)
+        for name in ("wider_face_val_bbx_gt.txt", "demographics_val.csv"):
+            shutil.copy2(os.path.join(src_root, split, name), os.path.join(dst_root, split, name))
+        done.append("WIDER FACE val")
+    if "fgnet_test" in sets:
+        people = load_fgnet(os.path.join(src_root, FGNET_DIR), "test")
+        for rec in people:
+            name = os.path.basename(rec["file_name"])
+            pts = os.path.splitext(name)[0].lower() + ".pts"
+            for sub, f in (("images", name), ("points", pts)):
+                os.makedirs(os.path.join(dst_root, FGNET_DIR, sub), exist_ok=True)
+                shutil.copy2(os.path.join(src_root, FGNET_DIR, sub, f), os.path.join(dst_root, FGNET_DIR, sub, f))
+        done.append(f"{len(people)} FG-NET test photos")
+    return " and ".join(done)
 
 
 def main(argv=None):
@@ -159,7 +166,14 @@ def main(argv=None):
     p.add_argument("--utk-side", type=int, default=128)
     p.add_argument("--wider-max-side", type=int, default=640)
     p.add_argument("--quality", type=int, default=85, help="JPEG quality")
-    p.add_argument("--with-eval", action="store_true", help="also WIDER FACE val and the FG-NET test people, unchanged")
+    p.add_argument(
+        "--with-eval",
+        nargs="*",
+        choices=EVAL_SETS,
+        default=None,
+        metavar="SET",
+        help=f"also these held-out sets, unchanged (alone: {' and '.join(EVAL_SETS)})",
+    )
     p.add_argument("--wider-more", action="store_true", help="also widerface_more (wider_face_train_more)")
     p.add_argument("--wider-more-max-side", type=int, default=None, help="default: --wider-max-side")
     p.add_argument("--fgnet-train", action="store_true", help="also the FG-NET train people (fgnet_train)")
@@ -175,8 +189,8 @@ def main(argv=None):
         print(f"wrote {n_more} widerface_more photos")
     if a.fgnet_train:
         print(f"wrote {compact_fgnet(a.input, a.output, a.fgnet_side, a.quality)} FG-NET train portraits")
-    if a.with_eval:
-        print(f"copied {copy_eval_sets(a.input, a.output)} under {a.output}")
+    if a.with_eval is not None:
+        print(f"copied {copy_eval_sets(a.input, a.output, a.with_eval or EVAL_SETS)} under {a.output}")
     print(f"{a.output}: {folder_mib(a.output):.1f} MiB in all")
 
 
