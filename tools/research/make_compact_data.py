@@ -41,12 +41,27 @@ def write_jpeg(path: str, image, quality: int):
         raise OSError(f"could not write {path}")
 
 
+def read_or_warn(path: str):
+    """The picture, or None after a warning: one unreadable file does not end the copy."""
+    img = cv2.imread(path)
+    if img is None:
+        print(f"warning: skipping unreadable {path}", file=sys.stderr)
+    return img
+
+
+def shrink(img, max_side: int):
+    """The picture shrunk to at most ``max_side`` on its longer side, and the scale applied."""
+    s = min(1.0, max_side / max(img.shape[:2]))
+    if s < 1.0:
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return img, s
+
+
 def compact_utkface(src: str, dst: str, side: int, quality: int) -> int:
     written = 0
     for rec in tqdm(load_utkface(src, "train"), desc="UTKFace train"):
-        img = cv2.imread(rec["file_name"])
+        img = read_or_warn(rec["file_name"])
         if img is None:
-            print(f"warning: skipping unreadable {rec['file_name']}", file=sys.stderr)
             continue
         write_jpeg(
             os.path.join(dst, rec["image_id"]), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), quality
@@ -80,14 +95,10 @@ def compact_wider(src_root: str, dst_root: str, max_side: int, quality: int, fol
     entries = parse_wider_bbx_gt(os.path.join(src_root, WIDER_GT))
     kept, scales = [], {}
     for rel, rows in tqdm(entries, desc=f"{folder} train"):
-        img = cv2.imread(os.path.join(src_root, WIDER_IMAGES, rel))
+        img = read_or_warn(os.path.join(src_root, WIDER_IMAGES, rel))
         if img is None:
-            print(f"warning: skipping unreadable {rel}", file=sys.stderr)
             continue
-        s = min(1.0, max_side / max(img.shape[:2]))
-        if s < 1.0:
-            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        scales[rel] = s
+        img, scales[rel] = shrink(img, max_side)
         kept.append((rel, rows))
         write_jpeg(os.path.join(dst_root, WIDER_IMAGES, rel), img, quality)
     out = os.path.join(dst_root, WIDER_GT)
@@ -110,13 +121,10 @@ def compact_fgnet(src_root: str, dst_root: str, side: int, quality: int) -> int:
     os.makedirs(os.path.join(dst, "points"), exist_ok=True)
     written = 0
     for rec in tqdm(load_fgnet(src, "train"), desc="FG-NET train"):
-        img = cv2.imread(rec["file_name"])
+        img = read_or_warn(rec["file_name"])
         if img is None:
-            print(f"warning: skipping unreadable {rec['file_name']}", file=sys.stderr)
             continue
-        s = min(1.0, side / max(img.shape[:2]))
-        if s < 1.0:
-            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        img, s = shrink(img, side)
         stem = os.path.splitext(rec["image_id"])[0]
         write_jpeg(os.path.join(dst, "images", rec["image_id"]), img, quality)
         write_pts(
