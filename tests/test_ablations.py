@@ -104,7 +104,7 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     assert not (out / "calls.txt").exists()
 
 
-def test_run_ablations_rows_given_as_config_paths(tmp_path, fake_python):
+def test_run_ablations_rows_given_as_config_paths(tmp_path, fake_python, capsys):
     fake, weights = fake_python
     out = tmp_path / "wild"
     rows = [os.path.join(ROOT, "configs", "zoo", "wild-ablation", f) for f in ("plain.yaml", "crop-jitter.yaml")]
@@ -127,6 +127,7 @@ def test_run_ablations_rows_given_as_config_paths(tmp_path, fake_python):
     assert md[2].startswith("| plain | no | 20 |") and md[3].startswith("| crop-jitter | yes | 20 |")
     with pytest.raises(SystemExit):  # two rows of one name would share a folder
         run_ablations.main(argv[:-1] + [rows[0]])
+    assert "same name" in capsys.readouterr().err
 
 
 def test_run_ablations_rejects_bad_arguments(tmp_path, capsys):

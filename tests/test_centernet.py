@@ -97,6 +97,21 @@ def test_targets_faces_below_ignore_below_become_ignore_regions():
     assert float(focal_loss(fired.sigmoid(), heat, ignore=ignore)) > float(base) + 1.0
     results, losses = head((64, 64), feats, k=5, gt_instances=[inst])
     assert all(torch.isfinite(v) for v in losses.values())
+    # at the right edge a face is measured as at the left: 14 px wide (grid 12.5-16) is ignored, all
+    # of it, where the centre's clip to the last cell would have read 2.5 cells = 10 px
+    edge = Instances((64, 64))
+    edge.gt_boxes = Boxes(torch.tensor([[50.0, 0.0, 64.0, 6.0], [0.0, 0.0, 14.0, 6.0]]))
+    edge.gt_classes = torch.tensor([0, 0])
+    _, _, inds, _, _, ignore = head.targets([edge], 16, 16, "cpu")
+    assert len(inds) == 0
+    assert ignore[0, 0, 0:2].sum(dim=0).tolist() == [2.0] * 4 + [0.0] * 8 + [2.0] * 4  # rows 0-1
+    assert float(ignore[0, 0].sum()) == 16
+    # a face as wide as IGNORE_BELOW is a target
+    wide = Instances((64, 64))
+    wide.gt_boxes = Boxes(torch.tensor([[48.0, 0.0, 64.0, 6.0]]))
+    wide.gt_classes = torch.tensor([0])
+    _, _, inds, _, _, ignore = head.targets([wide], 16, 16, "cpu")
+    assert len(inds) == 1 and ignore is None
 
 
 def test_decode_planted_peak():

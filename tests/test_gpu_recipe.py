@@ -183,6 +183,12 @@ def test_gpu_recipe_runs_the_shipped_models_steps_on_request(tmp_path):
     assert not any("--age-head-from" in c for c in calls)
 
 
+def test_gpu_recipe_checks_its_files_before_training(tmp_path):
+    r, calls = run_gpu_recipe(tmp_path, 1000, AGE_INIT="output/no-such-model.pth")
+    assert r.returncode == 2 and "no such file: output/no-such-model.pth" in r.stderr
+    assert not any("train_net.py" in c for c in calls)
+
+
 def test_gpu_recipe_fails_fast_when_a_calibration_fails(tmp_path):
     r, calls = run_gpu_recipe(tmp_path, 1000, FAIL_STAGE="calib-age")
     assert r.returncode != 0

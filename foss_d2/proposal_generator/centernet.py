@@ -318,14 +318,19 @@ class CenterNet(nn.Module):
             boxes = inst.gt_boxes.tensor.detach().cpu().numpy() / self.stride
             classes = inst.gt_classes.cpu().numpy() if inst.has("gt_classes") else np.zeros(len(boxes), np.int64)
             for (x1, y1, x2, y2), cls in zip(boxes, classes):
+                if self.ignore_below > 0:
+                    # the face's visible extent on the whole grid (not the centre's clip below)
+                    vx1, vx2 = np.clip([x1, x2], 0, out_w)
+                    vy1, vy2 = np.clip([y1, y2], 0, out_h)
+                    if vx2 > vx1 and vy2 > vy1 and max(vx2 - vx1, vy2 - vy1) * self.stride < self.ignore_below:
+                        # every cell the box covers, so that a peak anywhere on the face is free
+                        r0, c0 = int(vy1), int(vx1)
+                        ignore[i, int(cls), r0 : max(r0 + 1, math.ceil(vy2)), c0 : max(c0 + 1, math.ceil(vx2))] = 1.0
+                        continue
                 x1, x2 = np.clip([x1, x2], 0, out_w - 1)
                 y1, y2 = np.clip([y1, y2], 0, out_h - 1)
                 w, h = x2 - x1, y2 - y1
                 if w <= 0 or h <= 0:
-                    continue
-                if max(w, h) * self.stride < self.ignore_below:
-                    # every cell the box touches, so that a peak anywhere on the face is free
-                    ignore[i, int(cls), int(y1) : int(y2) + 1, int(x1) : int(x2) + 1] = 1.0
                     continue
                 radius = max(0, int(gaussian_radius(math.ceil(h), math.ceil(w), self.min_overlap)))
                 cx, cy = (x1 + x2) / 2, (y1 + y2) / 2

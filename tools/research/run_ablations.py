@@ -150,7 +150,7 @@ def main(argv=None):
     args = parse_foss_args(p, argv)
 
     if not os.path.isfile(args.detector):
-        p.error(f"--detector {args.detector} does not exist")
+        p.error(f"--weights {args.detector} does not exist")
     configs = {row_name(row): row_config(row) for row in args.rows}
     if len(configs) != len(args.rows):
         p.error("two --rows have the same name")

@@ -3,8 +3,8 @@
 # stages (4.2): $DET_CFG (detector alone), then $AGE_CFG (age network on the frozen detector).
 # By default the next model's (issue 16): configs/zoo/next-detector.yaml on both WIDER FACE train
 # sets, then configs/zoo/next-age.yaml starting from the new detector joined with $AGE_INIT's age
-# network (default: the shipped model's; empty: a new age network). The shipped model's own
-# steps 1-2: DET_CFG=configs/zoo/step1-detector.yaml AGE_CFG=configs/zoo/step2-age.yaml AGE_INIT=.
+# network (default: the shipped model's; set empty for a new age network). The shipped model's
+# own steps 1-2: DET_CFG=configs/zoo/step1-detector.yaml AGE_CFG=configs/zoo/step2-age.yaml AGE_INIT=""
 # Each stage first runs CALIB_ITERS iterations to measure its seconds per iteration; MAX_ITER and
 # the two lr steps (x0.1 at 80% and 93%) then fill its share of the budget, in place of the
 # schedule written in the config. Both measurements come first, so a broken setup fails within a
@@ -38,6 +38,9 @@ EVAL_RESERVE=${EVAL_RESERVE:-90}  # seconds of the budget kept for the evaluatio
 DET_CFG=${DET_CFG:-configs/zoo/next-detector.yaml}
 AGE_CFG=${AGE_CFG:-configs/zoo/next-age.yaml}
 AGE_INIT=${AGE_INIT-foss_d2/model_zoo/foss_default.pth}
+for f in "$DET_CFG" "$AGE_CFG" ${AGE_INIT:+"$AGE_INIT"}; do  # before any GPU time is spent
+    [ -f "$f" ] || { echo "train_gpu_model.sh: no such file: $f" >&2; exit 2; }
+done
 mkdir -p "$RUNS"
 t_start=$(date +%s)
 
