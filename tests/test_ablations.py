@@ -208,3 +208,47 @@ def test_export_joins_detector_and_age_network(tmp_path):
     torch.save({"model": {"pixel_mean": torch.ones(3)}}, age)
     r = subprocess.run(cmd + ["--age-head-from", str(age)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "no age network" in r.stderr
+
+
+def test_export_blends_two_checkpoints(tmp_path):
+    a, b, dst = tmp_path / "a.pth", tmp_path / "b.pth", tmp_path / "blend.pth"
+    torch.save(
+        {
+            "model": {
+                "age_head.w": torch.tensor([1.0, -2.0, 4.0]).half(),
+                "age_head.bn.running_var": torch.tensor([1.0]),
+                "age_head.bn.num_batches_tracked": torch.tensor(10),
+            },
+            "iteration": 3,
+        },
+        a,
+    )
+    torch.save(
+        {
+            "model": {
+                "age_head.w": torch.tensor([5.0, 2.0, 0.0]),
+                "age_head.bn.running_var": torch.tensor([3.0]),
+                "age_head.bn.num_batches_tracked": torch.tensor(99),
+            }
+        },
+        b,
+    )
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "export_model.py"), str(a), str(dst), "--blend", str(b)]
+    r = subprocess.run(cmd + ["--blend-weight", "0.25"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = torch.load(dst, weights_only=False)["model"]
+    # 0.75 * a + 0.25 * b; the batch counter is a's
+    assert m["age_head.w"].float().tolist() == [2.0, -1.0, 3.0]
+    assert m["age_head.bn.running_var"].float().tolist() == [1.5]
+    assert m["age_head.bn.num_batches_tracked"].item() == 10
+    r = subprocess.run(cmd + ["--blend-weight", "1.5"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "[0, 1]" in r.stderr
+    torch.save({"model": {"age_head.w": torch.zeros(2)}}, b)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "different tensors" in r.stderr
+    torch.save(
+        {"model": {k: torch.zeros(4) for k in ("age_head.w", "age_head.bn.running_var", "age_head.bn.num_batches_tracked")}},
+        b,
+    )
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "age_head.w is (3,)" in r.stderr

@@ -13,6 +13,16 @@ checkpoint (the paper's two stages, 4.2: a detector trained on its own, then the
 
     foss-d2 export detector/model_final.pth joined.pth --age-head-from age/model_final.pth
 
+``--blend CKPT --blend-weight W`` writes the weight-space average (1 - W) * checkpoint + W * CKPT,
+tensor by tensor (BatchNorm statistics too), of two checkpoints that share an architecture and a
+common start, e.g. a model and its fine-tuned copy. Interpolating a fine-tuned network toward the one
+it started from keeps much of what fine-tuning gained on the new kind of photo and much of what the
+start knew (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022); the weight is
+chosen by measurement on held-out data (docs/RESULTS.md section 10):
+
+    foss-d2 export foss_d2/model_zoo/foss_default.pth blend.pth --blend finetuned/model_final.pth \
+        --blend-weight 0.5
+
 ``--format onnx`` writes the detector (backbone + CenterNet heatmap head) and the age network of a
 checkpoint as two ONNX graphs into the output folder (engine/onnx_backend.py says what each holds),
 for ``FaceAgeEstimator(backend="onnxruntime")`` and ``tools/demo.py --backend onnxruntime``
@@ -47,6 +57,10 @@ def get_parser(prog=None):
     p.add_argument("output")
     p.add_argument("--detector-only", action="store_true", help="keep only backbone.* and proposal_generator.*")
     p.add_argument("--age-head-from", metavar="CKPT", help="take everything but the detector from this checkpoint")
+    p.add_argument("--blend", metavar="CKPT", help="average the weights with this checkpoint's (same architecture)")
+    p.add_argument(
+        "--blend-weight", type=float, default=0.5, metavar="W", help="--blend: CKPT's share, in [0, 1] (default 0.5)"
+    )
     p.add_argument("--format", choices=("pth", "onnx"), default="pth", help="onnx: OUTPUT is a folder")
     p.add_argument("--config-file", help="with --format onnx: the model's config (default: the shipped one)")
     p.add_argument("--int8", action="store_true", help="with --format onnx: int8 graphs, calibrated on --calibration")
@@ -55,6 +69,24 @@ def get_parser(prog=None):
     )
     p.add_argument("--calibration-count", type=int, default=32, help="--int8: photos sampled (default 32)")
     return p
+
+
+def blend_states(state: dict, other: dict, weight: float) -> dict:
+    """(1 - weight) * state + weight * other, for every floating-point tensor; integer buffers
+    (BatchNorm's batch counters) are taken from ``state``. Both must hold the same tensors."""
+    if set(state) != set(other):
+        only = sorted(set(state) ^ set(other))
+        raise SystemExit(f"--blend: the checkpoints hold different tensors ({len(only)}, e.g. {only[0]})")
+    out = {}
+    for k, v in state.items():
+        w = other[k]
+        if v.shape != w.shape:
+            raise SystemExit(f"--blend: {k} is {tuple(v.shape)} in one checkpoint, {tuple(w.shape)} in the other")
+        if v.is_floating_point():
+            out[k] = v.float() * (1.0 - weight) + w.float() * weight
+        else:
+            out[k] = v
+    return out
 
 
 def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibration=None, count: int = 32):
@@ -108,9 +140,13 @@ def main(argv=None, prog=None):
     args = p.parse_args(argv)
     if args.detector_only and args.age_head_from:
         p.error("--detector-only and --age-head-from exclude each other")
+    if args.blend and (args.detector_only or args.age_head_from):
+        p.error("--blend averages two whole models: no --detector-only or --age-head-from")
+    if not 0.0 <= args.blend_weight <= 1.0:
+        p.error(f"--blend-weight must lie in [0, 1], got {args.blend_weight}")
     if args.format == "onnx":
-        if args.detector_only or args.age_head_from:
-            p.error("--format onnx exports a whole model: no --detector-only or --age-head-from")
+        if args.detector_only or args.age_head_from or args.blend:
+            p.error("--format onnx exports one model as it is: no --detector-only, --age-head-from or --blend")
         if args.int8 != bool(args.calibration):
             p.error("--int8 and --calibration go together")
         calibration = args.calibration if args.int8 else None
@@ -129,6 +165,9 @@ def main(argv=None, prog=None):
         if not any(k.startswith("age_head.") for k in rest):
             raise SystemExit(f"{args.age_head_from} holds no age network (age_head.*)")
         state.update(rest)
+    if args.blend:
+        other = torch.load(args.blend, map_location="cpu", weights_only=False)
+        state = blend_states(state, other.get("model", other), args.blend_weight)
     small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     out = {"model": small, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
     tmp = args.output + ".tmp"
