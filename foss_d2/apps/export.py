@@ -20,7 +20,7 @@ it started from keeps much of what fine-tuning gained on the new kind of photo a
 start knew (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022); the weight is
 chosen by measurement on held-out data (docs/RESULTS.md section 10):
 
-    foss-d2 export foss_d2/model_zoo/foss_default.pth blend.pth --blend finetuned/model_final.pth \
+    foss-d2 export foss_d2/model_zoo/foss_default.pth blend.pth --blend finetuned/model_final.pth \\
         --blend-weight 0.5
 
 ``--format onnx`` writes the detector (backbone + CenterNet heatmap head) and the age network of a
@@ -36,7 +36,7 @@ for ``FaceAgeEstimator(backend="onnxruntime")`` and ``tools/demo.py --backend on
 argument), like the photos the model will see, group photos and close-ups alike; run them with
 ``--backend onnxruntime --onnx-dir OUT``:
 
-    foss-d2 export foss_d2/model_zoo/foss_default.pth output/onnx-int8 --format onnx --int8 \
+    foss-d2 export foss_d2/model_zoo/foss_default.pth output/onnx-int8 --format onnx --int8 \\
         --calibration group_photos/ portraits/
 
 (``python tools/export_model.py`` takes the same arguments.)
