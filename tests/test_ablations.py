@@ -247,7 +247,11 @@ def test_export_blends_two_checkpoints(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "different tensors" in r.stderr
     torch.save(
-        {"model": {k: torch.zeros(4) for k in ("age_head.w", "age_head.bn.running_var", "age_head.bn.num_batches_tracked")}},
+        {
+            "model": {
+                k: torch.zeros(4) for k in ("age_head.w", "age_head.bn.running_var", "age_head.bn.num_batches_tracked")
+            }
+        },
         b,
     )
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
