@@ -71,6 +71,12 @@ def get_parser(prog=None):
     return p
 
 
+def load_weights(path: str):
+    """A checkpoint and its model weights (a training checkpoint's ``model``, or a bare state dict)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return ckpt, ckpt.get("model", ckpt)
+
+
 def blend_states(state: dict, other: dict, weight: float) -> dict:
     """(1 - weight) * state + weight * other, for every floating-point tensor; integer buffers
     (BatchNorm's batch counters) are taken from ``state``. Both must hold the same tensors."""
@@ -153,21 +159,18 @@ def main(argv=None, prog=None):
         return export_onnx_graphs(args.checkpoint, args.output, args.config_file, calibration, args.calibration_count)
     if args.int8:
         p.error("--int8 needs --format onnx")
-    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    state = ckpt.get("model", ckpt)
+    ckpt, state = load_weights(args.checkpoint)
     if args.detector_only or args.age_head_from:
         state = {k: v for k, v in state.items() if k.startswith(DETECTOR_PREFIXES)}
         if not state:
             raise SystemExit(f"{args.checkpoint} holds no detector weights ({', '.join(DETECTOR_PREFIXES)})")
     if args.age_head_from:
-        other = torch.load(args.age_head_from, map_location="cpu", weights_only=False)
-        rest = {k: v for k, v in other.get("model", other).items() if not k.startswith(DETECTOR_PREFIXES)}
+        rest = {k: v for k, v in load_weights(args.age_head_from)[1].items() if not k.startswith(DETECTOR_PREFIXES)}
         if not any(k.startswith("age_head.") for k in rest):
             raise SystemExit(f"{args.age_head_from} holds no age network (age_head.*)")
         state.update(rest)
     if args.blend:
-        other = torch.load(args.blend, map_location="cpu", weights_only=False)
-        state = blend_states(state, other.get("model", other), args.blend_weight)
+        state = blend_states(state, load_weights(args.blend)[1], args.blend_weight)
     small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     out = {"model": small, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
     tmp = args.output + ".tmp"
