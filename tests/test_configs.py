@@ -101,7 +101,12 @@ def test_zoo_steps_train_the_shipped_architecture():
         "step6-age-zoomout.yaml",
         "step7-age-wild-cpu.yaml",
     ]
-    assert [os.path.basename(p) for p in ZOO_NEXT] == ["next-age.yaml", "next-detector.yaml"]
+    assert [os.path.basename(p) for p in ZOO_NEXT] == [
+        "next-age-cpu.yaml",
+        "next-age.yaml",
+        "next-detector-cpu.yaml",
+        "next-detector.yaml",
+    ]
     shipped = load(SHIPPED).MODEL
     for path in ZOO_STEPS + ZOO_NEXT:
         assert base_chain(path) == [ZOO_BASE, SHIPPED]
@@ -123,3 +128,17 @@ def test_zoo_step_writes_its_whole_schedule(path):
     assert {"BASE_LR", "WARMUP_ITERS", "MAX_ITER", "STEPS", "CHECKPOINT_PERIOD"} <= set(solver), rel(path)
     assert all(0 < s < solver["MAX_ITER"] for s in load(path).SOLVER.STEPS)
     assert raw(path)["OUTPUT_DIR"] == "./output/zoo/" + os.path.basename(path)[: -len(".yaml")]
+
+
+@pytest.mark.parametrize("stage", ["detector", "age"])
+def test_cpu_route_trains_what_the_gpu_recipe_trains(stage):
+    """next-*-cpu.yaml is the GPU recipe's stage with a CPU schedule: the model, the data and its
+    augmentation the same; only the solver, the loader's workers and the decode cache may differ."""
+    gpu = load(os.path.join(ROOT, "configs", "zoo", f"next-{stage}.yaml"))
+    cpu = load(os.path.join(ROOT, "configs", "zoo", f"next-{stage}-cpu.yaml"))
+    assert cpu.MODEL == gpu.MODEL
+    assert cpu.DATASETS.TRAIN == gpu.DATASETS.TRAIN
+    assert cpu.DATALOADER.DATASET_WEIGHTS == gpu.DATALOADER.DATASET_WEIGHTS
+    assert cpu.INPUT.TILING == gpu.INPUT.TILING and cpu.INPUT.AUG == gpu.INPUT.AUG
+    assert (cpu.SOLVER.IMS_PER_BATCH, cpu.DATALOADER.NUM_WORKERS) == (8, 1)
+    assert cpu.SOLVER.CHECKPOINT_PERIOD <= 100  # a stop loses little
