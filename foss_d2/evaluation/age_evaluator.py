@@ -93,6 +93,11 @@ def age_to_group(age: float, lower_bounds: Sequence[float]) -> int:
     return int(np.searchsorted(np.asarray(lower_bounds, dtype=float), age, side="right") - 1)
 
 
+def gender_right(row: dict) -> bool:
+    """Whether a found face's predicted gender (P(female) over 0.5) is its labelled one."""
+    return (row["p_female"] > 0.5) == (row["gender"] == 1)
+
+
 class FaceAgeEvaluator(DatasetEvaluator):
     def __init__(
         self,
@@ -220,7 +225,7 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
         res["per_band"] = age_band_table(aged)
     gendered = [r for r in rows if r["gender"] >= 0]
     if gendered:
-        ok = [r["detected"] and (r["p_female"] > 0.5) == (r["gender"] == 1) for r in gendered]
+        ok = [r["detected"] and gender_right(r) for r in gendered]
         det = [o for o, r in zip(ok, gendered) if r["detected"]]
         if det:
             res["gender_acc"] = 100.0 * float(np.mean(det))
@@ -257,9 +262,7 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
                 "detected": len(det),
                 "age": 100.0 * float(np.mean([e for e, _, _ in det])) if det else float("nan"),
                 "1-off": 100.0 * float(np.mean([o for _, o, _ in det])) if det else float("nan"),
-                "gender": 100.0 * float(np.mean([(r["p_female"] > 0.5) == (r["gender"] == 1) for r in gen]))
-                if gen
-                else float("nan"),
+                "gender": 100.0 * float(np.mean([gender_right(r) for r in gen])) if gen else float("nan"),
             }
         res["per_group"] = table
     return res
@@ -278,9 +281,7 @@ def age_band_table(aged: List[dict]) -> dict:
             "faces": len(rows),
             "detected": len(det),
             "MAE": float(np.mean([abs(r["pred_age"] - r["age"]) for r in det])) if det else float("nan"),
-            "gender": 100.0 * float(np.mean([(r["p_female"] > 0.5) == (r["gender"] == 1) for r in gen]))
-            if gen
-            else float("nan"),
+            "gender": 100.0 * float(np.mean([gender_right(r) for r in gen])) if gen else float("nan"),
         }
     return table
 

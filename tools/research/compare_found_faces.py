@@ -17,12 +17,8 @@ import json
 import os
 
 from foss_d2.data.datasets.wider_face import WIDER_GROUP_LOWER
-from foss_d2.evaluation.age_evaluator import age_to_group
+from foss_d2.evaluation.age_evaluator import age_to_group, gender_right
 from foss_d2.utils.json_io import write_json_atomic, write_text_atomic
-
-
-def _gender_ok(r) -> bool:
-    return (r["p_female"] > 0.5) == (r["gender"] == 1)
 
 
 def _group_ok(r, lower) -> bool:
@@ -57,7 +53,7 @@ def compare(rows_a, rows_b, group_lower=WIDER_GROUP_LOWER) -> dict:
             grouped = [r for r in found if r["age_group"] >= 0]
             entry[side] = {
                 "gender_faces": len(gendered),
-                "gender_acc": _acc(gendered, _gender_ok),
+                "gender_acc": _acc(gendered, gender_right),
                 "group_faces": len(grouped),
                 "group_acc": _acc(grouped, lambda r: _group_ok(r, group_lower)),
             }
@@ -73,7 +69,7 @@ def to_markdown(res, names) -> str:
     label = {"both": "both", "only A": f"{names[0]} only", "only B": f"{names[1]} only"}
 
     def cell(entry, key, n_key):
-        vals = [entry[s][key] if s in entry and entry[s][key] is not None else None for s in ("A", "B")]
+        vals = [entry[s][key] if s in entry else None for s in ("A", "B")]
         counts = [entry[s][n_key] for s in ("A", "B") if s in entry]
         shown = " / ".join("-" if v is None else f"{v:.1f}%" for v in vals)
         return f"{shown} ({max(counts) if counts else 0} labelled)"
