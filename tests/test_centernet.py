@@ -218,3 +218,40 @@ def test_forward_is_head_outputs_then_decode():
     for r, q, s in zip(results, pieces, sparse):
         assert torch.equal(r.pred_boxes.tensor, q.pred_boxes.tensor) and torch.equal(r.scores, q.scores)
         assert torch.allclose(s.pred_boxes.tensor, q.pred_boxes.tensor, atol=1e-4) and torch.equal(s.scores, q.scores)
+
+
+def test_training_heads_at_the_centres_equal_the_dense_heads():
+    """``sparse_train``: the size and offset heads run at the faces' centres only give the dense
+    heads' losses, gradients (feature and weights) and proposals; faces at the grid's corners check
+    the zero padding of the 3x3 neighbourhood, and an image without faces sits in the batch."""
+    torch.manual_seed(0)
+    boxes = [
+        [[0.0, 0.0, 6.0, 6.0], [8.0, 8.0, 24.0, 40.0], [50.0, 52.0, 64.0, 64.0]],  # corners: centres (0,0), (14,14)
+        [],
+        [[20.0, 4.0, 36.0, 30.0]],
+    ]
+    gts = []
+    for b in boxes:
+        inst = Instances((64, 64))
+        inst.gt_boxes = Boxes(torch.tensor(b).reshape(-1, 4))
+        inst.gt_classes = torch.zeros(len(b), dtype=torch.long)
+        gts.append(inst)
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8)
+    feat = torch.randn(3, 4, 16, 16)
+    runs = {}
+    for sparse in (False, True):
+        head.sparse_train = sparse
+        head.zero_grad()
+        x = feat.clone().requires_grad_(True)
+        results, losses = head((64, 64), {"f": x}, k=5, gt_instances=gts)
+        sum(losses.values()).backward()
+        grads = {n: p.grad.clone() for n, p in head.named_parameters()}
+        runs[sparse] = results, {k: float(v) for k, v in losses.items()}, x.grad.clone(), grads
+    (dense_res, dense_loss, dense_gx, dense_gw), (res, loss, gx, gw) = runs[False], runs[True]
+    assert loss == pytest.approx(dense_loss, rel=1e-6) and dense_loss["loss_size"] > 0
+    assert torch.allclose(gx, dense_gx, atol=1e-6) and gx.abs().sum() > 0
+    for n in dense_gw:
+        assert torch.allclose(gw[n], dense_gw[n], atol=1e-6), n
+    assert dense_gw["size.0.weight"].abs().sum() > 0 and dense_gw["offset.2.bias"].abs().sum() > 0
+    for r, d in zip(res, dense_res):
+        assert torch.equal(r.scores, d.scores) and torch.allclose(r.pred_boxes.tensor, d.pred_boxes.tensor, atol=1e-4)

@@ -120,14 +120,13 @@ def decode_centernet(
     return peak_boxes(size, offset, xs, ys, stride), scores, classes
 
 
-def head_at_points(head: nn.Sequential, x: torch.Tensor, pix: torch.Tensor) -> Optional[torch.Tensor]:
-    """A ``_head`` (3x3 conv, ReLU, 1x1 conv) evaluated only at the flat pixel indices ``pix`` [B,K]
-    of its input x [B,C,H,W] -> [B,out,K]: the same numbers as the dense head gathered there, at
-    the cost of K pixels instead of H x W (None if ``head`` is not of that form)."""
-    conv3, relu, conv1 = (list(head) + [None, None, None])[:3]
+def _point_head(head: nn.Sequential):
+    """(conv3x3, conv1x1) of a ``_head`` (3x3 conv, ReLU, 1x1 conv), or None for any other head."""
+    if not isinstance(head, nn.Sequential) or len(head) != 3:
+        return None
+    conv3, relu, conv1 = head
     if not (
-        len(head) == 3
-        and type(conv3) is nn.Conv2d
+        type(conv3) is nn.Conv2d
         and conv3.kernel_size == (3, 3)
         and conv3.padding == (1, 1)
         and conv3.stride == (1, 1)
@@ -140,20 +139,33 @@ def head_at_points(head: nn.Sequential, x: torch.Tensor, pix: torch.Tensor) -> O
         and conv1.groups == 1
     ):
         return None
-    b, c, h, w = x.shape
-    k = pix.shape[1]
-    ys, xs = pix // w, pix % w
+    return conv3, conv1
+
+
+def head_at(head: nn.Sequential, x: torch.Tensor, bidx: torch.Tensor, pix: torch.Tensor) -> Optional[torch.Tensor]:
+    """A ``_head`` evaluated only at the points (image ``bidx[n]``, flat pixel index ``pix[n]``) of
+    its input x [B,C,H,W] -> [N,out]: the same numbers (and gradients) as the dense head gathered
+    there, at the cost of N pixels instead of B x H x W (None if ``head`` is not of that form)."""
+    parts = _point_head(head)
+    if parts is None:
+        return None
+    conv3, conv1 = parts
+    w = x.shape[3]
     padded = F.pad(x, (1, 1, 1, 1))
-    # The 3x3 neighbourhood of each point, in the (C, ky, kx) order of the conv weight.
-    dy = torch.arange(3, device=x.device).view(1, 1, 3, 1)
-    dx = torch.arange(3, device=x.device).view(1, 1, 1, 3)
-    rows = (ys.view(b, k, 1, 1) + dy).expand(b, k, 3, 3)
-    cols = (xs.view(b, k, 1, 1) + dx).expand(b, k, 3, 3)
-    flat = (rows * (w + 2) + cols).reshape(b, 1, k * 9).expand(b, c, k * 9)
-    patches = padded.reshape(b, c, -1).gather(2, flat).reshape(b, c, k, 9).permute(0, 2, 1, 3).reshape(b, k, c * 9)
-    hidden = F.linear(patches, conv3.weight.reshape(conv3.out_channels, -1), conv3.bias).relu_()
-    out = F.linear(hidden, conv1.weight.reshape(conv1.out_channels, -1), conv1.bias)
-    return out.transpose(1, 2)
+    offsets = torch.arange(3, device=x.device)
+    rows = (pix // w).view(-1, 1, 1) + offsets.view(1, 3, 1)
+    cols = (pix % w).view(-1, 1, 1) + offsets.view(1, 1, 3)
+    # [N,3,3,C] -> [N,C,3,3]: each point's 3x3 neighbourhood in the (C, ky, kx) order of the conv weight
+    patches = padded[bidx.view(-1, 1, 1), :, rows, cols].permute(0, 3, 1, 2).reshape(pix.numel(), x.shape[1] * 9)
+    hidden = F.linear(patches, conv3.weight.reshape(conv3.out_channels, -1), conv3.bias).relu()
+    return F.linear(hidden, conv1.weight.reshape(conv1.out_channels, -1), conv1.bias)
+
+
+def head_at_points(head: nn.Sequential, x: torch.Tensor, pix: torch.Tensor) -> Optional[torch.Tensor]:
+    """``head_at`` for the K flat pixel indices ``pix`` [B,K] of every image -> [B,out,K]."""
+    b, k = pix.shape
+    out = head_at(head, x, torch.arange(b, device=pix.device).repeat_interleave(k), pix.reshape(-1))
+    return None if out is None else out.view(b, k, -1).transpose(1, 2)
 
 
 def average_with_mirror(maps: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
@@ -208,9 +220,11 @@ class CenterNet(nn.Module):
         self.focal_beta = focal_beta
         self.min_overlap = min_overlap
         self.nms_kernel = nms_kernel
-        # Inference only: the size and offset heads at the K peaks alone (decode_sparse). Off, they
-        # run densely as in training (the benchmark's "as trained" baseline).
+        # The size and offset heads only where they are read: at the K peaks in inference
+        # (decode_sparse; off, they run densely: the benchmark's "as trained" baseline) and at the
+        # faces' centres in training (sparse_train; the same losses and gradients as dense heads).
         self.sparse_test = True
+        self.sparse_train = True
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.heatmap = _head(in_channels, head_conv, num_classes, bias)
         self.size = _head(in_channels, head_conv, 2)
@@ -258,10 +272,17 @@ class CenterNet(nn.Module):
             results = self.decode_sparse(image_size, features, self.heat_logits(features).sigmoid(), k)
             if results is not None:
                 return results, {}
+        if gt_instances is not None and self.sparse_train and _point_head(self.size) and _point_head(self.offset):
+            # Training: the size and offset losses read the heads at the faces' centres only, and
+            # the K proposals read them at the peaks; densely they were a third of the detector's
+            # multiply-adds at 480 px, forward and backward.
+            heat_logits = self.heat_logits(features)
+            losses = self.losses(heat_logits, features[self.in_feature], gt_instances)
+            return self.decode_sparse(image_size, features, heat_logits.detach().sigmoid(), k), losses
         heat_logits, size, offset = self.head_outputs(features)
         losses = {}
         if gt_instances is not None:
-            losses = self.losses(heat_logits, size, offset, gt_instances)
+            losses = self.losses(heat_logits, features[self.in_feature], gt_instances, size, offset)
         with torch.no_grad():
             results = self.decode(image_size, heat_logits.sigmoid(), size, offset, k)
         return results, losses
@@ -350,14 +371,24 @@ class CenterNet(nn.Module):
             t(ignore) if ignore.any() else None,
         )
 
-    def losses(self, heat_logits, size, offset, gt_instances):
+    def losses(self, heat_logits, x, gt_instances, size=None, offset=None):
+        """CenterNet's losses; the size and offset heads are run on the feature ``x`` at the faces'
+        centres unless their dense outputs ``size`` and ``offset`` [B,2,h,w] are given."""
         b, _, h, w = heat_logits.shape
         heat_gt, bidx, inds, size_gt, off_gt, ignore = self.targets(gt_instances, h, w, heat_logits.device)
         l_reg = focal_loss(heat_logits.sigmoid(), heat_gt, self.focal_alpha, self.focal_beta, ignore)
         n = max(len(inds), 1)
-        # Gather the predicted (w, h) / (dx, dy) at each object's integer centre.
-        size_pred = size.permute(0, 2, 3, 1).reshape(b, h * w, 2)[bidx, inds]
-        off_pred = offset.permute(0, 2, 3, 1).reshape(b, h * w, 2)[bidx, inds]
+
+        def at_centres(head, dense):  # the predicted (w, h) / (dx, dy) at each object's integer centre
+            if dense is None:
+                dense = head_at(head, x, bidx, inds)
+                if dense is not None:
+                    return dense
+                dense = head(x)
+            return dense.permute(0, 2, 3, 1).reshape(b, h * w, -1)[bidx, inds]
+
+        size_pred = at_centres(self.size, size)
+        off_pred = at_centres(self.offset, offset)
         # CenterNet's RegL1Loss: summed L1 over both coordinates / (2 · #objects).
         l_size = F.l1_loss(size_pred, size_gt, reduction="sum") / (2 * n)
         l_off = F.l1_loss(off_pred, off_gt, reduction="sum") / (2 * n)

@@ -1,0 +1,121 @@
+"""Training-step cost: CPU-seconds per step of a training config on its own data, CenterNet's size
+and offset heads run densely (CenterNet's reference implementation, this project before
+2026-12-03) against run at the faces' centres only (``CenterNet.sparse_train``, the default).
+
+Both variants train the same model on the same batches, drawn once from the config's loader; one
+torch thread and CPU time, so that other jobs on a shared machine cost the measurement little;
+the variants alternate within each round. The optimizer's learning rate is 0, so every variant
+sees the same weights and, with the same random draws, the first batch's losses must agree (reported).
+
+    foss-d2 benchmark-train --config-file configs/zoo/next-detector-cpu.yaml DATASETS.ROOT output/compact \\
+        MODEL.WEIGHTS foss_d2/model_zoo/foss_default.pth
+
+(``python tools/benchmark_train.py`` takes the same arguments.) Writes OUT/train.json and .md.
+"""
+
+import os
+import platform
+import statistics
+import time
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+from ..config import get_foss_cfg
+from ..data import build_foss_train_loader
+from ..data.datasets import register_all_foss
+from ..utils.json_io import write_json_atomic
+from .cli import foss_argument_parser, parse_foss_args
+
+# name -> CenterNet.sparse_train
+VARIANTS = {"size/offset heads dense (before)": False, "size/offset heads at the centres": True}
+
+
+def get_parser(prog=None):
+    p = foss_argument_parser(__doc__, prog, config_help="a training config (default: the shipped model's)")
+    p.add_argument("--batches", type=int, default=3, help="distinct batches, each timed once per round and variant")
+    p.add_argument("--rounds", type=int, default=3, help="rounds; the variants alternate within each")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--output", default="output/benchmark_train")
+    return p
+
+
+def _step(model, opt, batch):
+    """One training step; (CPU-seconds, {loss: value})."""
+    t0 = time.process_time()
+    losses = model(batch)
+    opt.zero_grad()
+    sum(losses.values()).backward()
+    opt.step()
+    return time.process_time() - t0, {k: v.item() for k, v in losses.items()}
+
+
+def run(model, batches, rounds):
+    """{variant: [CPU-seconds per step]} and {variant: the first batch's losses}."""
+    detector = model.proposal_generator
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    names = list(VARIANTS)
+    times = {n: [] for n in names}
+    first_losses = {}
+    model.train()
+    for n in names:  # warm-up: first-call allocations stay out of the timings
+        detector.sparse_train = VARIANTS[n]
+        torch.manual_seed(0)  # the same dropout and crop jitter for every variant's first batch
+        first_losses[n] = _step(model, opt, batches[0])[1]
+    for r in range(rounds):
+        for n in names if r % 2 == 0 else names[::-1]:
+            detector.sparse_train = VARIANTS[n]
+            times[n].extend(_step(model, opt, b)[0] for b in batches)
+    return times, first_losses
+
+
+def main(argv=None, prog=None):
+    args = parse_foss_args(get_parser(prog), argv)
+    cfg = get_foss_cfg(args.config_file, opts=["DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu", *args.opts])
+    register_all_foss(cfg.DATASETS.ROOT or None)
+    torch.set_num_threads(args.threads)
+    model = build_model(cfg)
+    if not hasattr(model.proposal_generator, "sparse_train"):
+        raise SystemExit(f"benchmark-train: {type(model.proposal_generator).__name__} has no sparse_train switch")
+    if cfg.MODEL.WEIGHTS:
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    it = iter(build_foss_train_loader(cfg))
+    batches = [next(it) for _ in range(args.batches)]
+    times, first_losses = run(model, batches, args.rounds)
+    base, new = (statistics.median(times[n]) for n in VARIANTS)
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    report = {
+        "config": args.config_file,
+        "opts": args.opts,
+        "datasets": list(cfg.DATASETS.TRAIN),
+        "batch": batch,
+        "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu_s_per_step": {n: statistics.median(v) for n, v in times.items()},
+        "steps": times,
+        "speedup": base / new,
+        "first_batch_losses": first_losses,
+    }
+    os.makedirs(args.output, exist_ok=True)
+    write_json_atomic(os.path.join(args.output, "train.json"), report, indent=1)
+    lines = [
+        f"Training steps of `{args.config_file}` {' '.join(args.opts)}; batch {batch}, {args.batches} batches x "
+        f"{args.rounds} rounds per variant, alternating; CPU time, {args.threads} torch thread(s), "
+        f"{report['cores']} cores ({report['cpu']}), torch {report['torch']}, {report['date']}.",
+        "",
+        "| variant | CPU-s / step (median) | images / CPU-s | x dense | first batch: total loss |",
+        "|---|---|---|---|---|",
+    ]
+    for n, s in report["cpu_s_per_step"].items():
+        lines.append(f"| {n} | {s:.2f} | {batch / s:.2f} | {base / s:.2f} | {sum(first_losses[n].values()):.6f} |")
+    with open(os.path.join(args.output, "train.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
