@@ -23,7 +23,7 @@ COMMANDS = {
     "evaluate": ("foss_d2.apps.evaluate", "score a predictions.json, or the model on tiled held-out faces"),
     "benchmark": ("foss_d2.apps.benchmark", "inference time: FOSS vs two models, or one model's test-time settings"),
     "benchmark-loader": ("foss_d2.apps.benchmark_loader", "training-loader throughput, images/s per core"),
-    "benchmark-train": ("foss_d2.apps.benchmark_train", "training-step cost, CPU-s per step, dense vs sparse heads"),
+    "benchmark-train": ("foss_d2.apps.benchmark_train", "training-step cost in CPU-s, before and after the speed-ups"),
     "export": ("foss_d2.apps.export", "a training checkpoint as small fp16 inference weights"),
 }
 

@@ -43,6 +43,7 @@ class FOSS(nn.Module):
         age_on_all_k: bool = True,
         input_format: str = "BGR",
         det_input_fit_small: bool = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -63,6 +64,9 @@ class FOSS(nn.Module):
         if self.freeze_detector:
             for p in self.detector_parameters():
                 p.requires_grad_(False)
+        if channels_last:
+            # 4-D tensors only; a later .to(device) and loading a checkpoint keep the layout
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg):
@@ -85,6 +89,7 @@ class FOSS(nn.Module):
             "age_on_all_k": cfg.MODEL.FOSS.AGE_ON_ALL_K,
             "input_format": cfg.INPUT.FORMAT,
             "det_input_fit_small": cfg.MODEL.FOSS.DET_INPUT_FIT_SMALL,
+            "channels_last": cfg.MODEL.FOSS.CHANNELS_LAST,
         }
 
     @property
