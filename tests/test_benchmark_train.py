@@ -2,6 +2,8 @@
 channels-first) against the heads at the faces' centres and channels-last weights, on the real
 architecture (DLA, CenterNet, the age network end-to-end): the same losses and gradients."""
 
+import json
+
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -74,3 +76,13 @@ def test_channels_last_gradients_are_within_fp32_noise():
         errors[fmt] = sorted(float((g[n] - ref[n]).norm() / ref[n].norm()) for n in ref)
     first, last = (e[len(e) // 2] for e in errors.values())
     assert 0 < first < 0.05 and last <= 3 * first + 1e-6, (first, last)
+
+
+def test_write_report_writes_json_markdown_and_stdout(tmp_path, capsys):
+    from foss_d2.utils.json_io import write_report
+
+    write_report(str(tmp_path / "out"), "train", {"x_before": {"a": 2.0}}, ["| a | b |", "|---|---|"])
+    assert json.loads((tmp_path / "out" / "train.json").read_text()) == {"x_before": {"a": 2.0}}
+    assert (tmp_path / "out" / "train.md").read_text() == "| a | b |\n|---|---|\n"
+    assert capsys.readouterr().out == "| a | b |\n|---|---|\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.json", "train.md"]  # no .tmp left

@@ -22,7 +22,7 @@ import torch
 from ..config import get_foss_cfg
 from ..data import build_foss_train_loader
 from ..data.datasets import register_all_foss
-from ..utils.json_io import write_json_atomic
+from ..utils.json_io import write_report
 from .cli import foss_argument_parser, parse_foss_args
 
 
@@ -99,8 +99,6 @@ def main(argv=None, prog=None):
     report["workers_for_target"] = {
         k: int(-(-args.target // v)) for k, v in report["images_per_s_per_core"].items() if v > 0
     }
-    os.makedirs(args.output, exist_ok=True)
-    write_json_atomic(os.path.join(args.output, "loader.json"), report, indent=1)
     lines = [
         f"Loader of `{args.config_file}` {' '.join(args.opts)}; batch {report['batch']}, one process, "
         f"CPU time, torch threads 1, {report['cores']} cores ({report['cpu']}), {report['date']}; "
@@ -115,9 +113,7 @@ def main(argv=None, prog=None):
         lines.append(
             f"| {k} | {v:.1f} | {rounds_txt} | {build_s[k]:.1f} | {report['workers_for_target'].get(k, '-')} |"
         )
-    with open(os.path.join(args.output, "loader.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.output, "loader", report, lines)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from detectron2.modeling import build_model
 from ..config import get_foss_cfg
 from ..data import build_foss_train_loader
 from ..data.datasets import register_all_foss
-from ..utils.json_io import write_json_atomic
+from ..utils.json_io import write_report
 from .cli import foss_argument_parser, parse_foss_args
 
 # name -> (CenterNet.sparse_train, channels-last weights)
@@ -111,8 +111,6 @@ def main(argv=None, prog=None):
         "x_before": {n: base / statistics.median(v) for n, v in times.items()},
         "first_batch_losses": first_losses,
     }
-    os.makedirs(args.output, exist_ok=True)
-    write_json_atomic(os.path.join(args.output, "train.json"), report, indent=1)
     lines = [
         f"Training steps of `{args.config_file}` {' '.join(args.opts)}; batch {batch}, {args.batches} batches x "
         f"{args.rounds} rounds per variant, alternating; CPU time, {args.threads} torch thread(s), "
@@ -123,9 +121,7 @@ def main(argv=None, prog=None):
     ]
     for n, s in report["cpu_s_per_step"].items():
         lines.append(f"| {n} | {s:.2f} | {batch / s:.2f} | {base / s:.2f} | {sum(first_losses[n].values()):.6f} |")
-    with open(os.path.join(args.output, "train.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.output, "train", report, lines)
 
 
 if __name__ == "__main__":

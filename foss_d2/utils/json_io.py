@@ -17,3 +17,12 @@ def write_text_atomic(path: str, text: str):
 def write_json_atomic(path: str, data, indent=None):
     """``data`` as JSON, written like ``write_text_atomic``."""
     write_text_atomic(path, json.dumps(data, indent=indent))
+
+
+def write_report(out_dir: str, stem: str, report, lines):
+    """A benchmark's results: ``report`` as OUT/STEM.json, its table ``lines`` as OUT/STEM.md
+    (both written like ``write_text_atomic``) and on stdout."""
+    write_json_atomic(os.path.join(out_dir, stem + ".json"), report, indent=1)
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(os.path.join(out_dir, stem + ".md"), text)
+    print(text, end="")

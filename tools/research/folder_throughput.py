@@ -12,7 +12,6 @@ throughput.md (seconds and photos/s per round, the median's ratio to the first r
 """
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -22,6 +21,7 @@ import tempfile
 import time
 
 from foss_d2.apps.runner import collect_inputs
+from foss_d2.utils.json_io import write_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -67,18 +67,13 @@ def main(argv=None):
             for name, s in seconds.items()
         },
     }
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "throughput.json"), "w") as f:
-        json.dump(report, f, indent=1)
     lines = [f"{n} photos, {report['cpus']} cpus, {report['date']}", "", "| run | seconds | photos / s | x first |"]
     lines.append("|---|---|---|---|")
     for name, r in report["runs"].items():
         secs = ", ".join(f"{s:.1f}" for s in r["seconds"])
         rates = ", ".join(f"{n / s:.2f}" for s in r["seconds"])
         lines.append(f"| {name} | {secs} | {rates} | {r['x_first']:.2f} |")
-    with open(os.path.join(args.output, "throughput.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.output, "throughput", report, lines)
 
 
 if __name__ == "__main__":
