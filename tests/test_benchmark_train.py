@@ -5,6 +5,7 @@ architecture (DLA, CenterNet, the age network end-to-end): the same losses and g
 import json
 
 import torch
+from conftest import SHARED_DATA, needs_shared_data
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
@@ -86,3 +87,34 @@ def test_write_report_writes_json_markdown_and_stdout(tmp_path, capsys):
     assert (tmp_path / "out" / "train.md").read_text() == "| a | b |\n|---|---|\n"
     assert capsys.readouterr().out == "| a | b |\n|---|---|\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.json", "train.md"]  # no .tmp left
+
+
+@needs_shared_data
+def test_command_on_real_training_batches(tmp_path):
+    """The whole command on two real UTKFace / WIDER FACE batches of the quick schedule: a report of
+    every variant, whose first-batch losses agree."""
+    out = tmp_path / "bench"
+    benchmark_train.main(
+        [
+            "--config-file",
+            "configs/quick_schedules/FOSS-CPU-quick.yaml",
+            "--batches",
+            "1",
+            "--rounds",
+            "1",
+            "--output",
+            str(out),
+            "DATASETS.ROOT",
+            SHARED_DATA,
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "MODEL.FOSS.DET_INPUT_SIZE",
+            "128",
+        ]
+    )
+    report = json.loads((out / "train.json").read_text())
+    assert list(report["cpu_s_per_step"]) == list(benchmark_train.VARIANTS) and report["batch"] == 2
+    totals = [sum(v.values()) for v in report["first_batch_losses"].values()]
+    assert totals[0] > 0 and max(totals) - min(totals) <= 1e-4 * totals[0]
+    assert report["x_before"][next(iter(benchmark_train.VARIANTS))] == 1.0
+    assert "| heads at the centres, channels-last |" in (out / "train.md").read_text()

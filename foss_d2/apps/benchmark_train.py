@@ -83,7 +83,9 @@ def run(model, batches, rounds):
 
 def main(argv=None, prog=None):
     args = parse_foss_args(get_parser(prog), argv)
-    cfg = get_foss_cfg(args.config_file, opts=["DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu", *args.opts])
+    # a few batches: the decoded-picture cache would decode the whole training set for nothing
+    base_opts = ["DATALOADER.NUM_WORKERS", "0", "INPUT.CACHE_DECODED", "False", "MODEL.DEVICE", "cpu"]
+    cfg = get_foss_cfg(args.config_file, opts=[*base_opts, *args.opts])
     register_all_foss(cfg.DATASETS.ROOT or None)
     torch.set_num_threads(args.threads)
     model = build_model(cfg)
