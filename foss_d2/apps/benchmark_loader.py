@@ -76,13 +76,9 @@ def run(cfg_base, batches, rounds, warmup):
     return rates, {k: v[1] for k, v in loaders.items()}
 
 
-def main(argv=None, prog=None):
-    args = parse_foss_args(get_parser(prog), argv)
-    cfg = get_foss_cfg(args.config_file, opts=args.opts)
-    register_all_foss(cfg.DATASETS.ROOT or None)
-    torch.set_num_threads(1)
-    rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
-    report = {
+def run_header(args, cfg):
+    """What a training benchmark ran on: the config, its overrides and data, the batch, the machine."""
+    return {
         "config": args.config_file,
         "opts": args.opts,
         "datasets": list(cfg.DATASETS.TRAIN),
@@ -90,7 +86,18 @@ def main(argv=None, prog=None):
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def main(argv=None, prog=None):
+    args = parse_foss_args(get_parser(prog), argv)
+    cfg = get_foss_cfg(args.config_file, opts=args.opts)
+    register_all_foss(cfg.DATASETS.ROOT or None)
+    torch.set_num_threads(1)
+    rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
+    report = {
+        **run_header(args, cfg),
         "images_per_s_per_core": {k: statistics.median(v) for k, v in rates.items()},
         "rounds": rates,
         "loader_build_s": build_s,

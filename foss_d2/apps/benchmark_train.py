@@ -15,8 +15,6 @@ sees the same weights and, with the same random draws, the first batch's losses 
 (``python tools/benchmark_train.py`` takes the same arguments.) Writes OUT/train.json and .md.
 """
 
-import os
-import platform
 import statistics
 import time
 
@@ -28,6 +26,7 @@ from ..config import get_foss_cfg
 from ..data import build_foss_train_loader
 from ..data.datasets import register_all_foss
 from ..utils.json_io import write_report
+from .benchmark_loader import run_header
 from .cli import foss_argument_parser, parse_foss_args
 
 # name -> (CenterNet.sparse_train, channels-last weights)
@@ -99,15 +98,8 @@ def main(argv=None, prog=None):
     base = statistics.median(times[next(iter(VARIANTS))])
     batch = cfg.SOLVER.IMS_PER_BATCH
     report = {
-        "config": args.config_file,
-        "opts": args.opts,
-        "datasets": list(cfg.DATASETS.TRAIN),
-        "batch": batch,
+        **run_header(args, cfg),
         "threads": args.threads,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpu_s_per_step": {n: statistics.median(v) for n, v in times.items()},
         "steps": times,
         "x_before": {n: base / statistics.median(v) for n, v in times.items()},
