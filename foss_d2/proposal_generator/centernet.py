@@ -381,10 +381,10 @@ class CenterNet(nn.Module):
 
         def at_centres(head, dense):  # the predicted (w, h) / (dx, dy) at each object's integer centre
             if dense is None:
-                dense = head_at(head, x, bidx, inds)
-                if dense is not None:
-                    return dense
-                dense = head(x)
+                at_points = head_at(head, x, bidx, inds)
+                if at_points is not None:
+                    return at_points
+                dense = head(x)  # not CenterNet's 3x3-ReLU-1x1 head: run it densely
             return dense.permute(0, 2, 3, 1).reshape(b, h * w, -1)[bidx, inds]
 
         size_pred = at_centres(self.size, size)
