@@ -395,3 +395,19 @@ def test_registries_build_from_the_config_names():
 def test_unknown_registry_name_is_a_clear_error(key, message):
     with pytest.raises(KeyError, match=message):
         build_model(tiny_cfg(**{key: "NoSuchThing"}))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_key_sets_the_layout_of_every_4d_weight(channels_last):
+    """MODEL.FOSS.CHANNELS_LAST: every conv weight (detector and age network) in that layout from
+    construction, kept by loading a checkpoint saved in the other layout and by training."""
+    model = build_model(tiny_cfg(**{"MODEL.FOSS.CHANNELS_LAST": channels_last}))
+    other = build_model(tiny_cfg(**{"MODEL.FOSS.CHANNELS_LAST": not channels_last}))
+    model.load_state_dict(other.state_dict())
+    model.train()
+    sum(model([_sample()]).values()).backward()
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert len(convs) > 50 and any(n.startswith("age_head") for n, p in model.named_parameters() if p.dim() == 4)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert all(p.is_contiguous(memory_format=fmt) for p in convs)
+    assert torch.equal(model.backbone.base.base_layer[0].weight, other.backbone.base.base_layer[0].weight)
