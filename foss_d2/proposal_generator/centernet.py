@@ -373,18 +373,16 @@ class CenterNet(nn.Module):
 
     def losses(self, heat_logits, x, gt_instances, size=None, offset=None):
         """CenterNet's losses; the size and offset heads are run on the feature ``x`` at the faces'
-        centres unless their dense outputs ``size`` and ``offset`` [B,2,h,w] are given."""
+        centres (``head_at``: heads of CenterNet's form only) unless their dense outputs ``size`` and
+        ``offset`` [B,2,h,w] are given."""
         b, _, h, w = heat_logits.shape
         heat_gt, bidx, inds, size_gt, off_gt, ignore = self.targets(gt_instances, h, w, heat_logits.device)
         l_reg = focal_loss(heat_logits.sigmoid(), heat_gt, self.focal_alpha, self.focal_beta, ignore)
         n = max(len(inds), 1)
 
         def at_centres(head, dense):  # the predicted (w, h) / (dx, dy) at each object's integer centre
-            if dense is None:
-                at_points = head_at(head, x, bidx, inds)
-                if at_points is not None:
-                    return at_points
-                dense = head(x)  # not CenterNet's 3x3-ReLU-1x1 head: run it densely
+            if dense is None:  # forward runs this only for CenterNet's 3x3-ReLU-1x1 heads
+                return head_at(head, x, bidx, inds)
             return dense.permute(0, 2, 3, 1).reshape(b, h * w, -1)[bidx, inds]
 
         size_pred = at_centres(self.size, size)

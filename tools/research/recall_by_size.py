@@ -13,8 +13,6 @@ MODEL.CENTERNET.IGNORE_BELOW (docs/DESIGN.md "Faces too small to learn"). Writes
 and OUT/recall.md.
 """
 
-import os
-
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -26,7 +24,7 @@ from tqdm import tqdm
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_all_foss
-from foss_d2.utils.json_io import write_json_atomic, write_text_atomic
+from foss_d2.utils.json_io import write_report
 
 EDGES = (0, 4, 8, 12, 16, 24, 32, 64, float("inf"))
 
@@ -124,11 +122,7 @@ def main(argv=None):
     for ds in args.dataset:
         dicts = DatasetCatalog.get(ds)[: args.num]
         results[ds] = tally(measure(model, dicts, cfg.INPUT.FORMAT, threshold))
-    os.makedirs(args.output, exist_ok=True)
-    write_json_atomic(os.path.join(args.output, "recall.json"), results, indent=1)
-    table = markdown(results, threshold)
-    write_text_atomic(os.path.join(args.output, "recall.md"), table)
-    print(table)
+    write_report(args.output, "recall", results, markdown(results, threshold).splitlines())
 
 
 if __name__ == "__main__":
