@@ -52,8 +52,8 @@ def add_foss_config(cfg):
     _C.MODEL.FOSS.TEST_NMS_THRESH = 0.5
     # Not in the paper: the detector's and the age network's 4-D weights stored channels-last (NHWC),
     # so that oneDNN (CPU) and cuDNN run every convolution and its gradients without reordering each
-    # layer's input. The same numbers up to float rounding; a detector training step took 1.5x fewer
-    # CPU-seconds on this project's 2-core machine (RESULTS.md section 8).
+    # layer's input. The same numbers up to float rounding; a detector training step took 1.3x fewer
+    # CPU-seconds on this project's 2-core machine, on top of CenterNet's sparse heads (RESULTS.md section 8).
     _C.MODEL.FOSS.CHANNELS_LAST = True
 
     # CenterNet face detector (Zhou et al. 2019; paper Sec. 3.2).
