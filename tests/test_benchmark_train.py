@@ -53,9 +53,13 @@ def test_both_variants_train_the_same_losses_and_gradients():
 
 
 def test_channels_last_gradients_are_within_fp32_noise():
-    """Against float64 gradients of the same detector: channels-last fp32 is about as far from them
-    as channels-first fp32 is (on this random net and tiny batch, BatchNorm's batch statistics make
-    fp32 gradients differ from fp64 by ~0.2% at the median, several % at worst)."""
+    """Against float64 gradients of the same detector, channels-last fp32 stays at float32's
+    distance: a broken layout would be off by O(1). How far float32 is depends on the host's oneDNN
+    kernels (BatchNorm's batch sums over a tiny batch): channels-first 0.07-0.3% at the median on
+    every host measured; channels-last within 3x of that on an AVX-512 host, 1.0-1.5% at the median
+    and 3.6% at worst on an AVX2-only one (2026-12-03, 1 and 2 threads), where its BatchNorm
+    reductions run in another order. The bounds hold for both, far under what a batch of 8 moves
+    a gradient."""
     torch.manual_seed(0)
     opts = ["MODEL.DEVICE", "cpu", "MODEL.FOSS.DET_INPUT_SIZE", "128", "MODEL.FOSS.DETECTOR_ONLY", "True"]
     model = build_model(get_foss_cfg("configs/quick_schedules/FOSS-CPU-quick.yaml", opts=opts)).train()
@@ -76,7 +80,8 @@ def test_channels_last_gradients_are_within_fp32_noise():
         g = grads(torch.float32, fmt)
         errors[fmt] = sorted(float((g[n] - ref[n]).norm() / ref[n].norm()) for n in ref)
     first, last = (e[len(e) // 2] for e in errors.values())
-    assert 0 < first < 0.05 and last <= 3 * first + 1e-6, (first, last)
+    worst_last = errors[torch.channels_last][-1]
+    assert 0 < first < 0.01 and 0 < last < 0.03 and worst_last < 0.1, (first, last, worst_last)
 
 
 def test_write_report_writes_json_markdown_and_stdout(tmp_path, capsys):

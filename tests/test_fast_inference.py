@@ -5,6 +5,7 @@ backend, and the peer benchmark's bookkeeping."""
 import glob
 import os
 
+import numpy as np
 import pytest
 import torch
 from conftest import needs_shared_data, shared_data_path
@@ -204,9 +205,11 @@ def test_demo_backend_switch(onnx_cache, tmp_path):
 
 def test_int8_export_finds_the_same_faces(onnx_cache, shipped_cfg, ort_predictor, tmp_path):
     """--int8: convolutions quantised (QDQ nodes in both graphs, files ~3x smaller), and on the
-    family photo the same faces as float: each float face has an int8 box of IoU > 0.8, an age
-    within 6 years (int8 moves a face's age by 0.5 years at the median on 24 WIDER photos), and
-    P(female) within 0.15."""
+    family photo the same faces as float: each float face has an int8 box of IoU > 0.8 and
+    P(female) within 0.15, and the ages move by under 2 years at the median, 10 at most (int8
+    moves a face's age by 0.5 years at the median on 24 WIDER photos; how far one face moves
+    depends on the host's int8 kernels: on an AVX2-only CPU one girl's box moved to IoU 0.83 and
+    her age by 7.8 years, the median 1.0, 2026-12-03)."""
     pytest.importorskip("onnxruntime")
     import onnx
 
@@ -223,11 +226,13 @@ def test_int8_export_finds_the_same_faces(onnx_cache, shipped_cfg, ort_predictor
     int8 = faces_of(FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(out)), FAMILY)
     ref = faces_of(ort_predictor, FAMILY)
     assert abs(len(int8) - len(ref)) <= 1
+    age_moves = []
     for face in ref:
         iou, other = max(((box_iou(face["box"], f["box"]), f) for f in int8), key=lambda t: t[0])
         assert iou > 0.8
-        assert abs(face["age"] - other["age"]) < 6
+        age_moves.append(abs(face["age"] - other["age"]))
         assert abs(face["p_female"] - other["p_female"]) < 0.15
+    assert np.median(age_moves) < 2 and max(age_moves) < 10, age_moves
 
 
 def box_iou(a, b):
