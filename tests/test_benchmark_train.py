@@ -55,11 +55,11 @@ def test_both_variants_train_the_same_losses_and_gradients():
 def test_channels_last_gradients_are_within_fp32_noise():
     """Against float64 gradients of the same detector, channels-last fp32 stays at float32's
     distance: a broken layout would be off by O(1). How far float32 is depends on the host's oneDNN
-    kernels (BatchNorm's batch sums over a tiny batch): channels-first 0.07-0.3% at the median on
-    every host measured; channels-last within 3x of that on an AVX-512 host, 1.0-1.5% at the median
-    and 3.6% at worst on an AVX2-only one (2026-12-03, 1 and 2 threads), where its BatchNorm
-    reductions run in another order. The bounds hold for both, far under what a batch of 8 moves
-    a gradient."""
+    kernels (BatchNorm's batch sums over a tiny batch): on an AVX2-only EPYC (2026-12-03, 1 and 2
+    threads) channels-first 0.07-0.3% at the median, channels-last 1.0-1.5% and 3.6% at worst (the
+    largest on BatchNorm parameters); on the host of the sessions before,
+    channels-last was within 3x of channels-first. Both far under what a batch of 8 moves a
+    gradient."""
     torch.manual_seed(0)
     opts = ["MODEL.DEVICE", "cpu", "MODEL.FOSS.DET_INPUT_SIZE", "128", "MODEL.FOSS.DETECTOR_ONLY", "True"]
     model = build_model(get_foss_cfg("configs/quick_schedules/FOSS-CPU-quick.yaml", opts=opts)).train()
