@@ -75,3 +75,15 @@ def test_command_writes_table_and_exit_code(tmp_path, capsys):
     assert ship_check.main([shipped, str(tmp_path / "missing"), "--output", str(out)]) == 2
     assert "no eval_results.json" in capsys.readouterr().err
     assert os.path.isfile(out / "ship_check.md")
+
+
+def test_a_run_of_one_dataset_is_read_under_its_name(tmp_path):
+    """train_net's eval_results.json drops the dataset level when one dataset was evaluated; the
+    run's inference/<dataset>/ folder names it."""
+    wider = results(gender=72.0)["wider_face_val"]
+    run = write_run(tmp_path, "wider_only", wider)
+    (tmp_path / "wider_only" / "inference" / "wider_face_val").mkdir(parents=True)
+    loaded = ship_check.load_results(run)
+    assert loaded == {"wider_face_val": wider}
+    report = ship_check.compare(results(), {"w": loaded})["w"]
+    assert report["passes"] and [r["not_worse"] for r in report["figures"]].count(None) == 3

@@ -16,6 +16,7 @@ the differences so that a reader sees how close a verdict is.
 """
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -44,7 +45,14 @@ def load_results(path: str) -> dict:
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no eval_results.json at {path} (run tools/train_net.py --eval-only first)")
     with open(file) as f:
-        return json.load(f)
+        results = json.load(f)
+    if not any(dataset in results for dataset, *_ in FIGURES):
+        # one dataset evaluated: detectron2 returns its tasks without its name, which the run's
+        # inference/<dataset>/ folder still gives
+        folders = glob.glob(os.path.join(os.path.dirname(file), "inference", "*", ""))
+        if len(folders) == 1:
+            results = {os.path.basename(os.path.dirname(folders[0])): results}
+    return results
 
 
 def figure(results: dict, dataset: str, task: str, metric: str):
