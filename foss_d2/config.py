@@ -200,6 +200,11 @@ def add_foss_config(cfg):
     _C.DATALOADER.AGE_BALANCE = 0.0
     # Where WIDER FACE / UTKFace live when datasets are registered from the built-in loaders.
     _C.DATASETS.ROOT = ""
+    # Not in the paper: datasets in COCO JSON (with FOSS's ``age`` / ``gender`` / ``age_group`` per
+    # face, data/coco.py) registered before training or evaluation, so that a config can name them in
+    # DATASETS.TRAIN / TEST: ((name, json_file, image_root), ...); image_root "" when the JSON's
+    # file names are absolute or relative to the working directory.
+    _C.DATASETS.COCO = []
 
 
 def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None):

@@ -103,6 +103,7 @@ def test_zoo_steps_train_the_shipped_architecture():
     ]
     assert [os.path.basename(p) for p in ZOO_NEXT] == [
         "next-age-cpu.yaml",
+        "next-age-teacher-cpu.yaml",
         "next-age.yaml",
         "next-detector-cpu.yaml",
         "next-detector.yaml",
@@ -142,3 +143,17 @@ def test_cpu_route_trains_what_the_gpu_recipe_trains(stage):
     assert cpu.INPUT.TILING == gpu.INPUT.TILING and cpu.INPUT.AUG == gpu.INPUT.AUG
     assert (cpu.SOLVER.IMS_PER_BATCH, cpu.DATALOADER.NUM_WORKERS) == (8, 1)
     assert cpu.SOLVER.CHECKPOINT_PERIOD <= 100  # a stop loses little
+
+
+def test_teacher_config_is_next_age_cpu_with_group_photos_added():
+    """next-age-teacher-cpu.yaml differs from next-age-cpu.yaml only by the teacher-labelled group
+    photos (registered from their COCO JSON, a quarter of the draws); the schedule is the same."""
+    plain = load(os.path.join(ROOT, "configs", "zoo", "next-age-cpu.yaml"))
+    teacher = load(os.path.join(ROOT, "configs", "zoo", "next-age-teacher-cpu.yaml"))
+    assert teacher.MODEL == plain.MODEL and teacher.INPUT == plain.INPUT and teacher.SOLVER == plain.SOLVER
+    assert teacher.DATASETS.TRAIN == plain.DATASETS.TRAIN + ("wider_face_train_teacher",)
+    assert [tuple(e) for e in teacher.DATASETS.COCO] == [
+        ("wider_face_train_teacher", "output/teacher/wider_face_train.json", "")
+    ]
+    w = teacher.DATALOADER.DATASET_WEIGHTS
+    assert w[-1] == 0.25 and w[0] / w[1] == plain.DATALOADER.DATASET_WEIGHTS[0] / plain.DATALOADER.DATASET_WEIGHTS[1]

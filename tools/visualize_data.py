@@ -13,7 +13,7 @@ from tqdm import tqdm
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import build_foss_train_loader
-from foss_d2.data.datasets import register_all_foss
+from foss_d2.data.datasets import register_config_datasets
 from foss_d2.utils import draw_faces
 
 
@@ -24,7 +24,7 @@ def main(argv=None):
     p.add_argument("--max-side", type=int, default=800, help="downscale saved pictures to this longer side")
     args = parse_foss_args(p, argv)
     cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1"])
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)
     os.makedirs(args.output, exist_ok=True)
     loader = iter(build_foss_train_loader(cfg))
     for i in tqdm(range(args.num), desc="samples"):

@@ -21,7 +21,7 @@ import torch
 
 from ..config import get_foss_cfg
 from ..data import build_foss_train_loader
-from ..data.datasets import register_all_foss
+from ..data.datasets import register_config_datasets
 from ..utils.json_io import write_report
 from .cli import foss_argument_parser, parse_foss_args
 
@@ -93,7 +93,7 @@ def run_header(args, cfg):
 def main(argv=None, prog=None):
     args = parse_foss_args(get_parser(prog), argv)
     cfg = get_foss_cfg(args.config_file, opts=args.opts)
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)
     torch.set_num_threads(1)
     rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
     report = {

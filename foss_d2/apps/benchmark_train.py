@@ -24,7 +24,7 @@ from detectron2.modeling import build_model
 
 from ..config import get_foss_cfg
 from ..data import build_foss_train_loader
-from ..data.datasets import register_all_foss
+from ..data.datasets import register_config_datasets
 from ..utils.json_io import write_report
 from .benchmark_loader import run_header
 from .cli import foss_argument_parser, parse_foss_args
@@ -85,7 +85,7 @@ def main(argv=None, prog=None):
     # a few batches: the decoded-picture cache would decode the whole training set for nothing
     base_opts = ["DATALOADER.NUM_WORKERS", "0", "INPUT.CACHE_DECODED", "False", "MODEL.DEVICE", "cpu"]
     cfg = get_foss_cfg(args.config_file, opts=[*base_opts, *args.opts])
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)
     torch.set_num_threads(args.threads)
     model = build_model(cfg)
     if not hasattr(model.proposal_generator, "sparse_train"):

@@ -33,7 +33,7 @@ from detectron2.structures import Boxes, Instances
 from tqdm import tqdm
 
 from ..config import get_foss_cfg
-from ..data.datasets import register_all_foss
+from ..data.datasets import register_config_datasets
 from ..data.datasets.builtin import datasets_root
 from ..data.datasets.utkface import load_utkface
 from ..engine import FaceAgeEstimator
@@ -78,7 +78,7 @@ def match_prediction_keys(preds: dict, file_names) -> dict:
 def evaluate_predictions(args, parser):
     # COCO's 100 detections per image; the predictions may come from any model
     cfg = get_foss_cfg(args.config_file, opts=["MODEL.FOSS.K_TEST", "100", *args.opts])
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)
     records = DatasetCatalog.get(args.dataset)
     if args.write_list:
         os.makedirs(os.path.dirname(os.path.abspath(args.write_list)), exist_ok=True)

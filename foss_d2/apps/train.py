@@ -16,7 +16,7 @@ from detectron2.utils import comm
 
 from ..config import get_foss_cfg
 from ..data import FOSSDatasetMapper, build_foss_train_loader
-from ..data.datasets import register_all_foss
+from ..data.datasets import register_config_datasets
 from ..engine.hooks import DivergenceGuard
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
@@ -58,7 +58,7 @@ class Trainer(DefaultTrainer):
 def setup(args):
     cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
     default_setup(cfg, args)
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)
     return cfg
 
 

@@ -9,6 +9,7 @@ import os
 
 from detectron2.data import DatasetCatalog
 
+from ..coco import register_foss_coco
 from .appa_real import register_appa_real
 from .fgnet import register_fgnet
 from .images_of_groups import register_images_of_groups
@@ -67,3 +68,21 @@ def register_all_foss(root: str = None):
     for split in ("train", "test"):
         _register(f"megaage_asian_{split}", register_megaage_asian, mega, split)
     _register("images_of_groups", register_images_of_groups, os.path.join(root, "images_of_groups"))
+
+
+def register_config_datasets(cfg):
+    """Every built-in dataset under ``DATASETS.ROOT``, then the config's COCO JSONs (``DATASETS.COCO``:
+    (name, json_file, image_root[, evaluator_type]) each; evaluator_type "age_single" for single-face
+    photos, "age_group" for group photos with age groups, "face_detection" for boxes only)."""
+    register_all_foss(cfg.DATASETS.ROOT or None)
+    for entry in cfg.DATASETS.COCO:
+        if len(entry) not in (3, 4):
+            raise ValueError(
+                f"DATASETS.COCO entries are (name, json_file, image_root[, evaluator_type]), got {tuple(entry)}"
+            )
+        name, json_file = entry[0], entry[1]
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"DATASETS.COCO: {name}'s JSON file not found: {json_file}")
+        if name in DatasetCatalog.list():
+            continue
+        register_foss_coco(name, json_file, entry[2], *entry[3:])
