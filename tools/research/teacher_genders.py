@@ -20,7 +20,6 @@ OUTPUT.summary.json; an unreadable photo is skipped with a warning (its faces ke
 
 import logging
 import os
-import sys
 
 import numpy as np
 import torch
@@ -28,14 +27,12 @@ from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-from foss_d2 import FaceAgeEstimator  # noqa: E402
-from foss_d2.apps.cli import foss_argument_parser, parse_foss_args  # noqa: E402
-from foss_d2.data import dataset_to_coco, save_coco  # noqa: E402
-from foss_d2.data.datasets import register_all_foss  # noqa: E402
-from foss_d2.data.utils import absolute_annotations  # noqa: E402
-from foss_d2.utils.json_io import write_json_atomic  # noqa: E402
+from foss_d2 import FaceAgeEstimator
+from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
+from foss_d2.data import dataset_to_coco, save_coco
+from foss_d2.data.datasets import register_all_foss
+from foss_d2.data.utils import absolute_annotations
+from foss_d2.utils.json_io import write_json_atomic
 
 logger = logging.getLogger("foss_d2.teacher_genders")
 
