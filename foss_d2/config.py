@@ -202,8 +202,9 @@ def add_foss_config(cfg):
     _C.DATASETS.ROOT = ""
     # Not in the paper: datasets in COCO JSON (with FOSS's ``age`` / ``gender`` / ``age_group`` per
     # face, data/coco.py) registered before training or evaluation, so that a config can name them in
-    # DATASETS.TRAIN / TEST: ((name, json_file, image_root), ...); image_root "" when the JSON's
-    # file names are absolute or relative to the working directory.
+    # DATASETS.TRAIN / TEST: ((name, json_file, image_root[, evaluator_type]), ...); image_root ""
+    # when the JSON's file names are absolute or relative to the working directory
+    # (data/datasets/builtin.py, register_config_datasets).
     _C.DATASETS.COCO = []
 
 

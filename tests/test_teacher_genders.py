@@ -29,10 +29,14 @@ def _record():
 
 def test_label_record_matches_one_teacher_face_per_face_by_iou_and_height():
     faces = [
-        {"box": [2, 0, 40, 50], "p_female": 0.9},  # face 0: IoU 38*50 / (40*50) = 0.95; face 1: IoU 10/70
-        {"box": [32, 0, 70, 50], "p_female": 0.2},  # face 1: IoU 38/40 = 0.95
-        {"box": [200, 200, 216, 220], "p_female": 0.7},  # face 2 exactly, but 20 px < 24
-        {"box": [310, 25, 350, 75], "p_female": 0.6},  # face 3: IoU 30*25 / (2000 + 2000 - 750) = 0.23
+        {
+            "box": [2, 0, 40, 50],
+            "score": 0.9,
+            "p_female": 0.9,
+        },  # face 0: IoU 38*50 / (40*50) = 0.95; face 1: IoU 500/3400
+        {"box": [32, 0, 70, 50], "score": 0.8, "p_female": 0.2},  # face 1: IoU 38/40 = 0.95
+        {"box": [200, 200, 216, 220], "score": 0.7, "p_female": 0.7},  # face 2 exactly, but 20 px < 24
+        {"box": [310, 25, 350, 75], "score": 0.6, "p_female": 0.6},  # face 3: IoU 30*25 / (2000 + 2000 - 750) = 0.23
     ]
     out = teacher.label_record(_record(), faces, min_height=24, iou_thresh=0.5)
     assert [a["gender"] for a in out["annotations"]] == [0.9, 0.2, -1, -1]
@@ -40,7 +44,7 @@ def test_label_record_matches_one_teacher_face_per_face_by_iou_and_height():
     assert out["annotations"][1]["bbox"] == [30.0, 0.0, 70.0, 50.0]  # XYXY now
     assert out["annotations"][1]["bbox_mode"] == BoxMode.XYXY_ABS
     # One teacher face between two faces goes to the better match only.
-    out = teacher.label_record(_record(), [{"box": [12, 0, 52, 50], "p_female": 0.4}], 24, 0.3)
+    out = teacher.label_record(_record(), [{"box": [12, 0, 52, 50], "score": 0.5, "p_female": 0.4}], 24, 0.3)
     # IoU with face 0: 28*50 / (4000 - 1400) = 0.54; with face 1: 22*50 / (4000 - 1100) = 0.38
     assert [a["gender"] for a in out["annotations"]] == [0.4, -1, -1, -1]
     # The record itself is not changed.
@@ -48,7 +52,7 @@ def test_label_record_matches_one_teacher_face_per_face_by_iou_and_height():
 
 
 def _coco_file(tmp_path):
-    rec = teacher.label_record(_record(), [{"box": [0, 0, 40, 50], "p_female": 0.8125}], 24, 0.5)
+    rec = teacher.label_record(_record(), [{"box": [0, 0, 40, 50], "score": 0.5, "p_female": 0.8125}], 24, 0.5)
     path = str(tmp_path / "teacher.json")
     save_coco(dataset_to_coco([rec]), path)
     return path

@@ -24,14 +24,15 @@ import os
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.structures import Boxes, BoxMode, pairwise_iou
+from detectron2.structures import BoxMode
 from tqdm import tqdm
 
 from foss_d2 import FaceAgeEstimator
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.data import dataset_to_coco, save_coco
-from foss_d2.data.datasets import register_all_foss
+from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import absolute_annotations
+from foss_d2.evaluation.age_evaluator import match_faces
 from foss_d2.utils.json_io import write_json_atomic
 
 logger = logging.getLogger("foss_d2.teacher_genders")
@@ -39,29 +40,25 @@ logger = logging.getLogger("foss_d2.teacher_genders")
 
 def label_record(record: dict, faces: list, min_height: float, iou_thresh: float) -> dict:
     """A copy of ``record`` whose annotations (XYXY_ABS) carry the matched teacher face's P(female)
-    as ``gender`` (one teacher face per ground-truth face, greedy by IoU), -1 elsewhere; ages -1."""
+    as ``gender`` (one teacher face per ground-truth face, greedy by score as the age evaluator
+    matches), -1 elsewhere; ages -1."""
     h, w = record.get("height"), record.get("width")
     annos = []
     for a in absolute_annotations(record.get("annotations", []), h, w):
         box = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
         annos.append({**a, "bbox": [float(v) for v in box], "bbox_mode": BoxMode.XYXY_ABS, "age": -1, "gender": -1})
     if annos and faces:
-        iou = pairwise_iou(
-            Boxes(torch.tensor([a["bbox"] for a in annos], dtype=torch.float32)),
-            Boxes(torch.tensor([f["box"] for f in faces], dtype=torch.float32)),
-        ).numpy()
-        # Greedy one-to-one matching, best pairs first.
-        matched, used = set(), set()
-        for gi, fi in zip(*np.unravel_index(np.argsort(-iou, axis=None), iou.shape)):
-            if iou[gi, fi] < iou_thresh:
-                break
-            if gi in matched or fi in used:
-                continue
-            matched.add(gi)
-            used.add(fi)
-            x1, y1, x2, y2 = annos[gi]["bbox"]
-            if y2 - y1 >= min_height and faces[fi].get("p_female") is not None:
-                annos[gi]["gender"] = float(faces[fi]["p_female"])
+        # The evaluator's matching, so that a face gets a target when evaluation would count it found.
+        match = match_faces(
+            torch.tensor([f["box"] for f in faces], dtype=torch.float32),
+            torch.tensor([f["score"] for f in faces], dtype=torch.float32),
+            torch.tensor([a["bbox"] for a in annos], dtype=torch.float32),
+            iou_thresh,
+        )
+        for a, fi in zip(annos, match):
+            x1, y1, x2, y2 = a["bbox"]
+            if fi >= 0 and y2 - y1 >= min_height and faces[fi].get("p_female") is not None:
+                a["gender"] = float(faces[fi]["p_female"])
     return {**record, "annotations": annos}
 
 
@@ -73,15 +70,11 @@ def main(argv=None):
     p.add_argument("--iou", type=float, default=0.5, help="IoU a teacher box needs with a face")
     p.add_argument("--limit", type=int, default=0, help="only the first N photos (0: all)")
     args = parse_foss_args(p, argv)
-    opts = list(args.opts)
-    root = ""
-    if "DATASETS.ROOT" in opts:
-        root = opts[opts.index("DATASETS.ROOT") + 1]
-    register_all_foss(root or None)
+    est = FaceAgeEstimator(args.config_file or None, opts=args.opts)
+    register_config_datasets(est.cfg)
     records = DatasetCatalog.get(args.dataset)
     if args.limit:
         records = records[: args.limit]
-    est = FaceAgeEstimator(args.config_file or None, opts=opts)
     out, skipped = [], []
     for r in tqdm(records, desc=f"teacher on {args.dataset}"):
         try:
