@@ -129,6 +129,12 @@ def add_foss_config(cfg):
     # in training and at test time, to measure what the feature connection adds to (or pulls from)
     # the ages of small faces.
     _C.MODEL.AGE_HEAD.ZERO_FEATURE = False
+    # Not in the paper (empty: all trained, issue 16): parts of the age network kept fixed in
+    # training, their BatchNorm statistics too: "body" (the TResNet trunk), "feature_proj" (the
+    # detector feature's 1x1 projection), "age_branch", "gender_branch", or a part of one of them
+    # ("body.layer4"). With the trunk, its projection and the gender branch fixed, fine-tuning
+    # leaves every gender answer as it was and moves only the ages.
+    _C.MODEL.AGE_HEAD.FROZEN_PARTS = []
 
     # Tiling augmentation (Sec. 3.3): 1, 4 or 9 tiles, at most 4 distinct images loaded.
     _C.INPUT.TILING = CN()

@@ -102,6 +102,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         "step7-age-wild-cpu.yaml",
     ]
     assert [os.path.basename(p) for p in ZOO_NEXT] == [
+        "next-age-branch-cpu.yaml",
         "next-age-cpu.yaml",
         "next-age-teacher-cpu.yaml",
         "next-age.yaml",
@@ -118,6 +119,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         m.FOSS.DETECTOR_ONLY, m.FOSS.FREEZE_DETECTOR, m.FOSS.K_TRAIN = False, False, shipped.FOSS.K_TRAIN
         # training-only, as K_TRAIN
         m.AGE_HEAD.CROP_JITTER = shipped.AGE_HEAD.CROP_JITTER
+        m.AGE_HEAD.FROZEN_PARTS = shipped.AGE_HEAD.FROZEN_PARTS
         m.CENTERNET.IGNORE_BELOW = shipped.CENTERNET.IGNORE_BELOW
         assert m == shipped, rel(path)
 
@@ -157,3 +159,16 @@ def test_teacher_config_is_next_age_cpu_with_group_photos_added():
     ]
     w = teacher.DATALOADER.DATASET_WEIGHTS
     assert w[-1] == 0.25 and w[0] / w[1] == plain.DATALOADER.DATASET_WEIGHTS[0] / plain.DATALOADER.DATASET_WEIGHTS[1]
+
+
+def test_branch_config_is_next_age_cpu_with_only_the_age_branch_trained():
+    """next-age-branch-cpu.yaml differs from next-age-cpu.yaml only by the parts it keeps fixed
+    (everything the gender answers depend on) and its longer schedule."""
+    plain = load(os.path.join(ROOT, "configs", "zoo", "next-age-cpu.yaml"))
+    branch = load(os.path.join(ROOT, "configs", "zoo", "next-age-branch-cpu.yaml"))
+    assert list(branch.MODEL.AGE_HEAD.FROZEN_PARTS) == ["body", "feature_proj", "gender_branch"]
+    m = branch.MODEL.clone()
+    m.defrost()
+    m.AGE_HEAD.FROZEN_PARTS = []
+    assert m == plain.MODEL and branch.INPUT == plain.INPUT and branch.DATASETS == plain.DATASETS
+    assert branch.DATALOADER == plain.DATALOADER and branch.SOLVER.BASE_LR == plain.SOLVER.BASE_LR

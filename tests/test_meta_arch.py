@@ -94,6 +94,63 @@ def test_freeze_age_feature_trains_only_what_comes_after_dla_up():
         assert torch.equal(backbone(probe)["dla_up"], feature_before)
 
 
+def test_frozen_age_parts_keep_every_gender_answer():
+    """MODEL.AGE_HEAD.FROZEN_PARTS: three Adam steps with the trunk, the feature projection and the
+    gender branch fixed change the age branch's parameters and ages, and leave every other age-network
+    parameter and BatchNorm statistic, hence every P(female), exactly as they were."""
+    from foss_d2.solver import build_foss_optimizer
+
+    parts = ["body", "feature_proj", "gender_branch"]
+    cfg = tiny_cfg(**{"MODEL.AGE_HEAD.FROZEN_PARTS": parts, "MODEL.FOSS.ADD_GT_BOXES": True})
+    model = build_model(cfg)
+    net = model.age_head.net
+    assert net.feature_proj is not None  # the tiny detector feature has 64 channels, not 48
+    state_before = {k: v.clone() for k, v in net.state_dict().items()}
+    model.eval()
+    model.proposal_generator.size[-1].bias.data.fill_(10.0)  # boxes of 10 cells from an untrained head
+    probe = [{"image": _sample()["image"]}]
+    model.score_thresh_test = -1.0
+    with torch.no_grad():
+        before = model(probe)[0]["instances"]
+    opt = build_foss_optimizer(cfg, model)
+    trained = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert trained == {id(p) for p in net.age_branch.parameters()}
+    model.train()
+    assert not net.body.training and not net.gender_branch.training and net.age_branch.training
+    for _ in range(3):
+        losses = model([_sample(), _sample(120, 90)])
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    state_after = net.state_dict()
+    changed = {k for k in state_before if not torch.equal(state_before[k], state_after[k])}
+    assert changed == {k for k in state_before if k.startswith("age_branch.")}
+    assert any(k.startswith("body.") and "running_mean" in k for k in state_before)  # BN statistics held
+    model.eval()
+    with torch.no_grad():
+        after = model(probe)[0]["instances"]
+    assert len(before) == len(after) > 0
+    assert torch.equal(before.pred_boxes.tensor, after.pred_boxes.tensor)
+    assert torch.equal(before.pred_female_probs, after.pred_female_probs)
+    assert not torch.allclose(before.pred_ages, after.pred_ages)
+
+
+def test_frozen_age_parts_errors_and_parts_not_built():
+    with pytest.raises(ValueError, match="no part 'gender'.*age_branch"):
+        build_model(tiny_cfg(**{"MODEL.AGE_HEAD.FROZEN_PARTS": ["gender"]}))
+    with pytest.raises(ValueError, match="no part 'body.layer9'"):
+        build_model(tiny_cfg(**{"MODEL.AGE_HEAD.FROZEN_PARTS": ["body.layer9"]}))
+    # when the detector feature (64 channels here) is as wide as the block's reduction there is no
+    # projection: nothing to freeze, no error
+    cfg = tiny_cfg(
+        **{"MODEL.AGE_HEAD.FROZEN_PARTS": ["feature_proj", "body.layer4"], "MODEL.AGE_HEAD.WIDTH_REDUCTION": 64}
+    )
+    head = build_model(cfg).age_head
+    assert head.net.feature_proj is None and head.frozen == [head.net.body.layer4]
+    assert not any(p.requires_grad for p in head.net.body.layer4.parameters())
+    assert all(p.requires_grad for p in head.net.body.layer3.parameters())
+
+
 def test_inference_fields_k_and_empty():
     cfg = tiny_cfg(**{"MODEL.FOSS.K_TEST": 50, "MODEL.FOSS.SCORE_THRESH_TEST": 0.0})
     model = build_model(cfg)

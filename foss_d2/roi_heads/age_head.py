@@ -45,6 +45,7 @@ class TResNetAgeHead(nn.Module):
         input_format: str = "BGR",
         crop_jitter: Sequence[float] = (0.0, 0.0, 0.0),
         zero_feature: bool = False,
+        frozen_parts: Sequence[str] = (),
     ):
         super().__init__()
         self.net = net
@@ -61,6 +62,38 @@ class TResNetAgeHead(nn.Module):
             )
         self.crop_jitter = tuple(float(j) for j in crop_jitter)
         self.zero_feature = bool(zero_feature)
+        self.frozen = self._resolve_parts(net, frozen_parts)
+        for module in self.frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    @staticmethod
+    def _resolve_parts(net: nn.Module, names: Sequence[str]) -> List[nn.Module]:
+        """The modules of ``net`` named by MODEL.AGE_HEAD.FROZEN_PARTS; a part the architecture does
+        not build (``feature_proj`` when the detector feature already has WIDTH_REDUCTION channels)
+        has nothing to freeze."""
+        found = []
+        for name in names:
+            module = net
+            for attr in name.split("."):
+                if not hasattr(module, attr):
+                    parts = [n for n, _ in net.named_children()]
+                    raise ValueError(
+                        f"MODEL.AGE_HEAD.FROZEN_PARTS: the age network has no part {name!r} (top-level parts: {parts})"
+                    )
+                module = getattr(module, attr)
+                if module is None:
+                    break
+            if module is not None:
+                found.append(module)
+        return found
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:
+            # fixed also means fixed BatchNorm statistics (and no dropout), or the answers would drift
+            module.eval()
+        return self
 
     @classmethod
     def from_config(cls, cfg, input_shape=None):
@@ -95,6 +128,7 @@ class TResNetAgeHead(nn.Module):
             "input_format": cfg.INPUT.FORMAT,
             "crop_jitter": tuple(c.CROP_JITTER),
             "zero_feature": c.ZERO_FEATURE,
+            "frozen_parts": tuple(c.FROZEN_PARTS),
         }
 
     def forward(
