@@ -138,6 +138,8 @@ def test_frozen_age_parts_keep_every_gender_answer():
 def test_frozen_age_parts_errors_and_parts_not_built():
     with pytest.raises(ValueError, match="no part 'gender'.*age_branch"):
         build_model(tiny_cfg(**{"MODEL.AGE_HEAD.FROZEN_PARTS": ["gender"]}))
+    with pytest.raises(ValueError, match="no part 'body.training'"):  # an attribute, not a part
+        build_model(tiny_cfg(**{"MODEL.AGE_HEAD.FROZEN_PARTS": ["body.training"]}))
     with pytest.raises(ValueError, match="no part 'body.layer9'"):
         build_model(tiny_cfg(**{"MODEL.AGE_HEAD.FROZEN_PARTS": ["body.layer9"]}))
     # when the detector feature (64 channels here) is as wide as the block's reduction there is no

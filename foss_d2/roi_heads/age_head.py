@@ -76,14 +76,14 @@ class TResNetAgeHead(nn.Module):
         for name in names:
             module = net
             for attr in name.split("."):
-                if not hasattr(module, attr):
+                module = getattr(module, attr, False)
+                if module is None:
+                    break
+                if not isinstance(module, nn.Module):
                     parts = [n for n, _ in net.named_children()]
                     raise ValueError(
                         f"MODEL.AGE_HEAD.FROZEN_PARTS: the age network has no part {name!r} (top-level parts: {parts})"
                     )
-                module = getattr(module, attr)
-                if module is None:
-                    break
             if module is not None:
                 found.append(module)
         return found
