@@ -23,6 +23,15 @@ def _grads(params):
     return [p.grad for p in params]
 
 
+def _adam_steps(model, opt, steps=3):
+    """A few training steps on two toy samples of different sizes."""
+    for _ in range(steps):
+        losses = model([_sample(), _sample(120, 90)])
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+
+
 @pytest.mark.parametrize("frozen", [True, False])
 def test_frozen_detector_gets_no_gradient(frozen):
     cfg = tiny_cfg(**{"MODEL.FOSS.FREEZE_DETECTOR": frozen, "MODEL.FOSS.ADD_GT_BOXES": True})
@@ -79,11 +88,7 @@ def test_freeze_age_feature_trains_only_what_comes_after_dla_up():
     opt = build_foss_optimizer(cfg, model)
     model.train()
     assert not backbone.base.training and not backbone.dla_up.training and backbone.ida_up.training
-    for _ in range(3):
-        losses = model([_sample(), _sample(120, 90)])
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
+    _adam_steps(model, opt)
     frozen_after = frozen_state()
     assert frozen_before.keys() == frozen_after.keys() and len(frozen_before) > 0
     assert all(torch.equal(frozen_before[k], frozen_after[k]) for k in frozen_before)
@@ -117,11 +122,7 @@ def test_frozen_age_parts_keep_every_gender_answer():
     assert trained == {id(p) for p in net.age_branch.parameters()}
     model.train()
     assert not net.body.training and not net.gender_branch.training and net.age_branch.training
-    for _ in range(3):
-        losses = model([_sample(), _sample(120, 90)])
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
+    _adam_steps(model, opt)
     state_after = net.state_dict()
     changed = {k for k in state_before if not torch.equal(state_before[k], state_after[k])}
     assert changed == {k for k in state_before if k.startswith("age_branch.")}

@@ -29,11 +29,8 @@ def _record():
 
 def test_label_record_matches_one_teacher_face_per_face_by_iou_and_height():
     faces = [
-        {
-            "box": [2, 0, 40, 50],
-            "score": 0.9,
-            "p_female": 0.9,
-        },  # face 0: IoU 38*50 / (40*50) = 0.95; face 1: IoU 500/3400
+        # face 0: IoU 38*50 / (40*50) = 0.95; face 1: IoU 500/3400
+        {"box": [2, 0, 40, 50], "score": 0.9, "p_female": 0.9},
         {"box": [32, 0, 70, 50], "score": 0.8, "p_female": 0.2},  # face 1: IoU 38/40 = 0.95
         {"box": [200, 200, 216, 220], "score": 0.7, "p_female": 0.7},  # face 2 exactly, but 20 px < 24
         {"box": [310, 25, 350, 75], "score": 0.6, "p_female": 0.6},  # face 3: IoU 30*25 / (2000 + 2000 - 750) = 0.23
