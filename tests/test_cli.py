@@ -75,6 +75,18 @@ def test_default_config_is_the_shipped_model_and_weights_are_an_override(tmp_pat
         get_foss_cfg(opts=["MODEL.WEIGHTS", str(tmp_path / "missing.pth")])
 
 
+def test_eval_only_without_weights_is_an_error(tmp_path, capsys):
+    """A config file names no weights (the shipped one included): --eval-only would measure random
+    weights, so it stops with a one-line error instead; --resume needs a checkpoint to resume."""
+    from foss_d2.apps import train
+
+    for extra in ([], ["--resume"]):
+        with pytest.raises(SystemExit) as e:
+            train.main(["--config-file", DEFAULT_CONFIG, "--eval-only", *extra, "OUTPUT_DIR", str(tmp_path)])
+        assert e.value.code == 2
+        assert "--eval-only needs trained weights: MODEL.WEIGHTS" in capsys.readouterr().err
+
+
 def test_no_tool_patches_sys_path():
     assert TOOLS
     patched = [os.path.relpath(t, ROOT) for t in TOOLS if "sys.path" in open(t).read()]

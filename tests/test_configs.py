@@ -108,6 +108,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         "next-age.yaml",
         "next-detector-cpu.yaml",
         "next-detector.yaml",
+        "next-gender-branch-cpu.yaml",
     ]
     shipped = load(SHIPPED).MODEL
     for path in ZOO_STEPS + ZOO_NEXT:
@@ -172,3 +173,31 @@ def test_branch_config_is_next_age_cpu_with_only_the_age_branch_trained():
     m.AGE_HEAD.FROZEN_PARTS = []
     assert m == plain.MODEL and branch.INPUT == plain.INPUT and branch.DATASETS == plain.DATASETS
     assert branch.DATALOADER == plain.DATALOADER and branch.SOLVER.BASE_LR == plain.SOLVER.BASE_LR
+
+
+def test_gender_branch_config_is_the_age_branch_config_turned_around():
+    """next-gender-branch-cpu.yaml keeps everything the ages depend on fixed and trains the gender
+    branch; it differs from next-age-branch-cpu.yaml only there, by UTKFace alone (FG-NET has no
+    gender) and by the JPEG and downscale looks; the schedule is the same."""
+    age = load(os.path.join(ROOT, "configs", "zoo", "next-age-branch-cpu.yaml"))
+    gender = load(os.path.join(ROOT, "configs", "zoo", "next-gender-branch-cpu.yaml"))
+    assert list(gender.MODEL.AGE_HEAD.FROZEN_PARTS) == ["body", "feature_proj", "age_branch"]
+    m = gender.MODEL.clone()
+    m.defrost()
+    m.AGE_HEAD.FROZEN_PARTS = age.MODEL.AGE_HEAD.FROZEN_PARTS
+    assert m == age.MODEL and gender.SOLVER == age.SOLVER
+    assert tuple(gender.DATASETS.TRAIN) == tuple(gender.INPUT.TILING.DATASETS) == ("utkface_train",)
+    assert list(gender.DATALOADER.DATASET_WEIGHTS) == [1.0]
+    wild = gender.INPUT.AUG.WILD
+    assert (wild.JPEG_PROB, wild.DOWNSCALE_PROB, wild.GREY_PROB, wild.OCCLUDER_PROB, wild.GAMMA_PROB) == (
+        0.3,
+        0.3,
+        0,
+        0,
+        0,
+    )
+    a, g = age.INPUT.clone(), gender.INPUT.clone()
+    for c in (a, g):
+        c.defrost()
+        c.TILING.DATASETS, c.AUG.WILD = (), a.AUG.WILD
+    assert a == g

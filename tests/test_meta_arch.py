@@ -149,7 +149,7 @@ def test_frozen_age_parts_errors_and_parts_not_built():
         **{"MODEL.AGE_HEAD.FROZEN_PARTS": ["feature_proj", "body.layer4"], "MODEL.AGE_HEAD.WIDTH_REDUCTION": 64}
     )
     head = build_model(cfg).age_head
-    assert head.net.feature_proj is None and head.frozen == [head.net.body.layer4]
+    assert head.net.feature_proj is None and head.frozen_parts == [head.net.body.layer4]
     assert not any(p.requires_grad for p in head.net.body.layer4.parameters())
     assert all(p.requires_grad for p in head.net.body.layer3.parameters())
 

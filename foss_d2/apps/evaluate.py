@@ -19,6 +19,14 @@ says otherwise.
 
     foss-d2 evaluate tiled --output output/tiled DATASETS.ROOT ../shared/data MODEL.WEIGHTS model.pth
 
+``pasted``: do the surroundings set the age? Held-out single faces (``--faces``, UTKFace's by
+default; ``--per-band`` of each age band) alone, pasted over faces of real group photos
+(``--photos``, WIDER val by default), and pasted at the same size and place on black
+(foss_d2/evaluation/pasted.py). Printed and written to OUT/pasted.json, per band of the true age;
+the first ``--examples`` pasted photos are drawn to OUT.
+
+    foss-d2 evaluate pasted --output output/pasted DATASETS.ROOT ../shared/data
+
 (``python tools/evaluate.py`` takes the same arguments.)
 """
 
@@ -38,6 +46,7 @@ from ..data.datasets.builtin import datasets_root
 from ..data.datasets.utkface import load_utkface
 from ..engine import FaceAgeEstimator
 from ..evaluation import build_foss_evaluator
+from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_faces
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.json_io import write_json_atomic
@@ -128,23 +137,74 @@ def evaluate_tiled(args, parser):
             indent=1,
         )
     for r in results:
-        # MAE / corr / gender are None when no face (or too few) was found at that grid size
-        fig = {k: "-" if r[k] is None else f"{r[k]:.{d}f}" for k, d in (("MAE", 2), ("corr", 3), ("gender_acc", 1))}
-        print(
-            f"{r['tiles']} per canvas: {r['found']}/{r['faces']} found, "
-            f"MAE {fig['MAE']}, corr {fig['corr']}, gender {fig['gender_acc']}%"
+        print_by_band(f"{r['tiles']} per canvas", r)
+
+
+def print_by_band(title: str, r: dict):
+    # MAE / corr / gender are None when no face (or too few) was found
+    fig = {k: "-" if r[k] is None else f"{r[k]:.{d}f}" for k, d in (("MAE", 2), ("corr", 3), ("gender_acc", 1))}
+    print(
+        f"{title}: {r['found']}/{r['faces']} found, MAE {fig['MAE']}, corr {fig['corr']}, gender {fig['gender_acc']}%"
+    )
+    for band, b in r["per_band"].items():
+        if b["found"]:
+            gender = "-" if b["gender_acc"] is None else f"{b['gender_acc']:.1f}"  # None: no gender labels
+            print(
+                f"    ages {band}: {b['found']}/{b['faces']} found, MAE {b['MAE']:.2f}, "
+                f"mean answer {b['mean_pred_age']:.1f}, gender {gender}%"
+            )
+
+
+def evaluate_pasted_faces(args, parser):
+    opts = ["MODEL.DEVICE", "cpu", *args.opts]
+    cfg = get_foss_cfg(args.config_file, opts=opts)
+    register_config_datasets(cfg)
+    for flag, name in (("--photos", args.photos), ("--faces", args.faces)):
+        if name not in DatasetCatalog.list():
+            parser.error(f"unknown dataset {name!r} for {flag}")
+    try:
+        photos, faces = DatasetCatalog.get(args.photos), DatasetCatalog.get(args.faces)
+    except FileNotFoundError as e:
+        parser.error(f"{e} (set DATASETS.ROOT)")
+    if any(len(r["annotations"]) != 1 or r["annotations"][0].get("age", -1) < 0 for r in faces):
+        parser.error(f"--faces {args.faces}: every image must hold one face with its age")
+    faces = stratified_faces(faces, args.per_band, args.seed)
+    est = FaceAgeEstimator(args.config_file, opts=opts)
+    if args.output:
+        os.makedirs(args.output, exist_ok=True)
+    bar = tqdm(total=len(faces), desc="pasted faces")
+
+    def on_photo(k, picture, boxes, found):
+        bar.update(len(boxes))
+        if args.output and k < args.examples:
+            import cv2
+
+            from .runner import draw_predictions
+
+            shown = [f for f in found if any(iou(f["box"], b) > 0.3 for b in boxes)]
+            cv2.imwrite(os.path.join(args.output, f"pasted_{k:02d}.jpg"), draw_predictions(picture, shown, 1024))
+
+    results = evaluate_pasted(est, faces, photos, args.per_photo, args.min_side, seed=args.seed, on_photo=on_photo)
+    bar.close()
+    if args.output:
+        weights = "shipped" if cfg.MODEL.WEIGHTS == DEFAULT_WEIGHTS else cfg.MODEL.WEIGHTS
+        write_json_atomic(
+            os.path.join(args.output, "pasted.json"),
+            {
+                "weights": weights,
+                "opts": args.opts,
+                **{k: getattr(args, k) for k in ("faces", "photos", "per_band", "per_photo", "min_side", "seed")},
+                "results": results,
+            },
+            indent=1,
         )
-        for band, b in r["per_band"].items():
-            if b["found"]:
-                print(
-                    f"    ages {band}: {b['found']}/{b['faces']} found, MAE {b['MAE']:.2f}, "
-                    f"mean answer {b['mean_pred_age']:.1f}, gender {b['gender_acc']:.1f}%"
-                )
+    for c in CONDITIONS:
+        print_by_band(c.replace("_", " "), results[c])
 
 
 def get_parser(prog=None):
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="mode", required=True, metavar="{predictions,tiled}")
+    sub = p.add_subparsers(dest="mode", required=True, metavar="{predictions,tiled,pasted}")
     pred = sub.add_parser(
         "predictions",
         help="score a predictions.json on a registered dataset",
@@ -163,6 +223,19 @@ def get_parser(prog=None):
     tiled.add_argument("--grids", type=int, nargs="+", default=[1, 2, 3])
     tiled.add_argument("--seed", type=int, default=1)
     tiled.add_argument("--output", default=None, help="folder for tiled.json (default: printed only)")
+    pasted = sub.add_parser(
+        "pasted",
+        help="held-out UTKFace faces alone, pasted into group photos and on black",
+        parents=[foss_argument_parser(add_help=False)],
+    )
+    pasted.add_argument("--faces", default="utkface_test", help="registered dataset of single faces with ages")
+    pasted.add_argument("--per-band", type=int, default=40, help="faces per age band")
+    pasted.add_argument("--photos", default="wider_face_val", help="registered dataset of group photos")
+    pasted.add_argument("--per-photo", type=int, default=4, help="faces pasted into one photo")
+    pasted.add_argument("--min-side", type=float, default=40.0, help="smallest face (px) to paste over")
+    pasted.add_argument("--seed", type=int, default=0)
+    pasted.add_argument("--examples", type=int, default=3, help="pasted photos drawn to --output")
+    pasted.add_argument("--output", default=None, help="folder for pasted.json and the drawn examples")
     return p
 
 
@@ -171,6 +244,8 @@ def main(argv=None, prog=None):
     args = parse_foss_args(parser, argv)
     if args.mode == "predictions":
         evaluate_predictions(args, parser)
+    elif args.mode == "pasted":
+        evaluate_pasted_faces(args, parser)
     else:
         evaluate_tiled(args, parser)
 

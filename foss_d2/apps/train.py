@@ -86,7 +86,17 @@ def get_parser(prog=None):
 
 
 def main(argv=None, prog=None):
-    args = parse_foss_args(get_parser(prog), argv)
+    parser = get_parser(prog)
+    args = parse_foss_args(parser, argv)
+    if args.eval_only:
+        cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
+        resumable = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+        if not cfg.MODEL.WEIGHTS and not resumable:
+            # detectron2 would evaluate the untrained model: figures of random weights, no warning
+            parser.error(
+                "--eval-only needs trained weights: MODEL.WEIGHTS (the shipped model: "
+                "foss_d2/model_zoo/foss_default.pth), or --resume with a checkpoint in OUTPUT_DIR"
+            )
     print("Command Line Args:", args)
     launch(
         run,

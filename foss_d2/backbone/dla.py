@@ -21,6 +21,8 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 from torchvision.ops import deform_conv2d
 
+from ..utils.freezing import FrozenParts
+
 
 class ModulatedDeformConv(nn.Module):
     """3x3 DCNv2 (offsets and masks predicted from the input) on torchvision's ``deform_conv2d``."""
@@ -112,7 +114,7 @@ class DLAUp(nn.Module):
         return out
 
 
-class DLASeg(Backbone):
+class DLASeg(FrozenParts, Backbone):
     """DLA trunk + DLA-up + IDA-up; outputs ``dla_up`` and ``dla_out`` at stride 4."""
 
     def __init__(
@@ -136,21 +138,8 @@ class DLASeg(Backbone):
         self.stride = strides[0]
         self.freeze_age_feature = freeze_age_feature
         if freeze_age_feature:
-            for p in self.age_feature_parameters():
-                p.requires_grad_(False)
-
-    def age_feature_parameters(self):
-        """The parameters that ``dla_up``, the age network's input, depends on: trunk and DLA-up."""
-        yield from self.base.parameters()
-        yield from self.dla_up.parameters()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze_age_feature:
-            # Frozen also means frozen BatchNorm statistics: dla_up must not drift at all.
-            self.base.eval()
-            self.dla_up.eval()
-        return self
+            # everything that dla_up, the age network's input, depends on: trunk and DLA-up
+            self.freeze_parts([self.base, self.dla_up])
 
     def forward(self, x):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_age_feature):

@@ -51,7 +51,17 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
                 ages.append(ann["age"])
                 preds.append(f["age"])
                 gender_ok.append((f["gender"] == "female") == (ann["gender"] == 1))
-    a, p, g = np.array(ages, float), np.array(preds, float), np.array(gender_ok, bool)
+    res = summarize_by_band(ages, preds, gender_ok, shown)
+    return {"tiles": per, "faces": (len(records) // per) * per, **res}
+
+
+def summarize_by_band(ages, preds, gender_ok, shown) -> dict:
+    """Figures of faces shown (true ages ``shown``) of which those found have true ``ages``,
+    predicted ``preds`` and ``gender_ok`` (None where the face has no gender label): found, MAE,
+    Pearson correlation, gender accuracy, and per AGE_BANDS band of the true age (faces, found,
+    MAE, gender accuracy, mean predicted age)."""
+    a, p = np.array(ages, float), np.array(preds, float)
+    g = np.array([np.nan if x is None else float(x) for x in gender_ok], float)
     bands = np.array([age_band(x) for x in a], int)
     shown_bands = np.array([age_band(x) for x in shown], int)
     per_band = {}
@@ -63,15 +73,19 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
                 "faces": n,
                 "found": int(m.sum()),
                 "MAE": float(np.abs(a[m] - p[m]).mean()) if m.any() else None,
-                "gender_acc": 100.0 * float(g[m].mean()) if m.any() else None,
+                "gender_acc": _percent(g[m]),
                 "mean_pred_age": float(p[m].mean()) if m.any() else None,
             }
     return {
-        "tiles": per,
-        "faces": (len(records) // per) * per,
         "found": len(a),
         "MAE": float(np.abs(a - p).mean()) if len(a) else None,
         "corr": float(np.corrcoef(a, p)[0, 1]) if len(a) > 2 else None,
-        "gender_acc": 100.0 * float(np.mean(gender_ok)) if gender_ok else None,
+        "gender_acc": _percent(g),
         "per_band": per_band,
     }
+
+
+def _percent(right: np.ndarray):
+    """Percentage of 1s among the labelled entries (not NaN); None when there are none."""
+    right = right[~np.isnan(right)]
+    return 100.0 * float(right.mean()) if len(right) else None

@@ -19,10 +19,11 @@ from torch import nn
 from ..data.augmentation import apply_color_jitter
 from ..proposal_generator import build_face_detector
 from ..roi_heads import build_age_head
+from ..utils.freezing import FrozenParts
 
 
 @META_ARCH_REGISTRY.register()
-class FOSS(nn.Module):
+class FOSS(FrozenParts, nn.Module):
     """CenterNet face detector + TResNet-S age/gender head, trained frozen or end-to-end (Sec. 3.3)."""
 
     @configurable
@@ -62,8 +63,7 @@ class FOSS(nn.Module):
         self.input_format = input_format
         self.det_input_fit_small = det_input_fit_small
         if self.freeze_detector:
-            for p in self.detector_parameters():
-                p.requires_grad_(False)
+            self.freeze_parts([self.backbone, self.proposal_generator])
         if channels_last:
             # 4-D tensors only; a later .to(device) and loading a checkpoint keep the layout
             self.to(memory_format=torch.channels_last)
@@ -99,14 +99,6 @@ class FOSS(nn.Module):
     def detector_parameters(self):
         yield from self.backbone.parameters()
         yield from self.proposal_generator.parameters()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze_detector:
-            # A frozen detector also keeps its BatchNorm statistics.
-            self.backbone.eval()
-            self.proposal_generator.eval()
-        return self
 
     def preprocess_detector(self, images: List[torch.Tensor], size: Optional[int] = None) -> torch.Tensor:
         """Resize each full-resolution image to DET_INPUT_SIZE² (or ``size``²) and normalise it (paper 4.2)."""

@@ -17,6 +17,7 @@ from detectron2.structures import Instances
 from torch import nn
 from torchvision.ops import roi_align
 
+from ..utils.freezing import FrozenParts
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
 from .losses import age_gender_losses, distribution_moments
@@ -24,7 +25,7 @@ from .tresnet import TResNetAgeNet
 
 
 @AGE_HEAD_REGISTRY.register()
-class TResNetAgeHead(nn.Module):
+class TResNetAgeHead(FrozenParts, nn.Module):
     """Crops K faces from the full-resolution images and estimates age distribution and gender.
 
     At test time ``forward`` is ``crops_and_features``, ``predict`` and ``attach`` in a row; the
@@ -62,10 +63,7 @@ class TResNetAgeHead(nn.Module):
             )
         self.crop_jitter = tuple(float(j) for j in crop_jitter)
         self.zero_feature = bool(zero_feature)
-        self.frozen = self._resolve_parts(net, frozen_parts)
-        for module in self.frozen:
-            for p in module.parameters():
-                p.requires_grad_(False)
+        self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
     def _resolve_parts(net: nn.Module, names: Sequence[str]) -> List[nn.Module]:
@@ -87,13 +85,6 @@ class TResNetAgeHead(nn.Module):
             if module is not None:
                 found.append(module)
         return found
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for module in self.frozen:
-            # fixed also means fixed BatchNorm statistics (and no dropout), or the answers would drift
-            module.eval()
-        return self
 
     @classmethod
     def from_config(cls, cfg, input_shape=None):
