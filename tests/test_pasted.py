@@ -148,3 +148,27 @@ def test_figures_print_without_gender_labels(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "in photo: 2/2 found, MAE 3.00, corr -, gender -%"
     assert out[1] == "    ages 3-9: 1/1 found, MAE 2.00, mean answer 7.0, gender -%"
+
+
+def test_faces_alone_cuts_out_each_face_and_reads_it_twice(tmp_path, capsys):
+    """tools/research/faces_alone.py: the close-up is the square of 2 x margin x the longer side
+    around the box centre, clipped to the photo; on demo/family.jpg every face of the photo gets
+    a line and a row, its in-photo answer the model's own."""
+    import json
+    import os
+
+    import cv2
+    from conftest import load_script
+
+    mod = load_script("tools/research/faces_alone.py")
+    img = np.arange(100 * 80 * 3, dtype=np.uint32).reshape(100, 80, 3)
+    crop = mod.cut_out(img, [10, 20, 30, 60], 0.75)  # centre (20, 40), half side 0.75 x 40 = 30
+    assert crop.shape[:2] == (60, 50) and (crop[0, 0] == img[10, 0]).all()  # x clipped at 0, y 10..70
+    demo = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")
+    mod.main(["--input", demo, "--output", str(tmp_path)])
+    rows = json.load(open(tmp_path / "faces_alone.json"))["faces"]
+    from foss_d2.engine import FaceAgeEstimator
+
+    assert [r["in_photo"] for r in rows] == FaceAgeEstimator(device="cpu")(cv2.imread(demo))
+    assert len(capsys.readouterr().out.strip().splitlines()) == len(rows) >= 6
+    assert all(r["alone"] is None or r["alone"]["age"] > 0 for r in rows)
