@@ -15,7 +15,9 @@ from typing import Callable, List, Optional, Sequence
 
 import cv2
 import numpy as np
+import torch
 from detectron2.structures import BoxMode
+from torchvision.ops import box_iou
 
 from .tiled import summarize_by_band
 
@@ -64,11 +66,8 @@ def _ramp(n: int, width: float) -> np.ndarray:
 
 
 def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    """IoU of two XYXY boxes (torchvision's box_iou)."""
+    return float(box_iou(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64))[0, 0])
 
 
 def best_match(faces: List[dict], box, th_iou: float = 0.3) -> Optional[dict]:
