@@ -115,6 +115,10 @@ def add_foss_config(cfg):
     # Not in the paper: at test time, average each face's age distribution and P(female) over its
     # crop and the mirror image (twice the age-network work).
     _C.MODEL.AGE_HEAD.TEST_FLIP = False
+    # How a face's age is read off its distribution over the 101 classes: "mean" (the paper's: the
+    # mean-variance loss trains the mean), "median" (the age with the least expected absolute
+    # error) or "mode" (the most probable class). Not in the paper besides "mean"; test time only.
+    _C.MODEL.AGE_HEAD.AGE_READOUT = "mean"
     _C.MODEL.AGE_HEAD.LAMBDA_MEAN = 0.01
     _C.MODEL.AGE_HEAD.LAMBDA_VAR = 0.0025
     _C.MODEL.AGE_HEAD.LAMBDA_CE = 0.05

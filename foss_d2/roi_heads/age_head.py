@@ -17,6 +17,7 @@ from detectron2.structures import Instances
 from torch import nn
 from torchvision.ops import roi_align
 
+from ..utils.ages import AGE_READOUTS, read_age
 from ..utils.freezing import FrozenParts
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
@@ -47,6 +48,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         crop_jitter: Sequence[float] = (0.0, 0.0, 0.0),
         zero_feature: bool = False,
         frozen_parts: Sequence[str] = (),
+        age_readout: str = "mean",
     ):
         super().__init__()
         self.net = net
@@ -63,6 +65,9 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             )
         self.crop_jitter = tuple(float(j) for j in crop_jitter)
         self.zero_feature = bool(zero_feature)
+        if age_readout not in AGE_READOUTS:
+            raise ValueError(f"MODEL.AGE_HEAD.AGE_READOUT must be one of {AGE_READOUTS}, got {age_readout!r}")
+        self.age_readout = age_readout
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -120,6 +125,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "crop_jitter": tuple(c.CROP_JITTER),
             "zero_feature": c.ZERO_FEATURE,
             "frozen_parts": tuple(c.FROZEN_PARTS),
+            "age_readout": c.AGE_READOUT,
         }
 
     def forward(
@@ -190,7 +196,8 @@ class TResNetAgeHead(FrozenParts, nn.Module):
 
     def attach(self, proposals: List[Instances], age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
         """Hands each image's faces, in order, their rows of ``age_probs`` / ``female_probs`` as
-        ``pred_age_probs``, ``pred_ages`` (mean), ``pred_age_stds`` and ``pred_female_probs``."""
+        ``pred_age_probs``, ``pred_ages`` (read as AGE_READOUT says: the mean by default),
+        ``pred_age_stds`` and ``pred_female_probs``."""
         start = 0
         for p in proposals:
             n = len(p)
@@ -199,11 +206,10 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             start += n
         return proposals
 
-    @staticmethod
-    def _attach(inst: Instances, age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
+    def _attach(self, inst: Instances, age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
         probs, mean, var = distribution_moments(age_probs)
         inst.pred_age_probs = probs
-        inst.pred_ages = mean
+        inst.pred_ages = mean if self.age_readout == "mean" else read_age(probs, self.age_readout)
         inst.pred_age_stds = var.sqrt()
         if female_probs is None:
             female_probs = age_probs.new_full((age_probs.shape[0],), float("nan"))

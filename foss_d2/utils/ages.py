@@ -4,6 +4,7 @@ overall MAE hides a model that reads every child as an adult (UTKFace has most f
 FG-NET in 3-19)."""
 
 import numpy as np
+import torch
 
 # [low, high] in whole years; an age between two bands (2.5) belongs to the upper one.
 AGE_BANDS = ((0, 2), (3, 9), (10, 19), (20, 39), (40, 59), (60, 200))
@@ -16,3 +17,32 @@ def age_band(age: float) -> int:
 
 def band_name(low: int, high: int) -> str:
     return f"{low}+" if high >= 200 else f"{low}-{high}"
+
+
+# How one age in years is read off a face's distribution over the age classes (class j = j years).
+AGE_READOUTS = ("mean", "median", "mode")
+
+
+def read_age(probs, how: str = "mean"):
+    """Ages [N] from distributions ``probs`` [N, C] (a torch tensor, rows summing to 1).
+
+    "mean" (paper Sec. 3.2: the mean-variance loss trains the mean); "median", the age that
+    minimises the expected absolute error under the distribution, each class j spread evenly over
+    [j - 0.5, j + 0.5] so that the median moves smoothly with the probabilities; "mode", the most
+    probable class.
+    """
+    if how == "mean":
+        j = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
+        return (probs * j).sum(1)
+    if how == "mode":
+        return probs.argmax(1).to(probs.dtype)
+    if how == "median":
+        if probs.shape[0] == 0:
+            return probs.new_zeros(0)
+        cdf = probs.cumsum(1)
+        half = 0.5 * cdf[:, -1:]  # rows that sum to 1 up to rounding
+        k = torch.searchsorted(cdf.contiguous(), half).clamp(max=probs.shape[1] - 1)  # first class reaching it
+        below = torch.where(k > 0, cdf.gather(1, (k - 1).clamp(min=0)), torch.zeros_like(half))
+        p_k = probs.gather(1, k).clamp(min=torch.finfo(probs.dtype).tiny)
+        return (k.to(probs.dtype) - 0.5 + (half - below) / p_k).squeeze(1)
+    raise ValueError(f"MODEL.AGE_HEAD.AGE_READOUT must be one of {AGE_READOUTS}, got {how!r}")
