@@ -17,7 +17,7 @@ from detectron2.structures import Instances
 from torch import nn
 from torchvision.ops import roi_align
 
-from ..utils.ages import AGE_READOUTS, read_age
+from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
@@ -65,9 +65,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             )
         self.crop_jitter = tuple(float(j) for j in crop_jitter)
         self.zero_feature = bool(zero_feature)
-        if age_readout not in AGE_READOUTS:
-            raise ValueError(f"MODEL.AGE_HEAD.AGE_READOUT must be one of {AGE_READOUTS}, got {age_readout!r}")
-        self.age_readout = age_readout
+        self.age_readout = check_readout(age_readout)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -207,9 +205,9 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         return proposals
 
     def _attach(self, inst: Instances, age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
-        probs, mean, var = distribution_moments(age_probs)
+        probs, _, var = distribution_moments(age_probs)
         inst.pred_age_probs = probs
-        inst.pred_ages = mean if self.age_readout == "mean" else read_age(probs, self.age_readout)
+        inst.pred_ages = read_age(probs, self.age_readout)
         inst.pred_age_stds = var.sqrt()
         if female_probs is None:
             female_probs = age_probs.new_full((age_probs.shape[0],), float("nan"))

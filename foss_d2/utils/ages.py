@@ -23,6 +23,13 @@ def band_name(low: int, high: int) -> str:
 AGE_READOUTS = ("mean", "median", "mode")
 
 
+def check_readout(how: str) -> str:
+    """``how`` if it names one of AGE_READOUTS, else a ValueError naming the config key."""
+    if how not in AGE_READOUTS:
+        raise ValueError(f"MODEL.AGE_HEAD.AGE_READOUT must be one of {AGE_READOUTS}, got {how!r}")
+    return how
+
+
 def read_age(probs, how: str = "mean"):
     """Ages [N] from distributions ``probs`` [N, C] (a torch tensor, rows summing to 1).
 
@@ -31,18 +38,17 @@ def read_age(probs, how: str = "mean"):
     [j - 0.5, j + 0.5] so that the median moves smoothly with the probabilities; "mode", the most
     probable class.
     """
+    check_readout(how)
     if how == "mean":
         j = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
         return (probs * j).sum(1)
     if how == "mode":
         return probs.argmax(1).to(probs.dtype)
-    if how == "median":
-        if probs.shape[0] == 0:
-            return probs.new_zeros(0)
-        cdf = probs.cumsum(1)
-        half = 0.5 * cdf[:, -1:]  # rows that sum to 1 up to rounding
-        k = torch.searchsorted(cdf.contiguous(), half).clamp(max=probs.shape[1] - 1)  # first class reaching it
-        below = torch.where(k > 0, cdf.gather(1, (k - 1).clamp(min=0)), torch.zeros_like(half))
-        p_k = probs.gather(1, k).clamp(min=torch.finfo(probs.dtype).tiny)
-        return (k.to(probs.dtype) - 0.5 + (half - below) / p_k).squeeze(1)
-    raise ValueError(f"MODEL.AGE_HEAD.AGE_READOUT must be one of {AGE_READOUTS}, got {how!r}")
+    if probs.shape[0] == 0:  # median
+        return probs.new_zeros(0)
+    cdf = probs.cumsum(1)
+    half = 0.5 * cdf[:, -1:]  # rows that sum to 1 up to rounding
+    k = torch.searchsorted(cdf.contiguous(), half).clamp(max=probs.shape[1] - 1)  # first class reaching it
+    below = torch.where(k > 0, cdf.gather(1, (k - 1).clamp(min=0)), torch.zeros_like(half))
+    p_k = probs.gather(1, k).clamp(min=torch.finfo(probs.dtype).tiny)
+    return (k.to(probs.dtype) - 0.5 + (half - below) / p_k).squeeze(1)
