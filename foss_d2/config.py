@@ -55,6 +55,13 @@ def add_foss_config(cfg):
     # layer's input. The same numbers up to float rounding; a detector training step took 1.3x fewer
     # CPU-seconds on this project's 2-core machine, on top of CenterNet's sparse heads (RESULTS.md section 8).
     _C.MODEL.FOSS.CHANNELS_LAST = True
+    # Not in the paper (empty: off, issue 16): a whole FOSS checkpoint of the same architecture that
+    # rides along in training as a frozen teacher. It runs its own detector on the same batch and
+    # its own age network on the very crops the student reads (jitter included), and the student's
+    # P(female) is pulled toward the teacher's on faces that have no gender label
+    # (MODEL.AGE_HEAD.LAMBDA_TEACHER_GEN): the teacher keeps its reading of gender on group photos
+    # while the student's detector feature and ages change.
+    _C.MODEL.FOSS.TEACHER_WEIGHTS = ""
 
     # CenterNet face detector (Zhou et al. 2019; paper Sec. 3.2).
     _C.MODEL.CENTERNET = CN()
@@ -123,6 +130,9 @@ def add_foss_config(cfg):
     _C.MODEL.AGE_HEAD.LAMBDA_VAR = 0.0025
     _C.MODEL.AGE_HEAD.LAMBDA_CE = 0.05
     _C.MODEL.AGE_HEAD.LAMBDA_GEN = 0.1
+    # Weight of KL(teacher || student) on P(female) of faces without a gender label, with
+    # MODEL.FOSS.TEACHER_WEIGHTS (not in the paper; no effect without a teacher).
+    _C.MODEL.AGE_HEAD.LAMBDA_TEACHER_GEN = 1.0
     # Not in the paper (off when 0, issue 16): in training, each face box the age network's crop and
     # detector feature are cut from is moved by up to CROP_JITTER[0] of its size, rescaled by up to
     # CROP_JITTER[1] and its aspect ratio changed by up to CROP_JITTER[2] (relative), so the age

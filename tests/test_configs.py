@@ -105,6 +105,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         "next-age-branch-cpu.yaml",
         "next-age-cpu.yaml",
         "next-age-teacher-cpu.yaml",
+        "next-age-teacher-online-cpu.yaml",
         "next-age.yaml",
         "next-detector-cpu.yaml",
         "next-detector.yaml",
@@ -122,6 +123,8 @@ def test_zoo_steps_train_the_shipped_architecture():
         m.AGE_HEAD.CROP_JITTER = shipped.AGE_HEAD.CROP_JITTER
         m.AGE_HEAD.FROZEN_PARTS = shipped.AGE_HEAD.FROZEN_PARTS
         m.CENTERNET.IGNORE_BELOW = shipped.CENTERNET.IGNORE_BELOW
+        m.FOSS.TEACHER_WEIGHTS = shipped.FOSS.TEACHER_WEIGHTS
+        m.AGE_HEAD.LAMBDA_TEACHER_GEN = shipped.AGE_HEAD.LAMBDA_TEACHER_GEN
         assert m == shipped, rel(path)
 
 

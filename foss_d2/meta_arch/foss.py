@@ -6,10 +6,12 @@ over only the full-resolution one, so they can never fall out of step. ``inferen
 single test pass; the test-time options that are not in the paper wrap it (test_time_augmentation.py).
 """
 
+import os
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
@@ -20,6 +22,30 @@ from ..data.augmentation import apply_color_jitter
 from ..proposal_generator import build_face_detector
 from ..roi_heads import build_age_head
 from ..utils.freezing import FrozenParts
+
+
+def build_teacher(cfg) -> nn.Module:
+    """The frozen teacher of MODEL.FOSS.TEACHER_WEIGHTS: the same architecture as ``cfg``'s model,
+    with an age head, loaded from that checkpoint, in eval mode."""
+    path = cfg.MODEL.FOSS.TEACHER_WEIGHTS
+    if cfg.MODEL.FOSS.DETECTOR_ONLY or not cfg.MODEL.AGE_HEAD.GENDER_ON:
+        raise ValueError("MODEL.FOSS.TEACHER_WEIGHTS teaches gender: it needs an age head with its gender branch")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.FOSS.TEACHER_WEIGHTS: no such file: {path}")
+    tcfg = cfg.clone()
+    tcfg.defrost()
+    tcfg.MODEL.FOSS.TEACHER_WEIGHTS = ""
+    tcfg.MODEL.FOSS.DETECTOR_ONLY = False
+    teacher = META_ARCH_REGISTRY.get(tcfg.MODEL.META_ARCHITECTURE)(tcfg).to(torch.device(cfg.MODEL.DEVICE))
+    # Every tensor must come from the file: a teacher with freshly initialised parts teaches noise.
+    checkpointer = DetectionCheckpointer(teacher)
+    missing = checkpointer._load_model(checkpointer._load_file(path)).missing_keys
+    if missing:
+        raise ValueError(
+            f"MODEL.FOSS.TEACHER_WEIGHTS={path} lacks {len(missing)} of the model's tensors, e.g. {missing[:3]}"
+        )
+    teacher.requires_grad_(False)
+    return teacher.eval()
 
 
 @META_ARCH_REGISTRY.register()
@@ -45,6 +71,7 @@ class FOSS(FrozenParts, nn.Module):
         input_format: str = "BGR",
         det_input_fit_small: bool = False,
         channels_last: bool = False,
+        teacher: Optional[nn.Module] = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -64,6 +91,9 @@ class FOSS(FrozenParts, nn.Module):
         self.det_input_fit_small = det_input_fit_small
         if self.freeze_detector:
             self.freeze_parts([self.backbone, self.proposal_generator])
+        # Inside a tuple the teacher is no submodule: it stays out of the optimizer, the checkpoints
+        # and train() (it is built frozen, in eval mode, on the model's device).
+        self._teacher = (teacher,) if teacher is not None else ()
         if channels_last:
             # 4-D tensors only; a later .to(device) and loading a checkpoint keep the layout
             self.to(memory_format=torch.channels_last)
@@ -90,6 +120,7 @@ class FOSS(FrozenParts, nn.Module):
             "input_format": cfg.INPUT.FORMAT,
             "det_input_fit_small": cfg.MODEL.FOSS.DET_INPUT_FIT_SMALL,
             "channels_last": cfg.MODEL.FOSS.CHANNELS_LAST,
+            "teacher": build_teacher(cfg) if cfg.MODEL.FOSS.TEACHER_WEIGHTS else None,
         }
 
     @property
@@ -150,7 +181,12 @@ class FOSS(FrozenParts, nn.Module):
         proposals = [self._to_image(p, sx, sy, im.shape[1:]) for p, (sx, sy), im in zip(proposals, scales, images)]
         if self.add_gt_boxes:
             proposals = [self._with_gt(p, t) for p, t in zip(proposals, targets)]
-        losses.update(self.age_head(images, proposals, features, self.feature_scales(scales), targets))
+        teacher = None
+        if self._teacher:
+            with torch.no_grad():
+                t = self._teacher[0]
+                teacher = (t.age_head, t.backbone(t.preprocess_detector(images)))
+        losses.update(self.age_head(images, proposals, features, self.feature_scales(scales), targets, teacher))
         return losses
 
     def feature_scales(self, scales):

@@ -21,7 +21,7 @@ from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
-from .losses import age_gender_losses, distribution_moments
+from .losses import age_gender_losses, distribution_moments, teacher_gender_loss
 from .tresnet import TResNetAgeNet
 
 
@@ -49,6 +49,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         zero_feature: bool = False,
         frozen_parts: Sequence[str] = (),
         age_readout: str = "mean",
+        lambda_teacher_gen: float = 0.0,
     ):
         super().__init__()
         self.net = net
@@ -66,6 +67,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.crop_jitter = tuple(float(j) for j in crop_jitter)
         self.zero_feature = bool(zero_feature)
         self.age_readout = check_readout(age_readout)
+        self.lambda_teacher_gen = float(lambda_teacher_gen)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -124,6 +126,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "zero_feature": c.ZERO_FEATURE,
             "frozen_parts": tuple(c.FROZEN_PARTS),
             "age_readout": c.AGE_READOUT,
+            "lambda_teacher_gen": c.LAMBDA_TEACHER_GEN,
         }
 
     def forward(
@@ -133,6 +136,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         features: Optional[Dict[str, torch.Tensor]] = None,
         feature_scales: Optional[List[Tuple[float, float]]] = None,
         targets: Optional[List[Instances]] = None,
+        teacher: Optional[Tuple["TResNetAgeHead", Dict[str, torch.Tensor]]] = None,
     ):
         """
         Args:
@@ -141,15 +145,26 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             features: detector features; ``features[in_feature]`` is read when the connection is on.
             feature_scales: per image, (sx, sy) mapping full-resolution pixels to that feature's grid.
             targets: ground truth (``gt_boxes`` in full-resolution pixels, ``gt_ages``, ``gt_genders``).
+            teacher: training only (MODEL.FOSS.TEACHER_WEIGHTS): a frozen age head and its own
+                detector's features of the same images; it reads the same crops.
         Returns:
             proposals with ``pred_ages``, ``pred_age_stds``, ``pred_age_probs``, ``pred_female_probs``
             (inference), or a dict of losses (training).
         """
-        boxes, crops, feat = self.crops_and_features(images, proposals, features, feature_scales)
-        if self.training:
-            age_logits, gender_logits = self.net(crops, feat)
-            return age_gender_losses(age_logits, gender_logits, boxes, targets, self.th_iou, self.lambdas)
-        return self.attach(proposals, *self.predict(crops, feat))
+        boxes, crop_boxes, crops, feat = self._inputs(images, proposals, features, feature_scales)
+        if not self.training:
+            return self.attach(proposals, *self.predict(crops, feat))
+        age_logits, gender_logits = self.net(crops, feat)
+        losses = age_gender_losses(age_logits, gender_logits, boxes, targets, self.th_iou, self.lambdas)
+        if teacher is not None and gender_logits is not None:
+            head, teacher_features = teacher
+            with torch.no_grad():
+                t_feat = head.roi_feature(teacher_features, crop_boxes, feature_scales, crops.shape[0])
+                _, t_gender = head.net(crops, t_feat)
+            losses.update(
+                teacher_gender_loss(gender_logits, t_gender, boxes, targets, self.th_iou, self.lambda_teacher_gen)
+            )
+        return losses
 
     def crops_and_features(
         self,
@@ -164,6 +179,11 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         In training with CROP_JITTER, crop and feature are cut from the same jittered box; the boxes
         returned (which the losses match to faces) stay the detector's. With ZERO_FEATURE the
         feature is zeros, here, so that every caller (test-time flip, ONNX) gets the same."""
+        boxes, _, crops, feat = self._inputs(images, proposals, features, feature_scales)
+        return boxes, crops, feat
+
+    def _inputs(self, images, proposals, features, feature_scales):
+        """``crops_and_features`` with the crop boxes (full-resolution pixels) in second place."""
         boxes = [sanitize_boxes(p.pred_boxes.tensor.detach()) for p in proposals]
         cut = boxes
         if self.training and any(j > 0 for j in self.crop_jitter):
@@ -172,17 +192,18 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         crops = torch.cat([crop_faces(img, cb, self.crop_hw) for img, cb in zip(images, crop_boxes)])
         if self.input_format == "BGR":
             crops = crops.flip(1)  # TResNet is trained on RGB in [0, 1]
-        feat = None
-        if self.in_feature is not None:
-            fmap = features[self.in_feature]
-            if self.zero_feature:
-                feat = fmap.new_zeros((crops.shape[0], fmap.shape[1]) + self.feature_hw)
-            else:
-                rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
-                feat = roi_align(
-                    fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True
-                )
-        return boxes, crops, feat
+        return boxes, crop_boxes, crops, self.roi_feature(features, crop_boxes, feature_scales, crops.shape[0])
+
+    def roi_feature(self, features, crop_boxes, feature_scales, n: int) -> Optional[torch.Tensor]:
+        """The detector feature ROIAligned over each crop box to FEATURE_ROI_SIZE [n,C,h,w]; zeros
+        with ZERO_FEATURE; None without the connection."""
+        if self.in_feature is None:
+            return None
+        fmap = features[self.in_feature]
+        if self.zero_feature:
+            return fmap.new_zeros((n, fmap.shape[1]) + self.feature_hw)
+        rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
+        return roi_align(fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
     def predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor]):
         """Age distributions [N,101] and P(female) [N] (None without the gender branch) of N crops."""

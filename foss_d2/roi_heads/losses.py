@@ -35,6 +35,25 @@ def mean_variance_terms(logits: torch.Tensor, ages: torch.Tensor):
     return l_mean, var, l_ce
 
 
+def match_labels(proposal_boxes: List[torch.Tensor], targets: List[Instances], th_iou: float):
+    """Over all predicted boxes: the age and gender label of the ground-truth face of best IoU (-1
+    where that face has none) and whether that IoU exceeds ``th_iou`` (b_iou of section 3.2)."""
+    ages, genders, valid = [], [], []
+    for boxes, tgt in zip(proposal_boxes, targets):
+        k = boxes.shape[0]
+        if len(tgt) == 0 or k == 0:
+            ages.append(boxes.new_full((k,), -1.0))
+            genders.append(boxes.new_full((k,), -1.0))
+            valid.append(torch.zeros(k, dtype=torch.bool, device=boxes.device))
+            continue
+        iou = pairwise_iou(Boxes(boxes), tgt.gt_boxes)
+        best_iou, idx = iou.max(dim=1)
+        valid.append(best_iou > th_iou)
+        ages.append(tgt.gt_ages.float()[idx] if tgt.has("gt_ages") else boxes.new_full((k,), -1.0))
+        genders.append(tgt.gt_genders.float()[idx] if tgt.has("gt_genders") else boxes.new_full((k,), -1.0))
+    return torch.cat(ages), torch.cat(genders), torch.cat(valid)
+
+
 def age_gender_losses(
     age_logits: torch.Tensor,
     gender_logits: Optional[torch.Tensor],
@@ -49,21 +68,7 @@ def age_gender_losses(
     age (gender) < 0 carry no such label (b_age, b_gen). Each loss is normalised by its number of
     unmasked faces; with none, the loss is an exact 0 that still belongs to the graph.
     """
-    ages, genders, valid = [], [], []
-    for boxes, tgt in zip(proposal_boxes, targets):
-        k = boxes.shape[0]
-        if len(tgt) == 0 or k == 0:
-            ages.append(boxes.new_full((k,), -1.0))
-            genders.append(boxes.new_full((k,), -1.0))
-            valid.append(torch.zeros(k, dtype=torch.bool, device=boxes.device))
-            continue
-        iou = pairwise_iou(Boxes(boxes), tgt.gt_boxes)
-        best_iou, idx = iou.max(dim=1)
-        valid.append(best_iou > th_iou)
-        ages.append(tgt.gt_ages.float()[idx] if tgt.has("gt_ages") else boxes.new_full((k,), -1.0))
-        genders.append(tgt.gt_genders.float()[idx] if tgt.has("gt_genders") else boxes.new_full((k,), -1.0))
-    ages, genders, valid = torch.cat(ages), torch.cat(genders), torch.cat(valid)
-
+    ages, genders, valid = match_labels(proposal_boxes, targets, th_iou)
     age_mask = valid & (ages >= 0)
     n_age = int(age_mask.sum())
     if n_age > 0:
@@ -95,3 +100,30 @@ def age_gender_losses(
         for name, value in parts.items():
             storage.put_scalar(f"age_head/loss_age_{name}", float(value.detach()))
     return losses
+
+
+def teacher_gender_loss(
+    gender_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    proposal_boxes: List[torch.Tensor],
+    targets: List[Instances],
+    th_iou: float,
+    weight: float,
+) -> Dict[str, torch.Tensor]:
+    """Not in the paper (MODEL.FOSS.TEACHER_WEIGHTS): ``weight`` x the mean over faces (best IoU >
+    th_iou) without a gender label of KL(teacher || student) between the two Bernoulli P(female),
+    i.e. BCE(student, p_teacher) - BCE(teacher, p_teacher): 0 where the student answers as the
+    teacher does. Faces with a label learn from the label alone."""
+    _, genders, valid = match_labels(proposal_boxes, targets, th_iou)
+    mask = valid & (genders < 0)
+    n = int(mask.sum())
+    try:
+        get_event_storage().put_scalar("age_head/num_teacher_faces", n)
+    except AssertionError:  # outside a trainer
+        pass
+    if n == 0:
+        return {"loss_teacher_gender": gender_logits.sum() * 0.0}
+    target = teacher_logits[mask].detach().sigmoid()
+    bce = F.binary_cross_entropy_with_logits(gender_logits[mask], target, reduction="sum")
+    entropy = F.binary_cross_entropy_with_logits(teacher_logits[mask].detach(), target, reduction="sum")
+    return {"loss_teacher_gender": weight * (bce - entropy) / n}

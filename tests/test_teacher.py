@@ -1,0 +1,112 @@
+"""MODEL.FOSS.TEACHER_WEIGHTS: a frozen teacher reads the student's crops; KL on unlabelled genders."""
+
+import math
+
+import pytest
+import torch
+from conftest import tiny_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+
+from foss_d2.roi_heads.losses import teacher_gender_loss
+
+ALL_AGE_PARTS = ["body", "feature_proj", "age_branch", "gender_branch"]
+
+
+def _targets():
+    t = Instances((100, 100))
+    t.gt_boxes = Boxes(torch.tensor([[0.0, 0.0, 40.0, 40.0], [50.0, 50.0, 90.0, 90.0]]))
+    t.gt_ages = torch.tensor([30.0, 40.0])
+    t.gt_genders = torch.tensor([-1.0, 1.0])  # the first face has no gender label
+    return [t]
+
+
+def test_teacher_gender_loss_by_hand():
+    # box 0 on the unlabelled face, box 1 on the labelled one, box 2 on nothing (IoU 0)
+    boxes = [torch.tensor([[0.0, 0.0, 40.0, 38.0], [50.0, 50.0, 90.0, 90.0], [40.0, 0.0, 50.0, 10.0]])]
+    student = torch.tensor([0.0, 2.0, -1.0], requires_grad=True)
+    teacher = torch.tensor([math.log(3.0), -3.0, 4.0])  # P(female) 0.75 on the face that counts
+    loss = teacher_gender_loss(student, teacher, boxes, _targets(), 0.3, 2.0)["loss_teacher_gender"]
+    # KL(0.75 || 0.5) = 0.75 ln 1.5 + 0.25 ln 0.5
+    assert float(loss.detach()) == pytest.approx(2.0 * (0.75 * math.log(1.5) + 0.25 * math.log(0.5)), abs=1e-6)
+    loss.backward()
+    # d/ds BCE(s, p) = sigmoid(s) - p, on box 0 only
+    assert student.grad.tolist() == pytest.approx([2.0 * (0.5 - 0.75), 0.0, 0.0], abs=1e-6)
+    same = teacher_gender_loss(teacher.clone(), teacher, boxes, _targets(), 0.3, 2.0)["loss_teacher_gender"]
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+    # no unlabelled face matched: an exact 0 that still belongs to the graph
+    none = teacher_gender_loss(student, teacher, [boxes[0][1:]], _targets(), 0.3, 2.0)["loss_teacher_gender"]
+    assert float(none) == 0.0 and none.requires_grad
+
+
+def _sample():
+    torch.manual_seed(0)
+    inst = Instances((160, 200))
+    inst.gt_boxes = Boxes(torch.tensor([[20.0, 30.0, 80.0, 100.0], [120.0, 40.0, 170.0, 110.0]]))
+    inst.gt_classes = torch.zeros(2, dtype=torch.long)
+    inst.gt_ages = torch.tensor([25.0, -1.0])
+    inst.gt_genders = torch.tensor([-1.0, 0.0])
+    return {"image": torch.randint(0, 256, (3, 160, 200), dtype=torch.uint8), "instances": inst}
+
+
+def _save(model, path):
+    torch.save({"model": model.state_dict()}, path)
+    return str(path)
+
+
+def _student(tmp_path, teacher_model, **overrides):
+    cfg = tiny_cfg(**{"MODEL.FOSS.ADD_GT_BOXES": True, "MODEL.AGE_HEAD.CROP_JITTER": [0.1, 0.15, 0.1], **overrides})
+    cfg.MODEL.FOSS.TEACHER_WEIGHTS = _save(teacher_model, tmp_path / "teacher.pth")
+    return build_model(cfg)
+
+
+def test_a_teacher_of_the_same_weights_teaches_nothing(tmp_path):
+    """With every age-network part fixed (eval mode: no dropout, BatchNorm statistics held), a
+    student with the teacher's own weights answers as the teacher does on every face, jittered crops
+    included: the teacher reads the student's crops, not crops of its own."""
+    overrides = {"MODEL.AGE_HEAD.FROZEN_PARTS": ALL_AGE_PARTS}
+    torch.manual_seed(1)
+    base = build_model(tiny_cfg(**overrides))
+    student = _student(tmp_path, base, **overrides)
+    student.load_state_dict(base.state_dict())
+    student.train()
+    losses = student([_sample(), _sample()])
+    assert float(losses["loss_teacher_gender"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses["loss_gender"]) > 0  # the labelled face still learns from its label
+    # not a zero for want of faces: a teacher whose P(female) is shifted is heard at once
+    student._teacher[0].age_head.net.gender_branch["fc"].bias.data += 1.0
+    assert float(student([_sample(), _sample()])["loss_teacher_gender"]) > 0.01
+
+
+def test_the_teacher_is_frozen_and_outside_the_model(tmp_path):
+    torch.manual_seed(2)
+    other = build_model(tiny_cfg())
+    torch.manual_seed(3)
+    student = _student(tmp_path, other)
+    (teacher,) = student._teacher
+    assert not any(k.startswith("_teacher") for k in student.state_dict())
+    assert {id(p) for p in student.parameters()}.isdisjoint(id(p) for p in teacher.parameters())
+    assert torch.equal(teacher.age_head.net.gender_branch["fc"].weight, other.age_head.net.gender_branch["fc"].weight)
+    student.train()
+    assert not teacher.training
+    losses = student([_sample(), _sample()])
+    assert float(losses["loss_teacher_gender"]) > 0
+    sum(losses.values()).backward()
+    assert float(student.age_head.net.gender_branch["fc"].weight.grad.abs().sum()) > 0
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+
+
+def test_teacher_weights_errors(tmp_path):
+    cfg = tiny_cfg()
+    cfg.MODEL.FOSS.TEACHER_WEIGHTS = str(tmp_path / "nothing.pth")
+    with pytest.raises(FileNotFoundError, match="TEACHER_WEIGHTS: no such file"):
+        build_model(cfg)
+    for key in ("MODEL.FOSS.DETECTOR_ONLY", "MODEL.AGE_HEAD.GENDER_ON"):
+        c = tiny_cfg(**{key: key.endswith("DETECTOR_ONLY")})
+        c.MODEL.FOSS.TEACHER_WEIGHTS = cfg.MODEL.FOSS.TEACHER_WEIGHTS
+        with pytest.raises(ValueError, match="teaches gender: it needs an age head with its gender branch"):
+            build_model(c)
+    detector_only = build_model(tiny_cfg(**{"MODEL.FOSS.DETECTOR_ONLY": True}))
+    cfg.MODEL.FOSS.TEACHER_WEIGHTS = _save(detector_only, tmp_path / "detector.pth")
+    with pytest.raises(ValueError, match="lacks .* tensors, e.g. .*age_head"):
+        build_model(cfg)
