@@ -15,6 +15,7 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recurs
     glob.glob(os.path.join(ROOT, "foss_d2", "model_zoo", "*.yaml"))
 )
 SHIPPED = os.path.join(ROOT, "foss_d2", "model_zoo", "FOSS-default.yaml")
+SHIPPED_WEIGHTS = "foss_d2/model_zoo/foss_default.pth"
 ZOO_BASE = os.path.join(ROOT, "configs", "zoo", "Base-FOSS-zoo.yaml")
 ZOO_STEPS = sorted(glob.glob(os.path.join(ROOT, "configs", "zoo", "step*.yaml")))
 # what the GPU recipe (tools/research/train_gpu_model.sh) trains next: held to the steps' rules
@@ -162,6 +163,22 @@ def test_teacher_config_is_next_age_cpu_with_group_photos_added():
         ("wider_face_train_teacher", "output/teacher/wider_face_train.json", "")
     ]
     w = teacher.DATALOADER.DATASET_WEIGHTS
+    assert w[-1] == 0.25 and w[0] / w[1] == plain.DATALOADER.DATASET_WEIGHTS[0] / plain.DATALOADER.DATASET_WEIGHTS[1]
+
+
+def test_online_teacher_config_is_next_age_cpu_with_group_photos_and_the_shipped_teacher():
+    """next-age-teacher-online-cpu.yaml differs from next-age-cpu.yaml only by WIDER FACE train's
+    group photos (a quarter of the draws) and the shipped model riding along as teacher."""
+    plain = load(os.path.join(ROOT, "configs", "zoo", "next-age-cpu.yaml"))
+    online = load(os.path.join(ROOT, "configs", "zoo", "next-age-teacher-online-cpu.yaml"))
+    assert online.MODEL.FOSS.TEACHER_WEIGHTS == SHIPPED_WEIGHTS and os.path.isfile(os.path.join(ROOT, SHIPPED_WEIGHTS))
+    assert online.MODEL.AGE_HEAD.LAMBDA_TEACHER_GEN == 1.0
+    m = online.MODEL.clone()
+    m.defrost()
+    m.FOSS.TEACHER_WEIGHTS = plain.MODEL.FOSS.TEACHER_WEIGHTS
+    assert m == plain.MODEL and online.INPUT == plain.INPUT and online.SOLVER == plain.SOLVER
+    assert online.DATASETS.TRAIN == plain.DATASETS.TRAIN + ("wider_face_train",)
+    w = online.DATALOADER.DATASET_WEIGHTS
     assert w[-1] == 0.25 and w[0] / w[1] == plain.DATALOADER.DATASET_WEIGHTS[0] / plain.DATALOADER.DATASET_WEIGHTS[1]
 
 

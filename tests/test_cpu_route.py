@@ -74,3 +74,12 @@ def test_cpu_route_checks_its_inputs_before_training(tmp_path):
     r, calls = run_route(tmp_path, AGE_INIT="output/no-such-model.pth")
     assert r.returncode == 2 and "no such file: output/no-such-model.pth" in r.stderr
     assert calls == []
+
+
+def test_cpu_route_takes_another_age_config(tmp_path):
+    r, calls = run_route(tmp_path, AGE_CFG="configs/zoo/next-age-teacher-online-cpu.yaml")
+    assert r.returncode == 0, r.stderr
+    assert _arg(calls[0], "--config-file") == "configs/zoo/next-detector-cpu.yaml"
+    assert _arg(calls[2], "--config-file") == "configs/zoo/next-age-teacher-online-cpu.yaml"
+    r, calls = run_route(tmp_path, AGE_CFG="configs/zoo/no-such.yaml")
+    assert r.returncode == 2 and "no such file: configs/zoo/no-such.yaml" in r.stderr and calls == []

@@ -11,7 +11,8 @@
 # DETECTOR_DATA_ROOT: a compact copy with both WIDER FACE train sets (make_compact_data.py --wider-more,
 # docs/MODEL_ZOO.md); AGE_DATA_ROOT: UTKFace and FG-NET (../shared/data). Writes OUTPUT_DIR (default
 # output/cpu-route)/{detector,age}/ (detectron2 runs), age-start.pth (the join) and model.pth (fp16, the
-# whole model). $PYTHON picks the interpreter; extra detectron2 options for both stages go in $FOSS_OPTS.
+# whole model). $PYTHON picks the interpreter; extra detectron2 options for both stages go in $FOSS_OPTS;
+# $DET_CFG / $AGE_CFG replace a stage's config (e.g. AGE_CFG=configs/zoo/next-age-teacher-online-cpu.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 USAGE="usage: tools/research/train_cpu_route.sh DETECTOR_DATA_ROOT AGE_DATA_ROOT [OUTPUT_DIR]"
@@ -19,8 +20,8 @@ DET_DATA=${1:?$USAGE}
 AGE_DATA=${2:?$USAGE}
 RUNS=${3:-output/cpu-route}
 PY=${PYTHON:-python3}
-DET_CFG=configs/zoo/next-detector-cpu.yaml
-AGE_CFG=configs/zoo/next-age-cpu.yaml
+DET_CFG=${DET_CFG:-configs/zoo/next-detector-cpu.yaml}
+AGE_CFG=${AGE_CFG:-configs/zoo/next-age-cpu.yaml}
 DET_INIT=${DET_INIT:-foss_d2/model_zoo/foss_default.pth}
 AGE_INIT=${AGE_INIT:-foss_d2/model_zoo/foss_default.pth}
 for f in "$DET_CFG" "$AGE_CFG" "$DET_INIT" "$AGE_INIT"; do
