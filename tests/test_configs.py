@@ -107,6 +107,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         "next-age-cpu.yaml",
         "next-age-teacher-cpu.yaml",
         "next-age-teacher-online-cpu.yaml",
+        "next-age-teacher-online.yaml",
         "next-age.yaml",
         "next-detector-cpu.yaml",
         "next-detector.yaml",
@@ -138,7 +139,7 @@ def test_zoo_step_writes_its_whole_schedule(path):
     assert raw(path)["OUTPUT_DIR"] == "./output/zoo/" + os.path.basename(path)[: -len(".yaml")]
 
 
-@pytest.mark.parametrize("stage", ["detector", "age"])
+@pytest.mark.parametrize("stage", ["detector", "age", "age-teacher-online"])
 def test_cpu_route_trains_what_the_gpu_recipe_trains(stage):
     """next-*-cpu.yaml is the GPU recipe's stage with a CPU schedule: the model, the data and its
     augmentation the same; only the solver, the loader's workers and the decode cache may differ."""
