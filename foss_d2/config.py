@@ -133,6 +133,9 @@ def add_foss_config(cfg):
     # Weight of KL(teacher || student) on P(female) of faces without a gender label, with
     # MODEL.FOSS.TEACHER_WEIGHTS (not in the paper; no effect without a teacher).
     _C.MODEL.AGE_HEAD.LAMBDA_TEACHER_GEN = 1.0
+    # With the teacher: also pull P(female) toward the teacher's on faces that have a gender label
+    # (their label's BCE stays), e.g. to keep the teacher's reading of UTKFace's close-ups.
+    _C.MODEL.AGE_HEAD.TEACHER_LABELLED_TOO = False
     # Not in the paper (off when 0, issue 16): in training, each face box the age network's crop and
     # detector feature are cut from is moved by up to CROP_JITTER[0] of its size, rescaled by up to
     # CROP_JITTER[1] and its aspect ratio changed by up to CROP_JITTER[2] (relative), so the age

@@ -127,6 +127,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         m.CENTERNET.IGNORE_BELOW = shipped.CENTERNET.IGNORE_BELOW
         m.FOSS.TEACHER_WEIGHTS = shipped.FOSS.TEACHER_WEIGHTS
         m.AGE_HEAD.LAMBDA_TEACHER_GEN = shipped.AGE_HEAD.LAMBDA_TEACHER_GEN
+        m.AGE_HEAD.TEACHER_LABELLED_TOO = shipped.AGE_HEAD.TEACHER_LABELLED_TOO
         assert m == shipped, rel(path)
 
 

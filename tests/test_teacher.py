@@ -32,6 +32,12 @@ def test_teacher_gender_loss_by_hand():
     loss.backward()
     # d/ds BCE(s, p) = sigmoid(s) - p, on box 0 only
     assert student.grad.tolist() == pytest.approx([2.0 * (0.5 - 0.75), 0.0, 0.0], abs=1e-6)
+    # labelled faces too: box 1 (student 2.0, teacher -3.0) joins box 0 in the mean
+    both = teacher_gender_loss(student.detach(), teacher, boxes, _targets(), 0.3, 2.0, labelled_too=True)
+    p1, q1 = torch.sigmoid(torch.tensor(-3.0)).item(), torch.sigmoid(torch.tensor(2.0)).item()
+    kl1 = p1 * math.log(p1 / q1) + (1 - p1) * math.log((1 - p1) / (1 - q1))
+    kl0 = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert float(both["loss_teacher_gender"]) == pytest.approx(2.0 * (kl0 + kl1) / 2, abs=1e-5)
     same = teacher_gender_loss(teacher.clone(), teacher, boxes, _targets(), 0.3, 2.0)["loss_teacher_gender"]
     assert float(same) == pytest.approx(0.0, abs=1e-6)
     # no unlabelled face matched: an exact 0 that still belongs to the graph

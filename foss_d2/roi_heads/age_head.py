@@ -50,6 +50,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         frozen_parts: Sequence[str] = (),
         age_readout: str = "mean",
         lambda_teacher_gen: float = 0.0,
+        teacher_labelled_too: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -68,6 +69,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.zero_feature = bool(zero_feature)
         self.age_readout = check_readout(age_readout)
         self.lambda_teacher_gen = float(lambda_teacher_gen)
+        self.teacher_labelled_too = bool(teacher_labelled_too)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -127,6 +129,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "frozen_parts": tuple(c.FROZEN_PARTS),
             "age_readout": c.AGE_READOUT,
             "lambda_teacher_gen": c.LAMBDA_TEACHER_GEN,
+            "teacher_labelled_too": c.TEACHER_LABELLED_TOO,
         }
 
     def forward(
@@ -162,7 +165,15 @@ class TResNetAgeHead(FrozenParts, nn.Module):
                 t_feat = head.roi_feature(teacher_features, crop_boxes, feature_scales, crops.shape[0])
                 _, t_gender = head.net(crops, t_feat)
             losses.update(
-                teacher_gender_loss(gender_logits, t_gender, boxes, targets, self.th_iou, self.lambda_teacher_gen)
+                teacher_gender_loss(
+                    gender_logits,
+                    t_gender,
+                    boxes,
+                    targets,
+                    self.th_iou,
+                    self.lambda_teacher_gen,
+                    self.teacher_labelled_too,
+                )
             )
         return losses
 

@@ -109,13 +109,14 @@ def teacher_gender_loss(
     targets: List[Instances],
     th_iou: float,
     weight: float,
+    labelled_too: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """Not in the paper (MODEL.FOSS.TEACHER_WEIGHTS): ``weight`` x the mean over faces (best IoU >
     th_iou) without a gender label of KL(teacher || student) between the two Bernoulli P(female),
     i.e. BCE(student, p_teacher) - BCE(teacher, p_teacher): 0 where the student answers as the
-    teacher does. Faces with a label learn from the label alone."""
+    teacher does. Faces with a label learn from the label alone, unless ``labelled_too``."""
     _, genders, valid = match_labels(proposal_boxes, targets, th_iou)
-    mask = valid & (genders < 0)
+    mask = valid if labelled_too else valid & (genders < 0)
     n = int(mask.sum())
     try:
         get_event_storage().put_scalar("age_head/num_teacher_faces", n)
