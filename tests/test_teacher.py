@@ -8,7 +8,7 @@ from conftest import tiny_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from foss_d2.roi_heads.losses import teacher_gender_loss
+from foss_d2.roi_heads.losses import match_labels, teacher_gender_loss
 
 ALL_AGE_PARTS = ["body", "feature_proj", "age_branch", "gender_branch"]
 
@@ -26,22 +26,26 @@ def test_teacher_gender_loss_by_hand():
     boxes = [torch.tensor([[0.0, 0.0, 40.0, 38.0], [50.0, 50.0, 90.0, 90.0], [40.0, 0.0, 50.0, 10.0]])]
     student = torch.tensor([0.0, 2.0, -1.0], requires_grad=True)
     teacher = torch.tensor([math.log(3.0), -3.0, 4.0])  # P(female) 0.75 on the face that counts
-    loss = teacher_gender_loss(student, teacher, boxes, _targets(), 0.3, 2.0)["loss_teacher_gender"]
+    loss = teacher_gender_loss(student, teacher, match_labels(boxes, _targets(), 0.3), 2.0)["loss_teacher_gender"]
     # KL(0.75 || 0.5) = 0.75 ln 1.5 + 0.25 ln 0.5
     assert float(loss.detach()) == pytest.approx(2.0 * (0.75 * math.log(1.5) + 0.25 * math.log(0.5)), abs=1e-6)
     loss.backward()
     # d/ds BCE(s, p) = sigmoid(s) - p, on box 0 only
     assert student.grad.tolist() == pytest.approx([2.0 * (0.5 - 0.75), 0.0, 0.0], abs=1e-6)
     # labelled faces too: box 1 (student 2.0, teacher -3.0) joins box 0 in the mean
-    both = teacher_gender_loss(student.detach(), teacher, boxes, _targets(), 0.3, 2.0, labelled_too=True)
+    both = teacher_gender_loss(student.detach(), teacher, match_labels(boxes, _targets(), 0.3), 2.0, labelled_too=True)
     p1, q1 = torch.sigmoid(torch.tensor(-3.0)).item(), torch.sigmoid(torch.tensor(2.0)).item()
     kl1 = p1 * math.log(p1 / q1) + (1 - p1) * math.log((1 - p1) / (1 - q1))
     kl0 = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
     assert float(both["loss_teacher_gender"]) == pytest.approx(2.0 * (kl0 + kl1) / 2, abs=1e-5)
-    same = teacher_gender_loss(teacher.clone(), teacher, boxes, _targets(), 0.3, 2.0)["loss_teacher_gender"]
+    same = teacher_gender_loss(teacher.clone(), teacher, match_labels(boxes, _targets(), 0.3), 2.0)[
+        "loss_teacher_gender"
+    ]
     assert float(same) == pytest.approx(0.0, abs=1e-6)
     # no unlabelled face matched: an exact 0 that still belongs to the graph
-    none = teacher_gender_loss(student, teacher, [boxes[0][1:]], _targets(), 0.3, 2.0)["loss_teacher_gender"]
+    none = teacher_gender_loss(student, teacher, match_labels([boxes[0][1:]], _targets(), 0.3), 2.0)[
+        "loss_teacher_gender"
+    ]
     assert float(none) == 0.0 and none.requires_grad
 
 

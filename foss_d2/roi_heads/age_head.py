@@ -21,7 +21,7 @@ from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
-from .losses import age_gender_losses, distribution_moments, teacher_gender_loss
+from .losses import age_gender_losses, distribution_moments, match_labels, teacher_gender_loss
 from .tresnet import TResNetAgeNet
 
 
@@ -158,7 +158,8 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         if not self.training:
             return self.attach(proposals, *self.predict(crops, feat))
         age_logits, gender_logits = self.net(crops, feat)
-        losses = age_gender_losses(age_logits, gender_logits, boxes, targets, self.th_iou, self.lambdas)
+        matches = match_labels(boxes, targets, self.th_iou)
+        losses = age_gender_losses(age_logits, gender_logits, boxes, targets, self.th_iou, self.lambdas, matches)
         if teacher is not None and gender_logits is not None:
             head, teacher_features = teacher
             with torch.no_grad():
@@ -166,13 +167,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
                 _, t_gender = head.net(crops, t_feat)
             losses.update(
                 teacher_gender_loss(
-                    gender_logits,
-                    t_gender,
-                    boxes,
-                    targets,
-                    self.th_iou,
-                    self.lambda_teacher_gen,
-                    self.teacher_labelled_too,
+                    gender_logits, t_gender, matches, self.lambda_teacher_gen, self.teacher_labelled_too
                 )
             )
         return losses

@@ -2,7 +2,7 @@
 (mean-variance loss, Pan et al. CVPR 2018) and λ_gen·BCE for gender, over predicted boxes whose best
 IoU with a ground-truth face exceeds th_iou and whose face has the label."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -61,14 +61,16 @@ def age_gender_losses(
     targets: List[Instances],
     th_iou: float,
     lambdas: Dict[str, float],
+    matches: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
 ) -> Dict[str, torch.Tensor]:
     """L_age and L_gen of section 3.2.
 
     Each predicted box takes the ground-truth face of best IoU (b_iou: IoU > th_iou); faces with
     age (gender) < 0 carry no such label (b_age, b_gen). Each loss is normalised by its number of
-    unmasked faces; with none, the loss is an exact 0 that still belongs to the graph.
+    unmasked faces; with none, the loss is an exact 0 that still belongs to the graph. ``matches``:
+    ``match_labels``'s answer for these boxes, when the caller has it already.
     """
-    ages, genders, valid = match_labels(proposal_boxes, targets, th_iou)
+    ages, genders, valid = matches if matches is not None else match_labels(proposal_boxes, targets, th_iou)
     age_mask = valid & (ages >= 0)
     n_age = int(age_mask.sum())
     if n_age > 0:
@@ -105,17 +107,16 @@ def age_gender_losses(
 def teacher_gender_loss(
     gender_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
-    proposal_boxes: List[torch.Tensor],
-    targets: List[Instances],
-    th_iou: float,
+    matches: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     weight: float,
     labelled_too: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """Not in the paper (MODEL.FOSS.TEACHER_WEIGHTS): ``weight`` x the mean over faces (best IoU >
-    th_iou) without a gender label of KL(teacher || student) between the two Bernoulli P(female),
-    i.e. BCE(student, p_teacher) - BCE(teacher, p_teacher): 0 where the student answers as the
-    teacher does. Faces with a label learn from the label alone, unless ``labelled_too``."""
-    _, genders, valid = match_labels(proposal_boxes, targets, th_iou)
+    th_iou, from ``matches`` = ``match_labels(...)``) without a gender label of KL(teacher ||
+    student) between the two Bernoulli P(female), i.e. BCE(student, p_teacher) - BCE(teacher,
+    p_teacher): 0 where the student answers as the teacher does. Faces with a label learn from the
+    label alone, unless ``labelled_too``."""
+    _, genders, valid = matches
     mask = valid if labelled_too else valid & (genders < 0)
     n = int(mask.sum())
     try:
