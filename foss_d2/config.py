@@ -59,8 +59,8 @@ def add_foss_config(cfg):
     # rides along in training as a frozen teacher. It runs its own detector on the same batch and
     # its own age network on the very crops the student reads (jitter included), and the student's
     # P(female) is pulled toward the teacher's on faces that have no gender label
-    # (MODEL.AGE_HEAD.LAMBDA_TEACHER_GEN): the teacher keeps its reading of gender on group photos
-    # while the student's detector feature and ages change.
+    # (MODEL.AGE_HEAD.LAMBDA_TEACHER_GEN; ages too with LAMBDA_TEACHER_AGE): the teacher keeps its
+    # reading of gender on group photos while the student's detector feature and ages change.
     _C.MODEL.FOSS.TEACHER_WEIGHTS = ""
 
     # CenterNet face detector (Zhou et al. 2019; paper Sec. 3.2).
@@ -136,6 +136,12 @@ def add_foss_config(cfg):
     # With the teacher: also pull P(female) toward the teacher's on faces that have a gender label
     # (their label's BCE stays), e.g. to keep the teacher's reading of UTKFace's close-ups.
     _C.MODEL.AGE_HEAD.TEACHER_LABELLED_TOO = False
+    # With the teacher: weight of KL(teacher || student) on the age distributions of matched faces
+    # whose age label the teacher's mean reads within TEACHER_AGE_GATE years (not in the paper;
+    # 0 = off). Meant to keep the teacher's close-up ages (UTKFace) on a new detector's feature,
+    # without hearing it where it reads children as adults.
+    _C.MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE = 0.0
+    _C.MODEL.AGE_HEAD.TEACHER_AGE_GATE = 5.0
     # Not in the paper (off when 0, issue 16): in training, each face box the age network's crop and
     # detector feature are cut from is moved by up to CROP_JITTER[0] of its size, rescaled by up to
     # CROP_JITTER[1] and its aspect ratio changed by up to CROP_JITTER[2] (relative), so the age

@@ -1,4 +1,5 @@
-"""MODEL.FOSS.TEACHER_WEIGHTS: a frozen teacher reads the student's crops; KL on unlabelled genders."""
+"""MODEL.FOSS.TEACHER_WEIGHTS: a frozen teacher reads the student's crops; KL on unlabelled genders
+and, with LAMBDA_TEACHER_AGE, on the ages it reads right."""
 
 import math
 
@@ -8,7 +9,7 @@ from conftest import tiny_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from foss_d2.roi_heads.losses import match_labels, teacher_gender_loss
+from foss_d2.roi_heads.losses import match_labels, teacher_age_loss, teacher_gender_loss
 
 ALL_AGE_PARTS = ["body", "feature_proj", "age_branch", "gender_branch"]
 
@@ -49,6 +50,29 @@ def test_teacher_gender_loss_by_hand():
     assert float(none) == 0.0 and none.requires_grad
 
 
+def test_teacher_age_loss_by_hand():
+    # three age classes (0, 1, 2 years); the teacher reads faces 0 and 1 as p = (0.2, 0.6, 0.2), mean 1
+    teacher = torch.tensor([[0.0, math.log(3.0), 0.0]] * 4)
+    student = torch.zeros(4, 3, requires_grad=True)  # q = 1/3 each
+    ages = torch.tensor([1.0, 0.0, -1.0, 1.0])  # face 2 has no age label
+    valid = torch.tensor([True, True, True, False])  # face 3 matched no face
+    matches = (ages, torch.full((4,), -1.0), valid)
+    kl = 2 * 0.2 * math.log(0.2 * 3) + 0.6 * math.log(0.6 * 3)
+    # gate 0.5: face 1's label (0) is a year off the teacher's mean, so face 0 alone is heard
+    loss = teacher_age_loss(student, teacher, matches, 2.0, gate=0.5)["loss_teacher_age"]
+    assert float(loss.detach()) == pytest.approx(2.0 * kl, abs=1e-6)
+    loss.backward()
+    # d/ds KL(p || softmax(s)) = softmax(s) - p, on face 0 only
+    assert student.grad[0].tolist() == pytest.approx([2.0 * (1 / 3 - 0.2), 2.0 * (1 / 3 - 0.6), 2.0 * (1 / 3 - 0.2)])
+    assert student.grad[1:].abs().sum() == 0
+    # gate 2: faces 0 and 1 both, the same KL each
+    wide = teacher_age_loss(student.detach(), teacher, matches, 2.0, gate=2.0)["loss_teacher_age"]
+    assert float(wide) == pytest.approx(2.0 * kl, abs=1e-6)
+    # a teacher wrong on every labelled face is not heard: an exact 0 that still belongs to the graph
+    none = teacher_age_loss(student, teacher, (ages + 5.0, matches[1], valid), 2.0, gate=2.0)["loss_teacher_age"]
+    assert float(none) == 0.0 and none.requires_grad
+
+
 def _sample():
     torch.manual_seed(0)
     inst = Instances((160, 200))
@@ -74,7 +98,11 @@ def test_a_teacher_of_the_same_weights_teaches_nothing(tmp_path):
     """With every age-network part fixed (eval mode: no dropout, BatchNorm statistics held), a
     student with the teacher's own weights answers as the teacher does on every face, jittered crops
     included: the teacher reads the student's crops, not crops of its own."""
-    overrides = {"MODEL.AGE_HEAD.FROZEN_PARTS": ALL_AGE_PARTS}
+    overrides = {
+        "MODEL.AGE_HEAD.FROZEN_PARTS": ALL_AGE_PARTS,
+        "MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE": 1.0,
+        "MODEL.AGE_HEAD.TEACHER_AGE_GATE": 100.0,
+    }
     torch.manual_seed(1)
     base = build_model(tiny_cfg(**overrides))
     student = _student(tmp_path, base, **overrides)
@@ -82,10 +110,13 @@ def test_a_teacher_of_the_same_weights_teaches_nothing(tmp_path):
     student.train()
     losses = student([_sample(), _sample()])
     assert float(losses["loss_teacher_gender"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses["loss_teacher_age"]) == pytest.approx(0.0, abs=1e-6)
     assert float(losses["loss_gender"]) > 0  # the labelled face still learns from its label
-    # not a zero for want of faces: a teacher whose P(female) is shifted is heard at once
+    # not a zero for want of faces: a teacher whose P(female) or ages are shifted is heard at once
     student._teacher[0].age_head.net.gender_branch["fc"].bias.data += 1.0
-    assert float(student([_sample(), _sample()])["loss_teacher_gender"]) > 0.01
+    student._teacher[0].age_head.net.age_branch["fc"].bias.data[:30] += 1.0
+    shifted = student([_sample(), _sample()])
+    assert float(shifted["loss_teacher_gender"]) > 0.01 and float(shifted["loss_teacher_age"]) > 0.01
 
 
 def test_the_teacher_is_frozen_and_outside_the_model(tmp_path):
@@ -114,8 +145,13 @@ def test_teacher_weights_errors(tmp_path):
     for key in ("MODEL.FOSS.DETECTOR_ONLY", "MODEL.AGE_HEAD.GENDER_ON"):
         c = tiny_cfg(**{key: key.endswith("DETECTOR_ONLY")})
         c.MODEL.FOSS.TEACHER_WEIGHTS = cfg.MODEL.FOSS.TEACHER_WEIGHTS
-        with pytest.raises(ValueError, match="teaches gender: it needs an age head with its gender branch"):
+        with pytest.raises(ValueError, match="needs an age head, with its gender branch unless it teaches ages"):
             build_model(c)
+    # a gender-less student may learn its ages from the teacher
+    ages_only = tiny_cfg(**{"MODEL.AGE_HEAD.GENDER_ON": False, "MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE": 1.0})
+    ages_only.MODEL.FOSS.TEACHER_WEIGHTS = _save(build_model(ages_only), tmp_path / "ages.pth")
+    losses = build_model(ages_only).train()([_sample()])
+    assert "loss_teacher_age" in losses and "loss_teacher_gender" not in losses
     detector_only = build_model(tiny_cfg(**{"MODEL.FOSS.DETECTOR_ONLY": True}))
     cfg.MODEL.FOSS.TEACHER_WEIGHTS = _save(detector_only, tmp_path / "detector.pth")
     with pytest.raises(ValueError, match="lacks .* tensors, e.g. .*age_head"):

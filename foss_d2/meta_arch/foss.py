@@ -28,8 +28,11 @@ def build_teacher(cfg) -> nn.Module:
     """The frozen teacher of MODEL.FOSS.TEACHER_WEIGHTS: the same architecture as ``cfg``'s model,
     with an age head, loaded from that checkpoint, in eval mode."""
     path = cfg.MODEL.FOSS.TEACHER_WEIGHTS
-    if cfg.MODEL.FOSS.DETECTOR_ONLY or not cfg.MODEL.AGE_HEAD.GENDER_ON:
-        raise ValueError("MODEL.FOSS.TEACHER_WEIGHTS teaches gender: it needs an age head with its gender branch")
+    if cfg.MODEL.FOSS.DETECTOR_ONLY or not (cfg.MODEL.AGE_HEAD.GENDER_ON or cfg.MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE > 0):
+        raise ValueError(
+            "MODEL.FOSS.TEACHER_WEIGHTS teaches gender (and ages with MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE > 0): "
+            "it needs an age head, with its gender branch unless it teaches ages"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"MODEL.FOSS.TEACHER_WEIGHTS: no such file: {path}")
     tcfg = cfg.clone()

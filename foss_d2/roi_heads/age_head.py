@@ -21,7 +21,7 @@ from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
-from .losses import age_gender_losses, distribution_moments, match_labels, teacher_gender_loss
+from .losses import age_gender_losses, distribution_moments, match_labels, teacher_age_loss, teacher_gender_loss
 from .tresnet import TResNetAgeNet
 
 
@@ -51,6 +51,8 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         age_readout: str = "mean",
         lambda_teacher_gen: float = 0.0,
         teacher_labelled_too: bool = False,
+        lambda_teacher_age: float = 0.0,
+        teacher_age_gate: float = 5.0,
     ):
         super().__init__()
         self.net = net
@@ -70,6 +72,8 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.age_readout = check_readout(age_readout)
         self.lambda_teacher_gen = float(lambda_teacher_gen)
         self.teacher_labelled_too = bool(teacher_labelled_too)
+        self.lambda_teacher_age = float(lambda_teacher_age)
+        self.teacher_age_gate = float(teacher_age_gate)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -130,6 +134,8 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "age_readout": c.AGE_READOUT,
             "lambda_teacher_gen": c.LAMBDA_TEACHER_GEN,
             "teacher_labelled_too": c.TEACHER_LABELLED_TOO,
+            "lambda_teacher_age": c.LAMBDA_TEACHER_AGE,
+            "teacher_age_gate": c.TEACHER_AGE_GATE,
         }
 
     def forward(
@@ -160,16 +166,21 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         age_logits, gender_logits = self.net(crops, feat)
         matches = match_labels(boxes, targets, self.th_iou)
         losses = age_gender_losses(age_logits, gender_logits, boxes, targets, self.th_iou, self.lambdas, matches)
-        if teacher is not None and gender_logits is not None:
+        if teacher is not None:
             head, teacher_features = teacher
             with torch.no_grad():
                 t_feat = head.roi_feature(teacher_features, crop_boxes, feature_scales, crops.shape[0])
-                _, t_gender = head.net(crops, t_feat)
-            losses.update(
-                teacher_gender_loss(
-                    gender_logits, t_gender, matches, self.lambda_teacher_gen, self.teacher_labelled_too
+                t_age, t_gender = head.net(crops, t_feat)
+            if gender_logits is not None:
+                losses.update(
+                    teacher_gender_loss(
+                        gender_logits, t_gender, matches, self.lambda_teacher_gen, self.teacher_labelled_too
+                    )
                 )
-            )
+            if self.lambda_teacher_age > 0:
+                losses.update(
+                    teacher_age_loss(age_logits, t_age, matches, self.lambda_teacher_age, self.teacher_age_gate)
+                )
         return losses
 
     def crops_and_features(

@@ -129,3 +129,29 @@ def teacher_gender_loss(
     bce = F.binary_cross_entropy_with_logits(gender_logits[mask], target, reduction="sum")
     entropy = F.binary_cross_entropy_with_logits(teacher_logits[mask].detach(), target, reduction="sum")
     return {"loss_teacher_gender": weight * (bce - entropy) / n}
+
+
+def teacher_age_loss(
+    age_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    matches: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    weight: float,
+    gate: float,
+) -> Dict[str, torch.Tensor]:
+    """Not in the paper (MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE): ``weight`` x the mean of KL(teacher ||
+    student) between the two age distributions over matched faces whose age label the teacher's
+    mean reads within ``gate`` years: the teacher passes on its reading where it is right and is
+    not heard where it is wrong (a child it reads as an adult) or where no label says which."""
+    ages, _, valid = matches
+    t_logp = F.log_softmax(teacher_logits.detach(), dim=1)
+    _, t_mean, _ = distribution_moments(t_logp.exp())
+    mask = valid & (ages >= 0) & ((t_mean - ages).abs() <= gate)
+    n = int(mask.sum())
+    try:
+        get_event_storage().put_scalar("age_head/num_teacher_age_faces", n)
+    except AssertionError:  # outside a trainer
+        pass
+    if n == 0:
+        return {"loss_teacher_age": age_logits.sum() * 0.0}
+    kl = F.kl_div(F.log_softmax(age_logits[mask], dim=1), t_logp[mask], reduction="sum", log_target=True)
+    return {"loss_teacher_age": weight * kl / n}
