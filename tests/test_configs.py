@@ -128,6 +128,8 @@ def test_zoo_steps_train_the_shipped_architecture():
         m.FOSS.TEACHER_WEIGHTS = shipped.FOSS.TEACHER_WEIGHTS
         m.AGE_HEAD.LAMBDA_TEACHER_GEN = shipped.AGE_HEAD.LAMBDA_TEACHER_GEN
         m.AGE_HEAD.TEACHER_LABELLED_TOO = shipped.AGE_HEAD.TEACHER_LABELLED_TOO
+        m.AGE_HEAD.LAMBDA_TEACHER_AGE = shipped.AGE_HEAD.LAMBDA_TEACHER_AGE
+        m.AGE_HEAD.TEACHER_AGE_GATE = shipped.AGE_HEAD.TEACHER_AGE_GATE
         assert m == shipped, rel(path)
 
 
