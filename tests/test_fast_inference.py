@@ -368,6 +368,20 @@ def test_summarize_peer_by_hand():
     assert out["a"]["gflops_achieved"] == pytest.approx((2 / 2 + 2 / 4) / 2)
 
 
+def test_extra_variant_parsing():
+    from foss_d2.apps.benchmark import parse_extra_variant
+
+    name, (opts, backend, optimize) = parse_extra_variant(
+        "one pass 576=onnxruntime:MODEL.FOSS.TEST_SIZES [] MODEL.FOSS.DET_INPUT_SIZE 576"
+    )
+    assert name == "one pass 576" and backend == "onnxruntime" and optimize
+    assert opts == ["MODEL.FOSS.TEST_SIZES", "[]", "MODEL.FOSS.DET_INPUT_SIZE", "576"]
+    assert parse_extra_variant("plain=pytorch:")[1] == ([], "pytorch", True)
+    for bad in ("no-equals", "x=tensorrt:A 1", "x=pytorch:A", "=pytorch:A 1", "fast=pytorch:A 1", "x=pytorch A 1"):
+        with pytest.raises(ValueError, match="--extra-variant"):
+            parse_extra_variant(bad)
+
+
 @needs_shared_data
 def test_benchmark_peer_runs(tmp_path):
     import json
@@ -376,9 +390,11 @@ def test_benchmark_peer_runs(tmp_path):
 
     main(
         ["peer", "--closeups", "1", "--groups", "0", "--threads", "1", "--repeats", "1", "--no-flops",
-         "--peer-python", "", "--variants", "shipped", "fast", "--output", str(tmp_path)]
+         "--peer-python", "", "--variants", "shipped", "fast", "--output", str(tmp_path),
+         "--extra-variant", "small=pytorch:MODEL.FOSS.DET_INPUT_SIZE 320 MODEL.FOSS.TEST_SIZES []"]
     )  # fmt: skip
     report = json.load(open(tmp_path / "peer.json"))
     rows = report["threads"]["1"]["sets"]["close-ups"]
-    assert set(rows) == {"shipped", "fast"} and rows["fast"]["faces"] >= 1
+    assert set(rows) == {"shipped", "fast", "small"} and rows["fast"]["faces"] >= 1
+    assert report["variants"]["small"]["opts"] == ["MODEL.FOSS.DET_INPUT_SIZE", "320", "MODEL.FOSS.TEST_SIZES", "[]"]
     assert (tmp_path / "peer.md").is_file()

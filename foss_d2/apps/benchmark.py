@@ -383,6 +383,23 @@ PEER_VARIANTS = {
     "fast, onnxruntime int8": ("fast", "onnxruntime-int8", True),
 }
 STAGES = ("resize", "detector", "crops", "age_network", "post")
+EXTRA_BACKENDS = ("pytorch", "onnxruntime")
+
+
+def parse_extra_variant(spec: str):
+    """``NAME=BACKEND:KEY VALUE ...`` (--extra-variant) -> (NAME, (overrides, backend, True)): a
+    setting or a candidate's weights timed beside the built-in variants, in the same rounds."""
+    name, sep, rest = spec.partition("=")
+    backend, sep2, overrides = rest.partition(":")
+    name, opts = name.strip(), overrides.split()
+    if not sep or not sep2 or not name or backend not in EXTRA_BACKENDS or len(opts) % 2:
+        raise ValueError(
+            f"--extra-variant {spec!r}: expected NAME=BACKEND:KEY VALUE ... with BACKEND one of {EXTRA_BACKENDS} "
+            "and the overrides in KEY VALUE pairs"
+        )
+    if name in PEER_VARIANTS or name == "peer":
+        raise ValueError(f"--extra-variant {spec!r}: {name!r} is a built-in variant's name")
+    return name, (opts, backend, True)
 
 
 class StageClock:
@@ -543,6 +560,16 @@ def benchmark_peer(args, parser):
     names = [n for n in PEER_VARIANTS if n in (args.variants or PEER_VARIANTS) and (args.int8_dir or n not in int8)]
     if not args.int8_dir and args.variants and set(args.variants) & set(int8):
         parser.error("the int8 variants need --int8-dir (graphs from `foss-d2 export --format onnx --int8`)")
+    variants = dict(PEER_VARIANTS)
+    for spec in args.extra_variant or ():
+        try:
+            name, variant = parse_extra_variant(spec)
+        except ValueError as e:
+            parser.error(str(e))
+        if name in names:
+            parser.error(f"--extra-variant {spec!r}: the name {name!r} is given twice")
+        variants[name] = variant
+        names.append(name)
     from ..engine.api import PRESETS
 
     report = {
@@ -550,7 +577,7 @@ def benchmark_peer(args, parser):
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
         "config": args.config_file or "shipped",
         "repeats": args.repeats,
-        "variants": {n: {"opts": PEER_VARIANTS[n][0], "backend": PEER_VARIANTS[n][1]} for n in names},
+        "variants": {n: {"opts": variants[n][0], "backend": variants[n][1]} for n in names},
         "images": sets,
         "threads": {},
     }
@@ -559,7 +586,7 @@ def benchmark_peer(args, parser):
         torch.set_num_threads(threads)
         ests, clocks = {}, {}
         for n in names:
-            opts, backend, optimize = PEER_VARIANTS[n]
+            opts, backend, optimize = variants[n]
             opts = PRESETS[opts] if isinstance(opts, str) else opts
             onnx_dir = args.int8_dir if backend == "onnxruntime-int8" else None
             est = FaceAgeEstimator(
@@ -742,6 +769,13 @@ def get_parser(prog=None):
     peer.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     peer.add_argument("--repeats", type=int, default=3)
     peer.add_argument("--variants", nargs="+", choices=list(PEER_VARIANTS), help="default: all")
+    peer.add_argument(
+        "--extra-variant",
+        action="append",
+        metavar="NAME=BACKEND:KEY VALUE ...",
+        help="also time these overrides (e.g. another MODEL.WEIGHTS or detector size) with BACKEND pytorch or "
+        "onnxruntime, in the same rounds; repeatable",
+    )
     peer.add_argument(
         "--peer-python", default=PEER_PYTHON, help="the peer virtualenv's python ('' to leave the peer out)"
     )
