@@ -139,7 +139,8 @@ def add_foss_config(cfg):
     # With the teacher: weight of KL(teacher || student) on the age distributions of matched faces
     # whose age label the teacher's mean reads within TEACHER_AGE_GATE years (not in the paper;
     # 0 = off). Meant to keep the teacher's close-up ages (UTKFace) on a new detector's feature,
-    # without hearing it where it reads children as adults.
+    # without hearing it where it reads children as adults; measured at 1.0 it kept some of
+    # UTKFace and lost FG-NET, a worse trade than averaging weights (RESULTS.md section 10), so off.
     _C.MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE = 0.0
     _C.MODEL.AGE_HEAD.TEACHER_AGE_GATE = 5.0
     # Not in the paper (off when 0, issue 16): in training, each face box the age network's crop and
