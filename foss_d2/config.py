@@ -143,6 +143,9 @@ def add_foss_config(cfg):
     # UTKFace and lost FG-NET, a worse trade than averaging weights (RESULTS.md section 10), so off.
     _C.MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE = 0.0
     _C.MODEL.AGE_HEAD.TEACHER_AGE_GATE = 5.0
+    # With the teacher: its answers averaged over each crop and its mirror image, as the shipped
+    # config answers at test time (TEST_FLIP), at the cost of a second teacher pass per crop.
+    _C.MODEL.AGE_HEAD.TEACHER_FLIP = False
     # Not in the paper (off when 0, issue 16): in training, each face box the age network's crop and
     # detector feature are cut from is moved by up to CROP_JITTER[0] of its size, rescaled by up to
     # CROP_JITTER[1] and its aspect ratio changed by up to CROP_JITTER[2] (relative), so the age

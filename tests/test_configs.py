@@ -130,6 +130,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         m.AGE_HEAD.TEACHER_LABELLED_TOO = shipped.AGE_HEAD.TEACHER_LABELLED_TOO
         m.AGE_HEAD.LAMBDA_TEACHER_AGE = shipped.AGE_HEAD.LAMBDA_TEACHER_AGE
         m.AGE_HEAD.TEACHER_AGE_GATE = shipped.AGE_HEAD.TEACHER_AGE_GATE
+        m.AGE_HEAD.TEACHER_FLIP = shipped.AGE_HEAD.TEACHER_FLIP
         assert m == shipped, rel(path)
 
 

@@ -156,3 +156,45 @@ def test_teacher_weights_errors(tmp_path):
     cfg.MODEL.FOSS.TEACHER_WEIGHTS = _save(detector_only, tmp_path / "detector.pth")
     with pytest.raises(ValueError, match="lacks .* tensors, e.g. .*age_head"):
         build_model(cfg)
+
+
+def test_teacher_flip_teaches_its_mirror_averaged_answers(tmp_path, monkeypatch):
+    """TEACHER_FLIP: the targets are the teacher's answers averaged over each crop and its mirror
+    image, as the shipped config answers at test time."""
+    import foss_d2.roi_heads.age_head as age_head_module
+
+    torch.manual_seed(4)
+    student = _student(
+        tmp_path,
+        build_model(tiny_cfg()),
+        **{"MODEL.AGE_HEAD.TEACHER_FLIP": True, "MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE": 1.0},
+    )
+    head = student._teacher[0].age_head
+    seen, targets = {}, {}
+    predict = head.predict
+
+    def spy(crops, feat, mirror=False):
+        seen.update(crops=crops, feat=feat, mirror=mirror)
+        return predict(crops, feat, mirror)
+
+    monkeypatch.setattr(head, "predict", spy)
+    for name in ("teacher_gender_loss", "teacher_age_loss"):
+        real = getattr(age_head_module, name)
+
+        def capture(student_logits, teacher_logits, *args, _real=real, _name=name):
+            targets[_name] = teacher_logits
+            return _real(student_logits, teacher_logits, *args)
+
+        monkeypatch.setattr(age_head_module, name, capture)
+    student.train()
+    student([_sample(), _sample()])
+    assert seen["mirror"] is True
+    crops, feat = seen["crops"], seen["feat"]
+    with torch.no_grad():
+        a_age, a_gen = head.net(crops, feat)
+        b_age, b_gen = head.net(crops.flip(-1), feat.flip(-1))
+    p_female = (a_gen.sigmoid() + b_gen.sigmoid()) / 2
+    p_age = (a_age.softmax(1) + b_age.softmax(1)) / 2
+    assert torch.allclose(targets["teacher_gender_loss"].sigmoid(), p_female, atol=1e-5)
+    assert torch.allclose(targets["teacher_age_loss"].exp(), p_age, atol=1e-6)
+    assert not torch.allclose(p_female, a_gen.sigmoid(), atol=1e-4)  # the mirror changed something

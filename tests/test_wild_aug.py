@@ -337,11 +337,9 @@ def test_zero_feature_gives_zeros_where_the_feature_is_made(training):
     assert feat_off.abs().sum() > 0 and torch.count_nonzero(feat_on) == 0
     assert torch.equal(crops_on, crops_off)
     if not training:  # the test-time mirror average (FOSSWithTTA) reads what crops_and_features gives
-        from foss_d2.meta_arch.test_time_augmentation import mirror_average_predict
-
         with torch.no_grad():
-            a, _ = mirror_average_predict(on, crops_on, feat_on)
-            b, _ = mirror_average_predict(on, crops_on, torch.zeros_like(feat_off))
+            a, _ = on.predict(crops_on, feat_on, mirror=True)
+            b, _ = on.predict(crops_on, torch.zeros_like(feat_off), mirror=True)
         assert torch.equal(a, b)
 
 

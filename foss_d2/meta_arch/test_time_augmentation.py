@@ -32,19 +32,6 @@ def flip_test_detect(detector, image_size, features, mirrored_features, k: int) 
     return detector.decode(image_size, heat, size, offset, k)
 
 
-def mirror_average_predict(age_head, crops: torch.Tensor, feat: Optional[torch.Tensor]):
-    """``age_head.predict`` averaged over each crop and its mirror image. The ROIAligned detector
-    feature is mirrored with the crop: it stands in for the mirrored photo's feature (exact without
-    the feature connection; close with it, as the detector trains with flips), at no detector cost."""
-    n = crops.shape[0]
-    crops = torch.cat([crops, crops.flip(-1)])
-    feat = torch.cat([feat, feat.flip(-1)]) if feat is not None else None
-    age_probs, female_probs = age_head.predict(crops, feat)
-    age_probs = (age_probs[:n] + age_probs[n:]) / 2
-    female_probs = (female_probs[:n] + female_probs[n:]) / 2 if female_probs is not None else None
-    return age_probs, female_probs
-
-
 class FOSSWithTTA(nn.Module):
     """A FOSS model with the config's test-time options; ``forward(batched_inputs)`` answers in the
     format of ``FOSS.inference``. Wrap a model only for inference (see ``enabled``)."""
@@ -139,7 +126,7 @@ class FOSSWithTTA(nn.Module):
         if not self.age_flip:
             return head(images, proposals, features, feature_scales)
         _, crops, feat = head.crops_and_features(images, proposals, features, feature_scales)
-        return head.attach(proposals, *mirror_average_predict(head, crops, feat))
+        return head.attach(proposals, *head.predict(crops, feat, mirror=True))
 
     def _estimate_ages(self, images, proposals: List[Instances], runs) -> List[Instances]:
         """Every face through the age head with the detector feature of the pass that found it, so

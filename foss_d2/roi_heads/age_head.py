@@ -53,6 +53,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         teacher_labelled_too: bool = False,
         lambda_teacher_age: float = 0.0,
         teacher_age_gate: float = 5.0,
+        teacher_flip: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -74,6 +75,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.teacher_labelled_too = bool(teacher_labelled_too)
         self.lambda_teacher_age = float(lambda_teacher_age)
         self.teacher_age_gate = float(teacher_age_gate)
+        self.teacher_flip = bool(teacher_flip)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -136,6 +138,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "teacher_labelled_too": c.TEACHER_LABELLED_TOO,
             "lambda_teacher_age": c.LAMBDA_TEACHER_AGE,
             "teacher_age_gate": c.TEACHER_AGE_GATE,
+            "teacher_flip": c.TEACHER_FLIP,
         }
 
     def forward(
@@ -170,7 +173,12 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             head, teacher_features = teacher
             with torch.no_grad():
                 t_feat = head.roi_feature(teacher_features, crop_boxes, feature_scales, crops.shape[0])
-                t_age, t_gender = head.net(crops, t_feat)
+                if self.teacher_flip:  # the teacher answers as at test time with TEST_FLIP
+                    t_probs, t_female = head.predict(crops, t_feat, mirror=True)
+                    t_age = t_probs.clamp_min(1e-12).log()
+                    t_gender = torch.logit(t_female, eps=1e-6) if t_female is not None else None
+                else:
+                    t_age, t_gender = head.net(crops, t_feat)
             if gender_logits is not None:
                 losses.update(
                     teacher_gender_loss(
@@ -222,13 +230,25 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
         return roi_align(fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
-    def predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor]):
-        """Age distributions [N,101] and P(female) [N] (None without the gender branch) of N crops."""
+    def predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor], mirror: bool = False):
+        """Age distributions [N,101] and P(female) [N] (None without the gender branch) of N crops;
+        with ``mirror`` averaged over each crop and its mirror image (MODEL.AGE_HEAD.TEST_FLIP). The
+        ROIAligned detector feature is mirrored with the crop: it stands in for the mirrored photo's
+        feature (exact without the feature connection; close with it, as the detector trains with
+        flips), at no detector cost."""
         if crops.shape[0] == 0:
             return crops.new_zeros((0, self.net.age_branch["fc"].out_features)), None
+        n = crops.shape[0]
+        if mirror:
+            crops = torch.cat([crops, crops.flip(-1)])
+            feat = torch.cat([feat, feat.flip(-1)]) if feat is not None else None
         age_logits, gender_logits = self.net(crops, feat)
+        age_probs = F.softmax(age_logits, dim=1)
         female_probs = gender_logits.sigmoid() if gender_logits is not None else None
-        return F.softmax(age_logits, dim=1), female_probs
+        if mirror:
+            age_probs = (age_probs[:n] + age_probs[n:]) / 2
+            female_probs = (female_probs[:n] + female_probs[n:]) / 2 if female_probs is not None else None
+        return age_probs, female_probs
 
     def attach(self, proposals: List[Instances], age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
         """Hands each image's faces, in order, their rows of ``age_probs`` / ``female_probs`` as
