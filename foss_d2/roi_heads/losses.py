@@ -104,6 +104,16 @@ def age_gender_losses(
     return losses
 
 
+def _count_faces(name: str, mask: torch.Tensor) -> int:
+    """How many faces ``mask`` keeps, also logged to the trainer's storage when there is one."""
+    n = int(mask.sum())
+    try:
+        get_event_storage().put_scalar(name, n)
+    except AssertionError:  # outside a trainer
+        pass
+    return n
+
+
 def teacher_gender_loss(
     gender_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -118,11 +128,7 @@ def teacher_gender_loss(
     label alone, unless ``labelled_too``."""
     _, genders, valid = matches
     mask = valid if labelled_too else valid & (genders < 0)
-    n = int(mask.sum())
-    try:
-        get_event_storage().put_scalar("age_head/num_teacher_faces", n)
-    except AssertionError:  # outside a trainer
-        pass
+    n = _count_faces("age_head/num_teacher_faces", mask)
     if n == 0:
         return {"loss_teacher_gender": gender_logits.sum() * 0.0}
     target = teacher_logits[mask].detach().sigmoid()
@@ -146,11 +152,7 @@ def teacher_age_loss(
     t_logp = F.log_softmax(teacher_logits.detach(), dim=1)
     _, t_mean, _ = distribution_moments(t_logp.exp())
     mask = valid & (ages >= 0) & ((t_mean - ages).abs() <= gate)
-    n = int(mask.sum())
-    try:
-        get_event_storage().put_scalar("age_head/num_teacher_age_faces", n)
-    except AssertionError:  # outside a trainer
-        pass
+    n = _count_faces("age_head/num_teacher_age_faces", mask)
     if n == 0:
         return {"loss_teacher_age": age_logits.sum() * 0.0}
     kl = F.kl_div(F.log_softmax(age_logits[mask], dim=1), t_logp[mask], reduction="sum", log_target=True)
