@@ -77,6 +77,15 @@ def load_weights(path: str):
     return ckpt, ckpt.get("model", ckpt)
 
 
+def save_weights(state: dict, path: str, iteration=None) -> dict:
+    """Write ``state`` as a FOSS-D2 checkpoint (``model``, ``iteration``) at ``path``, through a
+    temporary file so that a stop never leaves half a file; returns what was written."""
+    out = {"model": state, "__author__": "FOSS-D2", "iteration": iteration}
+    torch.save(out, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return out
+
+
 def blend_states(state: dict, other: dict, weight: float) -> dict:
     """(1 - weight) * state + weight * other, for every floating-point tensor; integer buffers
     (BatchNorm's batch counters) are taken from ``state``. Both must hold the same tensors."""
@@ -172,10 +181,7 @@ def main(argv=None, prog=None):
     if args.blend:
         state = blend_states(state, load_weights(args.blend)[1], args.blend_weight)
     small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    out = {"model": small, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
-    tmp = args.output + ".tmp"
-    torch.save(out, tmp)
-    os.replace(tmp, args.output)
+    out = save_weights(small, args.output, ckpt.get("iteration"))
     print(
         f"{len(small)} tensors, iteration {out['iteration']} -> {args.output} "
         f"({os.path.getsize(args.output) / 2**20:.1f} MiB)"

@@ -34,7 +34,7 @@ from detectron2.structures import BoxMode
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
-from foss_d2.apps.export import load_weights
+from foss_d2.apps.export import load_weights, save_weights
 from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import absolute_annotations
@@ -165,10 +165,8 @@ def main(argv=None):
         raise SystemExit(f"{args.checkpoint} holds no {PROJ}")
     state = dict(state)
     state[PROJ] = torch.from_numpy(w_new).reshape(state[PROJ].shape).to(state[PROJ].dtype)
-    out = {"model": state, "__author__": "FOSS-D2", "iteration": ckpt.get("iteration")}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    torch.save(out, args.output + ".tmp")
-    os.replace(args.output + ".tmp", args.output)
+    save_weights(state, args.output, ckpt.get("iteration"))
     write_json_atomic(args.output + ".summary.json", summary, indent=1)
     print(summary)
     return summary
