@@ -138,3 +138,21 @@ def test_refit_of_an_unchanged_detector_changes_nothing(setup):
     assert summary["held_out_error_before"] == 0 and summary["held_out_error_after"] < 1e-9
     w = torch.load(str(tmp / "same.pth"), weights_only=False)["model"][adapter.PROJ].flatten(1).double().numpy()
     np.testing.assert_allclose(w, w_old, atol=1e-6)
+
+
+def test_face_boxes_leave_out_crowd_small_and_empty_boxes():
+    def anno(box, crowd=0):
+        return {"bbox": box, "bbox_mode": 1, "category_id": 0, "iscrowd": crowd}  # XYWH_ABS
+
+    record = {
+        "height": 100,
+        "width": 100,
+        "annotations": [
+            anno([10, 10, 20, 30]),  # kept: 30 px high
+            anno([40, 10, 20, 30], crowd=1),  # an invalid WIDER face: left out, as in training
+            anno([70, 10, 10, 5]),  # 5 px high: under min_height
+            anno([0, 50, 0, 30]),  # no width
+        ],
+    }
+    boxes = adapter.face_boxes(record, 8.0, 20, np.random.default_rng(0))
+    assert boxes.tolist() == [[10.0, 10.0, 30.0, 40.0]]

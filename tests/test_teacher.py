@@ -3,6 +3,7 @@ and, with LAMBDA_TEACHER_AGE, on the ages it reads right."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_cfg
@@ -198,3 +199,46 @@ def test_teacher_flip_teaches_its_mirror_averaged_answers(tmp_path, monkeypatch)
     assert torch.allclose(targets["teacher_gender_loss"].sigmoid(), p_female, atol=1e-5)
     assert torch.allclose(targets["teacher_age_loss"].exp(), p_age, atol=1e-6)
     assert not torch.allclose(p_female, a_gen.sigmoid(), atol=1e-4)  # the mirror changed something
+
+
+def _forward_counting_teacher_detector(student, seed):
+    calls = []
+    hook = student._teacher[0].backbone.register_forward_hook(lambda *args: calls.append(1))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    losses = student([_sample(), _sample()])
+    hook.remove()
+    return losses, len(calls)
+
+
+def test_a_frozen_detector_shared_with_the_teacher_runs_once(tmp_path):
+    """A frozen detector with the teacher's own weights gives the teacher's feature: the teacher's
+    detector pass is skipped, and the losses are those of running it."""
+    torch.manual_seed(5)
+    base = build_model(tiny_cfg())
+    student = _student(tmp_path, base)
+    student.load_state_dict(base.state_dict())
+    student.train()
+    shared, calls = _forward_counting_teacher_detector(student, 7)
+    assert student._teacher_shares_detector is True and calls == 0
+    student._teacher_shares_detector = False  # the pass the reuse replaces
+    repeated, calls = _forward_counting_teacher_detector(student, 7)
+    assert calls == 1
+    assert shared.keys() == repeated.keys()
+    for k in shared:
+        assert float(shared[k]) == pytest.approx(float(repeated[k]), abs=1e-6), k
+    # not equal for want of a signal: the training student's BatchNorm reads batch statistics
+    assert float(shared["loss_teacher_gender"]) > 0
+
+    # a detector that differs in one weight, or one that trains, runs the teacher's own pass
+    other = _student(tmp_path, base)
+    other.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        w = next(other.backbone.parameters())
+        w[(0,) * w.dim()] += 0.5
+    other.train()
+    assert _forward_counting_teacher_detector(other, 7)[1] == 1 and other._teacher_shares_detector is False
+    training = _student(tmp_path, base, **{"MODEL.FOSS.FREEZE_DETECTOR": False})
+    training.load_state_dict(base.state_dict())
+    training.train()
+    assert _forward_counting_teacher_detector(training, 7)[1] == 1 and training._teacher_shares_detector is False

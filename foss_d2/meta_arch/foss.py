@@ -24,6 +24,14 @@ from ..roi_heads import build_age_head
 from ..utils.freezing import FrozenParts
 
 
+def _same_tensors(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold equal parameters and buffers, name by name."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k].to(sb[k].device), sb[k]) for k in sa
+    )
+
+
 def build_teacher(cfg) -> nn.Module:
     """The frozen teacher of MODEL.FOSS.TEACHER_WEIGHTS: the same architecture as ``cfg``'s model,
     with an age head, loaded from that checkpoint, in eval mode."""
@@ -97,6 +105,7 @@ class FOSS(FrozenParts, nn.Module):
         # Inside a tuple the teacher is no submodule: it stays out of the optimizer, the checkpoints
         # and train() (it is built frozen, in eval mode, on the model's device).
         self._teacher = (teacher,) if teacher is not None else ()
+        self._teacher_shares_detector: Optional[bool] = None
         if channels_last:
             # 4-D tensors only; a later .to(device) and loading a checkpoint keep the layout
             self.to(memory_format=torch.channels_last)
@@ -186,11 +195,27 @@ class FOSS(FrozenParts, nn.Module):
             proposals = [self._with_gt(p, t) for p, t in zip(proposals, targets)]
         teacher = None
         if self._teacher:
-            with torch.no_grad():
-                t = self._teacher[0]
-                teacher = (t.age_head, t.backbone(t.preprocess_detector(images)))
+            teacher = (self._teacher[0].age_head, self._teacher_features(images, features))
         losses.update(self.age_head(images, proposals, features, self.feature_scales(scales), targets, teacher))
         return losses
+
+    @torch.no_grad()
+    def _teacher_features(self, images, features):
+        """The teacher's detector feature. A frozen detector with the teacher's own weights (the
+        teacher recipe on the shipped detector) gives the student's feature: its pass is not repeated."""
+        t = self._teacher[0]
+        if self._teacher_shares_detector is None:
+            # decided once, on the first step, when the trainer has loaded MODEL.WEIGHTS
+            self._teacher_shares_detector = (
+                self.freeze_detector
+                and t.det_input_size == self.det_input_size
+                and torch.equal(t.pixel_mean, self.pixel_mean)
+                and torch.equal(t.pixel_std, self.pixel_std)
+                and _same_tensors(self.backbone, t.backbone)
+            )
+        if self._teacher_shares_detector:
+            return features
+        return t.backbone(t.preprocess_detector(images))
 
     def feature_scales(self, scales):
         """Per image, the (sx, sy) from full-resolution pixels to the detector feature's grid."""

@@ -82,6 +82,7 @@ def face_boxes(record: dict, min_height: float, limit: int, rng) -> torch.Tensor
     boxes = [
         BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
         for a in absolute_annotations(record.get("annotations", []), h, w)
+        if not a.get("iscrowd", 0)  # WIDER FACE's invalid faces, which training leaves out too
     ]
     boxes = [b for b in boxes if b[3] - b[1] >= min_height and b[2] > b[0]]
     if len(boxes) > limit:
