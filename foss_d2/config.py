@@ -24,6 +24,10 @@ def add_foss_config(cfg):
     # detector at its longer side rounded up to a multiple of 32 instead of upscaled to
     # DET_INPUT_SIZE, so that a 200 px close-up costs a 224x224 pass, not a 480x480 one.
     _C.MODEL.FOSS.DET_INPUT_FIT_SMALL = False
+    # Not in the paper (off when empty): in training, each step resizes its batch to one of these
+    # sides, drawn at random, instead of DET_INPUT_SIZE, so that one detector learns the sizes it is
+    # run at (one pass at 512-640 px, or TEST_SIZES' second pass). Test time keeps DET_INPUT_SIZE.
+    _C.MODEL.FOSS.DET_INPUT_SIZES_TRAIN = []
     # K, the maximum number of faces per image passed to the age network (Sec. 3.1 / 4.2):
     # 1 without tiling, 9 with tiling augmentation at training time, 20 at test time.
     _C.MODEL.FOSS.K_TRAIN = 1

@@ -471,3 +471,42 @@ def test_channels_last_key_sets_the_layout_of_every_4d_weight(channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     assert all(p.is_contiguous(memory_format=fmt) for p in convs)
     assert torch.equal(model.backbone.base.base_layer[0].weight, other.backbone.base.base_layer[0].weight)
+
+
+def test_det_input_sizes_train_draws_one_side_per_step_and_scales_the_boxes():
+    """DET_INPUT_SIZES_TRAIN: each training step resizes its whole batch to one drawn side, the
+    detector's targets scaled with it (a 200 px wide image at 96 px: x * 0.48); test time keeps
+    DET_INPUT_SIZE."""
+    cfg = tiny_cfg(**{"MODEL.FOSS.FREEZE_DETECTOR": False, "MODEL.FOSS.DET_INPUT_SIZES_TRAIN": [96, 160]})
+    model = build_model(cfg)
+    seen = []
+
+    def spy(size, features, k, targets=None):
+        if targets is None:  # inference
+            return real(size, features, k)
+        feat = next(iter(features.values())) if isinstance(features, dict) else features[0]
+        seen.append((size, tuple(feat.shape[-2:]), targets[0].gt_boxes.tensor.clone()))
+        return real(size, features, k, targets)
+
+    real = model.proposal_generator.forward
+    model.proposal_generator.forward = spy
+    model.train()
+    batches = [[_sample(), _sample(120, 90)] for _ in range(8)]  # _sample() seeds torch itself
+    torch.manual_seed(0)
+    for batch in batches:
+        model(batch)
+    sides = {size[0] for size, _, _ in seen}
+    assert sides == {96, 160}
+    for (h, w), feat_hw, boxes in seen:
+        assert h == w and feat_hw == (h // 4, w // 4)
+        sx, sy = w / 200, h / 160
+        expected = torch.tensor(
+            [[20.0 * sx, 30.0 * sy, 80.0 * sx, 100.0 * sy], [120.0 * sx, 40.0 * sy, 170.0 * sx, 110.0 * sy]]
+        )
+        assert torch.allclose(boxes, expected)
+    inputs = []
+    model.backbone.register_forward_hook(lambda module, args, out: inputs.append(tuple(args[0].shape[-2:])))
+    model.eval()
+    with torch.no_grad():
+        model([{"image": _sample()["image"]}])
+    assert inputs == [(128, 128)]

@@ -7,7 +7,7 @@ single test pass; the test-time options that are not in the paper wrap it (test_
 """
 
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,7 @@ class FOSS(FrozenParts, nn.Module):
         pixel_mean,
         pixel_std,
         det_input_size: int = 480,
+        det_input_sizes_train: Sequence[int] = (),
         k_train: int = 1,
         k_test: int = 20,
         score_thresh_test: float = 0.2,
@@ -91,6 +92,7 @@ class FOSS(FrozenParts, nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.det_input_size = det_input_size
+        self.det_input_sizes_train = [int(x) for x in det_input_sizes_train]
         self.k_train = k_train
         self.k_test = k_test
         self.score_thresh_test = score_thresh_test
@@ -123,6 +125,7 @@ class FOSS(FrozenParts, nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "det_input_size": cfg.MODEL.FOSS.DET_INPUT_SIZE,
+            "det_input_sizes_train": cfg.MODEL.FOSS.DET_INPUT_SIZES_TRAIN,
             "k_train": cfg.MODEL.FOSS.K_TRAIN,
             "k_test": cfg.MODEL.FOSS.K_TEST,
             "score_thresh_test": cfg.MODEL.FOSS.SCORE_THRESH_TEST,
@@ -153,8 +156,8 @@ class FOSS(FrozenParts, nn.Module):
             out.append(x[0])
         return (torch.stack(out) - self.pixel_mean) / self.pixel_std
 
-    def _to_detector(self, inst: Instances, sx: float, sy: float) -> Instances:
-        out = Instances((self.det_input_size, self.det_input_size))
+    def _to_detector(self, inst: Instances, sx: float, sy: float, size: int) -> Instances:
+        out = Instances((size, size))
         out.gt_boxes = Boxes(inst.gt_boxes.tensor * inst.gt_boxes.tensor.new_tensor([sx, sy, sx, sy]))
         out.gt_classes = inst.gt_classes
         return out
@@ -178,10 +181,11 @@ class FOSS(FrozenParts, nn.Module):
             for im, x in zip(images, batched_inputs)
         ]
         targets = [x["instances"].to(self.device) for x in batched_inputs]
-        scales = [(self.det_input_size / im.shape[2], self.det_input_size / im.shape[1]) for im in images]
-        det_targets = [self._to_detector(t, sx, sy) for t, (sx, sy) in zip(targets, scales)]
-        det_images = self.preprocess_detector(images)
-        size = (self.det_input_size, self.det_input_size)
+        s = self.train_input_size()
+        scales = [(s / im.shape[2], s / im.shape[1]) for im in images]
+        det_targets = [self._to_detector(t, sx, sy, s) for t, (sx, sy) in zip(targets, scales)]
+        det_images = self.preprocess_detector(images, s)
+        size = (s, s)
         train_detector = not self.freeze_detector
         with torch.set_grad_enabled(train_detector):
             features = self.backbone(det_images)
@@ -195,12 +199,12 @@ class FOSS(FrozenParts, nn.Module):
             proposals = [self._with_gt(p, t) for p, t in zip(proposals, targets)]
         teacher = None
         if self._teacher:
-            teacher = (self._teacher[0].age_head, self._teacher_features(images, features))
+            teacher = (self._teacher[0].age_head, self._teacher_features(images, features, s))
         losses.update(self.age_head(images, proposals, features, self.feature_scales(scales), targets, teacher))
         return losses
 
     @torch.no_grad()
-    def _teacher_features(self, images, features):
+    def _teacher_features(self, images, features, size: int):
         """The teacher's detector feature. A frozen detector with the teacher's own weights (the
         teacher recipe on the shipped detector) gives the student's feature: its pass is not repeated."""
         t = self._teacher[0]
@@ -208,14 +212,20 @@ class FOSS(FrozenParts, nn.Module):
             # decided once, on the first step, when the trainer has loaded MODEL.WEIGHTS
             self._teacher_shares_detector = (
                 self.freeze_detector
-                and t.det_input_size == self.det_input_size
                 and torch.equal(t.pixel_mean, self.pixel_mean)
                 and torch.equal(t.pixel_std, self.pixel_std)
                 and _same_tensors(self.backbone, t.backbone)
             )
-        if self._teacher_shares_detector:
+        if self._teacher_shares_detector and size == t.det_input_size:
             return features
         return t.backbone(t.preprocess_detector(images))
+
+    def train_input_size(self) -> int:
+        """This training step's detector input side: DET_INPUT_SIZE, or one of DET_INPUT_SIZES_TRAIN
+        drawn for the whole batch."""
+        if not self.det_input_sizes_train:
+            return self.det_input_size
+        return self.det_input_sizes_train[int(torch.randint(len(self.det_input_sizes_train), ()))]
 
     def feature_scales(self, scales):
         """Per image, the (sx, sy) from full-resolution pixels to the detector feature's grid."""
