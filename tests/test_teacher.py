@@ -242,3 +242,22 @@ def test_a_frozen_detector_shared_with_the_teacher_runs_once(tmp_path):
     training.load_state_dict(base.state_dict())
     training.train()
     assert _forward_counting_teacher_detector(training, 7)[1] == 1 and training._teacher_shares_detector is False
+
+
+def test_the_teacher_reads_its_detector_at_each_steps_drawn_side(tmp_path):
+    """With DET_INPUT_SIZES_TRAIN the teacher's detector runs at the side the step drew, as the
+    student's: the crops' feature scales are the step's, so any other side would misplace the
+    teacher's ROIs."""
+    torch.manual_seed(6)
+    other = build_model(tiny_cfg())
+    torch.manual_seed(7)
+    student = _student(tmp_path, other, **{"MODEL.FOSS.DET_INPUT_SIZES_TRAIN": [96, 160]})
+    sides = {"student": [], "teacher": []}
+    student.backbone.register_forward_hook(lambda m, a, o: sides["student"].append(a[0].shape[-1]))
+    student._teacher[0].backbone.register_forward_hook(lambda m, a, o: sides["teacher"].append(a[0].shape[-1]))
+    student.train()
+    batches = [[_sample(), _sample()] for _ in range(6)]  # _sample() seeds torch itself
+    torch.manual_seed(0)
+    for batch in batches:
+        student(batch)
+    assert sides["teacher"] == sides["student"] and set(sides["student"]) == {96, 160}

@@ -205,8 +205,9 @@ class FOSS(FrozenParts, nn.Module):
 
     @torch.no_grad()
     def _teacher_features(self, images, features, size: int):
-        """The teacher's detector feature. A frozen detector with the teacher's own weights (the
-        teacher recipe on the shipped detector) gives the student's feature: its pass is not repeated."""
+        """The teacher's detector feature, at this step's side ``size`` (the crops' feature scales
+        are the student's). A frozen detector with the teacher's own weights (the teacher recipe on
+        the shipped detector) gives the student's feature: its pass is not repeated."""
         t = self._teacher[0]
         if self._teacher_shares_detector is None:
             # decided once, on the first step, when the trainer has loaded MODEL.WEIGHTS
@@ -216,9 +217,9 @@ class FOSS(FrozenParts, nn.Module):
                 and torch.equal(t.pixel_std, self.pixel_std)
                 and _same_tensors(self.backbone, t.backbone)
             )
-        if self._teacher_shares_detector and size == t.det_input_size:
+        if self._teacher_shares_detector:
             return features
-        return t.backbone(t.preprocess_detector(images))
+        return t.backbone(t.preprocess_detector(images, size))
 
     def train_input_size(self) -> int:
         """This training step's detector input side: DET_INPUT_SIZE, or one of DET_INPUT_SIZES_TRAIN
