@@ -484,7 +484,7 @@ def test_det_input_sizes_train_draws_one_side_per_step_and_scales_the_boxes():
     def spy(size, features, k, targets=None):
         if targets is None:  # inference
             return real(size, features, k)
-        feat = next(iter(features.values())) if isinstance(features, dict) else features[0]
+        feat = next(iter(features.values()))
         seen.append((size, tuple(feat.shape[-2:]), targets[0].gt_boxes.tensor.clone()))
         return real(size, features, k, targets)
 

@@ -27,9 +27,7 @@ from ..utils.freezing import FrozenParts
 def _same_tensors(a: nn.Module, b: nn.Module) -> bool:
     """Whether two modules hold equal parameters and buffers, name by name."""
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(
-        sa[k].shape == sb[k].shape and torch.equal(sa[k].to(sb[k].device), sb[k]) for k in sa
-    )
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def build_teacher(cfg) -> nn.Module:
@@ -210,13 +208,9 @@ class FOSS(FrozenParts, nn.Module):
         the shipped detector) gives the student's feature: its pass is not repeated."""
         t = self._teacher[0]
         if self._teacher_shares_detector is None:
-            # decided once, on the first step, when the trainer has loaded MODEL.WEIGHTS
-            self._teacher_shares_detector = (
-                self.freeze_detector
-                and torch.equal(t.pixel_mean, self.pixel_mean)
-                and torch.equal(t.pixel_std, self.pixel_std)
-                and _same_tensors(self.backbone, t.backbone)
-            )
+            # decided once, on the first step, when the trainer has loaded MODEL.WEIGHTS; the
+            # teacher is built from the same config, so its input normalisation is the student's
+            self._teacher_shares_detector = self.freeze_detector and _same_tensors(self.backbone, t.backbone)
         if self._teacher_shares_detector:
             return features
         return t.backbone(t.preprocess_detector(images, size))
