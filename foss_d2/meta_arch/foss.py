@@ -172,6 +172,18 @@ class FOSS(FrozenParts, nn.Module):
         """
         if not self.training:
             return self.inference(batched_inputs)
+        step = self._detect_for_training(batched_inputs)
+        losses = step.pop("losses")
+        if self.age_head is None:
+            return losses
+        losses.update(self.age_head(**step))
+        return losses
+
+    def _detect_for_training(self, batched_inputs: List[Dict]):
+        """A training step up to the age head: the detector's losses (none when it is frozen) and
+        the age head's arguments: the full-resolution images (colour-jittered), the detector's K_TRAIN
+        faces in their pixels (with ADD_GT_BOXES the ground truth too), its features at this step's
+        side, their scales, the targets and the teacher (None without one)."""
         images = [x["image"].to(self.device) for x in batched_inputs]
         # INPUT.AUG.COLOR_ON_DEVICE: the loader drew the colour jitter, the device applies it
         images = [
@@ -191,15 +203,33 @@ class FOSS(FrozenParts, nn.Module):
                 size, features, self.k_train, det_targets if train_detector else None
             )
         if self.age_head is None:
-            return losses
+            return {"losses": losses}
         proposals = [self._to_image(p, sx, sy, im.shape[1:]) for p, (sx, sy), im in zip(proposals, scales, images)]
         if self.add_gt_boxes:
             proposals = [self._with_gt(p, t) for p, t in zip(proposals, targets)]
         teacher = None
         if self._teacher:
             teacher = (self._teacher[0].age_head, self._teacher_features(images, features, s))
-        losses.update(self.age_head(images, proposals, features, self.feature_scales(scales), targets, teacher))
-        return losses
+        return {
+            "losses": losses,
+            "images": images,
+            "proposals": proposals,
+            "features": features,
+            "feature_scales": self.feature_scales(scales),
+            "targets": targets,
+            "teacher": teacher,
+        }
+
+    @torch.no_grad()
+    def age_training_inputs(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
+        """What one training step of the age network on the frozen detector reads, for training it
+        from a cache (tools/research/train_age_cached.py): ``TResNetAgeHead.training_inputs`` of
+        this batch, drawn as ``forward`` draws it (detector side, crop jitter, teacher)."""
+        if self.age_head is None or not self.freeze_detector:
+            raise ValueError("age_training_inputs needs an age head and a frozen detector (MODEL.FOSS.FREEZE_DETECTOR)")
+        step = self._detect_for_training(batched_inputs)
+        del step["losses"]
+        return self.age_head.training_inputs(**step)
 
     @torch.no_grad()
     def _teacher_features(self, images, features, size: int):

@@ -168,28 +168,70 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             return self.attach(proposals, *self.predict(crops, feat))
         age_logits, gender_logits = self.net(crops, feat)
         matches = match_labels(boxes, targets, self.th_iou)
-        losses = age_gender_losses(age_logits, gender_logits, boxes, targets, self.th_iou, self.lambdas, matches)
-        if teacher is not None:
-            head, teacher_features = teacher
-            with torch.no_grad():
-                t_feat = head.roi_feature(teacher_features, crop_boxes, feature_scales, crops.shape[0])
-                if self.teacher_flip:  # the teacher answers as at test time with TEST_FLIP
-                    t_probs, t_female = head.predict(crops, t_feat, mirror=True)
-                    t_age = t_probs.clamp_min(1e-12).log()
-                    t_gender = torch.logit(t_female, eps=1e-6) if t_female is not None else None
-                else:
-                    t_age, t_gender = head.net(crops, t_feat)
-            if gender_logits is not None:
-                losses.update(
-                    teacher_gender_loss(
-                        gender_logits, t_gender, matches, self.lambda_teacher_gen, self.teacher_labelled_too
-                    )
+        t_age, t_gender = self.teacher_answers(teacher, crops, crop_boxes, feature_scales)
+        return self.losses(age_logits, gender_logits, matches, t_age, t_gender)
+
+    @torch.no_grad()
+    def teacher_answers(self, teacher, crops: torch.Tensor, crop_boxes, feature_scales):
+        """The frozen teacher's age and gender logits on the student's crops (None, None without
+        one); with TEACHER_FLIP it answers as at test time with the mirror average."""
+        if teacher is None:
+            return None, None
+        head, teacher_features = teacher
+        t_feat = head.roi_feature(teacher_features, crop_boxes, feature_scales, crops.shape[0])
+        if not self.teacher_flip:
+            return head.net(crops, t_feat)
+        t_probs, t_female = head.predict(crops, t_feat, mirror=True)
+        t_gender = torch.logit(t_female, eps=1e-6) if t_female is not None else None
+        return t_probs.clamp_min(1e-12).log(), t_gender
+
+    def losses(
+        self,
+        age_logits: torch.Tensor,
+        gender_logits: Optional[torch.Tensor],
+        matches: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        teacher_age: Optional[torch.Tensor] = None,
+        teacher_gender: Optional[torch.Tensor] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """Section 3.2's L_age and L_gen over the faces ``matches`` (``match_labels``) labels, and
+        with a teacher (its logits given) the teacher's terms."""
+        losses = age_gender_losses(age_logits, gender_logits, None, None, self.th_iou, self.lambdas, matches)
+        if teacher_age is None:
+            return losses
+        if gender_logits is not None:
+            losses.update(
+                teacher_gender_loss(
+                    gender_logits, teacher_gender, matches, self.lambda_teacher_gen, self.teacher_labelled_too
                 )
-            if self.lambda_teacher_age > 0:
-                losses.update(
-                    teacher_age_loss(age_logits, t_age, matches, self.lambda_teacher_age, self.teacher_age_gate)
-                )
+            )
+        if self.lambda_teacher_age > 0:
+            losses.update(
+                teacher_age_loss(age_logits, teacher_age, matches, self.lambda_teacher_age, self.teacher_age_gate)
+            )
         return losses
+
+    @torch.no_grad()
+    def training_inputs(
+        self,
+        images: List[torch.Tensor],
+        proposals: List[Instances],
+        features: Optional[Dict[str, torch.Tensor]] = None,
+        feature_scales: Optional[List[Tuple[float, float]]] = None,
+        targets: Optional[List[Instances]] = None,
+        teacher: Optional[Tuple["TResNetAgeHead", Dict[str, torch.Tensor]]] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """What ``forward`` in training reads of the faces it learns from (best IoU > th_iou): their
+        crops [N,3,h,w] in [0, 1], ROIAligned features (or None), age and gender labels (-1 = none)
+        and, with a teacher, its age and gender logits. ``losses(net(crops, feature), ...)`` on them
+        with every box matched is ``forward``'s loss (the boxes that match no face count in no term)."""
+        boxes, crop_boxes, crops, feat = self._inputs(images, proposals, features, feature_scales)
+        ages, genders, valid = match_labels(boxes, targets, self.th_iou)
+        t_age, t_gender = self.teacher_answers(teacher, crops, crop_boxes, feature_scales)
+        out = {"crops": crops, "feature": feat, "ages": ages, "genders": genders}
+        if t_age is not None:
+            out["teacher_age"] = t_age
+            out["teacher_gender"] = t_gender
+        return {k: (v[valid] if v is not None else None) for k, v in out.items()}
 
     def crops_and_features(
         self,
