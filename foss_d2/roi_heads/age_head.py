@@ -212,18 +212,13 @@ class TResNetAgeHead(FrozenParts, nn.Module):
 
     @torch.no_grad()
     def training_inputs(
-        self,
-        images: List[torch.Tensor],
-        proposals: List[Instances],
-        features: Optional[Dict[str, torch.Tensor]] = None,
-        feature_scales: Optional[List[Tuple[float, float]]] = None,
-        targets: Optional[List[Instances]] = None,
-        teacher: Optional[Tuple["TResNetAgeHead", Dict[str, torch.Tensor]]] = None,
+        self, images, proposals, features, feature_scales, targets, teacher=None
     ) -> Dict[str, torch.Tensor]:
-        """What ``forward`` in training reads of the faces it learns from (best IoU > th_iou): their
-        crops [N,3,h,w] in [0, 1], ROIAligned features (or None), age and gender labels (-1 = none)
-        and, with a teacher, its age and gender logits. ``losses(net(crops, feature), ...)`` on them
-        with every box matched is ``forward``'s loss (the boxes that match no face count in no term)."""
+        """With ``forward``'s arguments, what ``forward`` in training reads of the faces it learns
+        from (best IoU > th_iou): their crops [N,3,h,w] in [0, 1], ROIAligned features (or None),
+        age and gender labels (-1 = none) and, with a teacher, its age and gender logits.
+        ``losses(net(crops, feature), ...)`` on them with every box matched is ``forward``'s loss
+        (the boxes that match no face count in no term)."""
         boxes, crop_boxes, crops, feat = self._inputs(images, proposals, features, feature_scales)
         ages, genders, valid = match_labels(boxes, targets, self.th_iou)
         t_age, t_gender = self.teacher_answers(teacher, crops, crop_boxes, feature_scales)
