@@ -81,9 +81,14 @@ def save_weights(state: dict, path: str, iteration=None) -> dict:
     """Write ``state`` as a FOSS-D2 checkpoint (``model``, ``iteration``) at ``path``, through a
     temporary file so that a stop never leaves half a file; returns what was written."""
     out = {"model": state, "__author__": "FOSS-D2", "iteration": iteration}
-    torch.save(out, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    save_atomic(out, path)
     return out
+
+
+def save_atomic(obj, path: str):
+    """``torch.save`` through a temporary file, so that a stop never leaves half a file."""
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def blend_states(state: dict, other: dict, weight: float) -> dict:

@@ -39,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
-from foss_d2.apps.export import save_weights
+from foss_d2.apps.export import save_atomic, save_weights
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import build_foss_train_loader
 from foss_d2.data.datasets import register_config_datasets
@@ -53,11 +53,11 @@ KEYS = ("crops", "feature", "ages", "genders", "teacher_age", "teacher_gender")
 def pack(inputs: dict) -> dict:
     """One batch's ``age_training_inputs`` in cache form: crops as uint8 (their [0, 1] values x 255,
     rounded: at most 1/510 off), features and teacher age logits as float16."""
-    out = {"crops": (inputs["crops"] * 255).round().clamp(0, 255).to(torch.uint8)}
-    for k, dtype in (("feature", torch.float16), ("ages", None), ("genders", None), ("teacher_age", torch.float16)):
+    out = {"crops": (inputs["crops"] * 255).round().clamp(0, 255).to(torch.uint8).cpu()}
+    halves = ("feature", "teacher_age")
+    for k in KEYS[1:]:
         v = inputs.get(k)
-        out[k] = None if v is None else v.to(dtype or v.dtype).cpu()
-    out["teacher_gender"] = inputs.get("teacher_gender")
+        out[k] = None if v is None else v.to(torch.float16 if k in halves else v.dtype).cpu()
     return out
 
 
@@ -95,8 +95,7 @@ def harvest(cfg, model, cache_dir: str, batches: int, part_size: int) -> int:
         part["batches"] = todo
         part["weights"] = cfg.MODEL.WEIGHTS
         path = os.path.join(cache_dir, f"part_{index:04d}.pt")
-        torch.save(part, path + ".tmp")
-        os.replace(path + ".tmp", path)  # a stop never leaves half a part
+        save_atomic(part, path)
         n_faces += len(part["ages"])
         done += todo
         index += 1
@@ -227,8 +226,7 @@ def train(
             "epochs": epochs,
             "log": rows,
         }
-        torch.save(state, last + ".tmp")
-        os.replace(last + ".tmp", last)
+        save_atomic(state, last)
         if keep_epochs:
             save_weights(
                 model.state_dict(), os.path.join(output, f"model_epoch{epoch + 1:02d}.pth"), per_epoch * (epoch + 1)
