@@ -192,3 +192,47 @@ def test_a_stopped_run_goes_on_from_its_last_epoch(toy, monkeypatch):
     # the schedule is the run's: another --epochs on the same output is refused
     with pytest.raises(SystemExit, match="rerun with --epochs 3"):
         _run(toy, "resume", 4)
+
+
+def test_a_larger_batches_adds_new_draws_not_a_replay(toy):
+    """Extending a harvest (--batches 2, then 4 into the same cache) must not replay the first
+    draws, even with a fixed SEED: one photo per age, so the ages cached name the photos drawn."""
+    tmp, cfg_file, start = toy
+    cfg = cached.get_foss_cfg(cfg_file)
+    cfg.defrost()
+    h, w = read_image_file(FAMILY).shape[:2]
+    recs = [
+        {
+            "file_name": os.path.abspath(FAMILY),
+            "image_id": i,
+            "height": h,
+            "width": w,
+            "annotations": [
+                {"bbox": [100, 60, 160, 140], "bbox_mode": 0, "category_id": 0, "iscrowd": 0, "age": 10 + i}
+            ],
+        }
+        for i in range(8)
+    ]
+    coco = str(tmp / "eight.json")
+    save_coco(dataset_to_coco(recs), coco)
+    cfg.DATASETS.COCO = [("toy_cached_eight", coco, "")]
+    cfg.DATASETS.TRAIN = ("toy_cached_eight",)
+    cfg.MODEL.FOSS.TEACHER_WEIGHTS = ""
+    cfg.SEED = 3
+    seeded = str(tmp / "seeded.yaml")
+    with open(seeded, "w") as f:
+        f.write(cfg.dump())
+
+    def ages_drawn(batches):
+        argv = ["--config-file", seeded, "--output", str(tmp / "extend"), "--batches", str(batches)]
+        cached.main(argv + ["--part-size", "2", "--epochs", "0", "MODEL.WEIGHTS", start])
+        return [
+            sorted(set(torch.load(p, weights_only=False)["ages"].tolist()))
+            for p in cached.part_paths(str(tmp / "extend" / "cache"))
+        ]
+
+    first = ages_drawn(2)
+    assert len(first) == 1 and len(first[0]) >= 2  # 2 batches x 2 photos
+    both = ages_drawn(4)
+    assert len(both) == 2 and both[0] == first[0]
+    assert both[1] != both[0]  # the same SEED would draw the same photos again

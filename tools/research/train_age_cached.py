@@ -20,7 +20,8 @@ Writes OUTPUT/cache/part_NNNN.pt (--part-size harvested batches each; --cache pu
 elsewhere, so that runs with other training settings share one harvest), OUTPUT/last.pth (model,
 optimizer and schedule after each epoch), OUTPUT/model_final.pth (a checkpoint that
 ``train_net.py --eval-only`` and ``export_model.py`` read) and OUTPUT/log.json. A rerun goes on
-where a stop left it: the parts on disk count towards --batches, and training resumes from last.pth.
+where a stop left it: the parts on disk count towards --batches (a larger --batches adds new draws
+to them), and training resumes from last.pth.
 """
 
 import glob
@@ -74,13 +75,20 @@ def part_paths(cache_dir: str):
     return sorted(glob.glob(os.path.join(cache_dir, "part_*.pt")))
 
 
-def harvest(cfg, model, cache_dir: str, batches: int, part_size: int) -> int:
+def harvest(cfg, model, cache_dir: str, batches: int, part_size: int, seed: int = 0) -> int:
     """Run ``batches`` batches of the training loader through the frozen passes, ``part_size`` to
     a file; the parts already on disk count. Returns the number of faces harvested this run."""
     os.makedirs(cache_dir, exist_ok=True)
     done = sum(torch.load(p, mmap=True, weights_only=False)["batches"] for p in part_paths(cache_dir))
     if done >= batches:
         return 0
+    # A resumed or extended harvest must draw new faces, not replay those on disk: the loader's
+    # workers seed their augmentation and tiling from torch's generator, the sampler from SEED.
+    torch.manual_seed(seed + done)
+    if cfg.SEED >= 0:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.SEED = cfg.SEED + done
     loader = iter(build_foss_train_loader(cfg))
     model.train()
     n_faces, index = 0, len(part_paths(cache_dir))
@@ -271,7 +279,7 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     t0 = time.perf_counter()
     cache_dir = args.cache or os.path.join(args.output, "cache")
-    faces = harvest(cfg, model, cache_dir, args.batches, args.part_size)
+    faces = harvest(cfg, model, cache_dir, args.batches, args.part_size, args.seed)
     harvest_s = time.perf_counter() - t0
     log = {"weights": cfg.MODEL.WEIGHTS, "harvested_faces_this_run": faces, "harvest_seconds": round(harvest_s, 1)}
     if args.epochs > 0:
