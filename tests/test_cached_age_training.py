@@ -131,6 +131,7 @@ def toy(tmp_path_factory):
     cfg.DATASETS.COCO = [("toy_cached_faces", coco, "")]
     cfg.DATASETS.TRAIN = ("toy_cached_faces",)
     cfg.INPUT.TILING.DATASETS = []
+    cfg.INPUT.AUG.CROP_FRACTION = 1.0  # no random crop: every face stays in its photo
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.SOLVER.IMS_PER_BATCH = 2
     cfg.SOLVER.BASE_LR = 1e-3

@@ -128,6 +128,10 @@ def test_zoo_steps_train_the_shipped_architecture():
         m.FOSS.TEACHER_WEIGHTS = shipped.FOSS.TEACHER_WEIGHTS
         m.AGE_HEAD.LAMBDA_TEACHER_GEN = shipped.AGE_HEAD.LAMBDA_TEACHER_GEN
         m.AGE_HEAD.TEACHER_LABELLED_TOO = shipped.AGE_HEAD.TEACHER_LABELLED_TOO
+        # the detector's input sizes shape no weight: Base-FOSS-zoo.yaml keeps steps 1-7's 480 + 800 px
+        assert (m.FOSS.DET_INPUT_SIZE, m.FOSS.DET_INPUT_FIT_SMALL, list(m.FOSS.TEST_SIZES)) == (480, False, [800])
+        m.FOSS.DET_INPUT_SIZE, m.FOSS.TEST_SIZES = shipped.FOSS.DET_INPUT_SIZE, shipped.FOSS.TEST_SIZES
+        m.FOSS.DET_INPUT_FIT_SMALL = shipped.FOSS.DET_INPUT_FIT_SMALL
         m.AGE_HEAD.LAMBDA_TEACHER_AGE = shipped.AGE_HEAD.LAMBDA_TEACHER_AGE
         m.AGE_HEAD.TEACHER_AGE_GATE = shipped.AGE_HEAD.TEACHER_AGE_GATE
         m.AGE_HEAD.TEACHER_FLIP = shipped.AGE_HEAD.TEACHER_FLIP

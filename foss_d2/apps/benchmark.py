@@ -58,10 +58,13 @@ PAPER_CFG = os.path.join(REPO, "configs", "paper", "FOSS-DLA34-TResNetS.yaml")
 DEMO_PHOTO = os.path.join(REPO, "demo", "family.jpg")
 
 VARIANTS = {
-    "shipped: 480 + 800 px passes, mirror on": [],
-    "480 px pass only": ["MODEL.FOSS.TEST_SIZES", "[]"],
+    "shipped: one 512 px pass, mirror on": [],
+    "an 800 px second pass added": ["MODEL.FOSS.TEST_SIZES", "[800]"],
     "mirror off": ["MODEL.AGE_HEAD.TEST_FLIP", "False"],
-    "480 px only, mirror off": ["MODEL.FOSS.TEST_SIZES", "[]", "MODEL.AGE_HEAD.TEST_FLIP", "False"],
+    "480 + 800 px passes (the config until 2026-12-05)": [
+        *("MODEL.FOSS.DET_INPUT_SIZE", "480", "MODEL.FOSS.DET_INPUT_FIT_SMALL", "False"),
+        *("MODEL.FOSS.TEST_SIZES", "[800]"),
+    ],
     "detector flip test on": ["MODEL.CENTERNET.TEST_FLIP", "True"],
 }
 

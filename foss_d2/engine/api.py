@@ -10,9 +10,10 @@ from ..model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS  # noqa: F401  (re-expor
 from .predictor import FOSSPredictor, load_image
 
 # Not in the paper: the shipped weights with the test-time work that costs most and helps least
-# on CPU left out: one detector pass (no 800 px pass), no mirror average, and a photo smaller
-# than 480 px sent to the detector at its own size instead of upscaled (docs/RESULTS.md has its
-# accuracy and time beside the shipped settings and the peer).
+# on CPU left out: one detector pass, no mirror average, and a photo smaller than the detector
+# input read at its own size instead of upscaled (since 2026-12-05 the shipped config itself runs
+# one pass at its own size, so "fast" is the shipped one without the mirror; docs/RESULTS.md has
+# its accuracy and time beside the shipped settings and the peer).
 PRESETS = {
     "shipped": [],
     "fast": [
