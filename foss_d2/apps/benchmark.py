@@ -62,8 +62,12 @@ VARIANTS = {
     "an 800 px second pass added": ["MODEL.FOSS.TEST_SIZES", "[800]"],
     "mirror off": ["MODEL.AGE_HEAD.TEST_FLIP", "False"],
     "480 + 800 px passes (the config until 2026-12-05)": [
-        *("MODEL.FOSS.DET_INPUT_SIZE", "480", "MODEL.FOSS.DET_INPUT_FIT_SMALL", "False"),
-        *("MODEL.FOSS.TEST_SIZES", "[800]"),
+        "MODEL.FOSS.DET_INPUT_SIZE",
+        "480",
+        "MODEL.FOSS.DET_INPUT_FIT_SMALL",
+        "False",
+        "MODEL.FOSS.TEST_SIZES",
+        "[800]",
     ],
     "detector flip test on": ["MODEL.CENTERNET.TEST_FLIP", "True"],
 }
