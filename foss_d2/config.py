@@ -126,10 +126,6 @@ def add_foss_config(cfg):
     # Not in the paper: at test time, average each face's age distribution and P(female) over its
     # crop and the mirror image (twice the age-network work).
     _C.MODEL.AGE_HEAD.TEST_FLIP = False
-    # With TEST_FLIP: the mirror image only for the faces whose gender the crop alone leaves unsure,
-    # |2 P(female) - 1| <= this; 1.0 mirrors every face. The mirror helps most where the gender
-    # is close to a coin toss (docs/RESULTS.md, "The mirror where the gender is unsure").
-    _C.MODEL.AGE_HEAD.TEST_FLIP_MAX_CONF = 1.0
     # How a face's age is read off its distribution over the 101 classes: "mean" (the paper's: the
     # mean-variance loss trains the mean), "median" (the age with the least expected absolute
     # error) or "mode" (the most probable class). Not in the paper besides "mean"; test time only.

@@ -50,9 +50,6 @@ class FOSSWithTTA(nn.Module):
         self.test_nms_thresh = float(cfg.MODEL.FOSS.TEST_NMS_THRESH)
         self.detector_flip = bool(cfg.MODEL.CENTERNET.TEST_FLIP)
         self.age_flip = bool(cfg.MODEL.AGE_HEAD.TEST_FLIP)
-        self.age_flip_max_conf = float(cfg.MODEL.AGE_HEAD.TEST_FLIP_MAX_CONF)
-        if not 0.0 <= self.age_flip_max_conf <= 1.0:
-            raise ValueError(f"MODEL.AGE_HEAD.TEST_FLIP_MAX_CONF must be in [0, 1], got {self.age_flip_max_conf}")
         if self.detector_flip and not hasattr(model.proposal_generator, "head_outputs"):
             raise ValueError("MODEL.CENTERNET.TEST_FLIP needs a CenterNet face detector")
 
@@ -124,13 +121,12 @@ class FOSSWithTTA(nn.Module):
 
     def estimate_ages(self, images, proposals: List[Instances], features, feature_scales) -> List[Instances]:
         """The age head on the faces of one detector pass; with MODEL.AGE_HEAD.TEST_FLIP averaged
-        over each crop and its mirror image (with TEST_FLIP_MAX_CONF < 1, for the faces of unsure
-        gender only)."""
+        over each crop and its mirror image."""
         head = self.model.age_head
         if not self.age_flip:
             return head(images, proposals, features, feature_scales)
         _, crops, feat = head.crops_and_features(images, proposals, features, feature_scales)
-        return head.attach(proposals, *head.predict(crops, feat, mirror=True, mirror_max_conf=self.age_flip_max_conf))
+        return head.attach(proposals, *head.predict(crops, feat, mirror=True))
 
     def _estimate_ages(self, images, proposals: List[Instances], runs) -> List[Instances]:
         """Every face through the age head with the detector feature of the pass that found it, so

@@ -267,26 +267,14 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
         return roi_align(fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
-    def predict(
-        self, crops: torch.Tensor, feat: Optional[torch.Tensor], mirror: bool = False, mirror_max_conf: float = 1.0
-    ):
+    def predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor], mirror: bool = False):
         """Age distributions [N,101] and P(female) [N] (None without the gender branch) of N crops;
         with ``mirror`` averaged over each crop and its mirror image (MODEL.AGE_HEAD.TEST_FLIP). The
         ROIAligned detector feature is mirrored with the crop: it stands in for the mirrored photo's
         feature (exact without the feature connection; close with it, as the detector trains with
-        flips), at no detector cost. With ``mirror_max_conf`` < 1 only the crops whose gender
-        confidence |2 P(female) - 1| on the crop alone is at most that get the mirror
-        (MODEL.AGE_HEAD.TEST_FLIP_MAX_CONF)."""
+        flips), at no detector cost."""
         if crops.shape[0] == 0:
             return crops.new_zeros((0, self.net.age_branch["fc"].out_features)), None
-        if mirror and mirror_max_conf < 1 and self.net.gender_branch is not None:
-            age_probs, female_probs = self.predict(crops, feat)
-            unsure = ((2 * female_probs - 1).abs() <= mirror_max_conf).nonzero()[:, 0]
-            if len(unsure):
-                flipped = self.predict(crops[unsure].flip(-1), feat[unsure].flip(-1) if feat is not None else None)
-                age_probs[unsure] = (age_probs[unsure] + flipped[0]) / 2
-                female_probs[unsure] = (female_probs[unsure] + flipped[1]) / 2
-            return age_probs, female_probs
         n = crops.shape[0]
         if mirror:
             crops = torch.cat([crops, crops.flip(-1)])
