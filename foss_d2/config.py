@@ -126,6 +126,10 @@ def add_foss_config(cfg):
     # Not in the paper: at test time, average each face's age distribution and P(female) over its
     # crop and the mirror image (twice the age-network work).
     _C.MODEL.AGE_HEAD.TEST_FLIP = False
+    # Not in the paper: "bfloat16" runs the age network at test time in bfloat16 where the device
+    # does it in hardware (CPUs with AVX512-BF16 or AMX, recent GPUs), float32 elsewhere; its
+    # outputs, the detector and everything after stay float32 (utils/precision.py).
+    _C.MODEL.AGE_HEAD.INFERENCE_DTYPE = "float32"
     # How a face's age is read off its distribution over the 101 classes: "mean" (the paper's: the
     # mean-variance loss trains the mean), "median" (the age with the least expected absolute
     # error) or "mode" (the most probable class). Not in the paper besides "mean"; test time only.

@@ -19,6 +19,7 @@ from torchvision.ops import roi_align
 
 from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
+from ..utils.precision import check_dtype, inference_autocast
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
 from .losses import age_gender_losses, distribution_moments, match_labels, teacher_age_loss, teacher_gender_loss
@@ -54,6 +55,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         lambda_teacher_age: float = 0.0,
         teacher_age_gate: float = 5.0,
         teacher_flip: bool = False,
+        inference_dtype: str = "float32",
     ):
         super().__init__()
         self.net = net
@@ -76,6 +78,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.lambda_teacher_age = float(lambda_teacher_age)
         self.teacher_age_gate = float(teacher_age_gate)
         self.teacher_flip = bool(teacher_flip)
+        self.inference_dtype = check_dtype(inference_dtype)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -139,6 +142,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "lambda_teacher_age": c.LAMBDA_TEACHER_AGE,
             "teacher_age_gate": c.TEACHER_AGE_GATE,
             "teacher_flip": c.TEACHER_FLIP,
+            "inference_dtype": c.INFERENCE_DTYPE,
         }
 
     def forward(
@@ -279,13 +283,21 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         if mirror:
             crops = torch.cat([crops, crops.flip(-1)])
             feat = torch.cat([feat, feat.flip(-1)]) if feat is not None else None
-        age_logits, gender_logits = self.net(crops, feat)
+        age_logits, gender_logits = self.run_net(crops, feat)
         age_probs = F.softmax(age_logits, dim=1)
         female_probs = gender_logits.sigmoid() if gender_logits is not None else None
         if mirror:
             age_probs = (age_probs[:n] + age_probs[n:]) / 2
             female_probs = (female_probs[:n] + female_probs[n:]) / 2 if female_probs is not None else None
         return age_probs, female_probs
+
+    def run_net(self, crops: torch.Tensor, feat: Optional[torch.Tensor]):
+        """The age network at test time, in MODEL.AGE_HEAD.INFERENCE_DTYPE; float32 logits."""
+        if self.training or self.inference_dtype == "float32":
+            return self.net(crops, feat)
+        with inference_autocast(self.inference_dtype, crops.device):
+            age_logits, gender_logits = self.net(crops, feat)
+        return age_logits.float(), gender_logits.float() if gender_logits is not None else None
 
     def attach(self, proposals: List[Instances], age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
         """Hands each image's faces, in order, their rows of ``age_probs`` / ``female_probs`` as
