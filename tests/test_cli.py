@@ -65,6 +65,26 @@ def test_overrides_swallowed_by_a_list_option_go_back_to_opts():
         cli.parse_foss_args(parser, ["MODEL.FOSS.K_TEST"])  # a key without its value
 
 
+def test_preset_fast_then_overrides():
+    from foss_d2.apps import demo
+    from foss_d2.apps.runner import config_from_args
+    from foss_d2.engine.api import PRESETS
+
+    parser = demo.get_parser()
+
+    def cfg_of(argv):
+        return config_from_args(parser, cli.parse_foss_args(parser, ["--input", "a.jpg", *argv]))
+
+    shipped, fast = cfg_of([]), cfg_of(["--preset", "fast"])
+    assert shipped.MODEL.AGE_HEAD.TEST_FLIP and shipped.MODEL.AGE_HEAD.INFERENCE_DTYPE == "float32"
+    assert not fast.MODEL.AGE_HEAD.TEST_FLIP and fast.MODEL.AGE_HEAD.INFERENCE_DTYPE == "bfloat16"
+    assert fast == get_foss_cfg(opts=PRESETS["fast"])  # the demo's preset is the API's
+    # a KEY VALUE override wins over the preset
+    assert cfg_of(["--preset", "fast", "MODEL.AGE_HEAD.TEST_FLIP", "True"]).MODEL.AGE_HEAD.TEST_FLIP
+    with pytest.raises(SystemExit):
+        cfg_of(["--preset", "fastest"])
+
+
 def test_default_config_is_the_shipped_model_and_weights_are_an_override(tmp_path):
     cfg = get_foss_cfg()
     assert cfg.MODEL.WEIGHTS == DEFAULT_WEIGHTS and os.path.isfile(DEFAULT_CONFIG)

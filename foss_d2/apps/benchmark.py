@@ -61,6 +61,12 @@ VARIANTS = {
     "shipped: one 512 px pass, mirror on": [],
     "an 800 px second pass added": ["MODEL.FOSS.TEST_SIZES", "[800]"],
     "mirror off": ["MODEL.AGE_HEAD.TEST_FLIP", "False"],
+    "the fast preset: mirror off, age network in bfloat16": [
+        "MODEL.AGE_HEAD.TEST_FLIP",
+        "False",
+        "MODEL.AGE_HEAD.INFERENCE_DTYPE",
+        "bfloat16",
+    ],
     "480 + 800 px passes (the config until 2026-12-05)": [
         "MODEL.FOSS.DET_INPUT_SIZE",
         "480",

@@ -870,6 +870,13 @@ def add_run_arguments(p: argparse.ArgumentParser):
     )
     p.add_argument("--no-draw", action="store_true", help="JSON/CSV only: no pictures drawn or written")
     p.add_argument(
+        "--preset",
+        choices=("shipped", "fast"),
+        default="shipped",
+        help="fast: no mirror average, the age network in bfloat16 where the CPU has it (README, Fast on CPU); "
+        "KEY VALUE overrides apply after it",
+    )
+    p.add_argument(
         "--backend", choices=BACKENDS, default="pytorch", help="onnxruntime: faster on CPU (pip install -e .[onnx])"
     )
     p.add_argument(
@@ -915,14 +922,16 @@ def add_run_arguments(p: argparse.ArgumentParser):
 
 
 def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
-    """``get_foss_cfg`` from --config-file, the KEY VALUE overrides and --confidence-threshold; a
+    """``get_foss_cfg`` from --config-file, --preset, the KEY VALUE overrides and --confidence-threshold; a
     missing file, an unknown key or a wrong value is a one-line ``parser.error`` (exit 2)."""
     from ..config import get_foss_cfg
+    from ..engine.api import PRESETS
 
     opts = list(args.opts or [])
     flag = next((o for o in opts if o.startswith("--")), None)
     if flag is not None:
         parser.error(f"{flag} comes after the KEY VALUE overrides ({' '.join(opts)}): put the options first")
+    opts = [*PRESETS[getattr(args, "preset", "shipped")], *opts]
     try:
         return get_foss_cfg(
             args.config_file, opts=opts, confidence_threshold=getattr(args, "confidence_threshold", None), **kwargs

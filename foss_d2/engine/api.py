@@ -12,8 +12,9 @@ from .predictor import FOSSPredictor, load_image
 # Not in the paper: the shipped weights with the test-time work that costs most and helps least
 # on CPU left out: one detector pass, no mirror average, and a photo smaller than the detector
 # input read at its own size instead of upscaled (since 2026-12-05 the shipped config itself runs
-# one pass at its own size, so "fast" is the shipped one without the mirror; docs/RESULTS.md has
-# its accuracy and time beside the shipped settings and the peer).
+# one pass at its own size, so "fast" is the shipped one without the mirror), and the age network
+# in bfloat16 where the CPU does it natively (AVX512-BF16, AMX); docs/RESULTS.md has its accuracy
+# and time beside the shipped settings and the peer.
 PRESETS = {
     "shipped": [],
     "fast": [
@@ -23,6 +24,8 @@ PRESETS = {
         "False",
         "MODEL.FOSS.DET_INPUT_FIT_SMALL",
         "True",
+        "MODEL.AGE_HEAD.INFERENCE_DTYPE",
+        "bfloat16",
     ],
 }
 
