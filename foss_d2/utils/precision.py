@@ -1,9 +1,9 @@
 """bfloat16 inference of the age network (not in the paper; MODEL.AGE_HEAD.INFERENCE_DTYPE).
 
 On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN runs the TResNet's
-convolutions in bfloat16 with float32 accumulation: 1.5x faster on this project's AMD EPYC for
-the same answers within 0.25 years (docs/RESULTS.md section 9). The detector is not included: its
-first layers at 224-512 px gained nothing there.
+convolutions in bfloat16 with float32 accumulation: 1.6x faster on this project's AMD EPYC, ages
+within about half a year of float32's (docs/RESULTS.md section 9, "The age network in bfloat16").
+The detector stays float32: in bfloat16 it gained nothing in the benchmark and lost at 224 px.
 """
 
 import contextlib
@@ -18,6 +18,7 @@ DTYPES = ("float32", "bfloat16")
 
 
 def check_dtype(name: str) -> str:
+    """``name`` if it is one of ``DTYPES``, else a ValueError."""
     if name not in DTYPES:
         raise ValueError(f"MODEL.AGE_HEAD.INFERENCE_DTYPE must be one of {DTYPES}, got {name!r}")
     return name
