@@ -446,6 +446,19 @@ def test_extra_variant_parsing():
             parse_extra_variant(bad)
 
 
+def test_variant_overrides_win_over_the_common_ones():
+    from foss_d2.apps.benchmark import variant_opts
+    from foss_d2.config import get_foss_cfg
+
+    common = ["MODEL.FOSS.DET_INPUT_SIZE", "480", "MODEL.FOSS.TEST_SIZES", "[800]"]
+    opts = variant_opts(["MODEL.FOSS.DET_INPUT_SIZE", "512"], common)
+    cfg = get_foss_cfg(opts=opts)
+    assert (
+        cfg.MODEL.DEVICE == "cpu" and cfg.MODEL.FOSS.DET_INPUT_SIZE == 512 and list(cfg.MODEL.FOSS.TEST_SIZES) == [800]
+    )
+    assert get_foss_cfg(opts=variant_opts([], common)).MODEL.FOSS.DET_INPUT_SIZE == 480
+
+
 @needs_shared_data
 def test_benchmark_peer_runs(tmp_path):
     import json

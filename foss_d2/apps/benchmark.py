@@ -39,6 +39,7 @@ import os
 import platform
 import statistics
 import time
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -415,6 +416,13 @@ def parse_extra_variant(spec: str):
     return name, (opts, backend, True)
 
 
+def variant_opts(variant: Sequence[str], common: Sequence[str]) -> List[str]:
+    """A peer-benchmark variant's config overrides: CPU, the command's trailing KEY VALUE pairs, then
+    the variant's own, which win (as in the settings benchmark): e.g. the model before's weights
+    and sizes for the built-in "as trained" variant, and --extra-variants that set today's."""
+    return ["MODEL.DEVICE", "cpu", *common, *variant]
+
+
 class StageClock:
     """Wall time per stage of one FOSS call: the resize to the detector input, the detector
     (backbone + CenterNet with its decoding), the crops + ROIAlign, the age network; what is left
@@ -604,7 +612,7 @@ def benchmark_peer(args, parser):
             onnx_dir = args.int8_dir if backend == "onnxruntime-int8" else None
             est = FaceAgeEstimator(
                 args.config_file,
-                opts=["MODEL.DEVICE", "cpu", *opts, *args.opts],
+                opts=variant_opts(opts, args.opts),
                 backend="onnxruntime" if onnx_dir else backend,
                 onnx_dir=onnx_dir,
             )
