@@ -7,6 +7,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from .model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
+from .utils.precision import check_dtype
 
 
 def add_foss_config(cfg):
@@ -268,5 +269,6 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
         raise FileNotFoundError(
             f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass MODEL.WEIGHTS)"
         )
+    check_dtype(cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)  # before a run prepares its output, not at build time
     cfg.freeze()
     return cfg

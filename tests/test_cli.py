@@ -83,6 +83,8 @@ def test_preset_fast_then_overrides():
     assert cfg_of(["--preset", "fast", "MODEL.AGE_HEAD.TEST_FLIP", "True"]).MODEL.AGE_HEAD.TEST_FLIP
     with pytest.raises(SystemExit):
         cfg_of(["--preset", "fastest"])
+    with pytest.raises(SystemExit):  # a bad value stops before any output is prepared
+        cfg_of(["MODEL.AGE_HEAD.INFERENCE_DTYPE", "float16"])
 
 
 def test_default_config_is_the_shipped_model_and_weights_are_an_override(tmp_path):

@@ -124,8 +124,10 @@ def test_the_teacher_is_frozen_and_outside_the_model(tmp_path):
     torch.manual_seed(2)
     other = build_model(tiny_cfg())
     torch.manual_seed(3)
-    student = _student(tmp_path, other)
+    # a config's test-time precision is not the teacher's: its targets stay float32
+    student = _student(tmp_path, other, **{"MODEL.AGE_HEAD.INFERENCE_DTYPE": "bfloat16"})
     (teacher,) = student._teacher
+    assert student.age_head.inference_dtype == "bfloat16" and teacher.age_head.inference_dtype == "float32"
     assert not any(k.startswith("_teacher") for k in student.state_dict())
     assert {id(p) for p in student.parameters()}.isdisjoint(id(p) for p in teacher.parameters())
     assert torch.equal(teacher.age_head.net.gender_branch["fc"].weight, other.age_head.net.gender_branch["fc"].weight)

@@ -597,6 +597,7 @@ def benchmark_peer(args, parser):
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
         "config": args.config_file or "shipped",
+        "opts": list(args.opts),
         "repeats": args.repeats,
         "variants": {n: {"opts": variants[n][0], "backend": variants[n][1]} for n in names},
         "images": sets,

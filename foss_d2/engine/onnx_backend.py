@@ -186,4 +186,5 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None):
     model.proposal_generator.heatmap = None  # its weights now live in the graph
     if model.age_head is not None:
         model.age_head.net = OrtAgeNet(_session(age_path, threads), model.age_head.net)
+        model.age_head.inference_dtype = "float32"  # the graph is float32 whatever the config says
     return model

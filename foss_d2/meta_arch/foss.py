@@ -45,6 +45,8 @@ def build_teacher(cfg) -> nn.Module:
     tcfg.defrost()
     tcfg.MODEL.FOSS.TEACHER_WEIGHTS = ""
     tcfg.MODEL.FOSS.DETECTOR_ONLY = False
+    # its targets are training numbers: float32 whatever the config's test-time precision
+    tcfg.MODEL.AGE_HEAD.INFERENCE_DTYPE = "float32"
     teacher = META_ARCH_REGISTRY.get(tcfg.MODEL.META_ARCHITECTURE)(tcfg).to(torch.device(cfg.MODEL.DEVICE))
     # Every tensor must come from the file: a teacher with freshly initialised parts teaches noise.
     checkpointer = DetectionCheckpointer(teacher)

@@ -3,7 +3,7 @@
 On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN runs the TResNet's
 convolutions in bfloat16 with float32 accumulation: 1.6x faster on this project's AMD EPYC, ages
 within about half a year of float32's (docs/RESULTS.md section 9, "The age network in bfloat16").
-The detector stays float32: in bfloat16 it gained nothing in the benchmark and lost at 224 px.
+The detector stays float32, so scores and boxes do not change.
 """
 
 import contextlib
@@ -26,11 +26,11 @@ def check_dtype(name: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def native_bf16(device_type: str) -> bool:
-    """Whether ``device_type`` does bfloat16 arithmetic in hardware: a CUDA GPU that supports it, or
-    an x86 CPU that lists avx512_bf16 or amx_bf16 (Linux's /proc/cpuinfo). Elsewhere bfloat16 would
-    be emulated, slower than float32."""
+    """Whether ``device_type`` does bfloat16 arithmetic in hardware: the current CUDA GPU when it
+    does without emulation (Ampere and later), or an x86 CPU that lists avx512_bf16 or amx_bf16
+    (Linux's /proc/cpuinfo). Elsewhere bfloat16 would be emulated, slower than float32."""
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device_type != "cpu":
         return False
     try:
