@@ -71,6 +71,8 @@ def test_preset_fast_then_overrides():
     from foss_d2.engine.api import PRESETS
 
     parser = demo.get_parser()
+    (preset,) = [a for a in parser._actions if a.dest == "preset"]
+    assert set(preset.choices) == set(PRESETS)  # the flag offers every preset of the API, no other
 
     def cfg_of(argv):
         return config_from_args(parser, cli.parse_foss_args(parser, ["--input", "a.jpg", *argv]))
