@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from ..config import get_foss_cfg
 from ..engine import FaceAgeEstimator
+from ..engine.api import PRESETS
 from ..meta_arch import FOSSWithTTA
 from ..utils import write_json_atomic
 from .cli import foss_argument_parser, parse_foss_args
@@ -62,12 +63,7 @@ VARIANTS = {
     "shipped: one 512 px pass, mirror on": [],
     "an 800 px second pass added": ["MODEL.FOSS.TEST_SIZES", "[800]"],
     "mirror off": ["MODEL.AGE_HEAD.TEST_FLIP", "False"],
-    "the fast preset: mirror off, age network in bfloat16": [
-        "MODEL.AGE_HEAD.TEST_FLIP",
-        "False",
-        "MODEL.AGE_HEAD.INFERENCE_DTYPE",
-        "bfloat16",
-    ],
+    "the fast preset: mirror off, age network in bfloat16": PRESETS["fast"],
     "480 + 800 px passes (the config until 2026-12-05)": [
         "MODEL.FOSS.DET_INPUT_SIZE",
         "480",
@@ -591,8 +587,6 @@ def benchmark_peer(args, parser):
             parser.error(f"--extra-variant {spec!r}: the name {name!r} is given twice")
         variants[name] = variant
         names.append(name)
-    from ..engine.api import PRESETS
-
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
