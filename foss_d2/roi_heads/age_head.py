@@ -22,7 +22,14 @@ from ..utils.freezing import FrozenParts
 from ..utils.precision import check_dtype, inference_autocast
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
-from .losses import age_gender_losses, distribution_moments, match_labels, teacher_age_loss, teacher_gender_loss
+from .losses import (
+    age_gender_losses,
+    distribution_moments,
+    flip_consistency_loss,
+    match_labels,
+    teacher_age_loss,
+    teacher_gender_loss,
+)
 from .tresnet import TResNetAgeNet
 
 
@@ -55,6 +62,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         lambda_teacher_age: float = 0.0,
         teacher_age_gate: float = 5.0,
         teacher_flip: bool = False,
+        lambda_flip: float = 0.0,
         inference_dtype: str = "float32",
     ):
         super().__init__()
@@ -78,6 +86,9 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.lambda_teacher_age = float(lambda_teacher_age)
         self.teacher_age_gate = float(teacher_age_gate)
         self.teacher_flip = bool(teacher_flip)
+        if lambda_flip < 0:
+            raise ValueError(f"MODEL.AGE_HEAD.LAMBDA_FLIP must be >= 0, got {lambda_flip}")
+        self.lambda_flip = float(lambda_flip)
         self.inference_dtype = check_dtype(inference_dtype)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
@@ -142,6 +153,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "lambda_teacher_age": c.LAMBDA_TEACHER_AGE,
             "teacher_age_gate": c.TEACHER_AGE_GATE,
             "teacher_flip": c.TEACHER_FLIP,
+            "lambda_flip": c.LAMBDA_FLIP,
             "inference_dtype": c.INFERENCE_DTYPE,
         }
 
@@ -170,10 +182,35 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         boxes, crop_boxes, crops, feat = self._inputs(images, proposals, features, feature_scales)
         if not self.training:
             return self.attach(proposals, *self.predict(crops, feat))
-        age_logits, gender_logits = self.net(crops, feat)
         matches = match_labels(boxes, targets, self.th_iou)
         t_age, t_gender = self.teacher_answers(teacher, crops, crop_boxes, feature_scales)
-        return self.losses(age_logits, gender_logits, matches, t_age, t_gender)
+        return self.train_losses(crops, feat, matches, t_age, t_gender)
+
+    def train_losses(
+        self,
+        crops: torch.Tensor,
+        feat: Optional[torch.Tensor],
+        matches: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        teacher_age: Optional[torch.Tensor] = None,
+        teacher_gender: Optional[torch.Tensor] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """A training step's losses of the age network on ``crops`` and their features: ``losses``
+        on its answers; with LAMBDA_FLIP the mirror images (crop and feature mirrored together) go
+        through the network in the same batch, learn from the same labels and teacher answers,
+        and the two halves' answers are pulled together (``flip_consistency_loss``)."""
+        if self.lambda_flip <= 0:
+            return self.losses(*self.net(crops, feat), matches, teacher_age, teacher_gender)
+        n = crops.shape[0]
+        twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
+        age_logits, gender_logits = self.net(
+            torch.cat([crops, crops.flip(-1)]), torch.cat([feat, feat.flip(-1)]) if feat is not None else None
+        )
+        losses = self.losses(
+            age_logits, gender_logits, tuple(twice(m) for m in matches), twice(teacher_age), twice(teacher_gender)
+        )
+        g = (None, None) if gender_logits is None else (gender_logits[:n], gender_logits[n:])
+        losses.update(flip_consistency_loss(age_logits[:n], age_logits[n:], *g, matches[2], self.lambda_flip))
+        return losses
 
     @torch.no_grad()
     def teacher_answers(self, teacher, crops: torch.Tensor, crop_boxes, feature_scales):
@@ -221,7 +258,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         """With ``forward``'s arguments, what ``forward`` in training reads of the faces it learns
         from (best IoU > th_iou): their crops [N,3,h,w] in [0, 1], ROIAligned features (or None),
         age and gender labels (-1 = none) and, with a teacher, its age and gender logits.
-        ``losses(net(crops, feature), ...)`` on them with every box matched is ``forward``'s loss
+        ``train_losses(crops, feature, ...)`` on them with every box matched is ``forward``'s loss
         (the boxes that match no face count in no term)."""
         boxes, crop_boxes, crops, feat = self._inputs(images, proposals, features, feature_scales)
         ages, genders, valid = match_labels(boxes, targets, self.th_iou)

@@ -157,3 +157,32 @@ def teacher_age_loss(
         return {"loss_teacher_age": age_logits.sum() * 0.0}
     kl = F.kl_div(F.log_softmax(age_logits[mask], dim=1), t_logp[mask], reduction="sum", log_target=True)
     return {"loss_teacher_age": weight * kl / n}
+
+
+def _js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Per row, the Jensen-Shannon divergence (natural log) of two distributions over the last dim."""
+    m = (p + q) / 2
+    kl = lambda a: (a * (a.clamp_min(1e-12).log() - m.clamp_min(1e-12).log())).sum(-1)  # noqa: E731
+    return (kl(p) + kl(q)) / 2
+
+
+def flip_consistency_loss(
+    age_logits: torch.Tensor,
+    mirror_age_logits: torch.Tensor,
+    gender_logits: Optional[torch.Tensor],
+    mirror_gender_logits: Optional[torch.Tensor],
+    valid: torch.Tensor,
+    weight: float,
+) -> Dict[str, torch.Tensor]:
+    """Not in the paper (MODEL.AGE_HEAD.LAMBDA_FLIP): ``weight`` x the mean over matched faces
+    (``valid``, best IoU > th_iou, labelled or not) of JS(age distribution of a crop, that of its
+    mirror image) + JS(P(female) of the two, as Bernoulli distributions); 0 where the network
+    answers a face and its mirror image alike. Symmetric: both readings are pulled together."""
+    n = _count_faces("age_head/num_flip_faces", valid)
+    if n == 0:
+        return {"loss_flip": age_logits.sum() * 0.0}
+    js = _js_divergence(F.softmax(age_logits[valid], dim=1), F.softmax(mirror_age_logits[valid], dim=1))
+    if gender_logits is not None:
+        p, q = gender_logits[valid].sigmoid(), mirror_gender_logits[valid].sigmoid()
+        js = js + _js_divergence(torch.stack([p, 1 - p], -1), torch.stack([q, 1 - q], -1))
+    return {"loss_flip": weight * js.sum() / n}

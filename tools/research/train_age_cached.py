@@ -10,7 +10,7 @@ face the age network learns from (best IoU > th_iou) what a training step hands 
 teacher's answers, drawn as that step draws them: detector side, tiling, zoom-out, crop jitter);
 ``train`` then runs the age network over that cache for several epochs, each crop mirrored with
 its feature half of the time, with the config's optimizer, learning-rate schedule (stretched to the
-epochs) and losses (``TResNetAgeHead.losses``). Only the faces are cached, so BatchNorm keeps the
+epochs) and losses (``TResNetAgeHead.train_losses``). Only the faces are cached, so BatchNorm keeps the
 start's statistics by default (``--bn-stats update`` learns them from the faces alone).
 
     python tools/research/train_age_cached.py --config-file configs/zoo/next-age-teacher-online-cpu.yaml \\
@@ -206,8 +206,7 @@ def train(
         for i in bar:
             idx = perm[i * batch : (i + 1) * batch]
             crops, feat, matches, t_age, t_gender = batch_from_cache(cache, idx, flips[idx], memory_format)
-            age_logits, gender_logits = head.net(crops, feat)
-            losses = head.losses(age_logits, gender_logits, matches, t_age, t_gender)
+            losses = head.train_losses(crops, feat, matches, t_age, t_gender)
             total = sum(losses.values())
             if not torch.isfinite(total):
                 raise FloatingPointError(
