@@ -2,6 +2,7 @@
 size/offset heads, the detector input sized to small photos, the ONNX export and its runtime
 backend, and the peer benchmark's bookkeeping."""
 
+import copy
 import glob
 import os
 
@@ -59,6 +60,51 @@ def test_fold_batchnorm_keeps_outputs_and_activations():
     after = model(x)
     assert (after >= 0).all()  # ConvNormAct's ReLU survived the fold
     assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_prepacked_conv_by_hand_and_against_plain_convs():
+    from foss_d2.engine.fusion import PrepackedConv2d, prepack_convolutions, prepacking_works
+
+    if not prepacking_works():
+        pytest.skip("this PyTorch build has no oneDNN prepacked convolution (the plain convs stay)")
+    # y = 2x + 1, per pixel
+    conv = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(2.0)
+        conv.bias.fill_(1.0)
+    x = torch.tensor([[[[0.0, 1.0], [2.0, -3.0]]]])
+    with torch.inference_mode():
+        assert torch.allclose(PrepackedConv2d.from_conv(conv)(x), 2 * x + 1)
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.Conv2d(8, 5, 1)
+    ).eval()
+    packed = copy.deepcopy(net)
+    assert prepack_convolutions(packed) == 3 and isinstance(packed[2], PrepackedConv2d)
+    for n in (1, 3, 20):  # 20: at least max_batch, the plain path
+        x = torch.randn(n, 3, 17, 12)
+        with torch.inference_mode():
+            assert torch.allclose(packed(x), net(x), atol=1e-5), n
+    # with autograd on, the plain conv: gradients flow
+    assert packed(torch.randn(1, 3, 8, 8)).requires_grad
+
+
+def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torch_predictor):
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.engine.fusion import PrepackedConv2d, prepacking_works
+
+    if not prepacking_works():
+        pytest.skip("this PyTorch build has no oneDNN prepacked convolution")
+    packed = [m for m in torch_predictor.model.age_head.net.modules() if isinstance(m, PrepackedConv2d)]
+    convs = [m for m in torch_predictor.model.age_head.net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(packed) == len(convs) > 50
+    assert not any(isinstance(m, PrepackedConv2d) for m in torch_predictor.model.backbone.modules())
+    cfg = shipped_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.AGE_HEAD.PREPACK = False
+    plain = FOSSPredictor(cfg)
+    assert not any(isinstance(m, PrepackedConv2d) for m in plain.model.modules())
+    assert_same_faces(faces_of(plain, FAMILY), faces_of(torch_predictor, FAMILY), 1e-3, 1e-3, 1e-5)
 
 
 def test_head_at_points_equals_dense_head():

@@ -79,16 +79,95 @@ def fold_batchnorm(model: nn.Module) -> int:
     return count
 
 
+class PrepackedConv2d(nn.Conv2d):
+    """A Conv2d for CPU inference on small batches that keeps its weight reordered into oneDNN's
+    blocked layout once, at load, instead of on every call (``torch.ops.mkldnn``'s prepacked
+    convolution, the one torch.compile's CPU backend uses). It answers as the conv it was made from
+    to float rounding; batches of at least ``max_batch`` images, non-float32 inputs (bfloat16
+    autocast), autograd and non-CPU tensors take the plain conv. Measured on the shipped age
+    network (one thread, 2-core AMD EPYC, 2026-12-05): 1.35-1.6x at 1-8 crops; at 16 and more
+    PyTorch's own choice is as fast, hence ``max_batch``. The detector, one large image a call, got
+    slower this way (0.7x), so it keeps the plain convolutions."""
+
+    max_batch = 16
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "PrepackedConv2d":
+        new = cls.__new__(cls)
+        new.__dict__ = conv.__dict__.copy()
+        with torch.no_grad():
+            new._packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                conv.weight.detach().float().contiguous().to_mkldnn(),
+                list(conv.padding),
+                list(conv.stride),
+                list(conv.dilation),
+                conv.groups,
+            )
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.shape[0] >= self.max_batch
+            or x.dtype != torch.float32
+            or x.device.type != "cpu"
+            or torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu")
+        ):
+            return super().forward(x)
+        return torch.ops.mkldnn._convolution_pointwise(
+            x.contiguous(memory_format=torch.channels_last),
+            self._packed,
+            self.bias,
+            list(self.padding),
+            list(self.stride),
+            list(self.dilation),
+            self.groups,
+            "none",
+            [],
+            "",
+        )
+
+
+def prepacking_works() -> bool:
+    """Whether this PyTorch build has oneDNN's prepacked convolution and it answers as F.conv2d (a
+    3x3 conv with a bias on a small random input)."""
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+        return False
+    try:
+        conv = nn.Conv2d(4, 6, 3, padding=1).eval()
+        x = torch.randn(2, 4, 5, 7)
+        with torch.inference_mode():
+            return bool(torch.allclose(PrepackedConv2d.from_conv(conv)(x), conv(x), atol=1e-5))
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def prepack_convolutions(module: nn.Module) -> int:
+    """Replaces, in place, every ``nn.Conv2d`` (zero padding) of ``module`` by a ``PrepackedConv2d``
+    with the same weights; returns how many. For inference only, where ``prepacking_works()``."""
+    count = 0
+    for name, child in module.named_children():
+        if type(child) is nn.Conv2d and child.padding_mode == "zeros" and isinstance(child.padding, tuple):
+            setattr(module, name, PrepackedConv2d.from_conv(child))
+            count += 1
+        else:
+            count += prepack_convolutions(child)
+    return count
+
+
 def optimize_for_inference(model: nn.Module) -> nn.Module:
     """A FOSS model made faster for inference on CPU, its answers unchanged up to float rounding:
     BatchNorms folded, and the detector and age network's weights stored channels-last, which
     oneDNN's convolutions run without reordering each layer's input (measured on this project's
-    2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster). Returns
-    ``model``, changed in place."""
+    2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the age
+    network's weights prepacked for oneDNN (``PrepackedConv2d``, MODEL.AGE_HEAD.PREPACK: the few
+    crops of a close-up or a video frame 1.35-1.6x faster). Returns ``model``, changed in place."""
     model.eval()
     fold_batchnorm(model)
     if model.device.type == "cpu":
         parts = [model.backbone, model.proposal_generator] + ([model.age_head] if model.age_head is not None else [])
         for part in parts:
             part.to(memory_format=torch.channels_last)
+        if model.age_head is not None and getattr(model.age_head, "prepack", False) and prepacking_works():
+            prepack_convolutions(model.age_head.net)
     return model

@@ -64,6 +64,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         teacher_flip: bool = False,
         lambda_flip: float = 0.0,
         inference_dtype: str = "float32",
+        prepack: bool = True,
     ):
         super().__init__()
         self.net = net
@@ -90,6 +91,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             raise ValueError(f"MODEL.AGE_HEAD.LAMBDA_FLIP must be >= 0, got {lambda_flip}")
         self.lambda_flip = float(lambda_flip)
         self.inference_dtype = check_dtype(inference_dtype)
+        self.prepack = bool(prepack)  # read by engine/fusion.py's optimize_for_inference
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -155,6 +157,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "teacher_flip": c.TEACHER_FLIP,
             "lambda_flip": c.LAMBDA_FLIP,
             "inference_dtype": c.INFERENCE_DTYPE,
+            "prepack": c.PREPACK,
         }
 
     def forward(
