@@ -83,11 +83,12 @@ class PrepackedConv2d(nn.Conv2d):
     """A Conv2d for CPU inference on small batches that keeps its weight reordered into oneDNN's
     blocked layout once, at load, instead of on every call (``torch.ops.mkldnn``'s prepacked
     convolution, the one torch.compile's CPU backend uses). It answers as the conv it was made from
-    to float rounding; batches of at least ``max_batch`` images, non-float32 inputs (bfloat16
-    autocast), autograd and non-CPU tensors take the plain conv. Measured on the shipped age
-    network (one thread, 2-core AMD EPYC, 2026-12-05): 1.35-1.6x at 1-8 crops; at 16 and more
-    PyTorch's own choice is as fast, hence ``max_batch``. The detector, one large image a call, got
-    slower this way (0.7x), so it keeps the plain convolutions."""
+    to float rounding; batches of at least ``max_batch`` images, a single image on several threads,
+    non-float32 inputs (bfloat16 autocast), autograd and non-CPU tensors take the plain conv.
+    Measured on the shipped age network (2-core AMD EPYC, 2026-12-05): 1.28-1.43x at 1-15 crops on
+    one thread, 1.13-1.36x at 2-15 crops on two; at 16 and more PyTorch's own choice is as fast,
+    hence ``max_batch``, and one crop on two threads took 3.5x as long. The detector, one large
+    image a call, got slower this way (0.7x), so it keeps the plain convolutions."""
 
     max_batch = 16
 
@@ -108,6 +109,7 @@ class PrepackedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
             x.shape[0] >= self.max_batch
+            or (x.shape[0] == 1 and torch.get_num_threads() > 1)
             or x.dtype != torch.float32
             or x.device.type != "cpu"
             or torch.is_grad_enabled()
