@@ -4,6 +4,7 @@ backend, and the peer benchmark's bookkeeping."""
 
 import copy
 import glob
+import io
 import os
 
 import numpy as np
@@ -87,6 +88,21 @@ def test_prepacked_conv_by_hand_and_against_plain_convs():
             assert torch.allclose(packed(x), net(x), atol=1e-5), n
     # with autograd on, the plain conv: gradients flow
     assert packed(torch.randn(1, 3, 8, 8)).requires_grad
+    # copied and pickled (the packed tensor is rebuilt), and new weights loaded in place are used
+    x = torch.randn(2, 3, 17, 12)
+    again = copy.deepcopy(packed)
+    buf = io.BytesIO()
+    torch.save(packed, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    with torch.inference_mode():
+        assert torch.allclose(again(x), net(x), atol=1e-5) and torch.allclose(loaded(x), net(x), atol=1e-5)
+    other = nn.Sequential(*[copy.deepcopy(m) for m in net]).eval()
+    with torch.no_grad():
+        other[3].weight.mul_(-2.0)
+    packed.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        assert torch.allclose(packed(x), other(x), atol=1e-5)
 
 
 def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torch_predictor):

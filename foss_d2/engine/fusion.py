@@ -96,15 +96,31 @@ class PrepackedConv2d(nn.Conv2d):
     def from_conv(cls, conv: nn.Conv2d) -> "PrepackedConv2d":
         new = cls.__new__(cls)
         new.__dict__ = conv.__dict__.copy()
-        with torch.no_grad():
-            new._packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                conv.weight.detach().float().contiguous().to_mkldnn(),
-                list(conv.padding),
-                list(conv.stride),
-                list(conv.dilation),
-                conv.groups,
-            )
+        new._pack()
         return new
+
+    def _pack(self):
+        # the weight's version counter moves with every in-place change (load_state_dict, an
+        # optimizer step): the packed copy is redone then instead of answering with old weights
+        with torch.no_grad():
+            self._packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                self.weight.detach().float().contiguous().to_mkldnn(),
+                list(self.padding),
+                list(self.stride),
+                list(self.dilation),
+                self.groups,
+            )
+        self._packed_version = self.weight._version
+
+    # oneDNN's packed tensor has no storage to copy or pickle: it is rebuilt from the weight
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_packed", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._pack()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
@@ -116,6 +132,8 @@ class PrepackedConv2d(nn.Conv2d):
             or torch.is_autocast_enabled("cpu")
         ):
             return super().forward(x)
+        if self.weight._version != self._packed_version:
+            self._pack()
         return torch.ops.mkldnn._convolution_pointwise(
             x.contiguous(memory_format=torch.channels_last),
             self._packed,
