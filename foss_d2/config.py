@@ -131,9 +131,10 @@ def add_foss_config(cfg):
     # does it in hardware (CPUs with AVX512-BF16 or AMX, recent GPUs), float32 elsewhere; its
     # outputs, the detector and everything after stay float32 (utils/precision.py).
     _C.MODEL.AGE_HEAD.INFERENCE_DTYPE = "float32"
-    # Inference on CPU (FOSSPredictor): the age network's convolution weights reordered once at load
-    # into oneDNN's blocked layout, not on every call (engine/fusion.py, PrepackedConv2d); the same
-    # answers to float rounding, faster on the few crops of a close-up. Off: the plain convolutions.
+    # Not in the paper (issue 19): at inference on CPU (FOSSPredictor) the age network's convolution
+    # weights are reordered once at load into oneDNN's blocked layout, not on every call
+    # (engine/fusion.py, PrepackedConv2d); the same answers to float rounding, faster on the 2-15
+    # crops of a close-up or a small group. Off: the plain convolutions.
     _C.MODEL.AGE_HEAD.PREPACK = True
     # How a face's age is read off its distribution over the 101 classes: "mean" (the paper's: the
     # mean-variance loss trains the mean), "median" (the age with the least expected absolute

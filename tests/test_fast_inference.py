@@ -63,33 +63,81 @@ def test_fold_batchnorm_keeps_outputs_and_activations():
     assert torch.allclose(before, after, atol=1e-5)
 
 
-def test_prepacked_conv_by_hand_and_against_plain_convs():
-    from foss_d2.engine.fusion import PrepackedConv2d, prepack_convolutions, prepacking_works
+@pytest.fixture
+def packed_calls(monkeypatch):
+    """How many times a PrepackedConv2d ran oneDNN's prepacked convolution (not the plain conv)."""
+    from foss_d2.engine.fusion import PrepackedConv2d, prepacking_works
 
     if not prepacking_works():
         pytest.skip("this PyTorch build has no oneDNN prepacked convolution (the plain convs stay)")
-    # y = 2x + 1, per pixel
+    calls = []
+    real = PrepackedConv2d._packed_forward
+
+    def spy(self, x):
+        calls.append(x.shape[0])
+        return real(self, x)
+
+    monkeypatch.setattr(PrepackedConv2d, "_packed_forward", spy)
+    return calls
+
+
+def test_prepacked_conv_by_hand_and_against_plain_convs(packed_calls):
+    from foss_d2.engine.fusion import PrepackedConv2d, prepack_convolutions
+
+    # y = 2x + 1, per pixel, two images
     conv = nn.Conv2d(1, 1, 1)
     with torch.no_grad():
         conv.weight.fill_(2.0)
         conv.bias.fill_(1.0)
-    x = torch.tensor([[[[0.0, 1.0], [2.0, -3.0]]]])
+    x = torch.tensor([[[[0.0, 1.0], [2.0, -3.0]]]]).repeat(2, 1, 1, 1)
     with torch.inference_mode():
         assert torch.allclose(PrepackedConv2d.from_conv(conv)(x), 2 * x + 1)
+    assert packed_calls == [2]
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.Conv2d(8, 5, 1)
     ).eval()
     packed = copy.deepcopy(net)
     assert prepack_convolutions(packed) == 3 and isinstance(packed[2], PrepackedConv2d)
-    for n in (1, 3, 20):  # 20: at least max_batch, the plain path
+    one_thread = torch.get_num_threads() == 1
+    for n, prepacked in ((1, one_thread), (3, True), (15, True), (16, False), (20, False)):
+        packed_calls.clear()
         x = torch.randn(n, 3, 17, 12)
         with torch.inference_mode():
             assert torch.allclose(packed(x), net(x), atol=1e-5), n
-    # with autograd on, the plain conv: gradients flow
-    assert packed(torch.randn(1, 3, 8, 8)).requires_grad
-    # copied and pickled (the packed tensor is rebuilt), and new weights loaded in place are used
-    x = torch.randn(2, 3, 17, 12)
+        assert len(packed_calls) == (3 if prepacked else 0), n
+
+
+def test_prepacked_conv_leaves_training_autocast_and_tracing_to_the_plain_conv(packed_calls):
+    from foss_d2.engine.fusion import prepack_convolutions
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    packed = copy.deepcopy(net)
+    prepack_convolutions(packed)
+    x = torch.randn(2, 3, 9, 7)
+    # autograd: the plain conv, so the gradients are the plain ones
+    packed(x).square().sum().backward()
+    net(x).square().sum().backward()
+    assert torch.allclose(packed[2].weight.grad, net[2].weight.grad, atol=1e-4) and packed[0].bias.grad is not None
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert packed(x).dtype == torch.bfloat16
+    with torch.no_grad():
+        traced = torch.jit.trace(packed, x, check_trace=False)  # as ONNX export and fvcore's FLOP count do
+    assert packed_calls == []
+    with torch.no_grad():
+        assert torch.allclose(traced(x), net(x), atol=1e-5)
+
+
+def test_prepacked_conv_copies_and_follows_new_weights(packed_calls):
+    from foss_d2.engine.fusion import prepack_convolutions
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 5, 1)).eval()
+    packed = copy.deepcopy(net)
+    prepack_convolutions(packed)
+    x = torch.randn(2, 3, 9, 7)
+    # copied and pickled: the packed tensor is rebuilt from the weight
     again = copy.deepcopy(packed)
     buf = io.BytesIO()
     torch.save(packed, buf)
@@ -97,30 +145,46 @@ def test_prepacked_conv_by_hand_and_against_plain_convs():
     loaded = torch.load(buf, weights_only=False)
     with torch.inference_mode():
         assert torch.allclose(again(x), net(x), atol=1e-5) and torch.allclose(loaded(x), net(x), atol=1e-5)
-    other = nn.Sequential(*[copy.deepcopy(m) for m in net]).eval()
+    assert len(packed_calls) == 4
+    # new weights loaded in place are packed again before use
+    other = copy.deepcopy(net)
     with torch.no_grad():
-        other[3].weight.mul_(-2.0)
+        other[1].weight.mul_(-2.0)
     packed.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        assert torch.allclose(packed(x), other(x), atol=1e-5)
+    # through .data the version counter does not move: repack() is the way
+    packed[1].weight.data.mul_(0.5)
+    packed[1].repack()
+    with torch.no_grad():
+        other[1].weight.mul_(0.5)
     with torch.inference_mode():
         assert torch.allclose(packed(x), other(x), atol=1e-5)
 
 
-def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torch_predictor):
+def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torch_predictor, packed_calls):
+    """The shipped model without the mirror average hands the age network demo/family.jpg's 8
+    faces in one batch of 8: the prepacked convolutions run, and answer as the plain ones."""
     from foss_d2.engine import FOSSPredictor
-    from foss_d2.engine.fusion import PrepackedConv2d, prepacking_works
+    from foss_d2.engine.fusion import PrepackedConv2d
 
-    if not prepacking_works():
-        pytest.skip("this PyTorch build has no oneDNN prepacked convolution")
     packed = [m for m in torch_predictor.model.age_head.net.modules() if isinstance(m, PrepackedConv2d)]
     convs = [m for m in torch_predictor.model.age_head.net.modules() if isinstance(m, nn.Conv2d)]
     assert len(packed) == len(convs) > 50
     assert not any(isinstance(m, PrepackedConv2d) for m in torch_predictor.model.backbone.modules())
     cfg = shipped_cfg.clone()
     cfg.defrost()
+    cfg.MODEL.AGE_HEAD.TEST_FLIP = False
+    fast = FOSSPredictor(cfg)
     cfg.MODEL.AGE_HEAD.PREPACK = False
     plain = FOSSPredictor(cfg)
     assert not any(isinstance(m, PrepackedConv2d) for m in plain.model.modules())
-    assert_same_faces(faces_of(plain, FAMILY), faces_of(torch_predictor, FAMILY), 1e-3, 1e-3, 1e-5)
+    packed_calls.clear()  # prepacking_works() tried the op when each predictor loaded
+    a = faces_of(plain, FAMILY)
+    assert packed_calls == []
+    b = faces_of(fast, FAMILY)
+    assert len(b) == 8 and packed_calls and set(packed_calls) == {8}
+    assert_same_faces(a, b, 1e-3, 1e-3, 1e-5)
 
 
 def test_head_at_points_equals_dense_head():

@@ -47,13 +47,21 @@ def test_readings_by_hand(tmp_path):
 def test_runs_that_are_not_a_pair_are_refused(tmp_path):
     faces = [face(20.0, 0.4)]
     a = write_run(tmp_path, "avg", faces, True)
-    with pytest.raises(SystemExit):  # both with the mirror average
-        mirror.main([a, write_run(tmp_path, "also-avg", faces, True), "--output", str(tmp_path / "o")])
-    with pytest.raises(SystemExit):  # another age network precision
-        other = write_run(tmp_path, "bf16", faces, False, INFERENCE_DTYPE="bfloat16")
-        mirror.main([a, other, "--output", str(tmp_path / "o")])
+    both = write_run(tmp_path, "also-avg", faces, True)
+    bf16 = write_run(tmp_path, "bf16", faces, False, INFERENCE_DTYPE="bfloat16")
+    with pytest.raises(ValueError, match="TEST_FLIP True"):  # both with the mirror average
+        mirror.check_runs(mirror.run_config(a), mirror.run_config(both))
+    with pytest.raises(ValueError, match="INFERENCE_DTYPE"):  # another age network precision
+        mirror.check_runs(mirror.run_config(a), mirror.run_config(bf16))
+    with pytest.raises(SystemExit):  # the command line says so and stops
+        mirror.main([a, bf16, "--output", str(tmp_path / "o")])
+    with pytest.raises(ValueError, match="one run has a config.yaml"):
+        mirror.check_runs(mirror.run_config(a), {})
     with pytest.raises(ValueError, match="different faces"):
-        mirror.agreement([face(20.0, 0.4), face()], [face(), face(20.0, 0.4)])
+        mirror.agreement([face(20.0, 0.4), face()], [face(20.0, 0.4), face(21.0, 0.4)])
+    moved = dict(face(20.0, 0.4), image_id="b.jpg")
+    with pytest.raises(ValueError, match="another order"):
+        mirror.agreement([dict(face(20.0, 0.4), image_id="a.jpg")], [moved])
     # runs without config.yaml are taken as given, a key only one run has (another version's) too
     assert mirror.check_runs({}, {}) is None
     new_key = {"MODEL.AGE_HEAD.TEST_FLIP": False, "MODEL.AGE_HEAD.LAMBDA_FLIP": 0.0}

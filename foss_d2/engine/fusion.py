@@ -79,29 +79,60 @@ def fold_batchnorm(model: nn.Module) -> int:
     return count
 
 
+def _autocast_on_cpu() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device
+        return torch.is_autocast_cpu_enabled()
+
+
+def _version(t: torch.Tensor) -> int:
+    """``t``'s version counter (-1 for an inference tensor, which has none)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
+
+
 class PrepackedConv2d(nn.Conv2d):
     """A Conv2d for CPU inference on small batches that keeps its weight reordered into oneDNN's
     blocked layout once, at load, instead of on every call (``torch.ops.mkldnn``'s prepacked
     convolution, the one torch.compile's CPU backend uses). It answers as the conv it was made from
     to float rounding; batches of at least ``max_batch`` images, a single image on several threads,
-    non-float32 inputs (bfloat16 autocast), autograd and non-CPU tensors take the plain conv.
-    Measured on the shipped age network (2-core AMD EPYC, 2026-12-05): 1.28-1.43x at 1-15 crops on
-    one thread, 1.13-1.36x at 2-15 crops on two; at 16 and more PyTorch's own choice is as fast,
-    hence ``max_batch``, and one crop on two threads took 3.5x as long. The detector, one large
-    image a call, got slower this way (0.7x), so it keeps the plain convolutions."""
+    non-float32 inputs (bfloat16 autocast), autograd, tracing (ONNX export, fvcore's FLOP count)
+    and non-CPU tensors take the plain conv. Measured on the shipped age network (2-core AMD EPYC,
+    2026-12-05): 1.28-1.43x at 1-15 crops on one thread, 1.13-1.36x at 2-15 crops on two; at 16
+    and more PyTorch's own choice is as fast, hence ``max_batch``, and one crop on two threads
+    took 3.5x as long. The detector, one large image a call, got slower this way (0.7x), so it
+    keeps the plain convolutions.
+
+    The weight is the conv's own (shared, not copied). A change to it through autograd-visible
+    in-place ops (``load_state_dict``, ``copy_``, an optimizer step) is seen by its version counter
+    and packed again; one through ``.data`` is not: call ``repack()`` after it."""
 
     max_batch = 16
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "PrepackedConv2d":
-        new = cls.__new__(cls)
-        new.__dict__ = conv.__dict__.copy()
-        new._pack()
+        new = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device="meta",
+        )
+        new.weight, new.bias = conv.weight, conv.bias
+        new.train(conv.training)
+        new.repack()
         return new
 
-    def _pack(self):
-        # the weight's version counter moves with every in-place change (load_state_dict, an
-        # optimizer step): the packed copy is redone then instead of answering with old weights
+    def repack(self):
+        """Reorders the current weight into oneDNN's layout (done at load and on a weight change)."""
         with torch.no_grad():
             self._packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
                 self.weight.detach().float().contiguous().to_mkldnn(),
@@ -110,7 +141,7 @@ class PrepackedConv2d(nn.Conv2d):
                 list(self.dilation),
                 self.groups,
             )
-        self._packed_version = self.weight._version
+        self._packed_version = _version(self.weight)
 
     # oneDNN's packed tensor has no storage to copy or pickle: it is rebuilt from the weight
     def __getstate__(self):
@@ -120,20 +151,28 @@ class PrepackedConv2d(nn.Conv2d):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._pack()
+        self.repack()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
+    def uses_packed(self, x: torch.Tensor) -> bool:
+        """Whether ``forward(x)`` runs the prepacked convolution (else the plain one)."""
+        return not (
             x.shape[0] >= self.max_batch
             or (x.shape[0] == 1 and torch.get_num_threads() > 1)
             or x.dtype != torch.float32
             or x.device.type != "cpu"
             or torch.is_grad_enabled()
-            or torch.is_autocast_enabled("cpu")
-        ):
+            or _autocast_on_cpu()
+            or torch.jit.is_tracing()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.uses_packed(x):
             return super().forward(x)
-        if self.weight._version != self._packed_version:
-            self._pack()
+        if _version(self.weight) != self._packed_version:
+            self.repack()
+        return self._packed_forward(x)
+
+    def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
             x.contiguous(memory_format=torch.channels_last),
             self._packed,
@@ -150,15 +189,17 @@ class PrepackedConv2d(nn.Conv2d):
 
 def prepacking_works() -> bool:
     """Whether this PyTorch build has oneDNN's prepacked convolution and it answers as F.conv2d (a
-    3x3 conv with a bias on a small random input)."""
+    3x3 conv with a bias on a fixed input; the global random state is left as it was)."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         return False
     try:
-        conv = nn.Conv2d(4, 6, 3, padding=1).eval()
-        x = torch.randn(2, 4, 5, 7)
-        with torch.inference_mode():
-            return bool(torch.allclose(PrepackedConv2d.from_conv(conv)(x), conv(x), atol=1e-5))
-    except (RuntimeError, AttributeError):
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.no_grad():
+            torch.manual_seed(0)
+            conv = nn.Conv2d(4, 6, 3, padding=1).eval()
+            x = torch.randn(2, 4, 5, 7)
+            packed = PrepackedConv2d.from_conv(conv)
+            return bool(torch.allclose(packed._packed_forward(x), conv(x), atol=1e-5))
+    except (RuntimeError, AttributeError, TypeError, NotImplementedError):
         return False
 
 
@@ -180,8 +221,9 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     BatchNorms folded, and the detector and age network's weights stored channels-last, which
     oneDNN's convolutions run without reordering each layer's input (measured on this project's
     2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the age
-    network's weights prepacked for oneDNN (``PrepackedConv2d``, MODEL.AGE_HEAD.PREPACK: the few
-    crops of a close-up or a video frame 1.35-1.6x faster). Returns ``model``, changed in place."""
+    network's weights prepacked for oneDNN (``PrepackedConv2d``, MODEL.AGE_HEAD.PREPACK: the age
+    network on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster). Returns ``model``,
+    changed in place."""
     model.eval()
     fold_batchnorm(model)
     if model.device.type == "cpu":

@@ -21,14 +21,16 @@ class FOSSPredictor:
     Fields: ``pred_boxes`` (original-image pixels), ``scores``, ``pred_ages``, ``pred_age_stds``,
     ``pred_age_probs`` (101 classes) and ``pred_female_probs``.
 
-    ``backend="pytorch"`` folds the BatchNorms into the convolutions and stores the weights
-    channels-last (``optimize=False`` keeps the model as trained, e.g. to train it further);
+    ``backend="pytorch"`` folds the BatchNorms into the convolutions, stores the weights
+    channels-last and keeps the age network's weights prepacked for oneDNN (MODEL.AGE_HEAD.PREPACK;
+    ``optimize=False`` keeps the model as trained, e.g. to train it further);
     ``backend="onnxruntime"`` runs the detector and the age network as ONNX graphs
     (onnx_backend.py), exported to ``onnx_dir`` (default: a cache folder) when missing; an
     ``onnx_dir`` written by ``foss-d2 export --format onnx --int8`` runs the int8 graphs. Both run on
     ``torch.get_num_threads()`` threads, by default the physical cores; ``threads`` sets the
     onnxruntime sessions' count instead (one thread per call when several calls run at once).
-    Calls from several threads at once are safe: the model keeps no state between calls.
+    Calls from several threads at once are safe: the model keeps no state between calls (the
+    prepacked weights are only redone, to the same values, after the weights themselves change).
     """
 
     def __init__(

@@ -200,7 +200,8 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         """A training step's losses of the age network on ``crops`` and their features: ``losses``
         on its answers; with LAMBDA_FLIP the mirror images (crop and feature mirrored together) go
         through the network in the same batch, learn from the same labels and teacher answers,
-        and the two halves' answers are pulled together (``flip_consistency_loss``)."""
+        and the two halves' answers are pulled together (``flip_consistency_loss``); the trainer's
+        face counts (``age_head/num_age_faces`` ...) then count both halves."""
         if self.lambda_flip <= 0:
             return self.losses(*self.net(crops, feat), matches, teacher_age, teacher_gender)
         n = crops.shape[0]

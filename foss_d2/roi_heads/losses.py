@@ -177,7 +177,8 @@ def flip_consistency_loss(
     """Not in the paper (MODEL.AGE_HEAD.LAMBDA_FLIP): ``weight`` x the mean over matched faces
     (``valid``, best IoU > th_iou, labelled or not) of JS(age distribution of a crop, that of its
     mirror image) + JS(P(female) of the two, as Bernoulli distributions); 0 where the network
-    answers a face and its mirror image alike. Symmetric: both readings are pulled together."""
+    answers a face and its mirror image alike (in training, each half draws its own dropout, so the
+    term also pulls against that noise). Symmetric: both readings are pulled together."""
     n = _count_faces("age_head/num_flip_faces", valid)
     if n == 0:
         return {"loss_flip": age_logits.sum() * 0.0}

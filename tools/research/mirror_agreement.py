@@ -50,8 +50,10 @@ def run_config(run: str) -> dict:
 def check_runs(averaged: dict, plain: dict) -> None:
     """Raises ValueError unless the two configs' common keys differ only in FREE_KEYS, the first has the mirror
     average on and the second off, and both read ages as the mean."""
-    if not averaged or not plain:
+    if not averaged and not plain:
         return
+    if not averaged or not plain:
+        raise ValueError("one run has a config.yaml and the other none: not two runs of train_net.py --eval-only")
     if not averaged.get("MODEL.AGE_HEAD.TEST_FLIP") or plain.get("MODEL.AGE_HEAD.TEST_FLIP"):
         raise ValueError("the first run needs MODEL.AGE_HEAD.TEST_FLIP True and the second False")
     # a key only one of them has is one that another version of FOSS-D2 added: not a difference
@@ -71,9 +73,16 @@ def agreement(averaged: list, plain: list) -> dict:
     """The figures of one dataset from its two runs' face rows (``face_predictions.json``)."""
     if len(averaged) != len(plain):
         raise ValueError(f"the runs list {len(averaged)} and {len(plain)} faces: not the same dataset")
-    pairs = [(a, p) for a, p in zip(averaged, plain) if a["detected"] and p["detected"]]
-    if sum(a["detected"] for a in averaged) != len(pairs):
-        raise ValueError("the runs found different faces: not the same detector and settings")
+    for a, p in zip(averaged, plain):
+        if (a.get("image_id"), a.get("age")) != (p.get("image_id"), p.get("age")):
+            raise ValueError(
+                f"the runs list their faces in another order ({a.get('image_id')} against {p.get('image_id')})"
+            )
+        if a["detected"] != p["detected"]:
+            raise ValueError(
+                f"the runs found different faces in {a.get('image_id')}: not the same detector and settings"
+            )
+    pairs = [(a, p) for a, p in zip(averaged, plain) if a["detected"]]
     if not pairs:
         return {"faces": 0}
     diff = np.array([2 * abs(a["pred_age"] - p["pred_age"]) for a, p in pairs])
