@@ -33,6 +33,13 @@ from .losses import (
 from .tresnet import TResNetAgeNet
 
 
+def with_mirror(crops: torch.Tensor, feat: Optional[torch.Tensor]):
+    """N crops and their ROIAligned features followed by their N mirror images, the feature
+    mirrored with its crop (it stands in for the mirrored photo's; see ``predict``)."""
+    mirrored = torch.cat([feat, feat.flip(-1)]) if feat is not None else None
+    return torch.cat([crops, crops.flip(-1)]), mirrored
+
+
 @AGE_HEAD_REGISTRY.register()
 class TResNetAgeHead(FrozenParts, nn.Module):
     """Crops K faces from the full-resolution images and estimates age distribution and gender.
@@ -206,9 +213,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             return self.losses(*self.net(crops, feat), matches, teacher_age, teacher_gender)
         n = crops.shape[0]
         twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
-        age_logits, gender_logits = self.net(
-            torch.cat([crops, crops.flip(-1)]), torch.cat([feat, feat.flip(-1)]) if feat is not None else None
-        )
+        age_logits, gender_logits = self.net(*with_mirror(crops, feat))
         losses = self.losses(
             age_logits, gender_logits, tuple(twice(m) for m in matches), twice(teacher_age), twice(teacher_gender)
         )
@@ -322,8 +327,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             return crops.new_zeros((0, self.net.age_branch["fc"].out_features)), None
         n = crops.shape[0]
         if mirror:
-            crops = torch.cat([crops, crops.flip(-1)])
-            feat = torch.cat([feat, feat.flip(-1)]) if feat is not None else None
+            crops, feat = with_mirror(crops, feat)
         age_logits, gender_logits = self.run_net(crops, feat)
         age_probs = F.softmax(age_logits, dim=1)
         female_probs = gender_logits.sigmoid() if gender_logits is not None else None
