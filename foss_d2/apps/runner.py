@@ -49,6 +49,7 @@ import cv2
 from tqdm import tqdm
 
 from ..engine import FOSSPredictor, instances_to_faces, read_image_file
+from ..engine.api import PRESETS
 from ..engine.predictor import BACKENDS
 from ..utils import draw_faces, write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
@@ -871,7 +872,7 @@ def add_run_arguments(p: argparse.ArgumentParser):
     p.add_argument("--no-draw", action="store_true", help="JSON/CSV only: no pictures drawn or written")
     p.add_argument(
         "--preset",
-        choices=("shipped", "fast"),
+        choices=tuple(PRESETS),
         default="shipped",
         help="fast: no mirror average, the age network in bfloat16 where the CPU has it (README, Fast on CPU); "
         "KEY VALUE overrides apply after it",
@@ -925,7 +926,6 @@ def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
     """``get_foss_cfg`` from --config-file, --preset, the KEY VALUE overrides and --confidence-threshold; a
     missing file, an unknown key or a wrong value is a one-line ``parser.error`` (exit 2)."""
     from ..config import get_foss_cfg
-    from ..engine.api import PRESETS
 
     opts = list(args.opts or [])
     flag = next((o for o in opts if o.startswith("--")), None)

@@ -6,6 +6,8 @@
 spent about 5% of its time in separate BatchNorm kernels; folded, they cost nothing.
 """
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -187,9 +189,11 @@ class PrepackedConv2d(nn.Conv2d):
         )
 
 
+@functools.lru_cache(maxsize=None)
 def prepacking_works() -> bool:
     """Whether this PyTorch build has oneDNN's prepacked convolution and it answers as F.conv2d (a
-    3x3 conv with a bias on a fixed input; the global random state is left as it was)."""
+    3x3 conv with a bias on a fixed input; the global random state is left as it was). A property
+    of the build, so tried once a process, not at every model load."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         return False
     try:
