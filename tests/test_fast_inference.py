@@ -370,6 +370,17 @@ def test_onnxruntime_backend_answers_as_pytorch(torch_predictor, ort_predictor, 
     assert_same_faces(torch_faces, ort_faces, 0.5, 0.1, 0.005)
 
 
+def test_onnxruntime_sessions_do_not_spin(ort_predictor):
+    """Both graphs' thread pools sleep after a run instead of busy-waiting: PyTorch's crops and
+    peak decoding run between them on the same cores (RESULTS.md section 9, "Threads")."""
+    sessions = [m.session for m in ort_predictor.model.modules() if hasattr(m, "session")]
+    assert len(sessions) == 2
+    for session in sessions:
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.intra_op_num_threads == torch.get_num_threads()
+
+
 def test_onnxruntime_backend_flip_test_and_api(onnx_cache, torch_predictor):
     """The backend switch of FaceAgeEstimator, and the dense head path (the detector flip test)."""
     from foss_d2 import FaceAgeEstimator
