@@ -12,6 +12,7 @@ throughput.md (seconds and photos/s per round, the median's ratio to the first r
 """
 
 import argparse
+import json
 import os
 import shlex
 import statistics
@@ -26,6 +27,15 @@ from foss_d2.utils.json_io import write_report
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def answered_photos(out: str) -> int:
+    """How many photos a demo run's predictions.json holds (0 without one)."""
+    path = os.path.join(out, "predictions.json")
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        return len(json.load(f))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="a folder of photos")
@@ -34,6 +44,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--output", default="output/throughput")
     args = p.parse_args(argv)
+    # Each demo runs in its own checkout: a relative folder would name another (or no) folder there.
+    args.input = os.path.abspath(args.input)
     runs = {}
     if args.before_repo:
         runs["before"] = (args.before_repo, [])
@@ -55,6 +67,9 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 subprocess.run(cmd, cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 seconds[name].append(time.perf_counter() - t0)
+                answered = answered_photos(out)
+                if answered != n:  # a demo that read fewer photos would look fast
+                    raise SystemExit(f"run {name!r} answered {answered} of the {n} photos in {args.input}")
                 print(f"round {r + 1}, {name}: {seconds[name][-1]:.1f} s ({n / seconds[name][-1]:.2f} photos/s)")
     first = statistics.median(next(iter(seconds.values())))
     report = {
