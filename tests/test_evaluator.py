@@ -219,3 +219,48 @@ def test_box_precision_by_threshold_by_hand():
         "0.4": {"boxes": 2, "are_faces": 50.0, "found": pytest.approx(100 / 3)},
         "0.6": {"boxes": 1, "are_faces": 100.0, "found": pytest.approx(100 / 3)},
     }
+
+
+def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch, capsys):
+    """`evaluate.py predictions` with no --output: detectron2's COCOEvaluator gets a temporary folder
+    (it needs one for the ground truth it converts) and nothing is written beside the user."""
+    import json
+
+    from foss_d2.apps.evaluate import main
+
+    name = "foss_test_saved_predictions"
+    face = {"bbox_mode": BoxMode.XYWH_ABS, "age": -1, "category_id": 0, "iscrowd": 0}
+    recs = [
+        {
+            "file_name": "/photos/x.jpg",
+            "image_id": "x",
+            "height": 100,
+            "width": 100,
+            "annotations": [
+                dict(face, bbox=[0, 0, 20, 20], gender=1, age_group=4),
+                dict(face, bbox=[50, 50, 20, 20], gender=0, age_group=5),
+            ],
+        }
+    ]
+    DatasetCatalog.register(name, lambda: recs)
+    MetadataCatalog.get(name).set(
+        evaluator_type="age_group",
+        thing_classes=["face"],
+        age_groups=["0-2", "3-7", "8-12", "13-19", "20-36", "37-65", "66+"],
+        age_group_lower=IOG_LOWER,
+    )
+    # both faces boxed and in the right age group; the second face's gender wrong
+    preds = {
+        "/photos/x.jpg": [
+            {"box": [0, 0, 20, 20], "score": 0.9, "age": 25.0, "p_female": 0.8},
+            {"box": [50, 50, 70, 70], "score": 0.8, "age": 40.0, "p_female": 0.7},
+        ]
+    }
+    (tmp_path / "preds.json").write_text(json.dumps(preds))
+    monkeypatch.chdir(tmp_path)
+    main(["predictions", "--dataset", name, "--predictions", "preds.json"])
+    out = capsys.readouterr().out
+    res = json.loads(out[out.index("{") :])
+    assert res["bbox"]["AP50"] == pytest.approx(100.0)
+    assert res["age"]["group_acc"] == 100 and res["age"]["gender_acc"] == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.json"]

@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import tempfile
 
 import torch
 from detectron2.data import DatasetCatalog
@@ -98,7 +99,16 @@ def evaluate_predictions(args, parser):
     if not args.predictions:
         parser.error("give --predictions (or --write-list)")
     preds = json.load(open(args.predictions))
-    evaluator = build_foss_evaluator(cfg, args.dataset, args.output)
+    if args.output is None:
+        # detectron2's COCOEvaluator needs a folder for the ground truth it converts to COCO format
+        with tempfile.TemporaryDirectory() as tmp:
+            return score_predictions(cfg, args.dataset, records, preds, tmp)
+    return score_predictions(cfg, args.dataset, records, preds, args.output)
+
+
+def score_predictions(cfg, dataset: str, records, preds, output: str):
+    """Feeds saved predictions (keyed by image path) to the dataset's evaluators; prints the figures."""
+    evaluator = build_foss_evaluator(cfg, dataset, output)
     evaluator.reset()
     missing = 0
     by_path = match_prediction_keys(preds, [r["file_name"] for r in records])
@@ -113,7 +123,7 @@ def evaluate_predictions(args, parser):
             [{"instances": faces_to_instances(faces, h, w)}],
         )
     res = evaluator.evaluate()
-    print(f"{args.dataset}: {len(records)} images, {missing} without predictions")
+    print(f"{dataset}: {len(records)} images, {missing} without predictions")
     print(json.dumps(res, indent=1, default=float))
 
 
