@@ -381,6 +381,50 @@ def test_onnxruntime_sessions_do_not_spin(ort_predictor):
         assert options.intra_op_num_threads == torch.get_num_threads()
 
 
+def test_onnx_dir_must_hold_graphs_of_these_weights(onnx_cache, shipped_cfg, tmp_path):
+    """An --onnx-dir is run only with the weights its graphs came from: another checkpoint's graphs,
+    a missing folder (a typo for the int8 one) or a half-written one are refused, not re-exported."""
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.engine.onnx_backend import DETECTOR_FILE, FINGERPRINT_FILE
+
+    assert os.path.isfile(os.path.join(onnx_cache, FINGERPRINT_FILE))
+    ckpt = torch.load(shipped_cfg.MODEL.WEIGHTS, map_location="cpu", weights_only=False)
+    name = next(k for k in ckpt["model"] if k.startswith("age_head.") and k.endswith("weight"))
+    ckpt["model"][name] = ckpt["model"][name] + 0.01  # other weights, same architecture
+    torch.save(ckpt, tmp_path / "other.pth")
+    other = shipped_cfg.clone()
+    other.defrost()
+    other.MODEL.WEIGHTS = str(tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="exported from other weights"):
+        FOSSPredictor(other, backend="onnxruntime", onnx_dir=onnx_cache)
+    with pytest.raises(ValueError, match="holds no detector.onnx, age_net.onnx"):
+        FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(tmp_path / "typo"))
+    half = tmp_path / "half"
+    half.mkdir()
+    os.link(os.path.join(onnx_cache, DETECTOR_FILE), half / DETECTOR_FILE)
+    with pytest.raises(ValueError, match="holds no age_net.onnx"):
+        FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(half))
+    assert sorted(os.listdir(half)) == [DETECTOR_FILE]  # nothing exported into the user's folder
+
+
+def test_weights_that_leave_the_model_untrained_are_refused(shipped_cfg, tmp_path):
+    """A detector-only export or a file that is no checkpoint: a one-line error, not random ages."""
+    from foss_d2.apps.demo import main as demo_main
+    from foss_d2.apps.export import main as export_main
+    from foss_d2.engine import FOSSPredictor
+
+    export_main([shipped_cfg.MODEL.WEIGHTS, str(tmp_path / "det.pth"), "--detector-only"])
+    det_only = shipped_cfg.clone()
+    det_only.defrost()
+    det_only.MODEL.WEIGHTS = str(tmp_path / "det.pth")
+    with pytest.raises(ValueError, match=r"no weights for \d+ of the model's tensors, in age_head \(a detector-only"):
+        FOSSPredictor(det_only)
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    with pytest.raises(SystemExit, match="notes.txt is not a model checkpoint"):
+        demo_main(["--input", FAMILY, "--output", str(tmp_path / "o"), "MODEL.WEIGHTS", str(tmp_path / "notes.txt")])
+    assert not (tmp_path / "o" / "predictions.json").exists()
+
+
 def test_onnxruntime_backend_flip_test_and_api(onnx_cache, torch_predictor):
     """The backend switch of FaceAgeEstimator, and the dense head path (the detector flip test)."""
     from foss_d2 import FaceAgeEstimator

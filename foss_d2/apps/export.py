@@ -44,6 +44,7 @@ argument), like the photos the model will see, group photos and close-ups alike;
 
 import argparse
 import os
+import shutil
 import tempfile
 
 import torch
@@ -116,7 +117,7 @@ def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibrat
     from detectron2.modeling import build_model
 
     from ..config import get_foss_cfg
-    from ..engine.onnx_backend import export_onnx
+    from ..engine.onnx_backend import FINGERPRINT_FILE, export_onnx
 
     cfg = get_foss_cfg(config_file, weights=checkpoint, device="cpu")
     model = build_model(cfg).eval()
@@ -125,6 +126,8 @@ def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibrat
         with tempfile.TemporaryDirectory() as fp32_dir:
             export_onnx(model, fp32_dir)
             paths = quantize_to_int8(cfg, fp32_dir, out_dir, calibration, count)
+            # the int8 graphs come from the same weights: FOSSPredictor checks the fingerprint
+            shutil.copy(os.path.join(fp32_dir, FINGERPRINT_FILE), out_dir)
     else:
         paths = export_onnx(model, out_dir)
     for name, path in paths.items():

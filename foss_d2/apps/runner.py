@@ -883,8 +883,8 @@ def add_run_arguments(p: argparse.ArgumentParser):
     p.add_argument(
         "--onnx-dir",
         default=None,
-        help="onnxruntime: the ONNX graphs to run, e.g. int8 ones from `foss-d2 export --format onnx --int8` "
-        "(default: the model's, exported to a cache folder)",
+        help="onnxruntime: the ONNX graphs to run, exported from the same weights by `foss-d2 export --format onnx` "
+        "(with --int8: int8 ones); checked against MODEL.WEIGHTS (default: the model's, exported to a cache folder)",
     )
     p.add_argument(
         "--workers",

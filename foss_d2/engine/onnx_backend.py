@@ -17,6 +17,7 @@ heatmap head and the age network of a built model for thin modules that call the
 
 import hashlib
 import os
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
@@ -27,6 +28,38 @@ from .fusion import fold_batchnorm
 
 DETECTOR_FILE = "detector.onnx"
 AGE_NET_FILE = "age_net.onnx"
+# The sha1 of the weights the graphs were exported from, so that a folder of graphs is never run in
+# place of other weights (MODEL.WEIGHTS changed, or --onnx-dir naming another model's graphs).
+FINGERPRINT_FILE = "weights.sha1"
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha1 of a model's parameters and buffers, names and shapes included, as loaded (before
+    BatchNorm folding)."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def write_fingerprint(out_dir: str, fingerprint: str):
+    with open(os.path.join(out_dir, FINGERPRINT_FILE), "w") as f:
+        f.write(fingerprint + "\n")
+
+
+def check_fingerprint(onnx_dir: str, fingerprint: str) -> bool:
+    """False when ``onnx_dir``'s graphs were exported from other weights; True when from these or
+    when the folder does not say (exported before fingerprints were written: a warning)."""
+    path = os.path.join(onnx_dir, FINGERPRINT_FILE)
+    if not os.path.isfile(path):
+        warnings.warn(f"{onnx_dir} does not say which weights its ONNX graphs come from ({FINGERPRINT_FILE})")
+        return True
+    with open(path) as f:
+        return f.read().strip() == fingerprint
+
+
 OPSET = 17
 
 
@@ -64,6 +97,7 @@ def export_onnx(model, out_dir: str, det_size: int = 480) -> Dict[str, str]:
     BatchNorms are folded in place first). Batch, height and width of the detector and the number
     of crops are dynamic. Returns the two paths."""
     model.eval()
+    fingerprint = weights_fingerprint(model)
     fold_batchnorm(model)
     os.makedirs(out_dir, exist_ok=True)
     paths = {"detector": os.path.join(out_dir, DETECTOR_FILE)}
@@ -84,6 +118,7 @@ def export_onnx(model, out_dir: str, det_size: int = 480) -> Dict[str, str]:
             dyn["feature"] = {0: "faces"}
         outs = ["age_logits"] + (["gender_logits"] if head.net.gender_branch is not None else [])
         _export(AgeNetGraph(head.net, bool(head.in_feature)).eval(), inputs, paths["age_net"], names, outs, dyn)
+    write_fingerprint(out_dir, fingerprint)
     return paths
 
 
@@ -172,16 +207,30 @@ def default_onnx_dir(cfg) -> str:
     return os.path.join(root, "onnx", h.hexdigest()[:16])
 
 
-def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None):
-    """Swaps, in place, the heavy modules of a FOSS ``model`` for ONNX Runtime sessions on the graphs
-    in ``onnx_dir`` (exported there first when missing). Returns the model."""
+def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: bool = True):
+    """Swaps, in place, the heavy modules of a FOSS ``model`` (as loaded) for ONNX Runtime sessions
+    on the graphs in ``onnx_dir``. With ``cache`` the folder is the model's own: its graphs are
+    exported there when missing or from other weights. Without, it must hold graphs of these
+    weights (``foss-d2 export --format onnx``, int8 or not): a ValueError otherwise. Returns the model."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError as e:
         raise ImportError("the onnxruntime backend needs onnxruntime: pip install -e .[onnx]") from e
     det_path = os.path.join(onnx_dir, DETECTOR_FILE)
     age_path = os.path.join(onnx_dir, AGE_NET_FILE)
-    if not os.path.isfile(det_path) or (model.age_head is not None and not os.path.isfile(age_path)):
+    fingerprint = weights_fingerprint(model)
+    missing = [p for p in (det_path, age_path if model.age_head is not None else None) if p and not os.path.isfile(p)]
+    if missing and not cache:
+        raise ValueError(
+            f"{onnx_dir} holds no {', '.join(map(os.path.basename, missing))}: export the graphs first "
+            "(foss-d2 export WEIGHTS FOLDER --format onnx [--int8 ...]) or leave out the folder to use the cache"
+        )
+    if missing or not check_fingerprint(onnx_dir, fingerprint):
+        if not cache:
+            raise ValueError(
+                f"the ONNX graphs in {onnx_dir} were exported from other weights than MODEL.WEIGHTS: export "
+                "them again from these weights, or leave out the folder to use the cache"
+            )
         export_onnx(model, onnx_dir)
     det = _session(det_path, threads)
     names = [o.name for o in det.get_outputs()]

@@ -15,6 +15,42 @@ from .fusion import optimize_for_inference
 BACKENDS = ("pytorch", "onnxruntime")
 
 
+class _Checkpointer(DetectionCheckpointer):
+    """detectron2's checkpointer, keeping the model's tensors that the checkpoint did not fill."""
+
+    missing = ()
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        self.missing = tuple(incompatible.missing_keys) if incompatible is not None else ()
+        return incompatible
+
+
+def load_all_weights(model, path: str):
+    """Loads ``path`` into ``model`` for inference. A ValueError when it is not a checkpoint, or
+    when it leaves tensors of the model untrained (detectron2 only logs those): e.g. a
+    ``--detector-only`` export would give every face the answers of a random age network."""
+    checkpointer = _Checkpointer(model)
+    try:
+        checkpointer.load(path)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001  (torch.load fails on a non-checkpoint in many ways)
+        raise ValueError(f"MODEL.WEIGHTS {path} is not a model checkpoint ({type(e).__name__})") from None
+    missing = checkpointer.missing
+    if missing:
+        parts = sorted({k.split(".")[0] for k in missing})
+        hint = (
+            " (a detector-only checkpoint? Its boxes need an age network: `foss-d2 export ... --age-head-from`)"
+            if parts == ["age_head"]
+            else ""
+        )
+        raise ValueError(
+            f"MODEL.WEIGHTS {path} has no weights for {len(missing)} of the model's tensors, in "
+            f"{', '.join(parts)}{hint}: is it a checkpoint of this config?"
+        )
+
+
 class FOSSPredictor:
     """Loads ``cfg.MODEL.WEIGHTS`` and returns detectron2 ``Instances`` for one image.
 
@@ -25,8 +61,9 @@ class FOSSPredictor:
     channels-last and keeps the age network's weights prepacked for oneDNN (MODEL.AGE_HEAD.PREPACK;
     ``optimize=False`` keeps the model as trained, e.g. to train it further);
     ``backend="onnxruntime"`` runs the detector and the age network as ONNX graphs
-    (onnx_backend.py), exported to ``onnx_dir`` (default: a cache folder) when missing; an
-    ``onnx_dir`` written by ``foss-d2 export --format onnx --int8`` runs the int8 graphs. Both run on
+    (onnx_backend.py), exported to a cache folder when missing; an ``onnx_dir`` must hold graphs
+    exported from the same weights (``foss-d2 export --format onnx``, with ``--int8`` the int8
+    ones; a ValueError otherwise). Both run on
     ``torch.get_num_threads()`` threads, by default the physical cores; ``threads`` sets the
     onnxruntime sessions' count instead (one thread per call when several calls run at once).
     Calls from several threads at once are safe: the model keeps no state between calls (the
@@ -48,13 +85,14 @@ class FOSSPredictor:
         self.model = build_model(self.cfg)
         self.model.eval()
         if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+            load_all_weights(self.model, cfg.MODEL.WEIGHTS)
         if backend == "onnxruntime":
             if cfg.MODEL.DEVICE != "cpu":
                 raise ValueError("the onnxruntime backend runs on CPU: set MODEL.DEVICE cpu")
             from .onnx_backend import default_onnx_dir, use_onnxruntime
 
-            use_onnxruntime(self.model, onnx_dir or default_onnx_dir(self.cfg), threads=threads)
+            cache = onnx_dir is None
+            use_onnxruntime(self.model, onnx_dir or default_onnx_dir(self.cfg), threads=threads, cache=cache)
         elif onnx_dir is not None:
             raise ValueError("onnx_dir is for the onnxruntime backend")
         elif optimize:
