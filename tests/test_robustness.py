@@ -373,3 +373,15 @@ def test_every_n_frames_processes_frames_0_n_2n_and_keeps_their_numbers(toy, tmp
     with pytest.raises(SystemExit) as e:
         demo.main(["--video-input", path, "--output", str(tmp_path / "o2"), "--every-n-frames", "0"])
     assert e.value.code == 2
+
+
+def test_demo_takes_one_kind_of_input(tmp_path, capsys):
+    for argv, message in [
+        (["--input", "a.jpg", "--video-input", "b.mp4"], "not --input and --video-input"),
+        (["--video-input", "b.mp4", "--webcam"], "not --video-input and --webcam"),
+        ([], "give one of --input, --video-input or --webcam"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            demo.main([*argv, "--output", str(tmp_path / "o")])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -245,3 +245,68 @@ def test_resumed_video_run_gives_the_same_people(tmp_path):
         (1, 8, 30.0, "female"),
         (2, 8, 60.0, "male"),
     ]
+
+
+def _three_faces(img):
+    """_fake_predictor's two faces and a third one, lower down."""
+    import torch
+
+    inst = _fake_predictor(img)
+    extra = _fake_predictor(img)[:1]
+    extra.pred_boxes.tensor += torch.tensor([0.0, 30.0, 0.0, 30.0])
+    return type(inst).cat([inst, extra])
+
+
+def test_overwrite_no_draw_and_the_csv_of_a_tracked_video(tmp_path):
+    """--overwrite removes the earlier run's thumbnails with its people.json; --no-draw writes no
+    thumbnails; predictions.csv carries each face's track_id as the JSON does."""
+    from foss_d2.apps.runner import load_predictions, run_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(str(video), [np.full((120, 240, 3), 90 + 10 * i, np.uint8) for i in range(6)], fps=4)
+    out = tmp_path / "out"
+    run_video(_three_faces, str(video), str(out), "BGR", track=True)
+    assert sorted(os.listdir(out / "thumbnails")) == [f"track_0000{i}.jpg" for i in (1, 2, 3)]
+    run_video(_fake_predictor, str(video), str(out), "BGR", track=True, overwrite=True)
+    people = json.load(open(out / "people.json"))["people"]
+    assert len(people) == 2
+    assert sorted(os.listdir(out / "thumbnails")) == sorted(os.path.basename(p["thumbnail"]) for p in people)
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    preds = load_predictions(str(out))
+    assert [(r["image"], int(r["track_id"])) for r in rows] == [
+        (k, f["track_id"]) for k, faces in preds.items() for f in faces
+    ]
+    bare = tmp_path / "bare"
+    run_video(_fake_predictor, str(video), str(bare), "BGR", track=True, draw=False)
+    assert not (bare / "thumbnails").exists() and not [f for f in os.listdir(bare) if f.endswith((".jpg", ".mp4"))]
+    assert all(p["thumbnail"] is None for p in json.load(open(bare / "people.json"))["people"])
+
+
+def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_path, capsys):
+    """--per-frame over a video run's folder takes the frame rate from people.json; a
+    --confidence-threshold keeps the faces scored above it; timelines need a frame rate."""
+    from foss_d2.apps import survey
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    frames = {str(i): [face(10, 10, score=0.3), face(200, 10, score=0.6)] for i in range(8)}
+    json.dump(frames, open(pred / "predictions.json", "w"))
+    write_people(str(pred), [], fps=2, min_frames=3, min_score=0.4, dropped=0)
+    survey.main(["--predictions", str(pred), "--output", str(tmp_path / "a"), "--per-frame", "--bucket-seconds", "2"])
+    s = json.load(open(tmp_path / "a" / "survey.json"))
+    assert s["total_faces"] == 16
+    assert [sum(sum(g.values()) for g in c.values()) for _, c in s["timeline"]] == [8, 8]  # 4 frames a window
+    survey.main(
+        ["--predictions", str(pred), "--output", str(tmp_path / "b"), "--per-frame", "--confidence-threshold", "0.5"]
+    )
+    assert json.load(open(tmp_path / "b" / "survey.json"))["total_faces"] == 8
+    photos = tmp_path / "photos.json"
+    json.dump({"a.jpg": frames["0"]}, open(photos, "w"))
+    for argv, message in [
+        (["--predictions", str(photos), "--bucket-seconds", "5"], "--bucket-seconds needs the video's frame rate"),
+        (["--predictions", str(pred), "--confidence-threshold", "0.5"], "cannot filter the tracked people"),
+        (["--predictions", str(photos), "--input", str(photos)], "not --input and --predictions"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            survey.main([*argv, "--output", str(tmp_path / "c")])
+        assert e.value.code == 2 and message in capsys.readouterr().err

@@ -37,8 +37,15 @@ def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
     setup_logger(name="foss_d2")
-    if not (args.input or args.video_input or args.webcam):
-        parser.error("give --input, --video-input or --webcam")
+    given = [
+        name
+        for name, v in (("--input", args.input), ("--video-input", args.video_input), ("--webcam", args.webcam))
+        if v
+    ]
+    if len(given) != 1:
+        parser.error(
+            "give one of --input, --video-input or --webcam" + (f", not {' and '.join(given)}" if given else "")
+        )
     cfg = config_from_args(parser, args)  # a bad config is a one-line error
     items, skipped = prepare_run(parser, args, args.output)  # output and input checks, before the model loads
     predictor = build_predictor(cfg, args)

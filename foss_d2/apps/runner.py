@@ -58,7 +58,8 @@ from ..utils.json_io import write_text_atomic
 logger = logging.getLogger("foss_d2.runner")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-CSV_FIELDS = ["image", "face", "x1", "y1", "x2", "y2", "score", "age", "age_std", "gender", "p_female"]
+# track_id: a video's tracked person (empty for photos and --no-track)
+CSV_FIELDS = ["image", "face", "x1", "y1", "x2", "y2", "score", "age", "age_std", "gender", "p_female", "track_id"]
 JOURNAL = "predictions.jsonl"
 RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json", "people.json", "people.csv")
 DEFAULT_DRAW_MAX_SIDE = 2048
@@ -179,6 +180,11 @@ def remove_previous_run(out_dir: str):
             pictures |= {picture_path(k) for k in json.load(f)}  # written by runs without a journal
     except (OSError, ValueError, TypeError):
         pass
+    try:
+        with open(os.path.join(out_dir, "people.json")) as f:  # a video run's thumbnails
+            pictures |= {p["thumbnail"] for p in json.load(f)["people"] if p.get("thumbnail")}
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
     out = os.path.realpath(out_dir)
     removed = 0
     for rel in sorted(pictures):
@@ -251,7 +257,8 @@ def load_predictions(path: str) -> Dict[str, list]:
 
 def _csv_rows(key: str, faces: List[dict]):
     return [
-        [key, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"]] for i, f in enumerate(faces)
+        [key, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"], f.get("track_id", "")]
+        for i, f in enumerate(faces)
     ]
 
 
@@ -738,7 +745,10 @@ def run_video(
         from .tracking import DEFAULT_MIN_FRAMES, VideoPeople
 
         people = VideoPeople(
-            fps=fps, frame_stride=stride, min_frames=min_track_frames or DEFAULT_MIN_FRAMES, thumbnails=bool(out_dir)
+            fps=fps,
+            frame_stride=stride,
+            min_frames=min_track_frames or DEFAULT_MIN_FRAMES,
+            thumbnails=bool(out_dir) and draw,  # --no-draw: no pictures at all
         )
 
     def frames():

@@ -147,7 +147,7 @@ def get_parser(prog=None):
         + ",".join(map(str, PAPER_GROUP_LOWER))
         + ")",
     )
-    p.add_argument("--bucket-seconds", type=float, default=10.0, help="video: width of each time window")
+    p.add_argument("--bucket-seconds", type=float, default=None, help="video: width of each time window (default: 10)")
     how = p.add_mutually_exclusive_group()
     how.add_argument(
         "--per-person",
@@ -169,6 +169,13 @@ def main(argv=None, prog=None):
     setup_logger(name="foss_d2")
     lower = args.groups
     fps = args.fps
+    sources = [
+        n
+        for n, v in (("--input", args.input), ("--video-input", args.video_input), ("--predictions", args.predictions))
+        if v
+    ]
+    if len(sources) > 1:
+        p.error(f"give one of --input, --video-input or --predictions, not {' and '.join(sources)}")
     if args.predictions:
         try:
             results = load_predictions(args.predictions)
@@ -179,6 +186,20 @@ def main(argv=None, prog=None):
     per_person = video if args.per_person is None else args.per_person
     if per_person and not video:
         p.error("--per-person needs a video: --video-input, or --predictions of a video run (with its people.json)")
+    if args.predictions and video and fps is None:
+        with open(os.path.join(pred_dir, "people.json")) as f:
+            fps = json.load(f).get("fps")  # the frame rate the demo read from the video
+    if args.predictions and args.confidence_threshold is not None:
+        if per_person:
+            p.error(
+                "--confidence-threshold cannot filter the tracked people of people.json (tracked at the run's "
+                "threshold): give --per-frame, or run survey on the video itself"
+            )
+        thr = args.confidence_threshold  # as the model applies it: scores above the threshold
+        results = {k: [f for f in faces if f["score"] > thr] for k, faces in results.items()}
+    if args.predictions and not fps and not per_person and args.bucket_seconds is not None:
+        p.error("--bucket-seconds needs the video's frame rate: give --fps (photos have no timeline)")
+    bucket_seconds = 10.0 if args.bucket_seconds is None else args.bucket_seconds
     if per_person and args.video_input and importlib.util.find_spec("norfair") is None:
         p.error("counting people needs the [video] extra: pip install 'foss_d2[video]' (or give --per-frame)")
     if not args.predictions:
@@ -200,13 +221,13 @@ def main(argv=None, prog=None):
         from .tracking import load_people, people_survey
 
         people = load_people(pred_dir)
-        counts, timeline = people_survey(people, lower, args.bucket_seconds)
+        counts, timeline = people_survey(people, lower, bucket_seconds)
         title = "FOSS-D2 visitor survey"
         total = save_survey(counts, args.output, title=title, timeline=timeline, unit="people")
         print(f"{total} people in {len(results)} frames -> {args.output}/survey.png, survey.csv, survey.json")
         return
     counts = count_faces((face for faces in results.values() for face in faces), lower)
-    timeline = counts_over_time(results, fps, args.bucket_seconds, lower) if fps else None
+    timeline = counts_over_time(results, fps, bucket_seconds, lower) if fps else None
     total = save_survey(counts, args.output, timeline=timeline)
     print(
         f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> "
