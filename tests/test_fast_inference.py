@@ -311,7 +311,7 @@ def test_bfloat16_age_network_at_test_time_only(monkeypatch):
 def test_bfloat16_shipped_model_finds_the_same_faces(shipped_cfg, torch_predictor, monkeypatch):
     """The shipped model's answers on demo/family.jpg with the age network in bfloat16: the same
     faces and boxes, ages within 0.75 years, P(female) within 0.01 (measured on 2026-12-05: 0.53 years
-    for the hidden child, 0.23 or less for the others; 0.0036)."""
+    for the box on a guitar neck, 0.23 or less for the faces; 0.0036)."""
     from foss_d2.engine import FOSSPredictor
     from foss_d2.utils import precision
 
