@@ -264,3 +264,43 @@ def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch
     assert res["bbox"]["AP50"] == pytest.approx(100.0)
     assert res["age"]["group_acc"] == 100 and res["age"]["gender_acc"] == 50
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.json"]
+
+
+def test_saved_predictions_mistakes_are_one_line_errors(tmp_path, capsys):
+    """The files a user may hand `evaluate.py predictions` by mistake: each a one-line error naming
+    what is wrong (exit 2), never a traceback or a NaN table; a demo's folder or journal is read."""
+    import json
+
+    from foss_d2.apps.evaluate import main
+
+    name = "foss_test_saved_predictions_errors"
+    face = {"bbox_mode": BoxMode.XYWH_ABS, "age": 30, "category_id": 0, "iscrowd": 0, "gender": 1}
+    recs = [{"file_name": "/photos/x.jpg", "image_id": "x", "height": 100, "width": 100,
+             "annotations": [dict(face, bbox=[0, 0, 20, 20])]}]  # fmt: skip
+    DatasetCatalog.register(name, lambda: recs)
+    MetadataCatalog.get(name).set(evaluator_type="age_single", thing_classes=["face"])
+    good = {"box": [0, 0, 20, 20], "score": 0.9, "age": 31.0, "p_female": 0.8}
+    (tmp_path / "other.json").write_text(json.dumps({"family.jpg": [good]}))
+    (tmp_path / "noage.json").write_text(json.dumps({"x.jpg": [{"box": [0, 0, 20, 20], "score": 0.9}]}))
+    (tmp_path / "short.json").write_text(json.dumps({"x.jpg": [dict(good, box=[0, 0, 20])]}))
+    (tmp_path / "text.json").write_text("image,face\n")
+    for argv, message in [
+        (["--dataset", "widerface_val"], "--dataset widerface_val is not registered; FOSS-D2's: utkface_train"),
+        (["--predictions", str(tmp_path / "none.json")], "predictions not found"),
+        (["--predictions", str(tmp_path / "text.json")], "--predictions: Expecting value"),
+        (["--predictions", str(tmp_path / "other.json")], "none of the 1 images of"),
+        (["--predictions", str(tmp_path / "noage.json")], "1 faces without a 4-number box"),
+        (["--predictions", str(tmp_path / "short.json")], "(the first: image 'x.jpg', face 0)"),
+    ]:
+        argv = ["--dataset", name, *argv] if "--dataset" not in argv else [*argv, "--predictions", "x.json"]
+        with pytest.raises(SystemExit) as e:
+            main(["predictions", *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and "Traceback" not in err, (argv, err)
+    demo_run = tmp_path / "demo"
+    demo_run.mkdir()
+    (demo_run / "predictions.jsonl").write_text(json.dumps({"key": "x.jpg", "faces": [good]}) + "\n")
+    main(["predictions", "--dataset", name, "--predictions", str(demo_run)])
+    out = capsys.readouterr().out
+    res = json.loads(out[out.index("{") :])["age"]
+    assert res["MAE"] == pytest.approx(1.0) and res["gender_acc"] == 100

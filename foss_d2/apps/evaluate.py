@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from ..config import get_foss_cfg
 from ..data.datasets import register_config_datasets
-from ..data.datasets.builtin import datasets_root
+from ..data.datasets.builtin import FOSS_DATASETS, datasets_root
 from ..data.datasets.utkface import load_utkface
 from ..engine import FaceAgeEstimator
 from ..evaluation import build_foss_evaluator
@@ -52,6 +52,19 @@ from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.json_io import write_json_atomic
 from .cli import foss_argument_parser, parse_foss_args
+from .runner import load_predictions
+
+
+def valid_face(f) -> bool:
+    """A face of FOSS-D2's prediction schema, as the evaluators read it (age and p_female may be None)."""
+    try:
+        return (
+            len(f["box"]) == 4
+            and all(isinstance(v, (int, float)) for v in (*f["box"], f["score"]))
+            and all(f[k] is None or isinstance(f[k], (int, float)) for k in ("age", "p_female"))
+        )
+    except (KeyError, TypeError):
+        return False
 
 
 def faces_to_instances(faces, h, w):
@@ -89,7 +102,12 @@ def evaluate_predictions(args, parser):
     # COCO's 100 detections per image; the predictions may come from any model
     cfg = get_foss_cfg(args.config_file, opts=["MODEL.FOSS.K_TEST", "100", *args.opts])
     register_config_datasets(cfg)
-    records = DatasetCatalog.get(args.dataset)
+    if args.dataset not in DatasetCatalog.list():
+        parser.error(f"--dataset {args.dataset} is not registered; FOSS-D2's: {', '.join(FOSS_DATASETS)}")
+    try:
+        records = DatasetCatalog.get(args.dataset)
+    except (OSError, ValueError) as e:  # e.g. DATASETS.ROOT not given, or without this dataset
+        parser.error(f"--dataset {args.dataset}: {e}")
     if args.write_list:
         os.makedirs(os.path.dirname(os.path.abspath(args.write_list)), exist_ok=True)
         with open(args.write_list, "w") as f:
@@ -98,20 +116,35 @@ def evaluate_predictions(args, parser):
         return
     if not args.predictions:
         parser.error("give --predictions (or --write-list)")
-    preds = json.load(open(args.predictions))
+    try:
+        preds = load_predictions(args.predictions)  # a demo's predictions.json, its .jsonl journal or its folder
+    except (OSError, ValueError) as e:
+        parser.error(f"--predictions: {e}")
+    matched = match_prediction_keys(preds, [r["file_name"] for r in records])
+    if not matched:
+        example = next(iter(preds), None)
+        parser.error(
+            f"none of the {len(preds)} images of {args.predictions} is one of {args.dataset}'s {len(records)} "
+            f"(first key: {example!r}): run the demo on the dataset's own files (--write-list gives their paths)"
+        )
+    bad = [(k, i) for k, faces in preds.items() for i, f in enumerate(faces) if not valid_face(f)]
+    if bad:
+        parser.error(
+            f"--predictions {args.predictions}: {len(bad)} faces without a 4-number box, a score, an age and "
+            f"p_female (the first: image {bad[0][0]!r}, face {bad[0][1]})"
+        )
     if args.output is None:
         # detectron2's COCOEvaluator needs a folder for the ground truth it converts to COCO format
         with tempfile.TemporaryDirectory() as tmp:
-            return score_predictions(cfg, args.dataset, records, preds, tmp)
-    return score_predictions(cfg, args.dataset, records, preds, args.output)
+            return score_predictions(cfg, args.dataset, records, matched, tmp)
+    return score_predictions(cfg, args.dataset, records, matched, args.output)
 
 
-def score_predictions(cfg, dataset: str, records, preds, output: str):
-    """Feeds saved predictions (keyed by image path) to the dataset's evaluators; prints the figures."""
+def score_predictions(cfg, dataset: str, records, by_path: dict, output: str):
+    """Feeds saved predictions ({dataset file name: faces}) to the dataset's evaluators; prints the figures."""
     evaluator = build_foss_evaluator(cfg, dataset, output)
     evaluator.reset()
     missing = 0
-    by_path = match_prediction_keys(preds, [r["file_name"] for r in records])
     for r in records:
         faces = by_path.get(r["file_name"])
         if faces is None:

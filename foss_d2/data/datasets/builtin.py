@@ -23,7 +23,12 @@ def datasets_root() -> str:
     return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
+FOSS_DATASETS = []  # the names register_all_foss registers, for error messages
+
+
 def _register(name, fn, *args):
+    if name not in FOSS_DATASETS:
+        FOSS_DATASETS.append(name)
     if name not in DatasetCatalog.list():
         fn(name, *args)
 
