@@ -262,6 +262,13 @@ def add_foss_config(cfg):
     _C.DATASETS.COCO = []
 
 
+def checked_opts(opts) -> list:
+    """Config overrides as a list; one string (a common slip) is a TypeError showing the list meant."""
+    if isinstance(opts, str):
+        raise TypeError(f"opts is a list of KEY, VALUE strings, e.g. {opts.split()!r}, not one string")
+    return list(opts)
+
+
 def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None):
     """A frozen config: ``config_file`` (default: the shipped model's, with its weights), then the
     ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last."""
@@ -270,8 +277,10 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
     cfg.merge_from_file(config_file or DEFAULT_CONFIG)
     if not config_file:
         cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
-    cfg.merge_from_list(list(opts))
+    cfg.merge_from_list(checked_opts(opts))
     if confidence_threshold is not None:
+        if not 0.0 <= float(confidence_threshold) <= 1.0:
+            raise ValueError(f"confidence_threshold is a face score in [0, 1], got {confidence_threshold}")
         cfg.MODEL.FOSS.SCORE_THRESH_TEST = float(confidence_threshold)
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights

@@ -113,6 +113,16 @@ def test_api_three_input_types_agree(toy_model, tmp_path):
     assert len(a) > 0 and a == b == c == d
     with pytest.raises(FileNotFoundError):
         est(str(tmp_path / "missing.png"))
+    with pytest.raises(ValueError, match="is a folder, not an image"):
+        est(str(tmp_path))
+
+
+def test_api_settings_mistakes_are_clear_errors(toy_model):
+    cfg_file, weights = toy_model
+    with pytest.raises(ValueError, match=r"confidence_threshold is a face score in \[0, 1\], got 1.5"):
+        FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu", confidence_threshold=1.5)
+    with pytest.raises(TypeError, match=r"\['MODEL.AGE_HEAD.TEST_FLIP', 'False'\], not one string"):
+        FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu", opts="MODEL.AGE_HEAD.TEST_FLIP False")
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):

@@ -5,7 +5,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import get_foss_cfg
+from ..config import checked_opts, get_foss_cfg
 from ..model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS  # noqa: F401  (re-exported)
 from .predictor import FOSSPredictor, load_image
 
@@ -79,7 +79,7 @@ class FaceAgeEstimator:
         if backend == "onnxruntime" and device is None:
             device = "cpu"
         # device None: add_foss_config's default, CUDA when available. opts: config KEY VALUE pairs.
-        opts = [*PRESETS[preset], *opts]
+        opts = [*PRESETS[preset], *checked_opts(opts)]
         self.cfg = get_foss_cfg(config_file, weights, opts, device=device, confidence_threshold=confidence_threshold)
         self.predictor = FOSSPredictor(self.cfg, backend=backend, onnx_dir=onnx_dir)
 

@@ -28,8 +28,8 @@ class ImageTooLargeError(ValueError):
         self.size = tuple(size)
         w, h = self.size
         super().__init__(
-            f"{path}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) is over the limit of {max_pixels / 1e6:.0f} MP "
-            f"(shrink it, or raise the limit with --max-pixels)"
+            f"{path}: {w}x{h} pixels ({w * h / 1e6:.3g} MP) is over the limit of {max_pixels / 1e6:.3g} MP "
+            f"(shrink it, or raise the limit: the tools' --max-pixels)"
         )
 
 
@@ -60,6 +60,8 @@ def pil_to_array(im: "Image.Image") -> np.ndarray:
 def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a file to HxWx3 uint8 in ``image_format`` order (see the module docstring).
     Raises FileNotFoundError, ImageTooLargeError or ValueError, each naming the path."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not an image (tools/demo.py --input reads folders)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     try:
