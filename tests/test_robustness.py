@@ -204,6 +204,7 @@ def test_overwrite_removes_the_previous_run_and_nothing_else(toy, tmp_path, caps
     assert code == 0
     assert sorted(os.listdir(out)) == sorted(
         ["mine.txt", "mine.png", "p00.png", "p01.png", JOURNAL, "predictions.json", "predictions.csv", "skipped.json"]
+        + ["run.json"]
     )
     assert sorted(json.load(open(out / "predictions.json"))) == ["p00.png", "p01.png"]
     code, msg = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--overwrite", "--resume")
@@ -385,3 +386,27 @@ def test_demo_takes_one_kind_of_input(tmp_path, capsys):
             demo.main([*argv, "--output", str(tmp_path / "o")])
         assert e.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_resume_refuses_other_settings(toy, tmp_path, capsys):
+    """--resume finishes a run with the settings it started with: another threshold or preset would
+    mix two kinds of answers in one predictions.json; --overwrite starts afresh with the new ones."""
+    inp = tmp_path / "in"
+    _photos(inp, 2)
+    out = tmp_path / "out"
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--no-draw")
+    assert code == 0
+    saved = json.load(open(out / "run.json"))
+    assert saved["MODEL.FOSS.SCORE_THRESH_TEST"] == 0.0 and "MODEL.DEVICE" not in saved  # the toy config's
+    before = (out / JOURNAL).read_text()
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--config-file", str(toy), "--input", str(inp), "--output", str(out), "--resume",
+                   "--confidence-threshold", "0.5"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "MODEL.FOSS.SCORE_THRESH_TEST: 0.0 then, 0.5 now" in err
+    assert (out / JOURNAL).read_text() == before  # nothing touched
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--no-draw", "--resume")
+    assert code == 0
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--no-draw", "--overwrite",
+                    "--confidence-threshold", "0.5")  # fmt: skip
+    assert code == 0 and json.load(open(out / "run.json"))["MODEL.FOSS.SCORE_THRESH_TEST"] == 0.5

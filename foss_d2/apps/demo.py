@@ -47,7 +47,7 @@ def main(argv=None, prog=None):
             "give one of --input, --video-input or --webcam" + (f", not {' and '.join(given)}" if given else "")
         )
     cfg = config_from_args(parser, args)  # a bad config is a one-line error
-    items, skipped = prepare_run(parser, args, args.output)  # output and input checks, before the model loads
+    items, skipped = prepare_run(parser, args, args.output, cfg=cfg)  # output and input checks, before the model loads
     predictor = build_predictor(cfg, args)
     s = run_inputs(predictor, args, args.output, cfg.INPUT.FORMAT, items, skipped)
     if args.output:

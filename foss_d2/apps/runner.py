@@ -61,7 +61,9 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 # track_id: a video's tracked person (empty for photos and --no-track)
 CSV_FIELDS = ["image", "face", "x1", "y1", "x2", "y2", "score", "age", "age_std", "gender", "p_female", "track_id"]
 JOURNAL = "predictions.jsonl"
-RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json", "people.json", "people.csv")
+# The settings that decide the answers of the run that wrote a folder: --resume must use the same.
+RUN_FILE = "run.json"
+RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json", "people.json", "people.csv", RUN_FILE)
 DEFAULT_DRAW_MAX_SIDE = 2048
 FRAME_IMAGE = "exif_oriented"
 FRAME_VIDEO = "video_frame"
@@ -154,22 +156,67 @@ def existing_results(out_dir: str) -> List[str]:
     return [f for f in RESULT_FILES if os.path.isfile(os.path.join(out_dir, f))]
 
 
-def prepare_output(out_dir: str, resume: bool = False, overwrite: bool = False):
+def run_settings(cfg) -> dict:
+    """The config keys that decide a run's answers (MODEL.* but the device, and INPUT.*), flattened
+    to {"MODEL.FOSS.SCORE_THRESH_TEST": 0.2, ...} in JSON's types."""
+    flat = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk(cfg.MODEL, "MODEL.")
+    walk(cfg.INPUT, "INPUT.")
+    flat.pop("MODEL.DEVICE", None)  # the same answers, to float rounding
+    return json.loads(json.dumps(flat))
+
+
+def prepare_output(
+    out_dir: str, resume: bool = False, overwrite: bool = False, settings: Optional[dict] = None, write: bool = True
+):
     """The rule for an output folder that holds an earlier run's results: refused unless ``resume``
-    or ``overwrite`` (which removes that run's result files and pictures, nothing else)."""
+    (with the same ``settings`` as that run, when both are known) or ``overwrite`` (which removes
+    that run's result files and pictures, nothing else). With ``write``, ``settings``
+    (``run_settings``) are then written to the folder's run.json (the run itself; the checks before
+    the model loads only check)."""
     if resume and overwrite:
         raise RunError("--resume and --overwrite exclude each other")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise RunError(f"--output {out_dir} is a file, not a folder")
     found = existing_results(out_dir)
-    if not found or resume:
+    if found and resume and settings is not None:
+        check_same_settings(out_dir, settings)
+    elif found and not resume:
+        if not overwrite:
+            raise RunError(
+                f"{out_dir} holds the results of an earlier run ({', '.join(found)}): "
+                "add --resume to finish it, --overwrite to replace it, or choose another --output"
+            )
+        remove_previous_run(out_dir)
+    if settings is not None and write:
+        os.makedirs(out_dir, exist_ok=True)
+        write_json_atomic(os.path.join(out_dir, RUN_FILE), settings, indent=1)
+
+
+def check_same_settings(out_dir: str, settings: dict):
+    """A RunError naming the keys whose values differ from those of the run that wrote ``out_dir``
+    (nothing to check for a folder written before run.json existed)."""
+    try:
+        with open(os.path.join(out_dir, RUN_FILE)) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
         return
-    if not overwrite:
+    diff = [k for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k)]
+    if diff:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} then, {settings.get(k)!r} now" for k in diff[:3])
+        more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
         raise RunError(
-            f"{out_dir} holds the results of an earlier run ({', '.join(found)}): "
-            "add --resume to finish it, --overwrite to replace it, or choose another --output"
+            f"--resume with other settings than the run in {out_dir} ({shown}{more}): its answers would mix "
+            "two models or thresholds; give the same options, or --overwrite"
         )
-    remove_previous_run(out_dir)
 
 
 def remove_previous_run(out_dir: str):
@@ -632,6 +679,12 @@ def _skip(writer, drawer, key, reason, **extra):
         drawer.submit(lambda: None, ("skip", key, reason, extra))
 
 
+def predictor_settings(predictor) -> Optional[dict]:
+    """``run_settings`` of a FOSSPredictor's config (None for any other callable)."""
+    cfg = getattr(predictor, "cfg", None)
+    return run_settings(cfg) if cfg is not None else None
+
+
 def run_images(
     predictor,
     items: List[Tuple[str, str]],
@@ -652,7 +705,7 @@ def run_images(
     the model at once."""
     if out_dir:
         check_output(out_dir, [p for p, _ in items])
-        prepare_output(out_dir, resume, overwrite)
+        prepare_output(out_dir, resume, overwrite, predictor_settings(predictor))
     inputs = {os.path.realpath(p) for p, _ in items}
     with _StopSignals() as stop, PredictionWriter(out_dir, resume=resume) if out_dir else _NoWriter() as writer:
         for key, reason in (skipped or {}).items():
@@ -731,7 +784,7 @@ def run_video(
     live = not isinstance(source, str)
     if out_dir:
         check_output(out_dir, [source] if not live else [])
-        prepare_output(out_dir, resume, overwrite)
+        prepare_output(out_dir, resume, overwrite, predictor_settings(predictor))
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise RunError(f"cannot open video {source!r}")
@@ -951,9 +1004,12 @@ def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
         parser.error(f"bad configuration: {' '.join(msg.split())}")
 
 
-def prepare_run(parser: argparse.ArgumentParser, args, out_dir: Optional[str], check_dir: Optional[str] = None):
+def prepare_run(
+    parser: argparse.ArgumentParser, args, out_dir: Optional[str], check_dir: Optional[str] = None, cfg=None
+):
     """Everything checked before the model loads: the inputs, the output folder (``check_dir``, the
-    folder that must not hold an input, defaults to ``out_dir``) and its earlier results. Returns
+    folder that must not hold an input, defaults to ``out_dir``) and its earlier results (with
+    ``cfg``: a --resume must use the settings of the run it finishes). Returns
     (items, skipped) for ``--input``; a run with no image to read writes skipped.json and exits 1."""
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
@@ -966,7 +1022,8 @@ def prepare_run(parser: argparse.ArgumentParser, args, out_dir: Optional[str], c
         inputs = [*(args.input or []), *(p for p, _ in items)] + ([args.video_input] if args.video_input else [])
         try:
             check_output(check_dir or out_dir, inputs)
-            prepare_output(out_dir, args.resume, args.overwrite)
+            settings = run_settings(cfg) if cfg is not None else None
+            prepare_output(out_dir, args.resume, args.overwrite, settings, write=False)
         except RunError as e:
             parser.error(str(e))
     if args.input and not items:

@@ -207,7 +207,7 @@ def main(argv=None, prog=None):
             p.error("give --input, --video-input or --predictions")
         cfg = config_from_args(p, args)  # a bad config is a one-line error
         pred_dir = os.path.join(args.output, "predictions")
-        items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output)  # before the model loads
+        items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output, cfg=cfg)  # before the model loads
         predictor = build_predictor(cfg, args)
         if args.video_input:
             cap = cv2.VideoCapture(args.video_input)
