@@ -274,7 +274,10 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
     ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last."""
     cfg = get_cfg()
     add_foss_config(cfg)
-    cfg.merge_from_file(config_file or DEFAULT_CONFIG)
+    try:
+        cfg.merge_from_file(config_file or DEFAULT_CONFIG)
+    except AttributeError:  # yaml gave a string or a list: not a file of KEY: value
+        raise ValueError(f"{config_file} is not a detectron2 YAML config (KEY: value lines)") from None
     if not config_file:
         cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
     cfg.merge_from_list(checked_opts(opts))

@@ -410,3 +410,26 @@ def test_resume_refuses_other_settings(toy, tmp_path, capsys):
     code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--no-draw", "--overwrite",
                     "--confidence-threshold", "0.5")  # fmt: skip
     assert code == 0 and json.load(open(out / "run.json"))["MODEL.FOSS.SCORE_THRESH_TEST"] == 0.5
+
+
+def test_setup_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    """A config file that is no YAML mapping, a CUDA device on a machine without one, an export into a
+    folder that does not exist yet (created) or from a file that is no checkpoint."""
+    from foss_d2.apps import export
+    from foss_d2.model_zoo import DEFAULT_WEIGHTS
+
+    (tmp_path / "notes.yaml").write_text("just a sentence\n")
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--config-file", str(tmp_path / "notes.yaml"), "--input", "a.jpg", "--output", str(tmp_path / "o")])
+    assert e.value.code == 2 and "is not a detectron2 YAML config" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.engine import FOSSPredictor
+
+    with pytest.raises(ValueError, match="MODEL.DEVICE cuda, but torch sees no CUDA GPU here"):
+        FOSSPredictor(get_foss_cfg(device="cuda"))
+    export.main([DEFAULT_WEIGHTS, str(tmp_path / "new" / "sub" / "det.pth"), "--detector-only"])
+    assert (tmp_path / "new" / "sub" / "det.pth").is_file()
+    for src, message in [(tmp_path / "notes.yaml", "is not a model checkpoint"), (tmp_path / "no.pth", "not found")]:
+        with pytest.raises(SystemExit, match=message):
+            export.main([str(src), str(tmp_path / "x.pth")])

@@ -74,7 +74,14 @@ def get_parser(prog=None):
 
 def load_weights(path: str):
     """A checkpoint and its model weights (a training checkpoint's ``model``, or a bare state dict)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not os.path.isfile(path):
+        raise SystemExit(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001  (torch.load fails on a non-checkpoint in many ways)
+        raise SystemExit(f"{path} is not a model checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict):
+        raise SystemExit(f"{path} is not a model checkpoint (a {type(ckpt).__name__})")
     return ckpt, ckpt.get("model", ckpt)
 
 
@@ -88,6 +95,7 @@ def save_weights(state: dict, path: str, iteration=None) -> dict:
 
 def save_atomic(obj, path: str):
     """``torch.save`` through a temporary file, so that a stop never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save(obj, path + ".tmp")
     os.replace(path + ".tmp", path)
 

@@ -138,7 +138,9 @@ def get_parser(prog=None):
     p.add_argument("--video-input")
     p.add_argument("--predictions", help="predictions.json or .jsonl written by foss-d2 demo, or its folder")
     p.add_argument("--fps", type=float, default=None, help="frame rate of the video behind --predictions")
-    p.add_argument("--output", default="output/survey")
+    p.add_argument(
+        "--output", default="output/survey", help="folder for survey.png/.csv/.json (default: output/survey)"
+    )
     p.add_argument(
         "--groups",
         type=age_groups,

@@ -80,6 +80,8 @@ class FOSSPredictor:
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"MODEL.DEVICE {cfg.MODEL.DEVICE}, but torch sees no CUDA GPU here: use MODEL.DEVICE cpu")
         self.cfg = cfg.clone()
         self.backend = backend
         self.model = build_model(self.cfg)
