@@ -433,3 +433,16 @@ def test_setup_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch):
     for src, message in [(tmp_path / "notes.yaml", "is not a model checkpoint"), (tmp_path / "no.pth", "not found")]:
         with pytest.raises(SystemExit, match=message):
             export.main([str(src), str(tmp_path / "x.pth")])
+
+
+def test_an_earlier_runs_output_inside_the_input_is_not_read(toy, tmp_path, capsys):
+    """demo --output photos/out, then another run over photos/: the drawn pictures in photos/out
+    are not photos; the folder is named in skipped.json instead."""
+    inp = tmp_path / "photos"
+    _photos(inp, 2)
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", inp / "out")
+    assert code == 0 and (inp / "out" / "p00.png").is_file()
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", tmp_path / "again", "--no-draw")
+    assert code == 0
+    assert sorted(json.load(open(tmp_path / "again" / "predictions.json"))) == ["p00.png", "p01.png"]
+    assert "earlier run" in json.load(open(tmp_path / "again" / "skipped.json"))["out" + os.sep]

@@ -98,9 +98,9 @@ class RunSummary:
 
 def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[List[Tuple[str, str]], Dict[str, str]]:
     """([(path, key)], {key: reason skipped}): files as given (key = file name), folders walked
-    recursively (key = path relative to the folder; ``exclude``, the output folder, is not
-    entered), globs expanded. Non-image files in folders, missing files and globs that match
-    nothing are returned as skipped, with the reason."""
+    recursively (key = path relative to the folder; ``exclude``, the output folder, and the output
+    folders of earlier runs are not entered), globs expanded. Non-image files in folders, missing
+    files and globs that match nothing are returned as skipped, with the reason."""
     items, skipped = [], {}
     excluded = os.path.realpath(exclude) if exclude else None
     for item in inputs:
@@ -108,7 +108,13 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
             for root, dirs, files in os.walk(item):
                 if excluded:
                     dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(root, d)) != excluded]
-                dirs.sort()
+                # an earlier run's output folder inside the input: its drawn pictures are no photos
+                earlier = [d for d in dirs if os.path.isfile(os.path.join(root, d, JOURNAL))]
+                for d in earlier:
+                    skipped[os.path.relpath(os.path.join(root, d), item) + os.sep] = (
+                        f"the output folder of an earlier run ({JOURNAL}): its pictures are not read as photos"
+                    )
+                dirs[:] = sorted(d for d in dirs if d not in earlier)
                 for f in sorted(files):
                     path = os.path.join(root, f)
                     key = os.path.relpath(path, item)
