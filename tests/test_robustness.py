@@ -446,3 +446,19 @@ def test_an_earlier_runs_output_inside_the_input_is_not_read(toy, tmp_path, caps
     assert code == 0
     assert sorted(json.load(open(tmp_path / "again" / "predictions.json"))) == ["p00.png", "p01.png"]
     assert "earlier run" in json.load(open(tmp_path / "again" / "skipped.json"))["out" + os.sep]
+
+
+def test_two_inputs_whose_pictures_share_a_name_keep_both(toy, tmp_path, capsys):
+    """x.webp draws to x.webp.jpg, the name of the photo x.webp.jpg's picture: the one read second
+    gets x.webp~2.jpg (both were written to one file before)."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    rgb = np.random.default_rng(3).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(inp / "x.webp")
+    Image.fromarray(rgb[::-1]).save(inp / "x.webp.jpg")
+    out = tmp_path / "out"
+    code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)
+    assert code == 0
+    pictures = {r["key"]: r["picture"] for r in read_journal(str(out / JOURNAL)) if r.get("picture")}
+    assert pictures == {"x.webp": "x.webp.jpg", "x.webp.jpg": "x.webp~2.jpg"}  # in key order
+    assert (out / "x.webp.jpg").is_file() and (out / "x.webp~2.jpg").is_file()

@@ -257,6 +257,20 @@ def picture_path(key: str) -> str:
     return rel if rel.lower().endswith((".jpg", ".jpeg", ".png")) else rel + ".jpg"
 
 
+def unique_picture(key: str, taken: Dict[str, str]) -> str:
+    """``picture_path(key)``, or with ~2, ~3, ... before its extension when another input's picture
+    has that name (``x.webp`` and ``x.webp.jpg`` both draw to x.webp.jpg); recorded in ``taken``."""
+    rel = picture_path(key)
+    if taken.get(rel, key) != key:
+        root, ext = os.path.splitext(rel)
+        n = 2
+        while f"{root}~{n}{ext}" in taken:
+            n += 1
+        rel = f"{root}~{n}{ext}"
+    taken[rel] = key
+    return rel
+
+
 # ---------------------------------------------------------------- the journal and the writer
 
 
@@ -724,6 +738,9 @@ def run_images(
         before = len(items) - len(todo)
         reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels), prefetch + workers - 1)
         drawer = _Drawer() if out_dir and draw else None
+        # {picture: key} of the pictures written so far (a resumed run's from its journal)
+        journal = read_journal(os.path.join(out_dir, JOURNAL)) if drawer else []
+        taken = {r["picture"]: r["key"] for r in journal if r.get("picture")}
         done = 0
         results = _predict_in_order(predictor, reader, workers)
         try:
@@ -742,7 +759,7 @@ def run_images(
                 if drawer is None:
                     writer.add(key, faces, w, h)
                     continue
-                rel = picture_path(key)
+                rel = unique_picture(key, taken)
                 dst = os.path.join(out_dir, rel)
                 if os.path.realpath(dst) in inputs:  # check_output makes this unreachable; never write over an input
                     drawer.submit(lambda: None, ("add", key, faces, w, h, None))
