@@ -462,3 +462,23 @@ def test_two_inputs_whose_pictures_share_a_name_keep_both(toy, tmp_path, capsys)
     pictures = {r["key"]: r["picture"] for r in read_journal(str(out / JOURNAL)) if r.get("picture")}
     assert pictures == {"x.webp": "x.webp.jpg", "x.webp.jpg": "x.webp~2.jpg"}  # in key order
     assert (out / "x.webp.jpg").is_file() and (out / "x.webp~2.jpg").is_file()
+
+
+def test_output_that_is_a_file_is_refused_by_every_tool(tmp_path, capsys):
+    from foss_d2.apps import evaluate, export
+    from foss_d2.model_zoo import DEFAULT_WEIGHTS
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    pred = tmp_path / "p.json"
+    pred.write_text("{}")
+    for main, argv, message in [
+        (survey.main, ["--predictions", str(pred)], "is a file, not a folder"),
+        (export.main, [DEFAULT_WEIGHTS, "--format", "onnx"], "writes a folder"),
+        (evaluate.main, ["predictions", "--dataset", "utkface_test", "--predictions", str(pred)], "is a file"),
+    ]:
+        argv = [*argv, "--output", str(afile)] if main is not export.main else [argv[0], str(afile), *argv[1:]]
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv
+    assert afile.read_text() == "x"

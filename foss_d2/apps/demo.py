@@ -17,6 +17,8 @@ earlier run's results is refused unless --resume (finish it: skip what its journ
 --overwrite (replace it). SIGTERM or Ctrl-C close the files before the run exits (143 / 130).
 """
 
+import os
+
 from detectron2.utils.logger import setup_logger
 
 from .cli import foss_argument_parser, parse_foss_args
@@ -51,10 +53,16 @@ def main(argv=None, prog=None):
     predictor = build_predictor(cfg, args)
     s = run_inputs(predictor, args, args.output, cfg.INPUT.FORMAT, items, skipped)
     if args.output:
+        if args.input:
+            made = "" if args.no_draw else ", pictures with the faces drawn"
+        else:
+            tracked = os.path.isfile(os.path.join(args.output, "people.json"))
+            made = ("" if args.no_draw else ", the annotated video") + (
+                ", people.json/.csv" + ("" if args.no_draw else " and thumbnails/") if tracked else ""
+            )
         print(
             f"{s.done} new results, {s.before} from before, {s.skipped} skipped: in {args.output}/ "
-            f"(predictions.jsonl/.json/.csv{', skipped.json' if s.skipped else ''}"
-            f"{'' if args.no_draw else ', pictures with the faces drawn'})"
+            f"(predictions.jsonl/.json/.csv{', skipped.json' if s.skipped else ''}{made})"
         )
 
 

@@ -101,6 +101,8 @@ def match_prediction_keys(preds: dict, file_names) -> dict:
 def evaluate_predictions(args, parser):
     # COCO's 100 detections per image; the predictions may come from any model
     cfg = get_foss_cfg(args.config_file, opts=["MODEL.FOSS.K_TEST", "100", *args.opts])
+    if args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a file, not a folder")
     register_config_datasets(cfg)
     if args.dataset not in DatasetCatalog.list():
         parser.error(f"--dataset {args.dataset} is not registered; FOSS-D2's: {', '.join(FOSS_DATASETS)}")

@@ -175,6 +175,8 @@ def main(argv=None, prog=None):
         p.error("--blend averages two whole models: no --detector-only or --age-head-from")
     if not 0.0 <= args.blend_weight <= 1.0:
         p.error(f"--blend-weight must lie in [0, 1], got {args.blend_weight}")
+    if args.format == "onnx" and os.path.isfile(args.output):
+        p.error(f"--format onnx writes a folder: {args.output} is a file")
     if args.format == "onnx":
         if args.detector_only or args.age_head_from or args.blend:
             p.error("--format onnx exports one model as it is: no --detector-only, --age-head-from or --blend")

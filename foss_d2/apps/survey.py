@@ -171,6 +171,8 @@ def main(argv=None, prog=None):
     setup_logger(name="foss_d2")
     lower = args.groups
     fps = args.fps
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        p.error(f"--output {args.output} is a file, not a folder")
     sources = [
         n
         for n, v in (("--input", args.input), ("--video-input", args.video_input), ("--predictions", args.predictions))
