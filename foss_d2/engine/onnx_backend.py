@@ -148,8 +148,8 @@ def _session(path: str, threads: Optional[int]):
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     # No busy-waiting after a run: between the two graphs PyTorch crops the faces and decodes the
-    # peaks on the same cores, and a spinning pool held them (2 threads on 2 cores: 2.7x the time
-    # a close-up, 1.4x a group photo; docs/RESULTS.md section 9).
+    # peaks on the same cores, and a spinning pool held them (2 threads on 2 cores: 1.5x the time
+    # a close-up, 1.3x a group photo; docs/RESULTS.md section 9).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
