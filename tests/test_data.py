@@ -342,3 +342,18 @@ def test_parse_wider_errors_name_file_and_line(tmp_path, text, line, words):
         parse_wider_bbx_gt(str(gt))
     assert str(e.value).startswith(f"{gt}:{line}: "), str(e.value)
     assert words in str(e.value)
+
+
+def test_training_loader_draws_another_record_for_an_unreadable_one():
+    """RetryingMapDataset: a record the mapper cannot read (None) is replaced by another, drawn at
+    random among the readable ones; the bad one is never handed out; all bad is an error naming
+    DATASETS.ROOT (detectron2 0.6's MapDataset raised TypeError on Python 3.11 at the first bad one)."""
+    from foss_d2.data.build import RetryingMapDataset
+
+    records = [{"i": i} for i in range(6)]
+    ds = RetryingMapDataset(records, lambda r: None if r["i"] in (1, 4) else r["i"], seed=0)
+    got = [ds[i] for i in range(6) for _ in range(5)]
+    assert set(got) <= {0, 2, 3, 5} and {ds[0], ds[2], ds[3], ds[5]} == {0, 2, 3, 5}
+    assert ds.bad == {1, 4}
+    with pytest.raises(RuntimeError, match="could not be read in a row: is DATASETS.ROOT right"):
+        RetryingMapDataset(records, lambda r: None)[0]

@@ -37,6 +37,13 @@ def test_train_net_runs_on_real_data_and_resumes(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model_final.pth").exists() and (out / "model_0000001.pth").exists()
+    import torch
+
+    # a checkpoint holds what --resume needs to go on as if never stopped: Adam's moments and the
+    # schedule's position (detectron2 0.6's DefaultTrainer kept neither)
+    state = torch.load(out / "model_0000001.pth", map_location="cpu", weights_only=False)["trainer"]
+    assert state["iteration"] == 1 and state["scheduler"]["last_epoch"] == 2
+    assert state["_trainer"]["optimizer"]["state"]  # per-parameter moments, not an empty dict
     rows = [json.loads(line) for line in open(out / "metrics.json")]
     last = rows[-1]
     for k in ("total_loss", "loss_age", "loss_gender", "loss_heatmap"):

@@ -43,6 +43,22 @@ class Trainer(DefaultTrainer):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_foss_evaluator(cfg, dataset_name, output_folder)
 
+    def state_dict(self):
+        # detectron2 0.6's DefaultTrainer checkpoints only the iteration and its hooks: the
+        # optimizer's state (Adam's moments) was lost on --resume. The scheduler is saved here too,
+        # whatever its class (the LRScheduler hook saves only torch's _LRScheduler subclasses).
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        ret["scheduler"] = self.scheduler.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:  # absent from checkpoints written before
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        if "scheduler" in state_dict:
+            self.scheduler.load_state_dict(state_dict["scheduler"])
+
     def build_hooks(self):
         # First, so that a diverged step raises before the periodic checkpointer saves it.
         return [DivergenceGuard(self.cfg.SOLVER.DIVERGENCE_LOSS_FACTOR)] + super().build_hooks()

@@ -1,7 +1,9 @@
 """Training loader over several datasets with size-weighted sampling and tiling (paper 3.3, 4.2)."""
 
 import logging
+import random
 
+import torch
 from detectron2.data import DatasetCatalog, build_detection_train_loader
 
 from ..utils.ages import AGE_BANDS, age_band, band_name
@@ -36,6 +38,34 @@ def band_shares(dicts, weights):
     return {band_name(lo, hi): round(m / total, 3) for (lo, hi), m in zip(AGE_BANDS, mass)}
 
 
+class RetryingMapDataset(torch.utils.data.Dataset):
+    """``mapper`` applied to each record; when it returns None (an unreadable image), another
+    record drawn at random is mapped instead and the bad one is not drawn again. detectron2 0.6's
+    MapDataset does the same but draws with ``random.sample`` from a set, which Python 3.11 refuses
+    (TypeError): there one missing file ended the training run."""
+
+    def __init__(self, records: list, mapper, seed: int = 0, max_tries: int = 100):
+        self.records, self.mapper, self.max_tries = records, mapper, max_tries
+        self.bad = set()
+        self.rng = random.Random(seed if seed >= 0 else None)
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, idx: int):
+        cur = int(idx)
+        for _ in range(self.max_tries):
+            data = self.mapper(self.records[cur])
+            if data is not None:
+                return data
+            self.bad.add(cur)
+            if len(self.bad) >= len(self.records):
+                break
+            while cur in self.bad:
+                cur = self.rng.randrange(len(self.records))
+        raise RuntimeError(f"{len(self.bad)} training records could not be read in a row: is DATASETS.ROOT right?")
+
+
 def build_foss_train_loader(cfg, mapper=None):
     names = list(cfg.DATASETS.TRAIN)
     lists = load_train_datasets(names)
@@ -64,10 +94,10 @@ def build_foss_train_loader(cfg, mapper=None):
         # age balance also for the extra tiles of a canvas, which the sampler does not pick
         pool_weights = {n: w for n, w in zip(names, image_weights)} if image_weights is not None else None
         mapper = FOSSDatasetMapper(cfg, True, pools=pools, read_image=cache, pool_weights=pool_weights)
-    dataset = [d for lst in lists for d in lst]
+    dataset = RetryingMapDataset([d for lst in lists for d in lst], mapper, seed=cfg.SEED)
     return build_detection_train_loader(
         dataset=dataset,
-        mapper=mapper,
+        mapper=None,  # mapped above
         sampler=sampler,
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=False,
