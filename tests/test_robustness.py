@@ -482,3 +482,24 @@ def test_output_that_is_a_file_is_refused_by_every_tool(tmp_path, capsys):
             main(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err, argv
     assert afile.read_text() == "x"
+
+
+def test_evaluation_commands_check_their_numbers_and_datasets(tmp_path, capsys):
+    from foss_d2.apps import evaluate
+    from foss_d2.apps.train import main as train_main
+    from foss_d2.model_zoo import DEFAULT_WEIGHTS
+
+    for argv, message in [
+        (["tiled", "--grids", "0"], "--grids: 0 is not at least 1"),
+        (["tiled", "--num", "3", "--grids", "2"], "--num 3 faces fill no 2x2 canvas: give at least 4"),
+        (["pasted", "--per-photo", "0"], "--per-photo: 0 is not at least 1"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv
+    quick = os.path.join(
+        os.path.dirname(os.path.dirname(__file__)), "configs", "quick_schedules", "FOSS-CPU-quick.yaml"
+    )
+    with pytest.raises(SystemExit) as e:
+        train_main(["--config-file", quick, "--eval-only", "MODEL.WEIGHTS", DEFAULT_WEIGHTS, "DATASETS.TEST", "()"])
+    assert e.value.code == 2 and "--eval-only with an empty DATASETS.TEST" in capsys.readouterr().err

@@ -52,7 +52,7 @@ from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.json_io import write_json_atomic
 from .cli import foss_argument_parser, parse_foss_args
-from .runner import load_predictions
+from .runner import load_predictions, positive_int
 
 
 def valid_face(f) -> bool:
@@ -163,6 +163,9 @@ def score_predictions(cfg, dataset: str, records, by_path: dict, output: str):
 
 
 def evaluate_tiled(args, parser):
+    g = max(args.grids)
+    if args.num < g * g:
+        parser.error(f"--num {args.num} faces fill no {g}x{g} canvas: give at least {g * g}")
     opts = ["MODEL.DEVICE", "cpu", *args.opts]
     cfg = get_foss_cfg(args.config_file, opts=opts)
     image_dir = os.path.join(cfg.DATASETS.ROOT or datasets_root(), "utkface", "UTKFace")
@@ -264,8 +267,8 @@ def get_parser(prog=None):
         help="held-out UTKFace faces alone and 4 / 9 to a canvas",
         parents=[foss_argument_parser(add_help=False)],
     )
-    tiled.add_argument("--num", type=int, default=180, help="held-out faces per grid size")
-    tiled.add_argument("--grids", type=int, nargs="+", default=[1, 2, 3])
+    tiled.add_argument("--num", type=positive_int, default=180, help="held-out faces per grid size")
+    tiled.add_argument("--grids", type=positive_int, nargs="+", default=[1, 2, 3], help="N for N x N canvases")
     tiled.add_argument("--seed", type=int, default=1)
     tiled.add_argument("--output", default=None, help="folder for tiled.json (default: printed only)")
     pasted = sub.add_parser(
@@ -274,9 +277,9 @@ def get_parser(prog=None):
         parents=[foss_argument_parser(add_help=False)],
     )
     pasted.add_argument("--faces", default="utkface_test", help="registered dataset of single faces with ages")
-    pasted.add_argument("--per-band", type=int, default=40, help="faces per age band")
+    pasted.add_argument("--per-band", type=positive_int, default=40, help="faces per age band")
     pasted.add_argument("--photos", default="wider_face_val", help="registered dataset of group photos")
-    pasted.add_argument("--per-photo", type=int, default=4, help="faces pasted into one photo")
+    pasted.add_argument("--per-photo", type=positive_int, default=4, help="faces pasted into one photo")
     pasted.add_argument("--min-side", type=float, default=40.0, help="smallest face (px) to paste over")
     pasted.add_argument("--seed", type=int, default=0)
     pasted.add_argument("--examples", type=int, default=3, help="pasted photos drawn to --output")

@@ -113,6 +113,11 @@ def main(argv=None, prog=None):
                 "--eval-only needs trained weights: MODEL.WEIGHTS (the shipped model: "
                 "foss_d2/model_zoo/foss_default.pth), or --resume with a checkpoint in OUTPUT_DIR"
             )
+        if not cfg.DATASETS.TEST:  # detectron2 would evaluate nothing and exit 0
+            parser.error(
+                "--eval-only with an empty DATASETS.TEST: name what to evaluate, e.g. "
+                "DATASETS.TEST \"('wider_face_val','utkface_test')\" DATASETS.ROOT ../shared/data"
+            )
     print("Command Line Args:", args)
     launch(
         run,
