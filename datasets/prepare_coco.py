@@ -7,7 +7,7 @@ python datasets/prepare_coco.py --dataset utkface_train --output datasets/coco/u
 
 import argparse
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
 from foss_d2.data import dataset_to_coco, save_coco
@@ -22,7 +22,9 @@ def main():
     args = p.parse_args()
     register_all_foss(args.root)
     records = DatasetCatalog.get(args.dataset)
-    coco = dataset_to_coco(tqdm(records, desc=args.dataset), description=args.dataset)
+    meta = MetadataCatalog.get(args.dataset)
+    groups = (meta.age_groups, meta.age_group_lower) if meta.get("age_groups") else None
+    coco = dataset_to_coco(tqdm(records, desc=args.dataset), description=args.dataset, age_groups=groups)
     save_coco(coco, args.output)
     print(f"{args.dataset}: {len(coco['images'])} images, {len(coco['annotations'])} faces -> {args.output}")
 

@@ -357,3 +357,41 @@ def test_training_loader_draws_another_record_for_an_unreadable_one():
     assert ds.bad == {1, 4}
     with pytest.raises(RuntimeError, match="could not be read in a row: is DATASETS.ROOT right"):
         RetryingMapDataset(records, lambda r: None)[0]
+
+
+def test_config_coco_datasets_are_checked_and_keep_their_age_groups(tmp_path):
+    """DATASETS.COCO: a built-in's name, a name taken by another file and an unknown evaluator type
+    are errors (the first two silently used the other dataset); an age_group file's groups come
+    from its info (prepare_coco.py writes them) or are the paper's Images of Groups seven."""
+    from detectron2.data import MetadataCatalog
+    from PIL import Image
+
+    from foss_d2.data import dataset_to_coco, save_coco
+    from foss_d2.data.datasets.builtin import register_config_datasets
+
+    img = tmp_path / "a.jpg"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
+    rec = {"file_name": str(img), "height": 20, "width": 20, "annotations": [
+        {"bbox": [1, 1, 8, 8], "bbox_mode": BoxMode.XYWH_ABS, "age": -1, "gender": 1, "age_group": 2}]}  # fmt: skip
+    plain, grouped = str(tmp_path / "plain.json"), str(tmp_path / "grouped.json")
+    save_coco(dataset_to_coco([rec]), plain)
+    save_coco(dataset_to_coco([rec], age_groups=(["young", "old", "older"], [0, 40, 70])), grouped)
+
+    def register(*entries):
+        cfg = tiny_cfg()
+        cfg.defrost()
+        cfg.DATASETS.COCO = [tuple(e) for e in entries]
+        register_config_datasets(cfg)
+
+    register(("coco_iog", plain, "", "age_group"), ("coco_mine", grouped, "", "age_group"))
+    register(("coco_iog", plain, "", "age_group"))  # the same again: fine
+    assert MetadataCatalog.get("coco_iog").age_group_lower == [0, 3, 8, 13, 20, 37, 66]
+    assert MetadataCatalog.get("coco_mine").age_groups == ["young", "old", "older"]
+    assert MetadataCatalog.get("coco_mine").age_group_lower == [0, 40, 70]
+    for entry, message in [
+        (("wider_face_val", plain, ""), "is a built-in dataset's name"),
+        (("coco_iog", grouped, ""), "already registered, for another file"),
+        (("coco_typo", plain, "", "age-group"), "evaluator type 'age-group' is none of"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            register(entry)

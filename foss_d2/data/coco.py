@@ -5,6 +5,7 @@ such a file through detectron2's ``load_coco_json`` keeping the extra keys, so t
 ``register_coco_instances`` get ages and genders too.
 """
 
+import json
 from typing import Iterable, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -18,7 +19,12 @@ from .utils import absolute_annotations
 EXTRA_KEYS = ["age", "gender", "age_group"]
 
 
-def dataset_to_coco(records: Iterable[dict], description: str = "FOSS-D2 faces") -> dict:
+EVALUATOR_TYPES = ("age_single", "age_group", "face_detection")
+
+
+def dataset_to_coco(records: Iterable[dict], description: str = "FOSS-D2 faces", age_groups=None) -> dict:
+    """COCO JSON of FOSS-D2 records, the extra fields kept; ``age_groups``: (names, lower bounds in
+    years) of the records' ``age_group`` indices, written to ``info`` for ``register_foss_coco``."""
     images, annotations = [], []
     for img_id, r in enumerate(records, 1):
         h, w = r.get("height"), r.get("width")
@@ -39,8 +45,11 @@ def dataset_to_coco(records: Iterable[dict], description: str = "FOSS-D2 faces")
             for k in EXTRA_KEYS:
                 ann[k] = a.get(k, -1)
             annotations.append(ann)
+    info = {"description": description}
+    if age_groups is not None:
+        info["age_groups"], info["age_group_lower"] = list(age_groups[0]), list(age_groups[1])
     return {
-        "info": {"description": description},
+        "info": info,
         "images": images,
         "annotations": annotations,
         "categories": [{"id": 1, "name": "face"}],
@@ -60,7 +69,18 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
 
 
 def register_foss_coco(name: str, json_file: str, image_root: str = "", evaluator_type: str = "age_single"):
+    """Registers a COCO JSON with FOSS-D2's fields. For ``age_group`` the groups that ``age_group``
+    indexes come from the JSON's ``info`` (``dataset_to_coco`` writes them), else the paper's
+    Images of Groups seven (0-2, 3-7, 8-12, 13-19, 20-36, 37-65, 66+)."""
+    if evaluator_type not in EVALUATOR_TYPES:
+        raise ValueError(f"{name}: evaluator type {evaluator_type!r} is none of {', '.join(EVALUATOR_TYPES)}")
     DatasetCatalog.register(name, lambda: load_foss_coco(json_file, image_root, name))
-    MetadataCatalog.get(name).set(
-        thing_classes=["face"], json_file=json_file, image_root=image_root, evaluator_type=evaluator_type
-    )
+    meta = dict(thing_classes=["face"], json_file=json_file, image_root=image_root, evaluator_type=evaluator_type)
+    if evaluator_type == "age_group":
+        from .datasets.images_of_groups import IOG_AGE_GROUPS, IOG_GROUP_LOWER
+
+        with open(json_file) as f:
+            info = json.load(f).get("info", {})
+        meta["age_groups"] = list(info.get("age_groups", IOG_AGE_GROUPS))
+        meta["age_group_lower"] = list(info.get("age_group_lower", IOG_GROUP_LOWER))
+    MetadataCatalog.get(name).set(**meta)

@@ -7,7 +7,7 @@ dataset's files are only read when it is used, and a missing folder fails then, 
 
 import os
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..coco import register_foss_coco
 from .appa_real import register_appa_real
@@ -88,6 +88,10 @@ def register_config_datasets(cfg):
         name, json_file = entry[0], entry[1]
         if not os.path.isfile(json_file):
             raise FileNotFoundError(f"DATASETS.COCO: {name}'s JSON file not found: {json_file}")
+        if name in FOSS_DATASETS:
+            raise ValueError(f"DATASETS.COCO: {name} is a built-in dataset's name; give yours another")
         if name in DatasetCatalog.list():
-            continue
+            if MetadataCatalog.get(name).get("json_file") == json_file:
+                continue  # registered by an earlier call in this process
+            raise ValueError(f"DATASETS.COCO: the name {name} is already registered, for another file")
         register_foss_coco(name, json_file, entry[2], *entry[3:])
