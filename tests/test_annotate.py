@@ -41,11 +41,26 @@ def test_train_mode_drops_multi_and_no_face(tmp_path):
     a = kept[0]["annotations"][0]
     assert a["bbox"] == [10.0, 10.0, 50.0, 60.0] and a["bbox_mode"] == BoxMode.XYXY_ABS and a["age"] == 20.0
     assert counts == {"kept": 1, "multiple_faces": 1, "no_face": 1, "unreadable": 1}
-    # resumable: a second run reads the progress file and calls the detector for nothing
+    # resumable: a second run reads the progress file and calls the detector only for the image it
+    # could not read (a file the user may have fixed since)
     calls.clear()
     kept2, counts2 = annotate_records(_recs(), fake_detect(calls), "train", 0.3, str(tmp_path / "p.jsonl"))
-    assert calls == [] and counts2 == counts and kept2 == kept
-    assert len(open(tmp_path / "p.jsonl").read().splitlines()) == 4
+    assert calls == ["img3.jpg"] and counts2 == counts and kept2 == kept
+    assert len(open(tmp_path / "p.jsonl").read().splitlines()) == 1 + 4 + 1  # the detector's line first
+
+
+def test_progress_keeps_scores_and_its_detector(tmp_path):
+    """Another --score reuses the progress (every box is saved with its score); the progress of
+    another detector is refused instead of passed off as this one's."""
+    progress = str(tmp_path / "p.jsonl")
+    annotate_records(_recs(), fake_detect([]), "train", 0.3, progress, "det A")
+    calls = []
+    kept, counts = annotate_records(_recs(), fake_detect(calls), "train", 0.05, progress, "det A")
+    assert calls == ["img3.jpg"]  # only the unreadable one again
+    assert counts == {"kept": 2, "multiple_faces": 1, "unreadable": 1}  # img2's 0.1 face now counts
+    assert [r["image_id"] for r in kept] == [0, 2]
+    with pytest.raises(ValueError, match="holds the progress of another detector"):
+        annotate_records(_recs(), fake_detect([]), "train", 0.3, progress, "det B")
 
 
 def test_test_mode_keeps_all_and_targets_largest():

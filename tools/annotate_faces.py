@@ -10,7 +10,9 @@ Writes a COCO JSON (register it with foss_d2.data.register_foss_coco), a resumab
 Without --config-file, the shipped model's detector annotates.
 """
 
+import hashlib
 import json
+import os
 
 from detectron2.data import DatasetCatalog
 
@@ -19,7 +21,7 @@ from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.annotate import annotate_records
-from foss_d2.data.datasets import register_all_foss
+from foss_d2.data.datasets import register_config_datasets
 
 
 def main(argv=None):
@@ -28,21 +30,33 @@ def main(argv=None):
     p.add_argument("--mode", choices=["train", "test"], default="train")
     p.add_argument("--output", required=True, help="the COCO JSON to write")
     p.add_argument("--score", type=float, default=0.3, help="detection score threshold")
+    p.add_argument("--num", type=int, default=None, help="only the dataset's first NUM images (a trial run)")
     args = parse_foss_args(p, argv)
     # thresholding happens here, with --score
     cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "MODEL.FOSS.SCORE_THRESH_TEST", "0.0"])
     if not cfg.MODEL.WEIGHTS:
         p.error("the detector's weights: MODEL.WEIGHTS path/to/model_final.pth")
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)  # the built-in ones and the config's DATASETS.COCO
+    if args.dataset not in DatasetCatalog.list():
+        p.error(f"--dataset {args.dataset} is not registered (a COCO file: DATASETS.COCO in the config)")
     predictor = FOSSPredictor(cfg)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    weights = os.path.abspath(cfg.MODEL.WEIGHTS)
+    # the detector: its weights file (path, size, time) and its config
+    stamp = f"{weights}:{os.path.getsize(weights)}:{os.path.getmtime(weights)}:{cfg.dump()}"
+    detector_id = f"{weights} {hashlib.sha1(stamp.encode()).hexdigest()[:12]}"
 
     def detect(path):
         inst = predictor(path)
         return inst.pred_boxes.tensor.numpy(), inst.scores.numpy()
 
-    records, counts = annotate_records(
-        DatasetCatalog.get(args.dataset), detect, args.mode, args.score, args.output + ".progress.jsonl"
-    )
+    records = DatasetCatalog.get(args.dataset)[: args.num]
+    try:
+        records, counts = annotate_records(
+            records, detect, args.mode, args.score, args.output + ".progress.jsonl", detector_id
+        )
+    except ValueError as e:
+        p.error(str(e))
     save_coco(dataset_to_coco(records, description=f"{args.dataset} annotated by {cfg.MODEL.WEIGHTS}"), args.output)
     summary = {"dataset": args.dataset, "mode": args.mode, "score": args.score, **counts, "written": len(records)}
     with open(args.output + ".summary.json", "w") as f:

@@ -19,15 +19,24 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 
-def _load_progress(path: str) -> dict:
+def _load_progress(path: str, detector_id: str) -> dict:
+    """{image_id: row} of a progress file written by the same detector; an unreadable image's row is
+    left out (it is tried again). A file of another detector (or of a version that thresholded
+    before saving) is a ValueError: its boxes would be passed off as this run's."""
     done = {}
-    if path and os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    row = json.loads(line)
-                    done[str(row["image_id"])] = row
+    if not (path and os.path.isfile(path)):
+        return done
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    header = rows[0] if rows and "detector" in rows[0] else {}
+    if header.get("detector") != detector_id:
+        raise ValueError(
+            f"{path} holds the progress of another detector ({header.get('detector', 'not recorded')!r}, this run: "
+            f"{detector_id!r}): delete it to start over, or choose another --output"
+        )
+    for row in rows[1:]:
+        if row.get("boxes") is not None:
+            done[str(row["image_id"])] = row
     return done
 
 
@@ -37,18 +46,26 @@ def annotate_records(
     mode: str = "train",
     score_thresh: float = 0.3,
     progress_path: str = None,
+    detector_id: str = "",
 ) -> Tuple[List[dict], Counter]:
     """Returns (kept records with detector boxes, counts of each outcome).
 
     ``detect(file_name)`` returns (boxes Nx4 XYXY in pixels, scores N). Outcomes: "kept",
-    "no_face", "multiple_faces" (dropped in train mode), "unreadable" (always dropped).
+    "no_face", "multiple_faces" (dropped in train mode), "unreadable" (always dropped). The
+    progress file keeps every box with its score, so a rerun with another ``score_thresh`` reuses
+    it; ``detector_id`` names the detector, and a progress file of another one is refused.
     """
     if mode not in ("train", "test"):
         raise ValueError(f"mode must be train or test, got {mode!r}")
     records = list(records)
-    done = _load_progress(progress_path)
+    done = _load_progress(progress_path, detector_id)
     out, counts = [], Counter()
-    log = open(progress_path, "a") if progress_path else None
+    log = None
+    if progress_path:
+        fresh = not os.path.isfile(progress_path)
+        log = open(progress_path, "a")
+        if fresh:
+            log.write(json.dumps({"detector": detector_id}) + "\n")
     try:
         for r in tqdm(records, desc=f"annotating ({mode})"):
             key = str(r["image_id"])
@@ -56,16 +73,15 @@ def annotate_records(
             if row is None:
                 try:
                     boxes, scores = detect(r["file_name"])
-                    keep = np.asarray(scores) > score_thresh
-                    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[keep]
-                    row = {"image_id": key, "boxes": boxes.tolist()}
+                    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+                    row = {"image_id": key, "boxes": boxes.tolist(), "scores": np.asarray(scores, float).tolist()}
                 except (OSError, ValueError) as e:
                     logger.warning("skipping %s: %s", r["file_name"], e)
                     row = {"image_id": key, "boxes": None, "error": str(e)}
                 if log:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
-            status, rec = _apply(r, row, mode)
+            status, rec = _apply(r, row, mode, score_thresh)
             counts[status] += 1
             if rec is not None:
                 out.append(rec)
@@ -75,10 +91,10 @@ def annotate_records(
     return out, counts
 
 
-def _apply(r: dict, row: dict, mode: str):
+def _apply(r: dict, row: dict, mode: str, score_thresh: float):
     if row.get("boxes") is None:
         return "unreadable", None
-    boxes = np.asarray(row["boxes"]).reshape(-1, 4)
+    boxes = np.asarray(row["boxes"]).reshape(-1, 4)[np.asarray(row["scores"]) > score_thresh]
     if len(boxes) == 0:
         status = "no_face"
     elif len(boxes) > 1:
