@@ -1,5 +1,7 @@
 """Inference time, in one run on the same images: FOSS against the two-model baseline (``models``),
-or one model under its test-time settings (``settings``).
+one model under its test-time settings (``settings``), or the shipped model's settings and backends
+against the pretrained peer pipeline on close-ups and group photos (``peer``, docs/RESULTS.md
+section 9 has its commands).
 
 ``models`` (paper 4.3):
 
@@ -570,7 +572,10 @@ def benchmark_peer(args, parser):
     from . import runner
 
     root = args.data or os.environ.get("FOSS_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data")
-    sets = peer_images(root, args.closeups, args.groups)
+    try:
+        sets = peer_images(root, args.closeups, args.groups)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(f"no UTKFace or WIDER val photos under {root} (--data): {e}")
     if not any(sets.values()):
         parser.error(f"no UTKFace or WIDER val photos under {root} (--data)")
     int8 = [n for n in PEER_VARIANTS if PEER_VARIANTS[n][1] == "onnxruntime-int8"]
@@ -784,7 +789,13 @@ def get_parser(prog=None):
     peer.add_argument("--groups", type=int, default=20, help="WIDER val group photos")
     peer.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     peer.add_argument("--repeats", type=int, default=3)
-    peer.add_argument("--variants", nargs="+", choices=list(PEER_VARIANTS), help="default: all")
+    peer.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(PEER_VARIANTS),
+        metavar="NAME",
+        help="default: all; names (quote each): " + "; ".join(f'"{n}"' for n in PEER_VARIANTS),
+    )
     peer.add_argument(
         "--extra-variant",
         action="append",
@@ -805,6 +816,8 @@ def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
     if args.mode == "models":
+        if any(str(d).startswith("cuda") for d in args.devices or []) and not torch.cuda.is_available():
+            parser.error("--devices cuda: torch sees no CUDA GPU here")
         benchmark_models(args)
     elif args.mode == "peer":
         benchmark_peer(args, parser)
