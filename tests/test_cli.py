@@ -65,6 +65,19 @@ def test_overrides_swallowed_by_a_list_option_go_back_to_opts():
         cli.parse_foss_args(parser, ["MODEL.FOSS.K_TEST"])  # a key without its value
 
 
+def test_overrides_after_a_list_of_numbers_or_choices(capsys):
+    """--grids 1 2 DATASETS.ROOT x: the overrides are split off before argparse, which would try
+    DATASETS.ROOT as a number; an option after the overrides is a one-line error."""
+    from foss_d2.apps import evaluate
+
+    parser = evaluate.get_parser()
+    args = cli.parse_foss_args(parser, ["tiled", "--grids", "1", "2", "DATASETS.ROOT", "x", "MODEL.DEVICE", "cpu"])
+    assert args.grids == [1, 2] and args.opts == ["DATASETS.ROOT", "x", "MODEL.DEVICE", "cpu"]
+    with pytest.raises(SystemExit) as e:
+        cli.parse_foss_args(parser, ["tiled", "DATASETS.ROOT", "x", "--grids", "0"])
+    assert e.value.code == 2 and "--grids comes after the KEY VALUE overrides" in capsys.readouterr().err
+
+
 def test_preset_fast_then_overrides():
     from foss_d2.apps import demo
     from foss_d2.apps.runner import config_from_args

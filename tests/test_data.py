@@ -65,9 +65,7 @@ def test_utkface_test_500_is_a_spread_subset_of_the_held_out_part():
 
     from foss_d2.data.datasets import register_all_foss
 
-    if "utkface_test_500" in DatasetCatalog.list():  # registered under another root by an earlier test
-        DatasetCatalog.remove("utkface_test_500")
-        MetadataCatalog.remove("utkface_test_500")
+    register_all_foss("/nonexistent")  # as an earlier call in the same process may have: the new root wins
     register_all_foss(shared_data_path())
     small = DatasetCatalog.get("utkface_test_500")
     test_ids = {r["image_id"] for r in load_utkface(shared_data_path("utkface", "UTKFace"), "test")}

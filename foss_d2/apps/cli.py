@@ -77,13 +77,23 @@ def _list_options(parser):
 def parse_foss_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """``parser.parse_args``, then config overrides that a list option (``--input a.jpg MODEL.X 1``)
     swallowed are moved back to ``opts``; a ``--`` before the overrides is dropped."""
-    args = parser.parse_args(argv)
-    opts = list(getattr(args, "opts", None) or [])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _config_top_keys()
+    # The overrides start at the first config key that is not an option's value: split there, so
+    # that a list option of numbers or choices (--grids 1 2 DATASETS.ROOT x) never sees them.
+    cut = next(
+        (i for i, w in enumerate(argv) if is_config_key(w, top) and not (i and argv[i - 1].startswith("-"))), None
+    )
+    trailing = argv[cut:] if cut is not None else []
+    args = parser.parse_args(argv[:cut] if cut is not None else argv)
+    opts = list(getattr(args, "opts", None) or []) + trailing
     if opts[:1] == ["--"]:
         opts = opts[1:]
+    flag = next((o for o in opts if o.startswith("--")), None)
+    if flag is not None and hasattr(args, "opts"):
+        parser.error(f"{flag} comes after the KEY VALUE overrides ({' '.join(opts)}): put the options first")
     lists = [d for d in _list_options(parser) if isinstance(getattr(args, d, None), list)]
     if lists:
-        top = _config_top_keys()
         for dest in lists:
             values = getattr(args, dest)
             cut = next(

@@ -24,13 +24,24 @@ def datasets_root() -> str:
 
 
 FOSS_DATASETS = []  # the names register_all_foss registers, for error messages
+_REGISTERED = {}  # name -> the arguments it was registered with
 
 
 def _register(name, fn, *args):
     if name not in FOSS_DATASETS:
         FOSS_DATASETS.append(name)
-    if name not in DatasetCatalog.list():
-        fn(name, *args)
+    registered = name in DatasetCatalog.list()
+    if registered and _REGISTERED.get(name) == args:
+        return
+    if registered:
+        if name not in _REGISTERED:
+            return  # registered by the user's own code: theirs
+        # registered here under another DATASETS.ROOT (two configs in one process): the new root wins
+        DatasetCatalog.remove(name)
+        if name in MetadataCatalog.list():
+            MetadataCatalog.remove(name)
+    fn(name, *args)
+    _REGISTERED[name] = args
 
 
 def register_all_foss(root: str = None):
