@@ -393,3 +393,37 @@ def test_config_coco_datasets_are_checked_and_keep_their_age_groups(tmp_path):
     ]:
         with pytest.raises(ValueError, match=message):
             register(entry)
+
+
+def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path):
+    """A string age, a gender of 2 or an age group past the dataset's groups: an error naming the
+    JSON file and the image when the dataset loads, not a float() error mid-training."""
+    import json
+    import re
+
+    from detectron2.data import DatasetCatalog
+
+    from foss_d2.data import register_foss_coco
+
+    def coco(**fields):
+        ann = {"id": 1, "image_id": 1, "bbox": [1, 1, 8, 8], "category_id": 1, "iscrowd": 0, "area": 64.0}
+        return {"images": [{"id": 1, "file_name": "a.jpg", "height": 20, "width": 20}],
+                "annotations": [dict(ann, **fields)], "categories": [{"id": 1, "name": "face"}]}  # fmt: skip
+
+    for i, (fields, message) in enumerate(
+        [
+            ({"age": "thirty"}, "age 'thirty' is not a number"),
+            ({"gender": 2}, "gender 2 is neither -1 nor in [0, 1]"),
+            ({"age_group": 9}, "age_group 9 is not an index of the dataset's 7 groups"),
+        ]
+    ):
+        path = tmp_path / f"bad{i}.json"
+        path.write_text(json.dumps(coco(**fields)))
+        register_foss_coco(f"foss_test_bad_coco_{i}", str(path), str(tmp_path), "age_group")
+        with pytest.raises(ValueError, match=re.escape(f"bad{i}.json: {message}")):
+            DatasetCatalog.get(f"foss_test_bad_coco_{i}")
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(coco(age=31, gender=0.8, age_group=4)))
+    register_foss_coco("foss_test_good_coco", str(path), str(tmp_path), "age_group")
+    (a,) = DatasetCatalog.get("foss_test_good_coco")[0]["annotations"]
+    assert (a["age"], a["gender"], a["age_group"]) == (31, 0.8, 4)

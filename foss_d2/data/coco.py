@@ -60,11 +60,34 @@ def save_coco(coco: dict, path: str):
     write_json_atomic(path, coco)
 
 
+def _bad_field(a: dict, num_groups: int):
+    """What is wrong with an annotation's FOSS-D2 fields (None if nothing): ``age`` a number (-1 or
+    absent: unknown), ``gender`` a number in [0, 1] (-1: unknown), ``age_group`` an index of the
+    dataset's groups (-1: unknown)."""
+    for key in EXTRA_KEYS:
+        v = a.get(key, -1)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"{key} {v!r} is not a number"
+        if key == "gender" and v != -1 and not 0 <= v <= 1:
+            return f"gender {v} is neither -1 nor in [0, 1]"
+        if key == "age_group" and v != -1 and not (float(v).is_integer() and 0 <= v < max(num_groups, 1)):
+            return f"age_group {v} is not an index of the dataset's {num_groups} groups"
+    return None
+
+
 def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = None) -> List[dict]:
+    """detectron2's COCO loader with FOSS-D2's fields, checked here (a string age would otherwise
+    stop training at a random iteration, naming no file)."""
     recs = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=EXTRA_KEYS)
+    groups = MetadataCatalog.get(dataset_name).get("age_groups", []) if dataset_name else []
     for r in recs:
         for a in r["annotations"]:
             a["category_id"] = 0
+            problem = _bad_field(a, len(groups) if groups else 10**9)
+            if problem:
+                raise ValueError(f"{json_file}: {problem} (image {r['file_name']}, annotation {a.get('id', '?')})")
     return recs
 
 
