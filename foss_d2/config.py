@@ -278,6 +278,8 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
         cfg.merge_from_file(config_file or DEFAULT_CONFIG)
     except AttributeError:  # yaml gave a string or a list: not a file of KEY: value
         raise ValueError(f"{config_file} is not a detectron2 YAML config (KEY: value lines)") from None
+    except FileNotFoundError as e:  # the file itself, or a _BASE_ it names (relative to it)
+        raise FileNotFoundError(f"config {config_file}: {e.filename or e} not found (a _BASE_ it names?)") from None
     if not config_file:
         cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
     cfg.merge_from_list(checked_opts(opts))

@@ -418,6 +418,11 @@ def test_setup_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch):
     from foss_d2.apps import export
     from foss_d2.model_zoo import DEFAULT_WEIGHTS
 
+    (tmp_path / "child.yaml").write_text('_BASE_: "missing-base.yaml"\n')
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--config-file", str(tmp_path / "child.yaml"), "--input", "a.jpg", "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"config {tmp_path / 'child.yaml'}: {tmp_path / 'missing-base.yaml'} not found" in err
     (tmp_path / "notes.yaml").write_text("just a sentence\n")
     with pytest.raises(SystemExit) as e:
         demo.main(["--config-file", str(tmp_path / "notes.yaml"), "--input", "a.jpg", "--output", str(tmp_path / "o")])
