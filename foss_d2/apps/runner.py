@@ -1036,6 +1036,8 @@ def prepare_run(
     (items, skipped) for ``--input``; a run with no image to read writes skipped.json and exits 1."""
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
+    if getattr(args, "onnx_dir", None) and getattr(args, "backend", None) != "onnxruntime":
+        parser.error("--onnx-dir needs --backend onnxruntime")
     if args.resume and not out_dir:
         parser.error("--resume needs --output")
     if getattr(args, "webcam", False) and args.resume:
