@@ -579,12 +579,12 @@ def test_predict_in_order_with_uneven_times(workers):
     assert [faces[0]["box"][2] for k, img, err, faces in out if err is None] == [0, 1, 2, 4]
 
 
-def test_onnx_dir_needs_the_onnxruntime_backend(tmp_path):
+def test_onnx_dir_needs_the_onnxruntime_backend(tmp_path, capsys):
     from foss_d2.apps.demo import main as demo_main
 
     with pytest.raises(SystemExit) as e:  # a usage error, before the model loads
         demo_main(["--input", FAMILY, "--output", str(tmp_path / "o"), "--onnx-dir", str(tmp_path)])
-    assert e.value.code == 2
+    assert e.value.code == 2 and "--onnx-dir needs --backend onnxruntime" in capsys.readouterr().err
 
 
 def test_unknown_backend(shipped_cfg):
