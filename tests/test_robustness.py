@@ -508,3 +508,29 @@ def test_evaluation_commands_check_their_numbers_and_datasets(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train_main(["--config-file", quick, "--eval-only", "MODEL.WEIGHTS", DEFAULT_WEIGHTS, "DATASETS.TEST", "()"])
     assert e.value.code == 2 and "--eval-only with an empty DATASETS.TEST" in capsys.readouterr().err
+
+
+def test_default_workers_one_per_thread_and_the_threads_given_back(toy, tmp_path, capsys, monkeypatch):
+    """Over several photos the demo puts one photo per thread in the model (PyTorch too); a single
+    photo keeps every thread; the process has its threads back after the run."""
+    from foss_d2.apps import runner
+
+    seen = []
+    build = runner.build_predictor
+
+    def spy(cfg, args, n_inputs=None):
+        predictor = build(cfg, args, n_inputs)
+        seen.append((args.workers, torch.get_num_threads()))
+        return predictor
+
+    monkeypatch.setattr(demo, "build_predictor", spy)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on this project's 2-core machines
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    inp = tmp_path / "in"
+    _photos(inp, 3)
+    assert _demo(capsys, "--config-file", toy, "--input", inp, "--output", tmp_path / "a", "--no-draw")[0] == 0
+    assert seen[-1][0] == 2 and threads == [1, 2]  # one thread each, then the two given back
+    threads.clear()
+    assert _demo(capsys, "--config-file", toy, "--input", inp / "p00.png", "--output", tmp_path / "b")[0] == 0
+    assert seen[-1][0] == 1 and threads == []

@@ -50,7 +50,7 @@ def main(argv=None, prog=None):
         )
     cfg = config_from_args(parser, args)  # a bad config is a one-line error
     items, skipped = prepare_run(parser, args, args.output, cfg=cfg)  # output and input checks, before the model loads
-    predictor = build_predictor(cfg, args)
+    predictor = build_predictor(cfg, args, len(items))
     s = run_inputs(predictor, args, args.output, cfg.INPUT.FORMAT, items, skipped)
     if args.output:
         if args.input:

@@ -976,8 +976,8 @@ def add_run_arguments(p: argparse.ArgumentParser):
         "--workers",
         type=non_negative_int,
         default=0,
-        help="--input images in the model at once, the threads shared among them (default 0: one per thread "
-        "with onnxruntime, 1 with pytorch, as measured fastest on 2 cores; videos: 1)",
+        help="--input images in the model at once, the threads shared among them (default 0: one per thread, "
+        "at most one per image, as measured fastest on 2 cores; videos: 1)",
     )
     p.add_argument(
         "--no-track",
@@ -1059,10 +1059,10 @@ def prepare_run(
     return items, skipped
 
 
-def build_predictor(cfg, args) -> FOSSPredictor:
+def build_predictor(cfg, args, n_inputs: Optional[int] = None) -> FOSSPredictor:
     """The predictor for --backend, --onnx-dir and --workers; sets ``args.workers`` to the number
-    used. Threads are shared among the workers: each onnxruntime session gets its share, and
-    PyTorch's pool is set to it."""
+    used (by default one per thread, at most one per input image). Threads are shared among the
+    workers: each onnxruntime session gets its share, and PyTorch's pool is set to it."""
     import torch
 
     if args.onnx_dir and args.backend != "onnxruntime":
@@ -1071,9 +1071,13 @@ def build_predictor(cfg, args) -> FOSSPredictor:
     if not getattr(args, "input", None):
         args.workers = 1  # video frames go through the model one at a time, in order, for the tracker
     if not args.workers:
-        args.workers = threads if args.backend == "onnxruntime" else 1
+        # one-thread workers did the most photos/s on 2 cores with either backend (a second image in
+        # the model while the writer thread draws: RESULTS.md section 9, "Over a folder"); a single
+        # image keeps every thread
+        args.workers = max(1, min(threads, n_inputs if n_inputs is not None else threads))
     share = max(1, threads // args.workers)
     if args.backend == "pytorch" and args.workers > 1:
+        args.restore_threads = threads  # run_inputs gives the process its threads back
         torch.set_num_threads(share)
     try:
         return FOSSPredictor(cfg, backend=args.backend, onnx_dir=args.onnx_dir, threads=share)
@@ -1118,6 +1122,11 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
         raise SystemExit(128 + signum) from None
     except RunError as e:
         raise SystemExit(str(e)) from None
+    finally:
+        if getattr(args, "restore_threads", None):
+            import torch
+
+            torch.set_num_threads(args.restore_threads)
     if summary.nothing_processed:
         where = f" (reasons in {os.path.join(out_dir, 'skipped.json')})" if out_dir else ""
         raise SystemExit(f"nothing could be processed: none of the {summary.inputs} inputs could be read{where}")

@@ -212,7 +212,7 @@ def main(argv=None, prog=None):
         cfg = config_from_args(p, args)  # a bad config is a one-line error
         pred_dir = os.path.join(args.output, "predictions")
         items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output, cfg=cfg)  # before the model loads
-        predictor = build_predictor(cfg, args)
+        predictor = build_predictor(cfg, args, len(items))
         if args.video_input:
             cap = cv2.VideoCapture(args.video_input)
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
