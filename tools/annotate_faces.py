@@ -42,8 +42,8 @@ def main(argv=None):
     predictor = FOSSPredictor(cfg)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     weights = os.path.abspath(cfg.MODEL.WEIGHTS)
-    # the detector: its weights file (path, size, time) and its config
-    stamp = f"{weights}:{os.path.getsize(weights)}:{os.path.getmtime(weights)}:{cfg.dump()}"
+    # the detector: its weights file (path, size, time) and its MODEL and INPUT config
+    stamp = f"{weights}:{os.path.getsize(weights)}:{os.path.getmtime(weights)}:{cfg.MODEL.dump()}:{cfg.INPUT.dump()}"
     detector_id = f"{weights} {hashlib.sha1(stamp.encode()).hexdigest()[:12]}"
 
     def detect(path):
