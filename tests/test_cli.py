@@ -78,6 +78,19 @@ def test_overrides_after_a_list_of_numbers_or_choices(capsys):
     assert e.value.code == 2 and "--grids comes after the KEY VALUE overrides" in capsys.readouterr().err
 
 
+def test_a_misspelt_key_after_the_inputs_is_an_error_not_a_photo(tmp_path, capsys):
+    """--input photo.jpg DATASET.ROOT ../data: the misspelt key must fail as a config key, not be
+    read as two more inputs (a folder given as its value would have been walked for photos)."""
+    from foss_d2.apps import demo
+
+    parser = demo.get_parser()
+    args = cli.parse_foss_args(parser, ["--input", "a.jpg", "IMG_2.JPG", "DATASET.ROOT", "d"])
+    assert args.input == ["a.jpg", "IMG_2.JPG"] and args.opts == ["DATASET.ROOT", "d"]
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--output", str(tmp_path / "o"), "--input", "a.jpg", "DATASET.ROOT", "d"])
+    assert e.value.code == 2 and "bad configuration: Non-existent key: DATASET.ROOT" in capsys.readouterr().err
+
+
 def test_preset_fast_then_overrides():
     from foss_d2.apps import demo
     from foss_d2.apps.runner import config_from_args

@@ -13,6 +13,7 @@ more), ``--output``, and config overrides as trailing ``KEY VALUE`` pairs (the d
 import argparse
 import importlib
 import os
+import re
 import sys
 
 # command -> (module whose main(argv, prog) runs it, one line of help)
@@ -38,10 +39,19 @@ def _config_top_keys():
     return set(cfg.keys())
 
 
+# SECTION.KEY in capitals: a config key, or a misspelt one (DATASET.ROOT), which must reach the
+# config and fail there rather than be read as an input path.
+_KEY_LIKE = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+_PICTURE_SUFFIXES = (".JPG", ".JPEG", ".PNG", ".BMP", ".TIF", ".TIFF", ".WEBP", ".PPM", ".PGM", ".MP4", ".AVI", ".MOV")
+
+
 def is_config_key(word: str, top_keys=None) -> bool:
-    """``MODEL.WEIGHTS`` or ``OUTPUT_DIR`` yes; ``photo.jpg`` or an existing file no."""
+    """``MODEL.WEIGHTS``, ``OUTPUT_DIR`` or a misspelt ``MODLE.WEIGHTS`` yes; ``photo.jpg``,
+    ``IMG_1.JPG`` or an existing file no."""
+    if word.upper() != word or os.path.exists(word):
+        return False
     top_keys = _config_top_keys() if top_keys is None else top_keys
-    return word.split(".")[0] in top_keys and word.upper() == word and not os.path.exists(word)
+    return word.split(".")[0] in top_keys or (bool(_KEY_LIKE.match(word)) and not word.endswith(_PICTURE_SUFFIXES))
 
 
 def foss_argument_parser(
