@@ -534,3 +534,12 @@ def test_default_workers_one_per_thread_and_the_threads_given_back(toy, tmp_path
     threads.clear()
     assert _demo(capsys, "--config-file", toy, "--input", inp / "p00.png", "--output", tmp_path / "b")[0] == 0
     assert seen[-1][0] == 1 and threads == []
+
+
+def test_webcam_without_a_window_needs_output(tmp_path, capsys, monkeypatch):
+    """setup.py installs headless OpenCV: --webcam without --output would crash on cv2.imshow at its
+    first frame; it is a usage error instead, before the camera or the model open."""
+    monkeypatch.setattr(demo, "opencv_has_gui", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--webcam"])
+    assert e.value.code == 2 and "give --output to write the annotated video" in capsys.readouterr().err

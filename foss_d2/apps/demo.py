@@ -35,6 +35,15 @@ def get_parser(prog=None):
     return p
 
 
+def opencv_has_gui() -> bool:
+    """Whether cv2.imshow can open a window (opencv-python-headless, which setup.py installs, cannot)."""
+    import re
+
+    import cv2
+
+    return not re.search(r"GUI:\s+NONE", cv2.getBuildInformation())
+
+
 def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
@@ -47,6 +56,11 @@ def main(argv=None, prog=None):
     if len(given) != 1:
         parser.error(
             "give one of --input, --video-input or --webcam" + (f", not {' and '.join(given)}" if given else "")
+        )
+    if args.webcam and not args.output and not opencv_has_gui():
+        parser.error(
+            "--webcam without --output shows the frames in a window, which this OpenCV build (headless) cannot "
+            "open: give --output to write the annotated video instead (Ctrl-C stops)"
         )
     cfg = config_from_args(parser, args)  # a bad config is a one-line error
     items, skipped = prepare_run(parser, args, args.output, cfg=cfg)  # output and input checks, before the model loads

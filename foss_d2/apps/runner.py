@@ -1117,7 +1117,8 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
             )
     except (Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        kept = f"; the results so far are in {out_dir}/ (add --resume to finish)" if out_dir else ""
+        resumable = "" if getattr(args, "webcam", False) else " (add --resume to finish)"
+        kept = f"; the results so far are in {out_dir}/{resumable}" if out_dir else ""
         print(f"interrupted by {signal.Signals(signum).name}{kept}", file=sys.stderr)
         raise SystemExit(128 + signum) from None
     except RunError as e:
