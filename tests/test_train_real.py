@@ -42,7 +42,7 @@ def test_train_net_runs_on_real_data_and_resumes(tmp_path):
     # a checkpoint holds what --resume needs to go on as if never stopped: Adam's moments and the
     # schedule's position (detectron2 0.6's DefaultTrainer kept neither)
     state = torch.load(out / "model_0000001.pth", map_location="cpu", weights_only=False)["trainer"]
-    assert state["iteration"] == 1 and state["scheduler"]["last_epoch"] == 2
+    assert state["iteration"] == 1 and state["hooks"]["LRScheduler"]["last_epoch"] == 2
     assert state["_trainer"]["optimizer"]["state"]  # per-parameter moments, not an empty dict
     rows = [json.loads(line) for line in open(out / "metrics.json")]
     last = rows[-1]

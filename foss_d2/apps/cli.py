@@ -42,7 +42,7 @@ def _config_top_keys():
 # SECTION.KEY in capitals: a config key, or a misspelt one (DATASET.ROOT), which must reach the
 # config and fail there rather than be read as an input path.
 _KEY_LIKE = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
-_PICTURE_SUFFIXES = (".JPG", ".JPEG", ".PNG", ".BMP", ".TIF", ".TIFF", ".WEBP", ".PPM", ".PGM", ".MP4", ".AVI", ".MOV")
+_VIDEO_SUFFIXES = (".MP4", ".AVI", ".MOV")
 
 
 def is_config_key(word: str, top_keys=None) -> bool:
@@ -50,8 +50,11 @@ def is_config_key(word: str, top_keys=None) -> bool:
     ``IMG_1.JPG`` or an existing file no."""
     if word.upper() != word or os.path.exists(word):
         return False
+    from .runner import IMAGE_EXTS  # the tools that parse overrides have loaded it already
+
     top_keys = _config_top_keys() if top_keys is None else top_keys
-    return word.split(".")[0] in top_keys or (bool(_KEY_LIKE.match(word)) and not word.endswith(_PICTURE_SUFFIXES))
+    pictures = tuple(e.upper() for e in IMAGE_EXTS) + _VIDEO_SUFFIXES
+    return word.split(".")[0] in top_keys or (bool(_KEY_LIKE.match(word)) and not word.endswith(pictures))
 
 
 def foss_argument_parser(

@@ -22,7 +22,7 @@ import os
 from detectron2.utils.logger import setup_logger
 
 from .cli import foss_argument_parser, parse_foss_args
-from .runner import add_run_arguments, build_predictor, config_from_args, prepare_run, run_inputs
+from .runner import add_run_arguments, build_predictor, config_from_args, one_kind_of_input, prepare_run, run_inputs
 
 
 def get_parser(prog=None):
@@ -48,15 +48,7 @@ def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
     setup_logger(name="foss_d2")
-    given = [
-        name
-        for name, v in (("--input", args.input), ("--video-input", args.video_input), ("--webcam", args.webcam))
-        if v
-    ]
-    if len(given) != 1:
-        parser.error(
-            "give one of --input, --video-input or --webcam" + (f", not {' and '.join(given)}" if given else "")
-        )
+    one_kind_of_input(parser, {"--input": args.input, "--video-input": args.video_input, "--webcam": args.webcam})
     if args.webcam and not args.output and not opencv_has_gui():
         parser.error(
             "--webcam without --output shows the frames in a window, which this OpenCV build (headless) cannot "

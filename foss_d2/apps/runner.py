@@ -355,6 +355,7 @@ class PredictionWriter:
             write_text_atomic(journal, "".join(json.dumps(r) + "\n" for r in records))
         self.results, self.skipped = replay(records)
         self.done = set(self.results)
+        self.pictures = {r["picture"]: r["key"] for r in records if r.get("picture")}  # {picture: key}
         if resume:
             _truncate_partial_line(journal)
             self._reconcile_csv()
@@ -450,6 +451,7 @@ class _NoWriter:
 
     def __init__(self, log: bool = True):
         self.results, self.skipped, self.done, self.log = {}, {}, set(), log
+        self.pictures = {}
 
     def add(self, key, faces, width=None, height=None, picture=None):
         self.results[str(key)] = faces
@@ -738,9 +740,7 @@ def run_images(
         before = len(items) - len(todo)
         reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels), prefetch + workers - 1)
         drawer = _Drawer() if out_dir and draw else None
-        # {picture: key} of the pictures written so far (a resumed run's from its journal)
-        journal = read_journal(os.path.join(out_dir, JOURNAL)) if drawer else []
-        taken = {r["picture"]: r["key"] for r in journal if r.get("picture")}
+        taken = dict(writer.pictures)  # {picture: key} written so far (a resumed run's)
         done = 0
         results = _predict_in_order(predictor, reader, workers)
         try:
@@ -1013,11 +1013,8 @@ def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
     missing file, an unknown key or a wrong value is a one-line ``parser.error`` (exit 2)."""
     from ..config import get_foss_cfg
 
-    opts = list(args.opts or [])
-    flag = next((o for o in opts if o.startswith("--")), None)
-    if flag is not None:
-        parser.error(f"{flag} comes after the KEY VALUE overrides ({' '.join(opts)}): put the options first")
-    opts = [*PRESETS[getattr(args, "preset", "shipped")], *opts]
+    # (an option after the overrides is parse_foss_args's error, before this)
+    opts = [*PRESETS[getattr(args, "preset", "shipped")], *(args.opts or [])]
     try:
         return get_foss_cfg(
             args.config_file, opts=opts, confidence_threshold=getattr(args, "confidence_threshold", None), **kwargs
@@ -1025,6 +1022,15 @@ def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
     except (FileNotFoundError, KeyError, ValueError, AssertionError, TypeError) as e:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         parser.error(f"bad configuration: {' '.join(msg.split())}")
+
+
+def one_kind_of_input(parser: argparse.ArgumentParser, named: Dict[str, object]):
+    """A usage error unless exactly one of the ``named`` options ({"--input": value, ...}) is given."""
+    given = [name for name, value in named.items() if value]
+    if len(given) != 1:
+        names = list(named)
+        choice = ", ".join(names[:-1]) + " or " + names[-1]
+        parser.error(f"give one of {choice}" + (f", not {' and '.join(given)}" if given else ""))
 
 
 def prepare_run(
@@ -1065,9 +1071,7 @@ def build_predictor(cfg, args, n_inputs: Optional[int] = None) -> FOSSPredictor:
     workers: each onnxruntime session gets its share, and PyTorch's pool is set to it."""
     import torch
 
-    if args.onnx_dir and args.backend != "onnxruntime":
-        raise SystemExit("--onnx-dir needs --backend onnxruntime")
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # (--onnx-dir without onnxruntime: prepare_run's usage error)
     if not getattr(args, "input", None):
         args.workers = 1  # video frames go through the model one at a time, in order, for the tracker
     if not args.workers:

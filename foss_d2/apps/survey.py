@@ -33,7 +33,15 @@ from detectron2.utils.logger import setup_logger
 
 from ..evaluation.age_evaluator import age_to_group
 from .cli import foss_argument_parser, parse_foss_args
-from .runner import add_run_arguments, build_predictor, config_from_args, load_predictions, prepare_run, run_inputs
+from .runner import (
+    add_run_arguments,
+    build_predictor,
+    config_from_args,
+    load_predictions,
+    one_kind_of_input,
+    prepare_run,
+    run_inputs,
+)
 
 PAPER_GROUP_LOWER = (0, 3, 8, 13, 20, 37, 66)  # Images of Groups: 0-2, 3-7, 8-12, 13-19, 20-36, 37-65, 66+
 GENDERS = ("male", "female", "unknown")
@@ -173,13 +181,7 @@ def main(argv=None, prog=None):
     fps = args.fps
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         p.error(f"--output {args.output} is a file, not a folder")
-    sources = [
-        n
-        for n, v in (("--input", args.input), ("--video-input", args.video_input), ("--predictions", args.predictions))
-        if v
-    ]
-    if len(sources) > 1:
-        p.error(f"give one of --input, --video-input or --predictions, not {' and '.join(sources)}")
+    one_kind_of_input(p, {"--input": args.input, "--video-input": args.video_input, "--predictions": args.predictions})
     if args.predictions:
         try:
             results = load_predictions(args.predictions)
@@ -207,8 +209,6 @@ def main(argv=None, prog=None):
     if per_person and args.video_input and importlib.util.find_spec("norfair") is None:
         p.error("counting people needs the [video] extra: pip install 'foss_d2[video]' (or give --per-frame)")
     if not args.predictions:
-        if not (args.input or args.video_input):
-            p.error("give --input, --video-input or --predictions")
         cfg = config_from_args(p, args)  # a bad config is a one-line error
         pred_dir = os.path.join(args.output, "predictions")
         items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output, cfg=cfg)  # before the model loads

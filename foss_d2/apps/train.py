@@ -44,20 +44,17 @@ class Trainer(DefaultTrainer):
         return build_foss_evaluator(cfg, dataset_name, output_folder)
 
     def state_dict(self):
-        # detectron2 0.6's DefaultTrainer checkpoints only the iteration and its hooks: the
-        # optimizer's state (Adam's moments) was lost on --resume. The scheduler is saved here too,
-        # whatever its class (the LRScheduler hook saves only torch's _LRScheduler subclasses).
+        # detectron2 0.6's DefaultTrainer checkpoints only the iteration and its hooks (the LR
+        # schedule's position among them): the optimizer's state (Adam's moments and the learning
+        # rate of the next step) was lost on --resume.
         ret = super().state_dict()
         ret["_trainer"] = self._trainer.state_dict()
-        ret["scheduler"] = self.scheduler.state_dict()
         return ret
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         if "_trainer" in state_dict:  # absent from checkpoints written before
             self._trainer.load_state_dict(state_dict["_trainer"])
-        if "scheduler" in state_dict:
-            self.scheduler.load_state_dict(state_dict["scheduler"])
 
     def build_hooks(self):
         # First, so that a diverged step raises before the periodic checkpointer saves it.

@@ -6,7 +6,7 @@ such a file through detectron2's ``load_coco_json`` keeping the extra keys, so t
 """
 
 import json
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
@@ -60,10 +60,10 @@ def save_coco(coco: dict, path: str):
     write_json_atomic(path, coco)
 
 
-def _bad_field(a: dict, num_groups: int):
+def _bad_field(a: dict, num_groups: Optional[int]):
     """What is wrong with an annotation's FOSS-D2 fields (None if nothing): ``age`` a number (-1 or
     absent: unknown), ``gender`` a number in [0, 1] (-1: unknown), ``age_group`` an index of the
-    dataset's groups (-1: unknown)."""
+    dataset's ``num_groups`` groups (any when None; -1: unknown)."""
     for key in EXTRA_KEYS:
         v = a.get(key, -1)
         if v is None:
@@ -72,7 +72,8 @@ def _bad_field(a: dict, num_groups: int):
             return f"{key} {v!r} is not a number"
         if key == "gender" and v != -1 and not 0 <= v <= 1:
             return f"gender {v} is neither -1 nor in [0, 1]"
-        if key == "age_group" and v != -1 and not (float(v).is_integer() and 0 <= v < max(num_groups, 1)):
+        in_range = v >= 0 and (num_groups is None or v < num_groups)
+        if key == "age_group" and v != -1 and not (float(v).is_integer() and in_range):
             return f"age_group {v} is not an index of the dataset's {num_groups} groups"
     return None
 
@@ -81,11 +82,11 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
     """detectron2's COCO loader with FOSS-D2's fields, checked here (a string age would otherwise
     stop training at a random iteration, naming no file)."""
     recs = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=EXTRA_KEYS)
-    groups = MetadataCatalog.get(dataset_name).get("age_groups", []) if dataset_name else []
+    groups = MetadataCatalog.get(dataset_name).get("age_groups") if dataset_name else None
     for r in recs:
         for a in r["annotations"]:
             a["category_id"] = 0
-            problem = _bad_field(a, len(groups) if groups else 10**9)
+            problem = _bad_field(a, len(groups) if groups else None)
             if problem:
                 raise ValueError(f"{json_file}: {problem} (image {r['file_name']}, annotation {a.get('id', '?')})")
     return recs
