@@ -92,12 +92,13 @@ class AgeNetGraph(nn.Module):
         return (age,) if gender is None else (age, gender)
 
 
-def export_onnx(model, out_dir: str, det_size: int = 480) -> Dict[str, str]:
+def export_onnx(model, out_dir: str, det_size: int = 480, fingerprint: Optional[str] = None) -> Dict[str, str]:
     """Writes ``detector.onnx`` and ``age_net.onnx`` for a built FOSS ``model`` (in eval mode; its
     BatchNorms are folded in place first). Batch, height and width of the detector and the number
-    of crops are dynamic. Returns the two paths."""
+    of crops are dynamic. ``fingerprint``: ``weights_fingerprint(model)`` when the caller has it
+    already (the weights are hashed before folding). Returns the two paths."""
     model.eval()
-    fingerprint = weights_fingerprint(model)
+    fingerprint = fingerprint or weights_fingerprint(model)
     fold_batchnorm(model)
     os.makedirs(out_dir, exist_ok=True)
     paths = {"detector": os.path.join(out_dir, DETECTOR_FILE)}
@@ -231,7 +232,7 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
                 f"the ONNX graphs in {onnx_dir} were exported from other weights than MODEL.WEIGHTS: export "
                 "them again from these weights, or leave out the folder to use the cache"
             )
-        export_onnx(model, onnx_dir)
+        export_onnx(model, onnx_dir, fingerprint=fingerprint)
     det = _session(det_path, threads)
     names = [o.name for o in det.get_outputs()]
     model.backbone = OrtDetector(det, names, model.backbone.output_shape())
