@@ -20,7 +20,7 @@ out = args[args.index("OUTPUT_DIR") + 1]
 row = os.path.basename(args[args.index("--config-file") + 1])[:-5]
 with open(os.path.join(os.path.dirname(out.rstrip("/")) if "--eval-only" in args else out, "..", "calls.txt"), "a") as f:
     test = len(args) - 1 - args[::-1].index("DATASETS.TEST")  # the last one wins, as in detectron2
-    f.write(("eval " if "--eval-only" in args else "train ") + row + " " + " ".join(args[args.index("SOLVER.MAX_ITER"):][:4] if "SOLVER.MAX_ITER" in args else [])
+    f.write(("eval " if "--eval-only" in args else "resume " if "--resume" in args else "train ") + row + " " + " ".join(args[args.index("SOLVER.MAX_ITER"):][:4] if "SOLVER.MAX_ITER" in args else [])
             + " test=" + args[test + 1] + "\n")
 if row == os.environ.get("FAIL_ROW"):
     sys.exit(1)
@@ -97,10 +97,20 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     )
     assert md[4].startswith("| Table1-tiling (training failed")
 
-    # A second call runs only what is missing: the failed row.
+    # A second call runs only what is missing: the failed row, resumed from its last checkpoint
+    # when it wrote one, then evaluated; the rows done before are neither trained nor evaluated.
     monkeypatch.delenv("FAIL_ROW")
     (out / "calls.txt").unlink()
-    run_ablations.main(argv[:-1])  # rows baseline + intermediate: both done, nothing runs
+    (out / "Table1-tiling" / "last_checkpoint").write_text("model_0000019.pth")
+    assert run_ablations.main(argv) == 0
+    calls = (out / "calls.txt").read_text().splitlines()
+    assert [c.split()[:2] for c in calls] == [["resume", "Table1-tiling"], ["eval", "Table1-tiling"]]
+    records = json.load(open(out / "ablations.json"))
+    assert [r["row"] for r in records] == ["Table1-baseline", "Table1-intermediate", "Table1-tiling"]
+    assert "error" not in records[2] and records[2]["results"]["utkface_test"]["age"]["MAE"] == 7.0
+    assert records[1]["results"]["utkface_test"]["age"]["MAE"] == 8.25  # read back, not rerun
+    (out / "calls.txt").unlink()
+    assert run_ablations.main(argv[:-1]) == 0  # rows baseline + intermediate: both done, nothing runs
     assert not (out / "calls.txt").exists()
 
 

@@ -233,17 +233,48 @@ def test_test_flip_gives_a_mirrored_photo_the_same_answer():
 
 
 @torch.no_grad()
-def test_forward_is_crops_predict_attach_and_handles_no_faces():
-    """The pieces FOSSWithTTA composes give exactly what ``forward`` gives; no faces give empty fields."""
+def test_forward_reads_each_face_from_its_own_crop_and_handles_no_faces():
+    """``forward`` on two images' faces equals, face by face, the margin-enlarged crop through the
+    network by hand: softmax, its mean and standard deviation, sigmoid of the gender logit."""
     head = _tiny_tta(False).model.age_head
-    image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
-    faces = [_faces([20.0, 30.0, 70.0, 100.0], (120, 100)), _faces([0.0, 0.0, 40.0, 50.0], (120, 100))]
-    out = head([image, image], [f[:] for f in faces])
-    _, crops, feat = head.crops_and_features([image, image], faces)
-    pieces = head.attach(faces, *head.predict(crops, feat))
-    for a, b in zip(out, pieces):
-        assert torch.equal(a.pred_age_probs, b.pred_age_probs) and torch.equal(a.pred_female_probs, b.pred_female_probs)
+    torch.manual_seed(1)
+    images = [torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8) for _ in range(2)]
+    boxes = [[20.0, 30.0, 70.0, 100.0], [0.0, 0.0, 40.0, 50.0]]
+    out = head(images, [_faces(b, (120, 100)) for b in boxes])
+    ages = torch.arange(101.0)
+    for image, box, inst in zip(images, boxes, out):
+        crop = crop_faces(image, expand_boxes_with_margins(torch.tensor([box]), head.margins), head.crop_hw).flip(1)
+        age_logits, gender_logits = head.net(crop)
+        probs = age_logits.softmax(1)
+        mean = (probs * ages).sum(1)
+        std = (probs * (ages - mean[:, None]) ** 2).sum(1).sqrt()
+        assert torch.allclose(inst.pred_age_probs, probs, atol=1e-6)
+        assert torch.allclose(inst.pred_ages, mean, atol=1e-4)
+        assert torch.allclose(inst.pred_age_stds, std, atol=1e-4)
+        assert torch.allclose(inst.pred_female_probs, gender_logits.sigmoid(), atol=1e-6)
+    assert not torch.allclose(out[0].pred_age_probs, out[1].pred_age_probs)  # two faces, two answers
     empty = Instances((120, 100))
     empty.pred_boxes = Boxes(torch.zeros(0, 4))
-    (e,) = head([image], [empty])
+    (e,) = head([images[0]], [empty])
     assert e.pred_age_probs.shape == (0, 101) and len(e.pred_ages) == 0 and len(e.pred_female_probs) == 0
+
+
+def test_attach_reads_mean_and_standard_deviation_by_hand():
+    """``pred_ages`` and ``pred_age_stds`` (the JSON's ``age`` and ``age_std``) of distributions
+    worked out by hand: half at 20 and half at 40 is 30 +- 10; all at 30 is 30 +- 0; no gender
+    branch gives NaN P(female)."""
+    head = _tiny_tta(False).model.age_head
+    probs = torch.zeros(3, 101)
+    probs[0, 20] = probs[0, 40] = 0.5
+    probs[1, 30] = 1.0
+    probs[2, 0], probs[2, 100] = 0.75, 0.25  # mean 25, variance 0.75 * 625 + 0.25 * 5625 = 1875
+    a, b = _faces([0.0, 0.0, 10.0, 10.0], (20, 20)), Instances((20, 20))
+    b.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, 5.0, 5.0], [1.0, 1.0, 6.0, 6.0]]))
+    head.attach([a, b], probs, torch.tensor([0.1, 0.2, 0.3]))
+    assert torch.allclose(a.pred_ages, torch.tensor([30.0])) and torch.allclose(a.pred_age_stds, torch.tensor([10.0]))
+    assert torch.allclose(b.pred_ages, torch.tensor([30.0, 25.0]))
+    assert torch.allclose(b.pred_age_stds, torch.tensor([0.0, 1875**0.5]))
+    assert torch.allclose(b.pred_female_probs, torch.tensor([0.2, 0.3]))
+    c = _faces([0.0, 0.0, 10.0, 10.0], (20, 20))
+    head.attach([c], probs[:1], None)
+    assert torch.isnan(c.pred_female_probs).all()

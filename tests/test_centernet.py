@@ -154,6 +154,32 @@ def test_targets_and_losses_at_planted_box():
     assert float(losses["loss_size"]) == 0 and torch.isfinite(losses["loss_heatmap"])
 
 
+def test_size_and_offset_losses_by_hand():
+    """CenterNet's RegL1Loss with λ: the box [8, 8, 24, 40] at stride 4 has its centre at cell
+    (row 6, col 4) and size (4, 8) cells, offset (0, 0). Predicted size (5, 8): |1| + |0| over 2
+    coordinates x 1 face = 0.5, x λ_size 0.1 = 0.05; predicted offset (0.5, 0): 0.25 x λ_off 1.
+    A second face [40, 0, 56, 16] (centre (2, 12), size (4, 4)) predicted exactly: the sums halve."""
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8)
+    assert (head.lambda_size, head.lambda_off) == (0.1, 1.0)  # the paper's (CenterNet's) weights
+    inst = Instances((64, 64))
+    inst.gt_boxes = Boxes(torch.tensor([[8.0, 8.0, 24.0, 40.0]]))
+    inst.gt_classes = torch.tensor([0])
+    heat = torch.full((1, 1, 16, 16), -5.0)
+    size, offset = torch.zeros(1, 2, 16, 16), torch.zeros(1, 2, 16, 16)
+    size[0, :, 6, 4] = torch.tensor([5.0, 8.0])
+    offset[0, :, 6, 4] = torch.tensor([0.5, 0.0])
+    losses = head.losses(heat, None, [inst], size=size, offset=offset)
+    assert float(losses["loss_size"]) == pytest.approx(0.05)
+    assert float(losses["loss_offset"]) == pytest.approx(0.25)
+    two = Instances((64, 64))
+    two.gt_boxes = Boxes(torch.tensor([[8.0, 8.0, 24.0, 40.0], [40.0, 0.0, 56.0, 16.0]]))
+    two.gt_classes = torch.tensor([0, 0])
+    size[0, :, 2, 12] = torch.tensor([4.0, 4.0])
+    losses = head.losses(heat, None, [two], size=size, offset=offset)
+    assert float(losses["loss_size"]) == pytest.approx(0.025)
+    assert float(losses["loss_offset"]) == pytest.approx(0.125)
+
+
 class _Slice(torch.nn.Module):
     """A stand-in head that reads its map off the feature's channels [a, b)."""
 

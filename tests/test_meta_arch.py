@@ -181,11 +181,22 @@ def test_inference_fields_k_and_empty():
 def test_age_on_detected_faces_only_matches_all_k():
     cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 6})
     model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 10.0)  # non-empty boxes
     img = torch.randint(0, 256, (3, 100, 100), dtype=torch.uint8)
+    scores = model([{"image": img}])[0]["instances"].scores.sort(descending=True).values
+    assert len(scores) == 6
+    # a threshold between the 3rd and 4th score: three faces pass, three do not
+    model.score_thresh_test = float(scores[2] + scores[3]) / 2
+    batches = []
+    model.age_head.net.register_forward_hook(lambda m, inp, out: batches.append(inp[0].shape[0]))
     a = model([{"image": img}])[0]["instances"]
     model.age_on_all_k = False
     b = model([{"image": img}])[0]["instances"]
-    assert torch.allclose(a.pred_ages, b.pred_ages, atol=1e-4)
+    assert batches == [6, 3]  # the age network saw all K crops, then only the three above the threshold
+    assert len(a) == len(b) == 3
+    assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+    for field in ("pred_ages", "pred_age_stds", "pred_age_probs", "pred_female_probs"):
+        assert torch.allclose(a.get(field), b.get(field), atol=1e-4), field
 
 
 def test_load_image_bad_and_odd_inputs(tmp_path):
