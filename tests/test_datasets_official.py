@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from scipy.io import savemat
 
@@ -118,20 +118,32 @@ def test_images_of_groups_person_data(tmp_path):
 
 
 def test_all_six_datasets_registered(tmp_path):
+    """Every dataset of the paper registered under DATASETS.ROOT, read from its official layout
+    there, with the evaluator its labels call for."""
+    (tmp_path / "megaage_asian" / "list").mkdir(parents=True)
+    (tmp_path / "megaage_asian" / "list" / "train_name.txt").write_text("1.jpg\n2.jpg\n")
+    (tmp_path / "megaage_asian" / "list" / "train_age.txt").write_text("12\n45\n")
     register_all_foss(str(tmp_path))
-    names = set(DatasetCatalog.list())
-    for n in [
-        "utkface_train",
-        "utkface_test",
-        "wider_face_train",
-        "wider_face_val",
-        "imdb_train",
-        "wiki_test",
-        "clap2016_train",
-        "megaage_asian_train",
-        "images_of_groups",
-    ]:
-        assert n in names
+    evaluators = {
+        "utkface_train": "age_single",
+        "utkface_test": "age_single",
+        "wider_face_train": "face_detection",
+        "wider_face_val": "age_group",
+        "imdb_train": "age_single",
+        "wiki_test": "age_single",
+        "clap2016_train": "age_single",
+        "megaage_asian_train": "age_single",
+        "images_of_groups": "age_group",
+    }
+    assert set(evaluators) <= set(DatasetCatalog.list())
+    assert {n: MetadataCatalog.get(n).evaluator_type for n in evaluators} == evaluators
+    recs = DatasetCatalog.get("megaage_asian_train")
+    assert [(r["file_name"], r["annotations"][0]["age"]) for r in recs] == [
+        (str(tmp_path / "megaage_asian" / "train" / "1.jpg"), 12.0),
+        (str(tmp_path / "megaage_asian" / "train" / "2.jpg"), 45.0),
+    ]
+    with pytest.raises(FileNotFoundError, match="MegaAge-Asian list not found"):
+        DatasetCatalog.get("megaage_asian_test")  # not in this root: a clear error when asked for
 
 
 def test_coco_round_trip_keeps_age_gender(tmp_path):

@@ -17,7 +17,6 @@ from PIL import Image
 
 from foss_d2 import FaceAgeEstimator
 from foss_d2.apps.survey import count_faces, counts_over_time, group_names, save_survey
-from foss_d2.engine import read_image_file
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -91,14 +90,6 @@ def test_demo_batch_json_csv_and_bad_inputs(toy_model, tmp_path):
         assert (out / key).exists()  # the annotated picture
     rows = open(out / "predictions.csv").read().strip().splitlines()
     assert rows[0].startswith("image,face,x1") and len(rows) == 1 + n_faces > 1
-
-
-def test_exif_rotation_is_applied(tmp_path):
-    img = Image.fromarray(np.zeros((20, 40, 3), np.uint8))  # 40 wide, 20 high
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
-    img.save(tmp_path / "rot.jpg", exif=exif)
-    assert read_image_file(str(tmp_path / "rot.jpg")).shape == (40, 20, 3)
 
 
 def test_api_three_input_types_agree(toy_model, tmp_path):

@@ -20,7 +20,7 @@ def test_registries_hold_foss_modules():
     from foss_d2.roi_heads import AGE_HEAD_REGISTRY
 
     assert META_ARCH_REGISTRY.get("FOSS").__name__ == "FOSS"
-    assert BACKBONE_REGISTRY.get("build_dla_backbone") is not None
+    assert BACKBONE_REGISTRY.get("build_dla_backbone").__name__ == "build_dla_backbone"
     assert FACE_DETECTOR_REGISTRY.get("CenterNet").__name__ == "CenterNet"
     assert AGE_HEAD_REGISTRY.get("TResNetAgeHead").__name__ == "TResNetAgeHead"
     assert detectron2.__version__.startswith("0.")
