@@ -70,3 +70,67 @@ def test_test_mode_keeps_all_and_targets_largest():
     assert kept[2]["annotations"][0]["detected"] is False
     with pytest.raises(ValueError):
         annotate_records([], fake_detect([]), "val")
+
+
+def test_annotate_faces_tool_on_real_faces(tmp_path, capsys):
+    """tools/annotate_faces.py with the shipped model on a COCO dataset of real pictures cut from
+    demo/family.jpg: the father's and the mother's close-ups (one face each: kept, their box
+    replaced by the detector's, inside the close-up, labels kept) and the whole photo (six people:
+    dropped in train mode). The COCO file reads back with its labels; the progress of another
+    detector's weights is refused (exit 2)."""
+    import json
+    import os
+    import shutil
+
+    import cv2
+    import torch
+    from conftest import load_script
+    from detectron2.structures import Boxes, pairwise_iou
+
+    from foss_d2.data import dataset_to_coco, load_foss_coco, save_coco
+    from foss_d2.model_zoo import DEFAULT_WEIGHTS
+
+    demo = cv2.imread(os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg"))
+    root = tmp_path / "imgs"
+    root.mkdir()
+    cv2.imwrite(str(root / "father.jpg"), demo[190:390, 650:780])  # WIDER's box there: [28, 43, 101, 158]
+    cv2.imwrite(str(root / "mother.jpg"), demo[180:370, 170:340])  # WIDER's box there: [50, 55, 125, 130]
+    wider = {"father.jpg": [28.0, 43.0, 101.0, 158.0], "mother.jpg": [50.0, 55.0, 125.0, 130.0]}
+    cv2.imwrite(str(root / "group.jpg"), demo)
+    labels = {"father.jpg": (45.0, 0), "mother.jpg": (42.0, 1), "group.jpg": (40.0, 1)}
+    recs = [
+        {
+            "file_name": str(root / name),
+            "image_id": i,
+            "height": cv2.imread(str(root / name)).shape[0],
+            "width": cv2.imread(str(root / name)).shape[1],
+            "annotations": [{"bbox": [0, 0, 1, 1], "bbox_mode": BoxMode.XYXY_REL, "age": a, "gender": g}],
+        }
+        for i, (name, (a, g)) in enumerate(labels.items())
+    ]
+    for r in recs:  # COCO holds absolute boxes: the whole picture
+        r["annotations"][0].update(bbox=[0, 0, r["width"], r["height"]], bbox_mode=BoxMode.XYXY_ABS)
+    save_coco(dataset_to_coco(recs), str(tmp_path / "mine.json"))
+    coco = f"(('my_faces','{tmp_path / 'mine.json'}','{root}'),)"
+    tool = load_script("tools/annotate_faces.py")
+    out = tmp_path / "annotated.json"
+    tool.main(["--dataset", "my_faces", "--output", str(out), "--score", "0.3", "DATASETS.COCO", coco])
+    summary = json.load(open(str(out) + ".summary.json"))
+    assert {k: summary.get(k) for k in ("kept", "multiple_faces", "written")} == {
+        "kept": 2,
+        "multiple_faces": 1,
+        "written": 2,
+    }
+    back = {os.path.basename(r["file_name"]): r["annotations"][0] for r in load_foss_coco(str(out), "")}
+    assert sorted(back) == ["father.jpg", "mother.jpg"]
+    for name, a in back.items():
+        box = BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+        iou = pairwise_iou(Boxes(torch.tensor([box])), Boxes(torch.tensor([wider[name]])))
+        assert float(iou) >= 0.4, (name, box)  # the detector's box on the face, not the whole picture
+        assert (a["age"], a["gender"]) == labels[name]
+    capsys.readouterr()
+    other = tmp_path / "other.pth"
+    shutil.copy(DEFAULT_WEIGHTS, other)
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--dataset", "my_faces", "--output", str(out), "MODEL.WEIGHTS", str(other), "DATASETS.COCO", coco])
+    assert e.value.code == 2 and "another detector" in capsys.readouterr().err

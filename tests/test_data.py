@@ -427,3 +427,69 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path):
     register_foss_coco("foss_test_good_coco", str(path), str(tmp_path), "age_group")
     (a,) = DatasetCatalog.get("foss_test_good_coco")[0]["annotations"]
     assert (a["age"], a["gender"], a["age_group"]) == (31, 0.8, 4)
+
+
+def test_training_loader_wires_weights_balance_and_tile_pools(monkeypatch, caplog):
+    """build_foss_train_loader hands the config to its pieces. Two datasets: ages 1, 30 and 30
+    (one of them a two-face picture: 30 and 35) and two pictures without ages. DATASET_WEIGHTS
+    [3, 1]; AGE_BALANCE 1: band 0-2 holds 1 face, band 20-39 holds 3, so the face weights are 1
+    and 1/3, the pictures' (1, 1/3, 1/3) rescaled to sum to 3: (1.8, 0.6, 0.6); unlabelled
+    pictures keep 1. The tiles are drawn from the datasets INPUT.TILING.DATASETS names, with the
+    same weights. The log's share of draws per band: 1.8 / 3 = 0.6 and 0.4."""
+    from detectron2.data import DatasetCatalog
+
+    from foss_d2.data import build as build_mod
+
+    def rec(i, *ages):
+        return {"file_name": f"x{i}.jpg", "annotations": [{"age": a} for a in ages] or [{"age": -1}]}
+
+    DatasetCatalog.register("_t_ages", lambda: [rec(0, 1), rec(1, 30), rec(2, 30, 35)])
+    DatasetCatalog.register("_t_det", lambda: [rec(3), rec(4)])
+    DatasetCatalog.register("_t_empty", lambda: [])
+    seen = {}
+
+    class Sampler(build_mod.DatasetWeightedTrainingSampler):
+        def __init__(self, sizes, weights, seed=None, image_weights=None):
+            seen["sampler"] = (list(sizes), weights, image_weights)
+            super().__init__(sizes, weights, seed=seed, image_weights=image_weights)
+
+    def mapper(cfg, is_train, pools=None, read_image=None, pool_weights=None):
+        seen["mapper"] = (is_train, pools, pool_weights, read_image)
+        return lambda d: d
+
+    monkeypatch.setattr(build_mod, "DatasetWeightedTrainingSampler", Sampler)
+    monkeypatch.setattr(build_mod, "FOSSDatasetMapper", mapper)
+    monkeypatch.setattr(build_mod, "build_detection_train_loader", lambda **kw: kw)
+    cfg = tiny_cfg()
+    cfg.DATASETS.TRAIN = ("_t_ages", "_t_det")
+    cfg.DATALOADER.DATASET_WEIGHTS = [3.0, 1.0]
+    cfg.DATALOADER.AGE_BALANCE = 1.0
+    cfg.INPUT.TILING.DATASETS = ("_t_ages",)
+    try:
+        with caplog.at_level(logging.INFO, logger="foss_d2.data.build"):
+            loader = build_mod.build_foss_train_loader(cfg)
+        sizes, weights, image_weights = seen["sampler"]
+        assert sizes == [3, 2] and list(weights) == [3.0, 1.0]
+        assert np.allclose(image_weights[0], [1.8, 0.6, 0.6]) and image_weights[1] == [1.0, 1.0]
+        is_train, pools, pool_weights, cache = seen["mapper"]
+        assert is_train and cache is None and list(pools) == ["_t_ages"]
+        assert [d["file_name"] for d in pools["_t_ages"]] == ["x0.jpg", "x1.jpg", "x2.jpg"]
+        assert np.allclose(pool_weights["_t_ages"], [1.8, 0.6, 0.6])
+        records = loader["dataset"].records
+        assert [(d["file_name"], d["dataset_name"]) for d in records] == [
+            ("x0.jpg", "_t_ages"),
+            ("x1.jpg", "_t_ages"),
+            ("x2.jpg", "_t_ages"),
+            ("x3.jpg", "_t_det"),
+            ("x4.jpg", "_t_det"),
+        ]
+        assert loader["total_batch_size"] == cfg.SOLVER.IMS_PER_BATCH and loader["mapper"] is None
+        shares = build_mod.band_shares(pools["_t_ages"], image_weights[0])
+        assert shares == {"0-2": 0.6, "3-9": 0.0, "10-19": 0.0, "20-39": 0.4, "40-59": 0.0, "60+": 0.0}
+        assert "share of draws per age band" in caplog.text and "'0-2': 0.6" in caplog.text
+        cfg.DATASETS.TRAIN = ("_t_ages", "_t_empty")
+        with pytest.raises(ValueError, match="training dataset '_t_empty' is empty"):
+            build_mod.build_foss_train_loader(cfg)
+    finally:
+        for name in ("_t_ages", "_t_det", "_t_empty"):
+            DatasetCatalog.remove(name)

@@ -299,6 +299,28 @@ def test_bad_arguments_are_one_line_errors(command, argv, message, tmp_path, cap
     assert len([line for line in err.splitlines() if "error:" in line]) == 1
 
 
+def test_survey_runs_the_model_on_photos_and_counts_its_answers(toy, tmp_path, capsys):
+    """survey --input: the model runs on each photo into OUTPUT/predictions/ (demo's files), and
+    the counts are those answers' ages and genders, by the paper's groups (0-2 ... 66+)."""
+    from foss_d2.evaluation.age_evaluator import age_to_group
+
+    names = _photos(tmp_path / "in", 3)
+    out = tmp_path / "survey"
+    survey.main(["--config-file", toy, "--input", str(tmp_path / "in"), "--output", str(out), "--no-draw"])
+    assert "9 faces in 3 images" in capsys.readouterr().out
+    preds = json.load(open(out / "predictions" / "predictions.json"))
+    assert sorted(preds) == names and all(len(faces) == FACES for faces in preds.values())
+    report = json.load(open(out / "survey.json"))
+    assert report["total_faces"] == FACES * len(names) and report["timeline"] is None
+    lower, groups = [0, 3, 8, 13, 20, 37, 66], ["0-2", "3-7", "8-12", "13-19", "20-36", "37-65", "66+"]
+    expected = {g: {"male": 0, "female": 0, "unknown": 0} for g in groups}
+    for faces in preds.values():
+        for f in faces:
+            expected[groups[age_to_group(f["age"], lower)]][f["gender"]] += 1
+    assert report["groups"] == expected
+    assert (out / "survey.png").stat().st_size > 0 and (out / "survey.csv").exists()
+
+
 def test_survey_rejects_bad_groups_and_missing_predictions(tmp_path, capsys):
     for argv, message in [
         (["--groups", "0,a"], "--groups"),
