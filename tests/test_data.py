@@ -353,8 +353,11 @@ def test_training_loader_draws_another_record_for_an_unreadable_one():
     got = [ds[i] for i in range(6) for _ in range(5)]
     assert set(got) <= {0, 2, 3, 5} and {ds[0], ds[2], ds[3], ds[5]} == {0, 2, 3, 5}
     assert ds.bad == {1, 4}
-    with pytest.raises(RuntimeError, match="could not be read in a row: is DATASETS.ROOT right"):
-        RetryingMapDataset(records, lambda r: None)[0]
+    named = [{"file_name": f"/nowhere/{i}.jpg"} for i in range(3)]
+    with pytest.raises(
+        RuntimeError, match=r"could not be read in a row \(one of them: /nowhere/0.jpg\): is DATASETS.ROOT"
+    ):
+        RetryingMapDataset(named, lambda r: None)[0]
 
 
 def test_config_coco_datasets_are_checked_and_keep_their_age_groups(tmp_path):
@@ -395,9 +398,10 @@ def test_config_coco_datasets_are_checked_and_keep_their_age_groups(tmp_path):
             register(entry)
 
 
-def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path):
-    """A string age, a gender of 2 or an age group past the dataset's groups: an error naming the
-    JSON file and the image when the dataset loads, not a float() error mid-training."""
+def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
+    """A user's COCO file: each mistake is an error naming the JSON file (and the image) when the
+    dataset loads, not a KeyError, an assertion or a float() error mid-training or after a whole
+    evaluation; null labels are unknown; unusable boxes and missing images are warned about."""
     import json
     import re
 
@@ -405,28 +409,70 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path):
 
     from foss_d2.data import register_foss_coco
 
-    def coco(**fields):
-        ann = {"id": 1, "image_id": 1, "bbox": [1, 1, 8, 8], "category_id": 1, "iscrowd": 0, "area": 64.0}
-        return {"images": [{"id": 1, "file_name": "a.jpg", "height": 20, "width": 20}],
-                "annotations": [dict(ann, **fields)], "categories": [{"id": 1, "name": "face"}]}  # fmt: skip
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
 
-    for i, (fields, message) in enumerate(
-        [
-            ({"age": "thirty"}, "age 'thirty' is not a number"),
-            ({"gender": 2}, "gender 2 is neither -1 nor in [0, 1]"),
-            ({"age_group": 9}, "age_group 9 is not an index of the dataset's 7 groups"),
-        ]
-    ):
+    def coco(image=None, categories=None, **fields):
+        ann = {"id": 1, "image_id": 1, "bbox": [1, 1, 8, 8], "category_id": 1, "iscrowd": 0, "area": 64.0}
+        img = {"id": 1, "file_name": "a.jpg", "height": 20, "width": 20}
+        ann = {k: v for k, v in dict(ann, **fields).items() if v != "drop"}
+        return {"images": [{k: v for k, v in dict(img, **(image or {})).items() if v != "drop"}],
+                "annotations": [ann], "categories": categories or [{"id": 1, "name": "face"}]}  # fmt: skip
+
+    cases = [
+        (coco(age="thirty"), "age 'thirty' is not a number (age: the age in years, in [0, 120]"),
+        (coco(age=150), "age 150 is outside [0, 120]"),
+        (coco(age=-5), "age -5 is outside [0, 120]"),
+        (coco(gender=2), "gender 2 is neither -1 nor in [0, 1] (gender: 0 male, 1 female"),
+        (coco(gender="M"), "gender 'M' is not a number (gender: 0 male, 1 female"),
+        (coco(age_group=9), "age_group 9 is not an index of the dataset's 7 groups"),
+        (coco(categories=[{"id": 1, "name": "Face"}]), "one category, named 'face' (id any); this file has ['Face']"),
+        (coco(categories=[{"id": 1, "name": "face"}, {"id": 2, "name": "person"}]), "has ['face', 'person']"),
+        (coco(image={"height": "drop"}), "image 1 has no height"),
+        (coco(bbox="drop"), "annotation 1 has no bbox"),
+        (coco(area="drop"), "annotation 1 has no area (COCO's AP reads area and iscrowd"),
+        (coco(image={"file_name": "b.jpg"}), "none of the 1 images of"),
+    ]
+    for i, (content, message) in enumerate(cases):
         path = tmp_path / f"bad{i}.json"
-        path.write_text(json.dumps(coco(**fields)))
+        path.write_text(json.dumps(content))
         register_foss_coco(f"foss_test_bad_coco_{i}", str(path), str(tmp_path), "age_group")
-        with pytest.raises(ValueError, match=re.escape(f"bad{i}.json: {message}")):
+        with pytest.raises(ValueError, match=re.escape(message)):
             DatasetCatalog.get(f"foss_test_bad_coco_{i}")
     path = tmp_path / "good.json"
     path.write_text(json.dumps(coco(age=31, gender=0.8, age_group=4)))
     register_foss_coco("foss_test_good_coco", str(path), str(tmp_path), "age_group")
     (a,) = DatasetCatalog.get("foss_test_good_coco")[0]["annotations"]
-    assert (a["age"], a["gender"], a["age_group"]) == (31, 0.8, 4)
+    assert (a["age"], a["gender"], a["age_group"], a["category_id"]) == (31, 0.8, 4, 0)
+    # what pandas writes for a missing value: unknown; area and iscrowd are only needed for COCO's AP
+    path = tmp_path / "nulls.json"
+    path.write_text(json.dumps(coco(age=None, gender=None, area="drop", iscrowd="drop")))
+    register_foss_coco("foss_test_null_coco", str(path), str(tmp_path))
+    (a,) = DatasetCatalog.get("foss_test_null_coco")[0]["annotations"]
+    assert (a["age"], a["gender"], a["age_group"]) == (-1, -1, -1)
+    # a box without an area or outside its image is left out, with a warning; a missing image too
+    content = coco()
+    content["annotations"] += [
+        dict(content["annotations"][0], id=2, bbox=[5, 5, 0, 8]),
+        dict(content["annotations"][0], id=3, bbox=[30, 2, 5, 5]),
+    ]
+    content["images"].append({"id": 2, "file_name": "missing.jpg", "height": 20, "width": 20})
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(content))
+    register_foss_coco("foss_test_mixed_coco", str(path), str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="foss_d2.data.coco"):
+        recs = DatasetCatalog.get("foss_test_mixed_coco")
+    assert [a["id"] for a in recs[0]["annotations"]] == [1]
+    assert "2 face boxes without an area or outside their image are left out" in caplog.text
+    assert "1 of 2 images are missing" in caplog.text and "missing.jpg" in caplog.text
+    # age groups named in the file need their lower bounds
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(dict(coco(), info={"age_groups": ["young", "middle", "old"]})))
+    with pytest.raises(ValueError, match="age_groups and age_group_lower go together"):
+        register_foss_coco("foss_test_groups_coco", str(path), str(tmp_path), "age_group")
+    for i in range(len(cases)):
+        DatasetCatalog.remove(f"foss_test_bad_coco_{i}")
+    for name in ("good", "null", "mixed"):
+        DatasetCatalog.remove(f"foss_test_{name}_coco")
 
 
 def test_training_loader_wires_weights_balance_and_tile_pools(monkeypatch, caplog):
@@ -493,3 +539,34 @@ def test_training_loader_wires_weights_balance_and_tile_pools(monkeypatch, caplo
     finally:
         for name in ("_t_ages", "_t_det", "_t_empty"):
             DatasetCatalog.remove(name)
+
+
+def test_training_config_mistakes_are_named_before_training(caplog):
+    """DATASET_WEIGHTS that do not match DATASETS.TRAIN (the shipped config's two weights with one
+    dataset of one's own), tiling from a dataset not trained on, and an age stage on data without
+    labels: a one-line error or a warning, not a sampler traceback or a run that trains nothing."""
+    from foss_d2.data.build import check_train_config
+
+    ages = [{"file_name": "a.jpg", "annotations": [{"age": 30.0, "gender": -1}]}]
+    boxes = [{"file_name": "b.jpg", "annotations": [{"bbox": [0, 0, 5, 5]}]}]
+    cfg = tiny_cfg()
+    cfg.DATASETS.TRAIN = ("mine",)
+    cfg.DATALOADER.DATASET_WEIGHTS = [1.0, 1.0]
+    with pytest.raises(ValueError, match=r"DATASET_WEIGHTS \[1.0, 1.0\] for DATASETS.TRAIN \('mine',\).*\"\[\]\""):
+        check_train_config(cfg, [ages])
+    cfg.DATALOADER.DATASET_WEIGHTS = [0.0]
+    with pytest.raises(ValueError, match="not all 0"):
+        check_train_config(cfg, [ages])
+    cfg.DATALOADER.DATASET_WEIGHTS = []
+    cfg.INPUT.TILING.ENABLED, cfg.INPUT.TILING.DATASETS = True, ("mine", "utkface_train")
+    with caplog.at_level(logging.WARNING, logger="foss_d2.data.build"):
+        check_train_config(cfg, [ages])
+    assert "names ['utkface_train'], not in DATASETS.TRAIN ('mine',): no canvases are tiled from it" in caplog.text
+    cfg.MODEL.FOSS.FREEZE_DETECTOR = True
+    with pytest.raises(ValueError, match="holds no face with an age or a gender and the detector is frozen"):
+        check_train_config(cfg, [boxes])
+    check_train_config(cfg, [boxes, ages])  # one labelled face is something to learn from
+    cfg.MODEL.AGE_HEAD.LAMBDA_FLIP = 0.1  # the mirror term learns from unlabelled faces
+    check_train_config(cfg, [boxes])
+    cfg.MODEL.AGE_HEAD.LAMBDA_FLIP, cfg.MODEL.FOSS.FREEZE_DETECTOR = 0.0, False  # the detector learns
+    check_train_config(cfg, [boxes])

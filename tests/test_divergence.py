@@ -110,7 +110,22 @@ def test_guard_thresholds_by_hand():
         guard.after_step()
     guard.trainer.iter = 3
     guard.trainer.storage.losses.append(201.0)  # over 100 x the first loss (2.0)
-    with pytest.raises(FloatingPointError, match="iteration 3: total loss 201 is over 100x"):
+    with pytest.raises(FloatingPointError, match="iteration 3: total loss 201 is over 100x the first non-zero one, 2"):
+        guard.after_step()
+    # batches without labelled faces (frozen detector, group photos) have a loss of 0: the first
+    # non-zero one is the scale (0 was, before: 0.17 right after it stopped a healthy run)
+    guard = DivergenceGuard(loss_factor=100.0)
+    guard.trainer = _FakeTrainer()
+    guard.before_train()
+    for it, loss in enumerate([0.0, 0.17, 0.0, 1.2, 16.9]):  # 16.9 < 100 x 0.17
+        guard.trainer.iter = it
+        guard.trainer.storage.losses.append(loss)
+        guard.after_step()
+    guard.trainer.storage.losses.append(17.1)
+    with pytest.raises(FloatingPointError, match="total loss 17.1 is over 100x the first non-zero one, 0.17"):
+        guard.after_step()
+    guard.trainer.storage.losses.append(float("inf"))
+    with pytest.raises(FloatingPointError, match="total loss inf"):
         guard.after_step()
     guard = DivergenceGuard(loss_factor=0)  # loss check off; weights still checked
     guard.trainer = _FakeTrainer()

@@ -147,6 +147,29 @@ def test_single_face_target_on_face_counts_boxes_off_the_face():
     assert res["MAE"] == 2.0  # the largest boxes were scored: |32 - 30| twice
 
 
+def test_single_face_protocol_on_group_photos_is_warned_about(caplog):
+    """age_single reads one face an image; a dataset whose images hold several faces (a user's
+    group photos registered without an evaluator type) is evaluated that way with a warning."""
+    import logging
+
+    name = "foss_test_eval_single_on_groups"
+    face = {"bbox": [20, 20, 40, 40], "bbox_mode": BoxMode.XYXY_ABS, "age": 30.0, "gender": 0, "category_id": 0}
+    recs = [
+        {"file_name": f"{i}.jpg", "image_id": i, "height": 100, "width": 100, "annotations": [face] * (i + 1)}
+        for i in range(3)
+    ]
+    DatasetCatalog.register(name, lambda: recs)
+    MetadataCatalog.get(name).set(evaluator_type="age_single")
+    with caplog.at_level(logging.WARNING, logger="foss_d2.evaluation.age_evaluator"):
+        FaceAgeEvaluator(name)
+    assert "but 2 of its 3 images hold several faces: register it as age_group" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="foss_d2.evaluation.age_evaluator"):
+        FaceAgeEvaluator(name, single_face=False)
+    assert "several faces" not in caplog.text
+    DatasetCatalog.remove(name)
+
+
 def test_grid_evaluation_scores_each_cell_by_hand():
     import numpy as np
 

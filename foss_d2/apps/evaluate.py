@@ -256,7 +256,12 @@ def get_parser(prog=None):
     pred = sub.add_parser(
         "predictions",
         help="score a predictions.json on a registered dataset",
-        parents=[foss_argument_parser(config_help="only its DATASETS.ROOT and MODEL.FOSS keys matter", add_help=False)],
+        parents=[
+            foss_argument_parser(
+                config_help="only its DATASETS.ROOT, DATASETS.COCO (a dataset of your own) and MODEL.FOSS keys matter",
+                add_help=False,
+            )
+        ],
     )
     pred.add_argument("--dataset", required=True)
     pred.add_argument("--write-list", metavar="FILE", help="write the dataset's image paths here and exit")

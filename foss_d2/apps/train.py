@@ -13,10 +13,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import get_foss_cfg
 from ..data import FOSSDatasetMapper, build_foss_train_loader
 from ..data.datasets import register_config_datasets
+from ..data.utils import DatasetError
 from ..engine.hooks import DivergenceGuard
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
@@ -71,6 +73,9 @@ class Trainer(DefaultTrainer):
 def setup(args):
     cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
     default_setup(cfg, args)
+    # detectron2 sets up its own and fvcore's loggers: FOSS-D2's lines (sampling, skipped samples)
+    # go to the console and OUTPUT_DIR/log.txt the same way
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="foss_d2")
     register_config_datasets(cfg)
     return cfg
 
@@ -116,14 +121,17 @@ def main(argv=None, prog=None):
                 "DATASETS.TEST \"('wider_face_val','utkface_test')\" DATASETS.ROOT ../shared/data"
             )
     print("Command Line Args:", args)
-    launch(
-        run,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            run,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except DatasetError as e:  # a mistake in a dataset file or the config's datasets: one line
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":

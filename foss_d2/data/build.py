@@ -10,6 +10,7 @@ from ..utils.ages import AGE_BANDS, age_band, band_name
 from .cache import DecodedImageCache
 from .dataset_mapper import FOSSDatasetMapper
 from .samplers import DatasetWeightedTrainingSampler, age_balance_weights
+from .utils import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def load_train_datasets(names):
     for name in names:
         dicts = DatasetCatalog.get(name)
         if not dicts:
-            raise ValueError(f"training dataset {name!r} is empty")
+            raise DatasetError(f"training dataset {name!r} is empty")
         for d in dicts:
             d["dataset_name"] = name
         lists.append(dicts)
@@ -63,12 +64,54 @@ class RetryingMapDataset(torch.utils.data.Dataset):
                 break
             while cur in self.bad:
                 cur = self.rng.randrange(len(self.records))
-        raise RuntimeError(f"{len(self.bad)} training records could not be read in a row: is DATASETS.ROOT right?")
+        first = self.records[min(self.bad)].get("file_name", "?") if self.bad else "?"
+        raise RuntimeError(
+            f"{len(self.bad)} training records could not be read in a row (one of them: {first}): is "
+            "DATASETS.ROOT, or the image root of the DATASETS.COCO entry, right?"
+        )
+
+
+def check_train_config(cfg, lists):
+    """Mistakes in the training config that would otherwise fail deep in the sampler, or train
+    nothing without a word: DATASET_WEIGHTS that do not match DATASETS.TRAIN, tiling from datasets
+    not trained on, and an age stage (detector frozen) on data without any age or gender label."""
+    names = list(cfg.DATASETS.TRAIN)
+    weights = list(cfg.DATALOADER.DATASET_WEIGHTS)
+    if weights and (len(weights) != len(names) or any(w < 0 for w in weights) or sum(weights) <= 0):
+        raise DatasetError(
+            f"DATALOADER.DATASET_WEIGHTS {weights} for DATASETS.TRAIN {tuple(names)}: give one non-negative "
+            'weight per dataset, not all 0, or DATALOADER.DATASET_WEIGHTS "[]" to sample by dataset size'
+        )
+    if cfg.INPUT.TILING.ENABLED:
+        stray = [n for n in cfg.INPUT.TILING.DATASETS if n not in names]
+        if stray:
+            logger.warning(
+                "INPUT.TILING.DATASETS names %s, not in DATASETS.TRAIN %s: no canvases are tiled from %s",
+                stray,
+                tuple(names),
+                "them" if len(stray) > 1 else "it",
+            )
+    m = cfg.MODEL
+    learns_unlabelled = m.FOSS.TEACHER_WEIGHTS or m.AGE_HEAD.LAMBDA_FLIP > 0
+    if m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not learns_unlabelled:
+        labelled = any(
+            a.get("age", -1) >= 0 or a.get("gender", -1) >= 0
+            for lst in lists
+            for d in lst
+            for a in d.get("annotations", [])
+        )
+        if not labelled:
+            raise DatasetError(
+                f"DATASETS.TRAIN {tuple(names)} holds no face with an age or a gender and the detector is frozen "
+                "(MODEL.FOSS.FREEZE_DETECTOR): nothing would train. Add an age-labelled dataset, or train the "
+                "detector (MODEL.FOSS.FREEZE_DETECTOR False)"
+            )
 
 
 def build_foss_train_loader(cfg, mapper=None):
     names = list(cfg.DATASETS.TRAIN)
     lists = load_train_datasets(names)
+    check_train_config(cfg, lists)
     sizes = [len(x) for x in lists]
     weights = list(cfg.DATALOADER.DATASET_WEIGHTS) or None
     image_weights = None

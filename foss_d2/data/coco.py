@@ -6,6 +6,8 @@ such a file through detectron2's ``load_coco_json`` keeping the extra keys, so t
 """
 
 import json
+import logging
+import os
 from typing import Iterable, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -14,9 +16,10 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 from ..utils.json_io import write_json_atomic
-from .utils import absolute_annotations
+from .utils import DatasetError, absolute_annotations
 
 EXTRA_KEYS = ["age", "gender", "age_group"]
+logger = logging.getLogger(__name__)
 
 
 EVALUATOR_TYPES = ("age_single", "age_group", "face_detection")
@@ -60,35 +63,128 @@ def save_coco(coco: dict, path: str):
     write_json_atomic(path, coco)
 
 
+# How FOSS-D2's fields are written (every one optional; -1, null or absent: unknown).
+FIELD_RULES = {
+    "age": "the age in years, in [0, 120]",
+    "gender": "0 male, 1 female (or a probability of female in between)",
+    "age_group": "an index into the dataset's age groups",
+}
+MAX_AGE = 120  # the oldest people recorded; the model answers 0-100, UTKFace holds ages up to 116
+
+
 def _bad_field(a: dict, num_groups: Optional[int]):
-    """What is wrong with an annotation's FOSS-D2 fields (None if nothing): ``age`` a number (-1 or
-    absent: unknown), ``gender`` a number in [0, 1] (-1: unknown), ``age_group`` an index of the
-    dataset's ``num_groups`` groups (any when None; -1: unknown)."""
+    """What is wrong with an annotation's FOSS-D2 fields (None if nothing): ``age`` in [0,
+    MAX_AGE], ``gender`` in [0, 1], ``age_group`` an index of the dataset's ``num_groups`` groups
+    (any when None); -1, null or absent: unknown."""
     for key in EXTRA_KEYS:
         v = a.get(key, -1)
-        if v is None:
+        if v is None or v == -1:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return f"{key} {v!r} is not a number"
-        if key == "gender" and v != -1 and not 0 <= v <= 1:
-            return f"gender {v} is neither -1 nor in [0, 1]"
+            return f"{key} {v!r} is not a number ({key}: {FIELD_RULES[key]}; -1 or null: unknown)"
+        if v != v:  # NaN: unknown, as pandas writes a missing value
+            continue
+        if key == "age" and not 0 <= v <= MAX_AGE:
+            return f"age {v} is outside [0, {MAX_AGE}] (age: {FIELD_RULES['age']}; -1 or null: unknown)"
+        if key == "gender" and not 0 <= v <= 1:
+            return f"gender {v} is neither -1 nor in [0, 1] (gender: {FIELD_RULES['gender']})"
         in_range = v >= 0 and (num_groups is None or v < num_groups)
-        if key == "age_group" and v != -1 and not (float(v).is_integer() and in_range):
+        if key == "age_group" and not (float(v).is_integer() and in_range):
             return f"age_group {v} is not an index of the dataset's {num_groups} groups"
     return None
 
 
+def _check_coco_file(json_file: str, needs_coco_eval: bool):
+    """The parts of a COCO file that detectron2's loader would only trip over later (a KeyError
+    naming no file, or an assertion on the metadata): one category, named ``face``; each image's
+    ``file_name``, ``width`` and ``height``; each annotation's ``bbox``; and, where pycocotools
+    evaluates the file (``needs_coco_eval``), each annotation's ``area`` and ``iscrowd``."""
+    with open(json_file) as f:
+        coco = json.load(f)
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise DatasetError(f"{json_file} is not a COCO file: no 'images' list")
+    names = [c.get("name") for c in coco.get("categories") or []]
+    if names != ["face"]:
+        raise DatasetError(
+            f"{json_file}: FOSS-D2 datasets hold one category, named 'face' (id any); this file has {names or 'none'}"
+        )
+    for img in coco["images"]:
+        missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
+        if missing:
+            raise DatasetError(
+                f"{json_file}: image {img.get('id', img.get('file_name', '?'))} has no {', '.join(missing)}"
+            )
+    need = ("bbox", "image_id") + (("area", "iscrowd") if needs_coco_eval else ())
+    for ann in coco.get("annotations") or []:
+        missing = [k for k in need if k not in ann]
+        if missing:
+            why = (
+                " (COCO's AP reads area and iscrowd: 0 for a face, area = w * h)"
+                if {"area", "iscrowd"} & set(missing)
+                else ""
+            )
+            raise DatasetError(f"{json_file}: annotation {ann.get('id', '?')} has no {', '.join(missing)}{why}")
+
+
+def _usable_box(a: dict, r: dict) -> bool:
+    """Whether a face box has an area and lies (at least partly) inside its image."""
+    x1, y1, x2, y2 = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+    w, h = r.get("width"), r.get("height")
+    inside = w is None or h is None or (x2 > 0 and y2 > 0 and x1 < w and y1 < h)
+    return x2 > x1 and y2 > y1 and inside
+
+
 def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = None) -> List[dict]:
-    """detectron2's COCO loader with FOSS-D2's fields, checked here (a string age would otherwise
-    stop training at a random iteration, naming no file)."""
-    recs = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=EXTRA_KEYS)
-    groups = MetadataCatalog.get(dataset_name).get("age_groups") if dataset_name else None
+    """detectron2's COCO loader with FOSS-D2's fields, checked here so that a mistake in the file
+    is an error naming it, not a crash at a random training iteration: see ``_check_coco_file``
+    and ``_bad_field``. Null labels read as unknown (-1). Boxes without an area or outside their
+    image are dropped with a warning (a rotated empty box would otherwise train as a face); a
+    dataset whose images are all missing is an error, some missing a warning."""
+    meta = MetadataCatalog.get(dataset_name) if dataset_name else None
+    etype = meta.get("evaluator_type", "") if meta is not None else ""
+    _check_coco_file(json_file, etype in ("age_group", "face_detection"))
+    recs = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=EXTRA_KEYS + ["id"])
+    groups = meta.get("age_groups") if meta is not None else None
+    dropped = []
     for r in recs:
+        kept = []
         for a in r["annotations"]:
             a["category_id"] = 0
             problem = _bad_field(a, len(groups) if groups else None)
             if problem:
-                raise ValueError(f"{json_file}: {problem} (image {r['file_name']}, annotation {a.get('id', '?')})")
+                raise DatasetError(f"{json_file}: {problem} (image {r['file_name']}, annotation {a.get('id', '?')})")
+            for key in EXTRA_KEYS:
+                if a.get(key) is None or a[key] != a[key]:
+                    a[key] = -1
+            if _usable_box(a, r):
+                kept.append(a)
+            else:
+                dropped.append((r["file_name"], a.get("id", "?"), a["bbox"]))
+        r["annotations"] = kept
+    name = dataset_name or json_file
+    if dropped:
+        logger.warning(
+            "%s: %d face boxes without an area or outside their image are left out (first: image %s, "
+            "annotation %s, bbox %s)",
+            name,
+            len(dropped),
+            *dropped[0],
+        )
+    files = sorted({r["file_name"] for r in recs})
+    missing = [f for f in files if not os.path.isfile(f)]
+    if files and len(missing) == len(files):
+        raise DatasetError(
+            f"{name}: none of the {len(files)} images of {json_file} is there (first: {missing[0]}): "
+            f"is its image root ({image_root or 'the paths in the file'}) right?"
+        )
+    if missing:
+        logger.warning(
+            "%s: %d of %d images are missing (first: %s); training skips them",
+            name,
+            len(missing),
+            len(files),
+            missing[0],
+        )
     return recs
 
 
@@ -97,14 +193,20 @@ def register_foss_coco(name: str, json_file: str, image_root: str = "", evaluato
     indexes come from the JSON's ``info`` (``dataset_to_coco`` writes them), else the paper's
     Images of Groups seven (0-2, 3-7, 8-12, 13-19, 20-36, 37-65, 66+)."""
     if evaluator_type not in EVALUATOR_TYPES:
-        raise ValueError(f"{name}: evaluator type {evaluator_type!r} is none of {', '.join(EVALUATOR_TYPES)}")
+        raise DatasetError(f"{name}: evaluator type {evaluator_type!r} is none of {', '.join(EVALUATOR_TYPES)}")
     DatasetCatalog.register(name, lambda: load_foss_coco(json_file, image_root, name))
     meta = dict(thing_classes=["face"], json_file=json_file, image_root=image_root, evaluator_type=evaluator_type)
     if evaluator_type == "age_group":
         from .datasets.images_of_groups import IOG_AGE_GROUPS, IOG_GROUP_LOWER
 
         with open(json_file) as f:
-            info = json.load(f).get("info", {})
-        meta["age_groups"] = list(info.get("age_groups", IOG_AGE_GROUPS))
-        meta["age_group_lower"] = list(info.get("age_group_lower", IOG_GROUP_LOWER))
+            info = json.load(f).get("info") or {}
+        names, lower = info.get("age_groups"), info.get("age_group_lower")
+        if (names is None) != (lower is None) or (names is not None and len(names) != len(lower)):
+            raise DatasetError(
+                f"{json_file}: info's age_groups and age_group_lower go together, one lower bound in years a "
+                f"group (got {names} and {lower}); without both, the paper's groups {IOG_AGE_GROUPS}"
+            )
+        meta["age_groups"] = list(names if names is not None else IOG_AGE_GROUPS)
+        meta["age_group_lower"] = list(lower if lower is not None else IOG_GROUP_LOWER)
     MetadataCatalog.get(name).set(**meta)

@@ -6,6 +6,11 @@ from typing import List
 from detectron2.structures import BoxMode
 
 
+class DatasetError(ValueError):
+    """A mistake in a dataset file or in the config's choice of datasets, found when the data
+    loads: the tools say it in one line (``train_net.py`` exits 2) instead of a traceback."""
+
+
 def absolute_annotations(annos: List[dict], height: int, width: int) -> List[dict]:
     """Copies of ``annos`` whose relative boxes (XYXY_REL / XYWH_REL) are made absolute for an image
     of ``height`` x ``width``. Loaders of pre-cropped datasets whose image sizes are not read up front

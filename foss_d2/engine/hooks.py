@@ -13,8 +13,9 @@ class DivergenceGuard(HookBase):
     detectron2 stops only on a non-finite loss; a run with far too high a learning rate can instead
     reach a finite loss of 1e17 and weights of Inf, and still save a ``model_final.pth`` that finds
     nothing. After every step this hook checks that every trained parameter is finite and that the
-    total loss stays below ``loss_factor`` times the first step's loss. It must run before the
-    checkpointer (``Trainer.build_hooks`` puts it first).
+    total loss stays below ``loss_factor`` times the first non-zero loss (a batch without labelled
+    faces, e.g. group photos when the detector is frozen, has a loss of 0: no scale to measure
+    divergence by). It must run before the checkpointer (``Trainer.build_hooks`` puts it first).
     """
 
     def __init__(self, loss_factor: float = 100.0):
@@ -27,16 +28,17 @@ class DivergenceGuard(HookBase):
     def after_step(self):
         it = self.trainer.iter
         loss = self._latest_loss()
-        if loss is not None:
-            if self._first_loss is None:
-                self._first_loss = loss
-            elif self.loss_factor > 0 and loss > self.loss_factor * max(self._first_loss, 1e-8):
+        if loss is not None and loss > 0:
+            first = self._first_loss
+            if math.isinf(loss) or (first is not None and self.loss_factor > 0 and loss > self.loss_factor * first):
                 raise FloatingPointError(
                     f"training diverged at iteration {it}: total loss {loss:.4g} is over "
-                    f"{self.loss_factor:g}x the first iteration's {self._first_loss:.4g} "
+                    f"{self.loss_factor:g}x the first non-zero one, {first or float('nan'):.4g} "
                     f"(SOLVER.DIVERGENCE_LOSS_FACTOR); lower SOLVER.BASE_LR. No checkpoint was written "
                     f"for this iteration."
                 )
+            if first is None:
+                self._first_loss = loss
         bad = self._first_non_finite_parameter()
         if bad is not None:
             raise FloatingPointError(

@@ -137,6 +137,17 @@ class FaceAgeEvaluator(DatasetEvaluator):
                 annos,
                 torch.tensor(crowd, dtype=torch.float32).reshape(-1, 4),
             )
+        if self.single_face:
+            several = sum(len(annos) > 1 for _, annos, _ in self._gt.values())
+            if several:
+                logger.warning(
+                    "%s is evaluated as single faces (evaluator type age_single: each image's largest box "
+                    "against its first face), but %d of its %d images hold several faces: register it as "
+                    "age_group (or face_detection) to match every face",
+                    dataset_name,
+                    several,
+                    len(self._gt),
+                )
         self.reset()
 
     def reset(self):

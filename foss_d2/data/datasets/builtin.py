@@ -10,6 +10,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..coco import register_foss_coco
+from ..utils import DatasetError
 from .appa_real import register_appa_real
 from .fgnet import register_fgnet
 from .images_of_groups import register_images_of_groups
@@ -93,16 +94,16 @@ def register_config_datasets(cfg):
     register_all_foss(cfg.DATASETS.ROOT or None)
     for entry in cfg.DATASETS.COCO:
         if len(entry) not in (3, 4):
-            raise ValueError(
+            raise DatasetError(
                 f"DATASETS.COCO entries are (name, json_file, image_root[, evaluator_type]), got {tuple(entry)}"
             )
         name, json_file = entry[0], entry[1]
         if not os.path.isfile(json_file):
             raise FileNotFoundError(f"DATASETS.COCO: {name}'s JSON file not found: {json_file}")
         if name in FOSS_DATASETS:
-            raise ValueError(f"DATASETS.COCO: {name} is a built-in dataset's name; give yours another")
+            raise DatasetError(f"DATASETS.COCO: {name} is a built-in dataset's name; give yours another")
         if name in DatasetCatalog.list():
             if MetadataCatalog.get(name).get("json_file") == json_file:
                 continue  # registered by an earlier call in this process
-            raise ValueError(f"DATASETS.COCO: the name {name} is already registered, for another file")
+            raise DatasetError(f"DATASETS.COCO: the name {name} is already registered, for another file")
         register_foss_coco(name, json_file, entry[2], *entry[3:])

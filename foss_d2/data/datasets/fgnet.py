@@ -20,7 +20,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
-from ..utils import hash_split
+from ..utils import DatasetError, hash_split
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +44,16 @@ def read_pts(path: str) -> np.ndarray:
     try:
         start, end = lines.index("{"), lines.index("}")
     except ValueError:
-        raise ValueError(f"{path}: no '{{ ... }}' block of points") from None
+        raise DatasetError(f"{path}: no '{{ ... }}' block of points") from None
     points = []
     for k in range(start + 1, end):
         try:
             x, y = (float(v) for v in lines[k].split())
         except ValueError:
-            raise ValueError(f"{path}:{k + 1}: expected 'x y', got {lines[k]!r}") from None
+            raise DatasetError(f"{path}:{k + 1}: expected 'x y', got {lines[k]!r}") from None
         points.append((x, y))
     if len(points) < 3:
-        raise ValueError(f"{path}: {len(points)} points, too few for a face box")
+        raise DatasetError(f"{path}: {len(points)} points, too few for a face box")
     return np.asarray(points, dtype=np.float64)
 
 

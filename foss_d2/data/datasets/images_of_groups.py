@@ -20,7 +20,10 @@ from typing import List, Optional, Sequence
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from ..utils import DatasetError
+
 logger = logging.getLogger(__name__)
+
 
 IOG_FOLDERS = (
     "Wed2a",
@@ -61,7 +64,7 @@ def parse_person_data(path: str):
             elif len(fields) == 6 and out:
                 out[-1][1].append(tuple(float(v) for v in fields[:4]) + (int(fields[4]), int(fields[5])))
             else:
-                raise ValueError(f"{path}:{ln}: expected an image name or 6 face fields, got {line.strip()!r}")
+                raise DatasetError(f"{path}:{ln}: expected an image name or 6 face fields, got {line.strip()!r}")
     return out
 
 

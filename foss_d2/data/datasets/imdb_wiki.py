@@ -22,7 +22,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ..utils import hash_split
+from ..utils import DatasetError, hash_split
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def load_imdb_wiki(
     mat = loadmat(mat_path)
     key = [k for k in mat if not k.startswith("__")]
     if len(key) != 1:
-        raise ValueError(f"{mat_path}: expected one struct (imdb or wiki), found {key}")
+        raise DatasetError(f"{mat_path}: expected one struct (imdb or wiki), found {key}")
     s = mat[key[0]][0, 0]
     dob = s["dob"].ravel()
     taken = s["photo_taken"].ravel()

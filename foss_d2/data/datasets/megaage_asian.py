@@ -13,6 +13,7 @@ from typing import List
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from ..utils import DatasetError
 from .utkface import UTKFACE_PRIOR_BOX
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def load_megaage_asian(root: str, split: str) -> List[dict]:
     with open(ages_f) as f:
         ages = [ln.strip() for ln in f if ln.strip()]
     if len(names) != len(ages):
-        raise ValueError(f"{names_f} has {len(names)} names but {ages_f} has {len(ages)} ages")
+        raise DatasetError(f"{names_f} has {len(names)} names but {ages_f} has {len(ages)} ages")
     records = []
     for name, age in zip(names, ages):
         records.append(

@@ -18,7 +18,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from ..utils import DatasetError
+
 logger = logging.getLogger(__name__)
+
 
 WIDER_AGE_GROUPS = ["Young Adult", "Adult", "Middle age", "Senior"]
 # The perceived groups carry no numeric ranges. To score a predicted age in years, FOSS-D2 maps
@@ -45,13 +48,13 @@ def parse_wider_bbx_gt(path: str) -> List[Tuple[str, List[List[int]]]]:
         try:
             n = int(lines[i + 1])
         except IndexError:
-            raise ValueError(
+            raise DatasetError(
                 f"{path}:{i + 1}: the file ends after {name!r}, where its face count should follow"
             ) from None
         except ValueError:
-            raise ValueError(f"{path}:{i + 2}: expected a face count after {name!r}, got {lines[i + 1]!r}") from None
+            raise DatasetError(f"{path}:{i + 2}: expected a face count after {name!r}, got {lines[i + 1]!r}") from None
         if n < 0:
-            raise ValueError(f"{path}:{i + 2}: negative face count {n} for {name!r}")
+            raise DatasetError(f"{path}:{i + 2}: negative face count {n} for {name!r}")
         rows = [_parse_face_line(path, lines, i + 2 + j, name, i + 2, n) for j in range(max(n, 1))]
         out.append((name, rows if n > 0 else []))
         i += 2 + max(n, 1)
@@ -64,12 +67,12 @@ def _parse_face_line(path: str, lines: List[str], k: int, name: str, count_line:
     where = f"{path}:{k + 1}"
     hint = f" (is the face count {n} of {name!r} on line {count_line} too high?)"
     if k >= len(lines):
-        raise ValueError(f"{where}: the file ends inside the faces of {name!r}" + hint)
+        raise DatasetError(f"{where}: the file ends inside the faces of {name!r}" + hint)
     fields = lines[k].split()
     if len(fields) == 1 and not fields[0].lstrip("-").isdigit():
-        raise ValueError(f"{where}: expected a face line, got {lines[k]!r}" + hint)
+        raise DatasetError(f"{where}: expected a face line, got {lines[k]!r}" + hint)
     if len(fields) != len(_ATTRS) + 4:
-        raise ValueError(
+        raise DatasetError(
             f"{where}: expected 10 integers (x1 y1 w h blur expression illumination invalid occlusion pose) "
             f"for a face of {name!r}, got {len(fields)}: {lines[k]!r}"
         )
@@ -77,7 +80,7 @@ def _parse_face_line(path: str, lines: List[str], k: int, name: str, count_line:
         return [int(v) for v in fields]
     except ValueError:
         bad = next(v for v in fields if not v.lstrip("-").isdigit())
-        raise ValueError(f"{where}: {bad!r} is not an integer in the face line {lines[k]!r} of {name!r}") from None
+        raise DatasetError(f"{where}: {bad!r} is not an integer in the face line {lines[k]!r} of {name!r}") from None
 
 
 def load_wider_demographics(csv_path: str) -> Dict[Tuple[str, int], dict]:
