@@ -65,10 +65,11 @@ def _cfg(entries):
 
 def test_config_registers_coco_json_with_soft_genders(tmp_path):
     path = _coco_file(tmp_path)
+    (tmp_path / "x.jpg").write_bytes(b"")  # only looked for here: an image root without it is an error
     name = "test_teacher_genders_coco"
-    register_config_datasets(_cfg([(name, path, "")]))
+    register_config_datasets(_cfg([(name, path, str(tmp_path))]))
     recs = DatasetCatalog.get(name)
-    assert len(recs) == 1 and recs[0]["file_name"] == "x.jpg"
+    assert len(recs) == 1 and recs[0]["file_name"] == str(tmp_path / "x.jpg")
     assert [a["gender"] for a in recs[0]["annotations"]] == [0.8125, -1, -1, -1]
     assert recs[0]["annotations"][0]["bbox"] == [0.0, 0.0, 40.0, 50.0]
     inst = annotations_to_face_instances(
