@@ -310,3 +310,111 @@ def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_
         with pytest.raises(SystemExit) as e:
             survey.main([*argv, "--output", str(tmp_path / "c")])
         assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+class _ModelStandIn:
+    """_fake_predictor with a config, as FOSSPredictor has: its run writes run.json."""
+
+    def __init__(self):
+        from conftest import tiny_cfg
+
+        self.cfg = tiny_cfg()
+
+    def __call__(self, img):
+        return _fake_predictor(img)
+
+
+def test_resume_of_a_video_run_refuses_another_video_or_stride(tmp_path):
+    """Frame numbers mean nothing in another video: --resume with another file (or the same file
+    with another --every-n-frames or tracking) is refused, naming what differs; the same options
+    resume. A video that cannot be opened is an error saying why, before the output folder exists."""
+    from foss_d2.apps.runner import RunError, run_video
+
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    write_video(str(a), [np.full((120, 240, 3), 90 + 10 * i, np.uint8) for i in range(8)], fps=4)
+    write_video(str(b), [np.full((160, 200, 3), 90, np.uint8) for i in range(6)], fps=4)
+    out, pred = tmp_path / "out", _ModelStandIn()
+    run_video(pred, str(a), str(out), "BGR", track=True, draw=False)
+    with pytest.raises(RunError, match=r"VIDEO.frames: 8 then, 6 now; VIDEO.name: 'a.mp4' then, 'b.mp4' now"):
+        run_video(pred, str(b), str(out), "BGR", track=True, draw=False, resume=True)
+    with pytest.raises(RunError, match=r"VIDEO.every_n_frames: 1 then, 2 now"):
+        run_video(pred, str(a), str(out), "BGR", track=True, draw=False, resume=True, every_n_frames=2)
+    with pytest.raises(RunError, match=r"VIDEO.min_track_frames: 3 then, None now; VIDEO.track: True then, False now"):
+        run_video(pred, str(a), str(out), "BGR", draw=False, resume=True)
+    run_video(pred, str(a), str(out), "BGR", track=True, draw=False, resume=True)  # the same: goes on
+    assert len(json.load(open(out / "predictions.json"))) == 8
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(RunError, match="cannot open video .*empty.mp4'?: the file is empty"):
+        run_video(pred, str(empty), str(tmp_path / "never"), "BGR")
+    assert not (tmp_path / "never").exists()  # nothing left to block a rerun
+
+
+def test_scene_cuts_are_measured_on_every_frame_whatever_the_stride(tmp_path):
+    """--every-n-frames 4 over a slow fade: each frame differs from the next by 12 grey levels
+    (under the cut threshold, 35), every fourth frame by 48, which the tracker took for a cut. The
+    reader measures the cuts on every frame, the skipped ones too: the fade is no cut, and a cut in
+    a frame between two processed ones still starts new tracks."""
+    from foss_d2.apps.runner import run_video
+
+    fade = tmp_path / "fade.mp4"
+    write_video(str(fade), [np.full((120, 240, 3), 12 * i, np.uint8) for i in range(17)], fps=4)
+    run_video(_fake_predictor, str(fade), str(tmp_path / "a"), "BGR", track=True, draw=False, every_n_frames=4)
+    people = json.load(open(tmp_path / "a" / "people.json"))
+    assert people["scene_cuts"] == 0 and [p["frames_seen"] for p in people["people"]] == [5, 5]
+    # the same frames, four apart: the old measure, on the processed frames only, saw four cuts
+    plain = FaceTracker(fps=4, frame_stride=4)
+    for i in range(0, 17, 4):
+        plain.update([face(10, 10)], np.full((120, 240, 3), 12 * i, np.uint8))
+    assert plain.n_cuts == 4
+    cut = tmp_path / "cut.mp4"  # dark, then bright from frame 6: between the processed frames 4 and 8
+    write_video(str(cut), [np.full((120, 240, 3), 20 if i < 6 else 220, np.uint8) for i in range(13)], fps=4)
+    run_video(
+        _fake_predictor,
+        str(cut),
+        str(tmp_path / "b"),
+        "BGR",
+        track=True,
+        draw=False,
+        every_n_frames=4,
+        min_track_frames=2,
+    )
+    people = json.load(open(tmp_path / "b" / "people.json"))
+    assert people["scene_cuts"] == 1 and [(p["first_frame"], p["last_frame"]) for p in people["people"]] == [
+        (0, 4),
+        (0, 4),
+        (8, 12),
+        (8, 12),
+    ]
+
+
+def test_people_timeline_spans_the_video_with_empty_buckets():
+    """Per person, every time bucket from 0 to the video's last frame, with zeros where nobody was
+    in view (the buckets without anyone were left out, and the plot joined their neighbours)."""
+    from foss_d2.apps.tracking import people_survey
+
+    people = [
+        {"first_time_s": 0.0, "last_time_s": 0.4, "age": 30.0, "gender": "female"},
+        {"first_time_s": 1.6, "last_time_s": 2.2, "age": 70.0, "gender": "male"},
+    ]
+    counts, timeline = people_survey(people, [0, 3, 8, 13, 20, 37, 66], 0.5, end_s=3.2)
+    assert [t for t, _ in timeline] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    totals = [sum(sum(g.values()) for g in c.values()) for _, c in timeline]
+    assert totals == [1, 0, 0, 1, 1, 0, 0]
+    assert counts["20-36"]["female"] == 1 and counts["66+"]["male"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["demo", "--video-input", "x.mp4", "--output", "o", "--min-track-frames", "0"], "is not at least 1"),
+        (["survey", "--predictions", "p", "--output", "o", "--bucket-seconds", "0"], "is not a number above 0"),
+        (["survey", "--predictions", "p", "--output", "o", "--bucket-seconds", "nan"], "is not a number above 0"),
+    ],
+)
+def test_video_options_out_of_range_are_usage_errors(argv, words, capsys):
+    from foss_d2.apps import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2 and words in capsys.readouterr().err

@@ -63,8 +63,9 @@ def main(argv=None, prog=None):
             made = "" if args.no_draw else ", pictures with the faces drawn"
         else:
             tracked = os.path.isfile(os.path.join(args.output, "people.json"))
+            thumbs = os.path.isdir(os.path.join(args.output, "thumbnails"))  # none when nobody was kept
             made = ("" if args.no_draw else ", the annotated video") + (
-                ", people.json/.csv" + ("" if args.no_draw else " and thumbnails/") if tracked else ""
+                ", people.json/.csv" + (" and thumbnails/" if thumbs else "") if tracked else ""
             )
         print(
             f"{s.done} new results, {s.before} from before, {s.skipped} skipped: in {args.output}/ "

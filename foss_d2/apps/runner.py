@@ -34,6 +34,7 @@ import glob
 import io
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -180,6 +181,38 @@ def run_settings(cfg) -> dict:
     return json.loads(json.dumps(flat))
 
 
+def open_video(source):
+    """``cv2.VideoCapture`` of a video file or camera, opened; a RunError saying why not."""
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        why = ""
+        if isinstance(source, str):
+            if not os.path.isfile(source):
+                why = ": no such file"
+            elif os.path.getsize(source) == 0:
+                why = ": the file is empty"
+            else:
+                why = ": not a video OpenCV can read (an unknown format, or a file cut short)"
+        raise RunError(f"cannot open video {source!r}{why}")
+    return cap
+
+
+def video_settings(cap, source, every_n_frames: int = 1, track: bool = False, min_track_frames=None) -> dict:
+    """What a video run's answers also depend on, for run.json: which video (its name, frame count
+    and size: a frame number means nothing in another video), the stride and the tracking. A
+    --resume with another video or other options is refused (``check_same_settings``)."""
+    from .tracking import DEFAULT_MIN_FRAMES
+
+    return {
+        "VIDEO.name": os.path.basename(str(source)),
+        "VIDEO.frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+        "VIDEO.size": [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))],
+        "VIDEO.every_n_frames": int(every_n_frames),
+        "VIDEO.track": bool(track),
+        "VIDEO.min_track_frames": (min_track_frames or DEFAULT_MIN_FRAMES) if track else None,
+    }
+
+
 def prepare_output(
     out_dir: str, resume: bool = False, overwrite: bool = False, settings: Optional[dict] = None, write: bool = True
 ):
@@ -221,7 +254,7 @@ def check_same_settings(out_dir: str, settings: dict):
         more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
         raise RunError(
             f"--resume with other settings than the run in {out_dir} ({shown}{more}): its answers would mix "
-            "two models or thresholds; give the same options, or --overwrite"
+            "two runs' models, thresholds or videos; give the same options, or --overwrite"
         )
 
 
@@ -247,6 +280,9 @@ def remove_previous_run(out_dir: str):
             removed += 1
     for f in existing_results(out_dir):
         os.remove(os.path.join(out_dir, f))
+    thumbs = os.path.join(out_dir, "thumbnails")
+    if os.path.isdir(thumbs) and not os.listdir(thumbs):
+        os.rmdir(thumbs)
     logger.info("--overwrite: removed the earlier run's result files and %d pictures from %s", removed, out_dir)
 
 
@@ -802,47 +838,73 @@ def run_video(
     across frames (tracking.py): each face gets a ``track_id``, the video shows each track's answer
     so far, and people.json/.csv and thumbnails/ (one answer per person) are written at the end.
     ``every_n_frames``: only frames 0, n, 2n, ... are read and processed (the others are skipped
-    undecoded); keys and times stay those of the video, the annotated video has fps / n."""
+    undecoded, or with tracking decoded only to measure scene cuts); keys and times stay those of the
+    video, the annotated video has fps / n."""
     stride = max(1, int(every_n_frames))
     live = not isinstance(source, str)
+    cap = open_video(source)  # before the output folder is touched: a video that cannot be read leaves none
     if out_dir:
         check_output(out_dir, [source] if not live else [])
-        prepare_output(out_dir, resume, overwrite, predictor_settings(predictor))
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise RunError(f"cannot open video {source!r}")
+        settings = predictor_settings(predictor)
+        if settings is not None and not live:
+            settings.update(video_settings(cap, source, stride, track, min_track_frames))
+        try:
+            prepare_output(out_dir, resume, overwrite, settings)
+        except RunError:
+            cap.release()
+            raise
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     steps = -(-total // stride) if total else None
     name = os.path.splitext(os.path.basename(str(source)))[0] + "_foss.mp4"
     video = []
     people = None
+    cuts_between = False
     if track:
-        from .tracking import DEFAULT_MIN_FRAMES, VideoPeople
+        from .tracking import DEFAULT_MIN_FRAMES, SceneCuts, VideoPeople
 
         people = VideoPeople(
             fps=fps,
             frame_stride=stride,
-            min_frames=min_track_frames or DEFAULT_MIN_FRAMES,
+            min_frames=DEFAULT_MIN_FRAMES if min_track_frames is None else min_track_frames,
             thumbnails=bool(out_dir) and draw,  # --no-draw: no pictures at all
         )
+        cuts_between = stride > 1 and people.tracker.cuts is not None
 
     def frames():
-        idx, bad = -1, 0
+        # (index, frame, cut): a frame that does not read is broken only if a later one reads:
+        # OpenCV's frame count is an estimate (variable frame rate, remuxed files), and the frames
+        # past the real end fail too. With a stride, the scene cuts are measured here on every
+        # frame, the skipped ones too (a pan's small steps add up to a cut's difference over four
+        # frames), and handed to the tracker with the next processed frame.
+        idx, failed, cut = -1, [], False
+        scene = SceneCuts(people.tracker.cuts.threshold) if cuts_between else None
         while True:
             idx += 1
             if idx % stride:
-                if not cap.grab() and (total is None or idx >= total):
+                if scene is not None:
+                    ok, between = cap.read()
+                    cut = (scene(between) or cut) if ok else cut
+                    if not ok and (total is None or idx >= total):
+                        return
+                elif not cap.grab() and (total is None or idx >= total):
                     return
                 continue
             ok, frame = cap.read()
             if not ok:
-                if total is not None and idx < total and bad < max_bad_frames:
-                    bad += 1
-                    yield idx, None
+                if total is not None and idx < total and len(failed) < max_bad_frames:
+                    failed.append(idx)
                     continue
+                if failed:  # one entry for the frames the header announced but the file never gave
+                    yield (str(failed[0]) if failed[0] == total - 1 else f"{failed[0]}-{total - 1}"), None, None
                 return
-            yield idx, frame
+            for bad_idx in failed:
+                yield bad_idx, None, None
+            failed.clear()
+            if scene is not None:
+                cut = scene(frame) or cut
+            yield idx, frame, (cut if scene is not None else None)
+            cut = False
 
     def write_frame(frame, faces):
         vis = draw_predictions(frame, faces, draw_max_side)
@@ -863,14 +925,20 @@ def run_video(
         reader = _Prefetcher(frames, 0 if live else prefetch)  # a camera's frames are read as they come
         drawer = _Drawer() if out_dir and draw else None
         try:
-            for idx, frame in reader:
+            for idx, frame, cut in reader:
                 stop.check()
                 key = str(idx)
                 seen += 1
                 bar.update(1)
                 if frame is None:
                     if key not in writer.done:
-                        _skip(writer, drawer, key, "unreadable frame")
+                        reason = "unreadable frame"
+                        if isinstance(idx, str):
+                            reason = (
+                                f"not read: the video ends at frame {idx.split('-')[0]}, before the {total} frames "
+                                "its header announced (an estimate for some files, or a file cut short)"
+                            )
+                        _skip(writer, drawer, key, reason)
                     continue
                 h, w = frame.shape[:2]
                 if key in writer.done:
@@ -880,7 +948,7 @@ def run_video(
                     faces = instances_to_faces(predictor(frame if fmt == "BGR" else frame[:, :, ::-1]))
                     payload = ("add", key, faces, w, h, name)
                     done += 1
-                shown = people.update(idx, frame, faces) if people is not None else faces
+                shown = people.update(idx, frame, faces, cut) if people is not None else faces
                 if drawer is not None:
                     drawer.submit(functools.partial(write_frame, frame, shown), payload)
                     _record(writer, drawer.finished())
@@ -896,6 +964,8 @@ def run_video(
             reader.close()
             if drawer is not None:
                 _record(writer, drawer.close())
+            if bar.total and bar.n < bar.total and not stop.signum:
+                bar.total = bar.n  # the video ended before the frame count OpenCV announced
             bar.close()
             cap.release()
             if video:
@@ -903,6 +973,16 @@ def run_video(
         n_skipped = len(writer.skipped)
     if people is not None and out_dir:
         people.finish(out_dir)
+    if not out_dir and not live:  # nothing written: say what was found
+        n_faces = sum(len(f) for f in writer.results.values())
+        who = f", {len(people.people())} people" if people is not None else ""
+        logger.info(
+            "%s: %d frames, %d faces%s (add --output to keep the answers and the annotated video)",
+            source,
+            len(writer.results),
+            n_faces,
+            who,
+        )
     return RunSummary(inputs=seen, done=done, before=before, skipped=n_skipped)
 
 
@@ -917,6 +997,17 @@ def probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return v
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
     return v
 
 
@@ -988,11 +1079,11 @@ def add_run_arguments(p: argparse.ArgumentParser):
         "--every-n-frames",
         type=positive_int,
         default=1,
-        help="videos: process every n-th frame only (the others are skipped undecoded; keys stay frame numbers)",
+        help="videos: process every n-th frame only (the others do not go through the model; keys stay frame numbers)",
     )
     p.add_argument(
         "--min-track-frames",
-        type=non_negative_int,
+        type=positive_int,
         default=None,
         help="videos: a track of fewer faces is dropped from people.json as detector noise (default 3)",
     )
@@ -1054,6 +1145,15 @@ def prepare_run(
         try:
             check_output(check_dir or out_dir, inputs)
             settings = run_settings(cfg) if cfg is not None else None
+            if settings is not None and args.video_input:
+                import importlib.util
+
+                track = not args.no_track and importlib.util.find_spec("norfair") is not None  # as track_options
+                cap = open_video(args.video_input)
+                settings.update(
+                    video_settings(cap, args.video_input, args.every_n_frames, track, args.min_track_frames)
+                )
+                cap.release()
             prepare_output(out_dir, args.resume, args.overwrite, settings, write=False)
         except RunError as e:
             parser.error(str(e))

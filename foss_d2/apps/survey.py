@@ -39,6 +39,7 @@ from .runner import (
     config_from_args,
     load_predictions,
     one_kind_of_input,
+    positive_number,
     prepare_run,
     run_inputs,
 )
@@ -157,7 +158,9 @@ def get_parser(prog=None):
         + ",".join(map(str, PAPER_GROUP_LOWER))
         + ")",
     )
-    p.add_argument("--bucket-seconds", type=float, default=None, help="video: width of each time window (default: 10)")
+    p.add_argument(
+        "--bucket-seconds", type=positive_number, default=None, help="video: width of each time window (default: 10)"
+    )
     how = p.add_mutually_exclusive_group()
     how.add_argument(
         "--per-person",
@@ -211,21 +214,22 @@ def main(argv=None, prog=None):
     if not args.predictions:
         cfg = config_from_args(p, args)  # a bad config is a one-line error
         pred_dir = os.path.join(args.output, "predictions")
+        if per_person:
+            args.no_track = False  # the people come from the tracks
         items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output, cfg=cfg)  # before the model loads
         predictor = build_predictor(cfg, args, len(items))
         if args.video_input:
             cap = cv2.VideoCapture(args.video_input)
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
             cap.release()
-        if per_person:
-            args.no_track = False  # the people come from the tracks
         run_inputs(predictor, args, pred_dir, cfg.INPUT.FORMAT, items, skipped)
         results = load_predictions(pred_dir)
     if per_person:
         from .tracking import load_people, people_survey
 
         people = load_people(pred_dir)
-        counts, timeline = people_survey(people, lower, bucket_seconds)
+        end_s = max((int(k) for k in results), default=0) / fps if fps else None  # the last frame's time
+        counts, timeline = people_survey(people, lower, bucket_seconds, end_s)
         title = "FOSS-D2 visitor survey"
         total = save_survey(counts, args.output, title=title, timeline=timeline, unit="people")
         print(f"{total} people in {len(results)} frames -> {args.output}/survey.png, survey.csv, survey.json")

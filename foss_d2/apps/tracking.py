@@ -156,10 +156,16 @@ class FaceTracker:
             filter_factory=OptimizedKalmanFilterFactory() if self.kalman else NoFilterFactory(),
         )
 
-    def update(self, faces: Sequence[dict], frame_bgr: Optional[np.ndarray] = None) -> List[Optional[int]]:
-        """The track id of each face (None for one the tracker did not take)."""
+    def update(
+        self, faces: Sequence[dict], frame_bgr: Optional[np.ndarray] = None, cut: Optional[bool] = None
+    ) -> List[Optional[int]]:
+        """The track id of each face (None for one the tracker did not take). ``cut``: whether the
+        scene cut since the last update, when the caller measured it (--every-n-frames measures it
+        on every frame, the skipped ones too); else measured here on ``frame_bgr``."""
         self._frame += 1
-        if self.cuts is not None and frame_bgr is not None and self.cuts(frame_bgr):
+        if cut is None:
+            cut = self.cuts is not None and frame_bgr is not None and self.cuts(frame_bgr)
+        if cut and self.cuts is not None:
             self.n_cuts += 1
             self._offset = self.max_id
             self._tracker = self._new_tracker()
@@ -225,9 +231,11 @@ class VideoPeople:
         self.tracker = FaceTracker(fps=fps, frame_stride=frame_stride, **tracker_kwargs)
         self.tracks: Dict[int, Track] = {}
 
-    def update(self, idx: int, frame_bgr: Optional[np.ndarray], faces: List[dict]) -> List[dict]:
+    def update(
+        self, idx: int, frame_bgr: Optional[np.ndarray], faces: List[dict], cut: Optional[bool] = None
+    ) -> List[dict]:
         shown = []
-        for face, tid in zip(faces, self.tracker.update(faces, frame_bgr)):
+        for face, tid in zip(faces, self.tracker.update(faces, frame_bgr, cut)):
             face["track_id"] = tid
             if tid is None:
                 shown.append(dict(face))
@@ -303,16 +311,21 @@ def people_over_time(people: Sequence[dict], bucket_seconds: float) -> Dict[int,
     return buckets
 
 
-def people_survey(people: Sequence[dict], lower: Sequence[int], bucket_seconds: Optional[float] = None):
+def people_survey(
+    people: Sequence[dict], lower: Sequence[int], bucket_seconds: Optional[float] = None, end_s: Optional[float] = None
+):
     """(counts, timeline) as ``survey.count_faces`` / ``counts_over_time`` give them for faces,
-    for people: each person counted once overall and once in each time bucket they were in view."""
+    for people: each person counted once overall and once in each time bucket they were in view.
+    The timeline has every bucket from the start to the later of ``end_s`` (the video's last
+    frame) and the last person seen, those with nobody in view as zeros."""
     from .survey import count_faces  # survey imports this module
 
     counts = count_faces(people, lower)
     if not bucket_seconds:
         return counts, None
     buckets = people_over_time(people, bucket_seconds)
-    return counts, [(b * bucket_seconds, count_faces(buckets[b], lower)) for b in sorted(buckets)]
+    last = max([*buckets, int(end_s // bucket_seconds) if end_s else 0])
+    return counts, [(b * bucket_seconds, count_faces(buckets.get(b, []), lower)) for b in range(last + 1)]
 
 
 def track_options(args) -> dict:
