@@ -324,7 +324,7 @@ class _ModelStandIn:
         return _fake_predictor(img)
 
 
-def test_resume_of_a_video_run_refuses_another_video_or_stride(tmp_path):
+def test_resume_of_a_video_run_refuses_another_video_or_stride(tmp_path, capsys):
     """Frame numbers mean nothing in another video: --resume with another file (or the same file
     with another --every-n-frames or tracking) is refused, naming what differs; the same options
     resume. A video that cannot be opened is an error saying why, before the output folder exists."""
@@ -343,6 +343,14 @@ def test_resume_of_a_video_run_refuses_another_video_or_stride(tmp_path):
         run_video(pred, str(a), str(out), "BGR", draw=False, resume=True)
     run_video(pred, str(a), str(out), "BGR", track=True, draw=False, resume=True)  # the same: goes on
     assert len(json.load(open(out / "predictions.json"))) == 8
+    # a run stopped before its people.json: survey counts faces per frame, on the video's own timeline
+    from foss_d2.apps import survey
+
+    (out / "people.json").unlink()
+    survey.main(["--predictions", str(out), "--output", str(tmp_path / "s"), "--bucket-seconds", "1"])
+    assert "faces are counted per frame, not people" in capsys.readouterr().out
+    report = json.load(open(tmp_path / "s" / "survey.json"))
+    assert report["total_faces"] == 16 and [t for t, _ in report["timeline"]] == [0.0, 1.0]  # 8 frames at 4 fps
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     with pytest.raises(RunError, match="cannot open video .*empty.mp4'?: the file is empty"):

@@ -205,6 +205,7 @@ def video_settings(cap, source, every_n_frames: int = 1, track: bool = False, mi
 
     return {
         "VIDEO.name": os.path.basename(str(source)),
+        "VIDEO.fps": float(cap.get(cv2.CAP_PROP_FPS) or 25.0),
         "VIDEO.frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
         "VIDEO.size": [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))],
         "VIDEO.every_n_frames": int(every_n_frames),

@@ -176,6 +176,15 @@ def get_parser(prog=None):
     return p
 
 
+def _video_run_fps(pred_dir: str):
+    """The frame rate in a video run's run.json (None for photos, or a run without run.json)."""
+    try:
+        with open(os.path.join(pred_dir, "run.json")) as f:
+            return json.load(f).get("VIDEO.fps")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def main(argv=None, prog=None):
     p = get_parser(prog)
     args = parse_foss_args(p, argv)
@@ -198,6 +207,14 @@ def main(argv=None, prog=None):
     if args.predictions and video and fps is None:
         with open(os.path.join(pred_dir, "people.json")) as f:
             fps = json.load(f).get("fps")  # the frame rate the demo read from the video
+    if args.predictions and not video:
+        video_fps = _video_run_fps(pred_dir)
+        if video_fps is not None:  # a video run stopped before it wrote people.json, or --no-track
+            fps = video_fps if fps is None else fps
+            print(
+                f"{pred_dir} holds a video run without people.json (stopped early: --resume it, or run with "
+                "tracking): faces are counted per frame, not people"
+            )
     if args.predictions and args.confidence_threshold is not None:
         if per_person:
             p.error(
