@@ -236,7 +236,7 @@ def add_foss_config(cfg):
     # the loader starts, so that loader workers skip JPEG decoding (data/cache.py).
     _C.INPUT.CACHE_DECODED = False
 
-    # Paper 4.2: Adam, lr 1e-4 (x0.1 at 60% and 80% of training).
+    # Paper 4.2: Adam, lr 1e-4, x0.1 at epochs 50 and 70 of 80 (62.5% and 87.5%; IMDB-WIKI: 30 and 40 of 50).
     _C.SOLVER.OPTIMIZER = "ADAM"
     # Learning-rate multiplier of the age network (1.0 = the paper's single learning rate).
     _C.SOLVER.AGE_HEAD_LR_FACTOR = 1.0
@@ -269,6 +269,24 @@ def checked_opts(opts) -> list:
     return list(opts)
 
 
+def check_shapes(cfg):
+    """A ValueError naming the key for values that would fail deep in the model instead: the K of
+    faces (4.2) at least 1, the crop margins four fractions (top, bottom, left, right), the crop and
+    feature sizes two positive numbers (W, H)."""
+    f, a = cfg.MODEL.FOSS, cfg.MODEL.AGE_HEAD
+    for key, k in (("MODEL.FOSS.K_TRAIN", f.K_TRAIN), ("MODEL.FOSS.K_TEST", f.K_TEST)):
+        if int(k) < 1:
+            raise ValueError(f"{key} is a number of faces, at least 1: got {k}")
+    if len(a.CROP_MARGINS) != 4 or any(not 0 <= m < 5 for m in a.CROP_MARGINS):
+        raise ValueError(
+            f"MODEL.AGE_HEAD.CROP_MARGINS are four fractions of the box (top, bottom, left, right; the paper's "
+            f"[0.2, 0.1, 0.1, 0.1]): got {list(a.CROP_MARGINS)}"
+        )
+    for key, v in (("MODEL.AGE_HEAD.CROP_SIZE", a.CROP_SIZE), ("MODEL.AGE_HEAD.FEATURE_ROI_SIZE", a.FEATURE_ROI_SIZE)):
+        if len(v) != 2 or any(int(x) < 1 for x in v):
+            raise ValueError(f"{key} is a width and a height in pixels: got {list(v)}")
+
+
 def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None):
     """A frozen config: ``config_file`` (default: the shipped model's, with its weights), then the
     ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last."""
@@ -296,5 +314,6 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
             f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass MODEL.WEIGHTS)"
         )
     check_dtype(cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)  # before a run prepares its output, not at build time
+    check_shapes(cfg)
     cfg.freeze()
     return cfg

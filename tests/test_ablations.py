@@ -65,9 +65,9 @@ def test_run_ablations_trains_evaluates_skips_and_reports_failures(tmp_path, mon
     monkeypatch.setenv("FAIL_ROW", "Table1-tiling")
     assert run_ablations.main(argv) == 1  # one row failed, the others are reported
     calls = (out / "calls.txt").read_text().splitlines()
-    # Equal budget: 50 iterations, lr x0.1 at 60% and 80%.
+    # Equal budget: 50 iterations, lr x0.1 at 62.5% and 87.5% (paper 4.2: epochs 50 and 70 of 80).
     # No evaluation inside training: each row is evaluated once, by --eval-only on --datasets.
-    assert calls[0] == "train Table1-baseline SOLVER.MAX_ITER 50 SOLVER.STEPS (30, 40) test=()"
+    assert calls[0] == "train Table1-baseline SOLVER.MAX_ITER 50 SOLVER.STEPS (31, 43) test=()"
     assert calls[1] == "eval Table1-baseline  test=('wider_face_val','utkface_test',)"
     assert [c.split()[:2] for c in calls] == [
         ["train", "Table1-baseline"],

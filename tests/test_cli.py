@@ -153,3 +153,42 @@ def test_every_tool_answers_help(tool, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         runpy.run_path(os.path.join(ROOT, tool), run_name="__main__")
     assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def detector_only(tmp_path_factory):
+    """The shipped weights exported --detector-only: boxes, no age network."""
+    path = tmp_path_factory.mktemp("det") / "det.pth"
+    cli.main(["export", DEFAULT_WEIGHTS, str(path), "--detector-only"])
+    return str(path)
+
+
+def _exit(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([str(a) for a in argv])
+    return e.value.code, capsys.readouterr().err
+
+
+def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, detector_only):
+    """--eval-only of weights without an age network (it evaluated a random one, exit 0), the
+    paper's stage 2 without a detector to freeze (trained nothing: loss 0 every iteration), an ONNX
+    export of such weights (random graphs, exit 0), tools/evaluate.py tiled without weights, more
+    GPUs than there are, and config values that failed deep in the model: exit 2, one line."""
+    paper = os.path.join(ROOT, "configs", "paper", "FOSS-DLA34-TResNetS.yaml")
+    out = ["OUTPUT_DIR", tmp_path / "out"]
+    test = ["DATASETS.TEST", "('utkface_test',)"]
+    cases = [
+        (["train", "--eval-only", "MODEL.WEIGHTS", detector_only, *test, *out], "has no weights for", "age_head"),
+        (["train", "--config-file", paper, *out], "the detector is frozen", "MODEL.WEIGHTS is empty"),
+        (["export", detector_only, tmp_path / "onnx", "--format", "onnx"], "has no weights for", "age_head"),
+        (["evaluate", "tiled", "--config-file", paper, "--num", "9"], "the model to evaluate has no weights", ""),
+        (["train", "--num-gpus", "64", *out], "--num-gpus 64, but torch sees", "CUDA GPUs here"),
+        (["train", "MODEL.FOSS.K_TRAIN", "0", *out], "K_TRAIN is a number of faces, at least 1", ""),
+        (["train", "MODEL.AGE_HEAD.CROP_MARGINS", "[0.2,0.1]", *out], "CROP_MARGINS are four fractions", ""),
+        (["benchmark", "models", "--ks", "0", "--output", tmp_path / "b"], "--ks are numbers of faces", ""),
+    ]
+    for argv, *words in cases:
+        code, err = _exit(argv, capsys)
+        assert code == 2 and all(w in err for w in words), (argv, err)
+        assert len(err.strip().splitlines()[-1]) > 20 and "Traceback" not in err, err
+    assert not (tmp_path / "onnx" / "age_net.onnx").exists()

@@ -11,6 +11,7 @@ import cv2
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
+from foss_d2.apps.runner import positive_int
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import build_foss_train_loader
 from foss_d2.data.datasets import register_config_datasets
@@ -20,7 +21,7 @@ from foss_d2.utils import draw_faces
 def main(argv=None):
     p = foss_argument_parser(__doc__, config_help="the training config (default: the shipped model's)")
     p.add_argument("--output", default="output/visualize_data", help="folder for the pictures")
-    p.add_argument("--num", type=int, default=8, help="number of samples to dump")
+    p.add_argument("--num", type=positive_int, default=8, help="number of samples to dump")
     p.add_argument("--max-side", type=int, default=800, help="downscale saved pictures to this longer side")
     args = parse_foss_args(p, argv)
     cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1"])

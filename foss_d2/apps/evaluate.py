@@ -162,19 +162,40 @@ def score_predictions(cfg, dataset: str, records, by_path: dict, output: str):
     print(json.dumps(res, indent=1, default=float))
 
 
+def require_weights(parser, cfg):
+    """A usage error when the model to evaluate has no trained weights (figures of a random network,
+    which --eval-only refuses too); checked before any data is read."""
+    if not cfg.MODEL.WEIGHTS:
+        parser.error(
+            "the model to evaluate has no weights: MODEL.WEIGHTS path/to/model.pth (the shipped model's config "
+            "names its own: leave out --config-file)"
+        )
+
+
+def trained_estimator(parser, config_file, cfg, opts) -> FaceAgeEstimator:
+    """The estimator to evaluate: a usage error when it has no trained weights, or weights that
+    leave part of it untrained (a --detector-only export)."""
+    require_weights(parser, cfg)
+    try:
+        return FaceAgeEstimator(config_file, opts=opts)
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def evaluate_tiled(args, parser):
     g = max(args.grids)
     if args.num < g * g:
         parser.error(f"--num {args.num} faces fill no {g}x{g} canvas: give at least {g * g}")
     opts = ["MODEL.DEVICE", "cpu", *args.opts]
     cfg = get_foss_cfg(args.config_file, opts=opts)
+    require_weights(parser, cfg)
     image_dir = os.path.join(cfg.DATASETS.ROOT or datasets_root(), "utkface", "UTKFace")
     if not os.path.isdir(image_dir):
         parser.error(f"no UTKFace folder at {image_dir} (set DATASETS.ROOT)")
     records = load_utkface(image_dir, "test")
     random.Random(args.seed).shuffle(records)
     records = records[: args.num]
-    est = FaceAgeEstimator(args.config_file, opts=opts)
+    est = trained_estimator(parser, args.config_file, cfg, opts)
     results = [evaluate_grid(est, records, g) for g in tqdm(args.grids, desc="grid sizes")]
     # written before printing: nothing computed is lost whatever the figures are
     if args.output:
@@ -206,6 +227,7 @@ def print_by_band(title: str, r: dict):
 def evaluate_pasted_faces(args, parser):
     opts = ["MODEL.DEVICE", "cpu", *args.opts]
     cfg = get_foss_cfg(args.config_file, opts=opts)
+    require_weights(parser, cfg)
     register_config_datasets(cfg)
     for flag, name in (("--photos", args.photos), ("--faces", args.faces)):
         if name not in DatasetCatalog.list():
@@ -217,7 +239,7 @@ def evaluate_pasted_faces(args, parser):
     if any(len(r["annotations"]) != 1 or r["annotations"][0].get("age", -1) < 0 for r in faces):
         parser.error(f"--faces {args.faces}: every image must hold one face with its age")
     faces = stratified_faces(faces, args.per_band, args.seed)
-    est = FaceAgeEstimator(args.config_file, opts=opts)
+    est = trained_estimator(parser, args.config_file, cfg, opts)
     if args.output:
         os.makedirs(args.output, exist_ok=True)
     bar = tqdm(total=len(faces), desc="pasted faces")

@@ -121,15 +121,17 @@ def blend_states(state: dict, other: dict, weight: float) -> dict:
 def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibration=None, count: int = 32):
     """The checkpoint's detector and age network as ONNX graphs in ``out_dir``; int8 ones
     calibrated on the ``calibration`` photos when given."""
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
     from ..config import get_foss_cfg
     from ..engine.onnx_backend import FINGERPRINT_FILE, export_onnx
+    from ..engine.predictor import load_all_weights
 
     cfg = get_foss_cfg(config_file, weights=checkpoint, device="cpu")
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    # the check FOSSPredictor makes: weights of another architecture (no --config-file for a paper
+    # model) or a --detector-only file would export graphs with random parts
+    load_all_weights(model, cfg.MODEL.WEIGHTS)
     if calibration:
         with tempfile.TemporaryDirectory() as fp32_dir:
             export_onnx(model, fp32_dir)
@@ -183,7 +185,12 @@ def main(argv=None, prog=None):
         if args.int8 != bool(args.calibration):
             p.error("--int8 and --calibration go together")
         calibration = args.calibration if args.int8 else None
-        return export_onnx_graphs(args.checkpoint, args.output, args.config_file, calibration, args.calibration_count)
+        try:
+            return export_onnx_graphs(
+                args.checkpoint, args.output, args.config_file, calibration, args.calibration_count
+            )
+        except ValueError as e:  # weights that do not fill the config's model
+            p.error(f"{e} (a model of another config: --config-file)")
     if args.int8:
         p.error("--int8 needs --format onnx")
     ckpt, state = load_weights(args.checkpoint)

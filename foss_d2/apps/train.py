@@ -9,6 +9,7 @@ Without --config-file, the shipped model's config and weights (``--eval-only`` e
 
 import os
 
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
@@ -20,11 +21,13 @@ from ..data import FOSSDatasetMapper, build_foss_train_loader
 from ..data.datasets import register_config_datasets
 from ..data.utils import DatasetError
 from ..engine.hooks import DivergenceGuard
+from ..engine.predictor import load_all_weights
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
 from ..utils.json_io import write_json_atomic
 from .cli import parse_foss_args
+from .runner import config_from_args
 
 
 class Trainer(DefaultTrainer):
@@ -70,6 +73,11 @@ class Trainer(DefaultTrainer):
         return super().test(cfg, model, evaluators)
 
 
+class SetupError(ValueError):
+    """A run that would waste its time (untrained weights to evaluate, a random frozen detector to
+    train on): said in one line by ``main``, exit 2."""
+
+
 def setup(args):
     cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
     default_setup(cfg, args)
@@ -85,12 +93,29 @@ def run(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        if args.resume and checkpointer.has_checkpoint():
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=True)
+        else:
+            # not detectron2's load, which only warns: weights that leave part of the model untrained
+            # (a --detector-only export) would be evaluated as a random age network
+            try:
+                load_all_weights(model, cfg.MODEL.WEIGHTS)
+            except ValueError as e:
+                raise SetupError(str(e)) from None
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             # The printed tables, also as a file that scripts (tools/research/run_ablations.py) can read.
             write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
         return results
+    m = cfg.MODEL
+    untrained = not m.WEIGHTS and not args.resume
+    if untrained and m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not m.FOSS.ADD_GT_BOXES:
+        raise SetupError(
+            "the detector is frozen (MODEL.FOSS.FREEZE_DETECTOR, the paper's stage 2) but MODEL.WEIGHTS is empty: "
+            "it would stay random and find no face to train the age network on. Give the stage-1 detector: "
+            "MODEL.WEIGHTS output/.../model_final.pth"
+        )
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
@@ -106,6 +131,7 @@ def get_parser(prog=None):
 def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
+    config_from_args(parser, args)  # a missing file, an unknown key or a bad value: one line, exit 2
     if args.eval_only:
         cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
         resumable = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
@@ -120,6 +146,8 @@ def main(argv=None, prog=None):
                 "--eval-only with an empty DATASETS.TEST: name what to evaluate, e.g. "
                 "DATASETS.TEST \"('wider_face_val','utkface_test')\" DATASETS.ROOT ../shared/data"
             )
+    if args.num_gpus > 1 and torch.cuda.device_count() < args.num_gpus:
+        parser.error(f"--num-gpus {args.num_gpus}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
     print("Command Line Args:", args)
     try:
         launch(
@@ -130,7 +158,7 @@ def main(argv=None, prog=None):
             dist_url=args.dist_url,
             args=(args,),
         )
-    except DatasetError as e:  # a mistake in a dataset file or the config's datasets: one line
+    except (DatasetError, SetupError) as e:  # a mistake in a dataset file, the datasets or the weights: one line
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 

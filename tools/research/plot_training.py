@@ -6,6 +6,7 @@ python tools/research/plot_training.py --input output/FOSS-CPU-default/metrics.j
 
 import argparse
 import json
+import os
 
 KEYS = ("total_loss", "loss_age", "loss_gender", "loss_heatmap", "loss_size", "loss_offset")
 
@@ -25,7 +26,9 @@ def read_metrics(path):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", required=True, metavar="METRICS_JSON", help="detectron2's metrics.json of the run")
+    p.add_argument(
+        "--input", required=True, metavar="METRICS_JSON", help="detectron2's metrics.json of the run (or its folder)"
+    )
     p.add_argument("--output", default="output/training.png", help="the PNG to write")
     args = p.parse_args()
     import matplotlib
@@ -33,6 +36,12 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if os.path.isdir(args.input):
+        args.input = os.path.join(args.input, "metrics.json")
+    if not os.path.isfile(args.input):
+        p.error(f"--input {args.input}: no such file (a training run's metrics.json, or its OUTPUT_DIR)")
+    if os.path.dirname(args.output):
+        os.makedirs(os.path.dirname(args.output), exist_ok=True)
     rows = read_metrics(args.input)
     # Only the losses this run logged (a frozen detector logs no detection losses).
     keys = [k for k in KEYS if any(k in r for r in rows)]

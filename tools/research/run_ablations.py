@@ -9,10 +9,10 @@ paper's Table 1 rows and the two-model baseline.
 Each row (a name in configs/paper/ such as Table1-tiling, or the path of any config, e.g. the
 rows of configs/zoo/wild-ablation/) starts from the same weights (paper 4.3: the detector is
 trained first) and trains for the same number of iterations and batch size; the learning rate
-drops x0.1 at 60% and 80% of them (paper 4.2). Then ``tools/train_net.py --eval-only`` runs on
-the evaluation datasets. The table is rewritten after every row (``ablations.md`` /
-``ablations.json``), rows already trained or evaluated are not run again, and a row that fails is
-reported and skipped. The trailing KEY VALUE overrides apply to every row (e.g.
+drops x0.1 at 62.5% and 87.5% of them (paper 4.2: epochs 50 and 70 of 80). Then
+``tools/train_net.py --eval-only`` runs on the evaluation datasets. The table is rewritten after
+every row (``ablations.md`` / ``ablations.json``), rows already trained or evaluated are not run
+again, and a row that fails is reported and skipped. The trailing KEY VALUE overrides apply to every row (e.g.
 the CPU sizes of configs/quick_schedules).
 """
 
@@ -78,7 +78,7 @@ def schedule_opts(max_iter: int):
         "SOLVER.MAX_ITER",
         str(max_iter),
         "SOLVER.STEPS",
-        f"({int(0.6 * max_iter)}, {int(0.8 * max_iter)})",
+        f"({int(0.625 * max_iter)}, {int(0.875 * max_iter)})",
         "SOLVER.CHECKPOINT_PERIOD",
         str(max(1, max_iter // 5)),
     ]
