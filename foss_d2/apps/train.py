@@ -84,7 +84,10 @@ def setup(args):
     # detectron2 sets up its own and fvcore's loggers: FOSS-D2's lines (sampling, skipped samples)
     # go to the console and OUTPUT_DIR/log.txt the same way
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="foss_d2")
-    register_config_datasets(cfg)
+    try:
+        register_config_datasets(cfg)
+    except FileNotFoundError as e:  # a DATASETS.COCO file not written yet (e.g. by teacher_genders.py)
+        raise DatasetError(str(e)) from None
     return cfg
 
 

@@ -99,7 +99,10 @@ def register_config_datasets(cfg):
             )
         name, json_file = entry[0], entry[1]
         if not os.path.isfile(json_file):
-            raise FileNotFoundError(f"DATASETS.COCO: {name}'s JSON file not found: {json_file}")
+            raise FileNotFoundError(
+                f"DATASETS.COCO: {name}'s JSON file not found: {json_file} (where a tool writes it, "
+                "e.g. tools/research/teacher_genders.py for configs/zoo/next-age-teacher-cpu.yaml, run that first)"
+            )
         if name in FOSS_DATASETS:
             raise DatasetError(f"DATASETS.COCO: {name} is a built-in dataset's name; give yours another")
         if name in DatasetCatalog.list():
