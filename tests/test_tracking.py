@@ -343,6 +343,10 @@ def test_resume_of_a_video_run_refuses_another_video_or_stride(tmp_path, capsys)
         run_video(pred, str(a), str(out), "BGR", draw=False, resume=True)
     run_video(pred, str(a), str(out), "BGR", track=True, draw=False, resume=True)  # the same: goes on
     assert len(json.load(open(out / "predictions.json"))) == 8
+    # a run.json written before it held the video's keys: resumed, checked on the model's settings
+    saved = json.load(open(out / "run.json"))
+    json.dump({k: v for k, v in saved.items() if not k.startswith("VIDEO.")}, open(out / "run.json", "w"))
+    run_video(pred, str(a), str(out), "BGR", track=True, draw=False, resume=True)
     # a run stopped before its people.json: survey counts faces per frame, on the video's own timeline
     from foss_d2.apps import survey
 

@@ -249,7 +249,10 @@ def check_same_settings(out_dir: str, settings: dict):
             saved = json.load(f)
     except (OSError, ValueError):
         return
-    diff = [k for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k)]
+    # a run.json written before it held a video's keys (VIDEO.*) is checked on the rest
+    older = not any(k.startswith("VIDEO.") for k in saved)
+    keys = set(saved) | {k for k in settings if not (older and k.startswith("VIDEO."))}
+    diff = [k for k in sorted(keys) if saved.get(k) != settings.get(k)]
     if diff:
         shown = "; ".join(f"{k}: {saved.get(k)!r} then, {settings.get(k)!r} now" for k in diff[:3])
         more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
