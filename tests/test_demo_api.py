@@ -165,3 +165,62 @@ def test_video_with_broken_frames_keeps_going(toy_model, tmp_path):
     assert "0" in preds and len(preds) >= 10  # frames before and after the damage
     assert len(preds) + len(skipped) == 12  # every frame is either predicted or reported
     assert (out / "clip_foss.mp4").exists()
+
+
+class _Capture:
+    """A video whose header announces ``announced`` frames and which gives ``real`` of them, the
+    ones in ``bad`` unreadable: what OpenCV does with remuxed or damaged files."""
+
+    def __init__(self, real, announced, bad=()):
+        self.i, self.real, self.announced, self.bad = 0, real, announced, set(bad)
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FRAME_COUNT: self.announced, cv2.CAP_PROP_FPS: 10.0}.get(prop, 64)
+
+    def grab(self):
+        ok = self.i < self.real and self.i not in self.bad
+        self.i += 1
+        return ok
+
+    def read(self):
+        ok = self.grab()
+        return ok, (np.full((48, 64, 3), 100, np.uint8) if ok else None)
+
+    def release(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "real, announced, stride, bad, expected",
+    [
+        (30, 52, 1, (), {"30-51": "the video ends at frame 30, before the 52 frames"}),
+        (30, 52, 5, (), {"30-51": "the video ends at frame 30"}),  # the stride's last frame past the end
+        (30, 52, 4, (), {"32-51": "the video ends at frame 32"}),
+        (52, 52, 5, (50,), {"50": "unreadable frame"}),  # frame 51 is there: 50 was broken
+        (40, 40, 1, (7, 8), {"7": "unreadable frame", "8": "unreadable frame"}),
+        (100, 100, 1, range(30, 61), {"30-99": "25 frames in a row from frame 30 could not be read"}),
+    ],
+)
+def test_video_frames_that_never_read_are_reported_by_what_they_are(
+    tmp_path, monkeypatch, real, announced, stride, bad, expected
+):
+    """Every processed frame is predicted or in skipped.json: a broken frame as such, the frames a
+    header announced but the file never gave as one entry, a long broken stretch as where reading
+    stopped (frame numbers and reasons by hand)."""
+    from foss_d2.apps import runner
+
+    monkeypatch.setattr(runner.cv2, "VideoCapture", lambda source: _Capture(real, announced, bad))
+    monkeypatch.setattr(runner, "instances_to_faces", lambda inst: [])
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    out = tmp_path / "out"
+    runner.run_video(lambda img: None, str(tmp_path / "clip.mp4"), str(out), "BGR", draw=False, every_n_frames=stride)
+    skipped = json.load(open(out / "skipped.json"))
+    assert sorted(skipped) == sorted(expected) and all(expected[k] in skipped[k] for k in expected), skipped
+    processed = [i for i in range(0, min(real, announced), stride) if i not in set(bad)]
+    done = json.load(open(out / "predictions.json"))
+    if expected.get("30-99"):
+        processed = [i for i in processed if i < 30]
+    assert sorted(map(int, done)) == processed

@@ -189,8 +189,9 @@ def main(argv=None, prog=None):
             return export_onnx_graphs(
                 args.checkpoint, args.output, args.config_file, calibration, args.calibration_count
             )
-        except ValueError as e:  # weights that do not fill the config's model
-            p.error(f"{e} (a model of another config: --config-file)")
+        except ValueError as e:  # weights that do not fill the config's model, or no checkpoint at all
+            other = "is it a checkpoint of this config" in str(e) and "detector-only" not in str(e)
+            p.error(f"{e}{' (a model of another config: --config-file)' if other else ''}")
     if args.int8:
         p.error("--int8 needs --format onnx")
     ckpt, state = load_weights(args.checkpoint)

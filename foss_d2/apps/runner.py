@@ -198,13 +198,14 @@ def open_video(source):
 
 
 def video_settings(cap, source, every_n_frames: int = 1, track: bool = False, min_track_frames=None) -> dict:
-    """What a video run's answers also depend on, for run.json: which video (its name, frame count
-    and size: a frame number means nothing in another video), the stride and the tracking. A
+    """What a video run's answers also depend on, for run.json: which video (its name, bytes, frame
+    count and size: a frame number means nothing in another video), the stride and the tracking. A
     --resume with another video or other options is refused (``check_same_settings``)."""
     from .tracking import DEFAULT_MIN_FRAMES
 
     return {
         "VIDEO.name": os.path.basename(str(source)),
+        "VIDEO.bytes": os.path.getsize(source) if isinstance(source, str) and os.path.isfile(source) else None,
         "VIDEO.fps": float(cap.get(cv2.CAP_PROP_FPS) or 25.0),
         "VIDEO.frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
         "VIDEO.size": [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))],
@@ -875,12 +876,30 @@ def run_video(
         )
         cuts_between = stride > 1 and people.tracker.cuts is not None
 
+    def unread(failed, gave_up: bool):
+        """(key, None, None, reason) for processed frames that never read: each one when a later
+        frame read (broken frames), else one entry from the first to the announced last frame."""
+        if not failed:
+            return []
+        key = str(failed[0]) if failed[0] == total - 1 else f"{failed[0]}-{total - 1}"
+        if gave_up:
+            why = (
+                f"not read: {len(failed)} frames in a row from frame {failed[0]} could not be read, so the rest "
+                f"of the video (to frame {total - 1}) is left out"
+            )
+        else:
+            why = (
+                f"not read: the video ends at frame {failed[0]}, before the {total} frames its header "
+                "announced (an estimate for some files, or a file cut short)"
+            )
+        return [(key, None, None, why)]
+
     def frames():
-        # (index, frame, cut): a frame that does not read is broken only if a later one reads:
-        # OpenCV's frame count is an estimate (variable frame rate, remuxed files), and the frames
-        # past the real end fail too. With a stride, the scene cuts are measured here on every
-        # frame, the skipped ones too (a pan's small steps add up to a cut's difference over four
-        # frames), and handed to the tracker with the next processed frame.
+        # (index, frame, cut, reason): a frame that does not read is broken only if a later one
+        # reads: OpenCV's frame count is an estimate (variable frame rate, remuxed files), and the
+        # frames past the real end fail too. With a stride, the scene cuts are measured here on
+        # every frame, the skipped ones too (a pan's small steps add up to a cut's difference over
+        # four frames), and handed to the tracker with the next processed frame.
         idx, failed, cut = -1, [], False
         scene = SceneCuts(people.tracker.cuts.threshold) if cuts_between else None
         while True:
@@ -889,25 +908,28 @@ def run_video(
                 if scene is not None:
                     ok, between = cap.read()
                     cut = (scene(between) or cut) if ok else cut
-                    if not ok and (total is None or idx >= total):
-                        return
-                elif not cap.grab() and (total is None or idx >= total):
+                else:
+                    ok = cap.grab()
+                if not ok and (total is None or idx >= total):
+                    yield from unread(failed, gave_up=False)
                     return
+                if ok and failed:  # a later frame is there: the ones before it were broken
+                    yield from ((bad_idx, None, None, "unreadable frame") for bad_idx in failed)
+                    failed.clear()
                 continue
             ok, frame = cap.read()
             if not ok:
                 if total is not None and idx < total and len(failed) < max_bad_frames:
                     failed.append(idx)
                     continue
-                if failed:  # one entry for the frames the header announced but the file never gave
-                    yield (str(failed[0]) if failed[0] == total - 1 else f"{failed[0]}-{total - 1}"), None, None
+                yield from unread(failed, gave_up=total is not None and idx < total)
                 return
             for bad_idx in failed:
-                yield bad_idx, None, None
+                yield bad_idx, None, None, "unreadable frame"
             failed.clear()
             if scene is not None:
                 cut = scene(frame) or cut
-            yield idx, frame, (cut if scene is not None else None)
+            yield idx, frame, (cut if scene is not None else None), None
             cut = False
 
     def write_frame(frame, faces):
@@ -929,20 +951,14 @@ def run_video(
         reader = _Prefetcher(frames, 0 if live else prefetch)  # a camera's frames are read as they come
         drawer = _Drawer() if out_dir and draw else None
         try:
-            for idx, frame, cut in reader:
+            for idx, frame, cut, why in reader:
                 stop.check()
                 key = str(idx)
                 seen += 1
                 bar.update(1)
                 if frame is None:
                     if key not in writer.done:
-                        reason = "unreadable frame"
-                        if isinstance(idx, str):
-                            reason = (
-                                f"not read: the video ends at frame {idx.split('-')[0]}, before the {total} frames "
-                                "its header announced (an estimate for some files, or a file cut short)"
-                            )
-                        _skip(writer, drawer, key, reason)
+                        _skip(writer, drawer, key, why)
                     continue
                 h, w = frame.shape[:2]
                 if key in writer.done:

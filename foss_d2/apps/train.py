@@ -74,8 +74,8 @@ class Trainer(DefaultTrainer):
 
 
 class SetupError(ValueError):
-    """A run that would waste its time (untrained weights to evaluate, a random frozen detector to
-    train on): said in one line by ``main``, exit 2."""
+    """A run that would waste its time (weights that leave part of the model untrained, to
+    evaluate): said in one line by ``main``, exit 2."""
 
 
 def setup(args):
@@ -84,10 +84,7 @@ def setup(args):
     # detectron2 sets up its own and fvcore's loggers: FOSS-D2's lines (sampling, skipped samples)
     # go to the console and OUTPUT_DIR/log.txt the same way
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="foss_d2")
-    try:
-        register_config_datasets(cfg)
-    except FileNotFoundError as e:  # a DATASETS.COCO file not written yet (e.g. by teacher_genders.py)
-        raise DatasetError(str(e)) from None
+    register_config_datasets(cfg)
     return cfg
 
 
@@ -111,14 +108,6 @@ def run(args):
             # The printed tables, also as a file that scripts (tools/research/run_ablations.py) can read.
             write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
         return results
-    m = cfg.MODEL
-    untrained = not m.WEIGHTS and not args.resume
-    if untrained and m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not m.FOSS.ADD_GT_BOXES:
-        raise SetupError(
-            "the detector is frozen (MODEL.FOSS.FREEZE_DETECTOR, the paper's stage 2) but MODEL.WEIGHTS is empty: "
-            "it would stay random and find no face to train the age network on. Give the stage-1 detector: "
-            "MODEL.WEIGHTS output/.../model_final.pth"
-        )
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
@@ -134,9 +123,22 @@ def get_parser(prog=None):
 def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
-    config_from_args(parser, args)  # a missing file, an unknown key or a bad value: one line, exit 2
+    cfg = config_from_args(parser, args)  # a missing file, an unknown key or a bad value: one line, exit 2
+    # What can be checked before the processes start (with --num-gpus 2 an error in one of them is
+    # a traceback per process): the config's own datasets, and a frozen detector without weights.
+    try:
+        register_config_datasets(cfg)
+    except (FileNotFoundError, DatasetError) as e:  # e.g. a DATASETS.COCO file teacher_genders.py writes first
+        parser.error(str(e))
+    m = cfg.MODEL
+    untrained = not m.WEIGHTS and not args.resume and not args.eval_only
+    if untrained and m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not m.FOSS.ADD_GT_BOXES:
+        parser.error(
+            "the detector is frozen (MODEL.FOSS.FREEZE_DETECTOR, the paper's stage 2) but MODEL.WEIGHTS is empty: "
+            "it would stay random and find no face to train the age network on. Give the stage-1 detector: "
+            "MODEL.WEIGHTS output/.../model_final.pth"
+        )
     if args.eval_only:
-        cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
         resumable = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
         if not cfg.MODEL.WEIGHTS and not resumable:
             # detectron2 would evaluate the untrained model: figures of random weights, no warning

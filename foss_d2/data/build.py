@@ -94,8 +94,12 @@ def check_train_config(cfg, lists):
     m = cfg.MODEL
     learns_unlabelled = m.FOSS.TEACHER_WEIGHTS or m.AGE_HEAD.LAMBDA_FLIP > 0
     if m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not learns_unlabelled:
+
+        def known(v):  # a label that a user's own loader may have left as None
+            return isinstance(v, (int, float)) and v >= 0
+
         labelled = any(
-            a.get("age", -1) >= 0 or a.get("gender", -1) >= 0
+            known(a.get("age")) or known(a.get("gender"))
             for lst in lists
             for d in lst
             for a in d.get("annotations", [])
