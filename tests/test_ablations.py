@@ -218,6 +218,10 @@ def test_export_joins_detector_and_age_network(tmp_path):
     torch.save({"model": {"pixel_mean": torch.ones(3)}}, age)
     r = subprocess.run(cmd + ["--age-head-from", str(age)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "no age network" in r.stderr
+    # an age network of another architecture than det.pth's own (a wider layer): refused, naming it
+    torch.save({"model": {"age_head.c": torch.ones(2)}}, age)
+    r = subprocess.run(cmd + ["--age-head-from", str(age)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "age_head.c is (2,) there, (1,) here" in r.stderr, r.stderr
 
 
 def test_export_blends_two_checkpoints(tmp_path):

@@ -195,6 +195,7 @@ def main(argv=None, prog=None):
     if args.int8:
         p.error("--int8 needs --format onnx")
     ckpt, state = load_weights(args.checkpoint)
+    own_age = {k: v for k, v in state.items() if not k.startswith(DETECTOR_PREFIXES)}
     if args.detector_only or args.age_head_from:
         state = {k: v for k, v in state.items() if k.startswith(DETECTOR_PREFIXES)}
         if not state:
@@ -203,6 +204,14 @@ def main(argv=None, prog=None):
         rest = {k: v for k, v in load_weights(args.age_head_from)[1].items() if not k.startswith(DETECTOR_PREFIXES)}
         if not any(k.startswith("age_head.") for k in rest):
             raise SystemExit(f"{args.age_head_from} holds no age network (age_head.*)")
+        # the checkpoint's own age network (when it has one) shows which architecture fits its detector
+        for k, v in rest.items():
+            if k in own_age and tuple(own_age[k].shape) != tuple(v.shape):
+                raise SystemExit(
+                    f"{args.age_head_from}'s age network does not fit {args.checkpoint}'s model: {k} is "
+                    f"{tuple(v.shape)} there, {tuple(own_age[k].shape)} here (--age-head-from joins models "
+                    "of one config)"
+                )
         state.update(rest)
     if args.blend:
         state = blend_states(state, load_weights(args.blend)[1], args.blend_weight)
