@@ -430,3 +430,50 @@ def test_video_options_out_of_range_are_usage_errors(argv, words, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
     assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+class _VariableRateCapture:
+    """Ten frames of a phone clip with a pause: frames 0-4 at 0.0-0.4 s, frames 5-9 at 6.0-6.4 s
+    (OpenCV's average: 10 frames over 6.4 s, about 1.56 fps)."""
+
+    times_ms = [0, 100, 200, 300, 400, 6000, 6100, 6200, 6300, 6400]
+
+    def __init__(self):
+        self.i = 0
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        if prop == cv2.CAP_PROP_POS_MSEC:
+            return float(self.times_ms[self.i - 1])
+        return {cv2.CAP_PROP_FRAME_COUNT: 10, cv2.CAP_PROP_FPS: 10 / 6.4}.get(prop, 120)
+
+    def grab(self):
+        self.i += 1
+        return self.i <= 10
+
+    def read(self):
+        ok = self.grab()
+        return ok, (np.full((120, 240, 3), 90, np.uint8) if ok else None)
+
+    def release(self):
+        pass
+
+
+def test_times_are_the_frames_own_with_a_variable_frame_rate(tmp_path, monkeypatch):
+    """People's first and last seconds, the journal and survey's timelines take each frame's own
+    timestamp: frame 4 is at 0.4 s, not 4 / 1.56 = 2.56 s, and nothing is counted in 1-5 s."""
+    from foss_d2.apps import runner, survey
+    from foss_d2.apps.runner import JOURNAL, read_journal, run_video
+
+    monkeypatch.setattr(runner.cv2, "VideoCapture", lambda source: _VariableRateCapture())
+    (tmp_path / "pause.mp4").write_bytes(b"x")
+    out = tmp_path / "out"
+    run_video(_fake_predictor, str(tmp_path / "pause.mp4"), str(out), "BGR", track=True, draw=False)
+    assert [r["time_s"] for r in read_journal(str(out / JOURNAL))] == [t / 1000 for t in _VariableRateCapture.times_ms]
+    people = json.load(open(out / "people.json"))["people"]
+    assert [(p["first_time_s"], p["last_time_s"]) for p in people] == [(0.0, 6.4), (0.0, 6.4)]
+    survey.main(["--predictions", str(out), "--output", str(tmp_path / "s"), "--per-frame", "--bucket-seconds", "1"])
+    timeline = json.load(open(tmp_path / "s" / "survey.json"))["timeline"]
+    assert [(t, sum(sum(g.values()) for g in c.values())) for t, c in timeline] == [(0.0, 10), (6.0, 10)]

@@ -344,6 +344,12 @@ def replay(records: Iterable[dict]) -> Tuple[Dict[str, list], Dict[str, str]]:
     return results, skipped
 
 
+def frame_times(out_dir: str) -> Dict[str, float]:
+    """{frame key: its timestamp in seconds} of a video run's journal (frames written before the
+    journal held times have none: their index / fps stands in)."""
+    return {r["key"]: r["time_s"] for r in read_journal(os.path.join(out_dir, JOURNAL)) if "time_s" in r}
+
+
 def load_predictions(path: str) -> Dict[str, list]:
     """{key: faces} from a predictions.json, a predictions.jsonl journal or a folder holding either
     (the journal first: it holds everything an interrupted run finished)."""
@@ -448,9 +454,19 @@ class PredictionWriter:
         self._journal.write(json.dumps(record) + "\n")
         self._journal.flush()
 
-    def add(self, key: str, faces: List[dict], width: int, height: int, picture: Optional[str] = None):
+    def add(
+        self,
+        key: str,
+        faces: List[dict],
+        width: int,
+        height: int,
+        picture: Optional[str] = None,
+        time_s: Optional[float] = None,
+    ):
         key = str(key)
         record = {"key": key, "width": int(width), "height": int(height), "frame": self.frame, "faces": faces}
+        if time_s is not None:  # a video frame's own timestamp (variable frame rates)
+            record["time_s"] = round(float(time_s), 3)
         if picture:
             record["picture"] = picture
         self._journal_write(record)  # first: a kill before the CSV rows leaves rows to append on --resume
@@ -494,7 +510,7 @@ class _NoWriter:
         self.results, self.skipped, self.done, self.log = {}, {}, set(), log
         self.pictures = {}
 
-    def add(self, key, faces, width=None, height=None, picture=None):
+    def add(self, key, faces, width=None, height=None, picture=None, time_s=None):
         self.results[str(key)] = faces
         if self.log:
             logger.info("%s: %d faces %s", key, len(faces), [(f["age"], f["gender"]) for f in faces])
@@ -728,8 +744,8 @@ def _record(writer, finished):
         if payload[0] == "skip":
             writer.skip(payload[1], payload[2], **payload[3])
             continue
-        _, key, faces, w, h, picture = payload
-        writer.add(key, faces, w, h, None if error else picture)
+        _, key, faces, w, h, picture, *time_s = payload
+        writer.add(key, faces, w, h, None if error else picture, *time_s)
         if error:
             writer.skip(key, error)
 
@@ -876,6 +892,14 @@ def run_video(
         )
         cuts_between = stride > 1 and people.tracker.cuts is not None
 
+    def frame_time(idx: int) -> Optional[float]:
+        """The frame just read's own timestamp in seconds (a variable frame rate's gaps included),
+        else its index over the average fps; None for a camera."""
+        if live:
+            return None
+        ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+        return ms / 1000.0 if ms > 0 or idx == 0 else idx / fps
+
     def unread(failed, gave_up: bool):
         """(key, None, None, reason) for processed frames that never read: each one when a later
         frame read (broken frames), else one entry from the first to the announced last frame."""
@@ -892,10 +916,10 @@ def run_video(
                 f"not read: the video ends at frame {failed[0]}, before the {total} frames its header "
                 "announced (an estimate for some files, or a file cut short)"
             )
-        return [(key, None, None, why)]
+        return [(key, None, None, why, None)]
 
     def frames():
-        # (index, frame, cut, reason): a frame that does not read is broken only if a later one
+        # (index, frame, cut, reason, time): a frame that does not read is broken only if a later one
         # reads: OpenCV's frame count is an estimate (variable frame rate, remuxed files), and the
         # frames past the real end fail too. With a stride, the scene cuts are measured here on
         # every frame, the skipped ones too (a pan's small steps add up to a cut's difference over
@@ -914,7 +938,7 @@ def run_video(
                     yield from unread(failed, gave_up=False)
                     return
                 if ok and failed:  # a later frame is there: the ones before it were broken
-                    yield from ((bad_idx, None, None, "unreadable frame") for bad_idx in failed)
+                    yield from ((bad_idx, None, None, "unreadable frame", None) for bad_idx in failed)
                     failed.clear()
                 continue
             ok, frame = cap.read()
@@ -925,11 +949,11 @@ def run_video(
                 yield from unread(failed, gave_up=total is not None and idx < total)
                 return
             for bad_idx in failed:
-                yield bad_idx, None, None, "unreadable frame"
+                yield bad_idx, None, None, "unreadable frame", None
             failed.clear()
             if scene is not None:
                 cut = scene(frame) or cut
-            yield idx, frame, (cut if scene is not None else None), None
+            yield idx, frame, (cut if scene is not None else None), None, frame_time(idx)
             cut = False
 
     def write_frame(frame, faces):
@@ -951,7 +975,7 @@ def run_video(
         reader = _Prefetcher(frames, 0 if live else prefetch)  # a camera's frames are read as they come
         drawer = _Drawer() if out_dir and draw else None
         try:
-            for idx, frame, cut, why in reader:
+            for idx, frame, cut, why, time_s in reader:
                 stop.check()
                 key = str(idx)
                 seen += 1
@@ -966,15 +990,15 @@ def run_video(
                     before += 1
                 else:
                     faces = instances_to_faces(predictor(frame if fmt == "BGR" else frame[:, :, ::-1]))
-                    payload = ("add", key, faces, w, h, name)
+                    payload = ("add", key, faces, w, h, name, time_s)
                     done += 1
-                shown = people.update(idx, frame, faces, cut) if people is not None else faces
+                shown = people.update(idx, frame, faces, cut, time_s) if people is not None else faces
                 if drawer is not None:
                     drawer.submit(functools.partial(write_frame, frame, shown), payload)
                     _record(writer, drawer.finished())
                     continue
                 if payload is not None:
-                    writer.add(key, faces, w, h)
+                    writer.add(key, faces, w, h, time_s=time_s)
                 if live and not out_dir:
                     cv2.imshow("FOSS-D2", draw_predictions(frame, shown, draw_max_side))
                     if cv2.waitKey(1) == 27:

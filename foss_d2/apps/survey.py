@@ -25,7 +25,7 @@ import csv
 import importlib.util
 import json
 import os
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -37,6 +37,7 @@ from .runner import (
     add_run_arguments,
     build_predictor,
     config_from_args,
+    frame_times,
     load_predictions,
     one_kind_of_input,
     positive_number,
@@ -66,11 +67,19 @@ def count_faces(faces: Iterable[dict], lower: Sequence[int] = PAPER_GROUP_LOWER)
     return counts
 
 
-def counts_over_time(frames: Dict[str, List[dict]], fps: float, bucket_seconds: float, lower=PAPER_GROUP_LOWER):
-    """Video: [(start second, counts)] per ``bucket_seconds`` window, from {frame index: faces}."""
+def counts_over_time(
+    frames: Dict[str, List[dict]],
+    fps: float,
+    bucket_seconds: float,
+    lower=PAPER_GROUP_LOWER,
+    times: Optional[Dict[str, float]] = None,
+):
+    """Video: [(start second, counts)] per ``bucket_seconds`` window, from {frame index: faces}; a
+    frame's time is its own timestamp where ``times`` has it, else its index / ``fps``."""
+    times = times or {}
     buckets: Dict[int, List[dict]] = {}
     for key, faces in frames.items():
-        b = int(int(key) / fps // bucket_seconds)
+        b = int(times.get(key, int(key) / fps) // bucket_seconds)
         buckets.setdefault(b, []).extend(faces)
     return [(b * bucket_seconds, count_faces(buckets[b], lower)) for b in sorted(buckets)]
 
@@ -241,18 +250,19 @@ def main(argv=None, prog=None):
             cap.release()
         run_inputs(predictor, args, pred_dir, cfg.INPUT.FORMAT, items, skipped)
         results = load_predictions(pred_dir)
+    times = frame_times(pred_dir) if (args.predictions or args.video_input) else {}
     if per_person:
         from .tracking import load_people, people_survey
 
         people = load_people(pred_dir)
-        end_s = max((int(k) for k in results), default=0) / fps if fps else None  # the last frame's time
+        end_s = max(times.values(), default=None) or (max((int(k) for k in results), default=0) / fps if fps else None)
         counts, timeline = people_survey(people, lower, bucket_seconds, end_s)
         title = "FOSS-D2 visitor survey"
         total = save_survey(counts, args.output, title=title, timeline=timeline, unit="people")
         print(f"{total} people in {len(results)} frames -> {args.output}/survey.png, survey.csv, survey.json")
         return
     counts = count_faces((face for faces in results.values() for face in faces), lower)
-    timeline = counts_over_time(results, fps, bucket_seconds, lower) if fps else None
+    timeline = counts_over_time(results, fps, bucket_seconds, lower, times) if fps else None
     total = save_survey(counts, args.output, timeline=timeline)
     print(
         f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> "

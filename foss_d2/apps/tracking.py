@@ -191,6 +191,7 @@ class Track:
     track_id: int
     faces: List[dict] = field(default_factory=list)
     frames: List[int] = field(default_factory=list)
+    times: List[float] = field(default_factory=list)
     best_weight: float = -1.0
     thumbnail: Optional[np.ndarray] = None
 
@@ -232,8 +233,14 @@ class VideoPeople:
         self.tracks: Dict[int, Track] = {}
 
     def update(
-        self, idx: int, frame_bgr: Optional[np.ndarray], faces: List[dict], cut: Optional[bool] = None
+        self,
+        idx: int,
+        frame_bgr: Optional[np.ndarray],
+        faces: List[dict],
+        cut: Optional[bool] = None,
+        time_s: Optional[float] = None,
     ) -> List[dict]:
+        """``time_s``: the frame's own timestamp (else ``idx`` / fps), for the people's times."""
         shown = []
         for face, tid in zip(faces, self.tracker.update(faces, frame_bgr, cut)):
             face["track_id"] = tid
@@ -243,6 +250,7 @@ class VideoPeople:
             track = self.tracks.setdefault(tid, Track(tid))
             track.faces.append(face)
             track.frames.append(int(idx))
+            track.times.append(idx / self.fps if time_s is None else float(time_s))
             w = face_weight(face)  # the thumbnail: the track's best-scored, largest face
             if self.keep_thumbnails and frame_bgr is not None and w > track.best_weight:
                 track.best_weight, track.thumbnail = w, crop_thumbnail(frame_bgr, face["box"])
@@ -261,8 +269,8 @@ class VideoPeople:
                     "track_id": tid,
                     "first_frame": t.frames[0],
                     "last_frame": t.frames[-1],
-                    "first_time_s": round(t.frames[0] / self.fps, 3),
-                    "last_time_s": round(t.frames[-1] / self.fps, 3),
+                    "first_time_s": round(t.times[0], 3),
+                    "last_time_s": round(t.times[-1], 3),
                     "frames_seen": len(t.frames),
                     **aggregate(t.faces, self.method),
                     "thumbnail": f"thumbnails/track_{tid:05d}.jpg" if t.thumbnail is not None else None,
