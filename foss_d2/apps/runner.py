@@ -901,8 +901,8 @@ def run_video(
         return ms / 1000.0 if ms > 0 or idx == 0 else idx / fps
 
     def unread(failed, gave_up: bool):
-        """(key, None, None, reason) for processed frames that never read: each one when a later
-        frame read (broken frames), else one entry from the first to the announced last frame."""
+        """The reader's entries, (key, None, None, reason, None), for processed frames that never
+        read and no later frame did: one entry from the first to the announced last frame."""
         if not failed:
             return []
         key = str(failed[0]) if failed[0] == total - 1 else f"{failed[0]}-{total - 1}"
