@@ -463,7 +463,8 @@ class _VariableRateCapture:
 
 def test_times_are_the_frames_own_with_a_variable_frame_rate(tmp_path, monkeypatch):
     """People's first and last seconds, the journal and survey's timelines take each frame's own
-    timestamp: frame 4 is at 0.4 s, not 4 / 1.56 = 2.56 s, and nothing is counted in 1-5 s."""
+    timestamp: frame 4 is at 0.4 s, not 4 / 1.56 = 2.56 s, and nothing is counted in 1-5 s; a pause
+    longer than a track waits ends the tracks, as a cut does."""
     from foss_d2.apps import runner, survey
     from foss_d2.apps.runner import JOURNAL, read_journal, run_video
 
@@ -472,8 +473,19 @@ def test_times_are_the_frames_own_with_a_variable_frame_rate(tmp_path, monkeypat
     out = tmp_path / "out"
     run_video(_fake_predictor, str(tmp_path / "pause.mp4"), str(out), "BGR", track=True, draw=False)
     assert [r["time_s"] for r in read_journal(str(out / JOURNAL))] == [t / 1000 for t in _VariableRateCapture.times_ms]
-    people = json.load(open(out / "people.json"))["people"]
-    assert [(p["first_time_s"], p["last_time_s"]) for p in people] == [(0.0, 6.4), (0.0, 6.4)]
+    saved = json.load(open(out / "people.json"))
+    # the 5.6 s pause is longer than a track waits for its face (1 s): each face is a new person after it
+    assert saved["pauses"] == 1 and saved["scene_cuts"] == 0
+    # a constant rate whose processed frames are 1.2 s apart (--every-n-frames 30 at 25 fps): no pause
+    tracker = FaceTracker(fps=25, frame_stride=30)
+    ids = [tracker.update([face(10, 10)], None, False, 1.2 * i) for i in range(4)]
+    assert tracker.n_pauses == 0 and len(set(map(tuple, ids))) == 1
+    assert [(p["first_time_s"], p["last_time_s"]) for p in saved["people"]] == [
+        (0.0, 0.4),
+        (0.0, 0.4),
+        (6.0, 6.4),
+        (6.0, 6.4),
+    ]
     survey.main(["--predictions", str(out), "--output", str(tmp_path / "s"), "--per-frame", "--bucket-seconds", "1"])
     timeline = json.load(open(tmp_path / "s" / "survey.json"))["timeline"]
     assert [(t, sum(sum(g.values()) for g in c.values())) for t, c in timeline] == [(0.0, 10), (6.0, 10)]

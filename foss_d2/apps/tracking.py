@@ -134,9 +134,14 @@ class FaceTracker:
             raise ImportError("tracking faces in videos needs norfair: pip install 'foss_d2[video]'") from e
         self._norfair, self.kalman = norfair, kalman
         self.hit_counter_max = max(1, round(fps * max_lost_seconds / max(frame_stride, 1)))
+        # a pause: a gap in the footage's own times longer than a track waits, and than two of the
+        # steps between processed frames (--every-n-frames 30 at 25 fps steps 1.2 s)
+        self.max_gap_seconds = max(max_lost_seconds, 2.0 * max(frame_stride, 1) / fps)
+        self._last_time: Optional[float] = None
         self.max_distance = 1.0 - min_iou
         self.cuts = SceneCuts(cut_threshold) if cut_threshold is not None else None
         self.n_cuts = 0
+        self.n_pauses = 0  # gaps in the footage's own times longer than max_gap_seconds
         self._offset = 0  # ids given by the trackers of earlier scenes
         self.max_id = 0
         self._tracker = self._new_tracker()
@@ -157,14 +162,27 @@ class FaceTracker:
         )
 
     def update(
-        self, faces: Sequence[dict], frame_bgr: Optional[np.ndarray] = None, cut: Optional[bool] = None
+        self,
+        faces: Sequence[dict],
+        frame_bgr: Optional[np.ndarray] = None,
+        cut: Optional[bool] = None,
+        time_s: Optional[float] = None,
     ) -> List[Optional[int]]:
         """The track id of each face (None for one the tracker did not take). ``cut``: whether the
         scene cut since the last update, when the caller measured it (--every-n-frames measures it
-        on every frame, the skipped ones too); else measured here on ``frame_bgr``."""
+        on every frame, the skipped ones too); else measured here on ``frame_bgr``. ``time_s``: the
+        frame's own time; a pause in the footage longer than a track waits for its face (a
+        variable frame rate's gap, a paused recording) ends every track, as a cut does."""
         self._frame += 1
         if cut is None:
             cut = self.cuts is not None and frame_bgr is not None and self.cuts(frame_bgr)
+        if time_s is not None:
+            paused = self._last_time is not None and time_s - self._last_time > self.max_gap_seconds
+            self._last_time = time_s
+            if paused and not cut:
+                self.n_pauses += 1
+                self._offset = self.max_id
+                self._tracker = self._new_tracker()
         if cut and self.cuts is not None:
             self.n_cuts += 1
             self._offset = self.max_id
@@ -242,7 +260,7 @@ class VideoPeople:
     ) -> List[dict]:
         """``time_s``: the frame's own timestamp (else ``idx`` / fps), for the people's times."""
         shown = []
-        for face, tid in zip(faces, self.tracker.update(faces, frame_bgr, cut)):
+        for face, tid in zip(faces, self.tracker.update(faces, frame_bgr, cut, time_s)):
             face["track_id"] = tid
             if tid is None:
                 shown.append(dict(face))
@@ -287,13 +305,31 @@ class VideoPeople:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 cv2.imwrite(path, self.tracks[p["track_id"]].thumbnail)
         dropped = len(self.tracks) - len(people)
-        write_people(out_dir, people, self.fps, self.min_frames, self.min_score, dropped, self.tracker.n_cuts)
+        write_people(
+            out_dir,
+            people,
+            self.fps,
+            self.min_frames,
+            self.min_score,
+            dropped,
+            self.tracker.n_cuts,
+            self.tracker.n_pauses,
+        )
         return people
 
 
-def write_people(out_dir, people: List[dict], fps: float, min_frames: int, min_score: float, dropped: int, cuts=0):
+def write_people(
+    out_dir, people: List[dict], fps: float, min_frames: int, min_score: float, dropped: int, cuts=0, pauses=0
+):
     os.makedirs(out_dir, exist_ok=True)
-    meta = {"fps": fps, "min_frames": min_frames, "min_score": min_score, "dropped_tracks": dropped, "scene_cuts": cuts}
+    meta = {
+        "fps": fps,
+        "min_frames": min_frames,
+        "min_score": min_score,
+        "dropped_tracks": dropped,
+        "scene_cuts": cuts,
+        "pauses": pauses,  # gaps in the video's own times longer than a track waits
+    }
     write_json_atomic(os.path.join(out_dir, "people.json"), {**meta, "people": people}, indent=1)
     with open(os.path.join(out_dir, "people.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, PEOPLE_FIELDS)
