@@ -172,10 +172,9 @@ def require_weights(parser, cfg):
         )
 
 
-def trained_estimator(parser, config_file, cfg, opts) -> FaceAgeEstimator:
-    """The estimator to evaluate: a usage error when it has no trained weights, or weights that
+def trained_estimator(parser, config_file, opts) -> FaceAgeEstimator:
+    """The estimator to evaluate (``require_weights`` checked first): a usage error for weights that
     leave part of it untrained (a --detector-only export)."""
-    require_weights(parser, cfg)
     try:
         return FaceAgeEstimator(config_file, opts=opts)
     except ValueError as e:
@@ -195,7 +194,7 @@ def evaluate_tiled(args, parser):
     records = load_utkface(image_dir, "test")
     random.Random(args.seed).shuffle(records)
     records = records[: args.num]
-    est = trained_estimator(parser, args.config_file, cfg, opts)
+    est = trained_estimator(parser, args.config_file, opts)
     results = [evaluate_grid(est, records, g) for g in tqdm(args.grids, desc="grid sizes")]
     # written before printing: nothing computed is lost whatever the figures are
     if args.output:
@@ -239,7 +238,7 @@ def evaluate_pasted_faces(args, parser):
     if any(len(r["annotations"]) != 1 or r["annotations"][0].get("age", -1) < 0 for r in faces):
         parser.error(f"--faces {args.faces}: every image must hold one face with its age")
     faces = stratified_faces(faces, args.per_band, args.seed)
-    est = trained_estimator(parser, args.config_file, cfg, opts)
+    est = trained_estimator(parser, args.config_file, opts)
     if args.output:
         os.makedirs(args.output, exist_ok=True)
     bar = tqdm(total=len(faces), desc="pasted faces")

@@ -211,7 +211,9 @@ def video_settings(cap, source, every_n_frames: int = 1, track: bool = False, mi
         "VIDEO.size": [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))],
         "VIDEO.every_n_frames": int(every_n_frames),
         "VIDEO.track": bool(track),
-        "VIDEO.min_track_frames": (min_track_frames or DEFAULT_MIN_FRAMES) if track else None,
+        "VIDEO.min_track_frames": (DEFAULT_MIN_FRAMES if min_track_frames is None else min_track_frames)
+        if track
+        else None,
     }
 
 
@@ -900,6 +902,13 @@ def run_video(
         ms = cap.get(cv2.CAP_PROP_POS_MSEC)
         return ms / 1000.0 if ms > 0 or idx == 0 else idx / fps
 
+    def broken(failed):
+        """The reader's entries for the processed frames in ``failed`` (emptied), a later frame having
+        read: each one unreadable."""
+        entries = [(bad_idx, None, None, "unreadable frame", None) for bad_idx in failed]
+        failed.clear()
+        return entries
+
     def unread(failed, gave_up: bool):
         """The reader's entries, (key, None, None, reason, None), for processed frames that never
         read and no later frame did: one entry from the first to the announced last frame."""
@@ -937,9 +946,8 @@ def run_video(
                 if not ok and (total is None or idx >= total):
                     yield from unread(failed, gave_up=False)
                     return
-                if ok and failed:  # a later frame is there: the ones before it were broken
-                    yield from ((bad_idx, None, None, "unreadable frame", None) for bad_idx in failed)
-                    failed.clear()
+                if ok:  # a later frame is there: the ones before it were broken
+                    yield from broken(failed)
                 continue
             ok, frame = cap.read()
             if not ok:
@@ -948,9 +956,7 @@ def run_video(
                     continue
                 yield from unread(failed, gave_up=total is not None and idx < total)
                 return
-            for bad_idx in failed:
-                yield bad_idx, None, None, "unreadable frame", None
-            failed.clear()
+            yield from broken(failed)
             if scene is not None:
                 cut = scene(frame) or cut
             yield idx, frame, (cut if scene is not None else None), None, frame_time(idx)
@@ -1190,12 +1196,11 @@ def prepare_run(
             check_output(check_dir or out_dir, inputs)
             settings = run_settings(cfg) if cfg is not None else None
             if settings is not None and args.video_input:
-                import importlib.util
+                from .tracking import track_options
 
-                track = not args.no_track and importlib.util.find_spec("norfair") is not None  # as track_options
                 cap = open_video(args.video_input)
                 settings.update(
-                    video_settings(cap, args.video_input, args.every_n_frames, track, args.min_track_frames)
+                    video_settings(cap, args.video_input, args.every_n_frames, **track_options(args, False))
                 )
                 cap.release()
             prepare_output(out_dir, args.resume, args.overwrite, settings, write=False)

@@ -27,7 +27,6 @@ import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
-import cv2
 import numpy as np
 from detectron2.utils.logger import setup_logger
 
@@ -244,11 +243,9 @@ def main(argv=None, prog=None):
             args.no_track = False  # the people come from the tracks
         items, skipped = prepare_run(p, args, pred_dir, check_dir=args.output, cfg=cfg)  # before the model loads
         predictor = build_predictor(cfg, args, len(items))
-        if args.video_input:
-            cap = cv2.VideoCapture(args.video_input)
-            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-            cap.release()
         run_inputs(predictor, args, pred_dir, cfg.INPUT.FORMAT, items, skipped)
+        if args.video_input:
+            fps = _video_run_fps(pred_dir) or 25.0  # the frame rate the run read from the video (run.json)
         results = load_predictions(pred_dir)
     times = frame_times(pred_dir) if (args.predictions or args.video_input) else {}
     if per_person:

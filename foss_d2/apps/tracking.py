@@ -147,6 +147,11 @@ class FaceTracker:
         self._tracker = self._new_tracker()
         self._frame = 0
 
+    def _restart(self):
+        """Every track ends here (a cut, a pause); the ids go on counting up."""
+        self._offset = self.max_id
+        self._tracker = self._new_tracker()
+
     def _new_tracker(self):
         # initialization_delay 0: every face has a track id from its first frame; the short tracks
         # are dropped later by their length (VideoPeople's min_frames). No motion filter: the
@@ -181,12 +186,10 @@ class FaceTracker:
             self._last_time = time_s
             if paused and not cut:
                 self.n_pauses += 1
-                self._offset = self.max_id
-                self._tracker = self._new_tracker()
+                self._restart()
         if cut and self.cuts is not None:
             self.n_cuts += 1
-            self._offset = self.max_id
-            self._tracker = self._new_tracker()
+            self._restart()
         dets = [
             self._norfair.Detection(
                 np.array(f["box"], float).reshape(2, 2),
@@ -372,7 +375,7 @@ def people_survey(
     return counts, [(b * bucket_seconds, count_faces(buckets.get(b, []), lower)) for b in range(last + 1)]
 
 
-def track_options(args) -> dict:
+def track_options(args, warn: bool = True) -> dict:
     """run_video's tracking options from a command's --no-track / --min-track-frames: on unless
     --no-track; without the [video] extra, off with a warning (the per-frame answers still come)."""
     if getattr(args, "no_track", False):
@@ -380,6 +383,7 @@ def track_options(args) -> dict:
     try:
         import norfair  # noqa: F401
     except ImportError:
-        logging.getLogger(__name__).warning("faces not tracked (no people.json): pip install 'foss_d2[video]'")
+        if warn:
+            logging.getLogger(__name__).warning("faces not tracked (no people.json): pip install 'foss_d2[video]'")
         return {}
     return {"track": True, "min_track_frames": getattr(args, "min_track_frames", None)}
