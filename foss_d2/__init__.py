@@ -5,9 +5,15 @@ registries, and the CenterNet face detector and the TResNet age head in FOSS's o
 (proposal_generator/build.py, roi_heads/build.py).
 """
 
-from . import backbone, data, meta_arch, proposal_generator, roi_heads  # noqa: F401  (registration)
-from .config import add_foss_config
-from .engine import FaceAgeEstimator, FOSSPredictor
+import warnings
+
+# fvcore scripts its focal loss with torch.jit.script when detectron2 imports it, and PyTorch >= 2.10
+# answers every command with a FutureWarning about it; FOSS-D2 never calls that function.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+from . import backbone, data, meta_arch, proposal_generator, roi_heads  # noqa: E402, F401  (registration)
+from .config import add_foss_config  # noqa: E402
+from .engine import FaceAgeEstimator, FOSSPredictor  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["add_foss_config", "FaceAgeEstimator", "FOSSPredictor"]

@@ -24,3 +24,13 @@ def test_registries_hold_foss_modules():
     assert FACE_DETECTOR_REGISTRY.get("CenterNet").__name__ == "CenterNet"
     assert AGE_HEAD_REGISTRY.get("TResNetAgeHead").__name__ == "TResNetAgeHead"
     assert detectron2.__version__.startswith("0.")
+
+
+def test_import_is_quiet():
+    """A user's every command imports foss_d2: fvcore's torch.jit.script call (a FutureWarning under
+    PyTorch >= 2.10) must not greet them, and nothing else may either."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import foss_d2, foss_d2.apps.demo"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
