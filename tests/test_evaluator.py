@@ -107,6 +107,8 @@ def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
     res = ev.evaluate()["age"]
     assert res["group_acc"] == 100 and res["gender_acc"] == 100
     assert (tmp_path / "age_group_confusion.png").exists() and (tmp_path / "face_predictions.json").exists()
+    assert _png_size(tmp_path / "boxes_by_threshold.png") == (720, 480)  # 6x4 in at 120 dpi
+    assert not (tmp_path / "age_predicted_vs_true.png").exists()  # no true ages here
     import json
 
     full = json.load(open(tmp_path / "age_results.json"))  # the tables too, which the csv printout drops
@@ -114,7 +116,15 @@ def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
     assert "| score >= |" in (tmp_path / "age_results.md").read_text()
 
 
-def test_single_face_target_on_face_counts_boxes_off_the_face():
+def _png_size(path):
+    import cv2
+
+    img = cv2.imread(str(path))
+    assert img is not None, f"{path} missing or unreadable"
+    return img.shape[1], img.shape[0]
+
+
+def test_single_face_target_on_face_counts_boxes_off_the_face(tmp_path):
     name = "foss_test_eval_single"
     recs = [
         {
@@ -130,7 +140,7 @@ def test_single_face_target_on_face_counts_boxes_off_the_face():
     ]
     DatasetCatalog.register(name, lambda: recs)
     MetadataCatalog.get(name).set(evaluator_type="age_single")
-    ev = FaceAgeEvaluator(name)
+    ev = FaceAgeEvaluator(name, str(tmp_path))
     ev.reset()
     # image 0: largest box is the face (IoU 1); image 1: the largest box is a strip (IoU 600/6000) although
     # a smaller box sits on the face; image 2: nothing found
@@ -145,6 +155,8 @@ def test_single_face_target_on_face_counts_boxes_off_the_face():
     assert res["detection_rate"] == pytest.approx(200 / 3)
     assert res["target_on_face"] == 50.0  # 1 of the 2 images with a box
     assert res["MAE"] == 2.0  # the largest boxes were scored: |32 - 30| twice
+    assert _png_size(tmp_path / "age_predicted_vs_true.png") == (1320, 552)  # 11x4.6 in at 120 dpi
+    assert not (tmp_path / "boxes_by_threshold.png").exists()  # single faces: no box precision
 
 
 def test_single_face_protocol_on_group_photos_is_warned_about(caplog):
@@ -242,6 +254,22 @@ def test_box_precision_by_threshold_by_hand():
         "0.4": {"boxes": 2, "are_faces": 50.0, "found": pytest.approx(100 / 3)},
         "0.6": {"boxes": 1, "are_faces": 100.0, "found": pytest.approx(100 / 3)},
     }
+
+
+def test_threshold_curve_in_steps_of_0_05_by_hand():
+    """The picture's curve starts at the lowest score (the model's own threshold), floored to 0.05;
+    0.25 and 0.2 are separate entries."""
+    from foss_d2.evaluation.age_evaluator import box_precision, plot_thresholds
+
+    assert plot_thresholds([0.2001, 0.37, 0.52]) == [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
+    assert plot_thresholds([0.31]) == [0.3]
+    boxes = [(0.21, True), (0.27, False), (0.33, True), (0.61, False)]
+    table = box_precision(boxes, 4, plot_thresholds([b[0] for b in boxes]))["by_threshold"]
+    assert list(table) == ["0.2", "0.25", "0.3", "0.35", "0.4", "0.45", "0.5", "0.55", "0.6"]
+    assert table["0.2"] == {"boxes": 4, "are_faces": 50.0, "found": 50.0}
+    assert table["0.25"] == {"boxes": 3, "are_faces": pytest.approx(100 / 3), "found": 25.0}
+    assert table["0.3"] == {"boxes": 2, "are_faces": 50.0, "found": 25.0}
+    assert table["0.35"] == table["0.6"] == {"boxes": 1, "are_faces": 0.0, "found": 0.0}
 
 
 def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch, capsys):

@@ -13,6 +13,10 @@
   on faces marked invalid/crowd are left out), and ``by_threshold``: boxes, that share and the faces
   found when only boxes scoring at least 0.2, 0.3, ... 0.8 are kept: the score threshold chosen by
   measurement.
+* Pictures beside ``age_results.md``: ``age_group_confusion.png`` (age groups),
+  ``age_predicted_vs_true.png`` (true ages: each found face, and MAE per band of the true age) and
+  ``boxes_by_threshold.png`` (multi-person: the share of boxes that are faces, and the faces found,
+  for every score threshold from the model's own in steps of 0.05).
 """
 
 import json
@@ -68,7 +72,7 @@ def box_precision(boxes: List[tuple], num_faces: int, thresholds: Sequence[float
     for t in thresholds:
         kept = [face for score, face in boxes if score >= t]
         if kept:
-            table[f"{t:.1f}"] = {
+            table[f"{t:g}"] = {
                 "boxes": len(kept),
                 "are_faces": 100.0 * float(np.mean(kept)),
                 "found": 100.0 * sum(kept) / max(num_faces, 1),
@@ -199,6 +203,11 @@ class FaceAgeEvaluator(DatasetEvaluator):
             write_text_atomic(
                 os.path.join(self.output_dir, "age_results.md"), format_table(res, self.group_names) + "\n"
             )
+            if res.get("per_band"):
+                save_age_png(rows, res["per_band"], os.path.join(self.output_dir, "age_predicted_vs_true.png"))
+            if boxes and not self.single_face:
+                curve = box_precision(boxes, len(rows), plot_thresholds([score for score, _ in boxes]))
+                save_threshold_png(curve["by_threshold"], os.path.join(self.output_dir, "boxes_by_threshold.png"))
             if self.group_lower and res.get("confusion") is not None:
                 save_confusion_png(
                     np.array(res["confusion"]),
@@ -348,12 +357,92 @@ def _transposed(title: str, columns: List[str], cells: List[dict], fields: Seque
     return lines
 
 
-def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_thresholds(scores: Sequence[float], step: float = 0.05) -> List[float]:
+    """Thresholds from the lowest score (the model's own threshold: it returns nothing below it),
+    rounded down to ``step``, up to the highest score."""
+    low, high = min(scores), max(scores)
+    first = np.floor(low / step + 1e-6) * step
+    return [round(float(t), 4) for t in np.arange(first, high + 1e-9, step)]
+
+
+def save_threshold_png(by_threshold: dict, path: str):
+    """The share of boxes that are faces and the faces found, against the score threshold."""
+    plt = _pyplot()
+    ts = [float(t) for t in by_threshold]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ts, [v["are_faces"] for v in by_threshold.values()], "o-", label="boxes that are faces")
+    ax.plot(ts, [v["found"] for v in by_threshold.values()], "s-", label="faces found")
+    for t, v in by_threshold.items():
+        ax.annotate(
+            str(v["boxes"]),
+            (float(t), v["are_faces"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+        )
+    ax.set_xlabel("score threshold (boxes kept: score >= it; numbers: boxes kept)")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 110)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_age_png(rows: List[dict], per_band: dict, path: str):
+    """Left: each found face's predicted age against its true one. Right: MAE per band of the true age."""
+    plt = _pyplot()
+    hit = [r for r in rows if r["age"] >= 0 and r["detected"]]
+    true = np.array([r["age"] for r in hit], dtype=float)
+    pred = np.array([r["pred_age"] for r in hit], dtype=float)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6))
+    top = max(float(true.max(initial=0)), float(pred.max(initial=0)), 10.0) + 5
+    ax.scatter(true, pred, s=6, alpha=min(1.0, 300.0 / max(len(hit), 1)), edgecolors="none")
+    ax.plot([0, top], [0, top], "k-", lw=1, label="predicted = true")
+    for d in (-5, 5):
+        ax.plot([0, top], [d, top + d], "k--", lw=0.6)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("true age")
+    ax.set_ylabel("predicted age")
+    mae = float(np.abs(pred - true).mean()) if len(hit) else float("nan")
+    ax.set_title(f"{len(hit)} faces found, MAE {mae:.2f} (dashed: +-5 years)")
+    names = list(per_band)
+    bars = bx.bar(names, [per_band[n]["MAE"] for n in names], color="tab:orange")
+    for bar, n in zip(bars, names):
+        b = per_band[n]
+        label = f"{b['MAE']:.1f}" if b["detected"] else "-"
+        label += f"\n{b['detected']}/{b['faces']}"
+        bx.annotate(
+            label,
+            (bar.get_x() + bar.get_width() / 2, np.nan_to_num(b["MAE"])),
+            textcoords="offset points",
+            xytext=(0, 3),
+            ha="center",
+            fontsize=8,
+        )
+    bx.set_xlabel("true age (band)")
+    bx.set_ylabel("MAE, years")
+    bx.set_title("MAE per band (below: faces found / faces)")
+    bx.margins(y=0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 1.0 + 0.8 * len(names)))
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
