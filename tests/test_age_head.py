@@ -278,3 +278,36 @@ def test_attach_reads_mean_and_standard_deviation_by_hand():
     c = _faces([0.0, 0.0, 10.0, 10.0], (20, 20))
     head.attach([c], probs[:1], None)
     assert torch.isnan(c.pred_female_probs).all()
+
+
+@torch.no_grad()
+def test_test_crops_per_call_splits_the_crowd_into_calls_with_the_same_answers():
+    """7 crops at 3 a call: calls of 3, 3 and 1 whose answers are the single call's, in order;
+    0 is one call. Training ignores the limit; a negative one is refused."""
+    from conftest import tiny_cfg
+
+    from foss_d2.roi_heads import TResNetAgeHead
+
+    torch.manual_seed(0)
+    head = TResNetAgeHead(tiny_cfg(**{"MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})).eval()
+    crops = torch.rand(7, 3, *head.crop_hw)
+    whole = head.net(crops)
+    calls = []
+    head.net.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    head.test_crops_per_call = 3
+    age, gender = head.run_net(crops, None)
+    assert calls == [3, 3, 1]
+    assert torch.allclose(age, whole[0], atol=1e-5) and torch.allclose(gender, whole[1], atol=1e-5)
+    calls.clear()
+    head.test_crops_per_call = 0
+    head.run_net(crops, None)
+    assert calls == [7]
+    calls.clear()
+    head.test_crops_per_call = 3
+    head.train()
+    head.run_net(crops, None)
+    assert calls == [7]
+    with pytest.raises(ValueError, match="TEST_CROPS_PER_CALL must be >= 0"):
+        TResNetAgeHead(
+            tiny_cfg(**{"MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False, "MODEL.AGE_HEAD.TEST_CROPS_PER_CALL": -1})
+        )

@@ -281,3 +281,30 @@ def test_training_heads_at_the_centres_equal_the_dense_heads():
     assert dense_gw["size.0.weight"].abs().sum() > 0 and dense_gw["offset.2.bias"].abs().sum() > 0
     for r, d in zip(res, dense_res):
         assert torch.equal(r.scores, d.scores) and torch.allclose(r.pred_boxes.tensor, d.pred_boxes.tensor, atol=1e-4)
+
+
+def test_score_floor_decodes_only_the_peaks_above_it(monkeypatch):
+    """With ``min_score`` the size and offset heads run at the peaks above it (as many per image as
+    the image with the most), and those peaks get the boxes they get without the floor: K is a cap."""
+    import foss_d2.proposal_generator.centernet as centernet
+
+    torch.manual_seed(0)
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8).eval()
+    feats = {"f": torch.randn(2, 4, 16, 16)}
+    points = []
+    real = centernet.head_at_points
+    monkeypatch.setattr(centernet, "head_at_points", lambda h, x, pix: points.append(pix.shape) or real(h, x, pix))
+    with torch.no_grad():
+        full, _ = head((64, 64), feats, k=20)
+        scores = torch.stack([r.scores for r in full])
+        floor = float(scores[0, 2] + scores[0, 3]) / 2  # image 0: 3 peaks above it
+        above = (scores > floor).sum(1).tolist()
+        assert above[0] == 3
+        floored, _ = head((64, 64), feats, k=20, min_score=floor)
+        nothing, _ = head((64, 64), feats, k=20, min_score=1.0)
+    keep = max(above)
+    assert points == [(2, 20), (2, 20), (2, keep), (2, keep), (2, 1), (2, 1)]  # size, offset heads per call
+    for f, r in zip(floored, full):
+        assert len(f) == keep and torch.equal(f.scores, r.scores[:keep])
+        assert torch.allclose(f.pred_boxes.tensor, r.pred_boxes.tensor[:keep], atol=1e-5)
+    assert [len(r) for r in nothing] == [1, 1]  # one peak decoded even when none is above

@@ -281,7 +281,10 @@ class FOSS(FrozenParts, nn.Module):
         map those pixels to the detector input."""
         size = size or self.test_input_size(images)
         features = self.backbone(self.preprocess_detector(images, size))
-        proposals, _ = self.proposal_generator((size, size), features, self.k_test)
+        # Unless every one of the K goes to the age network, peaks under the threshold are never
+        # reported: not decoding them makes K_TEST a cap on faces a photo rather than a cost.
+        floor = None if self.age_on_all_k else self.score_thresh_test
+        proposals, _ = self.proposal_generator((size, size), features, self.k_test, min_score=floor)
         return (features, *self.proposals_to_image(proposals, images, size))
 
     def test_input_size(self, images: List[torch.Tensor]) -> int:

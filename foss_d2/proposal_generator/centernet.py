@@ -256,6 +256,7 @@ class CenterNet(nn.Module):
         features: Dict[str, torch.Tensor],
         k: int,
         gt_instances: Optional[List[Instances]] = None,
+        min_score: Optional[float] = None,
     ):
         """
         Args:
@@ -263,13 +264,16 @@ class CenterNet(nn.Module):
             features: backbone outputs; ``features[in_feature]`` is [B,C,H/4,W/4].
             k: number of peaks to return per image.
             gt_instances: boxes in detector-input coordinates; when given, losses are computed.
+            min_score: at inference, peaks scoring at most this are not decoded (the caller drops
+                them): K is then a cap, not a cost. Every image keeps as many peaks as the image of
+                the batch with the most above it.
         Returns:
             list of Instances (``pred_boxes``, ``scores``, ``pred_classes``) and a dict of losses.
         """
         if gt_instances is None and self.sparse_test and not torch.is_grad_enabled():
             # Inference: the size and offset heads are read only at the K peaks, so they run only
             # there (two thirds of the heads' cost at 480 px: the heads are as costly as the backbone).
-            results = self.decode_sparse(image_size, features, self.heat_logits(features).sigmoid(), k)
+            results = self.decode_sparse(image_size, features, self.heat_logits(features).sigmoid(), k, min_score)
             if results is not None:
                 return results, {}
         if gt_instances is not None and self.sparse_train and _point_head(self.size) and _point_head(self.offset):
@@ -292,10 +296,23 @@ class CenterNet(nn.Module):
         return self.heatmap(features[self.in_feature])
 
     @torch.no_grad()
-    def decode_sparse(self, image_size: Tuple[int, int], features: Dict[str, torch.Tensor], heat: torch.Tensor, k: int):
-        """``decode`` with the size and offset heads evaluated at the peaks only (``head_at_points``);
-        None when a head is not CenterNet's 3x3-ReLU-1x1 (then the dense path runs)."""
+    def decode_sparse(
+        self,
+        image_size: Tuple[int, int],
+        features: Dict[str, torch.Tensor],
+        heat: torch.Tensor,
+        k: int,
+        min_score: Optional[float] = None,
+    ):
+        """``decode`` with the size and offset heads evaluated at the peaks only (``head_at_points``),
+        and with ``min_score`` only at those above it (see ``forward``); None when a head is not
+        CenterNet's 3x3-ReLU-1x1 (then the dense path runs)."""
         scores, classes, pix, xs, ys = top_peaks(heat, k, self.nms_kernel)
+        if min_score is not None:
+            # topk sorts each row, so the peaks above the floor come first; one at least, so that
+            # nothing downstream meets an empty batch of peaks
+            keep = max(int((scores > min_score).sum(dim=1).max()), 1)
+            scores, classes, pix, xs, ys = (t[:, :keep] for t in (scores, classes, pix, xs, ys))
         x = features[self.in_feature]
         size = head_at_points(self.size, x, pix)
         offset = head_at_points(self.offset, x, pix)

@@ -72,6 +72,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         lambda_flip: float = 0.0,
         inference_dtype: str = "float32",
         prepack: bool = True,
+        test_crops_per_call: int = 0,
     ):
         super().__init__()
         self.net = net
@@ -99,6 +100,9 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.lambda_flip = float(lambda_flip)
         self.inference_dtype = check_dtype(inference_dtype)
         self.prepack = bool(prepack)  # read by engine/fusion.py's optimize_for_inference
+        if test_crops_per_call < 0:
+            raise ValueError(f"MODEL.AGE_HEAD.TEST_CROPS_PER_CALL must be >= 0, got {test_crops_per_call}")
+        self.test_crops_per_call = int(test_crops_per_call)
         self.freeze_parts(self._resolve_parts(net, frozen_parts))
 
     @staticmethod
@@ -165,6 +169,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "lambda_flip": c.LAMBDA_FLIP,
             "inference_dtype": c.INFERENCE_DTYPE,
             "prepack": c.PREPACK,
+            "test_crops_per_call": c.TEST_CROPS_PER_CALL,
         }
 
     def forward(
@@ -337,7 +342,16 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         return age_probs, female_probs
 
     def run_net(self, crops: torch.Tensor, feat: Optional[torch.Tensor]):
-        """The age network at test time, in MODEL.AGE_HEAD.INFERENCE_DTYPE; float32 logits."""
+        """The age network at test time, in MODEL.AGE_HEAD.INFERENCE_DTYPE, on at most
+        TEST_CROPS_PER_CALL crops a call; float32 logits."""
+        step = self.test_crops_per_call
+        if not self.training and 0 < step < crops.shape[0]:
+            parts = [
+                self.run_net(crops[i : i + step], None if feat is None else feat[i : i + step])
+                for i in range(0, crops.shape[0], step)
+            ]
+            gender = None if parts[0][1] is None else torch.cat([g for _, g in parts])
+            return torch.cat([a for a, _ in parts]), gender
         if self.training or self.inference_dtype == "float32":
             return self.net(crops, feat)
         with inference_autocast(self.inference_dtype, crops.device):
