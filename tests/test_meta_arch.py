@@ -180,6 +180,7 @@ def test_inference_fields_k_and_empty():
 
 def test_age_on_detected_faces_only_matches_all_k():
     cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 6})
+    torch.manual_seed(0)  # a random picture and network can have fewer than 6 heatmap peaks
     model = build_model(cfg).eval()
     torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 10.0)  # non-empty boxes
     img = torch.randint(0, 256, (3, 100, 100), dtype=torch.uint8)
@@ -194,7 +195,9 @@ def test_age_on_detected_faces_only_matches_all_k():
     b = model([{"image": img}])[0]["instances"]
     assert batches == [6, 3]  # the age network saw all K crops, then only the three above the threshold
     assert len(a) == len(b) == 3
-    assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+    # the size and offset heads ran at the 3 peaks above the threshold instead of all 6: the same
+    # boxes to float rounding
+    assert torch.allclose(a.pred_boxes.tensor, b.pred_boxes.tensor, atol=1e-4)
     for field in ("pred_ages", "pred_age_stds", "pred_age_probs", "pred_female_probs"):
         assert torch.allclose(a.get(field), b.get(field), atol=1e-4), field
 
@@ -492,9 +495,9 @@ def test_det_input_sizes_train_draws_one_side_per_step_and_scales_the_boxes():
     model = build_model(cfg)
     seen = []
 
-    def spy(size, features, k, targets=None):
+    def spy(size, features, k, targets=None, min_score=None):
         if targets is None:  # inference
-            return real(size, features, k)
+            return real(size, features, k, min_score=min_score)
         feat = next(iter(features.values()))
         seen.append((size, tuple(feat.shape[-2:]), targets[0].gt_boxes.tensor.clone()))
         return real(size, features, k, targets)

@@ -565,3 +565,46 @@ def test_webcam_without_a_window_needs_output(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         demo.main(["--webcam"])
     assert e.value.code == 2 and "give --output to write the annotated video" in capsys.readouterr().err
+
+
+def test_a_crowd_at_the_face_cap_is_warned_about(tmp_path, monkeypatch):
+    """An image whose faces reach MODEL.FOSS.K_TEST may hold more: each such image is named (a
+    video once); images under the cap are not."""
+    from detectron2.config import CfgNode
+    from detectron2.structures import Boxes, Instances
+
+    from foss_d2.apps import runner
+    from foss_d2.utils.footage import write_video
+
+    class Crowd:
+        """Returns as many faces as the image's first pixel says, over a cap of 3."""
+
+        cfg = CfgNode({"MODEL": CfgNode({"FOSS": CfgNode({"K_TEST": 3})})})
+
+        def __call__(self, img):
+            n = int(img[0, 0, 0]) // 50
+            inst = Instances(img.shape[:2])
+            inst.pred_boxes = Boxes(torch.tensor([[10.0 * i, 0, 10.0 * i + 8, 8] for i in range(n)]).reshape(-1, 4))
+            inst.scores = torch.full((n,), 0.9)
+            inst.pred_ages = torch.full((n,), 30.0)
+            inst.pred_age_stds = torch.full((n,), 5.0)
+            inst.pred_female_probs = torch.full((n,), 0.5)
+            return inst
+
+    said = []
+    monkeypatch.setattr(runner.logger, "warning", lambda msg, *args: said.append(msg % args))
+    items = []
+    for name, level in (("two.png", 100), ("three.png", 150), ("again.png", 150)):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 60, 3), level, np.uint8))
+        items.append((str(tmp_path / name), name))
+    runner.run_images(Crowd(), items, None, "BGR")
+    assert said == [
+        f"{key}: 3 faces, the most MODEL.FOSS.K_TEST lets through: there may be more (raise it, e.g. "
+        "MODEL.FOSS.K_TEST 9)"
+        for key in ("three.png", "again.png")
+    ]
+    said.clear()
+    video = tmp_path / "crowd.mp4"
+    write_video(str(video), [np.full((40, 60, 3), v, np.uint8) for v in (100, 210, 210, 210)], fps=4)  # 2, 4, 4, 4
+    runner.run_video(Crowd(), str(video), None, "BGR")
+    assert len(said) == 1 and said[0].startswith("frame 1: 4 faces") and said[0].endswith("; said once a video")

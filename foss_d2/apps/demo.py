@@ -29,7 +29,12 @@ def get_parser(prog=None):
     p = foss_argument_parser(__doc__, prog)
     p.add_argument("--input", nargs="+", help="image files, folders or globs")
     p.add_argument("--video-input", help="a video file")
-    p.add_argument("--webcam", action="store_true", help="camera 0; press Esc to stop")
+    p.add_argument(
+        "--webcam",
+        action="store_true",
+        help="camera 0: with --output its frames are written (Ctrl-C stops); without, shown in a window "
+        "(Esc stops; needs an OpenCV with GUI)",
+    )
     p.add_argument("--output", help="output folder (pictures with the faces drawn + predictions.json/.csv)")
     add_run_arguments(p)  # --confidence-threshold, --max-pixels, --draw-max-side, --no-draw, --backend, --workers, ...
     return p

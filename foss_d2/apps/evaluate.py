@@ -99,8 +99,7 @@ def match_prediction_keys(preds: dict, file_names) -> dict:
 
 
 def evaluate_predictions(args, parser):
-    # COCO's 100 detections per image; the predictions may come from any model
-    cfg = get_foss_cfg(args.config_file, opts=["MODEL.FOSS.K_TEST", "100", *args.opts])
+    cfg = get_foss_cfg(args.config_file, opts=args.opts)
     if args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
         parser.error(f"--output {args.output} is a file, not a folder")
     register_config_datasets(cfg)
@@ -135,6 +134,11 @@ def evaluate_predictions(args, parser):
             f"--predictions {args.predictions}: {len(bad)} faces without a 4-number box, a score, an age and "
             f"p_female (the first: image {bad[0][0]!r}, face {bad[0][1]})"
         )
+    # COCO AP reads at most K_TEST boxes an image: every box of every image here (COCO's 100 at
+    # least), as --eval-only reads every box the model gives; with 100 a crowd's boxes were cut
+    cfg.defrost()
+    cfg.MODEL.FOSS.K_TEST = max([100, *(len(faces) for faces in preds.values())])
+    cfg.freeze()
     if args.output is None:
         # detectron2's COCOEvaluator needs a folder for the ground truth it converts to COCO format
         with tempfile.TemporaryDirectory() as tmp:

@@ -697,6 +697,27 @@ def _read_images(items, fmt, max_pixels):
             yield key, None, ValueError(f"cannot read image {path}: {type(e).__name__}: {e}")
 
 
+def face_cap(predictor) -> int:
+    """The most faces the model reports on one image (MODEL.FOSS.K_TEST; 0 when unknown)."""
+    cfg = getattr(predictor, "cfg", None)
+    return int(cfg.MODEL.FOSS.K_TEST) if cfg is not None else 0
+
+
+def warn_if_capped(key: str, faces, cap: int, note: str = "") -> bool:
+    """A warning when an image's faces reach the cap: a crowd may hold more than were reported."""
+    if not (cap and faces is not None and len(faces) >= cap):
+        return False
+    logger.warning(
+        "%s: %d faces, the most MODEL.FOSS.K_TEST lets through: there may be more (raise it, e.g. "
+        "MODEL.FOSS.K_TEST %d)%s",
+        key,
+        len(faces),
+        cap * 3,
+        note,
+    )
+    return True
+
+
 def _faces(predictor, img):
     """(faces, None), or (None, the error) when the model fails on this image: it is skipped with the
     reason, and the batch goes on."""
@@ -802,9 +823,11 @@ def run_images(
         taken = dict(writer.pictures)  # {picture: key} written so far (a resumed run's)
         done = 0
         results = _predict_in_order(predictor, reader, workers)
+        face_limit = face_cap(predictor)
         try:
             for key, img, error, faces in tqdm(results, total=len(todo), desc="images", disable=len(todo) < 2):
                 stop.check()
+                warn_if_capped(key, faces, face_limit)
                 if error is not None:
                     extra = (
                         {"width": error.size[0], "height": error.size[1]}
@@ -973,6 +996,7 @@ def run_video(
         video[0].write(vis)
 
     done = before = seen = 0
+    face_limit, capped = face_cap(predictor), False
     with (
         _StopSignals() as stop,
         PredictionWriter(out_dir, resume, FRAME_VIDEO) if out_dir else _NoWriter(log=False) as writer,
@@ -996,6 +1020,8 @@ def run_video(
                     before += 1
                 else:
                     faces = instances_to_faces(predictor(frame if fmt == "BGR" else frame[:, :, ::-1]))
+                    if not capped:  # once a video: a crowd scene would say it every frame
+                        capped = warn_if_capped(f"frame {key}", faces, face_limit, "; said once a video")
                     payload = ("add", key, faces, w, h, name, time_s)
                     done += 1
                 shown = people.update(idx, frame, faces, cut, time_s) if people is not None else faces

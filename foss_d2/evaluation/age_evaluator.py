@@ -207,7 +207,8 @@ class FaceAgeEvaluator(DatasetEvaluator):
                 save_age_png(rows, res["per_band"], os.path.join(self.output_dir, "age_predicted_vs_true.png"))
             if boxes and not self.single_face:
                 curve = box_precision(boxes, len(rows), plot_thresholds([score for score, _ in boxes]))
-                save_threshold_png(curve["by_threshold"], os.path.join(self.output_dir, "boxes_by_threshold.png"))
+                if curve.get("by_threshold"):
+                    save_threshold_png(curve["by_threshold"], os.path.join(self.output_dir, "boxes_by_threshold.png"))
             if self.group_lower and res.get("confusion") is not None:
                 save_confusion_png(
                     np.array(res["confusion"]),
@@ -370,7 +371,9 @@ def plot_thresholds(scores: Sequence[float], step: float = 0.05) -> List[float]:
     """Thresholds from the lowest score (the model's own threshold: it returns nothing below it),
     rounded down to ``step``, up to the highest score."""
     low, high = min(scores), max(scores)
-    first = np.floor(low / step + 1e-6) * step
+    first = round(float(np.floor(low / step + 1e-6) * step), 4)
+    if first > low:  # a score a hair under a step (0.19999) keeps its box in the first point
+        first = round(first - step, 4)
     return [round(float(t), 4) for t in np.arange(first, high + 1e-9, step)]
 
 
