@@ -273,12 +273,23 @@ def test_threshold_curve_in_steps_of_0_05_by_hand():
     assert table["0.35"] == table["0.6"] == {"boxes": 1, "are_faces": 0.0, "found": 0.0}
 
 
-def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch, capsys):
-    """`evaluate.py predictions` with no --output: detectron2's COCOEvaluator gets a temporary folder
-    (it needs one for the ground truth it converts) and nothing is written beside the user."""
+def _score_saved(tmp_path, monkeypatch, capsys, dataset: str, preds: dict) -> dict:
+    """`evaluate.py predictions` on ``preds`` written to tmp_path/preds.json, run from tmp_path
+    without --output: the figures it prints."""
     import json
 
     from foss_d2.apps.evaluate import main
+
+    (tmp_path / "preds.json").write_text(json.dumps(preds))
+    monkeypatch.chdir(tmp_path)
+    main(["predictions", "--dataset", dataset, "--predictions", "preds.json"])
+    out = capsys.readouterr().out
+    return json.loads(out[out.index("{") :])
+
+
+def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch, capsys):
+    """`evaluate.py predictions` with no --output: detectron2's COCOEvaluator gets a temporary folder
+    (it needs one for the ground truth it converts) and nothing is written beside the user."""
 
     name = "foss_test_saved_predictions"
     face = {"bbox_mode": BoxMode.XYWH_ABS, "age": -1, "category_id": 0, "iscrowd": 0}
@@ -308,11 +319,7 @@ def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch
             {"box": [50, 50, 70, 70], "score": 0.8, "age": 40.0, "p_female": 0.7},
         ]
     }
-    (tmp_path / "preds.json").write_text(json.dumps(preds))
-    monkeypatch.chdir(tmp_path)
-    main(["predictions", "--dataset", name, "--predictions", "preds.json"])
-    out = capsys.readouterr().out
-    res = json.loads(out[out.index("{") :])
+    res = _score_saved(tmp_path, monkeypatch, capsys, name, preds)
     assert res["bbox"]["AP50"] == pytest.approx(100.0)
     assert res["age"]["group_acc"] == 100 and res["age"]["gender_acc"] == 50
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.json"]
@@ -361,9 +368,6 @@ def test_saved_predictions_mistakes_are_one_line_errors(tmp_path, capsys):
 def test_saved_predictions_of_a_crowd_count_every_box(tmp_path, monkeypatch, capsys):
     """120 faces, each boxed exactly: AP50 100. COCO's 100 boxes an image (the cap until
     2026-12-05) found 100 of the 120 and scored AP50 at about 83; the peer's crowd photo lost so."""
-    import json
-
-    from foss_d2.apps.evaluate import main
 
     name = "foss_test_saved_crowd"
     face = {"bbox_mode": BoxMode.XYWH_ABS, "age": -1, "gender": -1, "age_group": -1, "category_id": 0, "iscrowd": 0}
@@ -385,10 +389,6 @@ def test_saved_predictions_of_a_crowd_count_every_box(tmp_path, monkeypatch, cap
             for i, (x, y) in enumerate(cells)
         ]
     }
-    (tmp_path / "preds.json").write_text(json.dumps(preds))
-    monkeypatch.chdir(tmp_path)
-    main(["predictions", "--dataset", name, "--predictions", "preds.json"])
-    out = capsys.readouterr().out
-    res = json.loads(out[out.index("{") :])
+    res = _score_saved(tmp_path, monkeypatch, capsys, name, preds)
     assert res["bbox"]["AP50"] == pytest.approx(100.0)
     assert res["age"]["detection_rate"] == 100.0

@@ -367,6 +367,11 @@ def _pyplot():
     return plt
 
 
+def _label_above(ax, text: str, xy, points: float, fontsize: float):
+    """``text`` centred ``points`` above the data point ``xy``."""
+    ax.annotate(text, xy, textcoords="offset points", xytext=(0, points), ha="center", fontsize=fontsize)
+
+
 def plot_thresholds(scores: Sequence[float], step: float = 0.05) -> List[float]:
     """Thresholds from the lowest score (the model's own threshold: it returns nothing below it),
     rounded down to ``step``, up to the highest score."""
@@ -385,14 +390,7 @@ def save_threshold_png(by_threshold: dict, path: str):
     ax.plot(ts, [v["are_faces"] for v in by_threshold.values()], "o-", label="boxes that are faces")
     ax.plot(ts, [v["found"] for v in by_threshold.values()], "s-", label="faces found")
     for t, v in by_threshold.items():
-        ax.annotate(
-            str(v["boxes"]),
-            (float(t), v["are_faces"]),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=7,
-        )
+        _label_above(ax, str(v["boxes"]), (float(t), v["are_faces"]), 6, 7)
     ax.set_xlabel("score threshold (boxes kept: score >= it; numbers: boxes kept)")
     ax.set_ylabel("%")
     ax.set_ylim(0, 110)
@@ -427,14 +425,7 @@ def save_age_png(rows: List[dict], per_band: dict, path: str):
         b = per_band[n]
         label = f"{b['MAE']:.1f}" if b["detected"] else "-"
         label += f"\n{b['detected']}/{b['faces']}"
-        bx.annotate(
-            label,
-            (bar.get_x() + bar.get_width() / 2, np.nan_to_num(b["MAE"])),
-            textcoords="offset points",
-            xytext=(0, 3),
-            ha="center",
-            fontsize=8,
-        )
+        _label_above(bx, label, (bar.get_x() + bar.get_width() / 2, np.nan_to_num(b["MAE"])), 3, 8)
     bx.set_xlabel("true age (band)")
     bx.set_ylabel("MAE, years")
     bx.set_title("MAE per band (below: faces found / faces)")
