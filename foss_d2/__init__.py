@@ -8,12 +8,13 @@ registries, and the CenterNet face detector and the TResNet age head in FOSS's o
 import warnings
 
 # fvcore scripts its focal loss with torch.jit.script when detectron2 imports it, and PyTorch >= 2.10
-# answers every command with a FutureWarning about it; FOSS-D2 never calls that function.
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-
-from . import backbone, data, meta_arch, proposal_generator, roi_heads  # noqa: E402, F401  (registration)
-from .config import add_foss_config  # noqa: E402
-from .engine import FaceAgeEstimator, FOSSPredictor  # noqa: E402
+# answers every command with a FutureWarning about it; FOSS-D2 never calls that function. Silenced
+# for these imports only: a user's own torch.jit.script still hears it.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from . import backbone, data, meta_arch, proposal_generator, roi_heads  # noqa: F401  (registration)
+    from .config import add_foss_config
+    from .engine import FaceAgeEstimator, FOSSPredictor
 
 __version__ = "0.1.0"
 __all__ = ["add_foss_config", "FaceAgeEstimator", "FOSSPredictor"]

@@ -47,3 +47,29 @@ def test_run_on_the_demo_picture_writes_both_reports(tmp_path):
     assert report["variants"]["the fast preset: mirror off, age network in bfloat16"]["faces"] == first["faces"]
     assert all(len(t) == 1 and len(t[0]) == 1 for t in report["seconds"].values())
     assert "| an 800 px second pass added |" in (out / "settings.md").read_text()
+
+
+def test_flop_count_takes_the_peaks_each_pass_decoded():
+    """The size and offset heads run at the peaks a pass decoded (the stage clock records them):
+    with a score floor fewer than K_TEST, so each point costs the heads' weights once."""
+    import torch
+    from conftest import tiny_cfg
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(**{"MODEL.FOSS.K_TEST": 50, "MODEL.FOSS.AGE_ON_ALL_K": False})).eval()
+    clock, macs = bs.StageClock(model), bs.MacCounter(model)
+    pg = model.proposal_generator
+    torch.nn.init.constant_(pg.size[-1].bias, 10.0)  # non-empty boxes: every decoded peak above the floor is kept
+    per_point = sum(m.weight.numel() for h in (pg.size, pg.offset) for m in h if isinstance(m, torch.nn.Conv2d))
+    assert macs.head_macs == per_point
+    hw = (64, 64)
+    assert macs.detector(hw, True, 3) - macs.detector(hw, True, 0) == pytest.approx(3 * per_point)
+    assert macs.detector(hw, True) - macs.detector(hw, True, 0) == pytest.approx(50 * per_point)  # K_TEST
+    img = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    scores = model([{"image": img}])[0]["instances"].scores  # those above SCORE_THRESH_TEST
+    assert clock.peaks == [max(len(scores), 1)] and clock.det_sizes and len(clock.peaks) == len(clock.det_sizes)
+    model.age_on_all_k = True
+    clock.reset()
+    model([{"image": img}])
+    assert clock.peaks == [50]

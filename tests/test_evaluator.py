@@ -273,7 +273,7 @@ def test_threshold_curve_in_steps_of_0_05_by_hand():
     assert table["0.35"] == table["0.6"] == {"boxes": 1, "are_faces": 0.0, "found": 0.0}
 
 
-def _score_saved(tmp_path, monkeypatch, capsys, dataset: str, preds: dict) -> dict:
+def _score_saved(tmp_path, monkeypatch, capsys, dataset: str, preds: dict, *opts: str) -> dict:
     """`evaluate.py predictions` on ``preds`` written to tmp_path/preds.json, run from tmp_path
     without --output: the figures it prints."""
     import json
@@ -282,7 +282,7 @@ def _score_saved(tmp_path, monkeypatch, capsys, dataset: str, preds: dict) -> di
 
     (tmp_path / "preds.json").write_text(json.dumps(preds))
     monkeypatch.chdir(tmp_path)
-    main(["predictions", "--dataset", dataset, "--predictions", "preds.json"])
+    main(["predictions", "--dataset", dataset, "--predictions", "preds.json", *opts])
     out = capsys.readouterr().out
     return json.loads(out[out.index("{") :])
 
@@ -381,8 +381,9 @@ def test_saved_predictions_of_a_crowd_count_every_box(tmp_path, monkeypatch, cap
             "annotations": [dict(face, bbox=[x, y, 10, 10]) for x, y in cells],
         }
     ]
-    DatasetCatalog.register(name, lambda: recs)
-    MetadataCatalog.get(name).set(evaluator_type="face_detection", thing_classes=["face"])
+    for n in (name, name + "_again"):  # a second name: the first run's COCO json was in a deleted folder
+        DatasetCatalog.register(n, lambda: recs)
+        MetadataCatalog.get(n).set(evaluator_type="face_detection", thing_classes=["face"])
     preds = {
         "/photos/crowd.jpg": [
             {"box": [x, y, x + 10, y + 10], "score": 0.9 - i * 0.005, "age": 30.0, "p_female": 0.5}
@@ -392,3 +393,7 @@ def test_saved_predictions_of_a_crowd_count_every_box(tmp_path, monkeypatch, cap
     res = _score_saved(tmp_path, monkeypatch, capsys, name, preds)
     assert res["bbox"]["AP50"] == pytest.approx(100.0)
     assert res["age"]["detection_rate"] == 100.0
+    # an override still sets the cap: COCO's 100 boxes, 100 of 120 faces (AP50 ~ 100/120 by COCO's
+    # 101-point interpolation)
+    capped = _score_saved(tmp_path, monkeypatch, capsys, name + "_again", preds, "MODEL.FOSS.K_TEST", "100")
+    assert capped["bbox"]["AP50"] == pytest.approx(100 * 84 / 101)

@@ -36,12 +36,13 @@ unless MODEL.DEVICE says otherwise. Writes settings.json and settings.md under -
 import argparse
 import functools
 import glob
+import itertools
 import json
 import os
 import platform
 import statistics
 import time
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -443,20 +444,22 @@ class StageClock:
     """Wall time per stage of one FOSS call: the resize to the detector input, the detector
     (backbone + CenterNet with its decoding), the crops + ROIAlign, the age network; what is left
     of the call is post-processing (pass merging, NMS, moments, rescaling). Also records the
-    detector input sizes and the number of crops, for the FLOP count."""
+    detector input sizes, the peaks each pass decoded and the number of crops, for the FLOP count."""
 
     def __init__(self, model):
         self.reset()
         self._wrap(model, "preprocess_detector", "resize", self._det_size)
         self._hook(model.backbone, "detector")
         self._hook(model.proposal_generator, "detector")
+        # with a score floor CenterNet decodes fewer than K peaks: as many as its first image got
+        model.proposal_generator.register_forward_hook(lambda m, args, out: self.peaks.append(len(out[0][0])))
         if model.age_head is not None:
             self._wrap(model.age_head, "crops_and_features", "crops")
             self._hook(model.age_head.net, "age_network", lambda inputs: self.crops.append(inputs[0].shape[0]))
 
     def reset(self):
         self.t = dict.fromkeys(STAGES[:-1], 0.0)
-        self.det_sizes, self.crops = [], []
+        self.det_sizes, self.peaks, self.crops = [], [], []
 
     def _det_size(self, out):
         self.det_sizes.append(tuple(out.shape[-2:]))
@@ -527,8 +530,9 @@ def conv_peak_gflops(repeats: int = 5) -> float:
 class MacCounter:
     """fvcore's multiply-adds (its "flops") of the detector at an input size and of the age network
     per crop, counted once each on a PyTorch model of the config. The detector is the backbone and
-    the heatmap head; the size and offset heads are added as K_TEST points (sparse) or every pixel
-    of the stride-4 grid (dense)."""
+    the heatmap head; the size and offset heads are added at the peaks decoded (sparse: K_TEST, or
+    those above the threshold when only they are reported) or every pixel of the stride-4 grid
+    (dense)."""
 
     def __init__(self, model):
         from ..engine.onnx_backend import AgeNetGraph, DetectorGraph
@@ -562,10 +566,11 @@ class MacCounter:
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             return float(fca.total())
 
-    def detector(self, hw, sparse: bool = True) -> float:
+    def detector(self, hw, sparse: bool = True, peaks: Optional[int] = None) -> float:
+        """One pass at ``hw``; ``peaks``: the points the sparse heads ran at (default K_TEST)."""
         if hw not in self.cache:
             self.cache[hw] = self._count(self.det, (torch.zeros(1, 3, *hw),))
-        points = self.k if sparse else (hw[0] // self.stride) * (hw[1] // self.stride)
+        points = (self.k if peaks is None else peaks) if sparse else (hw[0] // self.stride) * (hw[1] // self.stride)
         return self.cache[hw] + points * self.head_macs
 
     def per_crop(self) -> float:
@@ -675,7 +680,8 @@ def benchmark_peer(args, parser):
                         slot["faces"] = len(faces)
                         if macs is not None:
                             sparse = ests[n].predictor.model.proposal_generator.sparse_test
-                            det = sum(macs.detector(hw, sparse) for hw in clock.det_sizes)
+                            passes = itertools.zip_longest(clock.det_sizes, clock.peaks[: len(clock.det_sizes)])
+                            det = sum(macs.detector(hw, sparse, peaks) for hw, peaks in passes)
                             slot["macs"] = det + sum(clock.crops) * macs.per_crop()
                         if draw is not None and n == names[0]:
                             t0 = time.perf_counter()

@@ -134,11 +134,13 @@ def evaluate_predictions(args, parser):
             f"--predictions {args.predictions}: {len(bad)} faces without a 4-number box, a score, an age and "
             f"p_female (the first: image {bad[0][0]!r}, face {bad[0][1]})"
         )
-    # COCO AP reads at most K_TEST boxes an image: every box of every image here (COCO's 100 at
-    # least), as --eval-only reads every box the model gives; with 100 a crowd's boxes were cut
-    cfg.defrost()
-    cfg.MODEL.FOSS.K_TEST = max([100, *(len(faces) for faces in preds.values())])
-    cfg.freeze()
+    # COCO AP reads at most K_TEST boxes an image: unless the overrides set it, every box of every
+    # image here (COCO's 100 at least), as --eval-only reads every box the model gives; with 100 a
+    # crowd's boxes were cut
+    if "MODEL.FOSS.K_TEST" not in args.opts[::2]:
+        cfg.defrost()
+        cfg.MODEL.FOSS.K_TEST = max([100, *(len(faces) for faces in preds.values())])
+        cfg.freeze()
     if args.output is None:
         # detectron2's COCOEvaluator needs a folder for the ground truth it converts to COCO format
         with tempfile.TemporaryDirectory() as tmp:

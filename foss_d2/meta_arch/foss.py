@@ -275,16 +275,19 @@ class FOSS(FrozenParts, nn.Module):
         gt.pred_classes = t.gt_classes
         return Instances.cat([p, gt])
 
-    def detect_pass(self, images: List[torch.Tensor], size: Optional[int] = None):
+    def detect_pass(self, images: List[torch.Tensor], size: Optional[int] = None, min_score="threshold"):
         """One detector pass on the images resized to ``size``² (default ``test_input_size``): its
-        features, the K_TEST most probable faces in full-resolution pixels, and the (sx, sy) that
-        map those pixels to the detector input."""
+        features, the K_TEST most probable faces in full-resolution pixels (with ``min_score``, only
+        those above it, as many per image as the batch's image with the most), and the (sx, sy) that
+        map those pixels to the detector input. ``min_score`` "threshold": SCORE_THRESH_TEST unless
+        AGE_ON_ALL_K (every peak under it goes unreported: K_TEST is a cap, not a cost)."""
         size = size or self.test_input_size(images)
         features = self.backbone(self.preprocess_detector(images, size))
-        # Unless every one of the K goes to the age network, peaks under the threshold are never
-        # reported: not decoding them makes K_TEST a cap on faces a photo rather than a cost.
-        floor = None if self.age_on_all_k else self.score_thresh_test
-        proposals, _ = self.proposal_generator((size, size), features, self.k_test, min_score=floor)
+        if min_score == "threshold":
+            min_score = None if self.age_on_all_k else self.score_thresh_test
+        # a detector of the registry's contract (size, features, K) is called without the floor
+        floor = {} if min_score is None else {"min_score": min_score}
+        proposals, _ = self.proposal_generator((size, size), features, self.k_test, **floor)
         return (features, *self.proposals_to_image(proposals, images, size))
 
     def test_input_size(self, images: List[torch.Tensor]) -> int:

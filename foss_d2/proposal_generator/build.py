@@ -1,6 +1,8 @@
 """FOSS's own registry of face detectors (as Panoptic-DeepLab adds its own heads' registries): a
 face detector is called with the detector input's size, the backbone features and K, and returns
-the K most probable faces, a contract that detectron2's proposal generators do not share."""
+the K most probable faces, a contract that detectron2's proposal generators do not share. At test
+time FOSS may add ``min_score``: the faces scoring at most that are not wanted (CenterNet then
+decodes fewer than K); a detector without that keyword is called without it unless the floor is on."""
 
 from detectron2.utils.registry import Registry
 
