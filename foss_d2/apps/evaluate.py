@@ -37,7 +37,7 @@ import random
 import tempfile
 
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 from tqdm import tqdm
 
@@ -144,7 +144,14 @@ def evaluate_predictions(args, parser):
     if args.output is None:
         # detectron2's COCOEvaluator needs a folder for the ground truth it converts to COCO format
         with tempfile.TemporaryDirectory() as tmp:
-            return score_predictions(cfg, args.dataset, records, matched, tmp)
+            try:
+                return score_predictions(cfg, args.dataset, records, matched, tmp)
+            finally:
+                # COCOEvaluator remembers the json it wrote there: a second call in this process
+                # would look for it in the deleted folder
+                meta = MetadataCatalog.get(args.dataset)
+                if str(getattr(meta, "json_file", "")).startswith(tmp):
+                    delattr(meta, "json_file")
     return score_predictions(cfg, args.dataset, records, matched, args.output)
 
 
