@@ -111,6 +111,11 @@ def test_preset_fast_then_overrides():
     assert shipped.MODEL.AGE_HEAD.TEST_FLIP and shipped.MODEL.AGE_HEAD.INFERENCE_DTYPE == "float32"
     assert not fast.MODEL.AGE_HEAD.TEST_FLIP and fast.MODEL.AGE_HEAD.INFERENCE_DTYPE == "bfloat16"
     assert fast == get_foss_cfg(opts=PRESETS["fast"])  # the demo's preset is the API's
+    accurate = cfg_of(["--preset", "accurate"])
+    assert accurate.MODEL.FOSS.TEST_SIZES == [800]
+    accurate.defrost()
+    accurate.MODEL.FOSS.TEST_SIZES = shipped.MODEL.FOSS.TEST_SIZES
+    assert accurate == shipped  # the second pass and nothing else
     # a KEY VALUE override wins over the preset
     assert cfg_of(["--preset", "fast", "MODEL.AGE_HEAD.TEST_FLIP", "True"]).MODEL.AGE_HEAD.TEST_FLIP
     with pytest.raises(SystemExit):

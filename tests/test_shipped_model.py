@@ -107,6 +107,29 @@ def test_a_crowd_gets_more_than_a_hundred_faces(estimator):
 
 
 @needs_shared_data
+def test_accurate_preset_finds_more_of_a_group_and_leaves_close_ups_alone(estimator):
+    """The second 800 px pass runs on photos over 512 px only: a WIDER val group photo gets more of
+    its labelled faces found, a 200 px UTKFace close-up the same answer."""
+    from detectron2.structures import Boxes, pairwise_iou
+
+    from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt
+
+    accurate = FaceAgeEstimator(device="cpu", preset="accurate")
+    name = "0--Parade/0_Parade_Parade_0_873.jpg"  # 142 labelled faces
+    photo = shared_data_path("widerface", "WIDER_val", "images", name)
+    gt = dict(parse_wider_bbx_gt(shared_data_path("widerface", "wider_face_split", "wider_face_val_bbx_gt.txt")))
+    truth = Boxes(torch.tensor([[x, y, x + w, y + h] for x, y, w, h, *_ in gt[name]], dtype=torch.float32))
+
+    def found(faces):
+        return int((pairwise_iou(truth, Boxes(torch.tensor([f["box"] for f in faces]))).max(1).values >= 0.5).sum())
+
+    one, two = found(estimator(photo)), found(accurate(photo))
+    assert two > one + 10, (one, two)
+    closeup = load_utkface(shared_data_path("utkface", "UTKFace"), "test")[0]["file_name"]
+    assert accurate(closeup) == estimator(closeup)
+
+
+@needs_shared_data
 def test_shipped_model_beats_the_constant_answer_on_held_out_faces(estimator):
     """Held-out UTKFace faces (never trained on), 9 to a canvas (group-photo scale) and alone. The
     constant answer (training median 29, the majority gender) is the floor a model must clear;

@@ -15,8 +15,13 @@ from .predictor import FOSSPredictor, load_image
 # one pass at its own size, so "fast" is the shipped one without the mirror), and the age network
 # in bfloat16 where the CPU does it natively (AVX512-BF16, AMX); docs/RESULTS.md has its accuracy
 # and time beside the shipped settings and the peer.
+# "accurate": the shipped config with a second detector pass at 800 px on photos over 512 px (the
+# small faces of crowds and group photos; close-ups and portraits unchanged): on WIDER val 66% of
+# the faces found against 53%, for about 2.8x the time of a group photo (docs/RESULTS.md section 10,
+# "The accurate preset").
 PRESETS = {
     "shipped": [],
+    "accurate": ["MODEL.FOSS.TEST_SIZES", "[800]"],
     "fast": [
         "MODEL.FOSS.TEST_SIZES",
         "[]",
@@ -58,7 +63,7 @@ class FaceAgeEstimator:
     [{"box": [x1, y1, x2, y2], "score": 0.93, "age": 31.2, "age_std": 6.1, "gender": "female", "p_female": 0.88}]
     >>> FaceAgeEstimator(preset="fast", backend="onnxruntime")  # faster on CPU (README, "Fast on CPU")
 
-    ``preset``: "shipped" or "fast" (``PRESETS``: config overrides applied before ``opts``);
+    ``preset``: "shipped", "accurate" or "fast" (``PRESETS``: config overrides applied before ``opts``);
     ``backend``: "pytorch" or "onnxruntime" (``FOSSPredictor``); ``onnx_dir``: the onnxruntime
     graphs to run, e.g. int8 ones from ``foss-d2 export --format onnx --int8``.
     """
