@@ -608,3 +608,20 @@ def test_a_crowd_at_the_face_cap_is_warned_about(tmp_path, monkeypatch):
     write_video(str(video), [np.full((40, 60, 3), v, np.uint8) for v in (100, 210, 210, 210)], fps=4)  # 2, 4, 4, 4
     runner.run_video(Crowd(), str(video), None, "BGR")
     assert len(said) == 1 and said[0].startswith("frame 1: 4 faces") and said[0].endswith("; said once a video")
+
+
+def test_a_skipped_input_is_reported_once(toy, tmp_path, capsys, monkeypatch):
+    """A non-image file in an --input folder: one warning (it was said twice: when the inputs were
+    collected and again when the journal recorded it), and one skipped.json entry."""
+    from foss_d2.apps import runner
+
+    _photos(tmp_path / "in", 1)
+    (tmp_path / "in" / "notes.txt").write_text("not a photo")
+    said = []
+    monkeypatch.setattr(runner.logger, "warning", lambda msg, *args: said.append(msg % args))
+    code, _ = _demo(capsys, "--config-file", toy, "--input", tmp_path / "in", "--output", tmp_path / "out", "--no-draw")
+    assert code == 0
+    assert [m for m in said if "notes.txt" in m] == [
+        "skipping notes.txt: not an image file name (.txt); read are .jpg .jpeg .png .bmp .tif .tiff .webp .ppm .pgm"
+    ]
+    assert list(json.load(open(tmp_path / "out" / "skipped.json"))) == ["notes.txt"]

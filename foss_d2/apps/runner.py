@@ -479,9 +479,10 @@ class PredictionWriter:
         if time.monotonic() - self._saved >= self.save_every_s:
             self.save()
 
-    def skip(self, key: str, reason: str, **extra):
+    def skip(self, key: str, reason: str, log: bool = True, **extra):
         key = str(key)
-        logger.warning("skipped %s: %s", key, reason)
+        if log:
+            logger.warning("skipped %s: %s", key, reason)
         if self.skipped.get(key) == reason:  # already recorded by the run this one resumes
             return
         self._journal_write({"key": key, "skipped": reason, **extra})
@@ -517,9 +518,10 @@ class _NoWriter:
         if self.log:
             logger.info("%s: %d faces %s", key, len(faces), [(f["age"], f["gender"]) for f in faces])
 
-    def skip(self, key, reason, **extra):
+    def skip(self, key, reason, log: bool = True, **extra):
         self.skipped[str(key)] = reason
-        logger.warning("skipped %s: %s", key, reason)
+        if log:
+            logger.warning("skipped %s: %s", key, reason)
 
     def __enter__(self):
         return self
@@ -811,7 +813,7 @@ def run_images(
     inputs = {os.path.realpath(p) for p, _ in items}
     with _StopSignals() as stop, PredictionWriter(out_dir, resume=resume) if out_dir else _NoWriter() as writer:
         for key, reason in (skipped or {}).items():
-            writer.skip(key, reason)
+            writer.skip(key, reason, log=False)  # collect_inputs said so already
         todo = [(p, k) for p, k in items if k not in writer.done]
         if len(todo) < len(items):
             logger.info(
