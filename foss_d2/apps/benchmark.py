@@ -94,9 +94,10 @@ def summarize(times, faces):
     }
 
 
-def add_timing_hooks(module, record, sync=lambda: None, on_in=None):
+def add_timing_hooks(module, record, sync=lambda: None, on_in=None, on_out=None):
     """Forward hooks that call ``record(seconds)`` with the wall time of each forward of ``module``
-    (``sync`` first, e.g. CUDA's; ``on_in(inputs)`` sees the inputs)."""
+    (``sync`` first, e.g. CUDA's; ``on_in(inputs)`` sees the inputs, ``on_out(output)`` the output,
+    outside the time)."""
     t0 = []
 
     def pre(m, inputs):
@@ -108,6 +109,8 @@ def add_timing_hooks(module, record, sync=lambda: None, on_in=None):
     def post(m, inputs, output):
         sync()
         record(time.perf_counter() - t0.pop())
+        if on_out:
+            on_out(output)
 
     module.register_forward_pre_hook(pre)
     module.register_forward_hook(post)
@@ -450,9 +453,8 @@ class StageClock:
         self.reset()
         self._wrap(model, "preprocess_detector", "resize", self._det_size)
         self._hook(model.backbone, "detector")
-        self._hook(model.proposal_generator, "detector")
         # with a score floor CenterNet decodes fewer than K peaks: as many as its first image got
-        model.proposal_generator.register_forward_hook(lambda m, args, out: self.peaks.append(len(out[0][0])))
+        self._hook(model.proposal_generator, "detector", on_out=lambda out: self.peaks.append(len(out[0][0])))
         if model.age_head is not None:
             self._wrap(model.age_head, "crops_and_features", "crops")
             self._hook(model.age_head.net, "age_network", lambda inputs: self.crops.append(inputs[0].shape[0]))
@@ -477,8 +479,8 @@ class StageClock:
 
         setattr(obj, method, timed)
 
-    def _hook(self, module, stage, on_in=None):
-        add_timing_hooks(module, functools.partial(self._add, stage), on_in=on_in)
+    def _hook(self, module, stage, on_in=None, on_out=None):
+        add_timing_hooks(module, functools.partial(self._add, stage), on_in=on_in, on_out=on_out)
 
     def _add(self, stage, seconds):
         self.t[stage] += seconds
