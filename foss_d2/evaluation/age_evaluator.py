@@ -367,6 +367,12 @@ def _pyplot():
     return plt
 
 
+def _save_figure(plt, fig, path: str):
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _label_above(ax, text: str, xy, points: float, fontsize: float):
     """``text`` centred ``points`` above the data point ``xy``."""
     ax.annotate(text, xy, textcoords="offset points", xytext=(0, points), ha="center", fontsize=fontsize)
@@ -396,9 +402,7 @@ def save_threshold_png(by_threshold: dict, path: str):
     ax.set_ylim(0, 110)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def save_age_png(rows: List[dict], per_band: dict, path: str):
@@ -430,9 +434,7 @@ def save_age_png(rows: List[dict], per_band: dict, path: str):
     bx.set_ylabel("MAE, years")
     bx.set_title("MAE per band (below: faces found / faces)")
     bx.margins(y=0.25)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
@@ -455,9 +457,7 @@ def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted group")
     ax.set_ylabel("true group")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def build_foss_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None):
