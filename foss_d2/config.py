@@ -60,6 +60,11 @@ def add_foss_config(cfg):
     # layer's input. The same numbers up to float rounding; a detector training step took 1.3x fewer
     # CPU-seconds on this project's 2-core machine, on top of CenterNet's sparse heads (RESULTS.md section 8).
     _C.MODEL.FOSS.CHANNELS_LAST = True
+    # Not in the paper (issue 19): as MODEL.AGE_HEAD.PREPACK, for the detector (DLA and CenterNet's
+    # heads) at inference on CPU. It pays where PyTorch would otherwise run a 1x1 convolution in its
+    # own fallback, one image on one thread (a folder's photos, one per thread, and one-thread
+    # runs); on several threads a single image keeps the plain convolutions (engine/fusion.py).
+    _C.MODEL.FOSS.PREPACK_DETECTOR = True
     # Not in the paper (empty: off, issue 16): a whole FOSS checkpoint of the same architecture that
     # rides along in training as a frozen teacher. It runs its own detector on the same batch and
     # its own age network on the very crops the student reads (jitter included), and the student's

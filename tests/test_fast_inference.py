@@ -171,10 +171,10 @@ def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torc
     packed = [m for m in torch_predictor.model.age_head.net.modules() if isinstance(m, PrepackedConv2d)]
     convs = [m for m in torch_predictor.model.age_head.net.modules() if isinstance(m, nn.Conv2d)]
     assert len(packed) == len(convs) > 50
-    assert not any(isinstance(m, PrepackedConv2d) for m in torch_predictor.model.backbone.modules())
     cfg = shipped_cfg.clone()
     cfg.defrost()
     cfg.MODEL.AGE_HEAD.TEST_FLIP = False
+    cfg.MODEL.FOSS.PREPACK_DETECTOR = False  # the age network's calls alone (the detector's: the next test)
     fast = FOSSPredictor(cfg)
     cfg.MODEL.AGE_HEAD.PREPACK = False
     plain = FOSSPredictor(cfg)
@@ -184,6 +184,45 @@ def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torc
     assert packed_calls == []
     b = faces_of(fast, FAMILY)
     assert len(b) == 8 and packed_calls and set(packed_calls) == {8}
+    assert_same_faces(a, b, 1e-3, 1e-3, 1e-5)
+
+
+def test_predictor_prepacks_the_detector_and_keeps_its_sparse_heads(shipped_cfg, torch_predictor, packed_calls):
+    """MODEL.FOSS.PREPACK_DETECTOR: the detector's convolutions of 16 outputs or more are
+    prepacked, CenterNet's size and offset heads still run only at the peaks (not densely), and on
+    one thread (where a single image takes the prepacked path) demo/family.jpg's faces are the plain
+    detector's to float rounding."""
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.engine.fusion import PrepackedConv2d
+    from foss_d2.proposal_generator.centernet import _point_head
+
+    model = torch_predictor.model
+    convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) > 40 and all(isinstance(m, PrepackedConv2d) for m in convs)
+    pg = model.proposal_generator
+    assert isinstance(pg.heatmap[0], PrepackedConv2d)
+    assert type(pg.heatmap[2]) is nn.Conv2d  # 1 output channel: faster as a plain conv
+    assert _point_head(pg.size) is not None and _point_head(pg.offset) is not None
+    dense = []
+    hooks = [h[0].register_forward_hook(lambda *a: dense.append(1)) for h in (pg.size, pg.offset)]
+    cfg = shipped_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.FOSS.PREPACK_DETECTOR = False
+    plain = FOSSPredictor(cfg)
+    assert not any(isinstance(m, PrepackedConv2d) for m in plain.model.backbone.modules())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = faces_of(plain, FAMILY)
+        packed_calls.clear()
+        b = faces_of(torch_predictor, FAMILY)
+    finally:
+        torch.set_num_threads(threads)
+        for h in hooks:
+            h.remove()
+    assert dense == []
+    assert packed_calls.count(1) >= len(convs)  # every backbone conv, one image a call
+    assert len(a) == len(b) == 8
     assert_same_faces(a, b, 1e-3, 1e-3, 1e-5)
 
 

@@ -1130,7 +1130,7 @@ def add_run_arguments(p: argparse.ArgumentParser):
         choices=tuple(PRESETS),
         default="shipped",
         help="accurate: a second detector pass at 800 px on photos over 512 px (more of a crowd's small faces, "
-        "about 2.8x the time of a group photo); fast: no mirror average, the age network in bfloat16 where the "
+        "about 3x the time of a group photo); fast: no mirror average, the age network in bfloat16 where the "
         "CPU has it (README, Fast on CPU); KEY VALUE overrides apply after it",
     )
     p.add_argument(

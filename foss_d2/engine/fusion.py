@@ -105,14 +105,15 @@ class PrepackedConv2d(nn.Conv2d):
     and non-CPU tensors take the plain conv. Measured on the shipped age network (2-core AMD EPYC,
     2026-12-05): 1.28-1.43x at 1-15 crops on one thread, 1.13-1.36x at 2-15 crops on two; at 16
     and more PyTorch's own choice is as fast, hence ``max_batch``, and one crop on two threads
-    took 3.5x as long. The detector, one large image a call, got slower this way (0.7x), so it
-    keeps the plain convolutions.
+    took 3.5x as long. The detector, one image a call: faster on one thread (PyTorch runs its 1x1
+    convolutions there in a slower fallback), slower on two, which the single-image rule covers.
 
     The weight is the conv's own (shared, not copied). A change to it through autograd-visible
     in-place ops (``load_state_dict``, ``copy_``, an optimizer step) is seen by its version counter
     and packed again; one through ``.data`` is not: call ``repack()`` after it."""
 
     max_batch = 16
+    answers_as_conv2d = True  # F.conv2d of weight and bias (CenterNet's heads read them at points)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "PrepackedConv2d":
@@ -207,16 +208,22 @@ def prepacking_works() -> bool:
         return False
 
 
-def prepack_convolutions(module: nn.Module) -> int:
-    """Replaces, in place, every ``nn.Conv2d`` (zero padding) of ``module`` by a ``PrepackedConv2d``
-    with the same weights; returns how many. For inference only, where ``prepacking_works()``."""
+def prepack_convolutions(module: nn.Module, min_out_channels: int = 1) -> int:
+    """Replaces, in place, every ``nn.Conv2d`` (zero padding) of ``module`` with at least
+    ``min_out_channels`` outputs by a ``PrepackedConv2d`` with the same weights; returns how many.
+    For inference only, where ``prepacking_works()``."""
     count = 0
     for name, child in module.named_children():
-        if type(child) is nn.Conv2d and child.padding_mode == "zeros" and isinstance(child.padding, tuple):
+        if (
+            type(child) is nn.Conv2d
+            and child.padding_mode == "zeros"
+            and isinstance(child.padding, tuple)
+            and child.out_channels >= min_out_channels
+        ):
             setattr(module, name, PrepackedConv2d.from_conv(child))
             count += 1
         else:
-            count += prepack_convolutions(child)
+            count += prepack_convolutions(child, min_out_channels)
     return count
 
 
@@ -224,16 +231,24 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     """A FOSS model made faster for inference on CPU, its answers unchanged up to float rounding:
     BatchNorms folded, and the detector and age network's weights stored channels-last, which
     oneDNN's convolutions run without reordering each layer's input (measured on this project's
-    2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the age
-    network's weights prepacked for oneDNN (``PrepackedConv2d``, MODEL.AGE_HEAD.PREPACK: the age
-    network on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster). Returns ``model``,
-    changed in place."""
+    2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the
+    weights prepacked for oneDNN (``PrepackedConv2d``): the age network's (MODEL.AGE_HEAD.PREPACK:
+    on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster) and the detector's
+    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread). Returns ``model``, changed in place."""
     model.eval()
     fold_batchnorm(model)
     if model.device.type == "cpu":
         parts = [model.backbone, model.proposal_generator] + ([model.age_head] if model.age_head is not None else [])
         for part in parts:
             part.to(memory_format=torch.channels_last)
-        if model.age_head is not None and getattr(model.age_head, "prepack", False) and prepacking_works():
-            prepack_convolutions(model.age_head.net)
+        packed = []
+        if model.age_head is not None and getattr(model.age_head, "prepack", False):
+            packed.append(model.age_head.net)
+        if getattr(model, "prepack_detector", False):
+            packed += [model.backbone, model.proposal_generator]
+        if packed and prepacking_works():
+            for part in packed:
+                # oneDNN computes outputs in blocks of 16 channels: CenterNet's 1-channel 1x1
+                # heatmap conv took 2.5x as long prepacked
+                prepack_convolutions(part, min_out_channels=16)
     return model

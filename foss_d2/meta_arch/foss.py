@@ -83,6 +83,7 @@ class FOSS(FrozenParts, nn.Module):
         input_format: str = "BGR",
         det_input_fit_small: bool = False,
         channels_last: bool = False,
+        prepack_detector: bool = False,
         teacher: Optional[nn.Module] = None,
     ):
         super().__init__()
@@ -102,6 +103,7 @@ class FOSS(FrozenParts, nn.Module):
         self.age_on_all_k = age_on_all_k
         self.input_format = input_format
         self.det_input_fit_small = det_input_fit_small
+        self.prepack_detector = bool(prepack_detector)  # read by engine/fusion.py's optimize_for_inference
         if self.freeze_detector:
             self.freeze_parts([self.backbone, self.proposal_generator])
         # Inside a tuple the teacher is no submodule: it stays out of the optimizer, the checkpoints
@@ -135,6 +137,7 @@ class FOSS(FrozenParts, nn.Module):
             "input_format": cfg.INPUT.FORMAT,
             "det_input_fit_small": cfg.MODEL.FOSS.DET_INPUT_FIT_SMALL,
             "channels_last": cfg.MODEL.FOSS.CHANNELS_LAST,
+            "prepack_detector": cfg.MODEL.FOSS.PREPACK_DETECTOR,
             "teacher": build_teacher(cfg) if cfg.MODEL.FOSS.TEACHER_WEIGHTS else None,
         }
 

@@ -120,13 +120,19 @@ def decode_centernet(
     return peak_boxes(size, offset, xs, ys, stride), scores, classes
 
 
+def _plain_conv(m: nn.Module) -> bool:
+    """An nn.Conv2d whose answer is F.conv2d of its weight and bias: the class itself, or a subclass
+    that says so (engine/fusion.py's PrepackedConv2d, which only runs it faster)."""
+    return type(m) is nn.Conv2d or (isinstance(m, nn.Conv2d) and getattr(m, "answers_as_conv2d", False))
+
+
 def _point_head(head: nn.Sequential):
     """(conv3x3, conv1x1) of a ``_head`` (3x3 conv, ReLU, 1x1 conv), or None for any other head."""
     if not isinstance(head, nn.Sequential) or len(head) != 3:
         return None
     conv3, relu, conv1 = head
     if not (
-        type(conv3) is nn.Conv2d
+        _plain_conv(conv3)
         and conv3.kernel_size == (3, 3)
         and conv3.padding == (1, 1)
         and conv3.stride == (1, 1)
@@ -134,7 +140,7 @@ def _point_head(head: nn.Sequential):
         and conv3.groups == 1
         and conv3.padding_mode == "zeros"
         and isinstance(relu, nn.ReLU)
-        and type(conv1) is nn.Conv2d
+        and _plain_conv(conv1)
         and conv1.kernel_size == (1, 1)
         and conv1.groups == 1
     ):
