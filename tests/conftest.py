@@ -7,6 +7,19 @@ SHARED_DATA = os.path.abspath(
 )
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that runs a tool's main in this process (benchmarks set torch's thread count, and a
+    one-thread run may not restore it) leaves the count as it found it: which path a prepacked
+    convolution takes depends on it, so later tests must not depend on the order they run in."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def shared_data_path(*parts):
     return os.path.join(SHARED_DATA, *parts)
 
