@@ -231,6 +231,24 @@ def test_oversized_picture_is_skipped_with_its_size_and_the_batch_goes_on(toy, t
     assert code == 1 and "nothing could be processed" in msg  # 80x60 = 4800 pixels each
 
 
+def test_uncertain_faces_are_drawn_dashed():
+    """A face scored under UNCERTAIN_BELOW gets a dashed box: along its bottom edge (the labels sit
+    at the top of boxes this tall) the line has gaps; a confident face's line has none, and the
+    same face scored at the bar is solid."""
+    from foss_d2.apps.runner import UNCERTAIN_BELOW
+
+    def edge_coverage(score):
+        face = {"box": [40.0, 40.0, 260.0, 200.0], "age": 30.0, "p_female": 0.1, "score": score}
+        vis = draw_predictions(np.zeros((300, 300, 3), np.uint8), [face])
+        # the drawn line around y = 200 (anti-aliased over a few rows), inside the corners
+        band = vis[196:205, 50:250].max(axis=0).max(axis=1)
+        return float((band > 30).mean())
+
+    solid, at_bar, dashed = edge_coverage(0.9), edge_coverage(UNCERTAIN_BELOW), edge_coverage(UNCERTAIN_BELOW - 0.01)
+    assert solid == 1.0 and at_bar == 1.0
+    assert 0.3 < dashed < 0.8  # dashes of 4 line widths, gaps of 3
+
+
 def test_drawn_picture_has_a_bounded_size(toy, tmp_path, capsys):
     face = {"box": [4000.0, 2000.0, 6000.0, 6000.0], "age": 30.0, "p_female": 0.9}
     vis = draw_predictions(np.zeros((8000, 8000, 3), np.uint8), [face], max_side=2048)

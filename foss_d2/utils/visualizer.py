@@ -43,18 +43,31 @@ def draw_faces(
     females: Sequence[Optional[float]],
     scale: float = 1.0,
     max_side: Optional[int] = None,
+    dashed: Optional[Sequence[bool]] = None,
 ) -> np.ndarray:
-    """RGB image with each box drawn in a gender colour and labelled "age, gender". With ``max_side``,
+    """RGB image with each box drawn in a gender colour and labelled "age, gender"; the boxes that
+    ``dashed`` marks (e.g. the detector's less certain ones) with a dashed line. With ``max_side``,
     a larger picture is first shrunk to that longer side (boxes scaled with it)."""
     image_rgb, boxes = fit_max_side(image_rgb, boxes, max_side)
     vis = Visualizer(image_rgb, scale=scale)
-    labels = [face_label(a, f) for a, f in zip(ages, females)]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.array([face_label(a, f) for a, f in zip(ages, females)], dtype=object)
     colors = []
     for f in females:
         if f is None or math.isnan(f) or f < 0:
             colors.append(UNKNOWN_COLOR)
         else:
             colors.append(FEMALE_COLOR if f > 0.5 else MALE_COLOR)
-    if len(boxes):
-        vis.overlay_instances(boxes=np.asarray(boxes), labels=labels, assigned_colors=colors, alpha=0.0)
+    dashed = np.zeros(len(boxes), bool) if dashed is None else np.asarray(dashed, bool)
+    ax = vis.output.ax
+    # the dashed boxes last: the Visualizer adds one rectangle patch a box, so theirs are the new ones
+    for group in (~dashed, dashed):
+        if not group.any():
+            continue
+        first = len(ax.patches)
+        picked = [c for c, g in zip(colors, group) if g]
+        vis.overlay_instances(boxes=boxes[group], labels=list(labels[group]), assigned_colors=picked, alpha=0.0)
+        if group is dashed:
+            for patch in ax.patches[first:]:
+                patch.set_linestyle((0, (4, 3)))
     return vis.get_output().get_image()
