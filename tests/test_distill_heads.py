@@ -57,7 +57,7 @@ def test_losses_vanish_when_the_heads_agree():
         for s in samples:
             x = s["feature"][None].float()
             s["heat"] = student.heatmap(x)[0].half()
-        losses = distill.distill_losses(student, samples, 0.0, 0.1)
+        losses = distill.distill_losses(student, samples, 0.0, 0.1, heads=("heatmap", "size", "offset"))
     assert float(losses["heat"]) == pytest.approx(0.0, abs=1e-3)
     assert float(losses["size"]) < 1e-3 and float(losses["offset"]) < 1e-3
 
@@ -101,14 +101,35 @@ def test_tool_end_to_end(tmp_path):
     assert log["photos"] == 1 and len(log["epochs"]) == 21
     first, last = log["epochs"][0], log["epochs"][-1]
     assert first["heat"] > 0.01 and last["heat"] < first["heat"] / 2
-    assert sum(last.values()) - last["epoch"] < sum(first.values()) - first["epoch"]
-    small = tiny_cfg(**{"MODEL.CENTERNET.HEAD_CONV": 8})
-    student = build_model(small).eval()
+    assert set(last) == {"epoch", "heat"}  # the size and offset heads are not trained
+    student = build_model(tiny_cfg(**{"MODEL.CENTERNET.HEATMAP_HEAD_CONV": 8})).eval()
     load_all_weights(student, str(out / "model_final.pth"))  # every tensor there: a ValueError otherwise
-    assert student.proposal_generator.heatmap[0].out_channels == 8
     conv = [m for m in student.proposal_generator.heatmap if isinstance(m, nn.Conv2d)][0]
     assert conv.weight.shape == (8, 32, 3, 3)
-    # the backbone and the age network are the teacher's, untouched
+    # everything but the heatmap head is the teacher's, untouched (the size and offset heads too)
     for k, v in model.state_dict().items():
-        if not k.startswith("proposal_generator."):
+        if not k.startswith("proposal_generator.heatmap."):
             assert torch.equal(student.state_dict()[k], v), k
+    # all three heads narrowed: HEAD_CONV, and the sizes' loss falls too
+    distill.main(
+        ["--config-file", str(cfg_file), "--head-conv", "8", "--heads", "heatmap", "size", "offset"]
+        + [
+            "--datasets",
+            name,
+            "--epochs",
+            "20",
+            "--lr",
+            "1e-3",
+            "--output",
+            str(tmp_path / "all"),
+            "MODEL.WEIGHTS",
+            str(weights),
+        ]
+    )
+    log = json.load(open(tmp_path / "all" / "log.json"))["epochs"]
+    assert log[-1]["size"] < log[0]["size"]
+    student = build_model(tiny_cfg(**{"MODEL.CENTERNET.HEAD_CONV": 8})).eval()
+    load_all_weights(student, str(tmp_path / "all" / "model_final.pth"))
+    assert student.proposal_generator.size[0].weight.shape == (8, 32, 3, 3)
+    with pytest.raises(SystemExit):  # size without offset: they share one width
+        distill.main(["--heads", "heatmap", "size", "--output", str(tmp_path / "x")])

@@ -206,6 +206,7 @@ class CenterNet(nn.Module):
         stride: int,
         num_classes: int = 1,
         head_conv: int = 256,
+        heatmap_head_conv: int = 0,
         lambda_size: float = 0.1,
         lambda_off: float = 1.0,
         focal_alpha: float = 2.0,
@@ -232,7 +233,7 @@ class CenterNet(nn.Module):
         self.sparse_test = True
         self.sparse_train = True
         bias = -math.log((1 - prior_prob) / prior_prob)
-        self.heatmap = _head(in_channels, head_conv, num_classes, bias)
+        self.heatmap = _head(in_channels, heatmap_head_conv or head_conv, num_classes, bias)
         self.size = _head(in_channels, head_conv, 2)
         self.offset = _head(in_channels, head_conv, 2)
 
@@ -246,6 +247,7 @@ class CenterNet(nn.Module):
             "stride": shape.stride,
             "num_classes": c.NUM_CLASSES,
             "head_conv": c.HEAD_CONV,
+            "heatmap_head_conv": c.HEATMAP_HEAD_CONV,
             "lambda_size": c.LAMBDA_SIZE,
             "lambda_off": c.LAMBDA_OFF,
             "focal_alpha": c.FOCAL_ALPHA,

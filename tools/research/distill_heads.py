@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """CenterNet's heads at another width, distilled from a trained model's on its frozen backbone
 (issue 19: the shipped detector's 3x3 heatmap conv of 256 channels at stride 4 is about a fifth of
-its multiply-adds at 512 px; ``MODEL.CENTERNET.HEAD_CONV`` sets that width).
+its multiply-adds at 512 px). By default only the heatmap head is narrowed
+(``MODEL.CENTERNET.HEATMAP_HEAD_CONV``): at test time the size and offset heads run only at the
+peaks, and they keep the trained model's weights; ``--heads heatmap size offset`` narrows all three
+(``MODEL.CENTERNET.HEAD_CONV``).
 
 The backbone and the age network stay the trained model's, so the age network reads the same
 feature and a face's age and gender change only through its box. ``harvest`` runs the model's
@@ -10,17 +13,17 @@ config: 512 px, or a smaller photo's own), and keeps the backbone's stride-4 fea
 heatmap logits and, where the heatmap exceeds ``--min-heat``, the size and offset heads' answers.
 The narrower heads start as the trained ones pruned to their ``--head-conv`` most used hidden
 channels (mean ReLU output over the harvest, times the weight that reads it), then learn the
-trained heads' answers for ``--epochs`` over the cache: the heatmap by binary cross-entropy
-against the trained heatmap's probabilities (each pixel weighted 1 + 30 x that probability, so
+trained heads' answers for ``--epochs`` over the cache: the heatmap by binary cross-entropy (less
+the target's own entropy) against the trained heatmap's probabilities (each pixel weighted 1 + 30 x that probability, so
 that faces count beside the background), sizes and offsets by L1 where the trained heatmap
 exceeds ``--min-heat`` (weighted by it; sizes x CenterNet's lambda_size).
 
     python tools/research/distill_heads.py --head-conv 64 --epochs 15 --output output/heads64 \\
         DATASETS.ROOT ../shared/data
 
-Writes OUTPUT/model_final.pth (the trained model with the new heads: evaluate it with
-``MODEL.CENTERNET.HEAD_CONV 64`` appended), OUTPUT/model_pruned.pth (the same with the pruned heads,
-before training) and OUTPUT/log.json (the losses per epoch).
+Writes OUTPUT/model_final.pth (the trained model with the new heads: evaluate it with the override
+the tool prints, e.g. ``MODEL.CENTERNET.HEATMAP_HEAD_CONV 64``), OUTPUT/model_pruned.pth (the same
+with the pruned heads, before training) and OUTPUT/log.json (the losses per epoch).
 """
 
 import json
@@ -132,7 +135,7 @@ def batches(samples, batch_size: int, shuffle: bool = True):
     return out
 
 
-def distill_losses(student, batch, min_heat: float, lambda_size: float) -> dict:
+def distill_losses(student, batch, min_heat: float, lambda_size: float, heads=HEADS) -> dict:
     x = torch.stack([s["feature"] for s in batch]).float().contiguous(memory_format=torch.channels_last)
     target = torch.stack([s["heat"] for s in batch]).float().sigmoid()
     logits = student.heatmap(x)
@@ -144,13 +147,13 @@ def distill_losses(student, batch, min_heat: float, lambda_size: float) -> dict:
     heat = (w * kl).sum() / w.sum()
     bidx = torch.cat([torch.full_like(s["pix"], i) for i, s in enumerate(batch)])
     pix = torch.cat([s["pix"] for s in batch])
+    out = {"heat": heat}
+    boxes = [name for name in ("size", "offset") if name in heads]
     if pix.numel() == 0:
-        zero = logits.sum() * 0
-        return {"heat": heat, "size": zero, "offset": zero}
+        return {**out, **{name: logits.sum() * 0 for name in boxes}}
     wp = target.flatten(1)[bidx, pix]
     wp = wp / wp.sum()
-    out = {"heat": heat}
-    for name in ("size", "offset"):
+    for name in boxes:
         pred = head_at(getattr(student, name), x, bidx, pix)
         ref = torch.cat([s[name] for s in batch], dim=1).t()
         out[name] = ((pred - ref).abs().sum(dim=1) * wp).sum() * (lambda_size if name == "size" else 1.0)
@@ -168,6 +171,13 @@ def get_parser():
     p = foss_argument_parser(__doc__)
     p.add_argument("--head-conv", type=int, default=64, help="the new heads' hidden channels")
     p.add_argument(
+        "--heads",
+        nargs="+",
+        default=["heatmap"],
+        choices=HEADS,
+        help="the heads to narrow (size and offset share one width: both or neither)",
+    )
+    p.add_argument(
         "--datasets",
         nargs="+",
         default=["wider_face_train", "wider_face_train_more", "utkface_train:500"],
@@ -184,7 +194,13 @@ def get_parser():
 
 
 def main(argv=None):
-    args = parse_foss_args(get_parser(), argv)
+    parser = get_parser()
+    args = parse_foss_args(parser, argv)
+    heads = set(args.heads)
+    if ("size" in heads) != ("offset" in heads):
+        parser.error("--heads: size and offset share MODEL.CENTERNET.HEAD_CONV, name both or neither")
+    if "heatmap" not in heads:
+        parser.error("--heads: the heatmap is the head that costs (size and offset run at the peaks only)")
     setup_logger(name="foss_d2")
     random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -204,15 +220,21 @@ def main(argv=None):
 
     student_cfg = cfg.clone()
     student_cfg.defrost()
-    student_cfg.MODEL.CENTERNET.HEAD_CONV = args.head_conv
+    key = "HEAD_CONV" if "size" in heads else "HEATMAP_HEAD_CONV"
+    setattr(student_cfg.MODEL.CENTERNET, key, args.head_conv)
+    if key == "HEAD_CONV":
+        student_cfg.MODEL.CENTERNET.HEATMAP_HEAD_CONV = 0
     student = build_face_detector(student_cfg, teacher.backbone.output_shape()).to(memory_format=torch.channels_last)
     probe = [s["feature"][None].float() for s in samples[:64]]
     for name in HEADS:
-        use = hidden_use(getattr(teacher.proposal_generator, name), probe)
-        prune_into(getattr(student, name), getattr(teacher.proposal_generator, name), use.topk(args.head_conv).indices)
+        mine, trained = getattr(student, name), getattr(teacher.proposal_generator, name)
+        if name in heads:
+            prune_into(mine, trained, hidden_use(trained, probe).topk(args.head_conv).indices)
+        else:
+            mine.load_state_dict(trained.state_dict())
     save_with_heads(teacher, student, os.path.join(args.output, "model_pruned.pth"))
     student.train()
-    params = [p for n in HEADS for p in getattr(student, n).parameters()]
+    params = [p for n in heads for p in getattr(student, n).parameters()]
     opt = torch.optim.Adam(params, lr=args.lr)
     steps = args.epochs * len(batches(samples, args.batch, shuffle=False))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
@@ -222,7 +244,7 @@ def main(argv=None):
         sums, n = defaultdict(float), 0
         for batch in batches(samples, args.batch):
             with torch.set_grad_enabled(epoch > 0):
-                losses = distill_losses(student, batch, args.min_heat, lambda_size)
+                losses = distill_losses(student, batch, args.min_heat, lambda_size, heads)
                 total = sum(losses.values())
             if epoch > 0:
                 opt.zero_grad()
@@ -237,7 +259,7 @@ def main(argv=None):
     save_with_heads(teacher, student, os.path.join(args.output, "model_final.pth"))
     with open(os.path.join(args.output, "log.json"), "w") as f:
         json.dump({"args": vars(args), "photos": len(samples), "epochs": log}, f, indent=1)
-    print(f"wrote {args.output}/model_final.pth: evaluate it with MODEL.CENTERNET.HEAD_CONV {args.head_conv}")
+    print(f"wrote {args.output}/model_final.pth: evaluate it with MODEL.CENTERNET.{key} {args.head_conv}")
 
 
 if __name__ == "__main__":
