@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CenterNet's heads at another width, distilled from a trained model's on its frozen backbone
-(issue 19: the shipped detector's 3x3 heatmap conv of 256 channels at stride 4 is about a fifth of
-its multiply-adds at 512 px). By default only the heatmap head is narrowed
+(issue 19: the shipped detector's 3x3 heatmap conv of 256 channels at stride 4 is a quarter of its
+multiply-adds at 512 px). By default only the heatmap head is narrowed
 (``MODEL.CENTERNET.HEATMAP_HEAD_CONV``): at test time the size and offset heads run only at the
 peaks, and they keep the trained model's weights; ``--heads heatmap size offset`` narrows all three
 (``MODEL.CENTERNET.HEAD_CONV``).
