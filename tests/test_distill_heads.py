@@ -79,24 +79,12 @@ def test_tool_end_to_end(tmp_path):
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, lambda: [{"file_name": FAMILY}])
     out = tmp_path / "out"
-    distill.main(
-        [
-            "--config-file",
-            str(cfg_file),
-            "--head-conv",
-            "8",
-            "--datasets",
-            name,
-            "--epochs",
-            "20",
-            "--lr",
-            "1e-3",
-            "--output",
-            str(out),
-            "MODEL.WEIGHTS",
-            str(weights),
-        ]
-    )
+
+    def run(output, *extra):
+        common = ["--config-file", str(cfg_file), "--head-conv", "8", "--datasets", name, "--epochs", "20"]
+        distill.main([*common, "--lr", "1e-3", "--output", str(output), *extra, "MODEL.WEIGHTS", str(weights)])
+
+    run(out)
     log = json.load(open(out / "log.json"))
     assert log["photos"] == 1 and len(log["epochs"]) == 21
     first, last = log["epochs"][0], log["epochs"][-1]
@@ -111,21 +99,7 @@ def test_tool_end_to_end(tmp_path):
         if not k.startswith("proposal_generator.heatmap."):
             assert torch.equal(student.state_dict()[k], v), k
     # all three heads narrowed: HEAD_CONV, and the sizes' loss falls too
-    distill.main(
-        ["--config-file", str(cfg_file), "--head-conv", "8", "--heads", "heatmap", "size", "offset"]
-        + [
-            "--datasets",
-            name,
-            "--epochs",
-            "20",
-            "--lr",
-            "1e-3",
-            "--output",
-            str(tmp_path / "all"),
-            "MODEL.WEIGHTS",
-            str(weights),
-        ]
-    )
+    run(tmp_path / "all", "--heads", "heatmap", "size", "offset")
     log = json.load(open(tmp_path / "all" / "log.json"))["epochs"]
     assert log[-1]["size"] < log[0]["size"]
     student = build_model(tiny_cfg(**{"MODEL.CENTERNET.HEAD_CONV": 8})).eval()
