@@ -60,6 +60,23 @@ def tiny_cfg(**overrides):
     return cfg
 
 
+def toy_tool_inputs(tmp_path, cfg, model, dataset: str, files):
+    """A research tool's inputs for an in-process run on a toy model: ``model``'s weights and
+    ``cfg`` written to ``tmp_path``, and ``files`` registered as the dataset ``dataset``. Returns
+    (config file, weights file) as strings."""
+    from detectron2.data import DatasetCatalog
+
+    from foss_d2.apps.export import save_weights
+
+    weights = tmp_path / "toy_weights.pth"
+    save_weights(model.state_dict(), str(weights))
+    cfg_file = tmp_path / "toy.yaml"
+    cfg_file.write_text(cfg.dump())
+    if dataset not in DatasetCatalog.list():
+        DatasetCatalog.register(dataset, lambda: [{"file_name": f} for f in files])
+    return str(cfg_file), str(weights)
+
+
 def run_with_fake_python(tmp_path, fake_source: str, argv, **env):
     """Run a shell recipe (``argv``) with $PYTHON pointing at ``fake_source`` (formatted with the real
     interpreter as ``python``); the stand-in appends each call's arguments to $CALLS. Returns the

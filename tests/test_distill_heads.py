@@ -7,12 +7,10 @@ import os
 
 import pytest
 import torch
-from conftest import load_script, tiny_cfg
-from detectron2.data import DatasetCatalog
+from conftest import load_script, tiny_cfg, toy_tool_inputs
 from detectron2.modeling import build_model
 from torch import nn
 
-from foss_d2.apps.export import save_weights
 from foss_d2.engine.predictor import load_all_weights
 from foss_d2.proposal_generator.centernet import _head
 
@@ -34,6 +32,31 @@ def test_pruned_head_keeps_the_chosen_channels():
     with torch.no_grad():
         assert torch.allclose(student(x), teacher(x), atol=1e-6)
         assert torch.equal(student[0].weight, teacher[0].weight[[0, 2]])
+
+
+def test_shared_helpers_by_hand(tmp_path):
+    """The tools' cosine schedule and their dataset listing (foss_d2.solver / foss_d2.data.utils)."""
+    from detectron2.data import DatasetCatalog
+
+    from foss_d2.data.utils import photo_paths
+    from foss_d2.solver import cosine_schedule
+
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched, lrs = cosine_schedule(opt, 4, warmup=2), []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # step i: 2 * min(1, (i + 1) / 2) * (1 + cos(pi * i / 4)) / 2, and 0 from step 4 on
+    expected = [2 * 0.5 * 1.0, 2 * (1 + 2**-0.5) / 2, 2 * 0.5, 2 * (1 - 2**-0.5) / 2, 0.0]
+    assert lrs == pytest.approx(expected, abs=1e-9)
+    DatasetCatalog.register("photo_paths_test", lambda: [{"file_name": f"p{i}.jpg"} for i in (5, 1, 3, 1, 2, 4, 0)])
+    try:
+        assert photo_paths(["photo_paths_test"]) == [f"p{i}.jpg" for i in range(6)]  # sorted, each file once
+        assert photo_paths(["photo_paths_test:3"]) == ["p0.jpg", "p2.jpg", "p4.jpg"]  # every 6 // 3 = 2nd
+        assert photo_paths(["photo_paths_test:2", "photo_paths_test:3"])[:2] == ["p0.jpg", "p3.jpg"]
+    finally:
+        DatasetCatalog.remove("photo_paths_test")
 
 
 def _samples(model, n=2):
@@ -71,18 +94,13 @@ def test_tool_end_to_end(tmp_path):
     with torch.no_grad():  # a heatmap that varies over the photo, as a trained one does
         for head in (model.proposal_generator.heatmap, model.proposal_generator.size):
             head[0].weight.mul_(4)
-    weights = tmp_path / "teacher.pth"
-    save_weights(model.state_dict(), str(weights))
-    cfg_file = tmp_path / "tiny.yaml"
-    cfg_file.write_text(cfg.dump())
     name = "distill_test_photos"
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, lambda: [{"file_name": FAMILY}])
+    cfg_file, weights = toy_tool_inputs(tmp_path, cfg, model, name, [FAMILY])
     out = tmp_path / "out"
 
     def run(output, *extra):
-        common = ["--config-file", str(cfg_file), "--head-conv", "8", "--datasets", name, "--epochs", "20"]
-        distill.main([*common, "--lr", "1e-3", "--output", str(output), *extra, "MODEL.WEIGHTS", str(weights)])
+        common = ["--config-file", cfg_file, "--head-conv", "8", "--datasets", name, "--epochs", "20"]
+        distill.main([*common, "--lr", "1e-3", "--output", str(output), *extra, "MODEL.WEIGHTS", weights])
 
     run(out)
     log = json.load(open(out / "log.json"))

@@ -7,11 +7,9 @@ import os
 
 import pytest
 import torch
-from conftest import load_script, tiny_cfg
-from detectron2.data import DatasetCatalog
+from conftest import load_script, tiny_cfg, toy_tool_inputs
 from detectron2.modeling import build_model
 
-from foss_d2.apps.export import save_weights
 from foss_d2.engine.predictor import load_all_weights
 from foss_d2.utils.image_io import read_image_file
 
@@ -61,13 +59,8 @@ def test_tool_end_to_end(tmp_path):
     torch.manual_seed(0)
     cfg = tiny_cfg()
     model = build_model(cfg).eval()
-    weights = tmp_path / "trained.pth"
-    save_weights(model.state_dict(), str(weights))
-    cfg_file = tmp_path / "tiny.yaml"
-    cfg_file.write_text(cfg.dump())
     name = "distill_mirror_test_photos"
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, lambda: [{"file_name": FAMILY}])
+    cfg_file, weights = toy_tool_inputs(tmp_path, cfg, model, name, [FAMILY])
     out = tmp_path / "out"
     mirror.main(
         ["--config-file", str(cfg_file), "--datasets", name, "--epochs", "30", "--batch", "5"]

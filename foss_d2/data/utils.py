@@ -1,7 +1,7 @@
 """Annotation helpers shared by the mapper and the tiling augmentation."""
 
 import zlib
-from typing import List
+from typing import List, Sequence
 
 from detectron2.structures import BoxMode
 
@@ -9,6 +9,21 @@ from detectron2.structures import BoxMode
 class DatasetError(ValueError):
     """A mistake in a dataset file or in the config's choice of datasets, found when the data
     loads: the tools say it in one line (``train_net.py`` exits 2) instead of a traceback."""
+
+
+def photo_paths(specs: Sequence[str]) -> List[str]:
+    """The image files of registered datasets, in order: ``NAME`` all of them, ``NAME:N`` N spread
+    evenly over the dataset (its files sorted)."""
+    from detectron2.data import DatasetCatalog
+
+    paths = []
+    for spec in specs:
+        name, _, count = spec.partition(":")
+        files = sorted({d["file_name"] for d in DatasetCatalog.get(name)})
+        if count:
+            files = files[:: max(1, len(files) // int(count))][: int(count)]
+        paths += files
+    return paths
 
 
 def absolute_annotations(annos: List[dict], height: int, width: int) -> List[dict]:

@@ -1,6 +1,7 @@
 """Single-image inference, in the shape of detectron2's ``DefaultPredictor``."""
 
-from typing import Optional
+import logging
+from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -9,10 +10,30 @@ from detectron2.modeling import build_model
 
 from ..data.augmentation import LimitMaxSide
 from ..meta_arch import FOSSWithTTA
-from ..utils.image_io import load_image, read_image_file  # noqa: F401  (re-exported)
+from ..utils.image_io import load_image, read_image_file
 from .fusion import optimize_for_inference
 
 BACKENDS = ("pytorch", "onnxruntime")
+logger = logging.getLogger(__name__)
+
+
+def inference_tensor(img: np.ndarray, limit: LimitMaxSide) -> torch.Tensor:
+    """An HxWx3 uint8 image as the model reads it: at most ``limit``'s side (INPUT.MAX_SIDE), uint8 CHW."""
+    img = limit.get_transform(img).apply_image(img)
+    return torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def read_photos(paths: Iterable[str], input_format: str, max_side: int) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(path, ``inference_tensor``) for each photo that can be read; the others are skipped with a
+    warning (the research tools' harvests over a dataset's photos)."""
+    limit = LimitMaxSide(max_side)
+    for path in paths:
+        try:
+            img = read_image_file(path, input_format)
+        except (FileNotFoundError, ValueError) as e:
+            logger.warning("skipping %s: %s", path, e)
+            continue
+        yield path, inference_tensor(img, limit)
 
 
 class _Checkpointer(DetectionCheckpointer):
@@ -108,6 +129,5 @@ class FOSSPredictor:
     def __call__(self, image):
         img = load_image(image, self.input_format)
         h, w = img.shape[:2]
-        img = self.limit.get_transform(img).apply_image(img)
-        tensor = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        tensor = inference_tensor(img, self.limit)
         return self.inference_model([{"image": tensor, "height": h, "width": w}])[0]["instances"].to("cpu")

@@ -1,3 +1,3 @@
-from .build import build_foss_optimizer
+from .build import build_foss_optimizer, cosine_schedule
 
-__all__ = ["build_foss_optimizer"]
+__all__ = ["build_foss_optimizer", "cosine_schedule"]

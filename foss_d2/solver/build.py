@@ -1,5 +1,7 @@
 """Optimizer of the paper (section 4.2: Adam, lr 1e-4), with detectron2's SGD still available."""
 
+import math
+
 import torch
 from detectron2.solver import build_optimizer as build_d2_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
@@ -38,3 +40,14 @@ def build_foss_optimizer(cfg, model):
     if cls is None:
         raise ValueError(f"SOLVER.OPTIMIZER must be ADAM, ADAMW or SGD, got {cfg.SOLVER.OPTIMIZER!r}")
     return maybe_add_gradient_clipping(cfg, cls)(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+
+
+def cosine_schedule(optimizer, steps: int, warmup: int = 0):
+    """A LambdaLR that takes the learning rate from its value to 0 along half a cosine over
+    ``steps`` steps, after a linear warmup from 1/``warmup`` of it over the first ``warmup``."""
+
+    def rate(i):
+        ramp = min(1.0, (i + 1) / warmup) if warmup else 1.0
+        return ramp * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, rate)

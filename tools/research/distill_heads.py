@@ -28,28 +28,25 @@ with the pruned heads, before training) and OUTPUT/log.json (the losses per epoc
 
 import json
 import logging
-import math
 import os
 import random
 import time
 from collections import defaultdict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.apps.export import save_weights
 from foss_d2.config import get_foss_cfg
-from foss_d2.data.augmentation import LimitMaxSide
 from foss_d2.data.datasets import register_config_datasets
-from foss_d2.engine.predictor import load_all_weights
+from foss_d2.data.utils import photo_paths
+from foss_d2.engine.predictor import load_all_weights, read_photos
 from foss_d2.proposal_generator.build import build_face_detector
 from foss_d2.proposal_generator.centernet import _point_head, head_at
-from foss_d2.utils.image_io import read_image_file
+from foss_d2.solver import cosine_schedule
 
 logger = logging.getLogger("foss_d2.distill_heads")
 HEADS = ("heatmap", "size", "offset")
@@ -84,17 +81,8 @@ def harvest_one(model, image, min_heat: float) -> dict:
 
 
 def harvest(model, paths, input_format: str, max_side: int, min_heat: float):
-    limit = LimitMaxSide(max_side)
-    samples = []
-    for path in tqdm(paths, desc="harvest"):
-        try:
-            img = read_image_file(path, input_format)
-            img = limit.get_transform(img).apply_image(img)  # as FOSSPredictor reads a photo
-        except (FileNotFoundError, ValueError) as e:
-            logger.warning("skipping %s: %s", path, e)
-            continue
-        samples.append(harvest_one(model, torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1))), min_heat))
-    return samples
+    photos = read_photos(tqdm(paths, desc="harvest"), input_format, max_side)
+    return [harvest_one(model, image, min_heat) for _, image in photos]
 
 
 def hidden_use(head, feature_batches) -> torch.Tensor:
@@ -209,10 +197,7 @@ def main(argv=None):
     teacher = build_teacher(cfg)
     paths = []
     for spec in args.datasets:
-        name, _, count = spec.partition(":")
-        files = sorted({d["file_name"] for d in DatasetCatalog.get(name)})
-        if count:  # an even spread over the dataset
-            files = files[:: max(1, len(files) // int(count))][: int(count)]
+        files = photo_paths([spec])
         paths += files[: args.max_images] if args.max_images else files
     t0 = time.time()
     samples = harvest(teacher, paths, cfg.INPUT.FORMAT, cfg.INPUT.MAX_SIDE, args.min_heat)
@@ -237,7 +222,7 @@ def main(argv=None):
     params = [p for n in heads for p in getattr(student, n).parameters()]
     opt = torch.optim.Adam(params, lr=args.lr)
     steps = args.epochs * len(batches(samples, args.batch, shuffle=False))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+    sched = cosine_schedule(opt, steps)
     lambda_size = cfg.MODEL.CENTERNET.LAMBDA_SIZE
     log = []
     for epoch in range(args.epochs + 1):  # epoch 0: the pruned heads, not trained

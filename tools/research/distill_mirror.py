@@ -27,10 +27,8 @@ import random
 import time
 from collections import defaultdict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
@@ -38,11 +36,11 @@ from tqdm import tqdm
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.apps.export import save_weights
 from foss_d2.config import get_foss_cfg
-from foss_d2.data.augmentation import LimitMaxSide
 from foss_d2.data.datasets import register_config_datasets
+from foss_d2.data.utils import photo_paths
 from foss_d2.engine.fusion import optimize_for_inference
-from foss_d2.engine.predictor import load_all_weights
-from foss_d2.utils.image_io import read_image_file
+from foss_d2.engine.predictor import load_all_weights, read_photos
+from foss_d2.solver import cosine_schedule
 
 logger = logging.getLogger("foss_d2.distill_mirror")
 
@@ -66,16 +64,9 @@ def harvest_one(model, image) -> dict:
 
 
 def harvest(model, paths, input_format: str, max_side: int) -> dict:
-    limit = LimitMaxSide(max_side)
     parts = []
-    for path in tqdm(paths, desc="harvest"):
-        try:
-            img = read_image_file(path, input_format)
-            img = limit.get_transform(img).apply_image(img)  # as FOSSPredictor reads a photo
-        except (FileNotFoundError, ValueError) as e:
-            logger.warning("skipping %s: %s", path, e)
-            continue
-        part = harvest_one(model, torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1))))
+    for _, image in read_photos(tqdm(paths, desc="harvest"), input_format, max_side):
+        part = harvest_one(model, image)
         if part["crops"].shape[0]:
             parts.append(part)
     if not parts:
@@ -122,13 +113,7 @@ def main(argv=None):
     model = build_model(cfg)
     load_all_weights(model, cfg.MODEL.WEIGHTS)
     model.eval()
-    paths = []
-    for spec in args.datasets:
-        name, _, count = spec.partition(":")
-        files = sorted({d["file_name"] for d in DatasetCatalog.get(name)})
-        if count:  # an even spread over the dataset
-            files = files[:: max(1, len(files) // int(count))][: int(count)]
-        paths += files
+    paths = photo_paths(args.datasets)
     t0 = time.time()
     # the harvest on a copy made fast for inference (the same answers to float rounding); the
     # network that learns keeps its BatchNorms
@@ -143,12 +128,8 @@ def main(argv=None):
     opt = torch.optim.Adam(params, lr=args.lr)
     steps_per_epoch = math.ceil(n / args.batch)
     steps = args.epochs * steps_per_epoch
-    warmup = min(100, steps // 10 + 1)  # Adam's first steps are lr-sized whatever the gradient
-
-    def rate(i):
-        return min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
+    # a warmup: Adam's first steps are lr-sized whatever the gradient
+    sched = cosine_schedule(opt, steps, warmup=min(100, steps // 10 + 1))
     log = []
     for epoch in range(args.epochs + 1):  # epoch 0: the trained network, not trained further
         order = torch.randperm(n)
