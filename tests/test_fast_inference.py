@@ -200,8 +200,8 @@ def test_predictor_prepacks_the_detector_and_keeps_its_sparse_heads(shipped_cfg,
     convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) > 40 and all(isinstance(m, PrepackedConv2d) for m in convs)
     pg = model.proposal_generator
-    assert isinstance(pg.heatmap[0], PrepackedConv2d)
-    assert type(pg.heatmap[2]) is nn.Conv2d  # 1 output channel: faster as a plain conv
+    assert isinstance(pg.heatmap.upper[0], PrepackedConv2d)
+    assert type(pg.heatmap.upper[2]) is nn.Conv2d  # 1 output channel: faster as a plain conv
     assert _point_head(pg.size) is not None and _point_head(pg.offset) is not None
     dense = []
     hooks = [h[0].register_forward_hook(lambda *a: dense.append(1)) for h in (pg.size, pg.offset)]
@@ -240,6 +240,98 @@ def test_head_at_points_equals_dense_head():
         head_at_points(head, x, p), off.reshape(2, 2, -1).gather(2, p.unsqueeze(1).expand(2, 2, 4)), xs, ys, 4.0
     )
     assert torch.allclose(boxes, sparse, atol=1e-4)
+
+
+def _hand_head():
+    """A heatmap head on one input channel whose 3x3 conv reads only the centre pixel: hidden
+    channel c is relu(a_c x + b_c) with a = (1, 1, 2, -1), b = (0, -1, 0, 1); the logit is
+    -1 + 2 h0 - 1 h1 - 3 h2 + 0.5 h3."""
+    head = _head(1, 4, 1)
+    with torch.no_grad():
+        head[0].weight.zero_()
+        head[0].weight[:, 0, 1, 1] = torch.tensor([1.0, 1.0, 2.0, -1.0])
+        head[0].bias.copy_(torch.tensor([0.0, -1.0, 0.0, 1.0]))
+        head[2].weight.copy_(torch.tensor([2.0, -1.0, -3.0, 0.5]).view(1, 4, 1, 1))
+        head[2].bias.fill_(-1.0)
+    return head
+
+
+def test_bounded_heatmap_head_by_hand():
+    """The positive-weight channels (0 and 3) run everywhere, giving an upper bound of the logit;
+    the negative ones only where that bound clears the floor. For x = 2: h = (2, 1, 4, 0), logit
+    -1 + 4 - 1 - 12 = -10, bound -1 + 4 = 3. For x = -1: h = (0, 0, 0, 2), logit = bound = 0. For
+    x = 0.5: h = (0.5, 0, 1, 0.5), logit -1 + 1 - 3 + 0.25 = -2.75, bound 0.25."""
+    from foss_d2.proposal_generator.centernet import BoundedHeatmapHead
+
+    head = _hand_head()
+    bounded = BoundedHeatmapHead(head, block=1)
+    assert bounded.upper[0].out_channels == 2 and bounded.rest[0].out_channels == 2
+    assert bounded.upper[2].weight.view(-1).tolist() == [2.0, 0.5]  # by weight, largest first
+    assert bounded.rest[2].weight.view(-1).tolist() == [-3.0, -1.0] and bounded.rest[2].bias is None
+    x = torch.tensor([2.0, -1.0, 0.5]).view(1, 1, 1, 3)
+    assert head(x).view(-1).tolist() == [-10.0, 0.0, -2.75]
+    assert bounded(x).view(-1).tolist() == [-10.0, 0.0, -2.75]  # no floor: every pixel exact
+    # floor 0.5 (logit 0): the bounds 3 and 0.25 clear it, 0 does not (and is left as the bound)
+    assert bounded(x, 0.5).view(-1).tolist() == [-10.0, 0.0, -2.75]
+    # floor 0.6 (logit 0.405): only x = 2's bound clears it; x = 0.5 keeps its bound 0.25 (<= floor)
+    assert bounded(x, 0.6).view(-1).tolist() == [-10.0, 0.0, 0.25]
+    # blocks of 4: the most negative channel (-3) joins the upper part, tightening the bound
+    padded = BoundedHeatmapHead(head, block=4)
+    assert padded.rest is None and padded(x, 0.9).view(-1).tolist() == [-10.0, 0.0, -2.75]
+    # blocks of 3: channel 2 (-3) joins them: x = 2's bound is -1 + 4 - 12 = -9, under the floor, so
+    # it stays -9; x = 0.5's bound -2.75 is its logit (h1 = 0)
+    three = BoundedHeatmapHead(head, block=3)
+    assert three.upper[2].weight.view(-1).tolist() == [2.0, 0.5, -3.0]
+    assert three(x, 0.6).view(-1).tolist() == [-9.0, 0.0, -2.75]
+    with pytest.raises(ValueError):
+        BoundedHeatmapHead(_head(1, 4, 2))  # two classes
+
+
+def test_bounded_heatmap_keeps_every_peak_above_the_floor():
+    """On a random head and feature map, the peaks CenterNet decodes above min_score are those of the
+    dense head, and the logits the bounded head leaves inexact are all at most the floor."""
+    from foss_d2.proposal_generator.centernet import BoundedHeatmapHead
+
+    torch.manual_seed(0)
+    head = _head(8, 32, 1)
+    x = torch.randn(3, 8, 20, 24)
+    with torch.no_grad():
+        head[2].bias.fill_(-1.5)
+        dense = head(x)
+        floor = 0.3
+        bounded = BoundedHeatmapHead(head, block=1)(x, floor)
+        logit = np.log(floor / (1 - floor))
+        exact = (bounded - dense).abs() < 1e-5
+        assert bool((dense[~exact] <= logit).all()) and bool((bounded[~exact] <= logit + 1e-6).all())
+        assert 0 < int((dense > logit).sum()) and bool(exact[dense > logit].all())
+        assert int((~exact).sum()) > 100  # the floor did skip work
+        peaks = []
+        for heat in (dense, bounded):
+            scores, _, pix, _, _ = top_peaks(heat.sigmoid(), 50)
+            above = scores > floor
+            peaks.append(sorted(zip(above.nonzero()[:, 0].tolist(), pix[above].tolist())))
+        assert peaks[0] == peaks[1] and len(peaks[0]) >= 3
+
+
+def test_bounded_heatmap_on_the_shipped_detector(shipped_cfg, torch_predictor):
+    """MODEL.CENTERNET.HEATMAP_BOUND: the shipped detector's heatmap head is split (118 of its 256
+    1x1 weights are positive: 128 channels with the padding run everywhere) and demo/family.jpg's
+    faces are those of the unsplit head."""
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.proposal_generator.centernet import BoundedHeatmapHead
+
+    pg = torch_predictor.model.proposal_generator
+    assert isinstance(pg.heatmap, BoundedHeatmapHead)
+    assert pg.heatmap.upper[0].out_channels == 128 and pg.heatmap.rest[0].out_channels == 128
+    assert int((pg.heatmap.upper[2].weight > 0).sum()) == 118
+    cfg = shipped_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.CENTERNET.HEATMAP_BOUND = False
+    plain = FOSSPredictor(cfg)
+    assert isinstance(plain.model.proposal_generator.heatmap, nn.Sequential)
+    a, b = faces_of(plain, FAMILY), faces_of(torch_predictor, FAMILY)
+    assert len(a) == 8
+    assert_same_faces(a, b, 1e-4, 1e-4, 1e-6)
 
 
 def test_det_input_fit_small():
@@ -407,6 +499,37 @@ def test_onnxruntime_backend_answers_as_pytorch(torch_predictor, ort_predictor, 
     ort_faces = faces_of(ort_predictor, path)
     assert torch_faces
     assert_same_faces(torch_faces, ort_faces, 0.5, 0.1, 0.005)
+
+
+def test_onnx_detector_graph_holds_the_heatmap_bound(onnx_cache, shipped_cfg, ort_predictor, tmp_path):
+    """With MODEL.CENTERNET.HEATMAP_BOUND the detector graph ends in the bound's upper part
+    ("heat_upper") and the other 128 channels run in PyTorch; a graph exported without it ("heat":
+    also every graph exported before) gives the same faces."""
+    import onnx
+    from detectron2.modeling import build_model
+
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.engine.onnx_backend import DETECTOR_FILE, export_onnx
+    from foss_d2.engine.predictor import load_all_weights
+
+    def graph_outputs(folder):
+        return [o.name for o in onnx.load(os.path.join(folder, DETECTOR_FILE)).graph.output]
+
+    assert graph_outputs(onnx_cache) == ["dla_up", "dla_out", "heat_upper"]
+    pg = ort_predictor.model.proposal_generator
+    assert pg.heatmap.upper is None and pg.heatmap.rest[0].out_channels == 128
+    cfg = shipped_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.CENTERNET.HEATMAP_BOUND = False
+    model = build_model(cfg)
+    load_all_weights(model, cfg.MODEL.WEIGHTS)
+    export_onnx(model, str(tmp_path))
+    assert graph_outputs(tmp_path) == ["dla_up", "dla_out", "heat"]
+    whole = FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(tmp_path))
+    assert whole.model.proposal_generator.heatmap is None
+    a, b = faces_of(whole, FAMILY), faces_of(ort_predictor, FAMILY)
+    assert len(a) == 8
+    assert_same_faces(a, b, 1e-3, 1e-3, 1e-5)
 
 
 def test_onnxruntime_sessions_do_not_spin(ort_predictor):

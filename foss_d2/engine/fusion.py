@@ -234,9 +234,14 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the
     weights prepacked for oneDNN (``PrepackedConv2d``): the age network's (MODEL.AGE_HEAD.PREPACK:
     on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster) and the detector's
-    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread). Returns ``model``, changed in place."""
+    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread); CenterNet's heatmap head split so that
+    half of it runs only where a face above the threshold is possible (MODEL.CENTERNET.HEATMAP_BOUND,
+    on any device). Returns ``model``, changed in place."""
     model.eval()
     fold_batchnorm(model)
+    detector = model.proposal_generator
+    if getattr(detector, "heatmap_bound", False) and hasattr(detector, "bound_heatmap"):
+        detector.bound_heatmap()
     if model.device.type == "cpu":
         parts = [model.backbone, model.proposal_generator] + ([model.age_head] if model.age_head is not None else [])
         for part in parts:

@@ -4,8 +4,10 @@ Two graphs, exported from the model with its BatchNorms folded (fusion.py):
 
 * ``detector.onnx``: image [B,3,H,W] (normalised, H and W multiples of 32) -> the age network's
   detector feature (``dla_up``, the intermediate feature connection of paper section 3.1),
-  CenterNet's feature (``dla_out``) and its heatmap logits ``heat`` (section 3.2); the size and
-  offset heads run in PyTorch at the heatmap's peaks only (centernet.py, ``head_at_points``);
+  CenterNet's feature (``dla_out``) and its heatmap logits ``heat`` (section 3.2), or with
+  MODEL.CENTERNET.HEATMAP_BOUND the upper bound ``heat_upper`` of ``BoundedHeatmapHead``, whose
+  other channels run in PyTorch where a face above the threshold is possible; the size and offset
+  heads run in PyTorch at the heatmap's peaks only (centernet.py, ``head_at_points``);
 * ``age_net.onnx``: crops [N,3,h,w] (RGB in [0, 1]) and their ROIAligned detector feature ->
   age logits [N,101] and gender logits [N].
 
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..proposal_generator.centernet import BoundedHeatmapHead
 from .fusion import fold_batchnorm
 
 DETECTOR_FILE = "detector.onnx"
@@ -65,18 +68,25 @@ OPSET = 17
 
 class DetectorGraph(nn.Module):
     """Backbone + CenterNet heatmap head as one module with tensor outputs (the exported
-    detector): the features named in ``names`` (minus "heat"), then the heatmap logits."""
+    detector): the features named in ``names`` (minus the last), then the heatmap logits ("heat"),
+    or the upper part of a ``BoundedHeatmapHead`` ("heat_upper")."""
 
     def __init__(self, model):
         super().__init__()
         self.backbone = model.backbone
         self.heads = model.proposal_generator
+        self.bounded = isinstance(self.heads.heatmap, BoundedHeatmapHead)
         age_feature = model.age_head.in_feature if model.age_head is not None else None
-        self.names = list(dict.fromkeys([n for n in (age_feature, self.heads.in_feature) if n])) + ["heat"]
+        features = list(dict.fromkeys([n for n in (age_feature, self.heads.in_feature) if n]))
+        self.names = features + ["heat_upper" if self.bounded else "heat"]
 
     def forward(self, x):
         features = self.backbone(x)
-        return tuple(features[n] for n in self.names[:-1]) + (self.heads.heat_logits(features),)
+        if self.bounded:
+            heat = self.heads.heatmap(features[self.heads.in_feature], bound_only=True)
+        else:
+            heat = self.heads.heat_logits(features)
+        return tuple(features[n] for n in self.names[:-1]) + (heat,)
 
 
 class AgeNetGraph(nn.Module):
@@ -100,6 +110,9 @@ def export_onnx(model, out_dir: str, det_size: int = 480, fingerprint: Optional[
     model.eval()
     fingerprint = fingerprint or weights_fingerprint(model)
     fold_batchnorm(model)
+    detector = model.proposal_generator
+    if getattr(detector, "heatmap_bound", False) and hasattr(detector, "bound_heatmap"):
+        detector.bound_heatmap()
     os.makedirs(out_dir, exist_ok=True)
     paths = {"detector": os.path.join(out_dir, DETECTOR_FILE)}
     det = DetectorGraph(model).eval()
@@ -193,9 +206,20 @@ class OrtAgeNet(nn.Module):
         return outs[0], (outs[1] if len(outs) > 1 else None)
 
 
-def _heat_from_features(features):
+def _heat_from_features(features, min_score=None):
     # The heatmap head ran inside the detector graph; CenterNet's decoding reads its output here.
     return features["heat"]
+
+
+class _HeatFromBound:
+    """CenterNet's ``heat_logits`` when the graph gave the upper part of a ``BoundedHeatmapHead``:
+    the other channels run here, where a face above ``min_score`` is possible."""
+
+    def __init__(self, head: BoundedHeatmapHead, in_feature: str):
+        self.head, self.in_feature = head, in_feature
+
+    def __call__(self, features, min_score=None):
+        return self.head.complete(features["heat_upper"], features[self.in_feature], min_score)
 
 
 def default_onnx_dir(cfg) -> str:
@@ -236,8 +260,17 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
     det = _session(det_path, threads)
     names = [o.name for o in det.get_outputs()]
     model.backbone = OrtDetector(det, names, model.backbone.output_shape())
-    model.proposal_generator.heat_logits = _heat_from_features
-    model.proposal_generator.heatmap = None  # its weights now live in the graph
+    detector = model.proposal_generator
+    if "heat_upper" in names:
+        # split as at export (the same weights: the fingerprint; a stable split by weight)
+        head = detector.heatmap
+        head = head if isinstance(head, BoundedHeatmapHead) else BoundedHeatmapHead(head)
+        head.upper = None  # its weights now live in the graph
+        detector.heatmap = head
+        detector.heat_logits = _HeatFromBound(head, detector.in_feature)
+    else:
+        detector.heat_logits = _heat_from_features
+        detector.heatmap = None  # its weights now live in the graph
     if model.age_head is not None:
         model.age_head.net = OrtAgeNet(_session(age_path, threads), model.age_head.net)
         model.age_head.inference_dtype = "float32"  # the graph is float32 whatever the config says
