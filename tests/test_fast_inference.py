@@ -265,6 +265,7 @@ def test_bounded_heatmap_head_by_hand():
 
     head = _hand_head()
     bounded = BoundedHeatmapHead(head, block=1)
+    bounded.dense_above = 1.0  # the rest at the pixels that clear the floor, however many of the 3
     assert bounded.upper[0].out_channels == 2 and bounded.rest[0].out_channels == 2
     assert bounded.upper[2].weight.view(-1).tolist() == [2.0, 0.5]  # by weight, largest first
     assert bounded.rest[2].weight.view(-1).tolist() == [-3.0, -1.0] and bounded.rest[2].bias is None
@@ -275,12 +276,16 @@ def test_bounded_heatmap_head_by_hand():
     assert bounded(x, 0.5).view(-1).tolist() == [-10.0, 0.0, -2.75]
     # floor 0.6 (logit 0.405): only x = 2's bound clears it; x = 0.5 keeps its bound 0.25 (<= floor)
     assert bounded(x, 0.6).view(-1).tolist() == [-10.0, 0.0, 0.25]
+    # where more than dense_above of the pixels clear the floor (here 1 of 3), the rest runs densely
+    bounded.dense_above = 0.3
+    assert bounded(x, 0.6).view(-1).tolist() == [-10.0, 0.0, -2.75]
     # blocks of 4: the most negative channel (-3) joins the upper part, tightening the bound
     padded = BoundedHeatmapHead(head, block=4)
     assert padded.rest is None and padded(x, 0.9).view(-1).tolist() == [-10.0, 0.0, -2.75]
     # blocks of 3: channel 2 (-3) joins them: x = 2's bound is -1 + 4 - 12 = -9, under the floor, so
     # it stays -9; x = 0.5's bound -2.75 is its logit (h1 = 0)
     three = BoundedHeatmapHead(head, block=3)
+    three.dense_above = 1.0
     assert three.upper[2].weight.view(-1).tolist() == [2.0, 0.5, -3.0]
     assert three(x, 0.6).view(-1).tolist() == [-9.0, 0.0, -2.75]
     with pytest.raises(ValueError):

@@ -212,7 +212,13 @@ class BoundedHeatmapHead(nn.Module):
     rounding) and every other one at most that floor, so 3x3 peak picking keeps the same peaks above
     it. The shipped detector (118 of 256 weights positive): on 30 WIDER val photos 0.7% of the
     pixels (at most 2.3%) needed the rest at 0.2. ``upper`` is rounded up to oneDNN's blocks of
-    ``block`` outputs with the most negative channels, which tighten the bound for free."""
+    ``block`` outputs with the most negative channels, which tighten the bound for free. A head
+    trained otherwise can have a loose bound (distill_heads.py's 64-channel head: 4 positive weights,
+    the bound clearing 0.2 at 87% of the pixels): beyond ``dense_above`` of them the rest runs
+    densely, as the gather of each pixel's neighbourhood then costs more (a 128 px feature map,
+    128 or 48 rest channels, one or two threads: the two break even at 15-28%)."""
+
+    dense_above = 0.15
 
     def __init__(self, head: nn.Sequential, block: int = 16):
         super().__init__()
@@ -249,6 +255,8 @@ class BoundedHeatmapHead(nn.Module):
         b, _, h, w = bound.shape
         logits = bound.reshape(b, h * w).clone()
         bidx, pix = (logits > floor).nonzero(as_tuple=True)
+        if len(pix) > self.dense_above * logits.numel():
+            return bound + self.rest(x)
         if len(pix):
             logits[bidx, pix] += head_at(self.rest, x, bidx, pix)[:, 0]
         return logits.view(b, 1, h, w)
