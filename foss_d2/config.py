@@ -83,10 +83,11 @@ def add_foss_config(cfg):
     # 256 a 512 px detector pass does about a fifth fewer multiply-adds (issue 19;
     # tools/research/distill_heads.py narrows a trained model's heatmap head).
     _C.MODEL.CENTERNET.HEATMAP_HEAD_CONV = 0
-    # Not in the paper (issue 19): at inference on CPU (engine/fusion.py), the heatmap head's hidden
-    # channels whose 1x1 weight is negative run only where the others' sum leaves a peak above
-    # SCORE_THRESH_TEST possible (that sum bounds the logit from above): the faces found are the
-    # same, and a 512 px pass does about half of that head's multiply-adds (BoundedHeatmapHead).
+    # Not in the paper (issue 19): at inference on CPU and in the ONNX export (engine/fusion.py's
+    # bound_heatmap), the heatmap head's hidden channels whose 1x1 weight is negative run only
+    # where the others' sum leaves a peak above SCORE_THRESH_TEST possible (that sum bounds the
+    # logit from above): the faces found are the same, and a 512 px pass does about half of that
+    # head's multiply-adds (BoundedHeatmapHead).
     _C.MODEL.CENTERNET.HEATMAP_BOUND = True
     _C.MODEL.CENTERNET.LAMBDA_SIZE = 0.1  # λ_size
     _C.MODEL.CENTERNET.LAMBDA_OFF = 1.0  # λ_off

@@ -227,6 +227,15 @@ def prepack_convolutions(module: nn.Module, min_out_channels: int = 1) -> int:
     return count
 
 
+def bound_heatmap(model: nn.Module) -> bool:
+    """MODEL.CENTERNET.HEATMAP_BOUND: the FOSS ``model``'s CenterNet heatmap head replaced by its
+    ``BoundedHeatmapHead`` (for inference; the same faces). For CPU inference and the ONNX export:
+    on a GPU the dense head is cheap and the sparse part's gather waits on the device. Returns
+    whether the head is bounded."""
+    detector = model.proposal_generator
+    return bool(getattr(detector, "heatmap_bound", False) and detector.bound_heatmap())
+
+
 def optimize_for_inference(model: nn.Module) -> nn.Module:
     """A FOSS model made faster for inference on CPU, its answers unchanged up to float rounding:
     BatchNorms folded, and the detector and age network's weights stored channels-last, which
@@ -234,15 +243,13 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the
     weights prepacked for oneDNN (``PrepackedConv2d``): the age network's (MODEL.AGE_HEAD.PREPACK:
     on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster) and the detector's
-    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread); CenterNet's heatmap head split so that
-    half of it runs only where a face above the threshold is possible (MODEL.CENTERNET.HEATMAP_BOUND,
-    on any device). Returns ``model``, changed in place."""
+    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread); and CenterNet's heatmap head split so
+    that half of it runs only where a face above the threshold is possible (``bound_heatmap``).
+    Returns ``model``, changed in place."""
     model.eval()
     fold_batchnorm(model)
-    detector = model.proposal_generator
-    if getattr(detector, "heatmap_bound", False) and hasattr(detector, "bound_heatmap"):
-        detector.bound_heatmap()
     if model.device.type == "cpu":
+        bound_heatmap(model)
         parts = [model.backbone, model.proposal_generator] + ([model.age_head] if model.age_head is not None else [])
         for part in parts:
             part.to(memory_format=torch.channels_last)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..proposal_generator.centernet import BoundedHeatmapHead
-from .fusion import fold_batchnorm
+from .fusion import bound_heatmap, fold_batchnorm
 
 DETECTOR_FILE = "detector.onnx"
 AGE_NET_FILE = "age_net.onnx"
@@ -110,9 +110,7 @@ def export_onnx(model, out_dir: str, det_size: int = 480, fingerprint: Optional[
     model.eval()
     fingerprint = fingerprint or weights_fingerprint(model)
     fold_batchnorm(model)
-    detector = model.proposal_generator
-    if getattr(detector, "heatmap_bound", False) and hasattr(detector, "bound_heatmap"):
-        detector.bound_heatmap()
+    bound_heatmap(model)
     os.makedirs(out_dir, exist_ok=True)
     paths = {"detector": os.path.join(out_dir, DETECTOR_FILE)}
     det = DetectorGraph(model).eval()
