@@ -73,3 +73,48 @@ def test_flop_count_takes_the_peaks_each_pass_decoded():
     clock.reset()
     model([{"image": img}])
     assert clock.peaks == [50]
+
+
+def test_flop_count_of_a_bounded_heatmap_head():
+    """A heatmap head that splits as BoundedHeatmapHead is counted as its upper part at every pixel
+    plus its rest where it ran: at every pixel that is the whole head's count. The stage clock
+    records, each pass, the pixels whose bound cleared the floor (counted here from the bound)."""
+    import math
+
+    import torch
+    from conftest import tiny_cfg
+    from detectron2.modeling import build_model
+
+    from foss_d2.proposal_generator.centernet import BoundedHeatmapHead
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(**{"MODEL.FOSS.AGE_ON_ALL_K": False})).eval()
+    pg = model.proposal_generator
+    macs = bs.MacCounter(model)
+    whole = macs._count(bs._DetectorCount(model.backbone, pg.in_feature, pg.heatmap), (torch.zeros(1, 3, 128, 128),))
+    hw, grid = (128, 128), 32 * 32
+    assert macs.rest_macs > 0
+    assert macs.detector(hw, True, 0) == pytest.approx(whole)  # the rest at every pixel
+    assert macs.detector(hw, True, 0, 10) == pytest.approx(whole - (grid - 10) * macs.rest_macs)
+    pg.heatmap = BoundedHeatmapHead(pg.heatmap, block=1)
+    pg.heatmap.dense_above = 1.0
+    bounds = []
+    pg.heatmap.upper.register_forward_hook(lambda m, i, out: bounds.append(out.detach().clone()))
+    img = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    floor = math.log(0.2 / 0.8)
+    with torch.no_grad():
+        model([{"image": img}])
+        pg.heatmap.upper[2].bias += floor - bounds[0].median()  # about half the pixels clear the floor
+    clock = bs.StageClock(model)
+    bounds.clear()
+    with torch.no_grad():
+        model([{"image": img}])
+    cleared = int((bounds[0] > floor).sum())
+    assert 100 < cleared < grid - 100
+    assert clock.rest_points == [cleared]
+    assert macs.detector(hw, True, 0, cleared) < macs.detector(hw, True, 0)
+    pg.heatmap.dense_above = 0.1  # more than a tenth clear it: the rest runs at every pixel
+    clock.reset()
+    with torch.no_grad():
+        model([{"image": img}])
+    assert clock.rest_points == [grid]

@@ -54,6 +54,7 @@ from ..config import get_foss_cfg
 from ..engine import FaceAgeEstimator
 from ..engine.api import PRESETS
 from ..meta_arch import FOSSWithTTA
+from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
 from .cli import foss_argument_parser, parse_foss_args
 from .runner import expand_inputs
@@ -447,7 +448,8 @@ class StageClock:
     """Wall time per stage of one FOSS call: the resize to the detector input, the detector
     (backbone + CenterNet with its decoding), the crops + ROIAlign, the age network; what is left
     of the call is post-processing (pass merging, NMS, moments, rescaling). Also records the
-    detector input sizes, the peaks each pass decoded and the number of crops, for the FLOP count."""
+    detector input sizes, the peaks each pass decoded, the points where a ``BoundedHeatmapHead``'s
+    rest ran and the number of crops, for the FLOP count."""
 
     def __init__(self, model):
         self.reset()
@@ -455,13 +457,34 @@ class StageClock:
         self._hook(model.backbone, "detector")
         # with a score floor CenterNet decodes fewer than K peaks: as many as its first image got
         self._hook(model.proposal_generator, "detector", on_out=lambda out: self.peaks.append(len(out[0][0])))
+        heat = getattr(model.proposal_generator, "heatmap", None)
+        if isinstance(heat, BoundedHeatmapHead) and heat.rest is not None:
+            # one count a pass: the points where the rest ran, or every pixel where it ran densely
+            self._on_call(heat, "complete", lambda args: self.rest_points.append(0))
+            self._on_call(heat, "rest_at", lambda args: self._add_rest(len(args[2])))
+            heat.rest.register_forward_hook(
+                lambda m, i, out: self._add_rest(out.shape[0] * out.shape[2] * out.shape[3])
+            )
         if model.age_head is not None:
             self._wrap(model.age_head, "crops_and_features", "crops")
             self._hook(model.age_head.net, "age_network", lambda inputs: self.crops.append(inputs[0].shape[0]))
 
     def reset(self):
         self.t = dict.fromkeys(STAGES[:-1], 0.0)
-        self.det_sizes, self.peaks, self.crops = [], [], []
+        self.det_sizes, self.peaks, self.crops, self.rest_points = [], [], [], []
+
+    def _add_rest(self, points: int):
+        self.rest_points[-1] += points
+
+    @staticmethod
+    def _on_call(obj, method, on_in):
+        fn = getattr(obj, method)
+
+        def seen(*args, **kwargs):
+            on_in(args)
+            return fn(*args, **kwargs)
+
+        setattr(obj, method, seen)
 
     def _det_size(self, out):
         self.det_sizes.append(tuple(out.shape[-2:]))
@@ -529,23 +552,48 @@ def conv_peak_gflops(repeats: int = 5) -> float:
     return flops / best / 1e9
 
 
+class _DetectorCount(torch.nn.Module):
+    """The backbone and a heatmap head (all of it, or a ``BoundedHeatmapHead``'s upper part)."""
+
+    def __init__(self, backbone, in_feature: str, heat: torch.nn.Module):
+        super().__init__()
+        self.backbone, self.in_feature, self.heat = backbone, in_feature, heat
+
+    def forward(self, x):
+        return self.heat(self.backbone(x)[self.in_feature])
+
+
+def _conv_weights(head) -> int:
+    return sum(m.weight.numel() for m in head if isinstance(m, torch.nn.Conv2d))
+
+
 class MacCounter:
     """fvcore's multiply-adds (its "flops") of the detector at an input size and of the age network
     per crop, counted once each on a PyTorch model of the config. The detector is the backbone and
     the heatmap head; the size and offset heads are added at the peaks decoded (sparse: K_TEST, or
     those above the threshold when only they are reported) or every pixel of the stride-4 grid
-    (dense)."""
+    (dense). A heatmap head that splits as ``BoundedHeatmapHead`` is counted as its upper part at
+    every pixel and its rest at the points it ran at (the stage clock's ``rest_points``), or at
+    every pixel for a variant that runs the head whole."""
 
     def __init__(self, model):
-        from ..engine.onnx_backend import AgeNetGraph, DetectorGraph
+        from ..engine.onnx_backend import AgeNetGraph
 
-        self.det = DetectorGraph(model).eval()
         pg = model.proposal_generator
+        heat = pg.heatmap
+        if not isinstance(heat, BoundedHeatmapHead):
+            try:
+                heat = BoundedHeatmapHead(heat)
+            except ValueError:  # not a one-class 3x3-ReLU-1x1 head: counted whole
+                pass
+        self.rest_macs = 0
+        if isinstance(heat, BoundedHeatmapHead):
+            self.rest_macs = _conv_weights(heat.rest) if heat.rest is not None else 0
+            heat = heat.upper
+        self.det = _DetectorCount(model.backbone, pg.in_feature, heat).eval()
         self.k = model.k_test
         self.stride = pg.stride
-        self.head_macs = sum(
-            sum(m.weight.numel() for m in h if isinstance(m, torch.nn.Conv2d)) for h in (pg.size, pg.offset)
-        )
+        self.head_macs = sum(_conv_weights(h) for h in (pg.size, pg.offset))
         head = model.age_head
         self.age = None
         if head is not None:
@@ -568,12 +616,18 @@ class MacCounter:
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             return float(fca.total())
 
-    def detector(self, hw, sparse: bool = True, peaks: Optional[int] = None) -> float:
-        """One pass at ``hw``; ``peaks``: the points the sparse heads ran at (default K_TEST)."""
+    def detector(
+        self, hw, sparse: bool = True, peaks: Optional[int] = None, rest_points: Optional[int] = None
+    ) -> float:
+        """One pass at ``hw``; ``peaks``: the points the sparse heads ran at (default K_TEST);
+        ``rest_points``: those the heatmap's rest ran at (default every pixel: the head whole)."""
         if hw not in self.cache:
             self.cache[hw] = self._count(self.det, (torch.zeros(1, 3, *hw),))
-        points = (self.k if peaks is None else peaks) if sparse else (hw[0] // self.stride) * (hw[1] // self.stride)
-        return self.cache[hw] + points * self.head_macs
+        grid = (hw[0] // self.stride) * (hw[1] // self.stride)
+        points = (self.k if peaks is None else peaks) if sparse else grid
+        return (
+            self.cache[hw] + points * self.head_macs + (grid if rest_points is None else rest_points) * self.rest_macs
+        )
 
     def per_crop(self) -> float:
         if "crop" not in self.cache:
@@ -682,8 +736,11 @@ def benchmark_peer(args, parser):
                         slot["faces"] = len(faces)
                         if macs is not None:
                             sparse = ests[n].predictor.model.proposal_generator.sparse_test
-                            passes = itertools.zip_longest(clock.det_sizes, clock.peaks[: len(clock.det_sizes)])
-                            det = sum(macs.detector(hw, sparse, peaks) for hw, peaks in passes)
+                            n_pass = len(clock.det_sizes)
+                            passes = itertools.zip_longest(
+                                clock.det_sizes, clock.peaks[:n_pass], clock.rest_points[:n_pass]
+                            )
+                            det = sum(macs.detector(hw, sparse, peaks, rest) for hw, peaks, rest in passes)
                             slot["macs"] = det + sum(clock.crops) * macs.per_crop()
                         if draw is not None and n == names[0]:
                             t0 = time.perf_counter()

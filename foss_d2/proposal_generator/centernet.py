@@ -258,8 +258,12 @@ class BoundedHeatmapHead(nn.Module):
         if len(pix) > self.dense_above * logits.numel():
             return bound + self.rest(x)
         if len(pix):
-            logits[bidx, pix] += head_at(self.rest, x, bidx, pix)[:, 0]
+            logits[bidx, pix] += self.rest_at(x, bidx, pix)
         return logits.view(b, 1, h, w)
+
+    def rest_at(self, x: torch.Tensor, bidx: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
+        """The rest's share of the logit at the points (image ``bidx[n]``, flat pixel ``pix[n]``) -> [N]."""
+        return head_at(self.rest, x, bidx, pix)[:, 0]
 
 
 @FACE_DETECTOR_REGISTRY.register()
