@@ -197,3 +197,21 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
         assert code == 2 and all(w in err for w in words), (argv, err)
         assert len(err.strip().splitlines()[-1]) > 20 and "Traceback" not in err, err
     assert not (tmp_path / "onnx" / "age_net.onnx").exists()
+
+
+def test_onnx_export_says_which_kind_of_weights_it_was_given(tmp_path, capsys, detector_only):
+    """The ONNX export of weights that leave the model untrained names --config-file only when
+    they are of another model (not for a detector-only checkpoint, which has its own hint), and
+    a file that is no checkpoint is said to be one."""
+    paper = os.path.join(ROOT, "configs", "paper", "FOSS-DLA34-TResNetS.yaml")
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not a checkpoint")
+    cases = [
+        ([detector_only], ["--age-head-from"], ["another config"]),
+        ([DEFAULT_WEIGHTS, "--config-file", paper], ["has no weights for", "another config: --config-file"], []),
+        ([junk], ["is not a model checkpoint"], ["another config"]),
+    ]
+    for i, (args, said, unsaid) in enumerate(cases):
+        code, err = _exit(["export", args[0], tmp_path / f"onnx{i}", "--format", "onnx", *args[1:]], capsys)
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and all(w in last for w in said) and not any(w in last for w in unsaid), (args, last)

@@ -185,13 +185,17 @@ def main(argv=None, prog=None):
         if args.int8 != bool(args.calibration):
             p.error("--int8 and --calibration go together")
         calibration = args.calibration if args.int8 else None
+        from ..engine.predictor import IncompleteWeightsError
+
         try:
             return export_onnx_graphs(
                 args.checkpoint, args.output, args.config_file, calibration, args.calibration_count
             )
-        except ValueError as e:  # weights that do not fill the config's model, or no checkpoint at all
-            other = "is it a checkpoint of this config" in str(e) and "detector-only" not in str(e)
+        except IncompleteWeightsError as e:  # weights that do not fill the config's model
+            other = e.parts != ["age_head"]  # a detector-only checkpoint has its own hint
             p.error(f"{e}{' (a model of another config: --config-file)' if other else ''}")
+        except ValueError as e:  # no checkpoint at all
+            p.error(str(e))
     if args.int8:
         p.error("--int8 needs --format onnx")
     ckpt, state = load_weights(args.checkpoint)

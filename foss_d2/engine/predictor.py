@@ -47,6 +47,15 @@ class _Checkpointer(DetectionCheckpointer):
         return incompatible
 
 
+class IncompleteWeightsError(ValueError):
+    """MODEL.WEIGHTS leaves tensors of the model untrained; ``parts``: the model's top-level
+    modules they belong to (["age_head"] for a detector-only checkpoint)."""
+
+    def __init__(self, message: str, parts):
+        super().__init__(message)
+        self.parts = list(parts)
+
+
 def load_all_weights(model, path: str):
     """Loads ``path`` into ``model`` for inference. A ValueError when it is not a checkpoint, or
     when it leaves tensors of the model untrained (detectron2 only logs those): e.g. a
@@ -66,9 +75,10 @@ def load_all_weights(model, path: str):
             if parts == ["age_head"]
             else ""
         )
-        raise ValueError(
+        raise IncompleteWeightsError(
             f"MODEL.WEIGHTS {path} has no weights for {len(missing)} of the model's tensors, in "
-            f"{', '.join(parts)}{hint}: is it a checkpoint of this config?"
+            f"{', '.join(parts)}{hint}: is it a checkpoint of this config?",
+            parts,
         )
 
 
