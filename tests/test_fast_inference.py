@@ -290,6 +290,44 @@ def test_bounded_heatmap_head_by_hand():
     assert three(x, 0.6).view(-1).tolist() == [-9.0, 0.0, -2.75]
     with pytest.raises(ValueError):
         BoundedHeatmapHead(_head(1, 4, 2))  # two classes
+    # no floor, or one of 0: every pixel exact; a floor of 1: every pixel left at its bound (no
+    # score exceeds 1)
+    assert bounded(x, 0.0).view(-1).tolist() == [-10.0, 0.0, -2.75]
+    assert bounded(x, 1.0).view(-1).tolist() == [3.0, 0.0, 0.25]
+
+
+def test_bounded_heatmap_head_without_positive_weights():
+    """A head whose 1x1 weights are all negative bounds its logit by the bias alone: its upper part
+    is still one block (the most negative channels), and its answers are the head's."""
+    from foss_d2.proposal_generator.centernet import BoundedHeatmapHead
+
+    head = _hand_head()
+    with torch.no_grad():
+        head[2].weight.copy_(torch.tensor([-2.0, -1.0, -3.0, -0.5]).view(1, 4, 1, 1))
+        head[2].bias.fill_(1.0)
+    x = torch.tensor([2.0, -1.0, 0.5]).view(1, 1, 1, 3)
+    bounded = BoundedHeatmapHead(head, block=2)
+    bounded.dense_above = 1.0
+    assert bounded.upper[2].weight.view(-1).tolist() == [-3.0, -2.0]  # the most negative first
+    # h = (2, 1, 4, 0) -> 1 - 4 - 1 - 12 = -16; (0, 0, 0, 2) -> 1 - 1 = 0; (0.5, 0, 1, 0.5) -> -3.25
+    assert head(x).view(-1).tolist() == [-16.0, 0.0, -3.25]
+    assert bounded(x).view(-1).tolist() == [-16.0, 0.0, -3.25]
+    # at 0.2 (logit -1.39) the bounds 1 - 12 - 4 = -15 and 1 - 3 - 1 = -3 stay (under it), x = -1's
+    # bound 1 clears it and gets its logit 0
+    assert bounded(x, 0.2).view(-1).tolist() == [-15.0, 0.0, -3.0]
+
+
+def test_splitting_a_head_leaves_the_random_state_alone():
+    """Bounding a model's heatmap head for inference draws no random numbers: a seeded run that
+    optimizes a model halfway draws the same numbers afterwards."""
+    from foss_d2.proposal_generator.centernet import BoundedHeatmapHead
+
+    head = _head(8, 32, 1)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    BoundedHeatmapHead(head)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_bounded_heatmap_keeps_every_peak_above_the_floor():

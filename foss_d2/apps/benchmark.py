@@ -460,7 +460,8 @@ class StageClock:
         heat = getattr(model.proposal_generator, "heatmap", None)
         if isinstance(heat, BoundedHeatmapHead) and heat.rest is not None:
             # one count a pass: the points where the rest ran, or every pixel where it ran densely
-            self._on_call(heat, "complete", lambda args: self.rest_points.append(0))
+            # (the detector flip test completes two heatmaps a pass: one count)
+            self._on_call(heat, "complete", lambda args: self._add_rest(0))
             self._on_call(heat, "rest_at", lambda args: self._add_rest(len(args[2])))
             heat.rest.register_forward_hook(
                 lambda m, i, out: self._add_rest(out.shape[0] * out.shape[2] * out.shape[3])
@@ -474,6 +475,8 @@ class StageClock:
         self.det_sizes, self.peaks, self.crops, self.rest_points = [], [], [], []
 
     def _add_rest(self, points: int):
+        """Adds to the count of the detector pass under way (its input recorded in det_sizes)."""
+        self.rest_points += [0] * (max(len(self.det_sizes), 1) - len(self.rest_points))
         self.rest_points[-1] += points
 
     @staticmethod

@@ -210,15 +210,20 @@ class BoundedHeatmapHead(nn.Module):
     logit of ``min_score`` no peak above it can be, and the ``rest`` (negative weights) run only at
     the other pixels (``head_at``). Every pixel above ``min_score`` gets its logit (to float
     rounding) and every other one at most that floor, so 3x3 peak picking keeps the same peaks above
-    it. The shipped detector (118 of 256 weights positive): on 30 WIDER val photos 0.7% of the
-    pixels (at most 2.3%) needed the rest at 0.2. ``upper`` is rounded up to oneDNN's blocks of
-    ``block`` outputs with the most negative channels, which tighten the bound for free. A head
-    trained otherwise can have a loose bound (distill_heads.py's 64-channel head: 4 positive weights,
-    the bound clearing 0.2 at 87% of the pixels): beyond ``dense_above`` of them the rest runs
-    densely, as the gather of each pixel's neighbourhood then costs more (a 128 px feature map,
-    128 or 48 rest channels, one or two threads: the two break even at 15-28%)."""
+    it. The shipped detector (118 of 256 weights positive): on 100 WIDER val photos 0.66% of the
+    pixels (at most 4.1% in a photo) needed the rest at 0.2 (tools/research/heatmap_bound.py).
+    ``upper`` is rounded up to oneDNN's blocks of ``block`` outputs (one block at least) with the
+    most negative channels, which tighten the bound for free. A head trained otherwise can have a
+    loose bound (distill_heads.py's 64-channel head: 4 positive weights, the bound clearing 0.2 at
+    87% of the pixels): beyond ``dense_above`` of them the rest runs densely, as the gather of each
+    pixel's neighbourhood then costs more (a 128 px feature map, 128 or 48 rest channels, one or two
+    threads: the two break even at 15-28%)."""
 
     dense_above = 0.15
+    # the rest runs where the bound clears the threshold's logit less this: a pixel left at its
+    # bound then scores under min_score whatever float32 rounding does in the sigmoid (the margin
+    # only adds a few pixels computed exactly)
+    floor_margin = 1e-3
 
     def __init__(self, head: nn.Sequential, block: int = 16):
         super().__init__()
@@ -230,13 +235,17 @@ class BoundedHeatmapHead(nn.Module):
         # positive first, the most negative last; stable, so that an ONNX graph of the upper part
         # (engine/onnx_backend.py) and a split made again from the same weights agree
         by_weight = torch.argsort(w, descending=True, stable=True)
-        n_upper = min(len(w), -(-int((w > 0).sum()) // block) * block)
-        n_pad = n_upper - int((w > 0).sum())
-        positive, negative = by_weight[: n_upper - n_pad], by_weight[n_upper - n_pad :]
+        n_positive = int((w > 0).sum())
+        n_upper = min(len(w), max(1, -(-n_positive // block)) * block)
+        n_pad = n_upper - n_positive
+        positive, negative = by_weight[:n_positive], by_weight[n_positive:]
         upper = torch.cat([positive, negative.flip(0)[:n_pad]])
         rest = negative.flip(0)[n_pad:]
-        self.upper = _sub_head(conv3, conv1, upper, with_bias=True)
-        self.rest = _sub_head(conv3, conv1, rest, with_bias=False) if len(rest) else None
+        # the sub-heads' own initialisation must not move the global random state (a seeded run
+        # that loads a model for inference halfway would draw other numbers afterwards)
+        with torch.random.fork_rng(devices=[]):
+            self.upper = _sub_head(conv3, conv1, upper, with_bias=True)
+            self.rest = _sub_head(conv3, conv1, rest, with_bias=False) if len(rest) else None
 
     def forward(self, x: torch.Tensor, min_score: Optional[float] = None, bound_only: bool = False) -> torch.Tensor:
         """Heatmap logits [B,1,H,W]: exact everywhere, or with ``min_score`` exact where they exceed
@@ -251,7 +260,7 @@ class BoundedHeatmapHead(nn.Module):
             return bound
         if min_score is None or min_score <= 0.0:
             return bound + self.rest(x)
-        floor = math.log(min_score / (1.0 - min_score)) if min_score < 1.0 else math.inf
+        floor = math.log(min_score / (1.0 - min_score)) - self.floor_margin if min_score < 1.0 else math.inf
         b, _, h, w = bound.shape
         logits = bound.reshape(b, h * w).clone()
         bidx, pix = (logits > floor).nonzero(as_tuple=True)
