@@ -121,17 +121,14 @@ def blend_states(state: dict, other: dict, weight: float) -> dict:
 def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibration=None, count: int = 32):
     """The checkpoint's detector and age network as ONNX graphs in ``out_dir``; int8 ones
     calibrated on the ``calibration`` photos when given."""
-    from detectron2.modeling import build_model
-
     from ..config import get_foss_cfg
     from ..engine.onnx_backend import FINGERPRINT_FILE, export_onnx
-    from ..engine.predictor import load_all_weights
+    from ..engine.predictor import load_model
 
     cfg = get_foss_cfg(config_file, weights=checkpoint, device="cpu")
-    model = build_model(cfg).eval()
     # the check FOSSPredictor makes: weights of another architecture (no --config-file for a paper
     # model) or a --detector-only file would export graphs with random parts
-    load_all_weights(model, cfg.MODEL.WEIGHTS)
+    model = load_model(cfg)
     if calibration:
         with tempfile.TemporaryDirectory() as fp32_dir:
             export_onnx(model, fp32_dir)

@@ -82,6 +82,14 @@ def load_all_weights(model, path: str):
         )
 
 
+def load_model(cfg):
+    """``cfg``'s model with MODEL.WEIGHTS loaded whole (``load_all_weights``), in eval mode, as
+    trained (no ``optimize_for_inference``): what the export and the research tools read."""
+    model = build_model(cfg)
+    load_all_weights(model, cfg.MODEL.WEIGHTS)
+    return model.eval()
+
+
 class FOSSPredictor:
     """Loads ``cfg.MODEL.WEIGHTS`` and returns detectron2 ``Instances`` for one image.
 

@@ -1,3 +1,3 @@
-from .build import build_foss_optimizer, cosine_schedule
+from .build import build_foss_optimizer, cosine_schedule, distill_epochs
 
-__all__ = ["build_foss_optimizer", "cosine_schedule"]
+__all__ = ["build_foss_optimizer", "cosine_schedule", "distill_epochs"]

@@ -1,6 +1,9 @@
 """Optimizer of the paper (section 4.2: Adam, lr 1e-4), with detectron2's SGD still available."""
 
+import logging
 import math
+from collections import defaultdict
+from typing import Callable, Dict, Iterable, List, Tuple
 
 import torch
 from detectron2.solver import build_optimizer as build_d2_optimizer
@@ -51,3 +54,36 @@ def cosine_schedule(optimizer, steps: int, warmup: int = 0):
         return ramp * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+
+
+def distill_epochs(
+    epochs: int,
+    batches: Callable[[int], Iterable],
+    losses_of: Callable[[object], Tuple[Dict[str, torch.Tensor], int]],
+    optimizer,
+    scheduler,
+    logger: logging.Logger,
+    digits: int = 4,
+) -> List[dict]:
+    """The research tools' training loop over a cache (tools/research/distill_*.py): epoch 0
+    measures the losses of the model as it starts, epochs 1 to ``epochs`` train on their sum.
+    ``batches(epoch)`` gives an epoch's batches, ``losses_of(batch)`` its named losses and its size.
+    Returns each epoch's size-weighted mean losses ({"epoch": i, name: mean}), also logged."""
+    log = []
+    for epoch in range(epochs + 1):
+        sums, seen = defaultdict(float), 0
+        for batch in batches(epoch):
+            with torch.set_grad_enabled(epoch > 0):
+                losses, count = losses_of(batch)
+            if epoch > 0:
+                optimizer.zero_grad()
+                sum(losses.values()).backward()
+                optimizer.step()
+                scheduler.step()
+            for k, v in losses.items():
+                sums[k] += float(v.detach()) * count
+            seen += count
+        means = {k: v / seen for k, v in sums.items()}
+        log.append({"epoch": epoch, **means})
+        logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.{digits}f}" for k, v in means.items()))
+    return log

@@ -43,21 +43,13 @@ from foss_d2.apps.export import save_weights
 from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import photo_paths
-from foss_d2.engine.predictor import load_all_weights, read_photos
+from foss_d2.engine.predictor import load_model, read_photos
 from foss_d2.proposal_generator.build import build_face_detector
 from foss_d2.proposal_generator.centernet import _point_head, head_at
-from foss_d2.solver import cosine_schedule
+from foss_d2.solver import cosine_schedule, distill_epochs
 
 logger = logging.getLogger("foss_d2.distill_heads")
 HEADS = ("heatmap", "size", "offset")
-
-
-def build_teacher(cfg):
-    from detectron2.modeling import build_model
-
-    model = build_model(cfg)
-    load_all_weights(model, cfg.MODEL.WEIGHTS)
-    return model.eval()
 
 
 @torch.no_grad()
@@ -194,7 +186,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     cfg = get_foss_cfg(args.config_file or None, opts=["MODEL.DEVICE", "cpu", *args.opts])
     register_config_datasets(cfg)
-    teacher = build_teacher(cfg)
+    teacher = load_model(cfg)
     paths = []
     for spec in args.datasets:
         files = photo_paths([spec])
@@ -224,23 +216,15 @@ def main(argv=None):
     steps = args.epochs * len(batches(samples, args.batch, shuffle=False))
     sched = cosine_schedule(opt, steps)
     lambda_size = cfg.MODEL.CENTERNET.LAMBDA_SIZE
-    log = []
-    for epoch in range(args.epochs + 1):  # epoch 0: the pruned heads, not trained
-        sums, n = defaultdict(float), 0
-        for batch in batches(samples, args.batch):
-            with torch.set_grad_enabled(epoch > 0):
-                losses = distill_losses(student, batch, args.min_heat, lambda_size, heads)
-                total = sum(losses.values())
-            if epoch > 0:
-                opt.zero_grad()
-                total.backward()
-                opt.step()
-                sched.step()
-            for k, v in losses.items():
-                sums[k] += float(v.detach()) * len(batch)
-            n += len(batch)
-        log.append({"epoch": epoch, **{k: v / n for k, v in sums.items()}})
-        logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v / n:.4f}" for k, v in sums.items()))
+    # epoch 0: the pruned heads, not trained
+    log = distill_epochs(
+        args.epochs,
+        lambda epoch: batches(samples, args.batch),
+        lambda batch: (distill_losses(student, batch, args.min_heat, lambda_size, heads), len(batch)),
+        opt,
+        sched,
+        logger,
+    )
     save_with_heads(teacher, student, os.path.join(args.output, "model_final.pth"))
     with open(os.path.join(args.output, "log.json"), "w") as f:
         json.dump({"args": vars(args), "photos": len(samples), "epochs": log}, f, indent=1)

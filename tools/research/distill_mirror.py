@@ -25,11 +25,9 @@ import math
 import os
 import random
 import time
-from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
-from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
@@ -39,8 +37,8 @@ from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import photo_paths
 from foss_d2.engine.fusion import optimize_for_inference
-from foss_d2.engine.predictor import load_all_weights, read_photos
-from foss_d2.solver import cosine_schedule
+from foss_d2.engine.predictor import load_model, read_photos
+from foss_d2.solver import cosine_schedule, distill_epochs
 
 logger = logging.getLogger("foss_d2.distill_mirror")
 
@@ -110,9 +108,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     cfg = get_foss_cfg(args.config_file or None, opts=["MODEL.DEVICE", "cpu", *args.opts])
     register_config_datasets(cfg)
-    model = build_model(cfg)
-    load_all_weights(model, cfg.MODEL.WEIGHTS)
-    model.eval()
+    model = load_model(cfg)
     paths = photo_paths(args.datasets)
     t0 = time.time()
     # the harvest on a copy made fast for inference (the same answers to float rounding); the
@@ -130,31 +126,24 @@ def main(argv=None):
     steps = args.epochs * steps_per_epoch
     # a warmup: Adam's first steps are lr-sized whatever the gradient
     sched = cosine_schedule(opt, steps, warmup=min(100, steps // 10 + 1))
-    log = []
-    for epoch in range(args.epochs + 1):  # epoch 0: the trained network, not trained further
+
+    def epoch_batches(epoch):
         order = torch.randperm(n)
-        sums, seen = defaultdict(float), 0
         for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False):
-            idx = order[i * args.batch : (i + 1) * args.batch]
-            crops = data["crops"][idx].float() / 255
-            feat = None if data["feature"] is None else data["feature"][idx].float()
-            flip = torch.rand(len(idx)) < 0.5  # the same target either way: the average is symmetric
-            crops = torch.where(flip.view(-1, 1, 1, 1), crops.flip(-1), crops)
-            if feat is not None:
-                feat = torch.where(flip.view(-1, 1, 1, 1), feat.flip(-1), feat)
-            female = None if data["female"] is None else data["female"][idx]
-            with torch.set_grad_enabled(epoch > 0):
-                losses = distill_losses(head, crops, feat, data["probs"][idx].float(), female)
-            if epoch > 0:
-                opt.zero_grad()
-                sum(losses.values()).backward()
-                opt.step()
-                sched.step()
-            for k, v in losses.items():
-                sums[k] += float(v.detach()) * len(idx)
-            seen += len(idx)
-        log.append({"epoch": epoch, **{k: v / seen for k, v in sums.items()}})
-        logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v / seen:.5f}" for k, v in sums.items()))
+            yield order[i * args.batch : (i + 1) * args.batch]
+
+    def losses_of(idx):
+        crops = data["crops"][idx].float() / 255
+        feat = None if data["feature"] is None else data["feature"][idx].float()
+        flip = torch.rand(len(idx)) < 0.5  # the same target either way: the average is symmetric
+        crops = torch.where(flip.view(-1, 1, 1, 1), crops.flip(-1), crops)
+        if feat is not None:
+            feat = torch.where(flip.view(-1, 1, 1, 1), feat.flip(-1), feat)
+        female = None if data["female"] is None else data["female"][idx]
+        return distill_losses(head, crops, feat, data["probs"][idx].float(), female), len(idx)
+
+    # epoch 0: the trained network, not trained further
+    log = distill_epochs(args.epochs, epoch_batches, losses_of, opt, sched, logger, digits=5)
     os.makedirs(args.output, exist_ok=True)
     save_weights(model.state_dict(), os.path.join(args.output, "model_final.pth"))
     with open(os.path.join(args.output, "log.json"), "w") as f:

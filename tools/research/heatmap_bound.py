@@ -23,7 +23,6 @@ import os
 
 import numpy as np
 import torch
-from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
@@ -31,7 +30,7 @@ from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import photo_paths
-from foss_d2.engine.predictor import load_all_weights, read_photos
+from foss_d2.engine.predictor import load_model, read_photos
 from foss_d2.proposal_generator.centernet import BoundedHeatmapHead, top_peaks
 
 logger = logging.getLogger("foss_d2.heatmap_bound")
@@ -86,8 +85,7 @@ def main(argv=None):
     setup_logger(name="foss_d2")
     cfg = get_foss_cfg(args.config_file or None, opts=["MODEL.DEVICE", "cpu", *args.opts])
     register_config_datasets(cfg)
-    model = build_model(cfg).eval()
-    load_all_weights(model, cfg.MODEL.WEIGHTS)
+    model = load_model(cfg)
     bounded = BoundedHeatmapHead(model.proposal_generator.heatmap, block=args.block)
     min_score, k = cfg.MODEL.FOSS.SCORE_THRESH_TEST, cfg.MODEL.FOSS.K_TEST
     photos = read_photos(tqdm(photo_paths(args.datasets), desc="photos"), cfg.INPUT.FORMAT, cfg.INPUT.MAX_SIDE)
