@@ -189,17 +189,26 @@ def _head(in_ch: int, head_conv: int, out_ch: int, bias_init: float = 0.0) -> nn
     return head
 
 
-def _sub_head(conv3: nn.Conv2d, conv1: nn.Conv2d, channels: torch.Tensor, with_bias: bool) -> nn.Sequential:
-    """A ``_head`` of the hidden ``channels`` of (conv3, conv1) only (weights copied)."""
-    head = _head(conv3.in_channels, len(channels), conv1.out_channels)
+def copy_hidden_channels(dst: nn.Sequential, src: nn.Sequential, channels: torch.Tensor):
+    """Sets the 3x3-ReLU-1x1 head ``dst`` (``len(channels)`` hidden channels) to ``src`` restricted
+    to its hidden ``channels``; ``src``'s 1x1 bias too where ``dst``'s 1x1 conv has one."""
+    d3, d1 = _point_head(dst)
+    s3, s1 = _point_head(src)
     with torch.no_grad():
-        head[0].weight.copy_(conv3.weight[channels])
-        head[0].bias.copy_(conv3.bias[channels])
-        head[2].weight.copy_(conv1.weight[:, channels])
-        if with_bias:
-            head[2].bias.copy_(conv1.bias)
-        else:
-            head[2].bias = None
+        d3.weight.copy_(s3.weight[channels])
+        d3.bias.copy_(s3.bias[channels])
+        d1.weight.copy_(s1.weight[:, channels])
+        if d1.bias is not None:
+            d1.bias.copy_(s1.bias)
+
+
+def _sub_head(src: nn.Sequential, channels: torch.Tensor, with_bias: bool) -> nn.Sequential:
+    """A new ``_head`` of ``src``'s hidden ``channels`` only (weights copied)."""
+    conv3, conv1 = _point_head(src)
+    head = _head(conv3.in_channels, len(channels), conv1.out_channels)
+    if not with_bias:
+        head[2].bias = None
+    copy_hidden_channels(head, src, channels)
     return head.to(conv3.weight.device)
 
 
@@ -230,8 +239,7 @@ class BoundedHeatmapHead(nn.Module):
         parts = _point_head(head)
         if parts is None or parts[1].out_channels != 1:
             raise ValueError("BoundedHeatmapHead splits a one-class 3x3-ReLU-1x1 head")
-        conv3, conv1 = parts
-        w = conv1.weight.detach().view(-1)
+        w = parts[1].weight.detach().view(-1)
         # positive first, the most negative last; stable, so that an ONNX graph of the upper part
         # (engine/onnx_backend.py) and a split made again from the same weights agree
         by_weight = torch.argsort(w, descending=True, stable=True)
@@ -244,8 +252,8 @@ class BoundedHeatmapHead(nn.Module):
         # the sub-heads' own initialisation must not move the global random state (a seeded run
         # that loads a model for inference halfway would draw other numbers afterwards)
         with torch.random.fork_rng(devices=[]):
-            self.upper = _sub_head(conv3, conv1, upper, with_bias=True)
-            self.rest = _sub_head(conv3, conv1, rest, with_bias=False) if len(rest) else None
+            self.upper = _sub_head(head, upper, with_bias=True)
+            self.rest = _sub_head(head, rest, with_bias=False) if len(rest) else None
 
     def forward(self, x: torch.Tensor, min_score: Optional[float] = None, bound_only: bool = False) -> torch.Tensor:
         """Heatmap logits [B,1,H,W]: exact everywhere, or with ``min_score`` exact where they exceed

@@ -45,7 +45,7 @@ from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import photo_paths
 from foss_d2.engine.predictor import load_model, read_photos
 from foss_d2.proposal_generator.build import build_face_detector
-from foss_d2.proposal_generator.centernet import _point_head, head_at
+from foss_d2.proposal_generator.centernet import _point_head, copy_hidden_channels, head_at
 from foss_d2.solver import cosine_schedule, distill_epochs
 
 logger = logging.getLogger("foss_d2.distill_heads")
@@ -87,17 +87,6 @@ def hidden_use(head, feature_batches) -> torch.Tensor:
             total = total + F.relu(conv3(x)).mean(dim=(0, 2, 3)) * x.shape[0]
             n += x.shape[0]
     return (total / max(n, 1)) * conv1.weight.flatten(1).norm(dim=0)
-
-
-def prune_into(student_head, teacher_head, keep: torch.Tensor):
-    """The student's 3x3-ReLU-1x1 head set to the teacher's restricted to hidden channels ``keep``."""
-    s3, s1 = _point_head(student_head)
-    t3, t1 = _point_head(teacher_head)
-    with torch.no_grad():
-        s3.weight.copy_(t3.weight[keep])
-        s3.bias.copy_(t3.bias[keep])
-        s1.weight.copy_(t1.weight[:, keep])
-        s1.bias.copy_(t1.bias)
 
 
 def batches(samples, batch_size: int, shuffle: bool = True):
@@ -206,7 +195,7 @@ def main(argv=None):
     for name in HEADS:
         mine, trained = getattr(student, name), getattr(teacher.proposal_generator, name)
         if name in heads:
-            prune_into(mine, trained, hidden_use(trained, probe).topk(args.head_conv).indices)
+            copy_hidden_channels(mine, trained, hidden_use(trained, probe).topk(args.head_conv).indices)
         else:
             mine.load_state_dict(trained.state_dict())
     save_with_heads(teacher, student, os.path.join(args.output, "model_pruned.pth"))
