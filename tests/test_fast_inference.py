@@ -870,3 +870,46 @@ def test_benchmark_peer_runs(tmp_path):
     assert set(rows) == {"shipped", "fast", "small"} and rows["fast"]["faces"] >= 1
     assert report["variants"]["small"]["opts"] == ["MODEL.FOSS.DET_INPUT_SIZE", "320", "MODEL.FOSS.TEST_SIZES", "[]"]
     assert (tmp_path / "peer.md").is_file()
+
+
+@needs_shared_data
+def test_benchmark_peer_counts_each_variants_own_network(tmp_path):
+    """Multiply-adds are counted on each variant's own model. The variant here has the shipped
+    heatmap head widened by 256 hidden channels that are always 0 after the ReLU (3x3 weights 0,
+    bias -1) behind positive 1x1 weights: the same faces, but its positive, always-run part is
+    256 channels wider, so it costs 256 x (C x 9 + 1) more multiply-adds a pixel of the stride-4
+    grid (C the head's input channels) and nothing more elsewhere."""
+    import json
+
+    from detectron2.modeling import build_model
+
+    from foss_d2.apps.benchmark import main
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.engine.predictor import load_model
+
+    shipped = load_model(get_foss_cfg())
+    wide_opts = ["MODEL.CENTERNET.HEATMAP_HEAD_CONV", "512"]
+    wide = build_model(get_foss_cfg(opts=wide_opts))
+    wide.load_state_dict({k: v for k, v in shipped.state_dict().items() if ".heatmap." not in k}, strict=False)
+    (s3, s1), (w3, w1) = [(h[0], h[2]) for h in (shipped.proposal_generator.heatmap, wide.proposal_generator.heatmap)]
+    with torch.no_grad():
+        w3.weight.zero_()
+        w3.weight[:256] = s3.weight
+        w3.bias.fill_(-1.0)
+        w3.bias[:256] = s3.bias
+        w1.weight.fill_(1.0)
+        w1.weight[:, :256] = s1.weight
+        w1.bias.copy_(s1.bias)
+    torch.save({"model": wide.state_dict()}, tmp_path / "wide.pth")
+
+    main(
+        ["peer", "--closeups", "1", "--groups", "0", "--threads", "1", "--repeats", "1",
+         "--peer-python", "", "--variants", "shipped", "--output", str(tmp_path / "out"),
+         "--extra-variant", f"wide=pytorch:MODEL.WEIGHTS {tmp_path / 'wide.pth'} " + " ".join(wide_opts)]
+    )  # fmt: skip
+    rows = json.load(open(tmp_path / "out" / "peer.json"))["threads"]["1"]["sets"]["close-ups"]
+    assert rows["wide"]["faces"] == rows["shipped"]["faces"] == 1
+    extra = (rows["wide"]["gmac_per_photo"] - rows["shipped"]["gmac_per_photo"]) * 1e9
+    per_pixel = 256 * (s3.in_channels * 9 + 1)
+    grid = extra / per_pixel  # the pass's stride-4 grid: a 200 px close-up runs at 224 px (56 x 56)
+    assert grid == pytest.approx(56 * 56, rel=1e-3)

@@ -703,7 +703,8 @@ def benchmark_peer(args, parser):
                 est.predictor.model.proposal_generator.sparse_test = False
             ests[n] = est
             clocks[n] = StageClock(est.predictor.model)
-        macs = MacCounter(ests[names[0]].predictor.model) if args.flops else None
+        # each variant its own count: another MODEL.WEIGHTS or head width is another network
+        counters = {n: MacCounter(ests[n].predictor.model) for n in names} if args.flops else {}
         peer = PeerServer(args.peer_python, threads) if args.peer_python else None
         who = names + (["peer"] if peer else [])
         peak = conv_peak_gflops()
@@ -737,6 +738,7 @@ def benchmark_peer(args, parser):
                         slot["total"].append(total)
                         slot["stages"].append(stages)
                         slot["faces"] = len(faces)
+                        macs = counters.get(n)
                         if macs is not None:
                             sparse = ests[n].predictor.model.proposal_generator.sparse_test
                             n_pass = len(clock.det_sizes)

@@ -1,0 +1,84 @@
+"""Drawing faces (foss_d2/utils/visualizer.py): the boxes and labels are detectron2's Visualizer's,
+blended onto the photo instead of the photo being resampled through matplotlib (issue 19, item 4)."""
+
+import os
+
+import cv2
+import numpy as np
+from detectron2.utils.visualizer import Visualizer
+
+from foss_d2.utils.visualizer import FEMALE_COLOR, MALE_COLOR, UNKNOWN_COLOR, draw_faces
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+# the family photo's people and two odd boxes: one over the top-left corner, one too small for its label
+BOXES = np.array(
+    [
+        [120, 60, 210, 170],
+        [300, 80, 380, 190],
+        [450, 150, 500, 210],
+        [-15, -10, 40, 45],
+        [600, 300, 612, 314],
+    ],
+    dtype=np.float64,
+)
+AGES = [34.2, 41.0, 9.6, 70.0, None]
+FEMALES = [0.9, 0.1, float("nan"), 0.6, 0.2]
+DASHED = [False, False, True, False, True]
+
+
+def _reference(image_rgb):
+    """The same picture through detectron2's Visualizer alone, as the drawing was before."""
+    vis = Visualizer(image_rgb)
+    labels = np.array(["34, F", "41, M", "10", "70, F", "M"], dtype=object)
+    colors = [FEMALE_COLOR, MALE_COLOR, UNKNOWN_COLOR, FEMALE_COLOR, MALE_COLOR]
+    dashed = np.array(DASHED)
+    ax = vis.output.ax
+    for group in (~dashed, dashed):
+        first = len(ax.patches)
+        picked = [c for c, g in zip(colors, group) if g]
+        vis.overlay_instances(boxes=BOXES[group], labels=list(labels[group]), assigned_colors=picked, alpha=0.0)
+        if group is dashed:
+            for patch in ax.patches[first:]:
+                patch.set_linestyle((0, (4, 3)))
+    return vis.get_output().get_image()
+
+
+def test_drawing_is_detectron2_visualizers_on_the_untouched_photo():
+    photo = cv2.imread(os.path.join(ROOT, "demo", "family.jpg"))[:, :, ::-1].copy()
+    drawn = draw_faces(photo, BOXES, AGES, FEMALES, dashed=DASHED)
+    ref = _reference(photo)
+    assert drawn.shape == ref.shape == photo.shape and drawn.dtype == np.uint8
+    diff = np.abs(drawn.astype(int) - ref.astype(int))
+    assert diff.max() <= 2  # rounding of the blend, nowhere more
+    touched_ref = (ref != photo).any(-1)
+    touched = (drawn != photo).any(-1)
+    assert touched_ref.sum() > 5000  # boxes and five labels were drawn
+    # every pixel the Visualizer leaves alone stays the photo's, bit for bit, and the other way round
+    # but for blends that round back to the photo's value
+    assert not (touched & ~touched_ref).any()
+    assert (touched_ref & ~touched).sum() <= 0.01 * touched_ref.sum()
+    assert (
+        not np.shares_memory(drawn, photo)
+        and (photo == cv2.imread(os.path.join(ROOT, "demo", "family.jpg"))[:, :, ::-1]).all()
+    )
+
+
+def test_label_background_is_blended_at_its_alpha():
+    """On a flat grey photo the labels' black background (alpha 0.8) reads 0.2 x 200 = 40, and the
+    text's light colour shows above it."""
+    grey = np.full((240, 320, 3), 200, np.uint8)
+    drawn = draw_faces(grey, [[100.0, 120.0, 220.0, 230.0]], [30.0], [0.9])
+    values, counts = np.unique(drawn.reshape(-1, 3), axis=0, return_counts=True)
+    common = {tuple(v): c for v, c in zip(values, counts)}
+    assert common[(200, 200, 200)] > 0.9 * grey.shape[0] * grey.shape[1]
+    assert common.get((40, 40, 40), 0) > 100  # the label's background, away from the glyphs
+    # the label hangs inside the box from its top-left corner; below it the box holds the photo
+    assert drawn[160:225, 110:210].tolist() == grey[160:225, 110:210].tolist()
+
+
+def test_drawing_at_another_scale_goes_through_matplotlib():
+    photo = np.full((100, 160, 3), 90, np.uint8)
+    drawn = draw_faces(photo, [[20.0, 20.0, 80.0, 90.0]], [25.0], [0.2], scale=0.5)
+    assert drawn.shape == (50, 80, 3)
+    assert (drawn != 90).any()
