@@ -489,3 +489,37 @@ def test_times_are_the_frames_own_with_a_variable_frame_rate(tmp_path, monkeypat
     survey.main(["--predictions", str(out), "--output", str(tmp_path / "s"), "--per-frame", "--bucket-seconds", "1"])
     timeline = json.load(open(tmp_path / "s" / "survey.json"))["timeline"]
     assert [(t, sum(sum(g.values()) for g in c.values())) for t, c in timeline] == [(0.0, 10), (6.0, 10)]
+
+
+class _ShadedVariableRateCapture(_VariableRateCapture):
+    """The same clip with frame i a flat grey of 20 + 20 i, to tell the frames apart in the video."""
+
+    def read(self):
+        ok = self.grab()
+        return ok, (np.full((120, 240, 3), 20 + 20 * (self.i - 1), np.uint8) if ok else None)
+
+
+def test_annotated_video_keeps_a_variable_frame_rates_timing(tmp_path, monkeypatch):
+    """The annotated video is written at OpenCV's average rate (10 frames / 6.4 s = 1.5625 fps), so
+    frame k of it is at k / 1.5625 s: the frames at 0.0-0.3 s all fall in slot 0 (the first is
+    drawn), 0.4 s in slot 1 (round(0.625)), then frame 4 is held over the pause until 6.0 s, slot 9
+    (round(9.375)); 6.1-6.4 s fall in slot 10. By hand: frame 0, frame 4 eight times, frames 5, 6."""
+    from foss_d2.apps import runner
+
+    monkeypatch.setattr(runner.cv2, "VideoCapture", lambda source: _ShadedVariableRateCapture())
+    monkeypatch.setattr(runner, "instances_to_faces", lambda inst: [])
+    (tmp_path / "pause.mp4").write_bytes(b"x")
+    out = tmp_path / "out"
+    runner.run_video(lambda img: None, str(tmp_path / "pause.mp4"), str(out), "BGR", track=False)
+    monkeypatch.undo()  # cv2's own VideoCapture again, to read the video back
+    video = cv2.VideoCapture(str(out / "pause_foss.mp4"))
+    shades = []
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        shades.append(float(frame.mean()))
+    # the codec moves a flat grey by a few levels; the shades are 20 apart
+    frames = [round((shade - 20) / 20) for shade in shades]
+    assert frames == [0] + [4] * 8 + [5, 6] and max(abs(v - (20 + 20 * i)) for v, i in zip(shades, frames)) < 6
+    assert len(json.load(open(out / "predictions.json"))) == 10  # every frame's answers, drawn or not

@@ -994,7 +994,9 @@ def run_video(
             yield idx, frame, (cut if scene is not None else None), None, frame_time(idx)
             cut = False
 
-    def write_frame(frame, faces):
+    timeline = {"start": None, "written": 0, "last": None}
+
+    def write_frame(frame, faces, time_s):
         vis = draw_predictions(frame, faces, draw_max_side)
         if not video:
             video.append(
@@ -1002,7 +1004,23 @@ def run_video(
                     os.path.join(out_dir, name), cv2.VideoWriter_fourcc(*"mp4v"), fps / stride, vis.shape[1::-1]
                 )
             )
+        # The writer's rate is constant (the average over the stride): frames with their own times
+        # keep them, as a constant-rate conversion does. The last picture is held over a gap (a
+        # variable rate's pause, frames that did not read) and a frame that comes before its slot
+        # is due is not drawn (its answers are in predictions.json); at a constant rate every
+        # frame has its own slot.
+        if time_s is not None:
+            if timeline["start"] is None:
+                timeline["start"] = time_s
+            slot = round((time_s - timeline["start"]) * fps / stride)
+            if slot < timeline["written"]:
+                return
+            while timeline["written"] < slot:
+                video[0].write(timeline["last"])
+                timeline["written"] += 1
         video[0].write(vis)
+        timeline["written"] += 1
+        timeline["last"] = vis
 
     done = before = seen = 0
     face_limit, capped = face_cap(predictor), False
@@ -1035,7 +1053,7 @@ def run_video(
                     done += 1
                 shown = people.update(idx, frame, faces, cut, time_s) if people is not None else faces
                 if drawer is not None:
-                    drawer.submit(functools.partial(write_frame, frame, shown), payload)
+                    drawer.submit(functools.partial(write_frame, frame, shown, time_s), payload)
                     _record(writer, drawer.finished())
                     continue
                 if payload is not None:
