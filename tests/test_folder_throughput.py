@@ -14,10 +14,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # as a demo that silently read fewer photos (e.g. a folder path relative to another checkout) would.
 FAKE_DEMO = """
 import json, os, sys
+import cv2
 args = sys.argv[1:]
-inp, out = args[args.index("--input") + 1], args[args.index("--output") + 1]
+out = args[args.index("--output") + 1]
 os.makedirs(out, exist_ok=True)
-first = sorted(os.listdir(inp))[: int(os.environ.get("FAKE_DEMO_ANSWERS", "1"))]
+if "--video-input" in args:
+    video = cv2.VideoCapture(args[args.index("--video-input") + 1])
+    keys = [str(i) for i in range(int(video.get(cv2.CAP_PROP_FRAME_COUNT)))]
+else:
+    keys = sorted(os.listdir(args[args.index("--input") + 1]))
+first = keys[: int(os.environ.get("FAKE_DEMO_ANSWERS", "1"))]
 json.dump({name: [] for name in first}, open(os.path.join(out, "predictions.json"), "w"))
 """
 
@@ -58,3 +64,38 @@ def test_relative_input_reaches_the_other_checkout(fake_before, tmp_path, monkey
     report = json.load(open(tmp_path / "out" / "throughput.json"))
     assert report["photos"] == 3 and report["input"] == str(tmp_path / "photos")
     assert len(report["runs"]["before"]["seconds"]) == 1 and report["runs"]["before"]["x_first"] == 1.0
+
+
+def test_as_video_times_the_demo_on_a_video_of_the_photos(fake_before, tmp_path, monkeypatch):
+    """--as-video 4: the 3 photos as 12 frames, each run answering all of them (a run answering 11
+    stops the measurement)."""
+    tool = load_tool()
+    argv = ["--input", "photos", "--before-repo", str(fake_before), "--rounds", "1", "--as-video", "4"]
+    monkeypatch.setenv("FAKE_DEMO_ANSWERS", "11")
+    with pytest.raises(SystemExit, match="answered 11 of the 12 frames"):
+        tool.main([*argv, "--output", "out"])
+    monkeypatch.setenv("FAKE_DEMO_ANSWERS", "12")
+    tool.main([*argv, "--output", "out"])
+    report = json.load(open(tmp_path / "out" / "throughput.json"))
+    assert report["frames"] == 12 and report["as_video"] == 4
+    assert "12 frames (a video of 3 photos)" in open(tmp_path / "out" / "throughput.md").read()
+
+
+def test_test_video_letterboxes_each_photo_and_pans(tmp_path):
+    """A 100x50 photo of grey 200 in a 1280x720 video: scaled 12.8x to 1280x640, rows 40-679 (the
+    bars above and below black), 2 px further right in each of its frames."""
+    import cv2
+
+    Image.fromarray(np.full((50, 100, 3), 200, np.uint8)).save(tmp_path / "wide.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    tool = load_tool()
+    path = str(tmp_path / "v.mp4")
+    assert tool.write_test_video([str(tmp_path / "wide.png"), str(tmp_path / "broken.jpg")], path, 3) == 3
+    video = cv2.VideoCapture(path)
+    frames = [video.read()[1] for _ in range(3)]
+    assert video.read()[0] is False and frames[0].shape == (720, 1280, 3)
+    for k, f in enumerate(frames):
+        rows = f.mean(axis=(1, 2))
+        assert rows[:36].max() < 10 and rows[684:].max() < 10 and abs(rows[44:676].mean() - 200) < 6
+        cols = f[360].mean(axis=1)
+        assert cols[: 2 * k].max(initial=0) < 10 and abs(cols[2 * k + 4 : 1270].mean() - 200) < 6

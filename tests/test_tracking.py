@@ -523,3 +523,50 @@ def test_annotated_video_keeps_a_variable_frame_rates_timing(tmp_path, monkeypat
     frames = [round((shade - 20) / 20) for shade in shades]
     assert frames == [0] + [4] * 8 + [5, 6] and max(abs(v - (20 + 20 * i)) for v, i in zip(shades, frames)) < 6
     assert len(json.load(open(out / "predictions.json"))) == 10  # every frame's answers, drawn or not
+
+
+def test_video_frames_two_at_a_time_keep_frame_order(tmp_path):
+    """With workers=2 two frames are in the model at once, and the answers, the tracker's ids and the
+    journal still follow the frames' order; a frame the model fails on is skipped with the reason
+    and the video goes on. Frame i is a flat grey of 20 + 20 i and the fake model answers age i."""
+    import threading
+    import time
+
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    from foss_d2.apps.runner import JOURNAL, read_journal, run_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(str(video), [np.full((120, 240, 3), 20 + 20 * i, np.uint8) for i in range(8)], fps=4)
+    lock, running, most = threading.Lock(), [0], {}
+
+    def model(img):
+        i = round((float(img.mean()) - 20) / 20)
+        with lock:
+            running[0] += 1
+            most[run] = max(most.get(run, 0), running[0])
+        time.sleep(0.05 if i % 2 else 0.15)  # even frames slower: they finish after the next one
+        with lock:
+            running[0] -= 1
+        if i == 3:
+            raise RuntimeError("out of memory")
+        inst = Instances(img.shape[:2])
+        inst.pred_boxes = Boxes(torch.tensor([[20.0, 20.0, 80.0, 80.0]]))
+        inst.scores = torch.tensor([0.9])
+        inst.pred_ages = torch.tensor([float(i)])
+        inst.pred_age_stds = torch.tensor([1.0])
+        inst.pred_female_probs = torch.tensor([0.2])
+        return inst
+
+    answers = {}
+    for run in (1, 2):
+        out = tmp_path / f"w{run}"
+        run_video(model, str(video), str(out), "BGR", track=True, workers=run)
+        journal = read_journal(str(out / JOURNAL))
+        assert [r["key"] for r in journal] == [str(i) for i in range(8)]
+        assert "the model failed on this image: RuntimeError: out of memory" in journal[3]["skipped"]
+        answers[run] = {r["key"]: r["faces"] for r in journal if "faces" in r}
+        assert {k: f[0]["age"] for k, f in answers[run].items()} == {str(i): i for i in range(8) if i != 3}
+        assert all(f[0]["track_id"] >= 1 for f in answers[run].values())
+    assert most == {1: 1, 2: 2} and answers[1] == answers[2]

@@ -737,6 +737,10 @@ def _faces(predictor, img):
         return None, RuntimeError(f"the model failed on this image: {type(e).__name__}: {e}")
 
 
+# an input _predict_in_order passes by without the model (a video frame done before, or unread)
+_NOT_RUN = RuntimeError("not run")
+
+
 def _predict_in_order(predictor, decoded, workers: int):
     """(key, img, error, faces) for each decoded (key, img, error), in input order; ``error`` is the
     decoding's or the model's. With ``workers`` > 1, up to that many images run through
@@ -886,6 +890,7 @@ def run_video(
     track: bool = False,
     min_track_frames: Optional[int] = None,
     every_n_frames: int = 1,
+    workers: int = 1,
 ) -> RunSummary:
     """Run ``predictor`` on each frame of a video file or a camera (``source`` 0); with ``out_dir``
     the annotated video is ``<name>_foss.mp4`` there. ``resume`` skips the model on the frames in
@@ -894,7 +899,8 @@ def run_video(
     so far, and people.json/.csv and thumbnails/ (one answer per person) are written at the end.
     ``every_n_frames``: only frames 0, n, 2n, ... are read and processed (the others are skipped
     undecoded, or with tracking decoded only to measure scene cuts); keys and times stay those of the
-    video, the annotated video has fps / n."""
+    video, the annotated video has fps / n. ``workers``: frames of a video file in the model at once
+    (a camera's: one)."""
     stride = max(1, int(every_n_frames))
     live = not isinstance(source, str)
     cap = open_video(source)  # before the output folder is touched: a video that cannot be read leaves none
@@ -1029,24 +1035,37 @@ def run_video(
         PredictionWriter(out_dir, resume, FRAME_VIDEO) if out_dir else _NoWriter(log=False) as writer,
     ):
         bar = tqdm(total=steps, desc="frames")  # with its ETA
-        reader = _Prefetcher(frames, 0 if live else prefetch)  # a camera's frames are read as they come
+        workers = 1 if live else max(1, workers)  # a camera's frames are read as they come
+        reader = _Prefetcher(frames, 0 if live else prefetch + workers - 1)
         drawer = _Drawer() if out_dir and draw else None
+
+        def to_model():
+            # _predict_in_order's (key, image, error): the reader's fields travel in the key, and a
+            # frame done before (--resume) or not read is not run
+            for item in reader:
+                frame, key = item[1], str(item[0])
+                if frame is None or key in writer.done:
+                    yield item, None, _NOT_RUN
+                else:
+                    yield item, (frame if fmt == "BGR" else frame[:, :, ::-1]), None
+
+        # frames in the model at once, their answers taken in frame order (the tracker's)
+        results = _predict_in_order(predictor, to_model(), workers)
         try:
-            for idx, frame, cut, why, time_s in reader:
+            for (idx, frame, cut, why, time_s), _, error, faces in results:
                 stop.check()
                 key = str(idx)
                 seen += 1
                 bar.update(1)
-                if frame is None:
+                if frame is None or (error is not None and error is not _NOT_RUN):
                     if key not in writer.done:
-                        _skip(writer, drawer, key, why)
+                        _skip(writer, drawer, key, why or str(error))
                     continue
                 h, w = frame.shape[:2]
                 if key in writer.done:
                     faces, payload = writer.results[key], None
                     before += 1
                 else:
-                    faces = instances_to_faces(predictor(frame if fmt == "BGR" else frame[:, :, ::-1]))
                     if not capped:  # once a video: a crowd scene would say it every frame
                         capped = warn_if_capped(f"frame {key}", faces, face_limit, "; said once a video")
                     payload = ("add", key, faces, w, h, name, time_s)
@@ -1064,6 +1083,7 @@ def run_video(
                         break
             stop.check()
         finally:
+            results.close()
             reader.close()
             if drawer is not None:
                 _record(writer, drawer.close())
@@ -1171,8 +1191,8 @@ def add_run_arguments(p: argparse.ArgumentParser):
         "--workers",
         type=non_negative_int,
         default=0,
-        help="--input images in the model at once, the threads shared among them (default 0: one per thread, "
-        "at most one per image, as measured fastest on 2 cores; videos: 1)",
+        help="images or video frames in the model at once, the threads shared among them (default 0: one per "
+        "thread, at most one per image, as measured fastest on 2 cores; a webcam: 1)",
     )
     p.add_argument(
         "--no-track",
@@ -1275,13 +1295,14 @@ def build_predictor(cfg, args, n_inputs: Optional[int] = None) -> FOSSPredictor:
     import torch
 
     threads = torch.get_num_threads()  # (--onnx-dir without onnxruntime: prepare_run's usage error)
-    if not getattr(args, "input", None):
-        args.workers = 1  # video frames go through the model one at a time, in order, for the tracker
+    if getattr(args, "webcam", False):
+        args.workers = 1  # a camera's frames go through the model as they come
     if not args.workers:
         # one-thread workers did the most photos/s on 2 cores with either backend (a second image in
         # the model while the writer thread draws: RESULTS.md section 9, "Over a folder"); a single
         # image keeps every thread
-        args.workers = max(1, min(threads, n_inputs if n_inputs is not None else threads))
+        many = n_inputs if n_inputs is not None and getattr(args, "input", None) else threads  # a video: frames
+        args.workers = max(1, min(threads, many))
     share = max(1, threads // args.workers)
     if args.backend == "pytorch" and args.workers > 1:
         args.restore_threads = threads  # run_inputs gives the process its threads back
@@ -1321,6 +1342,7 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
                 **options,
                 **track_options(args),
                 every_n_frames=args.every_n_frames,
+                workers=max(1, getattr(args, "workers", 1) or 1),
             )
     except (Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT

@@ -5,6 +5,10 @@ one folder, start-up included, for several option sets run in alternating order.
         --run "after=" --run "no-draw=--no-draw" --run "onnxruntime=--no-draw --backend onnxruntime" \\
         --before-repo /tmp/before
 
+With ``--as-video K`` the folder's photos are first written as one video (1280x720, 25 fps, each
+photo letterboxed and held for K frames, moving 2 px a frame) and the demo runs on that video
+(``--video-input``, faces tracked): frames per second instead of photos.
+
 ``--run NAME=OPTIONS`` adds a run of this checkout's demo with those options (the trailing KEY VALUE
 overrides included); ``--before-repo`` adds "before", the demo of another checkout (e.g. a
 ``git worktree`` of an older commit) with its own default options. Writes throughput.json and
@@ -21,6 +25,9 @@ import sys
 import tempfile
 import time
 
+import cv2
+import numpy as np
+
 from foss_d2.apps.runner import collect_inputs
 from foss_d2.utils.json_io import write_report
 
@@ -36,6 +43,32 @@ def answered_photos(out: str) -> int:
         return len(json.load(f))
 
 
+def write_test_video(paths, path: str, frames_per_photo: int, size=(1280, 720), fps: float = 25.0) -> int:
+    """``paths`` as one video at ``path``: each photo letterboxed into ``size`` and held for
+    ``frames_per_photo`` frames, 2 px further right each frame (a slow pan); the frames written."""
+    w, h = size
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    n = 0
+    try:
+        for p in paths:
+            img = cv2.imread(p)
+            if img is None:
+                continue
+            s = min(w / img.shape[1], h / img.shape[0])
+            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))))
+            y0 = (h - img.shape[0]) // 2
+            for k in range(frames_per_photo):
+                frame = np.zeros((h, w, 3), np.uint8)
+                x0 = min((w - img.shape[1]) // 2 + 2 * k, w - 1)
+                cols = min(img.shape[1], w - x0)
+                frame[y0 : y0 + img.shape[0], x0 : x0 + cols] = img[:, :cols]
+                writer.write(frame)
+                n += 1
+    finally:
+        writer.release()
+    return n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="a folder of photos")
@@ -43,6 +76,9 @@ def main(argv=None):
     p.add_argument("--before-repo", help="a checkout whose tools/demo.py runs as 'before'")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--output", default="output/throughput")
+    p.add_argument(
+        "--as-video", type=int, default=0, metavar="K", help="time the demo on a video of the photos, K frames each"
+    )
     args = p.parse_args(argv)
     # Each demo runs in its own checkout: a relative folder would name another (or no) folder there.
     args.input = os.path.abspath(args.input)
@@ -54,14 +90,20 @@ def main(argv=None):
         runs[name] = (REPO, shlex.split(opts))
     if not runs:
         p.error("give --run NAME=OPTIONS or --before-repo")
-    n = len(collect_inputs([args.input])[0])  # the images the demo will read
+    photos = [path for path, _ in collect_inputs([args.input])[0]]  # the images the demo will read
+    n, unit = len(photos), "photos"
     seconds = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as tmp:
+        source = ["--input", args.input]
+        if args.as_video:
+            video = os.path.join(tmp, "photos.mp4")
+            n, unit = write_test_video(photos, video, args.as_video), "frames"
+            source = ["--video-input", video]
         for r in range(args.rounds):
             for name, (repo, opts) in runs.items():
                 out = os.path.join(tmp, f"{name}-{r}".replace(" ", "_"))
                 # OPTIONS as written: its --flags first, then any KEY VALUE overrides
-                cmd = [sys.executable, os.path.join(repo, "tools", "demo.py"), "--input", args.input, "--output", out]
+                cmd = [sys.executable, os.path.join(repo, "tools", "demo.py"), *source, "--output", out]
                 cmd += opts
                 env = dict(os.environ, PYTHONPATH=repo)
                 t0 = time.perf_counter()
@@ -69,20 +111,22 @@ def main(argv=None):
                 seconds[name].append(time.perf_counter() - t0)
                 answered = answered_photos(out)
                 if answered != n:  # a demo that read fewer photos would look fast
-                    raise SystemExit(f"run {name!r} answered {answered} of the {n} photos in {args.input}")
-                print(f"round {r + 1}, {name}: {seconds[name][-1]:.1f} s ({n / seconds[name][-1]:.2f} photos/s)")
+                    raise SystemExit(f"run {name!r} answered {answered} of the {n} {unit} in {args.input}")
+                print(f"round {r + 1}, {name}: {seconds[name][-1]:.1f} s ({n / seconds[name][-1]:.2f} {unit}/s)")
     first = statistics.median(next(iter(seconds.values())))
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpus": os.cpu_count(),
-        "photos": n,
+        unit: n,
         "input": args.input,
+        "as_video": args.as_video,
         "runs": {
             name: {"options": " ".join(runs[name][1]), "seconds": s, "x_first": first / statistics.median(s)}
             for name, s in seconds.items()
         },
     }
-    lines = [f"{n} photos, {report['cpus']} cpus, {report['date']}", "", "| run | seconds | photos / s | x first |"]
+    what = f"{n} frames (a video of {len(photos)} photos)" if args.as_video else f"{n} photos"
+    lines = [f"{what}, {report['cpus']} cpus, {report['date']}", "", f"| run | seconds | {unit} / s | x first |"]
     lines.append("|---|---|---|---|")
     for name, r in report["runs"].items():
         secs = ", ".join(f"{s:.1f}" for s in r["seconds"])
