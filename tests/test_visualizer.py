@@ -82,3 +82,15 @@ def test_drawing_at_another_scale_goes_through_matplotlib():
     drawn = draw_faces(photo, [[20.0, 20.0, 80.0, 90.0]], [25.0], [0.2], scale=0.5)
     assert drawn.shape == (50, 80, 3)
     assert (drawn != 90).any()
+
+
+def test_a_photo_without_faces_and_other_channel_counts():
+    photo = cv2.imread(os.path.join(ROOT, "demo", "family.jpg"))[:, :, ::-1].copy()
+    assert (draw_faces(photo, np.zeros((0, 4)), [], []) == photo).all()
+    grey = photo[:, :, 1].copy()
+    drawn = draw_faces(grey, BOXES[:1], AGES[:1], FEMALES[:1])
+    assert drawn.shape == photo.shape and (drawn[300:, 300:] == grey[300:, 300:, None]).all()
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    assert (
+        draw_faces(rgba, BOXES, AGES, FEMALES, dashed=DASHED) == draw_faces(photo, BOXES, AGES, FEMALES, dashed=DASHED)
+    ).all()

@@ -72,6 +72,9 @@ def _overlay_onto(vis: Visualizer, image_rgb: np.ndarray) -> np.ndarray:
     out.fig.patch.set_visible(False)
     buf, (width, height) = out.canvas.print_to_buffer()
     result = np.array(image_rgb, dtype=np.uint8, order="C")
+    if result.ndim == 2:  # grey: the picture in three channels, as it is shown
+        result = np.repeat(result[:, :, None], 3, axis=2)
+    result = np.ascontiguousarray(result[:, :, :3])  # an alpha channel is not drawn
     rgba = np.frombuffer(buf, np.uint8).reshape(height, width, 4)[: result.shape[0], : result.shape[1]]
     ys, xs = np.nonzero(rgba[:, :, 3])
     a = rgba[ys, xs, 3:].astype(np.float32) / 255.0
