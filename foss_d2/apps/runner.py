@@ -52,7 +52,7 @@ from tqdm import tqdm
 from ..engine import FOSSPredictor, instances_to_faces, read_image_file
 from ..engine.api import PRESETS
 from ..engine.predictor import BACKENDS
-from ..utils import draw_faces, write_json_atomic
+from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from ..utils.json_io import write_text_atomic
 
@@ -671,6 +671,8 @@ UNCERTAIN_BELOW = 0.4
 def draw_predictions(img_bgr, faces, max_side: Optional[int] = None):
     """The picture with each face drawn and labelled with its age and gender, shrunk to
     ``max_side`` on its longer side when larger; a face scored under UNCERTAIN_BELOW has a dashed box."""
+    from ..utils.visualizer import draw_faces  # matplotlib, only when pictures are drawn
+
     boxes = [f["box"] for f in faces]
     out = draw_faces(
         img_bgr[:, :, ::-1],
