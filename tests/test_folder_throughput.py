@@ -99,3 +99,10 @@ def test_test_video_letterboxes_each_photo_and_pans(tmp_path):
         assert rows[:36].max() < 10 and rows[684:].max() < 10 and abs(rows[44:676].mean() - 200) < 6
         cols = f[360].mean(axis=1)
         assert cols[: 2 * k].max(initial=0) < 10 and abs(cols[2 * k + 4 : 1270].mean() - 200) < 6
+
+
+def test_as_video_needs_a_number_of_frames(fake_before, capsys):
+    tool = load_tool()
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--input", "photos", "--before-repo", str(fake_before), "--as-video", "-2"])
+    assert e.value.code == 2 and "--as-video is a number of frames" in capsys.readouterr().err

@@ -570,3 +570,45 @@ def test_video_frames_two_at_a_time_keep_frame_order(tmp_path):
         assert {k: f[0]["age"] for k, f in answers[run].items()} == {str(i): i for i in range(8) if i != 3}
         assert all(f[0]["track_id"] >= 1 for f in answers[run].values())
     assert most == {1: 1, 2: 2} and answers[1] == answers[2]
+
+
+@pytest.mark.parametrize(
+    "rate, times, slots",
+    [
+        (25.0, [k / 25 for k in range(6)], [1] * 6),  # a constant rate: a slot a frame
+        (25.0, [None] * 3, [1, 1, 1]),  # a camera: no times
+        # the paused clip above: 0.0-0.3 s in slot 0, 0.4 s in slot 1, 6.0 s in slot 9, 6.1-6.4 s in 10
+        (10 / 6.4, [t / 1000 for t in _VariableRateCapture.times_ms], [1, 0, 0, 0, 1, 8, 1, 0, 0, 0]),
+        (1000.0, [k / 30 for k in range(4)], [1, 1, 1, 1]),  # a WebM's 1000 fps: 33 slots apart, not used
+        (10.0, [0.0, 0.1, 60.1, 60.2], [1, 1, 101, 1]),  # a 60 s jump held 10 s (100 slots), then on
+        (10.0, [5.0, 5.1, 5.2, 0.0, 0.1], [1, 1, 1, 1, 1]),  # joined clips: times go back, the count goes on
+        # --every-n-frames: the rate over the stride; 1.4 s is slot round(2.8) = 3, 1.6 s slot 3 too, 2.5 s slot 5
+        (2.0, [0.0, 0.5, 1.4, 1.6, 2.5], [1, 1, 2, 0, 2]),
+    ],
+)
+def test_video_timeline_slots_by_hand(rate, times, slots):
+    from foss_d2.apps.runner import VideoTimeline
+
+    timeline = VideoTimeline(rate)
+    assert [timeline.slots(t) for t in times] == slots
+    assert timeline.written == sum(slots)
+
+
+def test_default_workers_by_input_and_device():
+    """--workers 0: one a thread on CPU (at most one an image; a video's frames are many), one for a
+    webcam, one on a GPU (PyTorch; onnxruntime runs on the CPU)."""
+    from argparse import Namespace
+
+    from foss_d2.apps.runner import default_workers
+    from foss_d2.config import get_foss_cfg
+
+    cpu, gpu = get_foss_cfg(device="cpu"), get_foss_cfg(device="cuda")
+
+    def workers(cfg, n=None, backend="pytorch", **kind):
+        return default_workers(cfg, Namespace(backend=backend, **kind), n, threads=4)
+
+    assert workers(cpu, 10, input=["photos"]) == 4 and workers(cpu, 3, input=["photos"]) == 3
+    assert workers(cpu, 1, input=["one.jpg"]) == 1
+    assert workers(cpu, 0, video_input="clip.mp4") == 4 and workers(cpu, 0, webcam=True) == 1
+    assert workers(gpu, 0, video_input="clip.mp4") == 1 and workers(gpu, 10, input=["photos"]) == 1
+    assert workers(gpu, 10, backend="onnxruntime", input=["photos"]) == 4

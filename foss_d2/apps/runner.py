@@ -877,6 +877,57 @@ def run_images(
     return RunSummary(inputs=len(items) + len(skipped or {}), done=done, before=before, skipped=n_skipped)
 
 
+class VideoTimeline:
+    """How many slots of a video written at one ``rate`` (frames a second) each drawn frame fills,
+    so that frames with their own times (a variable frame rate) keep them, as a constant-rate
+    conversion does. At a constant rate: one each. A frame that comes before its slot fills none
+    (it is not drawn; its answers are in predictions.json); after a gap the picture before fills
+    the slots in between, at most ``MAX_HOLD_S`` seconds of them (a jump in the timestamps is not
+    a pause to show for minutes). A rate that puts the first two frames more than two slots apart
+    is not the frames' (OpenCV reads 1000 fps from some WebM files): then one slot a frame, as
+    without times. Times that go back (joined clips) count on from the frame."""
+
+    MAX_HOLD_S = 10.0
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.start: Optional[float] = None
+        self.written = 0
+        self.trusted = rate > 0
+
+    def _anchor(self, time_s: float, slot: int):
+        self.start = time_s - slot / self.rate
+
+    def slots(self, time_s: Optional[float]) -> int:
+        if time_s is None or not self.trusted:
+            self.written += 1
+            return 1
+        if self.start is None:
+            self._anchor(time_s, self.written)
+        slot = round((time_s - self.start) * self.rate)
+        if self.written == 1 and slot > 2:
+            logger.warning(
+                "the video's frame rate (%.4g a second) does not fit its frames' times: the annotated video "
+                "has one picture a frame",
+                self.rate,
+            )
+            self.trusted = False
+            self.written += 1
+            return 1
+        if slot < self.written - 1:  # back in time: a joined clip
+            self._anchor(time_s, self.written)
+            slot = self.written
+        elif slot < self.written:
+            return 0
+        n = slot - self.written + 1
+        most = 1 + round(self.MAX_HOLD_S * self.rate)
+        if n > most:
+            n = most
+            self._anchor(time_s, self.written + n - 1)
+        self.written += n
+        return n
+
+
 def run_video(
     predictor,
     source,
@@ -895,8 +946,9 @@ def run_video(
     workers: int = 1,
 ) -> RunSummary:
     """Run ``predictor`` on each frame of a video file or a camera (``source`` 0); with ``out_dir``
-    the annotated video is ``<name>_foss.mp4`` there. ``resume`` skips the model on the frames in
-    the journal but still draws them, so the annotated video is whole. ``track``: faces tracked
+    the annotated video is ``<name>_foss.mp4`` there, its frames placed by their times
+    (``VideoTimeline``). ``resume`` skips the model on the frames in the journal but still draws
+    them, so the annotated video is whole. ``track``: faces tracked
     across frames (tracking.py): each face gets a ``track_id``, the video shows each track's answer
     so far, and people.json/.csv and thumbnails/ (one answer per person) are written at the end.
     ``every_n_frames``: only frames 0, n, 2n, ... are read and processed (the others are skipped
@@ -1002,9 +1054,12 @@ def run_video(
             yield idx, frame, (cut if scene is not None else None), None, frame_time(idx)
             cut = False
 
-    timeline = {"start": None, "written": 0, "last": None}
+    timeline, last = VideoTimeline(fps / stride), []  # the writer's rate: the average over the stride
 
     def write_frame(frame, faces, time_s):
+        n = timeline.slots(time_s)
+        if not n:
+            return
         vis = draw_predictions(frame, faces, draw_max_side)
         if not video:
             video.append(
@@ -1012,23 +1067,10 @@ def run_video(
                     os.path.join(out_dir, name), cv2.VideoWriter_fourcc(*"mp4v"), fps / stride, vis.shape[1::-1]
                 )
             )
-        # The writer's rate is constant (the average over the stride): frames with their own times
-        # keep them, as a constant-rate conversion does. The last picture is held over a gap (a
-        # variable rate's pause, frames that did not read) and a frame that comes before its slot
-        # is due is not drawn (its answers are in predictions.json); at a constant rate every
-        # frame has its own slot.
-        if time_s is not None:
-            if timeline["start"] is None:
-                timeline["start"] = time_s
-            slot = round((time_s - timeline["start"]) * fps / stride)
-            if slot < timeline["written"]:
-                return
-            while timeline["written"] < slot:
-                video[0].write(timeline["last"])
-                timeline["written"] += 1
+        for _ in range(n - 1):  # a gap in the frames' times: the picture before is held
+            video[0].write(last[0])
         video[0].write(vis)
-        timeline["written"] += 1
-        timeline["last"] = vis
+        last[:] = [vis]
 
     done = before = seen = 0
     face_limit, capped = face_cap(predictor), False
@@ -1194,7 +1236,7 @@ def add_run_arguments(p: argparse.ArgumentParser):
         type=non_negative_int,
         default=0,
         help="images or video frames in the model at once, the threads shared among them (default 0: one per "
-        "thread, at most one per image, as measured fastest on 2 cores; a webcam: 1)",
+        "thread, at most one per image, as measured fastest on 2 cores; a webcam or a GPU: 1)",
     )
     p.add_argument(
         "--no-track",
@@ -1290,21 +1332,28 @@ def prepare_run(
     return items, skipped
 
 
+def default_workers(cfg, args, n_inputs: Optional[int], threads: int) -> int:
+    """--workers 0's number: one-thread workers did the most photos/s on 2 cores with either
+    backend (a second image in the model while the writer thread draws: RESULTS.md section 9,
+    "Over a folder"), at most one per input image (a single image keeps every thread; a video file's
+    frames are many); a webcam's frames go through the model as they come, and a GPU takes one
+    image at a time."""
+    if getattr(args, "webcam", False):
+        return 1
+    on_cpu = args.backend == "onnxruntime" or str(cfg.MODEL.DEVICE).startswith("cpu")
+    many = n_inputs if n_inputs is not None and getattr(args, "input", None) else threads
+    return max(1, min(threads, many)) if on_cpu else 1
+
+
 def build_predictor(cfg, args, n_inputs: Optional[int] = None) -> FOSSPredictor:
     """The predictor for --backend, --onnx-dir and --workers; sets ``args.workers`` to the number
-    used (by default one per thread, at most one per input image). Threads are shared among the
+    used (``default_workers`` unless given; a webcam always 1). Threads are shared among the
     workers: each onnxruntime session gets its share, and PyTorch's pool is set to it."""
     import torch
 
     threads = torch.get_num_threads()  # (--onnx-dir without onnxruntime: prepare_run's usage error)
-    if getattr(args, "webcam", False):
-        args.workers = 1  # a camera's frames go through the model as they come
-    if not args.workers:
-        # one-thread workers did the most photos/s on 2 cores with either backend (a second image in
-        # the model while the writer thread draws: RESULTS.md section 9, "Over a folder"); a single
-        # image keeps every thread
-        many = n_inputs if n_inputs is not None and getattr(args, "input", None) else threads  # a video: frames
-        args.workers = max(1, min(threads, many))
+    if getattr(args, "webcam", False) or not args.workers:
+        args.workers = default_workers(cfg, args, n_inputs, threads)
     share = max(1, threads // args.workers)
     if args.backend == "pytorch" and args.workers > 1:
         args.restore_threads = threads  # run_inputs gives the process its threads back

@@ -71,10 +71,13 @@ def _overlay_onto(vis: Visualizer, image_rgb: np.ndarray) -> np.ndarray:
         im.remove()
     out.fig.patch.set_visible(False)
     buf, (width, height) = out.canvas.print_to_buffer()
-    result = np.array(image_rgb, dtype=np.uint8, order="C")
-    if result.ndim == 2:  # grey: the picture in three channels, as it is shown
+    result = np.asarray(image_rgb)
+    if result.ndim == 3 and result.shape[2] == 1:
+        result = result[:, :, 0]
+    if result.ndim == 2:  # grey: three equal channels (matplotlib would show it in a colour map)
         result = np.repeat(result[:, :, None], 3, axis=2)
-    result = np.ascontiguousarray(result[:, :, :3])  # an alpha channel is not drawn
+    # as the Visualizer reads a picture: clipped to 0-255 (float or 16-bit), an alpha channel not drawn
+    result = np.ascontiguousarray(np.clip(result[:, :, :3], 0, 255).astype(np.uint8))
     rgba = np.frombuffer(buf, np.uint8).reshape(height, width, 4)[: result.shape[0], : result.shape[1]]
     ys, xs = np.nonzero(rgba[:, :, 3])
     a = rgba[ys, xs, 3:].astype(np.float32) / 255.0

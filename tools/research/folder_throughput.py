@@ -80,6 +80,8 @@ def main(argv=None):
         "--as-video", type=int, default=0, metavar="K", help="time the demo on a video of the photos, K frames each"
     )
     args = p.parse_args(argv)
+    if args.as_video < 0:
+        p.error(f"--as-video is a number of frames a photo (0: the folder itself), got {args.as_video}")
     # Each demo runs in its own checkout: a relative folder would name another (or no) folder there.
     args.input = os.path.abspath(args.input)
     runs = {}
