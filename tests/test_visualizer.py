@@ -77,11 +77,15 @@ def test_label_background_is_blended_at_its_alpha():
     assert drawn[160:225, 110:210].tolist() == grey[160:225, 110:210].tolist()
 
 
-def test_drawing_at_another_scale_goes_through_matplotlib():
-    photo = np.full((100, 160, 3), 90, np.uint8)
+def test_drawing_at_another_scale_resizes_the_photo_by_area():
+    """At scale 0.5 the picture is the canvas's 80x50; columns of 0 and 200 shrink by area to 100
+    (nearest-neighbour sampling would keep 0 or 200), away from the box and its label."""
+    photo = np.zeros((100, 160, 3), np.uint8)
+    photo[:, 1::2] = 200
     drawn = draw_faces(photo, [[20.0, 20.0, 80.0, 90.0]], [25.0], [0.2], scale=0.5)
     assert drawn.shape == (50, 80, 3)
-    assert (drawn != 90).any()
+    assert (drawn[:, 50:] == 100).all() and (drawn[40:, :8] == 100).all()
+    assert (drawn[:, :45] != 100).any()  # the box and its label
 
 
 def test_a_photo_without_faces_and_other_channel_counts():

@@ -65,7 +65,8 @@ class _FaceVisualizer(Visualizer):
 def _overlay_onto(vis: Visualizer, image_rgb: np.ndarray) -> np.ndarray:
     """The Visualizer's boxes and labels rendered on a transparent canvas and blended onto the
     picture: matplotlib would otherwise resample the whole picture onto its canvas (a third of the
-    drawing time of a group photo) only to copy it 1:1."""
+    drawing time of a group photo), at scale 1 only to copy it. At another scale the picture is
+    resized to the canvas by OpenCV (by area when it shrinks)."""
     out = vis.output
     for im in list(out.ax.images):
         im.remove()
@@ -78,7 +79,10 @@ def _overlay_onto(vis: Visualizer, image_rgb: np.ndarray) -> np.ndarray:
         result = np.repeat(result[:, :, None], 3, axis=2)
     # as the Visualizer reads a picture: clipped to 0-255 (float or 16-bit), an alpha channel not drawn
     result = np.ascontiguousarray(np.clip(result[:, :, :3], 0, 255).astype(np.uint8))
-    rgba = np.frombuffer(buf, np.uint8).reshape(height, width, 4)[: result.shape[0], : result.shape[1]]
+    if result.shape[:2] != (height, width):
+        shrink = width < result.shape[1]
+        result = cv2.resize(result, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
+    rgba = np.frombuffer(buf, np.uint8).reshape(height, width, 4)
     ys, xs = np.nonzero(rgba[:, :, 3])
     a = rgba[ys, xs, 3:].astype(np.float32) / 255.0
     blended = result[ys, xs] * (1.0 - a) + rgba[ys, xs, :3] * a
@@ -114,6 +118,4 @@ def draw_faces(
             vis.line_style = style
             picked = [c for c, g in zip(colors, group) if g]
             vis.overlay_instances(boxes=boxes[group], labels=list(labels[group]), assigned_colors=picked, alpha=0.0)
-    if scale == 1.0:
-        return _overlay_onto(vis, image_rgb)
-    return vis.get_output().get_image()
+    return _overlay_onto(vis, image_rgb)
