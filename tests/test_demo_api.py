@@ -108,6 +108,26 @@ def test_api_three_input_types_agree(toy_model, tmp_path):
         est(str(tmp_path))
 
 
+def test_api_draws_the_pictures_the_demo_draws(toy_model, tmp_path):
+    """est.draw: the demo's picture of the estimator's faces (BGR, or RGB when asked), the photo
+    itself for no faces, a bad channel order a clear error."""
+    from foss_d2.utils.visualizer import draw_predictions
+
+    cfg_file, weights = toy_model
+    est = FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu")
+    bgr = np.random.default_rng(2).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    faces = est(bgr)
+    drawn = est.draw(bgr)
+    assert len(faces) > 0 and drawn.shape == bgr.shape and (drawn != bgr).any()
+    assert (drawn == draw_predictions(bgr, faces)).all()
+    assert (est.draw(bgr[:, :, ::-1].copy(), channel_order="RGB") == drawn[:, :, ::-1]).all()
+    cv2.imwrite(str(tmp_path / "x.png"), bgr)
+    assert (est.draw(str(tmp_path / "x.png"), faces=faces) == drawn).all()
+    assert (est.draw(bgr, faces=[]) == bgr).all()
+    with pytest.raises(ValueError, match="channel_order must be BGR or RGB"):
+        est.draw(bgr, channel_order="BRG")
+
+
 def test_api_settings_mistakes_are_clear_errors(toy_model):
     cfg_file, weights = toy_model
     with pytest.raises(ValueError, match=r"confidence_threshold is a face score in \[0, 1\], got 1.5"):

@@ -235,7 +235,7 @@ def test_uncertain_faces_are_drawn_dashed():
     """A face scored under UNCERTAIN_BELOW gets a dashed box: along its bottom edge (the labels sit
     at the top of boxes this tall) the line has gaps; a confident face's line has none, and the
     same face scored at the bar is solid."""
-    from foss_d2.apps.runner import UNCERTAIN_BELOW
+    from foss_d2.utils.visualizer import UNCERTAIN_BELOW
 
     def edge_coverage(score):
         face = {"box": [40.0, 40.0, 260.0, 200.0], "age": 30.0, "p_female": 0.1, "score": score}

@@ -662,27 +662,12 @@ class _StopSignals:
 # ---------------------------------------------------------------- drawing
 
 
-# Boxes scored under this are drawn dashed: on WIDER val 14.5% of the shipped model's boxes scored
-# 0.2-0.4 are faces, 78.9% of those above 0.4 (docs/RESULTS.md section 10, "Faces a photo": 2,317
-# and 644 boxes, 750 and 508 of them faces).
-UNCERTAIN_BELOW = 0.4
-
-
 def draw_predictions(img_bgr, faces, max_side: Optional[int] = None):
-    """The picture with each face drawn and labelled with its age and gender, shrunk to
-    ``max_side`` on its longer side when larger; a face scored under UNCERTAIN_BELOW has a dashed box."""
-    from ..utils.visualizer import draw_faces  # matplotlib, only when pictures are drawn
+    """``foss_d2.utils.visualizer.draw_predictions``, imported when the first picture is drawn
+    (matplotlib costs a run's start-up about 0.4 s)."""
+    from ..utils.visualizer import draw_predictions as draw
 
-    boxes = [f["box"] for f in faces]
-    out = draw_faces(
-        img_bgr[:, :, ::-1],
-        boxes,
-        [f["age"] for f in faces],
-        [f["p_female"] if f["p_female"] is not None else float("nan") for f in faces],
-        max_side=max_side,
-        dashed=[f.get("score", 1.0) < UNCERTAIN_BELOW for f in faces],
-    )
-    return out[:, :, ::-1]
+    return draw(img_bgr, faces, max_side)
 
 
 def _write_picture(dst: str, img_bgr, faces, max_side):
