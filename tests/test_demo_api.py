@@ -108,13 +108,15 @@ def test_api_three_input_types_agree(toy_model, tmp_path):
         est(str(tmp_path))
 
 
-def test_api_draws_the_pictures_the_demo_draws(toy_model, tmp_path):
-    """est.draw: the demo's picture of the estimator's faces (BGR, or RGB when asked), the photo
-    itself for no faces, a bad channel order a clear error."""
+@pytest.mark.parametrize("fmt", ["BGR", "RGB"])
+def test_api_draws_the_pictures_the_demo_draws(toy_model, tmp_path, fmt):
+    """est.draw: the demo's picture of the estimator's faces (BGR, or RGB when asked) whatever
+    channel order the model reads, from an array, a file or a PIL image; the photo itself for no
+    faces; a picture OpenCV can draw on; a bad channel order a clear error."""
     from foss_d2.utils.visualizer import draw_predictions
 
     cfg_file, weights = toy_model
-    est = FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu")
+    est = FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu", opts=["INPUT.FORMAT", fmt])
     bgr = np.random.default_rng(2).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     faces = est(bgr)
     drawn = est.draw(bgr)
@@ -123,9 +125,21 @@ def test_api_draws_the_pictures_the_demo_draws(toy_model, tmp_path):
     assert (est.draw(bgr[:, :, ::-1].copy(), channel_order="RGB") == drawn[:, :, ::-1]).all()
     cv2.imwrite(str(tmp_path / "x.png"), bgr)
     assert (est.draw(str(tmp_path / "x.png"), faces=faces) == drawn).all()
+    assert (est.draw(Image.fromarray(bgr[:, :, ::-1].copy())) == drawn).all()
     assert (est.draw(bgr, faces=[]) == bgr).all()
+    cv2.rectangle(drawn, (1, 1), (5, 5), (255, 0, 0))  # a plain array, not a channel-reversed view
     with pytest.raises(ValueError, match="channel_order must be BGR or RGB"):
         est.draw(bgr, channel_order="BRG")
+
+
+def test_api_draw_shrinks_large_pictures_as_the_demo_does(toy_model):
+    """3000x100 -> 2048 px on its longer side (100 x 2048 / 3000 = 68.3 -> 68 rows); max_side None
+    keeps the full size."""
+    cfg_file, weights = toy_model
+    est = FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu")
+    wide = np.full((100, 3000, 3), 50, np.uint8)
+    assert est.draw(wide, faces=[]).shape == (68, 2048, 3)
+    assert est.draw(wide, faces=[], max_side=None).shape == (100, 3000, 3)
 
 
 def test_api_settings_mistakes_are_clear_errors(toy_model):

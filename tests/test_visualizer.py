@@ -123,3 +123,16 @@ def test_pictures_are_read_as_the_visualizer_reads_them():
     assert (draw_faces(hot, np.zeros((0, 4)), [], []) == 255).all()
     wide = np.full((60, 80, 3), 1000, np.uint16)
     assert (draw_faces(wide, np.zeros((0, 4)), [], []) == 255).all()
+
+
+def test_drawing_at_a_larger_scale_takes_the_nearest_pixel():
+    """At scale 2 each photo pixel becomes a 2x2 block (the Visualizer's nearest-pixel sampling):
+    columns 0, 200, 0, ... read 0, 0, 200, 200, ... away from the box; a sliver whose canvas has
+    no rows gives an empty picture."""
+    photo = np.zeros((40, 60, 3), np.uint8)
+    photo[:, 1::2] = 200
+    drawn = draw_faces(photo, [[5.0, 5.0, 20.0, 30.0]], [25.0], [0.2], scale=2.0)
+    assert drawn.shape == (80, 120, 3)
+    expected = np.repeat(photo[:, :, 0], 2, axis=1)[0, 80:]
+    assert (drawn[70:, 80:, 0] == expected).all()
+    assert draw_faces(np.zeros((1, 2000, 3), np.uint8), [], [], [], scale=0.4).shape[0] == 0

@@ -55,6 +55,7 @@ from ..engine.predictor import BACKENDS
 from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from ..utils.json_io import write_text_atomic
+from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, UNCERTAIN_BELOW, draw_predictions  # noqa: F401  (re-exported)
 
 logger = logging.getLogger("foss_d2.runner")
 
@@ -65,7 +66,6 @@ JOURNAL = "predictions.jsonl"
 # The settings that decide the answers of the run that wrote a folder: --resume must use the same.
 RUN_FILE = "run.json"
 RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json", "people.json", "people.csv", RUN_FILE)
-DEFAULT_DRAW_MAX_SIDE = 2048
 FRAME_IMAGE = "exif_oriented"
 FRAME_VIDEO = "video_frame"
 
@@ -660,14 +660,6 @@ class _StopSignals:
 
 
 # ---------------------------------------------------------------- drawing
-
-
-def draw_predictions(img_bgr, faces, max_side: Optional[int] = None):
-    """``foss_d2.utils.visualizer.draw_predictions``, imported when the first picture is drawn
-    (matplotlib costs a run's start-up about 0.4 s)."""
-    from ..utils.visualizer import draw_predictions as draw
-
-    return draw(img_bgr, faces, max_side)
 
 
 def _write_picture(dst: str, img_bgr, faces, max_side):

@@ -7,6 +7,7 @@ from PIL import Image
 
 from ..config import checked_opts, get_foss_cfg
 from ..model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS  # noqa: F401  (re-exported)
+from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, draw_predictions
 from .predictor import FOSSPredictor, load_image
 
 # Not in the paper: the shipped weights with the test-time work that costs most and helps least
@@ -104,18 +105,23 @@ class FaceAgeEstimator:
     def __call__(self, image, channel_order: str = "BGR") -> List[dict]:
         return instances_to_faces(self.predictor(self.to_array(image, channel_order)))
 
-    def draw(self, image, faces: Optional[List[dict]] = None, channel_order: str = "BGR") -> np.ndarray:
+    def draw(
+        self,
+        image,
+        faces: Optional[List[dict]] = None,
+        channel_order: str = "BGR",
+        max_side: Optional[int] = DEFAULT_DRAW_MAX_SIDE,
+    ) -> np.ndarray:
         """The picture as the demo draws it (detectron2's Visualizer: each face boxed in its gender's
         colour and labelled "age, gender", dashed when scored under 0.4), in ``channel_order``
-        (BGR: ready for ``cv2.imwrite``); ``faces``: this estimator's answers for the image, found
-        here when not given."""
-        from ..utils.visualizer import draw_predictions
-
+        (BGR: ready for ``cv2.imwrite``), shrunk to ``max_side`` on its longer side when larger
+        (None: full size); ``faces``: this estimator's answers for the image (boxes in its pixels),
+        found here when not given."""
         if channel_order not in ("BGR", "RGB"):
             raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
         arr = self.to_array(image, channel_order)
         if faces is None:
             faces = instances_to_faces(self.predictor(arr))
         bgr = arr if self.cfg.INPUT.FORMAT == "BGR" else arr[:, :, ::-1]
-        drawn = draw_predictions(bgr, faces)
+        drawn = draw_predictions(bgr, faces, max_side)
         return drawn if channel_order == "BGR" else np.ascontiguousarray(drawn[:, :, ::-1])

@@ -1,12 +1,13 @@
-"""Drawing faces with "age, gender" labels through detectron2's Visualizer."""
+"""Drawing faces with "age, gender" labels through detectron2's Visualizer. matplotlib (about
+0.4 s of a run's start-up) is imported when the first picture is drawn, so that runs and API
+users that draw nothing never pay for it."""
 
+import functools
 import math
 from typing import Optional, Sequence
 
 import cv2
-import matplotlib as mpl
 import numpy as np
-from detectron2.utils.visualizer import Visualizer
 
 MALE_COLOR = (0.20, 0.45, 0.95)
 FEMALE_COLOR = (0.95, 0.30, 0.45)
@@ -16,6 +17,10 @@ UNKNOWN_COLOR = (0.6, 0.6, 0.6)
 # 0.2-0.4 are faces, 78.9% of those above 0.4 (docs/RESULTS.md section 10, "Faces a photo": 2,317
 # and 644 boxes, 750 and 508 of them faces).
 UNCERTAIN_BELOW = 0.4
+
+# The demo's pictures are shrunk to this longer side: matplotlib's canvas of an 8000 px photo
+# would take gigabytes.
+DEFAULT_DRAW_MAX_SIDE = 2048
 
 
 def face_label(age: Optional[float], female: Optional[float]) -> str:
@@ -42,32 +47,38 @@ def fit_max_side(image: np.ndarray, boxes, max_side: Optional[int]):
     return small, boxes
 
 
-class _FaceVisualizer(Visualizer):
+@functools.lru_cache(maxsize=None)
+def _face_visualizer():
     """detectron2's Visualizer with two costs of a many-face picture removed: its boxes are added
     without matplotlib's data-limit update (the view is the picture's extent, set by the Visualizer),
     and each box takes ``line_style`` so that dashed ones are drawn as such."""
+    import matplotlib as mpl
+    from detectron2.utils.visualizer import Visualizer
 
-    line_style = "-"
+    class FaceVisualizer(Visualizer):
+        line_style = "-"
 
-    def draw_box(self, box_coord, alpha=0.5, edge_color="g", line_style=None):
-        x0, y0, x1, y1 = box_coord
-        linewidth = max(self._default_font_size / 4, 1)
-        self.output.ax.add_artist(
-            mpl.patches.Rectangle(
-                (x0, y0),
-                x1 - x0,
-                y1 - y0,
-                fill=False,
-                edgecolor=edge_color,
-                linewidth=linewidth * self.output.scale,
-                alpha=alpha,
-                linestyle=line_style or self.line_style,
+        def draw_box(self, box_coord, alpha=0.5, edge_color="g", line_style=None):
+            x0, y0, x1, y1 = box_coord
+            linewidth = max(self._default_font_size / 4, 1)
+            self.output.ax.add_artist(
+                mpl.patches.Rectangle(
+                    (x0, y0),
+                    x1 - x0,
+                    y1 - y0,
+                    fill=False,
+                    edgecolor=edge_color,
+                    linewidth=linewidth * self.output.scale,
+                    alpha=alpha,
+                    linestyle=line_style or self.line_style,
+                )
             )
-        )
-        return self.output
+            return self.output
+
+    return FaceVisualizer
 
 
-def _overlay_onto(vis: Visualizer, image_rgb: np.ndarray) -> np.ndarray:
+def _overlay_onto(vis, image_rgb: np.ndarray) -> np.ndarray:
     """The Visualizer's boxes and labels rendered on a transparent canvas and blended onto the
     picture: matplotlib would otherwise resample the whole picture onto its canvas (a third of the
     drawing time of a group photo), at scale 1 only to copy it. At another scale the picture is
@@ -84,6 +95,8 @@ def _overlay_onto(vis: Visualizer, image_rgb: np.ndarray) -> np.ndarray:
         result = np.repeat(result[:, :, None], 3, axis=2)
     # as the Visualizer reads a picture: clipped to 0-255 (float or 16-bit), an alpha channel not drawn
     result = np.ascontiguousarray(np.clip(result[:, :, :3], 0, 255).astype(np.uint8))
+    if not (width and height):  # a sliver of a picture at a small scale: nothing to draw on
+        return np.zeros((height, width, 3), np.uint8)
     if result.shape[:2] != (height, width):
         shrink = width < result.shape[1]
         result = cv2.resize(result, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
@@ -108,7 +121,7 @@ def draw_faces(
     ``dashed`` marks (e.g. the detector's less certain ones) with a dashed line. With ``max_side``,
     a larger picture is first shrunk to that longer side (boxes scaled with it)."""
     image_rgb, boxes = fit_max_side(image_rgb, boxes, max_side)
-    vis = _FaceVisualizer(image_rgb, scale=scale)
+    vis = _face_visualizer()(image_rgb, scale=scale)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     labels = np.array([face_label(a, f) for a, f in zip(ages, females)], dtype=object)
     colors = []
@@ -138,4 +151,4 @@ def draw_predictions(img_bgr: np.ndarray, faces, max_side: Optional[int] = None)
         max_side=max_side,
         dashed=[f.get("score", 1.0) < UNCERTAIN_BELOW for f in faces],
     )
-    return out[:, :, ::-1]
+    return np.ascontiguousarray(out[:, :, ::-1])  # an array OpenCV can draw on, not a reversed view
