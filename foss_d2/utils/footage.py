@@ -1,7 +1,7 @@
 """Synthetic footage from still photos, for the video tests and benchmarks: a camera that pans and
 zooms over each photo, one shot per photo, with every face's box known in every frame."""
 
-from typing import Iterator, Sequence, Tuple
+from typing import Iterable, Iterator, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -43,10 +43,17 @@ def map_boxes(boxes: Sequence[Sequence[float]], m: np.ndarray, out_wh: Tuple[int
     return out
 
 
-def write_video(path: str, frames: Sequence[np.ndarray], fps: float = 25.0):
-    """An mp4 of ``frames`` (BGR), as the runner reads it."""
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        writer.write(f)
-    writer.release()
+def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 25.0) -> int:
+    """An mp4 of ``frames`` (BGR, all of the first one's size), as the runner reads it; a generator
+    is written as it goes, not held in memory. Returns the frames written."""
+    writer, n = None, 0
+    try:
+        for f in frames:
+            if writer is None:
+                writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (f.shape[1], f.shape[0]))
+            writer.write(f)
+            n += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    return n

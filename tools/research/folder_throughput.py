@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from foss_d2.apps.runner import collect_inputs
+from foss_d2.utils.footage import write_video
 from foss_d2.utils.json_io import write_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,30 +44,28 @@ def answered_photos(out: str) -> int:
         return len(json.load(f))
 
 
-def write_test_video(paths, path: str, frames_per_photo: int, size=(1280, 720), fps: float = 25.0) -> int:
-    """``paths`` as one video at ``path``: each photo letterboxed into ``size`` and held for
-    ``frames_per_photo`` frames, 2 px further right each frame (a slow pan); the frames written."""
+def test_video_frames(paths, frames_per_photo: int, size=(1280, 720)):
+    """``paths`` as the frames of one video: each photo letterboxed into ``size`` and held for
+    ``frames_per_photo`` frames, 2 px further right each frame (a slow pan); unreadable photos left out."""
     w, h = size
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    n = 0
-    try:
-        for p in paths:
-            img = cv2.imread(p)
-            if img is None:
-                continue
-            s = min(w / img.shape[1], h / img.shape[0])
-            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))))
-            y0 = (h - img.shape[0]) // 2
-            for k in range(frames_per_photo):
-                frame = np.zeros((h, w, 3), np.uint8)
-                x0 = min((w - img.shape[1]) // 2 + 2 * k, w - 1)
-                cols = min(img.shape[1], w - x0)
-                frame[y0 : y0 + img.shape[0], x0 : x0 + cols] = img[:, :cols]
-                writer.write(frame)
-                n += 1
-    finally:
-        writer.release()
-    return n
+    for p in paths:
+        img = cv2.imread(p)
+        if img is None:
+            continue
+        s = min(w / img.shape[1], h / img.shape[0])
+        img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))))
+        y0 = (h - img.shape[0]) // 2
+        for k in range(frames_per_photo):
+            frame = np.zeros((h, w, 3), np.uint8)
+            x0 = min((w - img.shape[1]) // 2 + 2 * k, w - 1)
+            cols = min(img.shape[1], w - x0)
+            frame[y0 : y0 + img.shape[0], x0 : x0 + cols] = img[:, :cols]
+            yield frame
+
+
+def write_test_video(paths, path: str, frames_per_photo: int) -> int:
+    """``test_video_frames`` written at 25 fps to ``path`` (streamed); the frames written."""
+    return write_video(path, test_video_frames(paths, frames_per_photo), fps=25.0)
 
 
 def main(argv=None):
