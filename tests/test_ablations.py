@@ -270,3 +270,23 @@ def test_export_blends_two_checkpoints(tmp_path):
     )
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "age_head.w is (3,)" in r.stderr
+
+
+def test_export_to_a_folder_is_refused_and_a_failed_save_leaves_no_temporary(tmp_path, capsys):
+    from foss_d2.apps.export import main as export_main
+    from foss_d2.apps.export import save_atomic
+
+    src, folder = tmp_path / "a.pth", tmp_path / "models"
+    torch.save({"model": {"age_head.w": torch.tensor([1.0, 2.0])}}, src)
+    folder.mkdir()
+    with pytest.raises(SystemExit) as e:
+        export_main([str(src), str(folder)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder" in err and os.path.join(str(folder), "model.pth") in err
+    assert sorted(os.listdir(tmp_path)) == ["a.pth", "models"] and not os.listdir(folder)
+    with pytest.raises(IsADirectoryError):  # the folder given to the writer itself
+        save_atomic({"x": 1}, str(folder))
+    assert sorted(os.listdir(tmp_path)) == ["a.pth", "models"]  # no models.tmp left behind
+    export_main([str(src), str(folder / "model.pth")])
+    assert torch.load(folder / "model.pth", weights_only=False)["model"]["age_head.w"].tolist() == [1.0, 2.0]

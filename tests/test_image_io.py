@@ -60,6 +60,24 @@ def test_oversized_picture_is_refused_before_decoding_with_its_size(tmp_path):
     assert read_image_file(small, max_pixels=60_000).shape == (200, 300, 3)
 
 
+def test_max_pixels_alone_decides_not_pils_own_bomb_limit(tmp_path, monkeypatch, recwarn):
+    """--max-pixels raised over PIL's decompression-bomb limit (or 0: none) reads the picture; a
+    refusal names the limit that was applied. PIL's limit made small here: 1,000 pixels warned,
+    2,000 refused, against a 300x200 picture."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    small = str(tmp_path / "small.png")
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(small)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(small)  # what PIL alone does with it
+    for limit in (60_000, 0, None):
+        arr = read_image_file(small, max_pixels=limit)
+        assert arr.shape == (200, 300, 3) and arr[0, 0].tolist() == [30, 20, 10]
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    with pytest.raises(ImageTooLargeError, match=r"over the limit of 0\.05 MP"):
+        read_image_file(small, max_pixels=50_000)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # PIL's setting is left as it was
+
+
 def test_shipped_model_same_faces_from_a_path_and_from_a_pil_image(tmp_path):
     from foss_d2 import FaceAgeEstimator
 

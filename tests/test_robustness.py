@@ -4,6 +4,7 @@ processed, bad arguments, --no-draw and the reader/drawer threads. Toy model, sm
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -61,6 +62,17 @@ def _demo(capsys, *argv):
     return code, out.out + out.err
 
 
+@pytest.fixture
+def runner_log(caplog):
+    """The runner's log lines (caplog.text): the foss_d2 logger does not propagate (detectron2's
+    setup_logger), and its console handler holds the stream of the first test that set it up."""
+    logger = logging.getLogger("foss_d2")
+    caplog.set_level(logging.INFO, logger="foss_d2")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
 def _csv_counts(path):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
@@ -113,6 +125,24 @@ def test_same_name_from_two_places_never_escapes_the_output(toy, tmp_path, capsy
     assert code == 0 and len(json.load(open(out / "predictions.json"))) == 2
     pictures = [r["picture"] for r in read_journal(str(out / JOURNAL))]
     assert all(os.path.isfile(out / p) for p in pictures) and len(set(pictures)) == 2
+
+
+def test_a_photo_named_twice_is_run_once(toy, tmp_path, capsys, runner_log):
+    """A folder, a file in it, the file again and a pattern over the folder: each photo once in the
+    journal, the JSON and the CSV (its FACES rows once), as a survey of the same inputs counts."""
+    photos = tmp_path / "photos"
+    _photos(photos, 2)
+    out = tmp_path / "out"
+    inputs = [photos, photos / "p00.png", photos / "p00.png", str(photos / "*.png")]
+    code, msg = _demo(capsys, "--config-file", toy, "--input", *inputs, "--output", out, "--no-draw")
+    assert code == 0 and "4 inputs were named more than once" in runner_log.text
+    assert [r["key"] for r in read_journal(str(out / JOURNAL))] == ["p00.png", "p01.png"]
+    assert sorted(json.load(open(out / "predictions.json"))) == ["p00.png", "p01.png"]
+    assert _csv_counts(out / "predictions.csv") == {"p00.png": FACES, "p01.png": FACES}
+    assert collect_inputs([str(photos / "p01.png"), str(photos)])[0] == [
+        (str(photos / "p00.png"), "p00.png"),
+        (str(photos / "p01.png"), "p01.png"),
+    ]
 
 
 # ---------------------------------------------------------------- 2. nothing lost
@@ -191,6 +221,43 @@ def test_resume_repairs_a_csv_cut_between_journal_and_rows(tmp_path):
     with PredictionWriter(str(tmp_path), resume=True):
         pass
     assert _csv_counts(tmp_path / "predictions.csv") == {"a.jpg": 1, "b.jpg": 2}
+
+
+def test_resume_runs_again_a_photo_that_is_another_file_under_its_name(toy, tmp_path, capsys, runner_log):
+    """--resume over another folder (or after a photo was replaced): a photo whose file is not the
+    one the journal answered runs again; an unchanged one (copied: another folder, the same bytes)
+    does not; the CSV holds each photo's rows once. A journal from before the file signatures
+    cannot tell, and its answers stand."""
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    _photos(a, 2)
+    b.mkdir()
+    (b / "p01.png").write_bytes((a / "p01.png").read_bytes())
+    cv2.imwrite(str(b / "p00.png"), np.full((60, 80, 3), 200, np.uint8))  # another photo, the same name
+    assert _demo(capsys, "--config-file", toy, "--input", a, "--output", out)[0] == 0
+    first = json.load(open(out / "predictions.json"))
+    fresh = tmp_path / "fresh"
+    assert _demo(capsys, "--config-file", toy, "--input", b, "--output", fresh, "--no-draw")[0] == 0
+    expected = json.load(open(fresh / "predictions.json"))
+    assert expected["p00.png"] != first["p00.png"]  # the toy model tells the two apart
+    runner_log.clear()
+    code, _ = _demo(capsys, "--config-file", toy, "--input", b, "--output", out, "--resume")
+    log = runner_log.text
+    assert code == 0 and "1 image is not the file the run before answered (e.g. p00.png" in log
+    assert "1 of 2 images done before" in log
+    assert json.load(open(out / "predictions.json")) == {"p00.png": expected["p00.png"], "p01.png": first["p01.png"]}
+    assert _csv_counts(out / "predictions.csv") == {"p00.png": FACES, "p01.png": FACES}
+    assert [r["key"] for r in read_journal(str(out / JOURNAL))] == ["p00.png", "p01.png", "p00.png"]
+    runner_log.clear()
+    code, _ = _demo(capsys, "--config-file", toy, "--input", b, "--output", out, "--resume")
+    assert code == 0 and "2 of 2 images done before" in runner_log.text and "not the files" not in runner_log.text
+    # a journal without signatures (an older run): nothing to compare, nothing run again
+    records = read_journal(str(out / JOURNAL))
+    (out / JOURNAL).write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "source"}) + "\n" for r in records)
+    )
+    runner_log.clear()
+    code, _ = _demo(capsys, "--config-file", toy, "--input", a, "--output", out, "--resume")
+    assert code == 0 and "2 of 2 images done before" in runner_log.text
 
 
 def test_overwrite_removes_the_previous_run_and_nothing_else(toy, tmp_path, capsys):

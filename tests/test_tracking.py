@@ -360,6 +360,10 @@ def test_resume_of_a_video_run_refuses_another_video_or_stride(tmp_path, capsys)
     with pytest.raises(RunError, match="cannot open video .*empty.mp4'?: the file is empty"):
         run_video(pred, str(empty), str(tmp_path / "never"), "BGR")
     assert not (tmp_path / "never").exists()  # nothing left to block a rerun
+    from foss_d2.apps.runner import open_video
+
+    with pytest.raises(RunError, match="cannot open camera 99: no camera there"):  # --webcam's index
+        open_video(99)
 
 
 def test_scene_cuts_are_measured_on_every_frame_whatever_the_stride(tmp_path):

@@ -96,8 +96,13 @@ def save_weights(state: dict, path: str, iteration=None) -> dict:
 def save_atomic(obj, path: str):
     """``torch.save`` through a temporary file, so that a stop never leaves half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(obj, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    try:
+        torch.save(obj, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    except BaseException:
+        if os.path.isfile(path + ".tmp"):
+            os.remove(path + ".tmp")
+        raise
 
 
 def blend_states(state: dict, other: dict, weight: float) -> dict:
@@ -176,6 +181,11 @@ def main(argv=None, prog=None):
         p.error(f"--blend-weight must lie in [0, 1], got {args.blend_weight}")
     if args.format == "onnx" and os.path.isfile(args.output):
         p.error(f"--format onnx writes a folder: {args.output} is a file")
+    if args.format == "pth" and os.path.isdir(args.output):
+        p.error(
+            f"--format pth writes a file: {args.output} is a folder "
+            f"(e.g. {os.path.join(args.output, 'model.pth')}; --format onnx writes a folder)"
+        )
     if args.format == "onnx":
         if args.detector_only or args.age_head_from or args.blend:
             p.error("--format onnx exports one model as it is: no --detector-only, --age-head-from or --blend")

@@ -6,8 +6,9 @@ What it writes under the output folder OUT:
 * ``predictions.jsonl``, the journal: one JSON line per image or video frame, flushed as it is
   written. A result is ``{"key", "width", "height", "frame", "faces", "picture"}``: ``frame`` says
   which pixels the boxes are in ("exif_oriented": the picture as displayed, EXIF orientation
-  applied, ``width`` x ``height``; "video_frame": the decoded frame) and ``picture`` is the file
-  drawn under OUT (absent with ``--no-draw``). An input that could not be used is
+  applied, ``width`` x ``height``; "video_frame": the decoded frame), ``picture`` is the file
+  drawn under OUT (absent with ``--no-draw``) and an image's ``source`` its file's size and the
+  SHA-1 of its first 64 KiB (``file_signature``). An input that could not be used is
   ``{"key", "skipped": reason}``.
 * ``predictions.json`` ({key: [faces]}) and ``skipped.json`` ({key: reason}), rewritten atomically
   from the same records every 30 s and at the end, also after SIGTERM or Ctrl-C (the input in
@@ -18,7 +19,8 @@ What it writes under the output folder OUT:
 
 Rules: an OUT that is an input folder or holds an input is refused (realpaths). An OUT that holds an
 earlier run's results is refused unless ``resume`` (skip the inputs already in the journal, append
-to the CSV, rebuild the JSON from the journal) or ``overwrite`` (remove that run's result files
+to the CSV, rebuild the JSON from the journal; an image whose file is not the one the journal
+answered, another file under the same name, runs again) or ``overwrite`` (remove that run's result files
 and the pictures its journal or predictions.json lists, nothing else). Pictures over
 ``max_pixels`` are skipped before they are decoded. The next inputs are decoded in a reader thread
 and the pictures drawn and written in a writer thread while the model runs, in input order;
@@ -31,6 +33,7 @@ import collections
 import csv
 import functools
 import glob
+import hashlib
 import io
 import json
 import logging
@@ -133,12 +136,33 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
             skipped[os.path.basename(item) or item] = f"image not found: {item}"
         else:
             items.append((item, os.path.basename(item)))
+    items = _once_each(items)
     keys = [k for _, k in items]
     if len(set(keys)) != len(keys):  # same base name from two places: fall back to full paths
         items = [(p, p) for p, _ in items]
     for key, reason in skipped.items():
         logger.warning("skipping %s: %s", key, reason)
     return sorted(items, key=lambda pk: pk[1]), skipped
+
+
+def _once_each(items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """``items`` with each file (by realpath) once, where first named: a folder and a file or
+    pattern inside it, or one file given twice, must not run it twice (two journal lines, its CSV
+    rows twice)."""
+    seen, once = set(), []
+    for path, key in items:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            once.append((path, key))
+    if len(once) < len(items):
+        n = len(items) - len(once)
+        logger.warning(
+            "%d %s named more than once (a folder and a file in it?): each is read once",
+            n,
+            "input was" if n == 1 else "inputs were",
+        )
+    return once
 
 
 def expand_inputs(inputs: List[str]) -> List[Tuple[str, str]]:
@@ -193,6 +217,11 @@ def open_video(source):
                 why = ": the file is empty"
             else:
                 why = ": not a video OpenCV can read (an unknown format, or a file cut short)"
+        if isinstance(source, int):  # --webcam: a camera index
+            raise RunError(
+                f"cannot open camera {source}: no camera there, or another program is using it "
+                "(--video-input reads a video file)"
+            )
         raise RunError(f"cannot open video {source!r}{why}")
     return cap
 
@@ -317,6 +346,14 @@ def unique_picture(key: str, taken: Dict[str, str]) -> str:
 # ---------------------------------------------------------------- the journal and the writer
 
 
+def file_signature(path: str) -> dict:
+    """What tells an image file from another under the same name, cheaply: its size and the SHA-1
+    of its first 64 KiB (a folder copied keeps it, unlike the modification time)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    return {"bytes": os.path.getsize(path), "head_sha1": hashlib.sha1(head).hexdigest()}
+
+
 def read_journal(path: str) -> List[dict]:
     """The records of a journal; a line cut short by a crash is ignored."""
     records = []
@@ -404,6 +441,7 @@ class PredictionWriter:
             write_text_atomic(journal, "".join(json.dumps(r) + "\n" for r in records))
         self.results, self.skipped = replay(records)
         self.done = set(self.results)
+        self.sources = {r["key"]: r["source"] for r in records if "faces" in r and "source" in r}
         self.pictures = {r["picture"]: r["key"] for r in records if r.get("picture")}  # {picture: key}
         if resume:
             _truncate_partial_line(journal)
@@ -452,6 +490,23 @@ class PredictionWriter:
         w.writerows(rows)
         write_text_atomic(path, buf.getvalue())
 
+    def forget(self, keys: Iterable[str]):
+        """Drop finished results (their files changed since): the CSV rewritten without them, the
+        JSON saved; their journal lines stay, to be superseded by the new ones."""
+        keys = set(keys) & self.done
+        if not keys:
+            return
+        for k in keys:
+            self.results.pop(k, None)
+            self.sources.pop(k, None)
+        self.done -= keys
+        self._csv_file.close()
+        csv_path = os.path.join(self.out_dir, "predictions.csv")
+        self._write_csv(csv_path, [r for k, faces in self.results.items() for r in _csv_rows(k, faces)])
+        self._csv_file = open(csv_path, "a", newline="")
+        self._csv = csv.writer(self._csv_file)
+        self.save()
+
     def _journal_write(self, record: dict):
         self._journal.write(json.dumps(record) + "\n")
         self._journal.flush()
@@ -464,6 +519,7 @@ class PredictionWriter:
         height: int,
         picture: Optional[str] = None,
         time_s: Optional[float] = None,
+        source: Optional[dict] = None,
     ):
         key = str(key)
         record = {"key": key, "width": int(width), "height": int(height), "frame": self.frame, "faces": faces}
@@ -471,6 +527,9 @@ class PredictionWriter:
             record["time_s"] = round(float(time_s), 3)
         if picture:
             record["picture"] = picture
+        if source is not None:  # an image file's file_signature, checked by a --resume
+            record["source"] = source
+            self.sources[key] = source
         self._journal_write(record)  # first: a kill before the CSV rows leaves rows to append on --resume
         self._csv.writerows(_csv_rows(key, faces))
         self._csv_file.flush()
@@ -513,7 +572,7 @@ class _NoWriter:
         self.results, self.skipped, self.done, self.log = {}, {}, set(), log
         self.pictures = {}
 
-    def add(self, key, faces, width=None, height=None, picture=None, time_s=None):
+    def add(self, key, faces, width=None, height=None, picture=None, time_s=None, source=None):
         self.results[str(key)] = faces
         if self.log:
             logger.info("%s: %d faces %s", key, len(faces), [(f["age"], f["gender"]) for f in faces])
@@ -759,8 +818,8 @@ def _record(writer, finished):
         if payload[0] == "skip":
             writer.skip(payload[1], payload[2], **payload[3])
             continue
-        _, key, faces, w, h, picture, *time_s = payload
-        writer.add(key, faces, w, h, None if error else picture, *time_s)
+        _, key, faces, w, h, picture, *rest = payload  # rest: (time_s,) or (time_s, source)
+        writer.add(key, faces, w, h, None if error else picture, *rest)
         if error:
             writer.skip(key, error)
 
@@ -771,6 +830,29 @@ def _skip(writer, drawer, key, reason, **extra):
         writer.skip(key, reason, **extra)
     else:
         drawer.submit(lambda: None, ("skip", key, reason, extra))
+
+
+def _changed_since(writer, items: List[Tuple[str, str]]) -> List[str]:
+    """Keys of ``items`` that the journal answered for another file than the one there now (its
+    recorded ``file_signature`` differs: another folder's photo under the same name, an edited one)."""
+    changed = []
+    for path, key in items:
+        recorded = writer.sources.get(key)
+        if recorded is None or key not in writer.done:
+            continue
+        try:
+            if os.path.getsize(path) != recorded.get("bytes") or file_signature(path) != recorded:
+                changed.append(key)
+        except OSError:
+            pass  # unreadable now: its earlier answer stands
+    return changed
+
+
+def _signature_or_none(path: str) -> Optional[dict]:
+    try:
+        return file_signature(path)
+    except OSError:
+        return None
 
 
 def predictor_settings(predictor) -> Optional[dict]:
@@ -804,7 +886,18 @@ def run_images(
     with _StopSignals() as stop, PredictionWriter(out_dir, resume=resume) if out_dir else _NoWriter() as writer:
         for key, reason in (skipped or {}).items():
             writer.skip(key, reason, log=False)  # collect_inputs said so already
+        changed = _changed_since(writer, items) if out_dir and resume else []
+        if changed:
+            logger.warning(
+                "--resume: %d %s not the %s the run before answered (e.g. %s: another file under that name, "
+                "or edited since): run again",
+                len(changed),
+                *(("image is", "file") if len(changed) == 1 else ("images are", "files")),
+                changed[0],
+            )
+            writer.forget(changed)
         todo = [(p, k) for p, k in items if k not in writer.done]
+        path_of = dict((k, p) for p, k in todo)
         if len(todo) < len(items):
             logger.info(
                 "--resume: %d of %d images done before, %d to go", len(items) - len(todo), len(items), len(todo)
@@ -830,18 +923,20 @@ def run_images(
                     continue
                 h, w = img.shape[:2]
                 done += 1
+                source = _signature_or_none(path_of[key]) if out_dir else None
                 if drawer is None:
-                    writer.add(key, faces, w, h)
+                    writer.add(key, faces, w, h, source=source)
                     continue
                 rel = unique_picture(key, taken)
                 dst = os.path.join(out_dir, rel)
                 if os.path.realpath(dst) in inputs:  # check_output makes this unreachable; never write over an input
-                    drawer.submit(lambda: None, ("add", key, faces, w, h, None))
+                    drawer.submit(lambda: None, ("add", key, faces, w, h, None, None, source))
                     _skip(writer, drawer, key, f"picture not drawn: {dst} is an input")
                     continue
                 bgr = img if fmt == "BGR" else img[:, :, ::-1]
                 drawer.submit(
-                    functools.partial(_write_picture, dst, bgr, faces, draw_max_side), ("add", key, faces, w, h, rel)
+                    functools.partial(_write_picture, dst, bgr, faces, draw_max_side),
+                    ("add", key, faces, w, h, rel, None, source),
                 )
                 _record(writer, drawer.finished())
             stop.check()  # a signal during the last input still ends the run as interrupted

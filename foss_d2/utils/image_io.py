@@ -33,13 +33,13 @@ class ImageTooLargeError(ValueError):
         )
 
 
-def _header_size(path: str) -> Tuple[int, int]:
-    """The size from the header alone, past PIL's decompression-bomb refusal (we apply our own limit)."""
+def _open_unlimited(path: str) -> "Image.Image":
+    """``Image.open`` past PIL's own decompression-bomb limit (89.5 MP warned, 179 MP refused): the
+    callers apply ``max_pixels`` from the header, which the user may raise or turn off."""
     with _PIL_LIMIT:
         old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            with Image.open(path) as im:
-                return im.size
+            return Image.open(path)
         finally:
             Image.MAX_IMAGE_PIXELS = old
 
@@ -65,14 +65,14 @@ def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[i
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
+        with _open_unlimited(path) as im:
             if max_pixels and im.size[0] * im.size[1] > max_pixels:
                 raise ImageTooLargeError(path, im.size, max_pixels)
             arr = pil_to_array(im)
-    except Image.DecompressionBombError:
-        raise ImageTooLargeError(path, _header_size(path), max_pixels or Image.MAX_IMAGE_PIXELS) from None
     except ImageTooLargeError:
         raise
+    except Image.DecompressionBombError as e:  # a format that checks again while decoding (GIF, ICO)
+        raise ValueError(f"cannot read image {path}: {e}") from e
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable data
         raise ValueError(f"cannot read image {path}: {e}") from e
     return arr[:, :, ::-1].copy() if image_format == "BGR" else arr
