@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.datasets import register_all_foss
+from foss_d2.data.datasets.builtin import FOSS_DATASETS
 
 
 def main():
@@ -21,7 +22,12 @@ def main():
     p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
     args = p.parse_args()
     register_all_foss(args.root)
-    records = DatasetCatalog.get(args.dataset)
+    if args.dataset not in FOSS_DATASETS:
+        p.error(f"--dataset {args.dataset} is none of FOSS-D2's datasets: {', '.join(sorted(FOSS_DATASETS))}")
+    try:
+        records = DatasetCatalog.get(args.dataset)
+    except (FileNotFoundError, ValueError) as e:
+        p.error(f"{e} (--root: the folder holding the datasets, e.g. --root ../shared/data)")
     meta = MetadataCatalog.get(args.dataset)
     groups = (meta.age_groups, meta.age_group_lower) if meta.get("age_groups") else None
     coco = dataset_to_coco(tqdm(records, desc=args.dataset), description=args.dataset, age_groups=groups)

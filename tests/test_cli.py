@@ -191,6 +191,26 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
         (["train", "MODEL.FOSS.K_TRAIN", "0", *out], "K_TRAIN is a number of faces, at least 1", ""),
         (["train", "MODEL.AGE_HEAD.CROP_MARGINS", "[0.2,0.1]", *out], "CROP_MARGINS are four fractions", ""),
         (["benchmark", "models", "--ks", "0", "--output", tmp_path / "b"], "--ks are numbers of faces", ""),
+        (
+            ["train", "DATASETS.TRAIN", "('my_facez',)", *out],
+            "DATASETS.TRAIN: my_facez is not a dataset here",
+            "utkface_train",
+        ),
+        (
+            ["train", "DATASETS.TRAIN", "('utkface_train','utkface_train')", *out],
+            "names utkface_train more than once",
+            "",
+        ),
+        (
+            ["train", "DATASETS.ROOT", tmp_path / "nodata", "SOLVER.MAX_ITER", "1", *out],
+            "not found",
+            "DATASETS.ROOT is",
+        ),
+        (
+            ["evaluate", "predictions", "--dataset", "x", "DATASETS.COCO", "(('x', '/nowhere/x.json', ''),)"],
+            "x's JSON file not found: /nowhere/x.json",
+            "",
+        ),
     ]
     for argv, *words in cases:
         code, err = _exit(argv, capsys)
@@ -215,3 +235,32 @@ def test_onnx_export_says_which_kind_of_weights_it_was_given(tmp_path, capsys, d
         code, err = _exit(["export", args[0], tmp_path / f"onnx{i}", "--format", "onnx", *args[1:]], capsys)
         last = err.strip().splitlines()[-1]
         assert code == 2 and all(w in last for w in said) and not any(w in last for w in unsaid), (args, last)
+
+
+def test_eval_only_on_a_dataset_with_a_missing_image_is_one_line_before_it_starts(tmp_path, capsys):
+    """Training skips a missing image with a warning; evaluation would stop halfway in a loader
+    worker (a traceback), so it says so before it starts."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((40, 40, 3), np.uint8))
+    ann = {"id": 1, "image_id": 1, "bbox": [5, 5, 20, 20], "category_id": 1, "iscrowd": 0, "area": 400.0, "age": 30}
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 40, "height": 40},
+            {"id": 2, "file_name": "gone.jpg", "width": 40, "height": 40},
+        ],
+        "annotations": [ann],
+        "categories": [{"id": 1, "name": "face"}],
+    }
+    (tmp_path / "mine.json").write_text(json.dumps(coco))
+    entry = f"(('mine_missing', '{tmp_path / 'mine.json'}', '{tmp_path}'),)"
+    code, err = _exit(
+        ["train", "--eval-only", "MODEL.WEIGHTS", DEFAULT_WEIGHTS, "DATASETS.COCO", entry, "DATASETS.TEST",
+         "('mine_missing',)", "OUTPUT_DIR", tmp_path / "out"],
+        capsys,
+    )  # fmt: skip
+    last = err.strip().splitlines()[-1]  # (earlier lines: the log)
+    assert code == 2 and "error: mine_missing: 1 of its 2 images are missing (first: " in last and "gone.jpg" in last

@@ -431,12 +431,27 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
         (coco(bbox="drop"), "annotation 1 has no bbox"),
         (coco(area="drop"), "annotation 1 has no area (COCO's AP reads area and iscrowd"),
         (coco(image={"file_name": "b.jpg"}), "none of the 1 images of"),
+        # what detectron2's loader or the mapper would crash on, or silently misread
+        (coco(iscrowd="0"), "annotation 1: iscrowd '0' is neither 0 (a face) nor 1 (a crowd region)"),
+        (coco(bbox=[10, 10, 50]), "annotation 1: bbox [10, 10, 50] is not [x, y, width, height]"),
+        (coco(bbox=["1", "1", "8", "8"]), "bbox ['1', '1', '8', '8'] is not [x, y, width, height]"),
+        (coco(bbox=None), "bbox None is not [x, y, width, height]"),
+        (coco(category_id=7), "annotation 1: category_id 7 is not the face category's id"),
+        (coco(category_id="drop"), "annotation 1 has no category_id"),
+        (coco(id="drop"), "annotation ? has no id"),
+        (coco(image={"width": "200"}), "image 1: width and height must be positive numbers, got '200', 20"),
+        (coco(image={"id": "a"}), "image a: its id 'a' is not an integer"),
+        (coco(image={"file_name": None}), "image 1: file_name None is not a path"),
+        ('{"images": [', "is not valid JSON: Expecting value: line 1 column 13"),
     ]
+    twice = coco()
+    twice["annotations"].append(dict(twice["annotations"][0]))
+    cases.append((twice, "annotation 1: the id is used twice"))
     for i, (content, message) in enumerate(cases):
         path = tmp_path / f"bad{i}.json"
-        path.write_text(json.dumps(content))
-        register_foss_coco(f"foss_test_bad_coco_{i}", str(path), str(tmp_path), "age_group")
-        with pytest.raises(ValueError, match=re.escape(message)):
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        with pytest.raises(ValueError, match=re.escape(message)):  # at registration or when it loads
+            register_foss_coco(f"foss_test_bad_coco_{i}", str(path), str(tmp_path), "age_group")
             DatasetCatalog.get(f"foss_test_bad_coco_{i}")
     path = tmp_path / "good.json"
     path.write_text(json.dumps(coco(age=31, gender=0.8, age_group=4)))
@@ -464,13 +479,27 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
     assert [a["id"] for a in recs[0]["annotations"]] == [1]
     assert "2 face boxes without an area or outside their image are left out" in caplog.text
     assert "1 of 2 images are missing" in caplog.text and "missing.jpg" in caplog.text
+    # one photo under two image ids, and a file without a face box: warned about
+    content = coco()
+    content["images"].append(dict(content["images"][0], id=2))
+    content["annotations"] = []
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps(content))
+    register_foss_coco("foss_test_twice_coco", str(path), str(tmp_path))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="foss_d2.data.coco"):
+        assert len(DatasetCatalog.get("foss_test_twice_coco")) == 2
+    assert "1 images are listed more than once under other ids (first: " in caplog.text
+    assert "holds no face box" in caplog.text
+    DatasetCatalog.remove("foss_test_twice_coco")
     # age groups named in the file need their lower bounds
     path = tmp_path / "groups.json"
     path.write_text(json.dumps(dict(coco(), info={"age_groups": ["young", "middle", "old"]})))
     with pytest.raises(ValueError, match="age_groups and age_group_lower go together"):
         register_foss_coco("foss_test_groups_coco", str(path), str(tmp_path), "age_group")
     for i in range(len(cases)):
-        DatasetCatalog.remove(f"foss_test_bad_coco_{i}")
+        if f"foss_test_bad_coco_{i}" in DatasetCatalog.list():
+            DatasetCatalog.remove(f"foss_test_bad_coco_{i}")
     for name in ("good", "null", "mixed"):
         DatasetCatalog.remove(f"foss_test_{name}_coco")
 
@@ -570,3 +599,14 @@ def test_training_config_mistakes_are_named_before_training(caplog):
     check_train_config(cfg, [boxes])
     cfg.MODEL.AGE_HEAD.LAMBDA_FLIP, cfg.MODEL.FOSS.FREEZE_DETECTOR = 0.0, False  # the detector learns
     check_train_config(cfg, [boxes])
+    # faces with age groups only (Images of Groups' labels): the age loss reads years, said so
+    groups = [{"file_name": "g.jpg", "annotations": [{"bbox": [0, 0, 5, 5], "age": -1, "age_group": 4}]}]
+    cfg.INPUT.TILING.ENABLED = False
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="foss_d2.data.build"):
+        check_train_config(cfg, [groups])
+    assert "mine: its faces carry age groups but no ages: training learns ages from 'age'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="foss_d2.data.build"):
+        check_train_config(cfg, [groups + ages])
+    assert "age groups" not in caplog.text

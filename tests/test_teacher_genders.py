@@ -3,6 +3,7 @@ registered from the config (DATASETS.COCO), and the gender loss on them."""
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -83,6 +84,16 @@ def test_config_coco_entries_fail_clearly(tmp_path):
         register_config_datasets(_cfg([("test_teacher_missing", str(tmp_path / "missing.json"), "")]))
     with pytest.raises(ValueError, match="name, json_file, image_root"):
         register_config_datasets(_cfg([("test_teacher_short", _coco_file(tmp_path))]))
+    # one dataset written without the comma that makes it a list of one: its strings are not entries
+    one = ("test_teacher_one", _coco_file(tmp_path), "")
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"got the entry 'test_teacher_one'; one dataset is written with a comma after it: "
+            f'DATASETS.COCO "({one!r},)"'
+        ),
+    ):
+        register_config_datasets(_cfg(one))
     with open(_coco_file(tmp_path)) as f:
         assert json.load(f)["annotations"][0]["gender"] == 0.8125
 

@@ -45,6 +45,7 @@ from ..config import get_foss_cfg
 from ..data.datasets import register_config_datasets
 from ..data.datasets.builtin import FOSS_DATASETS, datasets_root
 from ..data.datasets.utkface import load_utkface
+from ..data.utils import DatasetError
 from ..engine import FaceAgeEstimator
 from ..evaluation import build_foss_evaluator
 from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_faces
@@ -329,12 +330,15 @@ def get_parser(prog=None):
 def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
-    if args.mode == "predictions":
-        evaluate_predictions(args, parser)
-    elif args.mode == "pasted":
-        evaluate_pasted_faces(args, parser)
-    else:
-        evaluate_tiled(args, parser)
+    try:
+        if args.mode == "predictions":
+            evaluate_predictions(args, parser)
+        elif args.mode == "pasted":
+            evaluate_pasted_faces(args, parser)
+        else:
+            evaluate_tiled(args, parser)
+    except (FileNotFoundError, DatasetError) as e:  # DATASETS.COCO: a missing file, or one with a mistake
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ Without --config-file, the shipped model's config and weights (``--eval-only`` e
 (``python tools/train_net.py`` takes the same arguments: detectron2's ``default_argument_parser``.)
 """
 
+import logging
 import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import build_detection_test_loader
+from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -29,6 +30,8 @@ from ..utils.json_io import write_json_atomic
 from .cli import parse_foss_args
 from .runner import config_from_args
 
+logger = logging.getLogger(__name__)
+
 
 class Trainer(DefaultTrainer):
     @classmethod
@@ -37,6 +40,15 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        # training skips a missing image; evaluation would score its faces as missed, or stop
+        # halfway in a loader worker: said before it starts
+        files = sorted({d["file_name"] for d in DatasetCatalog.get(dataset_name)})
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise DatasetError(
+                f"{dataset_name}: {len(missing)} of its {len(files)} images are missing (first: {missing[0]}); "
+                "evaluation needs every image: fix its image root, or leave them out of its file"
+            )
         return build_detection_test_loader(cfg, dataset_name, mapper=FOSSDatasetMapper(cfg, False))
 
     @classmethod
@@ -113,6 +125,26 @@ def run(args):
     return trainer.train()
 
 
+def check_dataset_names(parser, cfg, eval_only: bool):
+    """DATASETS.TRAIN / TEST name registered datasets, each once (detectron2: a KeyError listing
+    hundreds of COCO names; a name twice: twice its share of the draws, hidden in the log)."""
+    from ..data.datasets.builtin import FOSS_DATASETS
+
+    lists = [("DATASETS.TEST", cfg.DATASETS.TEST)] + ([] if eval_only else [("DATASETS.TRAIN", cfg.DATASETS.TRAIN)])
+    for key, names in lists:
+        twice = sorted({n for n in names if list(names).count(n) > 1})
+        if twice:
+            parser.error(f"{key} names {', '.join(twice)} more than once: each dataset once")
+        unknown = [n for n in names if n not in DatasetCatalog.list()]
+        if unknown:
+            own = [e[0] for e in cfg.DATASETS.COCO]
+            parser.error(
+                f"{key}: {', '.join(unknown)} is not a dataset here; FOSS-D2's are {', '.join(sorted(FOSS_DATASETS))}"
+                f"{'; DATASETS.COCO adds ' + ', '.join(own) if own else ''} (a file of one's own: DATASETS.COCO, "
+                "datasets/README.md)"
+            )
+
+
 def get_parser(prog=None):
     p = default_argument_parser()
     p.prog = prog or p.prog
@@ -130,6 +162,7 @@ def main(argv=None, prog=None):
         register_config_datasets(cfg)
     except (FileNotFoundError, DatasetError) as e:  # e.g. a DATASETS.COCO file teacher_genders.py writes first
         parser.error(str(e))
+    check_dataset_names(parser, cfg, args.eval_only)
     m = cfg.MODEL
     untrained = not m.WEIGHTS and not args.resume and not args.eval_only
     if untrained and m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not m.FOSS.ADD_GT_BOXES:
@@ -153,6 +186,12 @@ def main(argv=None, prog=None):
             )
     if args.num_gpus > 1 and torch.cuda.device_count() < args.num_gpus:
         parser.error(f"--num-gpus {args.num_gpus}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
+    if not args.eval_only and not args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        logger.warning(
+            "OUTPUT_DIR %s holds an earlier run's checkpoints: this run starts afresh and writes over its "
+            "model_final.pth and metrics (--resume continues it; another OUTPUT_DIR keeps it)",
+            cfg.OUTPUT_DIR,
+        )
     print("Command Line Args:", args)
     try:
         launch(
@@ -165,6 +204,8 @@ def main(argv=None, prog=None):
         )
     except (DatasetError, SetupError) as e:  # a mistake in a dataset file, the datasets or the weights: one line
         parser.exit(2, f"{parser.prog}: error: {e}\n")
+    except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
+        parser.exit(2, f"{parser.prog}: error: {e} (DATASETS.ROOT is {cfg.DATASETS.ROOT!r})\n")
 
 
 if __name__ == "__main__":

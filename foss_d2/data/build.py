@@ -71,6 +71,11 @@ class RetryingMapDataset(torch.utils.data.Dataset):
         )
 
 
+def _known(v) -> bool:
+    """A label given (-1, None or a missing key: unknown; a user's own loader may leave None)."""
+    return isinstance(v, (int, float)) and v >= 0
+
+
 def check_train_config(cfg, lists):
     """Mistakes in the training config that would otherwise fail deep in the sampler, or train
     nothing without a word: DATASET_WEIGHTS that do not match DATASETS.TRAIN, tiling from datasets
@@ -91,15 +96,19 @@ def check_train_config(cfg, lists):
                 tuple(names),
                 "them" if len(stray) > 1 else "it",
             )
+    for name, lst in zip(names, lists):
+        faces = [a for d in lst for a in d.get("annotations", [])]
+        if any(_known(a.get("age_group")) for a in faces) and not any(_known(a.get("age")) for a in faces):
+            logger.warning(
+                "%s: its faces carry age groups but no ages: training learns ages from 'age' (years), the "
+                "groups are read by the evaluator only",
+                name,
+            )
     m = cfg.MODEL
     learns_unlabelled = m.FOSS.TEACHER_WEIGHTS or m.AGE_HEAD.LAMBDA_FLIP > 0
     if m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not learns_unlabelled:
-
-        def known(v):  # a label that a user's own loader may have left as None
-            return isinstance(v, (int, float)) and v >= 0
-
         labelled = any(
-            known(a.get("age")) or known(a.get("gender"))
+            _known(a.get("age")) or _known(a.get("gender"))
             for lst in lists
             for d in lst
             for a in d.get("annotations", [])

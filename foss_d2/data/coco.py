@@ -8,6 +8,7 @@ such a file through detectron2's ``load_coco_json`` keeping the extra keys, so t
 import json
 import logging
 import os
+from collections import Counter
 from typing import Iterable, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -100,7 +101,10 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
     ``file_name``, ``width`` and ``height``; each annotation's ``bbox``; and, where pycocotools
     evaluates the file (``needs_coco_eval``), each annotation's ``area`` and ``iscrowd``."""
     with open(json_file) as f:
-        coco = json.load(f)
+        try:
+            coco = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{json_file} is not valid JSON: {e}") from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise DatasetError(f"{json_file} is not a COCO file: no 'images' list")
     names = [c.get("name") for c in coco.get("categories") or []]
@@ -108,22 +112,50 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
         raise DatasetError(
             f"{json_file}: FOSS-D2 datasets hold one category, named 'face' (id any); this file has {names or 'none'}"
         )
+    category_ids = {c.get("id") for c in coco["categories"]}
+    image_ids = set()
     for img in coco["images"]:
+        where = f"{json_file}: image {img.get('id', img.get('file_name', '?'))}"
         missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
         if missing:
+            raise DatasetError(f"{where} has no {', '.join(missing)}")
+        if not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise DatasetError(f"{where}: file_name {img['file_name']!r} is not a path")
+        if not all(_is_number(img[k]) and img[k] > 0 for k in ("width", "height")):
             raise DatasetError(
-                f"{json_file}: image {img.get('id', img.get('file_name', '?'))} has no {', '.join(missing)}"
+                f"{where}: width and height must be positive numbers, got {img['width']!r}, {img['height']!r}"
             )
-    need = ("bbox", "image_id") + (("area", "iscrowd") if needs_coco_eval else ())
+        if not isinstance(img["id"], int) or isinstance(img["id"], bool):
+            raise DatasetError(f"{where}: its id {img['id']!r} is not an integer (COCO's image ids are)")
+        if img["id"] in image_ids:
+            raise DatasetError(f"{where}: the id is used twice")
+        image_ids.add(img["id"])
+    need = ("id", "bbox", "image_id", "category_id") + (("area", "iscrowd") if needs_coco_eval else ())
+    ann_ids = set()
     for ann in coco.get("annotations") or []:
         missing = [k for k in need if k not in ann]
+        where = f"{json_file}: annotation {ann.get('id', '?')}"
         if missing:
             why = (
                 " (COCO's AP reads area and iscrowd: 0 for a face, area = w * h)"
                 if {"area", "iscrowd"} & set(missing)
                 else ""
             )
-            raise DatasetError(f"{json_file}: annotation {ann.get('id', '?')} has no {', '.join(missing)}{why}")
+            raise DatasetError(f"{where} has no {', '.join(missing)}{why}")
+        box = ann["bbox"]
+        if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(v) for v in box):
+            raise DatasetError(f"{where}: bbox {box!r} is not [x, y, width, height] in pixels")
+        if ann["category_id"] not in category_ids:
+            raise DatasetError(f"{where}: category_id {ann['category_id']!r} is not the face category's id")
+        if ann.get("iscrowd", 0) not in (0, 1) or isinstance(ann.get("iscrowd", 0), str):
+            raise DatasetError(f"{where}: iscrowd {ann['iscrowd']!r} is neither 0 (a face) nor 1 (a crowd region)")
+        if ann["id"] in ann_ids:
+            raise DatasetError(f"{where}: the id is used twice")
+        ann_ids.add(ann["id"])
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _usable_box(a: dict, r: dict) -> bool:
@@ -170,7 +202,19 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
             len(dropped),
             *dropped[0],
         )
-    files = sorted({r["file_name"] for r in recs})
+    counts = Counter(r["file_name"] for r in recs)
+    twice = [f for f, n in counts.items() if n > 1]
+    if twice:
+        logger.warning(
+            "%s: %d images are listed more than once under other ids (first: %s): each entry is trained "
+            "and scored as a photo of its own",
+            name,
+            len(twice),
+            twice[0],
+        )
+    if recs and not any(r["annotations"] for r in recs):
+        logger.warning("%s: %s holds no face box: it trains and scores as photos without faces", name, json_file)
+    files = sorted(counts)
     missing = [f for f in files if not os.path.isfile(f)]
     if files and len(missing) == len(files):
         raise DatasetError(
@@ -179,7 +223,7 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
         )
     if missing:
         logger.warning(
-            "%s: %d of %d images are missing (first: %s); training skips them",
+            "%s: %d of %d images are missing (first: %s); training skips them, evaluation stops",
             name,
             len(missing),
             len(files),
@@ -200,7 +244,10 @@ def register_foss_coco(name: str, json_file: str, image_root: str = "", evaluato
         from .datasets.images_of_groups import IOG_AGE_GROUPS, IOG_GROUP_LOWER
 
         with open(json_file) as f:
-            info = json.load(f).get("info") or {}
+            try:
+                info = json.load(f).get("info") or {}
+            except (json.JSONDecodeError, AttributeError) as e:
+                raise DatasetError(f"{json_file} is not valid JSON: {e}") from None
         names, lower = info.get("age_groups"), info.get("age_group_lower")
         if (names is None) != (lower is None) or (names is not None and len(names) != len(lower)):
             raise DatasetError(

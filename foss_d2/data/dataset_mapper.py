@@ -110,6 +110,7 @@ class FOSSDatasetMapper:
                 image, annos = tiler(d)
             else:
                 image = self.read_image(d)
+                utils.check_image_size(d, image)  # the file's width and height wrong: skipped as unreadable
         except (FileNotFoundError, ValueError) as e:
             if not self.is_train:
                 raise  # evaluation must not silently swap images
@@ -122,7 +123,6 @@ class FOSSDatasetMapper:
             d.pop("width", None)
             d.pop("annotations", None)
         else:
-            utils.check_image_size(d, image)
             annos = d.pop("annotations", None)
             if annos is not None:
                 annos = absolute_annotations(annos, *image.shape[:2])

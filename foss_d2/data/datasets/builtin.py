@@ -93,16 +93,22 @@ def register_config_datasets(cfg):
     photos, "age_group" for group photos with age groups, "face_detection" for boxes only)."""
     register_all_foss(cfg.DATASETS.ROOT or None)
     for entry in cfg.DATASETS.COCO:
-        if len(entry) not in (3, 4):
+        if isinstance(entry, str) or len(entry) not in (3, 4) or not all(isinstance(e, str) for e in entry):
+            one = tuple(cfg.DATASETS.COCO) if isinstance(entry, str) else tuple(entry)
             raise DatasetError(
-                f"DATASETS.COCO entries are (name, json_file, image_root[, evaluator_type]), got {tuple(entry)}"
+                "DATASETS.COCO is a list of (name, json_file, image_root[, evaluator_type]) entries, each of "
+                f"strings, got the entry {entry!r}; one dataset is written with a comma after it: "
+                f'DATASETS.COCO "({one!r},)"'
             )
         name, json_file = entry[0], entry[1]
         if not os.path.isfile(json_file):
-            raise FileNotFoundError(
-                f"DATASETS.COCO: {name}'s JSON file not found: {json_file} (where a tool writes it, "
-                "e.g. tools/research/teacher_genders.py for configs/zoo/next-age-teacher-cpu.yaml, run that first)"
+            hint = (
+                " (where a tool writes it, e.g. tools/research/teacher_genders.py for "
+                "configs/zoo/next-age-teacher-cpu.yaml, run that first)"
+                if "teacher" in json_file
+                else ""
             )
+            raise FileNotFoundError(f"DATASETS.COCO: {name}'s JSON file not found: {json_file}{hint}")
         if name in FOSS_DATASETS:
             raise DatasetError(f"DATASETS.COCO: {name} is a built-in dataset's name; give yours another")
         if name in DatasetCatalog.list():
