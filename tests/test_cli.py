@@ -264,3 +264,48 @@ def test_eval_only_on_a_dataset_with_a_missing_image_is_one_line_before_it_start
     )  # fmt: skip
     last = err.strip().splitlines()[-1]  # (earlier lines: the log)
     assert code == 2 and "error: mine_missing: 1 of its 2 images are missing (first: " in last and "gone.jpg" in last
+
+
+def _tool_exit(tool, argv, monkeypatch, capsys):
+    """tools/<tool> run as a script with ``argv``: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", [tool, *map(str, argv)])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(os.path.join(ROOT, "tools", tool), run_name="__main__")
+    return e.value.code, capsys.readouterr().err
+
+
+def test_tools_refuse_outputs_and_values_they_cannot_use_before_any_work(tmp_path, monkeypatch, capsys):
+    """A file where a folder is written (or a folder where a file is), a score outside [0, 1], a
+    picture size of 0, a dataset folder not under DATASETS.ROOT: one line, exit 2, before the
+    model runs (evaluate.py tiled ran the whole evaluation, then lost it to a FileExistsError)."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    nodata = ["DATASETS.ROOT", tmp_path / "nodata"]
+    cases = [
+        ("evaluate.py", ["tiled", "--num", "4", "--grids", "2", "--output", afile], f"--output {afile} is a file"),
+        ("evaluate.py", ["pasted", "--per-band", "1", "--output", afile], f"--output {afile} is a file"),
+        ("annotate_faces.py", ["--dataset", "utkface_train", "--output", tmp_path], "is a folder"),
+        ("annotate_faces.py", ["--dataset", "utkface_train", "--output", tmp_path / "a.json", "--score", "2"],
+         "argument --score: 2 is outside [0, 1]"),
+        ("annotate_faces.py", ["--dataset", "utkface_train", "--output", tmp_path / "a.json", "--num", "1", *nodata],
+         "UTKFace folder not found"),
+        ("visualize_data.py", ["--output", afile], f"--output {afile} is a file"),
+        ("visualize_data.py", ["--max-side", "0"], "argument --max-side: 0 is not at least 1"),
+        ("visualize_data.py", ["--num", "1", "--output", tmp_path / "v", *nodata], "DATASETS.ROOT is"),
+    ]  # fmt: skip
+    for tool, argv, message in cases:
+        code, err = _tool_exit(tool, argv, monkeypatch, capsys)
+        assert code == 2 and message in err.strip().splitlines()[-1], (tool, argv, err[-500:])
+    assert afile.read_text() == "" and not (tmp_path / "a.json").exists()  # nothing written
+
+
+def test_videos_given_as_photos_and_a_folder_given_as_a_video_say_which_option(tmp_path, capsys):
+    from foss_d2.apps.runner import RunError, collect_inputs, open_video
+
+    (tmp_path / "clip.MP4").write_bytes(b"\0" * 100)
+    (tmp_path / "a.jpg").write_bytes(b"\0")
+    items, skipped = collect_inputs([str(tmp_path), str(tmp_path / "clip.MP4")])
+    assert [k for _, k in items] == ["a.jpg"]
+    assert skipped == {"clip.MP4": "a video (.mp4): --video-input reads one video"}
+    with pytest.raises(RunError, match=r"cannot open video '.*': a folder \(--input reads a folder of photos\)"):
+        open_video(str(tmp_path))

@@ -302,10 +302,23 @@ def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_
     assert json.load(open(tmp_path / "b" / "survey.json"))["total_faces"] == 8
     photos = tmp_path / "photos.json"
     json.dump({"a.jpg": frames["0"]}, open(photos, "w"))
+    json.dump({"x.jpg": "cannot read image"}, open(tmp_path / "skipped.json", "w"))
+    (tmp_path / "p.csv").write_text("image,face\na.jpg,0\n")
     for argv, message in [
-        (["--predictions", str(photos), "--bucket-seconds", "5"], "--bucket-seconds needs the video's frame rate"),
+        (["--predictions", str(photos), "--bucket-seconds", "5"], "--bucket-seconds is for a video run's predictions"),
         (["--predictions", str(pred), "--confidence-threshold", "0.5"], "cannot filter the tracked people"),
         (["--predictions", str(photos), "--input", str(photos)], "not --input and --predictions"),
+        # what the earlier message asked for, on photos: it crashed reading a file name as a frame number
+        (
+            ["--predictions", str(photos), "--fps", "25"],
+            f"--fps is for a video run's predictions (frame numbers); {photos}",
+        ),
+        (["--predictions", str(pred), "--fps", "0"], "argument --fps: 0 is not a number above 0"),
+        # files that are not predictions: a survey's own output, a people.json, a skipped.json, a CSV
+        (["--predictions", str(pred / "people.json")], "is not foss-d2 demo's predictions ({image or frame: [faces]})"),
+        (["--predictions", str(tmp_path / "a" / "survey.json")], "no list of faces"),
+        (["--predictions", str(tmp_path / "skipped.json")], "its entry 'x.jpg' is no list of faces"),
+        (["--predictions", str(tmp_path / "p.csv")], "is not JSON (Expecting value"),
     ]:
         with pytest.raises(SystemExit) as e:
             survey.main([*argv, "--output", str(tmp_path / "c")])
@@ -616,3 +629,22 @@ def test_default_workers_by_input_and_device():
     assert workers(cpu, 0, video_input="clip.mp4") == 4 and workers(cpu, 0, webcam=True) == 1
     assert workers(gpu, 0, video_input="clip.mp4") == 1 and workers(gpu, 10, input=["photos"]) == 1
     assert workers(gpu, 10, backend="onnxruntime", input=["photos"]) == 4
+
+
+def test_survey_of_a_video_with_no_track_counts_faces_per_frame(tmp_path, capsys):
+    """--no-track on a video: no tracks, so no people: every face of every frame is counted (it
+    tracked anyway and counted people); with --per-person it is a one-line error."""
+    from foss_d2.apps import survey
+    from foss_d2.utils.footage import write_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(str(video), [np.full((48, 64, 3), v, np.uint8) for v in (90, 120, 150)], fps=3)
+    out = tmp_path / "s"
+    survey.main(["--video-input", str(video), "--no-track", "--no-draw", "--output", str(out)])
+    report = json.load(open(out / "survey.json"))
+    assert "total_faces" in report and "total_people" not in report
+    assert not (out / "predictions" / "people.json").exists()
+    assert sorted(json.load(open(out / "predictions" / "predictions.json"))) == ["0", "1", "2"]
+    with pytest.raises(SystemExit) as e:
+        survey.main(["--video-input", str(video), "--no-track", "--per-person", "--output", str(tmp_path / "t")])
+    assert e.value.code == 2 and "--per-person counts tracked people: not with --no-track" in capsys.readouterr().err

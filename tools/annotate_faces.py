@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Annotate a single-face age dataset with a trained FOSS-D2 face detector (paper 4.2).
+r"""Annotate a single-face age dataset with a trained FOSS-D2 face detector (paper 4.2).
 
     python tools/annotate_faces.py --config-file configs/paper/FOSS-DLA34-detector.yaml \
         --dataset utkface_train --mode train --output datasets/coco/utkface_train_annotated.json \
@@ -18,6 +18,7 @@ from detectron2.data import DatasetCatalog
 
 from foss_d2 import FOSSPredictor
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
+from foss_d2.apps.runner import probability
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.annotate import annotate_records
@@ -29,9 +30,11 @@ def main(argv=None):
     p.add_argument("--dataset", required=True)
     p.add_argument("--mode", choices=["train", "test"], default="train")
     p.add_argument("--output", required=True, help="the COCO JSON to write")
-    p.add_argument("--score", type=float, default=0.3, help="detection score threshold")
+    p.add_argument("--score", type=probability, default=0.3, help="detection score threshold, in [0, 1]")
     p.add_argument("--num", type=int, default=None, help="only the dataset's first NUM images (a trial run)")
     args = parse_foss_args(p, argv)
+    if os.path.isdir(args.output):
+        p.error(f"--output is the COCO JSON file to write: {args.output} is a folder")
     # thresholding happens here, with --score
     cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "MODEL.FOSS.SCORE_THRESH_TEST", "0.0"])
     if not cfg.MODEL.WEIGHTS:
@@ -50,7 +53,10 @@ def main(argv=None):
         inst = predictor(path)
         return inst.pred_boxes.tensor.numpy(), inst.scores.numpy()
 
-    records = DatasetCatalog.get(args.dataset)[: args.num]
+    try:
+        records = DatasetCatalog.get(args.dataset)[: args.num]
+    except (FileNotFoundError, ValueError) as e:  # a built-in dataset not under DATASETS.ROOT
+        p.error(f"{e} (DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
     try:
         records, counts = annotate_records(
             records, detect, args.mode, args.score, args.output + ".progress.jsonl", detector_id

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Dump what the model is fed: N mapped training samples (tiled or not) with boxes, ages, genders.
+r"""Dump what the model is fed: N mapped training samples (tiled or not) with boxes, ages, genders.
 
     python tools/visualize_data.py --config-file configs/quick_schedules/FOSS-CPU-quick.yaml \
         --num 8 --output output/visualize_data DATASETS.ROOT ../shared/data
@@ -22,12 +22,19 @@ def main(argv=None):
     p = foss_argument_parser(__doc__, config_help="the training config (default: the shipped model's)")
     p.add_argument("--output", default="output/visualize_data", help="folder for the pictures")
     p.add_argument("--num", type=positive_int, default=8, help="number of samples to dump")
-    p.add_argument("--max-side", type=int, default=800, help="downscale saved pictures to this longer side")
+    p.add_argument(
+        "--max-side", type=positive_int, default=800, help="downscale saved pictures to this longer side (pixels)"
+    )
     args = parse_foss_args(p, argv)
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        p.error(f"--output {args.output} is a file, not a folder")
     cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1"])
     register_config_datasets(cfg)
     os.makedirs(args.output, exist_ok=True)
-    loader = iter(build_foss_train_loader(cfg))
+    try:
+        loader = iter(build_foss_train_loader(cfg))
+    except (FileNotFoundError, ValueError) as e:  # a dataset not under DATASETS.ROOT, a mistake in a file
+        p.error(f"{e} (DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
     for i in tqdm(range(args.num), desc="samples"):
         d = next(loader)[0]
         img = d["image"].permute(1, 2, 0).numpy()

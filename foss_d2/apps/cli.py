@@ -25,7 +25,10 @@ COMMANDS = {
     "benchmark": ("foss_d2.apps.benchmark", "inference time: FOSS vs two models, or one model's test-time settings"),
     "benchmark-loader": ("foss_d2.apps.benchmark_loader", "training-loader throughput, images/s per core"),
     "benchmark-train": ("foss_d2.apps.benchmark_train", "training-step cost in CPU-s, before and after the speed-ups"),
-    "export": ("foss_d2.apps.export", "a training checkpoint as small fp16 inference weights"),
+    "export": (
+        "foss_d2.apps.export",
+        "a checkpoint as small fp16 inference weights, or as ONNX graphs (--format onnx, --int8)",
+    ),
 }
 
 

@@ -330,6 +330,9 @@ def get_parser(prog=None):
 def main(argv=None, prog=None):
     parser = get_parser(prog)
     args = parse_foss_args(parser, argv)
+    out = getattr(args, "output", None)
+    if out and os.path.exists(out) and not os.path.isdir(out):  # found before the model runs, not after
+        parser.error(f"--output {out} is a file, not a folder")
     try:
         if args.mode == "predictions":
             evaluate_predictions(args, parser)

@@ -63,6 +63,7 @@ from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, UNCERTAIN_BELOW, draw_pred
 logger = logging.getLogger("foss_d2.runner")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 # track_id: a video's tracked person (empty for photos and --no-track)
 CSV_FIELDS = ["image", "face", "x1", "y1", "x2", "y2", "score", "age", "age_std", "gender", "p_female", "track_id"]
 JOURNAL = "predictions.jsonl"
@@ -125,8 +126,7 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
                     if f.lower().endswith(IMAGE_EXTS):
                         items.append((path, key))
                     else:
-                        ext = os.path.splitext(f)[1].lower() or "no extension"
-                        skipped[key] = f"not an image file name ({ext}); read are {' '.join(IMAGE_EXTS)}"
+                        skipped[key] = _not_an_image(f)
         elif any(c in item for c in "*?["):
             files = [m for m in sorted(glob.glob(item, recursive=True)) if os.path.isfile(m)]
             if not files:
@@ -134,6 +134,8 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
             items += [(m, os.path.basename(m)) for m in files]
         elif not os.path.exists(item):
             skipped[os.path.basename(item) or item] = f"image not found: {item}"
+        elif item.lower().endswith(VIDEO_EXTS):
+            skipped[os.path.basename(item)] = _not_an_image(item)
         else:
             items.append((item, os.path.basename(item)))
     items = _once_each(items)
@@ -143,6 +145,14 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
     for key, reason in skipped.items():
         logger.warning("skipping %s: %s", key, reason)
     return sorted(items, key=lambda pk: pk[1]), skipped
+
+
+def _not_an_image(name: str) -> str:
+    """The reason a file is not read as a photo, by its name."""
+    ext = os.path.splitext(name)[1].lower() or "no extension"
+    if ext in VIDEO_EXTS:
+        return f"a video ({ext}): --video-input reads one video"
+    return f"not an image file name ({ext}); read are {' '.join(IMAGE_EXTS)}"
 
 
 def _once_each(items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
@@ -211,7 +221,9 @@ def open_video(source):
     if not cap.isOpened():
         why = ""
         if isinstance(source, str):
-            if not os.path.isfile(source):
+            if os.path.isdir(source):
+                why = ": a folder (--input reads a folder of photos)"
+            elif not os.path.isfile(source):
                 why = ": no such file"
             elif os.path.getsize(source) == 0:
                 why = ": the file is empty"
@@ -402,7 +414,12 @@ def load_predictions(path: str) -> Dict[str, list]:
     if path.endswith(".jsonl"):
         return replay(read_journal(path))[0]
     with open(path) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{path} is not JSON ({e}): give predictions.json, predictions.jsonl or the run's folder"
+            ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected {{key: [faces]}}, got a {type(data).__name__}")
     return data

@@ -154,7 +154,9 @@ def get_parser(prog=None):
     p.add_argument("--input", nargs="+", help="image files, folders or globs")
     p.add_argument("--video-input")
     p.add_argument("--predictions", help="predictions.json or .jsonl written by foss-d2 demo, or its folder")
-    p.add_argument("--fps", type=float, default=None, help="frame rate of the video behind --predictions")
+    p.add_argument(
+        "--fps", type=positive_number, default=None, help="frame rate of the video behind --predictions (a video run's)"
+    )
     p.add_argument(
         "--output", default="output/survey", help="folder for survey.png/.csv/.json (default: output/survey)"
     )
@@ -184,6 +186,10 @@ def get_parser(prog=None):
     return p
 
 
+def _is_face_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(f, dict) and "age" in f for f in v)
+
+
 def _video_run_fps(pred_dir: str):
     """The frame rate in a video run's run.json (None for photos, or a run without run.json)."""
     try:
@@ -207,9 +213,19 @@ def main(argv=None, prog=None):
             results = load_predictions(args.predictions)
         except (OSError, ValueError) as e:
             p.error(str(e))
+        not_faces = next((k for k, v in results.items() if not _is_face_list(v)), None)
+        if not_faces is not None:
+            p.error(
+                f"{args.predictions} is not foss-d2 demo's predictions ({{image or frame: [faces]}}): its entry "
+                f"{not_faces!r} is no list of faces; give predictions.json, predictions.jsonl or the run's folder"
+            )
         pred_dir = args.predictions if os.path.isdir(args.predictions) else os.path.dirname(args.predictions)
     video = os.path.isfile(os.path.join(pred_dir, "people.json")) if args.predictions else bool(args.video_input)
     per_person = video if args.per_person is None else args.per_person
+    if args.video_input and args.no_track:  # no tracks, no people: every face of every frame
+        if args.per_person:
+            p.error("--per-person counts tracked people: not with --no-track")
+        per_person = False
     if per_person and not video:
         p.error("--per-person needs a video: --video-input, or --predictions of a video run (with its people.json)")
     if args.predictions and video and fps is None:
@@ -231,8 +247,13 @@ def main(argv=None, prog=None):
             )
         thr = args.confidence_threshold  # as the model applies it: scores above the threshold
         results = {k: [f for f in faces if f["score"] > thr] for k, faces in results.items()}
+    if args.predictions and fps and not all(str(k).isdigit() for k in results):
+        p.error(f"--fps is for a video run's predictions (frame numbers); {args.predictions} holds photos")
     if args.predictions and not fps and not per_person and args.bucket_seconds is not None:
-        p.error("--bucket-seconds needs the video's frame rate: give --fps (photos have no timeline)")
+        p.error(
+            "--bucket-seconds is for a video run's predictions (photos have no timeline); for a video run "
+            "without its run.json, give its frame rate: --fps"
+        )
     bucket_seconds = 10.0 if args.bucket_seconds is None else args.bucket_seconds
     if per_person and args.video_input and importlib.util.find_spec("norfair") is None:
         p.error("counting people needs the [video] extra: pip install 'foss_d2[video]' (or give --per-frame)")
