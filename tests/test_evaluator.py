@@ -346,7 +346,7 @@ def test_saved_predictions_mistakes_are_one_line_errors(tmp_path, capsys):
     for argv, message in [
         (["--dataset", "widerface_val"], "--dataset widerface_val is not registered; FOSS-D2's: utkface_train"),
         (["--predictions", str(tmp_path / "none.json")], "predictions not found"),
-        (["--predictions", str(tmp_path / "text.json")], "--predictions: Expecting value"),
+        (["--predictions", str(tmp_path / "text.json")], "text.json is not JSON (Expecting value"),
         (["--predictions", str(tmp_path / "other.json")], "none of the 1 images of"),
         (["--predictions", str(tmp_path / "noage.json")], "1 faces without a 4-number box"),
         (["--predictions", str(tmp_path / "short.json")], "(the first: image 'x.jpg', face 0)"),
