@@ -440,7 +440,7 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
         (coco(category_id="drop"), "annotation 1 has no category_id"),
         (coco(id="drop"), "annotation ? has no id"),
         (coco(image={"width": "200"}), "image 1: width and height must be positive numbers, got '200', 20"),
-        (coco(image={"id": "a"}), "image a: its id 'a' is not an integer"),
+        (coco(image={"id": 1.5}), "image 1.5: its id 1.5 is neither an integer nor a string"),
         (coco(image={"file_name": None}), "image 1: file_name None is not a path"),
         ('{"images": [', "is not valid JSON: Expecting value: line 1 column 13"),
     ]
@@ -453,6 +453,13 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
         with pytest.raises(ValueError, match=re.escape(message)):  # at registration or when it loads
             register_foss_coco(f"foss_test_bad_coco_{i}", str(path), str(tmp_path), "age_group")
             DatasetCatalog.get(f"foss_test_bad_coco_{i}")
+    path = tmp_path / "strid.json"  # detectron2's convert_to_coco_dict keeps a loader's string image ids
+    content = coco(image_id="0--Parade/a.jpg")
+    content["images"][0]["id"] = "0--Parade/a.jpg"
+    path.write_text(json.dumps(content))
+    register_foss_coco("foss_test_strid_coco", str(path), str(tmp_path))
+    assert len(DatasetCatalog.get("foss_test_strid_coco")[0]["annotations"]) == 1
+    DatasetCatalog.remove("foss_test_strid_coco")
     path = tmp_path / "good.json"
     path.write_text(json.dumps(coco(age=31, gender=0.8, age_group=4)))
     register_foss_coco("foss_test_good_coco", str(path), str(tmp_path), "age_group")
@@ -489,7 +496,7 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="foss_d2.data.coco"):
         assert len(DatasetCatalog.get("foss_test_twice_coco")) == 2
-    assert "1 images are listed more than once under other ids (first: " in caplog.text
+    assert "1 image is listed more than once under other ids (first: " in caplog.text
     assert "holds no face box" in caplog.text
     DatasetCatalog.remove("foss_test_twice_coco")
     # age groups named in the file need their lower bounds

@@ -139,6 +139,11 @@ def test_a_photo_named_twice_is_run_once(toy, tmp_path, capsys, runner_log):
     assert [r["key"] for r in read_journal(str(out / JOURNAL))] == ["p00.png", "p01.png"]
     assert sorted(json.load(open(out / "predictions.json"))) == ["p00.png", "p01.png"]
     assert _csv_counts(out / "predictions.csv") == {"p00.png": FACES, "p01.png": FACES}
+    os.symlink(photos / "p00.png", tmp_path / "best.png")  # a link is a photo of its own name
+    assert [k for _, k in collect_inputs([str(photos / "p00.png"), str(tmp_path / "best.png")])[0]] == [
+        "best.png",
+        "p00.png",
+    ]
     assert collect_inputs([str(photos / "p01.png"), str(photos)])[0] == [
         (str(photos / "p00.png"), "p00.png"),
         (str(photos / "p01.png"), "p01.png"),
@@ -246,7 +251,13 @@ def test_resume_runs_again_a_photo_that_is_another_file_under_its_name(toy, tmp_
     assert "1 of 2 images done before" in log
     assert json.load(open(out / "predictions.json")) == {"p00.png": expected["p00.png"], "p01.png": first["p01.png"]}
     assert _csv_counts(out / "predictions.csv") == {"p00.png": FACES, "p01.png": FACES}
-    assert [r["key"] for r in read_journal(str(out / JOURNAL))] == ["p00.png", "p01.png", "p00.png"]
+    journal = read_journal(str(out / JOURNAL))
+    assert [(r["key"], "withdrawn" in r) for r in journal] == [
+        ("p00.png", False),
+        ("p01.png", False),
+        ("p00.png", True),  # the earlier answer withdrawn, then the new one
+        ("p00.png", False),
+    ]
     runner_log.clear()
     code, _ = _demo(capsys, "--config-file", toy, "--input", b, "--output", out, "--resume")
     assert code == 0 and "2 of 2 images done before" in runner_log.text and "not the files" not in runner_log.text
@@ -258,6 +269,25 @@ def test_resume_runs_again_a_photo_that_is_another_file_under_its_name(toy, tmp_
     runner_log.clear()
     code, _ = _demo(capsys, "--config-file", toy, "--input", a, "--output", out, "--resume")
     assert code == 0 and "2 of 2 images done before" in runner_log.text
+
+
+def test_a_changed_photo_that_now_fails_leaves_no_earlier_answer(toy, tmp_path, capsys):
+    """Replaced by a broken file: the re-run skips it, and nothing of the earlier photo stays (its
+    answer withdrawn in the journal, its drawn picture removed), also for the next --resume."""
+    from foss_d2.apps.runner import load_predictions
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 2)
+    assert _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)[0] == 0
+    assert (out / "p00.png").is_file()
+    (inp / "p00.png").write_bytes(b"not a photo any more")
+    assert _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--resume")[0] == 0
+    assert sorted(json.load(open(out / "predictions.json"))) == ["p01.png"]
+    assert "p00.png" in json.load(open(out / "skipped.json"))
+    assert sorted(load_predictions(str(out))) == ["p01.png"]  # the journal, as survey and evaluate read it
+    assert _csv_counts(out / "predictions.csv") == {"p01.png": FACES} and not (out / "p00.png").exists()
+    assert _demo(capsys, "--config-file", toy, "--input", inp / "p01.png", "--output", out, "--resume")[0] == 0
+    assert sorted(json.load(open(out / "predictions.json"))) == ["p01.png"]
 
 
 def test_overwrite_removes_the_previous_run_and_nothing_else(toy, tmp_path, capsys):

@@ -161,7 +161,7 @@ def _once_each(items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
     rows twice)."""
     seen, once = set(), []
     for path, key in items:
-        real = os.path.realpath(path)
+        real = os.path.abspath(path)  # not realpath: a link in a folder to another photo is a photo of its own
         if real not in seen:
             seen.add(real)
             once.append((path, key))
@@ -392,6 +392,8 @@ def replay(records: Iterable[dict]) -> Tuple[Dict[str, list], Dict[str, str]]:
             skipped.pop(key, None)
         elif "skipped" in r:
             skipped[key] = r["skipped"]
+        elif "withdrawn" in r:  # its file changed: the earlier answer is not this file's
+            results.pop(key, None)
     return results, skipped
 
 
@@ -416,7 +418,7 @@ def load_predictions(path: str) -> Dict[str, list]:
     with open(path) as f:
         try:
             data = json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(
                 f"{path} is not JSON ({e}): give predictions.json, predictions.jsonl or the run's folder"
             ) from None
@@ -508,14 +510,19 @@ class PredictionWriter:
         write_text_atomic(path, buf.getvalue())
 
     def forget(self, keys: Iterable[str]):
-        """Drop finished results (their files changed since): the CSV rewritten without them, the
-        JSON saved; their journal lines stay, to be superseded by the new ones."""
+        """Withdraw finished results (their files changed since): a journal line says so (a re-run
+        that fails then leaves no answer behind), their pictures are removed, the CSV is rewritten
+        without them and the JSON saved."""
         keys = set(keys) & self.done
         if not keys:
             return
-        for k in keys:
+        for k in sorted(keys):
+            self._journal_write({"key": k, "withdrawn": "its file changed since it was answered"})
             self.results.pop(k, None)
             self.sources.pop(k, None)
+        for picture, k in self.pictures.items():
+            if k in keys and os.path.isfile(os.path.join(self.out_dir, picture)):
+                os.remove(os.path.join(self.out_dir, picture))
         self.done -= keys
         self._csv_file.close()
         csv_path = os.path.join(self.out_dir, "predictions.csv")

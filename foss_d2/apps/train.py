@@ -205,7 +205,7 @@ def main(argv=None, prog=None):
     except (DatasetError, SetupError) as e:  # a mistake in a dataset file, the datasets or the weights: one line
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
-        parser.exit(2, f"{parser.prog}: error: {e} (DATASETS.ROOT is {cfg.DATASETS.ROOT!r})\n")
+        parser.exit(2, f"{parser.prog}: error: {e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})\n")
 
 
 if __name__ == "__main__":

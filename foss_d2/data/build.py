@@ -96,7 +96,7 @@ def check_train_config(cfg, lists):
                 tuple(names),
                 "them" if len(stray) > 1 else "it",
             )
-    for name, lst in zip(names, lists):
+    for name, lst in zip(names, lists) if not cfg.MODEL.FOSS.TEACHER_WEIGHTS else ():  # a teacher gives ages
         faces = [a for d in lst for a in d.get("annotations", [])]
         if any(_known(a.get("age_group")) for a in faces) and not any(_known(a.get("age")) for a in faces):
             logger.warning(

@@ -103,7 +103,7 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
     with open(json_file) as f:
         try:
             coco = json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DatasetError(f"{json_file} is not valid JSON: {e}") from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise DatasetError(f"{json_file} is not a COCO file: no 'images' list")
@@ -125,8 +125,8 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
             raise DatasetError(
                 f"{where}: width and height must be positive numbers, got {img['width']!r}, {img['height']!r}"
             )
-        if not isinstance(img["id"], int) or isinstance(img["id"], bool):
-            raise DatasetError(f"{where}: its id {img['id']!r} is not an integer (COCO's image ids are)")
+        if not isinstance(img["id"], (int, str)) or isinstance(img["id"], bool):  # detectron2 writes either
+            raise DatasetError(f"{where}: its id {img['id']!r} is neither an integer nor a string")
         if img["id"] in image_ids:
             raise DatasetError(f"{where}: the id is used twice")
         image_ids.add(img["id"])
@@ -206,10 +206,11 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
     twice = [f for f, n in counts.items() if n > 1]
     if twice:
         logger.warning(
-            "%s: %d images are listed more than once under other ids (first: %s): each entry is trained "
+            "%s: %d %s listed more than once under other ids (first: %s): each entry is trained "
             "and scored as a photo of its own",
             name,
             len(twice),
+            "image is" if len(twice) == 1 else "images are",
             twice[0],
         )
     if recs and not any(r["annotations"] for r in recs):
@@ -245,9 +246,12 @@ def register_foss_coco(name: str, json_file: str, image_root: str = "", evaluato
 
         with open(json_file) as f:
             try:
-                info = json.load(f).get("info") or {}
-            except (json.JSONDecodeError, AttributeError) as e:
+                data = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise DatasetError(f"{json_file} is not valid JSON: {e}") from None
+        info = (data.get("info") if isinstance(data, dict) else None) or {}
+        if not isinstance(info, dict):
+            raise DatasetError(f"{json_file}: its info is not an object (age_groups, age_group_lower)")
         names, lower = info.get("age_groups"), info.get("age_group_lower")
         if (names is None) != (lower is None) or (names is not None and len(names) != len(lower)):
             raise DatasetError(

@@ -35,13 +35,23 @@ class ImageTooLargeError(ValueError):
 
 def _open_unlimited(path: str) -> "Image.Image":
     """``Image.open`` past PIL's own decompression-bomb limit (89.5 MP warned, 179 MP refused): the
-    callers apply ``max_pixels`` from the header, which the user may raise or turn off."""
+    callers apply ``max_pixels`` from the header. PIL's limit is a global: lifted for the call under
+    a lock, so another thread's ``Image.open`` in that instant is unlimited too; hence only where
+    the user asked for more than PIL allows (``_open``)."""
     with _PIL_LIMIT:
         old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             return Image.open(path)
         finally:
             Image.MAX_IMAGE_PIXELS = old
+
+
+def _open(path: str, max_pixels: Optional[int]) -> "Image.Image":
+    """``Image.open`` under PIL's own limit where it refuses nothing ``max_pixels`` allows, else past it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or (max_pixels and max_pixels <= 2 * limit):
+        return Image.open(path)
+    return _open_unlimited(path)
 
 
 def pil_to_array(im: "Image.Image") -> np.ndarray:
@@ -65,14 +75,17 @@ def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[i
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        with _open_unlimited(path) as im:
+        with _open(path, max_pixels) as im:
             if max_pixels and im.size[0] * im.size[1] > max_pixels:
                 raise ImageTooLargeError(path, im.size, max_pixels)
             arr = pil_to_array(im)
     except ImageTooLargeError:
         raise
-    except Image.DecompressionBombError as e:  # a format that checks again while decoding (GIF, ICO)
-        raise ValueError(f"cannot read image {path}: {e}") from e
+    except Image.DecompressionBombError as e:
+        if max_pixels and max_pixels <= 2 * (Image.MAX_IMAGE_PIXELS or 0):  # refused at open: over ours too
+            with _open_unlimited(path) as im:
+                raise ImageTooLargeError(path, im.size, max_pixels) from None
+        raise ValueError(f"cannot read image {path}: {e}") from e  # a format that checks again while decoding
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable data
         raise ValueError(f"cannot read image {path}: {e}") from e
     return arr[:, :, ::-1].copy() if image_format == "BGR" else arr
