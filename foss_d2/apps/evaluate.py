@@ -101,8 +101,6 @@ def match_prediction_keys(preds: dict, file_names) -> dict:
 
 def evaluate_predictions(args, parser):
     cfg = get_foss_cfg(args.config_file, opts=args.opts)
-    if args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
-        parser.error(f"--output {args.output} is a file, not a folder")
     register_config_datasets(cfg)
     if args.dataset not in DatasetCatalog.list():
         parser.error(f"--dataset {args.dataset} is not registered; FOSS-D2's: {', '.join(FOSS_DATASETS)}")

@@ -156,7 +156,7 @@ def _not_an_image(name: str) -> str:
 
 
 def _once_each(items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
-    """``items`` with each file (by realpath) once, where first named: a folder and a file or
+    """``items`` with each file (by absolute path) once, where first named: a folder and a file or
     pattern inside it, or one file given twice, must not run it twice (two journal lines, its CSV
     rows twice)."""
     seen, once = set(), []
@@ -219,6 +219,11 @@ def open_video(source):
     """``cv2.VideoCapture`` of a video file or camera, opened; a RunError saying why not."""
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
+        if isinstance(source, int):  # --webcam: a camera index
+            raise RunError(
+                f"cannot open camera {source}: no camera there, or another program is using it "
+                "(--video-input reads a video file)"
+            )
         why = ""
         if isinstance(source, str):
             if os.path.isdir(source):
@@ -229,11 +234,6 @@ def open_video(source):
                 why = ": the file is empty"
             else:
                 why = ": not a video OpenCV can read (an unknown format, or a file cut short)"
-        if isinstance(source, int):  # --webcam: a camera index
-            raise RunError(
-                f"cannot open camera {source}: no camera there, or another program is using it "
-                "(--video-input reads a video file)"
-            )
         raise RunError(f"cannot open video {source!r}{why}")
     return cap
 
@@ -481,8 +481,7 @@ class PredictionWriter:
         that does not match (a row cut short) has the CSV rebuilt from the journal."""
         path = os.path.join(self.out_dir, "predictions.csv")
         if not os.path.isfile(path) or os.path.getsize(path) == 0:
-            rows = [r for k, faces in self.results.items() for r in _csv_rows(k, faces)]
-            return self._write_csv(path, rows)
+            return self._write_csv(path, self._all_csv_rows())
         with open(path, newline="") as f:
             text = f.read()
         lines = list(csv.reader(io.StringIO(text)))
@@ -499,7 +498,10 @@ class PredictionWriter:
                     csv.writer(f).writerows(missing)
         else:
             logger.warning("%s does not match %s (an interrupted write): rebuilt from the journal", path, JOURNAL)
-            self._write_csv(path, [r for k, faces in self.results.items() for r in _csv_rows(k, faces)])
+            self._write_csv(path, self._all_csv_rows())
+
+    def _all_csv_rows(self):
+        return [r for k, faces in self.results.items() for r in _csv_rows(k, faces)]
 
     @staticmethod
     def _write_csv(path, rows):
@@ -526,7 +528,7 @@ class PredictionWriter:
         self.done -= keys
         self._csv_file.close()
         csv_path = os.path.join(self.out_dir, "predictions.csv")
-        self._write_csv(csv_path, [r for k, faces in self.results.items() for r in _csv_rows(k, faces)])
+        self._write_csv(csv_path, self._all_csv_rows())
         self._csv_file = open(csv_path, "a", newline="")
         self._csv = csv.writer(self._csv_file)
         self.save()
@@ -758,10 +760,15 @@ def _write_picture(dst: str, img_bgr, faces, max_side):
 # ---------------------------------------------------------------- images and videos
 
 
-def _read_images(items, fmt, max_pixels):
+def _read_images(items, fmt, max_pixels, signatures: Optional[dict] = None):
+    """(key, image, None) or (key, None, error) for each (path, key); with ``signatures``, each file
+    read has its ``file_signature`` put there (taken as it is read, for the journal)."""
     for path, key in items:
         try:
-            yield key, read_image_file(path, fmt, max_pixels=max_pixels), None
+            img = read_image_file(path, fmt, max_pixels=max_pixels)
+            if signatures is not None:
+                signatures[key] = _signature_or_none(path)
+            yield key, img, None
         except (FileNotFoundError, ValueError) as e:
             yield key, None, e
         except Exception as e:  # noqa: BLE001  (one bad file must not end the batch)
@@ -865,7 +872,7 @@ def _changed_since(writer, items: List[Tuple[str, str]]) -> List[str]:
         if recorded is None or key not in writer.done:
             continue
         try:
-            if os.path.getsize(path) != recorded.get("bytes") or file_signature(path) != recorded:
+            if file_signature(path) != recorded:
                 changed.append(key)
         except OSError:
             pass  # unreadable now: its earlier answer stands
@@ -921,13 +928,13 @@ def run_images(
             )
             writer.forget(changed)
         todo = [(p, k) for p, k in items if k not in writer.done]
-        path_of = dict((k, p) for p, k in todo)
+        signatures = {} if out_dir else None  # {key: file_signature}, filled by the reader thread
         if len(todo) < len(items):
             logger.info(
                 "--resume: %d of %d images done before, %d to go", len(items) - len(todo), len(items), len(todo)
             )
         before = len(items) - len(todo)
-        reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels), prefetch + workers - 1)
+        reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels, signatures), prefetch + workers - 1)
         drawer = _Drawer() if out_dir and draw else None
         taken = dict(writer.pictures)  # {picture: key} written so far (a resumed run's)
         done = 0
@@ -947,7 +954,7 @@ def run_images(
                     continue
                 h, w = img.shape[:2]
                 done += 1
-                source = _signature_or_none(path_of[key]) if out_dir else None
+                source = signatures.pop(key, None) if out_dir else None
                 if drawer is None:
                     writer.add(key, faces, w, h, source=source)
                     continue

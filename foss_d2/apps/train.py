@@ -12,7 +12,7 @@ import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -42,14 +42,17 @@ class Trainer(DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name):
         # training skips a missing image; evaluation would score its faces as missed, or stop
         # halfway in a loader worker: said before it starts
-        files = sorted({d["file_name"] for d in DatasetCatalog.get(dataset_name)})
+        dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)  # loaded once, for both
+        files = sorted({d["file_name"] for d in dicts})
         missing = [f for f in files if not os.path.isfile(f)]
         if missing:
             raise DatasetError(
                 f"{dataset_name}: {len(missing)} of its {len(files)} images are missing (first: {missing[0]}); "
                 "evaluation needs every image: fix its image root, or leave them out of its file"
             )
-        return build_detection_test_loader(cfg, dataset_name, mapper=FOSSDatasetMapper(cfg, False))
+        return build_detection_test_loader(
+            dicts, mapper=FOSSDatasetMapper(cfg, False), num_workers=cfg.DATALOADER.NUM_WORKERS
+        )
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -96,15 +96,16 @@ def check_train_config(cfg, lists):
                 tuple(names),
                 "them" if len(stray) > 1 else "it",
             )
-    for name, lst in zip(names, lists) if not cfg.MODEL.FOSS.TEACHER_WEIGHTS else ():  # a teacher gives ages
-        faces = [a for d in lst for a in d.get("annotations", [])]
-        if any(_known(a.get("age_group")) for a in faces) and not any(_known(a.get("age")) for a in faces):
-            logger.warning(
-                "%s: its faces carry age groups but no ages: training learns ages from 'age' (years), the "
-                "groups are read by the evaluator only",
-                name,
-            )
     m = cfg.MODEL
+    if not m.FOSS.TEACHER_WEIGHTS:  # (a teacher gives ages to faces without)
+        for name, lst in zip(names, lists):
+            faces = [a for d in lst for a in d.get("annotations", [])]
+            if any(_known(a.get("age_group")) for a in faces) and not any(_known(a.get("age")) for a in faces):
+                logger.warning(
+                    "%s: its faces carry age groups but no ages: training learns ages from 'age' (years), the "
+                    "groups are read by the evaluator only",
+                    name,
+                )
     learns_unlabelled = m.FOSS.TEACHER_WEIGHTS or m.AGE_HEAD.LAMBDA_FLIP > 0
     if m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not learns_unlabelled:
         labelled = any(
