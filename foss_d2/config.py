@@ -285,10 +285,16 @@ def add_foss_config(cfg):
 
 
 def checked_opts(opts) -> list:
-    """Config overrides as a list; one string (a common slip) is a TypeError showing the list meant."""
+    """Config overrides as a flat KEY, VALUE list; a dict {KEY: VALUE} is flattened. One string (a
+    common slip) is a TypeError showing the list meant; a key without its value a ValueError."""
     if isinstance(opts, str):
         raise TypeError(f"opts is a list of KEY, VALUE strings, e.g. {opts.split()!r}, not one string")
-    return list(opts)
+    if isinstance(opts, dict):
+        opts = [x for kv in opts.items() for x in kv]
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ValueError(f"opts are KEY VALUE pairs: {opts[-1]!r} has no value")
+    return opts
 
 
 def check_shapes(cfg):
@@ -309,20 +315,35 @@ def check_shapes(cfg):
             raise ValueError(f"{key} is a width and a height in pixels: got {list(v)}")
 
 
-def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None):
+def _same_file(a: str, b: str) -> bool:
+    return os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b)
+
+
+def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None, need_weights=False):
     """A frozen config: ``config_file`` (default: the shipped model's, with its weights), then the
-    ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last."""
+    ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last.
+    ``need_weights``: a ValueError when no MODEL.WEIGHTS is left (the model would answer untrained)."""
     cfg = get_cfg()
     add_foss_config(cfg)
+    if config_file and "://" not in str(config_file) and not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file not found: {config_file}")
     try:
         cfg.merge_from_file(config_file or DEFAULT_CONFIG)
     except AttributeError:  # yaml gave a string or a list: not a file of KEY: value
         raise ValueError(f"{config_file} is not a detectron2 YAML config (KEY: value lines)") from None
-    except FileNotFoundError as e:  # the file itself, or a _BASE_ it names (relative to it)
+    except UnicodeDecodeError:  # a checkpoint or a picture named as the config
+        raise ValueError(
+            f"{config_file} is not a YAML config but a binary file (a checkpoint? pass it as weights= / MODEL.WEIGHTS)"
+        ) from None
+    except FileNotFoundError as e:  # a _BASE_ it names (relative to it)
         raise FileNotFoundError(f"config {config_file}: {e.filename or e} not found (a _BASE_ it names?)") from None
-    if not config_file:
+    # The shipped config comes with the shipped weights: by default, and named for inference.
+    if not config_file or (need_weights and not cfg.MODEL.WEIGHTS and _same_file(config_file, DEFAULT_CONFIG)):
         cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
-    cfg.merge_from_list(checked_opts(opts))
+    try:
+        cfg.merge_from_list(checked_opts(opts))
+    except AssertionError as e:  # fvcore's "Non-existent key: ..."
+        raise KeyError(f"{e} (every key, with its default, is in foss_d2/config.py)") from None
     if confidence_threshold is not None:
         if not 0.0 <= float(confidence_threshold) <= 1.0:
             raise ValueError(f"confidence_threshold is a face score in [0, 1], got {confidence_threshold}")
@@ -331,6 +352,11 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
         cfg.MODEL.WEIGHTS = weights
     if device is not None:
         cfg.MODEL.DEVICE = device
+    if need_weights and not cfg.MODEL.WEIGHTS:
+        raise ValueError(
+            f"no weights: {config_file or 'the config'} sets no MODEL.WEIGHTS, and an untrained model finds nothing "
+            "(give the checkpoint: weights= in FaceAgeEstimator, MODEL.WEIGHTS path/to/model.pth in the tools)"
+        )
     if cfg.MODEL.WEIGHTS and "://" not in cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise FileNotFoundError(
             f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass MODEL.WEIGHTS)"

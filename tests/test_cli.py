@@ -16,6 +16,7 @@ from foss_d2.config import get_foss_cfg
 from foss_d2.model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+FAMILY = os.path.join(ROOT, "demo", "family.jpg")
 TOOLS = sorted(
     glob.glob(os.path.join(ROOT, "tools", "*.py")) + glob.glob(os.path.join(ROOT, "tools", "research", "*.py"))
 )
@@ -300,7 +301,7 @@ def test_tools_refuse_outputs_and_values_they_cannot_use_before_any_work(tmp_pat
 
 
 def test_videos_given_as_photos_and_a_folder_given_as_a_video_say_which_option(tmp_path, capsys):
-    from foss_d2.apps.runner import RunError, collect_inputs, open_video
+    from foss_d2.apps.runner import RunError, collect_inputs, open_video, still_picture_format
 
     (tmp_path / "clip.MP4").write_bytes(b"\0" * 100)
     (tmp_path / "a.jpg").write_bytes(b"\0")
@@ -309,3 +310,41 @@ def test_videos_given_as_photos_and_a_folder_given_as_a_video_say_which_option(t
     assert skipped == {"clip.MP4": "a video (.mp4): --video-input reads one video"}
     with pytest.raises(RunError, match=r"cannot open video '.*': a folder \(--input reads a folder of photos\)"):
         open_video(str(tmp_path))
+    # a photo given as the video (FFmpeg read it as one frame with a frame count of -2**63)
+    renamed = tmp_path / "holiday.mp4"
+    renamed.write_bytes(open(FAMILY, "rb").read())
+    for path in (FAMILY, str(renamed)):
+        with pytest.raises(RunError, match=r"is a picture \(JPEG\), not a video: --input reads photos"):
+            open_video(path)
+    # an MPEG stream, which PIL names (format MPEG) but cannot read, is a video
+    mpeg = tmp_path / "clip.mpg"
+    mpeg.write_bytes(b"\x00\x00\x01\xb3" + b"\x14\x00\xf0\x13" + bytes(200))
+    assert still_picture_format(str(mpeg)) is None and still_picture_format(FAMILY) == "JPEG"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--input", "a.jpg", "--output", "o", "--every-n-frames", "0"], "--every-n-frames"),
+        (["survey", "--groups", "5,1", "--input", "a.jpg", "--output", "o"], "--groups"),
+        (["export", "a.pth", "b", "--format", "zip"], "invalid choice: 'zip'"),
+        (["evaluate", "tiled", "--num", "x"], "--num"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["benchmark", "models", "--ks", "x"], "--ks"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, message, capsys):
+    """argparse put the whole usage block (a dozen lines for the demo) before the error."""
+    code, err = _exit(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err and "usage:" not in err, err
+
+
+def test_ctrl_c_before_a_run_starts_is_one_line(monkeypatch, capsys):
+    """Ctrl-C while torch loads or the model is built was a traceback of 40-60 lines."""
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted)
+    assert cli.main(["demo", "--input", "a.jpg"]) == 130
+    assert capsys.readouterr().err == "foss-d2 demo: interrupted\n"

@@ -153,6 +153,9 @@ def test_api_settings_mistakes_are_clear_errors(toy_model):
 def test_missing_weights_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="model weights not found"):
         FaceAgeEstimator(weights=str(tmp_path / "nope.pth"))
+    # a URL that cannot be fetched (nothing listens on port 9 here) is a download failure, not a bad file
+    with pytest.raises(ValueError, match="could not be downloaded"):
+        FaceAgeEstimator(weights="http://127.0.0.1:9/model.pth", device="cpu")
 
 
 def test_survey_counts_hand_checked(tmp_path):
@@ -258,3 +261,70 @@ def test_video_frames_that_never_read_are_reported_by_what_they_are(
     if expected.get("30-99"):
         processed = [i for i in processed if i < 30]
     assert sorted(map(int, done)) == processed
+
+
+def test_a_config_without_weights_is_refused_for_inference(toy_model, tmp_path):
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS
+
+    cfg_file, weights = toy_model
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(open(cfg_file).read().replace(f"WEIGHTS: {weights}", "WEIGHTS: ''"))
+    # an untrained model answers [] for every photo: refused, with what to give
+    with pytest.raises(ValueError, match="no weights: .*bare.yaml sets no MODEL.WEIGHTS"):
+        FaceAgeEstimator(config_file=str(bare), device="cpu")
+    assert FaceAgeEstimator(config_file=str(bare), weights=weights, device="cpu").cfg.MODEL.WEIGHTS == weights
+    out = tmp_path / "out"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", str(bare)]
+    family = os.path.join(ROOT, "demo", "family.jpg")
+    r = subprocess.run([*cmd, "--input", family, "--output", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "no weights" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+    # the shipped config named for inference comes with the shipped weights; for training it stays bare
+    assert get_foss_cfg(DEFAULT_CONFIG, need_weights=True).MODEL.WEIGHTS == DEFAULT_WEIGHTS
+    assert get_foss_cfg(DEFAULT_CONFIG).MODEL.WEIGHTS == ""
+
+
+def test_config_and_opts_mistakes_name_what_to_do(toy_model, tmp_path):
+    cfg_file, weights = toy_model
+    with pytest.raises(ValueError, match=r"not a YAML config but a binary file \(a checkpoint\? pass it as weights="):
+        FaceAgeEstimator(weights)  # the checkpoint as the first argument, which is the config
+    with pytest.raises(FileNotFoundError, match="config file not found: .*nope.yaml"):
+        FaceAgeEstimator(config_file=str(tmp_path / "nope.yaml"))
+    with pytest.raises(KeyError, match="Non-existent key: MODEL.NOPE .*foss_d2/config.py"):
+        FaceAgeEstimator(config_file=cfg_file, device="cpu", opts=["MODEL.NOPE", "1"])
+    with pytest.raises(ValueError, match="'MODEL.FOSS.K_TEST' has no value"):
+        FaceAgeEstimator(config_file=cfg_file, device="cpu", opts=["MODEL.FOSS.K_TEST"])
+    est = FaceAgeEstimator(config_file=cfg_file, device="cpu", opts={"MODEL.FOSS.K_TEST": "2"})
+    assert est.cfg.MODEL.FOSS.K_TEST == 2
+
+
+def test_draw_checks_the_faces_it_is_given(toy_model, recwarn):
+    cfg_file, _ = toy_model
+    est = FaceAgeEstimator(config_file=cfg_file, device="cpu")
+    img = np.full((100, 200, 3), 90, np.uint8)
+    face = {"box": [10, 20, 60, 90], "score": 0.9, "age": 30.0, "p_female": 0.8}
+    with pytest.raises(TypeError, match="faces is a list of face dicts .* got dict"):
+        est.draw(img, faces=face)
+    with pytest.raises(ValueError, match=r"faces\[1\] has no box"):
+        est.draw(img, faces=[face, {"age": 3}])
+    with pytest.raises(ValueError, match="max_side is a side in pixels"):
+        est.draw(img, faces=[face], max_side=-5)
+    # a hand-made face with a box alone is drawn, labelled "?"; so is one with its age alone
+    bare = est.draw(img, faces=[{"box": [10, 20, 60, 90]}, {"box": [100, 20, 150, 90], "age": 7}])
+    assert (bare != img).any()
+    assert not [w for w in recwarn if "outside" in str(w.message)]
+    est.draw(img, faces=[face, {"box": [300, 150, 350, 190]}])  # the answers of a larger photo
+    assert any("1 of the 2 faces' boxes lie outside this 200x100 image" in str(w.message) for w in recwarn)
+
+
+def test_max_pixels_is_the_estimators_to_set(toy_model, tmp_path):
+    from foss_d2.utils.image_io import ImageTooLargeError
+
+    cfg_file, _ = toy_model
+    path = str(tmp_path / "wide.png")
+    Image.new("RGB", (400, 300)).save(path)
+    with pytest.raises(ImageTooLargeError, match="max_pixels"):
+        FaceAgeEstimator(config_file=cfg_file, device="cpu", max_pixels=100_000)(path)
+    est = FaceAgeEstimator(config_file=cfg_file, device="cpu", max_pixels=120_000)
+    assert len(est(path)) == 3  # the toy model: K_TEST faces, threshold 0

@@ -6,7 +6,9 @@ import copy
 import glob
 import io
 import os
+import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -586,6 +588,34 @@ def test_onnxruntime_sessions_do_not_spin(ort_predictor):
         assert options.intra_op_num_threads == torch.get_num_threads()
 
 
+def test_the_peers_sessions_do_not_spin_either(monkeypatch):
+    """The peer benchmark's sessions (tools/peer/run_peer.py) sleep after a run too: timed in the
+    same rounds, the peer's spinning pool held the second core from the models timed after it
+    (RESULTS.md section 10, "Issue 19's ratios on more photos, and the peer's spinning threads")."""
+    import importlib.util
+
+    ort = pytest.importorskip("onnxruntime")
+    seen = []
+
+    class Recorder:
+        def __init__(self, model, sess_options=None, *args, **kwargs):
+            seen.append(sess_options)
+
+    monkeypatch.setattr(ort, "InferenceSession", Recorder)
+    spec = importlib.util.spec_from_file_location("run_peer", os.path.join(REPO, "tools", "peer", "run_peer.py"))
+    run_peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_peer)
+    threads = cv2.getNumThreads()
+    try:
+        run_peer.limit_threads(2)
+    finally:
+        cv2.setNumThreads(threads)  # (limit_threads sets OpenCV's too, for the whole process)
+    ort.InferenceSession("model.onnx")  # as the peer's packages create theirs
+    (options,) = seen
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
+
+
 def test_onnx_dir_must_hold_graphs_of_these_weights(onnx_cache, shipped_cfg, tmp_path):
     """An --onnx-dir is run only with the weights its graphs came from: another checkpoint's graphs,
     a missing folder (a typo for the int8 one) or a half-written one are refused, not re-exported."""
@@ -610,6 +640,70 @@ def test_onnx_dir_must_hold_graphs_of_these_weights(onnx_cache, shipped_cfg, tmp
     with pytest.raises(ValueError, match="holds no age_net.onnx"):
         FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(half))
     assert sorted(os.listdir(half)) == [DETECTOR_FILE]  # nothing exported into the user's folder
+
+
+def test_onnx_cache_is_one_export_per_model_and_mends_a_damaged_graph(onnx_cache, shipped_cfg, tmp_path, monkeypatch):
+    """The threshold and the presets change nothing in the graphs: one cache folder for all of them
+    (it was one export each, 36 MB a time); a key that shapes a graph gets its own. A damaged graph
+    in the cache is exported again; in a user's --onnx-dir it is a one-line error."""
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.engine.api import PRESETS
+    from foss_d2.engine.onnx_backend import AGE_NET_FILE, DETECTOR_FILE, default_onnx_dir
+
+    variants = [get_foss_cfg(device="cpu", confidence_threshold=0.4)]
+    variants += [get_foss_cfg(device="cpu", opts=PRESETS[p]) for p in PRESETS]
+    variants += [get_foss_cfg(device="cpu", opts=["MODEL.FOSS.K_TEST", "5", "MODEL.CENTERNET.TEST_FLIP", "True"])]
+    assert {default_onnx_dir(c) for c in variants} == {onnx_cache}
+    assert shipped_cfg.MODEL.CENTERNET.HEATMAP_BOUND and not shipped_cfg.MODEL.AGE_HEAD.ZERO_FEATURE
+    for key, value in (("MODEL.CENTERNET.HEATMAP_BOUND", "False"), ("MODEL.AGE_HEAD.ZERO_FEATURE", "True")):
+        assert default_onnx_dir(get_foss_cfg(device="cpu", opts=[key, value])) != onnx_cache
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in os.listdir(onnx_cache):
+        shutil.copy(os.path.join(onnx_cache, name), broken / name)
+    data = (broken / DETECTOR_FILE).read_bytes()
+    (broken / DETECTOR_FILE).write_bytes(data[: len(data) // 10])  # a copy cut short
+    with pytest.raises(ValueError, match="detector.onnx is not a readable ONNX graph .*: export it again"):
+        FOSSPredictor(shipped_cfg, backend="onnxruntime", onnx_dir=str(broken))
+    assert (broken / DETECTOR_FILE).stat().st_size == len(data) // 10  # the user's folder left alone
+
+    monkeypatch.setenv("FOSS_D2_CACHE", str(tmp_path / "cache"))
+    cached = default_onnx_dir(shipped_cfg)
+    shutil.copytree(broken, cached)
+    ort = FOSSPredictor(shipped_cfg, backend="onnxruntime")
+    assert (tmp_path / "cache" / "onnx").exists() and len(os.listdir(tmp_path / "cache" / "onnx")) == 1
+    assert os.path.getsize(os.path.join(cached, DETECTOR_FILE)) == len(data)  # exported again
+    size = os.path.getsize
+    assert size(os.path.join(cached, AGE_NET_FILE)) == size(os.path.join(onnx_cache, AGE_NET_FILE))
+    assert len(ort(cv2.imread(FAMILY))) == 8
+
+
+def test_onnx_graphs_that_fail_to_export_or_load_leave_nothing_and_say_why(shipped_cfg, tmp_path, monkeypatch, capsys):
+    """An export that fails leaves no half-written graph nor an empty folder; graphs the cache has just
+    exported that onnxruntime cannot load are a version question, not "export it again"."""
+    import foss_d2.engine.onnx_backend as ob
+    from foss_d2.apps.export import main as export_main
+    from foss_d2.engine import FOSSPredictor
+
+    def broken_export(module, inputs, path, **kwargs):
+        open(path, "wb").write(b"half a graph")
+        raise RuntimeError("exporter failed")
+
+    monkeypatch.setattr(ob.torch.onnx, "export", broken_export)
+    with pytest.raises(RuntimeError, match="exporter failed"):
+        export_main([shipped_cfg.MODEL.WEIGHTS, str(tmp_path / "graphs"), "--format", "onnx"])
+    assert not (tmp_path / "graphs").exists()
+    monkeypatch.undo()
+
+    def unloadable(path, threads):
+        raise ValueError(f"{path} is not a readable ONNX graph (opset too new)")
+
+    monkeypatch.setenv("FOSS_D2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ob, "_session", unloadable)
+    with pytest.raises(ValueError, match="exported just now by torch .* does this onnxruntime read opset 17"):
+        FOSSPredictor(shipped_cfg, backend="onnxruntime")
 
 
 def test_weights_that_leave_the_model_untrained_are_refused(shipped_cfg, tmp_path):
@@ -715,7 +809,11 @@ def test_calibration_sample_is_even_across_arguments():
 def test_int8_needs_calibration_and_onnx(tmp_path, shipped_cfg):
     from foss_d2.apps.export import main as export_main
 
-    for argv in (["--format", "onnx", "--int8"], ["--int8", "--calibration", FAMILY]):
+    for argv in (
+        ["--format", "onnx", "--int8"],
+        ["--int8", "--calibration", FAMILY],
+        ["--format", "onnx", "--int8", "--calibration", FAMILY, "--calibration-count", "0"],
+    ):
         with pytest.raises(SystemExit):
             export_main([shipped_cfg.MODEL.WEIGHTS, str(tmp_path / "x"), *argv])
     assert not (tmp_path / "x").exists()

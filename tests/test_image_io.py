@@ -91,3 +91,32 @@ def test_shipped_model_same_faces_from_a_path_and_from_a_pil_image(tmp_path):
     assert len(upright) == len(by_path)
     for a, b in zip(upright, by_path):
         assert np.abs(np.array(a["box"]) - np.array(b["box"])).max() < 6.0
+
+
+def test_sixteen_bit_data_that_is_eight_bit_or_twelve_bit(tmp_path, recwarn):
+    grey = np.array([[0, 17, 200, 255]], np.uint8)
+    # PIL's 32-bit mode I holding 0..255 (Image.convert("I") of an 8-bit picture) is kept, not divided by 257
+    assert load_image(Image.fromarray(grey).convert("I"), "RGB")[0, :, 0].tolist() == [0, 17, 200, 255]
+    # 12-bit data read as 16-bit: 4080 / 257 = 15.9 -> 16, almost black, and said so
+    twelve = grey.astype(np.uint16) * 16
+    assert load_image(twelve, "RGB")[0, :, 0].tolist() == [0, 1, 12, 16]
+    assert any("almost black" in str(w.message) and "4080 of 65535" in str(w.message) for w in recwarn)
+    recwarn.clear()
+    # full 16-bit range: scaled, no warning
+    assert load_image(grey.astype(np.uint16) * 257, "RGB")[0, :, 0].tolist() == [0, 17, 200, 255]
+    assert not [w for w in recwarn if "almost black" in str(w.message)]
+
+
+def test_float_and_closed_pil_images_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="a float image \\(PIL mode F\\)"):
+        load_image(Image.fromarray(np.full((8, 8), 0.5, np.float32)))
+    path = str(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(path)
+    with Image.open(path) as im:
+        pass
+    with pytest.raises(ValueError, match="cannot read the PIL image .*is it closed"):
+        load_image(im)
+    im = Image.open(path)
+    im.close()  # closed outright: Pillow's own ValueError, named the same way
+    with pytest.raises(ValueError, match="cannot read the PIL image .*it was closed; pass it open, or its path"):
+        load_image(im)

@@ -303,6 +303,9 @@ def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_
     photos = tmp_path / "photos.json"
     json.dump({"a.jpg": frames["0"]}, open(photos, "w"))
     json.dump({"x.jpg": "cannot read image"}, open(tmp_path / "skipped.json", "w"))
+    (tmp_path / "empty").mkdir()
+    json.dump({}, open(tmp_path / "empty" / "skipped.json", "w"))  # what a run that skipped nothing writes
+    json.dump({"images": [], "annotations": [], "categories": []}, open(tmp_path / "coco.json", "w"))
     (tmp_path / "p.csv").write_text("image,face\na.jpg,0\n")
     for argv, message in [
         (["--predictions", str(photos), "--bucket-seconds", "5"], "--bucket-seconds is for a video run's predictions"),
@@ -318,6 +321,10 @@ def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_
         (["--predictions", str(pred / "people.json")], "is not foss-d2 demo's predictions ({image or frame: [faces]})"),
         (["--predictions", str(tmp_path / "a" / "survey.json")], "no list of faces"),
         (["--predictions", str(tmp_path / "skipped.json")], "its entry 'x.jpg' is no list of faces"),
+        # empty, they read as "0 faces in 0 images" before
+        (["--predictions", str(tmp_path / "empty" / "skipped.json")], "but another file of a run"),
+        (["--predictions", str(tmp_path / "coco.json")], "but a COCO file"),
+        (["--predictions", str(pred), "--no-track"], "--no-track is for --video-input; a video run's predictions"),
         (["--predictions", str(tmp_path / "p.csv")], "is not JSON (Expecting value"),
     ]:
         with pytest.raises(SystemExit) as e:
@@ -648,3 +655,152 @@ def test_survey_of_a_video_with_no_track_counts_faces_per_frame(tmp_path, capsys
     with pytest.raises(SystemExit) as e:
         survey.main(["--video-input", str(video), "--no-track", "--per-person", "--output", str(tmp_path / "t")])
     assert e.value.code == 2 and "--per-person counts tracked people: not with --no-track" in capsys.readouterr().err
+
+
+def test_survey_fps_is_refused_where_the_frames_have_their_own_times_and_old_timelines_go(tmp_path, capsys):
+    """--fps over a run whose journal holds each frame's time was silently ignored: refused, as
+    with --video-input (whose own rate is read). A survey without a timeline removes an earlier
+    survey's timeline files from its folder (they read as its own)."""
+    from foss_d2.apps import survey
+    from foss_d2.utils.footage import write_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(str(video), [np.full((48, 64, 3), v, np.uint8) for v in (90, 120, 150)], fps=3)
+    out = tmp_path / "s"
+    survey.main(["--video-input", str(video), "--no-track", "--no-draw", "--output", str(out)])
+    assert (out / "survey_timeline.csv").is_file() and (out / "survey_timeline.png").is_file()
+    assert "survey_timeline.csv, survey_timeline.png" in capsys.readouterr().out
+    for argv, message in [
+        (["--predictions", str(out / "predictions"), "--fps", "25"], "holds each frame's own time"),
+        (["--video-input", str(video), "--fps", "25"], "--fps is for --predictions"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            survey.main([*argv, "--output", str(tmp_path / "x")])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    photos = tmp_path / "photos.json"
+    json.dump({"a.jpg": [face(10, 10, score=0.6)]}, open(photos, "w"))
+    survey.main(["--predictions", str(photos), "--output", str(out)])
+    assert json.load(open(out / "survey.json"))["timeline"] is None
+    assert not (out / "survey_timeline.csv").exists() and not (out / "survey_timeline.png").exists()
+    assert "survey_timeline" not in capsys.readouterr().out
+
+
+def test_resume_without_drawing_keeps_the_thumbnails_drawn_before(tmp_path):
+    """people.json pointed nowhere (thumbnail null) after a --resume --no-draw of a drawn run,
+    while the thumbnails were still in the folder."""
+    faces = [face(10, 10, age=30, p_female=0.1, score=0.9)]
+    frame = np.full((120, 160, 3), 100, np.uint8)
+    drawn = VideoPeople(fps=5, min_frames=2)
+    for i in range(4):
+        drawn.update(i, frame, [dict(f) for f in faces])
+    (people,) = drawn.finish(str(tmp_path))
+    assert people["thumbnail"] == "thumbnails/track_00001.jpg" and (tmp_path / people["thumbnail"]).is_file()
+    replayed = VideoPeople(fps=5, min_frames=2, thumbnails=False)  # the journal's answers, no frames
+    for i in range(4):
+        replayed.update(i, None, [dict(f) for f in faces])
+    (again,) = replayed.finish(str(tmp_path), reuse_thumbnails=True)  # a --resume
+    assert again["thumbnail"] == people["thumbnail"]
+    assert json.load(open(tmp_path / "people.json"))["people"][0]["thumbnail"] == people["thumbnail"]
+    (fresh,) = replayed.finish(str(tmp_path))  # a new run: another video's file under that name is not its
+    assert fresh["thumbnail"] is None
+    (tmp_path / people["thumbnail"]).unlink()
+    (gone,) = replayed.finish(str(tmp_path), reuse_thumbnails=True)
+    assert gone["thumbnail"] is None
+
+
+def test_a_survey_of_no_people_says_how_many_tracks_were_dropped(tmp_path, capsys):
+    from foss_d2.apps import survey
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    json.dump({"0": [face(10, 10), face(100, 10)]}, open(pred / "predictions.json", "w"))
+    write_people(str(pred), [], fps=2, min_frames=3, min_score=0.4, dropped=2)
+    survey.main(["--predictions", str(pred), "--output", str(tmp_path / "s")])
+    out = capsys.readouterr().out
+    assert "0 people in 1 frames" in out and "(2 tracks dropped as noise: under 3 frames, or no face scored 0.4" in out
+
+
+def test_people_sheet_shows_each_persons_thumbnail_and_answer(tmp_path):
+    """people_sheet.jpg: one cell a person with a thumbnail, in their order, the label in the
+    gender's colour; a small face shown enlarged (at most 4x), a large one made to fit; at most
+    SHEET_MAX_PEOPLE cells and a note of the rest; --overwrite removes it beside a people.json, and
+    leaves a picture of that name alone."""
+    from foss_d2.apps import tracking
+    from foss_d2.apps.runner import existing_results, remove_previous_run
+    from foss_d2.apps.tracking import SHEET_FILE, THUMB_SIDE, people_sheet, write_people
+
+    os.makedirs(tmp_path / "thumbnails")
+    people = []
+    for tid, (side, colour, p_female) in enumerate([(128, 200, 0.9), (32, 60, 0.1), (None, 0, 0.5)], 1):
+        thumb = f"thumbnails/track_{tid:05d}.jpg" if side else None
+        if side:
+            cv2.imwrite(str(tmp_path / thumb), np.full((side, side, 3), colour, np.uint8))
+        people.append(
+            {"track_id": tid, "age": 30.0, "p_female": p_female, "first_time_s": 0.0, "last_time_s": 75.4}
+            | {"thumbnail": thumb}
+        )
+    path = people_sheet(str(tmp_path), people)
+    sheet = cv2.imread(path)
+    cell, band = THUMB_SIDE + 8, 40
+    assert sheet.shape == (cell + band, 2 * cell, 3)  # the third person has no thumbnail: two cells
+    assert abs(int(sheet[cell // 2, cell // 2, 0]) - 200) <= 3  # the first thumbnail, centred in its cell
+    assert abs(int(sheet[cell // 2, cell + cell // 2, 0]) - 60) <= 3  # the 32 px one, shown at 128 px
+    assert abs(int(sheet[4 + 2, cell + 4 + 2, 0]) - 60) <= 3 and abs(int(sheet[2, cell + 2, 0]) - 32) <= 3
+    label = sheet[cell : cell + 22, :cell].reshape(-1, 3).astype(int)
+    female_bgr = np.array([115, 77, 242])  # visualizer.FEMALE_COLOR, BGR
+    assert (np.abs(label - female_bgr).sum(1) < 40).sum() > 20  # "30, F" in the female colour
+    assert people_sheet(str(tmp_path), [dict(people[2])]) is None and not (tmp_path / SHEET_FILE).exists()
+    # a user's own picture of that name: not a run's result without people.json beside it
+    people_sheet(str(tmp_path), people)
+    assert existing_results(str(tmp_path)) == []
+    remove_previous_run(str(tmp_path))
+    assert (tmp_path / SHEET_FILE).exists()
+    write_people(str(tmp_path), people, fps=5, min_frames=2, min_score=0.4, dropped=0)
+    assert SHEET_FILE in existing_results(str(tmp_path))
+    remove_previous_run(str(tmp_path))
+    assert not (tmp_path / SHEET_FILE).exists()
+    # a thumbnail larger than its cell (replaced by hand), no times: drawn, fitted; 3 people a sheet at most
+    os.makedirs(tmp_path / "thumbnails", exist_ok=True)  # (the overwrite removed the emptied folder)
+    cv2.imwrite(str(tmp_path / "thumbnails" / "big.jpg"), np.full((400, 300, 3), 150, np.uint8))
+    crowd = [{"track_id": i, "age": 5.0, "p_female": None, "thumbnail": "thumbnails/big.jpg"} for i in range(5)]
+    tracking.SHEET_MAX_PEOPLE, before = 3, tracking.SHEET_MAX_PEOPLE
+    try:
+        sheet = cv2.imread(people_sheet(str(tmp_path), crowd))
+    finally:
+        tracking.SHEET_MAX_PEOPLE = before
+    assert sheet.shape == (cell + band + 24, 3 * cell, 3)  # three cells and the note's line
+    assert abs(int(sheet[cell // 2, cell // 2, 0]) - 150) <= 3 and abs(int(sheet[1, cell // 2, 0]) - 32) <= 3
+
+
+def test_a_tracked_video_run_writes_the_people_sheet(tmp_path):
+    faces = [face(10, 10, age=30, p_female=0.1, score=0.9), face(90, 10, age=8, p_female=0.9, score=0.9)]
+    frame = np.full((120, 160, 3), 100, np.uint8)
+    people = VideoPeople(fps=5, min_frames=2)
+    for i in range(4):
+        people.update(i, frame, [dict(f) for f in faces])
+    assert len(people.finish(str(tmp_path))) == 2
+    sheet = cv2.imread(str(tmp_path / "people_sheet.jpg"))
+    assert sheet.shape[:2] == (136 + 40, 2 * 136)
+    male, female = np.array([242, 115, 51]), np.array([115, 77, 242])  # visualizer's colours, BGR
+
+    def coloured(cell, colour):  # pixels of that colour in the cell's label line
+        label = sheet[136:158, cell * 136 : (cell + 1) * 136].reshape(-1, 3).astype(int)
+        return int((np.abs(label - colour).sum(1) < 40).sum())
+
+    # "30, M" first, then "8, F"
+    assert coloured(0, male) > 20 and coloured(0, female) == 0
+    assert coloured(1, female) > 20 and coloured(1, male) == 0
+
+
+def test_a_sheet_that_cannot_be_drawn_costs_nothing_of_the_answers(tmp_path, monkeypatch):
+    from foss_d2.apps import tracking
+
+    def broken(out_dir, people):
+        raise ValueError("cannot draw")
+
+    monkeypatch.setattr(tracking, "people_sheet", broken)
+    people = VideoPeople(fps=5, min_frames=2)
+    for i in range(3):
+        people.update(i, np.full((120, 160, 3), 100, np.uint8), [face(10, 10, score=0.9)])
+    assert len(people.finish(str(tmp_path))) == 1
+    assert len(json.load(open(tmp_path / "people.json"))["people"]) == 1 and (tmp_path / "people.csv").is_file()

@@ -56,7 +56,7 @@ from ..engine.api import PRESETS
 from ..meta_arch import FOSSWithTTA
 from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
-from .cli import foss_argument_parser, parse_foss_args
+from .cli import OneLineErrorParser, foss_argument_parser, parse_foss_args
 from .runner import expand_inputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -846,7 +846,7 @@ def peer_markdown(report, names):
 
 
 def get_parser(prog=None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer}")
     models = sub.add_parser(
         "models",

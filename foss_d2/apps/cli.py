@@ -60,12 +60,27 @@ def is_config_key(word: str, top_keys=None) -> bool:
     return word.split(".")[0] in top_keys or (bool(_KEY_LIKE.match(word)) and not word.endswith(pictures))
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are the one line that says what is wrong (argparse puts
+    the whole usage block, a dozen lines for the demo, in front of it)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` (e.g. detectron2's ``default_argument_parser()``) with one-line usage errors."""
+    if type(parser) is argparse.ArgumentParser:
+        parser.__class__ = OneLineErrorParser
+    return parser
+
+
 def foss_argument_parser(
     description: str = None, prog: str = None, config_help: str = "default: the shipped model", add_help: bool = True
 ):
     """An ArgumentParser with ``--config-file`` and the trailing ``opts``; add the tool's own options to it
     (``add_help=False`` for a parent of subcommand parsers)."""
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=add_help
     )
     p.add_argument("--config-file", default=None, metavar="FILE", help=config_help)
@@ -143,8 +158,12 @@ def main(argv=None):
         print(usage(), file=sys.stderr)
         print(f"\nfoss-d2: unknown command {command!r}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return module.main(rest, prog=f"foss-d2 {command}")
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+        return module.main(rest, prog=f"foss-d2 {command}")
+    except KeyboardInterrupt:  # outside a run's own handler: imports, the model loading, training
+        print(f"foss-d2 {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main(argv=None, prog=None):
             "--webcam without --output shows the frames in a window, which this OpenCV build (headless) cannot "
             "open: give --output to write the annotated video instead (Ctrl-C stops)"
         )
-    cfg = config_from_args(parser, args)  # a bad config is a one-line error
+    cfg = config_from_args(parser, args, need_weights=True)  # a bad config is a one-line error
     items, skipped = prepare_run(parser, args, args.output, cfg=cfg)  # output and input checks, before the model loads
     predictor = build_predictor(cfg, args, len(items))
     s = run_inputs(predictor, args, args.output, cfg.INPUT.FORMAT, items, skipped)
@@ -69,8 +69,11 @@ def main(argv=None, prog=None):
         else:
             tracked = os.path.isfile(os.path.join(args.output, "people.json"))
             thumbs = os.path.isdir(os.path.join(args.output, "thumbnails"))  # none when nobody was kept
+            sheet = os.path.isfile(os.path.join(args.output, "people_sheet.jpg"))
             made = ("" if args.no_draw else ", the annotated video") + (
-                ", people.json/.csv" + (" and thumbnails/" if thumbs else "") if tracked else ""
+                ", people.json/.csv" + (", people_sheet.jpg" if sheet else "") + (" and thumbnails/" if thumbs else "")
+                if tracked
+                else ""
             )
         print(
             f"{s.done} new results, {s.before} from before, {s.skipped} skipped: in {args.output}/ "

@@ -52,7 +52,7 @@ from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_fac
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.json_io import write_json_atomic
-from .cli import foss_argument_parser, parse_foss_args
+from .cli import OneLineErrorParser, foss_argument_parser, parse_foss_args
 from .runner import load_predictions, positive_int
 
 
@@ -284,7 +284,7 @@ def evaluate_pasted_faces(args, parser):
 
 
 def get_parser(prog=None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True, metavar="{predictions,tiled,pasted}")
     pred = sub.add_parser(
         "predictions",

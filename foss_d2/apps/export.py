@@ -49,11 +49,14 @@ import tempfile
 
 import torch
 
+from ..utils.json_io import atomic_path
+from .cli import OneLineErrorParser
+
 DETECTOR_PREFIXES = ("backbone.", "proposal_generator.")
 
 
 def get_parser(prog=None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("output")
     p.add_argument("--detector-only", action="store_true", help="keep only backbone.* and proposal_generator.*")
@@ -94,15 +97,9 @@ def save_weights(state: dict, path: str, iteration=None) -> dict:
 
 
 def save_atomic(obj, path: str):
-    """``torch.save`` through a temporary file, so that a stop never leaves half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        torch.save(obj, path + ".tmp")
-        os.replace(path + ".tmp", path)
-    except BaseException:
-        if os.path.isfile(path + ".tmp"):
-            os.remove(path + ".tmp")
-        raise
+    """``torch.save`` through a temporary file (``atomic_path``), so that a stop never leaves half a file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def blend_states(state: dict, other: dict, weight: float) -> dict:
@@ -134,14 +131,20 @@ def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibrat
     # the check FOSSPredictor makes: weights of another architecture (no --config-file for a paper
     # model) or a --detector-only file would export graphs with random parts
     model = load_model(cfg)
-    if calibration:
-        with tempfile.TemporaryDirectory() as fp32_dir:
-            export_onnx(model, fp32_dir)
-            paths = quantize_to_int8(cfg, fp32_dir, out_dir, calibration, count)
-            # the int8 graphs come from the same weights: FOSSPredictor checks the fingerprint
-            shutil.copy(os.path.join(fp32_dir, FINGERPRINT_FILE), out_dir)
-    else:
-        paths = export_onnx(model, out_dir)
+    created = not os.path.exists(out_dir)
+    try:
+        if calibration:
+            with tempfile.TemporaryDirectory() as fp32_dir:
+                export_onnx(model, fp32_dir)
+                paths = quantize_to_int8(cfg, fp32_dir, out_dir, calibration, count)
+                # the int8 graphs come from the same weights: FOSSPredictor checks the fingerprint
+                shutil.copy(os.path.join(fp32_dir, FINGERPRINT_FILE), out_dir)
+        else:
+            paths = export_onnx(model, out_dir)
+    except BaseException:
+        if created and os.path.isdir(out_dir) and not os.listdir(out_dir):
+            os.rmdir(out_dir)  # a failed export leaves no empty folder behind
+        raise
     for name, path in paths.items():
         print(f"{name}: {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
 
@@ -191,6 +194,8 @@ def main(argv=None, prog=None):
             p.error("--format onnx exports one model as it is: no --detector-only, --age-head-from or --blend")
         if args.int8 != bool(args.calibration):
             p.error("--int8 and --calibration go together")
+        if args.calibration_count < 1:
+            p.error(f"--calibration-count is a number of photos, at least 1: got {args.calibration_count}")
         calibration = args.calibration if args.int8 else None
         from ..engine.predictor import IncompleteWeightsError
 

@@ -69,7 +69,16 @@ CSV_FIELDS = ["image", "face", "x1", "y1", "x2", "y2", "score", "age", "age_std"
 JOURNAL = "predictions.jsonl"
 # The settings that decide the answers of the run that wrote a folder: --resume must use the same.
 RUN_FILE = "run.json"
-RESULT_FILES = (JOURNAL, "predictions.json", "predictions.csv", "skipped.json", "people.json", "people.csv", RUN_FILE)
+RESULT_FILES = (
+    JOURNAL,
+    "predictions.json",
+    "predictions.csv",
+    "skipped.json",
+    "people.json",
+    "people.csv",
+    "people_sheet.jpg",  # (only beside a people.json: existing_results)
+    RUN_FILE,
+)
 FRAME_IMAGE = "exif_oriented"
 FRAME_VIDEO = "video_frame"
 
@@ -194,7 +203,10 @@ def check_output(out_dir: str, inputs: Iterable[str]):
 
 
 def existing_results(out_dir: str) -> List[str]:
-    return [f for f in RESULT_FILES if os.path.isfile(os.path.join(out_dir, f))]
+    found = [f for f in RESULT_FILES if os.path.isfile(os.path.join(out_dir, f))]
+    if "people.json" not in found:  # a picture of that name alone is the user's own, not a run's
+        found = [f for f in found if f != "people_sheet.jpg"]
+    return found
 
 
 def run_settings(cfg) -> dict:
@@ -235,7 +247,28 @@ def open_video(source):
             else:
                 why = ": not a video OpenCV can read (an unknown format, or a file cut short)"
         raise RunError(f"cannot open video {source!r}{why}")
+    picture = still_picture_format(source) if isinstance(source, str) and os.path.isfile(source) else None
+    if picture:  # FFmpeg reads a photo as a video of one frame (of no frame count, under a video's name)
+        cap.release()
+        raise RunError(f"{source!r} is a picture ({picture}), not a video: --input reads photos")
     return cap
+
+
+# Photo formats that FFmpeg also opens as a "video" of one frame. Not PIL's MPEG, which is a video
+# stream PIL can name but not read, nor GIF, which FFmpeg reads as the animation it often is.
+STILL_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "PPM", "MPO", "JPEG2000")
+
+
+def still_picture_format(path: str) -> Optional[str]:
+    """PIL's name for the format of a still photo file (JPEG, PNG, ...), whatever its name says;
+    None for anything else."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format if im.format in STILL_FORMATS and getattr(im, "n_frames", 1) == 1 else None
+    except Exception:  # noqa: BLE001  (not a picture PIL knows, which is what a video is)
+        return None
 
 
 def video_settings(cap, source, every_n_frames: int = 1, track: bool = False, min_track_frames=None) -> dict:
@@ -871,11 +904,9 @@ def _changed_since(writer, items: List[Tuple[str, str]]) -> List[str]:
         recorded = writer.sources.get(key)
         if recorded is None or key not in writer.done:
             continue
-        try:
-            if file_signature(path) != recorded:
-                changed.append(key)
-        except OSError:
-            pass  # unreadable now: its earlier answer stands
+        now = _signature_or_none(path)
+        if now is not None and now != recorded:  # (unreadable now: its earlier answer stands)
+            changed.append(key)
     return changed
 
 
@@ -1242,7 +1273,7 @@ def run_video(
                 video[0].release()
         n_skipped = len(writer.skipped)
     if people is not None and out_dir:
-        people.finish(out_dir)
+        people.finish(out_dir, reuse_thumbnails=resume)
     if not out_dir and not live:  # nothing written: say what was found
         n_faces = sum(len(f) for f in writer.results.values())
         who = f", {len(people.people())} people" if people is not None else ""

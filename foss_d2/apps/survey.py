@@ -83,6 +83,9 @@ def counts_over_time(
     return [(b * bucket_seconds, count_faces(buckets[b], lower)) for b in sorted(buckets)]
 
 
+TIMELINE_FILES = ("survey_timeline.csv", "survey_timeline.png")
+
+
 def save_survey(
     counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "FOSS-D2 age survey", timeline=None, unit="faces"
 ):
@@ -101,6 +104,7 @@ def save_survey(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = list(counts)
     x = np.arange(len(names))
@@ -114,12 +118,18 @@ def save_survey(
     ax.set_xticks(x, names)
     ax.set_xlabel("age group (years)")
     ax.set_ylabel(unit)
+    ax.set_ylim(0, max(1.0, float(bottom.max(initial=0))) * 1.05)  # counts: from 0, whole numbers
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{title} ({total} {unit})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "survey.png"), dpi=110)
     plt.close(fig)
-    if timeline:
+    if not timeline:  # an earlier survey's timeline in this folder would read as this one's
+        for name in TIMELINE_FILES:
+            if os.path.isfile(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+    else:
         with open(os.path.join(out_dir, "survey_timeline.csv"), "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["start_s", *names])
@@ -127,10 +137,16 @@ def save_survey(
                 w.writerow([t, *[sum(c[n].values()) for n in names]])
         fig, ax = plt.subplots(figsize=(8, 4))
         ts = [t for t, _ in timeline]
+        top = 1.0
         for n in names:
-            ax.plot(ts, [sum(c[n].values()) for _, c in timeline], marker="o", label=n)
+            ys = [sum(c[n].values()) for _, c in timeline]
+            ax.plot(ts, ys, marker="o", label=n)
+            top = max(top, *ys)
         ax.set_xlabel("time (s)")
         ax.set_ylabel(f"{unit} seen")
+        ax.set_xlim(0, max(1.0, ts[-1]))  # one window alone was drawn around -0.04..0.04 s
+        ax.set_ylim(0, top * 1.05)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(ncol=4, fontsize=8)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "survey_timeline.png"), dpi=110)
@@ -186,6 +202,9 @@ def get_parser(prog=None):
     return p
 
 
+OTHER_RUN_FILES = ("skipped.json", "run.json", "people.json", "survey.json")
+
+
 def _is_face_list(v) -> bool:
     return isinstance(v, list) and all(isinstance(f, dict) and "age" in f for f in v)
 
@@ -199,6 +218,10 @@ def _video_run_fps(pred_dir: str):
         return None
 
 
+def written_files(timeline) -> str:
+    return ", ".join(["survey.png", "survey.csv", "survey.json", *(TIMELINE_FILES if timeline else ())])
+
+
 def main(argv=None, prog=None):
     p = get_parser(prog)
     args = parse_foss_args(p, argv)
@@ -208,11 +231,25 @@ def main(argv=None, prog=None):
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         p.error(f"--output {args.output} is a file, not a folder")
     one_kind_of_input(p, {"--input": args.input, "--video-input": args.video_input, "--predictions": args.predictions})
+    if args.fps and not args.predictions:
+        p.error("--fps is for --predictions of a video run without its frames' times (a video's own rate is read)")
     if args.predictions:
         try:
             results = load_predictions(args.predictions)
         except (OSError, ValueError) as e:
             p.error(str(e))
+        # the run's other files, even empty (a run that skipped nothing writes skipped.json as {})
+        # (by name only when empty: with entries, the check below names what is not a face list)
+        named = not results and os.path.isfile(args.predictions)
+        other = (named and os.path.basename(args.predictions) in OTHER_RUN_FILES) or {"images", "annotations"} <= set(
+            results
+        )
+        if other:
+            p.error(
+                f"{args.predictions} is not foss-d2 demo's predictions but "
+                f"{'a COCO file' if 'images' in results else 'another file of a run'}: give predictions.json, "
+                "predictions.jsonl or the run's folder"
+            )
         not_faces = next((k for k, v in results.items() if not _is_face_list(v)), None)
         if not_faces is not None:
             p.error(
@@ -222,6 +259,8 @@ def main(argv=None, prog=None):
         pred_dir = args.predictions if os.path.isdir(args.predictions) else os.path.dirname(args.predictions)
     video = os.path.isfile(os.path.join(pred_dir, "people.json")) if args.predictions else bool(args.video_input)
     per_person = video if args.per_person is None else args.per_person
+    if args.predictions and args.no_track:
+        p.error("--no-track is for --video-input; a video run's predictions are counted per frame with --per-frame")
     if args.video_input and args.no_track:  # no tracks, no people: every face of every frame
         if args.per_person:
             p.error("--per-person counts tracked people: not with --no-track")
@@ -235,6 +274,7 @@ def main(argv=None, prog=None):
         video_fps = _video_run_fps(pred_dir)
         if video_fps is not None:  # a video run stopped before it wrote people.json, or --no-track
             fps = video_fps if fps is None else fps
+        if video_fps is not None and args.per_person is None:
             print(
                 f"{pred_dir} holds a video run without people.json (stopped early: --resume it, or run with "
                 "tracking): faces are counted per frame, not people"
@@ -258,7 +298,7 @@ def main(argv=None, prog=None):
     if per_person and args.video_input and importlib.util.find_spec("norfair") is None:
         p.error("counting people needs the [video] extra: pip install 'foss_d2[video]' (or give --per-frame)")
     if not args.predictions:
-        cfg = config_from_args(p, args)  # a bad config is a one-line error
+        cfg = config_from_args(p, args, need_weights=True)  # a bad config is a one-line error
         pred_dir = os.path.join(args.output, "predictions")
         if per_person:
             args.no_track = False  # the people come from the tracks
@@ -269,6 +309,11 @@ def main(argv=None, prog=None):
             fps = _video_run_fps(pred_dir) or 25.0  # the frame rate the run read from the video (run.json)
         results = load_predictions(pred_dir)
     times = frame_times(pred_dir) if (args.predictions or args.video_input) else {}
+    if args.predictions and args.fps and times:
+        p.error(
+            f"--fps: {args.predictions} holds each frame's own time, read from the video, which the timeline "
+            "follows; --fps is for predictions without them (a predictions.json alone)"
+        )
     if per_person:
         from .tracking import load_people, people_survey
 
@@ -277,15 +322,20 @@ def main(argv=None, prog=None):
         counts, timeline = people_survey(people, lower, bucket_seconds, end_s)
         title = "FOSS-D2 visitor survey"
         total = save_survey(counts, args.output, title=title, timeline=timeline, unit="people")
-        print(f"{total} people in {len(results)} frames -> {args.output}/survey.png, survey.csv, survey.json")
+        print(f"{total} people in {len(results)} frames -> {args.output}/{written_files(timeline)}")
+        with open(os.path.join(pred_dir, "people.json")) as f:
+            meta = json.load(f)
+        if not total and meta.get("dropped_tracks"):
+            print(
+                f"({meta['dropped_tracks']} tracks dropped as noise: under {meta.get('min_frames')} frames, or no "
+                f"face scored {meta.get('min_score')}; run the video again with --min-track-frames 1, or give "
+                "--per-frame to count faces)"
+            )
         return
     counts = count_faces((face for faces in results.values() for face in faces), lower)
     timeline = counts_over_time(results, fps, bucket_seconds, lower, times) if fps else None
     total = save_survey(counts, args.output, timeline=timeline)
-    print(
-        f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> "
-        f"{args.output}/survey.png, survey.csv, survey.json"
-    )
+    print(f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> {args.output}/{written_files(timeline)}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``VideoPeople`` is what a video run calls: ``update(idx, frame, faces)`` once per frame (it adds a
 ``track_id`` to each face and returns the faces to draw, with their track's answer so far) and
-``finish(out_dir)`` at the end, which writes ``people.json``, ``people.csv`` and ``thumbnails/``.
+``finish(out_dir)`` at the end, which writes ``people.json``, ``people.csv``, ``thumbnails/`` and
+``people_sheet.jpg``.
 
 Tracking is norfair's (the ``[video]`` extra; docs/DESIGN.md "Video" has the measured comparison
 with ByteTrack): boxes matched by IoU, started afresh at each scene cut (a large change between
@@ -21,6 +22,8 @@ import cv2
 import numpy as np
 
 from ..utils import write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 PEOPLE_FIELDS = [
     "track_id",
@@ -299,10 +302,16 @@ class VideoPeople:
             )
         return out
 
-    def finish(self, out_dir: str) -> List[dict]:
-        """Write people.json, people.csv and thumbnails/ under ``out_dir``; returns the people."""
+    def finish(self, out_dir: str, reuse_thumbnails: bool = False) -> List[dict]:
+        """Write people.json, people.csv, thumbnails/ and people_sheet.jpg under ``out_dir``; returns the people.
+        ``reuse_thumbnails`` (a --resume): a person without a crop here keeps the thumbnail the run
+        it finishes drew (the same journal, the same tracks)."""
         people = self.people()
         for p in people:
+            earlier = f"thumbnails/track_{p['track_id']:05d}.jpg"
+            if reuse_thumbnails and not p["thumbnail"] and os.path.isfile(os.path.join(out_dir, earlier)):
+                p["thumbnail"] = earlier
+                continue
             if p["thumbnail"]:
                 path = os.path.join(out_dir, p["thumbnail"])
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -318,7 +327,72 @@ class VideoPeople:
             self.tracker.n_cuts,
             self.tracker.n_pauses,
         )
+        try:  # a picture beside the answers: it never costs them
+            people_sheet(out_dir, people)
+        except Exception as e:  # noqa: BLE001
+            logger.warning("could not draw %s: %s", SHEET_FILE, e)
         return people
+
+
+SHEET_FILE = "people_sheet.jpg"
+SHEET_COLUMNS = 8
+SHEET_MAX_PEOPLE = 200
+
+
+def _clock(seconds) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "?"
+    m, sec = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{sec:02d}" if m >= 60 else f"{m}:{sec:02d}"
+
+
+def people_sheet(out_dir: str, people: List[dict]) -> Optional[str]:
+    """``people_sheet.jpg``: each person's thumbnail over their answer ("34, F", in the gender's colour)
+    and when they were in view, in the order they came; the people without a thumbnail (--no-draw)
+    are left out, and a sheet of an earlier run that no person has one for is removed. At most
+    ``SHEET_MAX_PEOPLE`` (people.csv has them all). Returns its path, or None."""
+    from ..utils.visualizer import face_label, gender_color
+
+    path = os.path.join(out_dir, SHEET_FILE)
+    shown, more = [], 0
+    for p in people:
+        if not p.get("thumbnail"):
+            continue
+        if len(shown) == SHEET_MAX_PEOPLE:
+            more += 1  # counted, not read: a long video's thousands of thumbnails stay on disk
+            continue
+        thumb = cv2.imread(os.path.join(out_dir, p["thumbnail"]))
+        if thumb is not None:
+            shown.append((p, thumb))
+    if not shown:
+        if os.path.isfile(path):
+            os.remove(path)
+        return None
+    cell, band = THUMB_SIDE + 8, 40
+    cols = min(SHEET_COLUMNS, len(shown))
+    rows = -(-len(shown) // cols)
+    sheet = np.full((rows * (cell + band) + (24 if more > 0 else 0), cols * cell, 3), 32, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for i, (p, thumb) in enumerate(shown):
+        x0, y0 = (i % cols) * cell, (i // cols) * (cell + band)
+        grow = min(4.0, THUMB_SIDE / max(thumb.shape[:2]))  # a face seen small, shown at a size to see
+        if grow != 1:  # (and a thumbnail larger than the cell, e.g. replaced by the user, made to fit)
+            size = (max(1, round(thumb.shape[1] * grow)), max(1, round(thumb.shape[0] * grow)))
+            thumb = cv2.resize(thumb, size, interpolation=cv2.INTER_LINEAR)
+        h, w = thumb.shape[:2]
+        top, left = y0 + (cell - h) // 2, x0 + (cell - w) // 2
+        sheet[top : top + h, left : left + w] = thumb
+        female = p.get("p_female")
+        colour = tuple(int(255 * c) for c in gender_color(female)[::-1])  # BGR
+        label = face_label(p.get("age"), female)
+        cv2.putText(sheet, label, (x0 + 6, y0 + cell + 17), font, 0.55, colour, 2, cv2.LINE_AA)
+        when = f"{_clock(p.get('first_time_s'))}-{_clock(p.get('last_time_s'))}"
+        cv2.putText(sheet, when, (x0 + 6, y0 + cell + 34), font, 0.4, (200, 200, 200), 1, cv2.LINE_AA)
+    if more > 0:
+        note = f"+{more} more people in people.csv"
+        cv2.putText(sheet, note, (6, sheet.shape[0] - 8), font, 0.45, (200, 200, 200), 1, cv2.LINE_AA)
+    cv2.imwrite(path, sheet)
+    return path
 
 
 def write_people(

@@ -27,7 +27,7 @@ from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
 from ..utils.json_io import write_json_atomic
-from .cli import parse_foss_args
+from .cli import one_line_errors, parse_foss_args
 from .runner import config_from_args
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def check_dataset_names(parser, cfg, eval_only: bool):
 
 
 def get_parser(prog=None):
-    p = default_argument_parser()
+    p = one_line_errors(default_argument_parser())
     p.prog = prog or p.prog
     p.description = __doc__
     return p

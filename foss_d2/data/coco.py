@@ -100,11 +100,7 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
     naming no file, or an assertion on the metadata): one category, named ``face``; each image's
     ``file_name``, ``width`` and ``height``; each annotation's ``bbox``; and, where pycocotools
     evaluates the file (``needs_coco_eval``), each annotation's ``area`` and ``iscrowd``."""
-    with open(json_file) as f:
-        try:
-            coco = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DatasetError(f"{json_file} is not valid JSON: {e}") from None
+    coco = _load_json(json_file)
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise DatasetError(f"{json_file} is not a COCO file: no 'images' list")
     names = [c.get("name") for c in coco.get("categories") or []]
@@ -152,6 +148,15 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
         if ann["id"] in ann_ids:
             raise DatasetError(f"{where}: the id is used twice")
         ann_ids.add(ann["id"])
+
+
+def _load_json(json_file: str):
+    """A dataset file's JSON; a DatasetError naming the file when it is not JSON (a binary file too)."""
+    with open(json_file) as f:
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{json_file} is not valid JSON: {e}") from None
 
 
 def _is_number(v) -> bool:
@@ -244,11 +249,7 @@ def register_foss_coco(name: str, json_file: str, image_root: str = "", evaluato
     if evaluator_type == "age_group":
         from .datasets.images_of_groups import IOG_AGE_GROUPS, IOG_GROUP_LOWER
 
-        with open(json_file) as f:
-            try:
-                data = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise DatasetError(f"{json_file} is not valid JSON: {e}") from None
+        data = _load_json(json_file)
         info = (data.get("info") if isinstance(data, dict) else None) or {}
         if not isinstance(info, dict):
             raise DatasetError(f"{json_file}: its info is not an object (age_groups, age_group_lower)")

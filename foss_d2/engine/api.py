@@ -1,5 +1,6 @@
 """The plain Python API: ``FaceAgeEstimator()(image)`` -> list of faces, with the shipped model."""
 
+import warnings
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -7,6 +8,7 @@ from PIL import Image
 
 from ..config import checked_opts, get_foss_cfg
 from ..model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS  # noqa: F401  (re-exported)
+from ..utils.image_io import DEFAULT_MAX_PIXELS
 from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, draw_predictions
 from .predictor import FOSSPredictor, load_image
 
@@ -56,6 +58,26 @@ def instances_to_faces(inst) -> List[dict]:
     return faces
 
 
+def check_faces(faces, image_hw):
+    """A TypeError unless ``faces`` is a list, a ValueError unless each is a face dict with a
+    four-number ``box``; a warning when boxes lie wholly outside the image (another image's answers?)."""
+    if isinstance(faces, dict) or not isinstance(faces, (list, tuple)):
+        raise TypeError(f"faces is a list of face dicts (what the estimator returns), got {type(faces).__name__}")
+    h, w = image_hw
+    outside = 0
+    for i, f in enumerate(faces):
+        box = f.get("box") if isinstance(f, dict) else None
+        if box is None or len(box) != 4:
+            raise ValueError(f"faces[{i}] has no box [x1, y1, x2, y2]: {f!r}")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        outside += x1 >= w or y1 >= h or x2 <= 0 or y2 <= 0
+    if outside:
+        warnings.warn(
+            f"{outside} of the {len(faces)} faces' boxes lie outside this {w}x{h} image: the answers of another image?",
+            stacklevel=3,
+        )
+
+
 class FaceAgeEstimator:
     """Finds every face in an image and estimates its age and gender.
 
@@ -67,7 +89,8 @@ class FaceAgeEstimator:
 
     ``preset``: "shipped", "accurate" or "fast" (``PRESETS``: config overrides applied before ``opts``);
     ``backend``: "pytorch" or "onnxruntime" (``FOSSPredictor``); ``onnx_dir``: the onnxruntime
-    graphs to run, e.g. int8 ones from ``foss-d2 export --format onnx --int8``.
+    graphs to run, e.g. int8 ones from ``foss-d2 export --format onnx --int8``; ``max_pixels``: image
+    files over this many pixels are refused before decoding (None or 0: no limit).
     """
 
     def __init__(
@@ -80,6 +103,7 @@ class FaceAgeEstimator:
         backend: str = "pytorch",
         preset: str = "shipped",
         onnx_dir: Optional[str] = None,
+        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     ):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -87,8 +111,11 @@ class FaceAgeEstimator:
             device = "cpu"
         # device None: add_foss_config's default, CUDA when available. opts: config KEY VALUE pairs.
         opts = [*PRESETS[preset], *checked_opts(opts)]
-        self.cfg = get_foss_cfg(config_file, weights, opts, device=device, confidence_threshold=confidence_threshold)
+        self.cfg = get_foss_cfg(
+            config_file, weights, opts, device=device, confidence_threshold=confidence_threshold, need_weights=True
+        )
         self.predictor = FOSSPredictor(self.cfg, backend=backend, onnx_dir=onnx_dir)
+        self.max_pixels = max_pixels
 
     def to_array(self, image, channel_order: str = "BGR") -> np.ndarray:
         """Any accepted input as an HxWx3 uint8 array in the model's channel order."""
@@ -100,7 +127,7 @@ class FaceAgeEstimator:
                 raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
             arr = load_image(image, channel_order)
             return arr[:, :, ::-1].copy() if channel_order != fmt else arr
-        return load_image(image, fmt)
+        return load_image(image, fmt, self.max_pixels)
 
     def __call__(self, image, channel_order: str = "BGR") -> List[dict]:
         return instances_to_faces(self.predictor(self.to_array(image, channel_order)))
@@ -119,9 +146,13 @@ class FaceAgeEstimator:
         found here when not given."""
         if channel_order not in ("BGR", "RGB"):
             raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
+        if max_side is not None and max_side < 0:
+            raise ValueError(f"max_side is a side in pixels (None or 0: full size), got {max_side}")
         arr = self.to_array(image, channel_order)
         if faces is None:
             faces = instances_to_faces(self.predictor(arr))
+        else:
+            check_faces(faces, arr.shape[:2])
         bgr = arr if self.cfg.INPUT.FORMAT == "BGR" else arr[:, :, ::-1]
         drawn = draw_predictions(bgr, faces, max_side)
         return drawn if channel_order == "BGR" else np.ascontiguousarray(drawn[:, :, ::-1])

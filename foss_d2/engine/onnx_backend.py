@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..proposal_generator.centernet import BoundedHeatmapHead
+from ..utils.json_io import atomic_path
 from .fusion import bound_heatmap, fold_batchnorm
 
 DETECTOR_FILE = "detector.onnx"
@@ -136,8 +137,10 @@ def export_onnx(model, out_dir: str, det_size: int = 480, fingerprint: Optional[
 
 def _export(module, inputs, path, input_names, output_names, dynamic_axes):
     dynamic_axes = {**dynamic_axes, **{n: {0: "batch"} for n in output_names}}
-    tmp = path + ".tmp"
-    with torch.no_grad():
+    # atomic_path: a failed export leaves no half-written graph
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # torch's notes on constant folding are about the exporter, not for the user who asked for a backend
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         # The TorchScript-based exporter: a few seconds for both graphs, where torch.export's takes minutes.
         torch.onnx.export(
             module,
@@ -149,7 +152,6 @@ def _export(module, inputs, path, input_names, output_names, dynamic_axes):
             opset_version=OPSET,
             dynamo=False,
         )
-    os.replace(tmp, path)
 
 
 def _session(path: str, threads: Optional[int]):
@@ -163,7 +165,11 @@ def _session(path: str, threads: Optional[int]):
     # peaks on the same cores, and a spinning pool held them (2 threads on 2 cores: 1.5x the time
     # a close-up, 1.3x a group photo; docs/RESULTS.md section 9).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001  (onnxruntime's own exception types, by version)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a readable ONNX graph ({first[:200]})") from None
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -220,9 +226,39 @@ class _HeatFromBound:
         return self.head.complete(features["heat_upper"], features[self.in_feature], min_score)
 
 
+# Keys read only outside the graphs (peak decoding, the detector passes and input size, the mirror
+# average, PyTorch's own options): the threshold and the presets share one export.
+_NOT_IN_GRAPHS = (
+    "FOSS.SCORE_THRESH_TEST",
+    "FOSS.K_TEST",
+    "FOSS.TEST_SIZES",
+    "FOSS.TEST_SIZES_MAX_BOX",
+    "FOSS.TEST_NMS_THRESH",
+    "FOSS.DET_INPUT_SIZE",
+    "FOSS.DET_INPUT_FIT_SMALL",
+    "FOSS.PREPACK_DETECTOR",
+    "CENTERNET.TEST_FLIP",
+    "AGE_HEAD.TEST_FLIP",
+    "AGE_HEAD.INFERENCE_DTYPE",
+    "AGE_HEAD.PREPACK",
+    "AGE_HEAD.TEST_CROPS_PER_CALL",
+    "AGE_HEAD.AGE_READOUT",
+    "DEVICE",
+)
+
+
 def default_onnx_dir(cfg) -> str:
-    """A cache folder per (weights file, config): ~/.cache/foss_d2/onnx/<hash>."""
-    h = hashlib.sha1(cfg.dump().encode())
+    """A cache folder per (weights file, model config): ~/.cache/foss_d2/onnx/<hash>; the test-time
+    keys of ``_NOT_IN_GRAPHS`` are left out of the hash."""
+    model = cfg.MODEL.clone()
+    model.defrost()
+    for key in _NOT_IN_GRAPHS:
+        node, _, leaf = key.rpartition(".")
+        parent = model
+        for part in filter(None, node.split(".")):
+            parent = parent[part]
+        parent.pop(leaf, None)
+    h = hashlib.sha1(model.dump().encode())
     if cfg.MODEL.WEIGHTS and os.path.isfile(cfg.MODEL.WEIGHTS):
         st = os.stat(cfg.MODEL.WEIGHTS)
         h.update(f"{os.path.abspath(cfg.MODEL.WEIGHTS)}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -248,6 +284,7 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
             f"{onnx_dir} holds no {', '.join(map(os.path.basename, missing))}: export the graphs first "
             "(foss-d2 export WEIGHTS FOLDER --format onnx [--int8 ...]) or leave out the folder to use the cache"
         )
+    exported = False
     if missing or not check_fingerprint(onnx_dir, fingerprint):
         if not cache:
             raise ValueError(
@@ -255,7 +292,22 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
                 "them again from these weights, or leave out the folder to use the cache"
             )
         export_onnx(model, onnx_dir, fingerprint=fingerprint)
-    det = _session(det_path, threads)
+        exported = True
+    while True:  # at most twice: a damaged cache is exported once more
+        try:
+            det = _session(det_path, threads)
+            age = _session(age_path, threads) if model.age_head is not None else None
+            break
+        except ValueError as e:
+            if not cache:
+                raise ValueError(f"{e}: export it again (foss-d2 export WEIGHTS FOLDER --format onnx)") from None
+            if exported:  # graphs written just now that onnxruntime cannot load: not damage, a version mismatch
+                raise ValueError(
+                    f"{e}; they were exported just now by torch {torch.__version__}: does this onnxruntime "
+                    f"read opset {OPSET}? (pip install -e .[onnx] installs the tested one)"
+                ) from None
+            export_onnx(model, onnx_dir, fingerprint=fingerprint)  # the cache's own graphs, damaged: once more
+            exported = True
     names = [o.name for o in det.get_outputs()]
     model.backbone = OrtDetector(det, names, model.backbone.output_shape())
     detector = model.proposal_generator
@@ -270,6 +322,6 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
         detector.heat_logits = _heat_from_features
         detector.heatmap = None  # its weights now live in the graph
     if model.age_head is not None:
-        model.age_head.net = OrtAgeNet(_session(age_path, threads), model.age_head.net)
+        model.age_head.net = OrtAgeNet(age, model.age_head.net)
         model.age_head.inference_dtype = "float32"  # the graph is float32 whatever the config says
     return model

@@ -66,6 +66,8 @@ def load_all_weights(model, path: str):
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001  (torch.load fails on a non-checkpoint in many ways)
+        if "://" in path and isinstance(e, OSError):  # URLError, HTTPError: the download, not the file
+            raise ValueError(f"MODEL.WEIGHTS {path} could not be downloaded ({type(e).__name__}: {e})") from None
         raise ValueError(f"MODEL.WEIGHTS {path} is not a model checkpoint ({type(e).__name__})") from None
     missing = checkpointer.missing
     if missing:

@@ -9,6 +9,7 @@ limit raises ImageTooLargeError before it is decoded.
 
 import os
 import threading
+import warnings
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -29,7 +30,7 @@ class ImageTooLargeError(ValueError):
         w, h = self.size
         super().__init__(
             f"{path}: {w}x{h} pixels ({w * h / 1e6:.3g} MP) is over the limit of {max_pixels / 1e6:.3g} MP "
-            f"(shrink it, or raise the limit: the tools' --max-pixels)"
+            f"(shrink it, or raise the limit: the tools' --max-pixels, FaceAgeEstimator's max_pixels)"
         )
 
 
@@ -56,15 +57,31 @@ def _open(path: str, max_pixels: Optional[int]) -> "Image.Image":
 
 def pil_to_array(im: "Image.Image") -> np.ndarray:
     """A PIL image as HxWx3 uint8 RGB: EXIF orientation applied, alpha dropped, 16-bit scaled."""
+    if im.mode == "F":  # PIL would clip it to 0..255: a [0, 1] picture would come out black
+        raise ValueError("a float image (PIL mode F): scale it to 0..255 and convert it to 8 bits (mode L or RGB)")
     im = ImageOps.exif_transpose(im)
     im.load()  # truncated or corrupt data fails here, not later
     if im.mode in _SIXTEEN_BIT:
         arr = np.asarray(im)
-        if arr.dtype != np.uint16:
+        if im.mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 255:
+            arr = arr.astype(np.uint8)  # 8-bit values in PIL's 32-bit mode (Image.convert("I")): as PIL shows them
+        elif arr.dtype != np.uint16:
             arr = np.clip(arr, 0, 65535).astype(np.uint16)
     else:
         arr = np.asarray(im.convert("RGB"))
     return load_image(arr, "RGB")
+
+
+def _to_eight_bits(arr: np.ndarray) -> np.ndarray:
+    """16-bit pixels scaled by 1/257 to 8 bits; a picture that stays almost black (10- or 12-bit
+    data read as 16) is read, with a warning."""
+    if arr.size and int(arr.max()) < 32 * 257:
+        warnings.warn(
+            f"a 16-bit image whose brightest pixel is {int(arr.max())} of 65535 comes out almost black in 8 bits "
+            f"(10- or 12-bit data? scale it to 8 bits first)",
+            stacklevel=3,
+        )
+    return (arr / 257.0).round().astype(np.uint8)
 
 
 def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -91,7 +108,11 @@ def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[i
     return arr[:, :, ::-1].copy() if image_format == "BGR" else arr
 
 
-def load_image(image: Union[str, os.PathLike, np.ndarray, "Image.Image"], image_format: str = "BGR") -> np.ndarray:
+def load_image(
+    image: Union[str, os.PathLike, np.ndarray, "Image.Image"],
+    image_format: str = "BGR",
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
     """A path, a PIL image or an HxW / HxWx{1,3,4} array -> HxWx3 uint8 in ``image_format`` order.
 
     Paths and PIL images go through the same decoding (EXIF orientation, 16-bit). Arrays are taken
@@ -99,9 +120,18 @@ def load_image(image: Union[str, os.PathLike, np.ndarray, "Image.Image"], image_
     scaled to 8 bits. Anything else raises a ValueError that says what was wrong.
     """
     if isinstance(image, (str, os.PathLike)):
-        return read_image_file(os.fspath(image), image_format)
+        return read_image_file(os.fspath(image), image_format, max_pixels)
     if isinstance(image, Image.Image):
-        rgb = pil_to_array(image)
+        try:
+            rgb = pil_to_array(image)
+        except AttributeError as e:  # a closed image has no file to read any more
+            raise ValueError(f"cannot read the PIL image ({e}): is it closed?") from None
+        except ValueError as e:
+            if "closed image" not in str(e):  # e.g. our own "a float image (PIL mode F)"
+                raise
+            raise ValueError(f"cannot read the PIL image ({e}): it was closed; pass it open, or its path") from None
+        except OSError as e:  # truncated or corrupt data
+            raise ValueError(f"cannot read the PIL image: {e}") from None
         return rgb[:, :, ::-1].copy() if image_format == "BGR" else rgb
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a path, a PIL image or a numpy array, got {type(image).__name__}")
@@ -116,7 +146,7 @@ def load_image(image: Union[str, os.PathLike, np.ndarray, "Image.Image"], image_
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"empty image of shape {image.shape}")
     if arr.dtype == np.uint16:
-        arr = (arr / 257.0).round().astype(np.uint8)
+        arr = _to_eight_bits(arr)
     elif arr.dtype != np.uint8:
         raise ValueError(f"expected uint8 or uint16 pixels, got {arr.dtype}")
     return np.ascontiguousarray(arr)

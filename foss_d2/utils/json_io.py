@@ -1,17 +1,29 @@
 """Files that are never left half-written."""
 
+import contextlib
 import json
 import os
 
 
-def write_text_atomic(path: str, text: str):
-    """Write ``text`` to ``path`` through a temporary file and a rename: a reader (or a crash)
-    sees the old file or the new one, never a truncated one."""
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """The temporary path to write ``path``'s new content to, renamed over ``path`` when the block
+    ends: a reader (or a crash) sees the old file or the new one, never a truncated one; a block
+    that fails leaves no temporary file behind."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(path: str, text: str):
+    """Write ``text`` to ``path`` through ``atomic_path``."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str, data, indent=None):

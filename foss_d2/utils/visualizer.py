@@ -23,6 +23,13 @@ UNCERTAIN_BELOW = 0.4
 DEFAULT_DRAW_MAX_SIDE = 2048
 
 
+def gender_color(female: Optional[float]):
+    """The RGB colour (0-1) of a face of P(female) ``female``; negative/NaN/None = unknown."""
+    if female is None or math.isnan(female) or female < 0:
+        return UNKNOWN_COLOR
+    return FEMALE_COLOR if female > 0.5 else MALE_COLOR
+
+
 def face_label(age: Optional[float], female: Optional[float]) -> str:
     """'34, F' style label; ``female`` is a probability or a 0/1 label, negative/NaN/None = unknown."""
     parts = []
@@ -124,12 +131,7 @@ def draw_faces(
     vis = _face_visualizer()(image_rgb, scale=scale)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     labels = np.array([face_label(a, f) for a, f in zip(ages, females)], dtype=object)
-    colors = []
-    for f in females:
-        if f is None or math.isnan(f) or f < 0:
-            colors.append(UNKNOWN_COLOR)
-        else:
-            colors.append(FEMALE_COLOR if f > 0.5 else MALE_COLOR)
+    colors = [gender_color(f) for f in females]
     dashed = np.zeros(len(boxes), bool) if dashed is None else np.asarray(dashed, bool)
     for group, style in ((~dashed, "-"), (dashed, (0, (4, 3)))):
         if group.any():
@@ -146,8 +148,8 @@ def draw_predictions(img_bgr: np.ndarray, faces, max_side: Optional[int] = None)
     out = draw_faces(
         img_bgr[:, :, ::-1],
         [f["box"] for f in faces],
-        [f["age"] for f in faces],
-        [f["p_female"] if f["p_female"] is not None else float("nan") for f in faces],
+        [f.get("age") for f in faces],
+        [f["p_female"] if f.get("p_female") is not None else float("nan") for f in faces],
         max_side=max_side,
         dashed=[f.get("score", 1.0) < UNCERTAIN_BELOW for f in faces],
     )
