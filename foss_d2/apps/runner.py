@@ -1062,6 +1062,118 @@ class VideoTimeline:
         return n
 
 
+class _VideoFrames:
+    """A video's frames for ``run_video``: ``read()`` yields (index, frame, cut, reason, time) for
+    frames 0, n, 2n, ... (``stride`` n), and (key, None, None, reason, None) for frames that did not
+    read. A frame that does not read is broken only if a later one reads: OpenCV's frame count is an
+    estimate (variable frame rate, remuxed files), and the frames past the real end fail too; after
+    ``max_bad`` processed frames in a row the rest is given up. With ``cuts_threshold`` and a stride
+    the scene cuts are measured on every frame, the skipped ones too (a pan's small steps add up to a
+    cut's difference over four frames), and handed to the tracker with the next processed frame."""
+
+    def __init__(self, cap, total, fps, stride, live, max_bad, cuts_threshold=None):
+        self.cap, self.total, self.fps, self.stride = cap, total, fps, stride
+        self.live, self.max_bad, self.cuts_threshold = live, max_bad, cuts_threshold
+
+    def _time(self, idx: int) -> Optional[float]:
+        """The frame just read's own timestamp in seconds (a variable frame rate's gaps included),
+        else its index over the average fps; None for a camera."""
+        if self.live:
+            return None
+        ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+        return ms / 1000.0 if ms > 0 or idx == 0 else idx / self.fps
+
+    @staticmethod
+    def _broken(failed):
+        """The entries for the processed frames in ``failed`` (emptied), a later frame having read:
+        each one unreadable."""
+        entries = [(bad_idx, None, None, "unreadable frame", None) for bad_idx in failed]
+        failed.clear()
+        return entries
+
+    def _unread(self, failed, gave_up: bool):
+        """One entry from the first frame in ``failed`` to the announced last frame: processed
+        frames that never read, and no later frame did."""
+        if not failed:
+            return []
+        last = self.total - 1
+        key = str(failed[0]) if failed[0] == last else f"{failed[0]}-{last}"
+        if gave_up:
+            why = (
+                f"not read: {len(failed)} frames in a row from frame {failed[0]} could not be read, so the rest "
+                f"of the video (to frame {last}) is left out"
+            )
+        else:
+            why = (
+                f"not read: the video ends at frame {failed[0]}, before the {self.total} frames its header "
+                "announced (an estimate for some files, or a file cut short)"
+            )
+        return [(key, None, None, why, None)]
+
+    def read(self):
+        cap, total = self.cap, self.total
+        idx, failed, cut = -1, [], False
+        scene = None
+        if self.cuts_threshold is not None:
+            from .tracking import SceneCuts
+
+            scene = SceneCuts(self.cuts_threshold)
+        while True:
+            idx += 1
+            if idx % self.stride:
+                if scene is not None:
+                    ok, between = cap.read()
+                    cut = (scene(between) or cut) if ok else cut
+                else:
+                    ok = cap.grab()
+                if not ok and (total is None or idx >= total):
+                    yield from self._unread(failed, gave_up=False)
+                    return
+                if ok:  # a later frame is there: the ones before it were broken
+                    yield from self._broken(failed)
+                continue
+            ok, frame = cap.read()
+            if not ok:
+                if total is not None and idx < total and len(failed) < self.max_bad:
+                    failed.append(idx)
+                    continue
+                yield from self._unread(failed, gave_up=total is not None and idx < total)
+                return
+            yield from self._broken(failed)
+            if scene is not None:
+                cut = scene(frame) or cut
+            yield idx, frame, (cut if scene is not None else None), None, self._time(idx)
+            cut = False
+
+
+class _AnnotatedVideo:
+    """``run_video``'s annotated video at ``path``: each drawn frame fills the slots its time gives
+    (``VideoTimeline``), a gap holding the picture before; the writer opens at the first picture's
+    size."""
+
+    def __init__(self, path: str, rate: float, draw_max_side: int):
+        self.path, self.rate, self.draw_max_side = path, rate, draw_max_side
+        self.timeline = VideoTimeline(rate)
+        self.writer = None
+        self.last = None
+
+    def write(self, frame, faces, time_s):
+        n = self.timeline.slots(time_s)
+        if not n:
+            return
+        vis = draw_predictions(frame, faces, self.draw_max_side)
+        if self.writer is None:
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.rate, vis.shape[1::-1])
+        for _ in range(n - 1):  # a gap in the frames' times: the picture before is held
+            self.writer.write(self.last)
+        self.writer.write(vis)
+        self.last = vis
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.release()
+
+
 def run_video(
     predictor,
     source,
@@ -1106,105 +1218,21 @@ def run_video(
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     steps = -(-total // stride) if total else None
     name = os.path.splitext(os.path.basename(str(source)))[0] + "_foss.mp4"
-    video = []
-    people = None
-    cuts_between = False
+    drawn = bool(out_dir) and draw  # --no-draw: no pictures at all
+    people, cuts = None, None
     if track:
-        from .tracking import DEFAULT_MIN_FRAMES, SceneCuts, VideoPeople
+        from .tracking import DEFAULT_MIN_FRAMES, VideoPeople
 
         people = VideoPeople(
             fps=fps,
             frame_stride=stride,
             min_frames=DEFAULT_MIN_FRAMES if min_track_frames is None else min_track_frames,
-            thumbnails=bool(out_dir) and draw,  # --no-draw: no pictures at all
+            thumbnails=drawn,
         )
-        cuts_between = stride > 1 and people.tracker.cuts is not None
-
-    def frame_time(idx: int) -> Optional[float]:
-        """The frame just read's own timestamp in seconds (a variable frame rate's gaps included),
-        else its index over the average fps; None for a camera."""
-        if live:
-            return None
-        ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-        return ms / 1000.0 if ms > 0 or idx == 0 else idx / fps
-
-    def broken(failed):
-        """The reader's entries for the processed frames in ``failed`` (emptied), a later frame having
-        read: each one unreadable."""
-        entries = [(bad_idx, None, None, "unreadable frame", None) for bad_idx in failed]
-        failed.clear()
-        return entries
-
-    def unread(failed, gave_up: bool):
-        """The reader's entries, (key, None, None, reason, None), for processed frames that never
-        read and no later frame did: one entry from the first to the announced last frame."""
-        if not failed:
-            return []
-        key = str(failed[0]) if failed[0] == total - 1 else f"{failed[0]}-{total - 1}"
-        if gave_up:
-            why = (
-                f"not read: {len(failed)} frames in a row from frame {failed[0]} could not be read, so the rest "
-                f"of the video (to frame {total - 1}) is left out"
-            )
-        else:
-            why = (
-                f"not read: the video ends at frame {failed[0]}, before the {total} frames its header "
-                "announced (an estimate for some files, or a file cut short)"
-            )
-        return [(key, None, None, why, None)]
-
-    def frames():
-        # (index, frame, cut, reason, time): a frame that does not read is broken only if a later one
-        # reads: OpenCV's frame count is an estimate (variable frame rate, remuxed files), and the
-        # frames past the real end fail too. With a stride, the scene cuts are measured here on
-        # every frame, the skipped ones too (a pan's small steps add up to a cut's difference over
-        # four frames), and handed to the tracker with the next processed frame.
-        idx, failed, cut = -1, [], False
-        scene = SceneCuts(people.tracker.cuts.threshold) if cuts_between else None
-        while True:
-            idx += 1
-            if idx % stride:
-                if scene is not None:
-                    ok, between = cap.read()
-                    cut = (scene(between) or cut) if ok else cut
-                else:
-                    ok = cap.grab()
-                if not ok and (total is None or idx >= total):
-                    yield from unread(failed, gave_up=False)
-                    return
-                if ok:  # a later frame is there: the ones before it were broken
-                    yield from broken(failed)
-                continue
-            ok, frame = cap.read()
-            if not ok:
-                if total is not None and idx < total and len(failed) < max_bad_frames:
-                    failed.append(idx)
-                    continue
-                yield from unread(failed, gave_up=total is not None and idx < total)
-                return
-            yield from broken(failed)
-            if scene is not None:
-                cut = scene(frame) or cut
-            yield idx, frame, (cut if scene is not None else None), None, frame_time(idx)
-            cut = False
-
-    timeline, last = VideoTimeline(fps / stride), []  # the writer's rate: the average over the stride
-
-    def write_frame(frame, faces, time_s):
-        n = timeline.slots(time_s)
-        if not n:
-            return
-        vis = draw_predictions(frame, faces, draw_max_side)
-        if not video:
-            video.append(
-                cv2.VideoWriter(
-                    os.path.join(out_dir, name), cv2.VideoWriter_fourcc(*"mp4v"), fps / stride, vis.shape[1::-1]
-                )
-            )
-        for _ in range(n - 1):  # a gap in the frames' times: the picture before is held
-            video[0].write(last[0])
-        video[0].write(vis)
-        last[:] = [vis]
+        if stride > 1 and people.tracker.cuts is not None:  # measured on the frames between too
+            cuts = people.tracker.cuts.threshold
+    frames = _VideoFrames(cap, total, fps, stride, live, max_bad_frames, cuts)
+    annotated = _AnnotatedVideo(os.path.join(out_dir, name), fps / stride, draw_max_side) if drawn else None
 
     done = before = seen = 0
     face_limit, capped = face_cap(predictor), False
@@ -1214,8 +1242,8 @@ def run_video(
     ):
         bar = tqdm(total=steps, desc="frames")  # with its ETA
         workers = 1 if live else max(1, workers)  # a camera's frames are read as they come
-        reader = _Prefetcher(frames, 0 if live else prefetch + workers - 1)
-        drawer = _Drawer() if out_dir and draw else None
+        reader = _Prefetcher(frames.read, 0 if live else prefetch + workers - 1)
+        drawer = _Drawer() if drawn else None
 
         def to_model():
             # _predict_in_order's (key, image, error): the reader's fields travel in the key, and a
@@ -1250,7 +1278,7 @@ def run_video(
                     done += 1
                 shown = people.update(idx, frame, faces, cut, time_s) if people is not None else faces
                 if drawer is not None:
-                    drawer.submit(functools.partial(write_frame, frame, shown, time_s), payload)
+                    drawer.submit(functools.partial(annotated.write, frame, shown, time_s), payload)
                     _record(writer, drawer.finished())
                     continue
                 if payload is not None:
@@ -1269,8 +1297,8 @@ def run_video(
                 bar.total = bar.n  # the video ended before the frame count OpenCV announced
             bar.close()
             cap.release()
-            if video:
-                video[0].release()
+            if annotated is not None:
+                annotated.close()
         n_skipped = len(writer.skipped)
     if people is not None and out_dir:
         people.finish(out_dir, reuse_thumbnails=resume)
