@@ -307,6 +307,11 @@ def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_
     json.dump({}, open(tmp_path / "empty" / "skipped.json", "w"))  # what a run that skipped nothing writes
     json.dump({"images": [], "annotations": [], "categories": []}, open(tmp_path / "coco.json", "w"))
     (tmp_path / "p.csv").write_text("image,face\na.jpg,0\n")
+    cut, other = tmp_path / "cut", tmp_path / "other"  # a run whose people.json is cut short, or not one
+    for folder, text in [(cut, '{"people": [{"track_id'), (other, '{"fps": 2}')]:
+        folder.mkdir()
+        json.dump(frames, open(folder / "predictions.json", "w"))
+        (folder / "people.json").write_text(text)
     for argv, message in [
         (["--predictions", str(photos), "--bucket-seconds", "5"], "--bucket-seconds is for a video run's predictions"),
         (["--predictions", str(pred), "--confidence-threshold", "0.5"], "cannot filter the tracked people"),
@@ -326,6 +331,9 @@ def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_
         (["--predictions", str(tmp_path / "coco.json")], "but a COCO file"),
         (["--predictions", str(pred), "--no-track"], "--no-track is for --video-input; a video run's predictions"),
         (["--predictions", str(tmp_path / "p.csv")], "is not JSON (Expecting value"),
+        # it was a JSONDecodeError traceback, and a KeyError for a file without people
+        (["--predictions", str(cut)], f"{cut / 'people.json'} could not be read (Unterminated string"),
+        (["--predictions", str(other)], f"{other / 'people.json'} is not a people.json of foss-d2 demo"),
     ]:
         with pytest.raises(SystemExit) as e:
             survey.main([*argv, "--output", str(tmp_path / "c")])

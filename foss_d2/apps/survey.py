@@ -218,6 +218,46 @@ def _video_run_fps(pred_dir: str):
         return None
 
 
+def _read_predictions(p, path: str):
+    """A demo run's predictions at ``path`` (its folder, predictions.json or .jsonl) and the run's
+    folder; any other file (the run's others, a COCO file, JSON that is not {image or frame: [faces]})
+    is a usage error saying what to give."""
+    try:
+        results = load_predictions(path)
+    except (OSError, ValueError) as e:
+        p.error(str(e))
+    # the run's other files, even empty (a run that skipped nothing writes skipped.json as {})
+    # (by name only when empty: with entries, the check below names what is not a face list)
+    named = not results and os.path.isfile(path)
+    if (named and os.path.basename(path) in OTHER_RUN_FILES) or {"images", "annotations"} <= set(results):
+        p.error(
+            f"{path} is not foss-d2 demo's predictions but "
+            f"{'a COCO file' if 'images' in results else 'another file of a run'}: give predictions.json, "
+            "predictions.jsonl or the run's folder"
+        )
+    not_faces = next((k for k, v in results.items() if not _is_face_list(v)), None)
+    if not_faces is not None:
+        p.error(
+            f"{path} is not foss-d2 demo's predictions ({{image or frame: [faces]}}): its entry "
+            f"{not_faces!r} is no list of faces; give predictions.json, predictions.jsonl or the run's folder"
+        )
+    return results, (path if os.path.isdir(path) else os.path.dirname(path))
+
+
+def _read_people(p, pred_dir: str) -> dict:
+    """A video run's people.json (its people, fps and tracking settings); one that cannot be read
+    is a usage error naming it."""
+    path = os.path.join(pred_dir, "people.json")
+    try:
+        with open(path) as f:
+            people_file = json.load(f)
+    except (OSError, ValueError) as e:
+        p.error(f"{path} could not be read ({e}): run the video again, or give --per-frame")
+    if not isinstance(people_file, dict) or not isinstance(people_file.get("people"), list):
+        p.error(f"{path} is not a people.json of foss-d2 demo (no list of people): give --per-frame")
+    return people_file
+
+
 def written_files(timeline) -> str:
     return ", ".join(["survey.png", "survey.csv", "survey.json", *(TIMELINE_FILES if timeline else ())])
 
@@ -234,29 +274,7 @@ def main(argv=None, prog=None):
     if args.fps and not args.predictions:
         p.error("--fps is for --predictions of a video run without its frames' times (a video's own rate is read)")
     if args.predictions:
-        try:
-            results = load_predictions(args.predictions)
-        except (OSError, ValueError) as e:
-            p.error(str(e))
-        # the run's other files, even empty (a run that skipped nothing writes skipped.json as {})
-        # (by name only when empty: with entries, the check below names what is not a face list)
-        named = not results and os.path.isfile(args.predictions)
-        other = (named and os.path.basename(args.predictions) in OTHER_RUN_FILES) or {"images", "annotations"} <= set(
-            results
-        )
-        if other:
-            p.error(
-                f"{args.predictions} is not foss-d2 demo's predictions but "
-                f"{'a COCO file' if 'images' in results else 'another file of a run'}: give predictions.json, "
-                "predictions.jsonl or the run's folder"
-            )
-        not_faces = next((k for k, v in results.items() if not _is_face_list(v)), None)
-        if not_faces is not None:
-            p.error(
-                f"{args.predictions} is not foss-d2 demo's predictions ({{image or frame: [faces]}}): its entry "
-                f"{not_faces!r} is no list of faces; give predictions.json, predictions.jsonl or the run's folder"
-            )
-        pred_dir = args.predictions if os.path.isdir(args.predictions) else os.path.dirname(args.predictions)
+        results, pred_dir = _read_predictions(p, args.predictions)
     video = os.path.isfile(os.path.join(pred_dir, "people.json")) if args.predictions else bool(args.video_input)
     per_person = video if args.per_person is None else args.per_person
     if args.predictions and args.no_track:
@@ -267,9 +285,9 @@ def main(argv=None, prog=None):
         per_person = False
     if per_person and not video:
         p.error("--per-person needs a video: --video-input, or --predictions of a video run (with its people.json)")
-    if args.predictions and video and fps is None:
-        with open(os.path.join(pred_dir, "people.json")) as f:
-            fps = json.load(f).get("fps")  # the frame rate the demo read from the video
+    people_file = _read_people(p, pred_dir) if args.predictions and video else None
+    if people_file is not None and fps is None:
+        fps = people_file.get("fps")  # the frame rate the demo read from the video
     if args.predictions and not video:
         video_fps = _video_run_fps(pred_dir)
         if video_fps is not None:  # a video run stopped before it wrote people.json, or --no-track
@@ -315,21 +333,21 @@ def main(argv=None, prog=None):
             "follows; --fps is for predictions without them (a predictions.json alone)"
         )
     if per_person:
-        from .tracking import load_people, people_survey
+        from .tracking import people_survey
 
-        people = load_people(pred_dir)
+        if people_file is None:  # written by this run
+            people_file = _read_people(p, pred_dir)
+        people = people_file["people"]
         end_s = max(times.values(), default=None) or (max((int(k) for k in results), default=0) / fps if fps else None)
         counts, timeline = people_survey(people, lower, bucket_seconds, end_s)
         title = "FOSS-D2 visitor survey"
         total = save_survey(counts, args.output, title=title, timeline=timeline, unit="people")
         print(f"{total} people in {len(results)} frames -> {args.output}/{written_files(timeline)}")
-        with open(os.path.join(pred_dir, "people.json")) as f:
-            meta = json.load(f)
-        if not total and meta.get("dropped_tracks"):
+        if not total and people_file.get("dropped_tracks"):
             print(
-                f"({meta['dropped_tracks']} tracks dropped as noise: under {meta.get('min_frames')} frames, or no "
-                f"face scored {meta.get('min_score')}; run the video again with --min-track-frames 1, or give "
-                "--per-frame to count faces)"
+                f"({people_file['dropped_tracks']} tracks dropped as noise: under {people_file.get('min_frames')} "
+                f"frames, or no face scored {people_file.get('min_score')}; run the video again with "
+                "--min-track-frames 1, or give --per-frame to count faces)"
             )
         return
     counts = count_faces((face for faces in results.values() for face in faces), lower)

@@ -12,7 +12,6 @@ consecutive frames), so no track crosses a cut. A track is a person when it hold
 """
 
 import csv
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -412,14 +411,6 @@ def write_people(
         w = csv.DictWriter(f, PEOPLE_FIELDS)
         w.writeheader()
         w.writerows(people)
-
-
-def load_people(path: str) -> List[dict]:
-    """The people of a people.json (or of the folder that holds it)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "people.json")
-    with open(path) as f:
-        return json.load(f)["people"]
 
 
 def people_over_time(people: Sequence[dict], bucket_seconds: float) -> Dict[int, List[dict]]:
