@@ -229,13 +229,36 @@ def test_onnx_export_says_which_kind_of_weights_it_was_given(tmp_path, capsys, d
     junk.write_text("not a checkpoint")
     cases = [
         ([detector_only], ["--age-head-from"], ["another config"]),
-        ([DEFAULT_WEIGHTS, "--config-file", paper], ["has no weights for", "another config: --config-file"], []),
+        (
+            [DEFAULT_WEIGHTS, "--config-file", paper],
+            ["has no weights for", "of them in another shape)", "another config: --config-file"],
+            [],
+        ),
         ([junk], ["is not a model checkpoint"], ["another config"]),
     ]
     for i, (args, said, unsaid) in enumerate(cases):
         code, err = _exit(["export", args[0], tmp_path / f"onnx{i}", "--format", "onnx", *args[1:]], capsys)
         last = err.strip().splitlines()[-1]
         assert code == 2 and all(w in last for w in said) and not any(w in last for w in unsaid), (args, last)
+
+
+def test_weights_of_another_model_are_one_line_not_a_list_of_every_tensor(tmp_path, detector_only):
+    """What a user sees in the terminal: fvcore logged each tensor the weights did not fill (125
+    lines for a detector-only checkpoint, 700 for another config's model) above the one-line
+    error; now the error alone, saying how many tensors and in which parts."""
+    paper = os.path.join(ROOT, "configs", "paper", "FOSS-DLA34-TResNetS.yaml")
+    demo = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--input", os.path.join(ROOT, "demo", "family.jpg")]
+    for i, extra in enumerate(
+        [["MODEL.WEIGHTS", detector_only], ["--config-file", paper, "MODEL.WEIGHTS", DEFAULT_WEIGHTS]]
+    ):
+        r = subprocess.run(
+            [*demo, "--output", str(tmp_path / str(i)), *extra], capture_output=True, text=True, timeout=300
+        )
+        said = (r.stdout + r.stderr).strip().splitlines()
+        assert r.returncode == 1 and len(said) <= 2, said[:5]
+        assert "has no weights for" in said[-1] and "Skip loading" not in r.stdout + r.stderr
+        assert not (tmp_path / str(i)).exists()
+    assert "in another shape), in age_head, backbone" in said[-1]
 
 
 def test_eval_only_on_a_dataset_with_a_missing_image_is_one_line_before_it_starts(tmp_path, capsys):

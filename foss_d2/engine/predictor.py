@@ -37,14 +37,23 @@ def read_photos(paths: Iterable[str], input_format: str, max_side: int) -> Itera
 
 
 class _Checkpointer(DetectionCheckpointer):
-    """detectron2's checkpointer, keeping the model's tensors that the checkpoint did not fill."""
+    """detectron2's checkpointer, keeping the model's tensors that the checkpoint did not fill (and
+    how many of them it holds in another shape)."""
 
-    missing = ()
+    missing, other_shapes = (), 0
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)
-        self.missing = tuple(incompatible.missing_keys) if incompatible is not None else ()
+        if incompatible is not None:
+            self.missing = tuple(incompatible.missing_keys)
+            self.other_shapes = len(incompatible.incorrect_shapes)
         return incompatible
+
+    def _log_incompatible_keys(self, incompatible):
+        # with tensors missing, load_all_weights raises one error naming them; fvcore's list of
+        # every name (hundreds of lines for another config's model) would bury it
+        if not incompatible.missing_keys:
+            super()._log_incompatible_keys(incompatible)
 
 
 class IncompleteWeightsError(ValueError):
@@ -77,8 +86,9 @@ def load_all_weights(model, path: str):
             if parts == ["age_head"]
             else ""
         )
+        shapes = f" ({checkpointer.other_shapes} of them in another shape)" if checkpointer.other_shapes else ""
         raise IncompleteWeightsError(
-            f"MODEL.WEIGHTS {path} has no weights for {len(missing)} of the model's tensors, in "
+            f"MODEL.WEIGHTS {path} has no weights for {len(missing)} of the model's tensors{shapes}, in "
             f"{', '.join(parts)}{hint}: is it a checkpoint of this config?",
             parts,
         )
