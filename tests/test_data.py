@@ -96,6 +96,23 @@ def test_parse_wider_fixture(tmp_path):
     assert [len(r["annotations"]) for r in recs] == [1, 0, 1]  # the zero-width face is dropped
     assert recs[2]["annotations"][0]["iscrowd"] == 1  # invalid -> ignore
     assert (recs[0]["height"], recs[0]["width"]) == (20, 30)
+    # the demographics CSV is a separate download: without it the faces have no groups or genders
+    # (it was a FileNotFoundError, so not even face AP could be measured on wider_face_val)
+    import logging
+
+    from foss_d2.data.datasets import wider_face
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    wider_face.logger.addHandler(handler)
+    try:
+        recs = load_wider_face(str(tmp_path / "images"), str(gt), str(tmp_path / "demographics_val.csv"))
+    finally:
+        wider_face.logger.removeHandler(handler)
+    assert [len(r["annotations"]) for r in recs] == [1, 0, 1]
+    assert all(a["gender"] == -1 and a["age_group"] == -1 for r in recs for a in r["annotations"])
+    assert any("demographics_val.csv not found" in r.getMessage() for r in records)
 
 
 @needs_shared_data

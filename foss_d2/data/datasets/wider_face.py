@@ -98,11 +98,25 @@ def load_wider_demographics(csv_path: str) -> Dict[Tuple[str, int], dict]:
     return table
 
 
+_MISSING_SAID = set()  # demographics files said to be missing
+
+
 def load_wider_face(image_root: str, gt_file: str, demographics_csv: Optional[str] = None) -> List[dict]:
-    """Records of WIDER FACE images with every face box; faces carry no real age (``age`` = -1)."""
+    """Records of WIDER FACE images with every face box; faces carry no real age (``age`` = -1).
+    ``demographics_csv`` joins perceived age groups and genders; without that file (a separate
+    download) the faces have none, with a warning: face AP still works."""
     if not os.path.isfile(gt_file):
         raise FileNotFoundError(f"WIDER FACE annotation file not found: {gt_file}")
-    demo = load_wider_demographics(demographics_csv) if demographics_csv else {}
+    demo = {}
+    if demographics_csv and os.path.isfile(demographics_csv):
+        demo = load_wider_demographics(demographics_csv)
+    elif demographics_csv and demographics_csv not in _MISSING_SAID:  # the evaluators load it again
+        _MISSING_SAID.add(demographics_csv)
+        logger.warning(
+            "WIDER FACE: %s not found: its faces have no perceived age group or gender (face AP only); "
+            "it is the WIDER FACE demographics file, a separate download (datasets/README.md)",
+            demographics_csv,
+        )
     records = []
     for rel, rows in parse_wider_bbx_gt(gt_file):
         path = os.path.join(image_root, rel)
