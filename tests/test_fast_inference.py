@@ -970,6 +970,19 @@ def test_benchmark_peer_runs(tmp_path):
     assert (tmp_path / "peer.md").is_file()
 
 
+def test_benchmark_peer_without_the_peer_installed_says_how_to_install_it(tmp_path, capsys):
+    """The peer's virtualenv is a separate install: without it the benchmark stops in one line
+    before any work (it was a FileNotFoundError traceback after the models were built)."""
+    from foss_d2.apps.benchmark import main
+
+    missing = tmp_path / "no-venv" / "bin" / "python"
+    with pytest.raises(SystemExit) as e:
+        main(["peer", "--peer-python", str(missing), "--output", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and f"--peer-python {missing} not found" in err[-1] and "install_peer.sh" in err[-1]
+    assert not (tmp_path / "b").exists()
+
+
 @needs_shared_data
 def test_benchmark_peer_counts_each_variants_own_network(tmp_path):
     """Multiply-adds are counted on each variant's own model. The variant here has the shipped

@@ -653,6 +653,11 @@ def peer_images(root: str, closeups: int, groups: int):
 def benchmark_peer(args, parser):
     from . import runner
 
+    if args.peer_python and not os.access(args.peer_python, os.X_OK):
+        parser.error(
+            f"--peer-python {args.peer_python} not found: `bash tools/peer/install_peer.sh` installs the peer "
+            "there, or give --peer-python '' to time FOSS-D2 alone"
+        )
     root = args.data or os.environ.get("FOSS_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data")
     try:
         sets = peer_images(root, args.closeups, args.groups)
