@@ -323,6 +323,27 @@ def test_tools_refuse_outputs_and_values_they_cannot_use_before_any_work(tmp_pat
     assert afile.read_text() == "" and not (tmp_path / "a.json").exists()  # nothing written
 
 
+def test_a_video_or_camera_that_cannot_be_opened_is_one_line_with_or_without_output(tmp_path):
+    """What the terminal shows: FFmpeg's "moov atom not found" and OpenCV's "[ WARN:0] ... can't
+    open camera by index" stood above the error, and --webcam (or a video without --output) exited
+    1 after the model had loaded, where a video with --output exited 2 before. Now one line, exit 2,
+    for each, nothing written."""
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4000))  # an MP4 header and no movie
+    demo = [sys.executable, os.path.join(ROOT, "tools", "demo.py")]
+    out = str(tmp_path / "out")
+    for argv, said in [
+        (["--video-input", str(cut)], "not a video OpenCV can read"),
+        (["--video-input", str(cut), "--output", out], "not a video OpenCV can read"),
+        (["--webcam", "--output", out], "cannot open camera 0"),
+    ]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+        r = subprocess.run([*demo, *argv], capture_output=True, text=True, timeout=300, env=env)
+        lines = (r.stdout + r.stderr).strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and said in lines[0], (argv, lines)
+    assert not os.path.exists(out)
+
+
 def test_videos_given_as_photos_and_a_folder_given_as_a_video_say_which_option(tmp_path, capsys):
     from foss_d2.apps.runner import RunError, collect_inputs, open_video, still_picture_format
 

@@ -229,7 +229,15 @@ def run_settings(cfg) -> dict:
 
 def open_video(source):
     """``cv2.VideoCapture`` of a video file or camera, opened; a RunError saying why not."""
-    cap = cv2.VideoCapture(source)
+    # FFmpeg's and OpenCV's own lines ("moov atom not found", "can't open camera by index") would
+    # stand above the one-line error that says it; an OPENCV_FFMPEG_LOGLEVEL of the user's wins
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read once, when FFmpeg is first used
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(source)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
         if isinstance(source, int):  # --webcam: a camera index
             raise RunError(
@@ -1470,22 +1478,27 @@ def prepare_run(
     if getattr(args, "webcam", False) and args.resume:
         parser.error("--resume does not apply to --webcam")
     items, skipped = collect_inputs(args.input, exclude=check_dir or out_dir) if args.input else ([], {})
-    if out_dir:
-        inputs = [*(args.input or []), *(p for p, _ in items)] + ([args.video_input] if args.video_input else [])
-        try:
+    video = args.video_input or (0 if getattr(args, "webcam", False) else None)
+    cap = None
+    try:
+        if video is not None:  # a video or camera that cannot be opened: said before the model loads
+            cap = open_video(video)
+        if out_dir:
+            inputs = [*(args.input or []), *(p for p, _ in items)] + ([args.video_input] if args.video_input else [])
             check_output(check_dir or out_dir, inputs)
             settings = run_settings(cfg) if cfg is not None else None
             if settings is not None and args.video_input:
                 from .tracking import track_options
 
-                cap = open_video(args.video_input)
                 settings.update(
                     video_settings(cap, args.video_input, args.every_n_frames, **track_options(args, False))
                 )
-                cap.release()
             prepare_output(out_dir, args.resume, args.overwrite, settings, write=False)
-        except RunError as e:
-            parser.error(str(e))
+    except RunError as e:
+        parser.error(str(e))
+    finally:
+        if cap is not None:
+            cap.release()
     if args.input and not items:
         if out_dir:
             run_images(None, [], out_dir, "BGR", skipped=skipped, resume=args.resume)
