@@ -1,6 +1,7 @@
 """Config keys of FOSS-D2, with the paper's defaults (Yoshimura & Ogata, FOSS, section 4.2)."""
 
 import os
+from typing import Optional
 
 import torch
 from detectron2.config import CfgNode as CN
@@ -319,6 +320,23 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b)
 
 
+def _trained_beside(config_file: str) -> Optional[str]:
+    """The weights a training run saved beside the config.yaml that train_net.py wrote into its
+    OUTPUT_DIR (model_final.pth, else its last checkpoint); None for any other config."""
+    if "://" in str(config_file) or os.path.basename(config_file) != "config.yaml":
+        return None
+    folder = os.path.dirname(os.path.abspath(config_file))
+    final = os.path.join(folder, "model_final.pth")
+    if os.path.isfile(final):
+        return final
+    try:
+        with open(os.path.join(folder, "last_checkpoint")) as f:
+            last = os.path.join(folder, f.read().strip())
+    except OSError:
+        return None
+    return last if os.path.isfile(last) else None
+
+
 def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidence_threshold=None, need_weights=False):
     """A frozen config: ``config_file`` (default: the shipped model's, with its weights), then the
     ``opts`` KEY VALUE overrides; ``weights``, ``device`` and ``confidence_threshold`` override last.
@@ -340,8 +358,9 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
     # The shipped config comes with the shipped weights: by default, and named for inference.
     if not config_file or (need_weights and not cfg.MODEL.WEIGHTS and _same_file(config_file, DEFAULT_CONFIG)):
         cfg.MODEL.WEIGHTS = DEFAULT_WEIGHTS
+    opts = checked_opts(opts)
     try:
-        cfg.merge_from_list(checked_opts(opts))
+        cfg.merge_from_list(opts)
     except AssertionError as e:  # fvcore's "Non-existent key: ..."
         raise KeyError(f"{e} (every key, with its default, is in foss_d2/config.py)") from None
     if confidence_threshold is not None:
@@ -352,6 +371,13 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
         cfg.MODEL.WEIGHTS = weights
     if device is not None:
         cfg.MODEL.DEVICE = device
+    trained = _trained_beside(config_file) if need_weights and config_file else None
+    if trained and weights is None and "MODEL.WEIGHTS" not in opts[::2] and not _same_file(cfg.MODEL.WEIGHTS, trained):
+        raise ValueError(
+            f"{config_file} was written by a training run, whose weights are {trained}; its MODEL.WEIGHTS "
+            f"({cfg.MODEL.WEIGHTS or 'none'}) is what that run started from: give the weights (MODEL.WEIGHTS "
+            f"{trained} in the tools, weights= in FaceAgeEstimator)"
+        )
     if need_weights and not cfg.MODEL.WEIGHTS:
         raise ValueError(
             f"no weights: {config_file or 'the config'} sets no MODEL.WEIGHTS, and an untrained model finds nothing "

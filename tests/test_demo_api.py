@@ -285,6 +285,37 @@ def test_a_config_without_weights_is_refused_for_inference(toy_model, tmp_path):
     assert get_foss_cfg(DEFAULT_CONFIG).MODEL.WEIGHTS == ""
 
 
+def test_a_training_runs_config_yaml_is_not_read_with_the_weights_it_started_from(tmp_path):
+    """train_net.py writes OUTPUT_DIR/config.yaml with the MODEL.WEIGHTS the run started from (a
+    fine-tuning run: the shipped weights). Given to the demo or the API, it answered with those,
+    not the trained ones, without a word. Now a ValueError naming the trained weights; given
+    weights are used; training reads the config as written."""
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.model_zoo import DEFAULT_WEIGHTS
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(get_foss_cfg(need_weights=True).dump())  # MODEL.WEIGHTS: the shipped
+    (run / "model_0000009.pth").write_bytes(b"trained")  # the config check does not read it
+    (run / "last_checkpoint").write_text("model_0000009.pth")
+    cfg_file = str(run / "config.yaml")
+    trained = str(run / "model_0000009.pth")
+    with pytest.raises(ValueError, match=f"was written by a training run, whose weights are {trained}"):
+        FaceAgeEstimator(config_file=cfg_file, device="cpu")
+    assert get_foss_cfg(cfg_file, need_weights=True, opts=["MODEL.WEIGHTS", trained]).MODEL.WEIGHTS == trained
+    assert get_foss_cfg(cfg_file, need_weights=True, weights=DEFAULT_WEIGHTS).MODEL.WEIGHTS == DEFAULT_WEIGHTS
+    assert get_foss_cfg(cfg_file).MODEL.WEIGHTS == DEFAULT_WEIGHTS  # train_net.py --resume reads it so
+    (run / "model_final.pth").write_bytes(b"trained")  # the run's end: its final weights are named
+    with pytest.raises(ValueError, match="MODEL.WEIGHTS .*run/model_final.pth in the tools"):
+        get_foss_cfg(cfg_file, need_weights=True)
+    # the same config under another name, or one whose weights are the run's own: read as it is
+    other = tmp_path / "mine.yaml"
+    other.write_text((run / "config.yaml").read_text())
+    assert get_foss_cfg(str(other), need_weights=True).MODEL.WEIGHTS == DEFAULT_WEIGHTS
+    (run / "config.yaml").write_text(get_foss_cfg(weights=str(run / "model_final.pth")).dump())
+    assert get_foss_cfg(cfg_file, need_weights=True).MODEL.WEIGHTS.endswith("run/model_final.pth")
+
+
 def test_config_and_opts_mistakes_name_what_to_do(toy_model, tmp_path):
     cfg_file, weights = toy_model
     with pytest.raises(ValueError, match=r"not a YAML config but a binary file \(a checkpoint\? pass it as weights="):
