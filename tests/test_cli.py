@@ -213,11 +213,32 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
             "",
         ),
     ]
+    # an OUTPUT_DIR holding a run of another model (the shipped architecture, not the paper's):
+    # --resume was a traceback from the optimizer's state, its config.yaml written over first
+    other_run = tmp_path / "other_run"
+    other_run.mkdir()
+    (other_run / "model_final.pth").symlink_to(DEFAULT_WEIGHTS)
+    (other_run / "last_checkpoint").write_text("model_final.pth")
+    (other_run / "config.yaml").write_text("the earlier run's")
+    cases += [
+        (
+            ["train", "--config-file", paper, "--resume", "OUTPUT_DIR", other_run],
+            f"--resume: OUTPUT_DIR {other_run} holds a run of another model",
+            "in another shape, in age_head, backbone",
+        ),
+        # a frozen detector from another model's weights trained the age network on a random one
+        (
+            ["train", "--config-file", paper, "MODEL.WEIGHTS", DEFAULT_WEIGHTS, *out],
+            "the detector is frozen (MODEL.FOSS.FREEZE_DETECTOR) but MODEL.WEIGHTS",
+            "in backbone: it would stay random",
+        ),
+    ]
     for argv, *words in cases:
         code, err = _exit(argv, capsys)
         assert code == 2 and all(w in err for w in words), (argv, err)
         assert len(err.strip().splitlines()[-1]) > 20 and "Traceback" not in err, err
     assert not (tmp_path / "onnx" / "age_net.onnx").exists()
+    assert (other_run / "config.yaml").read_text() == "the earlier run's"
 
 
 def test_onnx_export_says_which_kind_of_weights_it_was_given(tmp_path, capsys, detector_only):

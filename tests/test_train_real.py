@@ -60,6 +60,14 @@ def test_train_net_runs_on_real_data_and_resumes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     log = open(out / "log.txt").read()
     assert "Loading trainer from" in log and "Starting training from iteration 3" in log
+    # a new run into that OUTPUT_DIR without --resume: detectron2 appends to metrics.json, so the
+    # earlier run's lines are moved aside first, not mixed with the new run's
+    earlier = open(out / "metrics.json").read()
+    r = subprocess.run(cmd + ["SOLVER.MAX_ITER", "1"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "its metrics.json is now metrics.before1.json" in r.stdout + r.stderr
+    assert open(out / "metrics.before1.json").read() == earlier
+    assert [json.loads(line)["iteration"] for line in open(out / "metrics.json")] == [0]
 
     # --eval-only on the real WIDER val photos: tables printed and written to eval_results.json
     ev = tmp_path / "eval"

@@ -148,6 +148,56 @@ def check_dataset_names(parser, cfg, eval_only: bool):
             )
 
 
+def check_weights_fit(parser, cfg, args):
+    """Weights that do not fit the config's model, said before the run starts (and before
+    default_setup writes OUTPUT_DIR/config.yaml over the earlier run's): --resume from a checkpoint
+    of another model (a traceback from the optimizer's state after fvcore's hundreds of warnings),
+    or a frozen detector whose MODEL.WEIGHTS are another model's (the age network trained to the
+    end on a random detector)."""
+    m = cfg.MODEL
+    last = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
+    resuming = args.resume and os.path.isfile(last)
+    if resuming:
+        with open(last) as f:
+            path = os.path.join(cfg.OUTPUT_DIR, f.read().strip())
+        parts = ("backbone", "proposal_generator", "age_head")
+    elif m.WEIGHTS and m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not args.eval_only:
+        path, parts = m.WEIGHTS, ("backbone", "proposal_generator")
+    else:
+        return
+    if not os.path.isfile(path):
+        return  # the run's own load says so
+    from detectron2.modeling import build_model
+
+    from ..engine.predictor import RecordingCheckpointer
+
+    on_cpu = cfg.clone()
+    on_cpu.defrost()
+    on_cpu.MODEL.DEVICE = "cpu"
+    checkpointer = RecordingCheckpointer(build_model(on_cpu))
+    try:
+        checkpointer.load(path, checkpointables=[])
+    except Exception:  # noqa: BLE001  (not a checkpoint: the run's own load says so)
+        return
+    missing = [k for k in checkpointer.missing if k.split(".")[0] in parts]
+    if not missing:
+        return
+    where = ", ".join(sorted({k.split(".")[0] for k in missing}))
+    other = [k for k in checkpointer.other_shapes if k.split(".")[0] in parts]
+    shapes = f", {len(other)} of them in another shape" if other else ""
+    if resuming:
+        parser.error(
+            f"--resume: OUTPUT_DIR {cfg.OUTPUT_DIR} holds a run of another model: {path} has no weights for "
+            f"{len(missing)} of this config's tensors{shapes}, in {where}. Resume it with its own config "
+            f"(--config-file {os.path.join(cfg.OUTPUT_DIR, 'config.yaml')}), or give another OUTPUT_DIR"
+        )
+    parser.error(
+        f"the detector is frozen (MODEL.FOSS.FREEZE_DETECTOR) but MODEL.WEIGHTS {path} has no weights for "
+        f"{len(missing)} of its tensors{shapes}, in {where}: it would stay random. Give a detector of this "
+        "config (a stage-1 run of it, or the shipped weights for the shipped architecture)"
+    )
+
+
 def get_parser(prog=None):
     p = one_line_errors(default_argument_parser())
     p.prog = prog or p.prog
@@ -189,11 +239,22 @@ def main(argv=None, prog=None):
             )
     if args.num_gpus > 1 and torch.cuda.device_count() < args.num_gpus:
         parser.error(f"--num-gpus {args.num_gpus}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
+    check_weights_fit(parser, cfg, args)
     if not args.eval_only and not args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        # detectron2 appends to metrics.json: the earlier run's lines are moved aside, not mixed in
+        metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
+        kept = ""
+        if os.path.isfile(metrics):
+            n = 1
+            while os.path.exists(os.path.join(cfg.OUTPUT_DIR, f"metrics.before{n}.json")):
+                n += 1
+            os.replace(metrics, os.path.join(cfg.OUTPUT_DIR, f"metrics.before{n}.json"))
+            kept = f"; its metrics.json is now metrics.before{n}.json"
         logger.warning(
             "OUTPUT_DIR %s holds an earlier run's checkpoints: this run starts afresh and writes over its "
-            "model_final.pth and metrics (--resume continues it; another OUTPUT_DIR keeps it)",
+            "model_final.pth%s (--resume continues it; another OUTPUT_DIR keeps it)",
             cfg.OUTPUT_DIR,
+            kept,
         )
     print("Command Line Args:", args)
     try:

@@ -36,17 +36,17 @@ def read_photos(paths: Iterable[str], input_format: str, max_side: int) -> Itera
         yield path, inference_tensor(img, limit)
 
 
-class _Checkpointer(DetectionCheckpointer):
+class RecordingCheckpointer(DetectionCheckpointer):
     """detectron2's checkpointer, keeping the model's tensors that the checkpoint did not fill (and
-    how many of them it holds in another shape)."""
+    those of them it holds in another shape)."""
 
-    missing, other_shapes = (), 0
+    missing, other_shapes = (), ()  # names of the model's tensors
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)
         if incompatible is not None:
             self.missing = tuple(incompatible.missing_keys)
-            self.other_shapes = len(incompatible.incorrect_shapes)
+            self.other_shapes = tuple(k for k, _, _ in incompatible.incorrect_shapes)
         return incompatible
 
     def _log_incompatible_keys(self, incompatible):
@@ -69,7 +69,7 @@ def load_all_weights(model, path: str):
     """Loads ``path`` into ``model`` for inference. A ValueError when it is not a checkpoint, or
     when it leaves tensors of the model untrained (detectron2 only logs those): e.g. a
     ``--detector-only`` export would give every face the answers of a random age network."""
-    checkpointer = _Checkpointer(model)
+    checkpointer = RecordingCheckpointer(model)
     try:
         checkpointer.load(path)
     except FileNotFoundError:
@@ -86,7 +86,7 @@ def load_all_weights(model, path: str):
             if parts == ["age_head"]
             else ""
         )
-        shapes = f" ({checkpointer.other_shapes} of them in another shape)" if checkpointer.other_shapes else ""
+        shapes = f" ({len(checkpointer.other_shapes)} of them in another shape)" if checkpointer.other_shapes else ""
         raise IncompleteWeightsError(
             f"MODEL.WEIGHTS {path} has no weights for {len(missing)} of the model's tensors{shapes}, in "
             f"{', '.join(parts)}{hint}: is it a checkpoint of this config?",
