@@ -549,6 +549,27 @@ def test_resume_refuses_other_settings(toy, tmp_path, capsys):
     assert code == 0 and json.load(open(out / "run.json"))["MODEL.FOSS.SCORE_THRESH_TEST"] == 0.5
 
 
+def test_resume_knows_the_weights_by_their_contents_not_their_path(toy, tmp_path, capsys, monkeypatch):
+    """run.json held MODEL.WEIGHTS as typed: the same file named from another folder was refused,
+    and other weights saved under the same name (a retrained model) resumed, mixing two models'
+    answers. Now the file's path is absolute and its SHA-1 decides."""
+    import shutil
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 2)
+    shutil.copy(os.path.join(os.path.dirname(toy), "toy.pth"), tmp_path / "w.pth")
+    monkeypatch.chdir(tmp_path)
+    run = ["--config-file", toy, "--input", inp, "--output", out, "--no-draw"]
+    assert _demo(capsys, *run, "MODEL.WEIGHTS", "w.pth")[0] == 0
+    assert json.load(open(out / "run.json"))["MODEL.WEIGHTS"] == str(tmp_path / "w.pth")
+    assert _demo(capsys, *run, "--resume", "MODEL.WEIGHTS", tmp_path / "w.pth")[0] == 0  # refused before
+    with open(tmp_path / "w.pth", "ab") as f:  # other bytes under the same name
+        f.write(b"retrained")
+    code, said = _demo(capsys, *run, "--resume", "MODEL.WEIGHTS", "w.pth")
+    w = tmp_path / "w.pth"
+    assert code == 2 and f"MODEL.WEIGHTS: '{w}' then, '{w}' now (other contents)" in said
+
+
 def test_setup_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch):
     """A config file that is no YAML mapping, a CUDA device on a machine without one, an export into a
     folder that does not exist yet (created) or from a file that is no checkpoint."""

@@ -224,6 +224,14 @@ def run_settings(cfg) -> dict:
     walk(cfg.MODEL, "MODEL.")
     walk(cfg.INPUT, "INPUT.")
     flat.pop("MODEL.DEVICE", None)  # the same answers, to float rounding
+    weights = flat.get("MODEL.WEIGHTS")
+    if weights and os.path.isfile(weights):  # which weights: their bytes, wherever the file is named from
+        flat["MODEL.WEIGHTS"] = os.path.abspath(weights)
+        sha1 = hashlib.sha1()
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha1.update(block)
+        flat["MODEL.WEIGHTS_SHA1"] = sha1.hexdigest()
     return json.loads(json.dumps(flat))
 
 
@@ -337,9 +345,23 @@ def check_same_settings(out_dir: str, settings: dict):
     # a run.json written before it held a video's keys (VIDEO.*) is checked on the rest
     older = not any(k.startswith("VIDEO.") for k in saved)
     keys = set(saved) | {k for k in settings if not (older and k.startswith("VIDEO."))}
+    if "MODEL.WEIGHTS_SHA1" in saved:
+        keys.discard("MODEL.WEIGHTS")  # the same bytes named from elsewhere are the same model
+    else:  # a run.json from before: the weights' path, as written then
+        keys.discard("MODEL.WEIGHTS_SHA1")
+        if saved.get("MODEL.WEIGHTS") and "://" not in saved["MODEL.WEIGHTS"]:
+            saved["MODEL.WEIGHTS"] = os.path.abspath(saved["MODEL.WEIGHTS"])
     diff = [k for k in sorted(keys) if saved.get(k) != settings.get(k)]
     if diff:
-        shown = "; ".join(f"{k}: {saved.get(k)!r} then, {settings.get(k)!r} now" for k in diff[:3])
+
+        def then_now(k):
+            if k == "MODEL.WEIGHTS_SHA1":  # a checksum says nothing to a reader: the files, and that they differ
+                k, why = "MODEL.WEIGHTS", " (other contents)"
+            else:
+                why = ""
+            return f"{k}: {saved.get(k)!r} then, {settings.get(k)!r} now{why}"
+
+        shown = "; ".join(then_now(k) for k in diff[:3])
         more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
         raise RunError(
             f"--resume with other settings than the run in {out_dir} ({shown}{more}): its answers would mix "
