@@ -397,3 +397,30 @@ def test_saved_predictions_of_a_crowd_count_every_box(tmp_path, monkeypatch, cap
     # (a second call in one process: the first one's COCO json lay in a temporary folder, now gone)
     capped = _score_saved(tmp_path, monkeypatch, capsys, name, preds, "MODEL.FOSS.K_TEST", "100")
     assert capped["bbox"]["AP50"] == pytest.approx(100 * 84 / 101)
+
+
+def test_the_age_picture_shows_every_band_those_without_a_found_face_too(tmp_path, monkeypatch):
+    """The right panel's bars were the bands' MAEs: a band with no face found (MAE NaN) at an end of
+    the axis was dropped from it, so a run that found no child showed no 0-2 or 3-9 band at all."""
+    from foss_d2.evaluation import age_evaluator
+
+    drawn = {}
+    monkeypatch.setattr(age_evaluator, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    nan = float("nan")
+    per_band = {
+        "0-2": {"MAE": nan, "detected": 0, "faces": 131},
+        "3-9": {"MAE": nan, "detected": 0, "faces": 113},
+        "10-19": {"MAE": 4.0, "detected": 2, "faces": 50},
+        "20-39": {"MAE": nan, "detected": 0, "faces": 1062},
+        "40-59": {"MAE": 6.5, "detected": 1, "faces": 9},
+        "60+": {"MAE": nan, "detected": 0, "faces": 7},
+    }
+    rows = [{"age": 15, "detected": True, "pred_age": 19}, {"age": 45, "detected": True, "pred_age": 38.5}]
+    age_evaluator.save_age_png(rows, per_band, str(tmp_path / "age.png"))
+    bx = drawn["fig"].axes[1]
+    bx.figure.canvas.draw()
+    lo, hi = bx.get_xlim()
+    assert lo < 0 and hi > 5, (lo, hi)  # every band in view (it was 1.46-4.54: 3-9 and 0-2 cut off)
+    assert [p.get_height() for p in bx.patches] == [0, 0, 4.0, 0, 6.5, 0]
+    labels = [t.get_text() for t in bx.texts]
+    assert labels == ["-\n0/131", "-\n0/113", "4.0\n2/50", "-\n0/1062", "6.5\n1/9", "-\n0/7"]

@@ -424,7 +424,9 @@ def save_age_png(rows: List[dict], per_band: dict, path: str):
     mae = float(np.abs(pred - true).mean()) if len(hit) else float("nan")
     ax.set_title(f"{len(hit)} faces found, MAE {mae:.2f} (dashed: +-5 years)")
     names = list(per_band)
-    bars = bx.bar(names, [per_band[n]["MAE"] for n in names], color="tab:orange")
+    # a band without a found face gets a bar of height 0 (a NaN one dropped its category from the
+    # axis when it stood at an end)
+    bars = bx.bar(names, [np.nan_to_num(per_band[n]["MAE"]) for n in names], color="tab:orange")
     for bar, n in zip(bars, names):
         b = per_band[n]
         label = f"{b['MAE']:.1f}" if b["detected"] else "-"
