@@ -323,6 +323,17 @@ def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch
     assert res["bbox"]["AP50"] == pytest.approx(100.0)
     assert res["age"]["group_acc"] == 100 and res["age"]["gender_acc"] == 50
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.json"]
+    # answers for a photo that is not the dataset's: left out, and said (they were dropped silently)
+    preds["family.jpg"] = preds["/photos/x.jpg"][:1]
+    import json
+
+    from foss_d2.apps.evaluate import main
+
+    (tmp_path / "preds.json").write_text(json.dumps(preds))
+
+    main(["predictions", "--dataset", name, "--predictions", "preds.json"])
+    said = capsys.readouterr().err
+    assert f"1 of the 2 images of preds.json are not {name}'s and are left out (the first: 'family.jpg')" in said
 
 
 def test_saved_predictions_mistakes_are_one_line_errors(tmp_path, capsys):

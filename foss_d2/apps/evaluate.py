@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import sys
 import tempfile
 
 import torch
@@ -126,6 +127,14 @@ def evaluate_predictions(args, parser):
         parser.error(
             f"none of the {len(preds)} images of {args.predictions} is one of {args.dataset}'s {len(records)} "
             f"(first key: {example!r}): run the demo on the dataset's own files (--write-list gives their paths)"
+        )
+    used = {id(faces) for faces in matched.values()}
+    foreign = [k for k, faces in preds.items() if id(faces) not in used]
+    if foreign:  # other photos' answers: left out, said before the figures
+        print(
+            f"{len(foreign)} of the {len(preds)} images of {args.predictions} are not {args.dataset}'s and are "
+            f"left out (the first: {foreign[0]!r})",
+            file=sys.stderr,
         )
     bad = [(k, i) for k, faces in preds.items() for i, f in enumerate(faces) if not valid_face(f)]
     if bad:
