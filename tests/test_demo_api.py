@@ -341,6 +341,18 @@ def test_draw_checks_the_faces_it_is_given(toy_model, recwarn):
         est.draw(img, faces=[face, {"age": 3}])
     with pytest.raises(ValueError, match="max_side is a side in pixels"):
         est.draw(img, faces=[face], max_side=-5)
+    # values of the wrong kind: numpy's or matplotlib's message before ("must be real number, not str")
+    for bad, said in [
+        ({"box": ["a", "b", "c", "d"]}, r"faces\[0\]'s box is not four finite numbers"),
+        ({"box": [float("nan")] * 4}, r"faces\[0\]'s box is not four finite numbers"),
+        (dict(face, age="30"), r"faces\[0\]'s age is not a number: '30'"),
+        (dict(face, score=None, gender=1), r"faces\[0\]'s gender is not 'female' or 'male': 1"),
+    ]:
+        with pytest.raises(ValueError, match=said):
+            est.draw(img, faces=[bad])
+    # channel_order is checked whatever the image (it was ignored for a path or a PIL image)
+    with pytest.raises(ValueError, match="channel_order must be BGR or RGB, got 'XYZ'"):
+        est(Image.fromarray(img), channel_order="XYZ")
     # a hand-made face with a box alone is drawn, labelled "?"; so is one with its age alone
     bare = est.draw(img, faces=[{"box": [10, 20, 60, 90]}, {"box": [100, 20, 150, 90], "age": 7}])
     assert (bare != img).any()

@@ -1,5 +1,6 @@
 """The plain Python API: ``FaceAgeEstimator()(image)`` -> list of faces, with the shipped model."""
 
+import math
 import warnings
 from typing import List, Optional, Sequence
 
@@ -69,7 +70,16 @@ def check_faces(faces, image_hw):
         box = f.get("box") if isinstance(f, dict) else None
         if box is None or len(box) != 4:
             raise ValueError(f"faces[{i}] has no box [x1, y1, x2, y2]: {f!r}")
-        x1, y1, x2, y2 = (float(v) for v in box)
+        numbers = [v for v in box if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)]
+        if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"faces[{i}]'s box is not four finite numbers [x1, y1, x2, y2]: {box!r}")
+        for key in ("score", "age"):  # what the picture's labels and line styles read
+            v = f.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.number))):
+                raise ValueError(f"faces[{i}]'s {key} is not a number: {v!r}")
+        if f.get("gender") is not None and not isinstance(f["gender"], str):
+            raise ValueError(f"faces[{i}]'s gender is not 'female' or 'male': {f['gender']!r}")
+        x1, y1, x2, y2 = (float(v) for v in numbers)
         outside += x1 >= w or y1 >= h or x2 <= 0 or y2 <= 0
     if outside:
         warnings.warn(
@@ -120,11 +130,11 @@ class FaceAgeEstimator:
     def to_array(self, image, channel_order: str = "BGR") -> np.ndarray:
         """Any accepted input as an HxWx3 uint8 array in the model's channel order."""
         fmt = self.cfg.INPUT.FORMAT
+        if channel_order not in ("BGR", "RGB"):  # for arrays, and a slip to say for files too
+            raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
         if isinstance(image, Image.Image):  # the same decoding as a file: EXIF orientation, 16-bit
             return load_image(image, fmt)
         if isinstance(image, np.ndarray):
-            if channel_order not in ("BGR", "RGB"):
-                raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
             arr = load_image(image, channel_order)
             return arr[:, :, ::-1].copy() if channel_order != fmt else arr
         return load_image(image, fmt, self.max_pixels)
@@ -144,8 +154,6 @@ class FaceAgeEstimator:
         (BGR: ready for ``cv2.imwrite``), shrunk to ``max_side`` on its longer side when larger
         (None: full size); ``faces``: this estimator's answers for the image (boxes in its pixels),
         found here when not given."""
-        if channel_order not in ("BGR", "RGB"):
-            raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
         if max_side is not None and max_side < 0:
             raise ValueError(f"max_side is a side in pixels (None or 0: full size), got {max_side}")
         arr = self.to_array(image, channel_order)
