@@ -435,3 +435,42 @@ def test_the_age_picture_shows_every_band_those_without_a_found_face_too(tmp_pat
     assert [p.get_height() for p in bx.patches] == [0, 0, 4.0, 0, 6.5, 0]
     labels = [t.get_text() for t in bx.texts]
     assert labels == ["-\n0/131", "-\n0/113", "4.0\n2/50", "-\n0/1062", "6.5\n1/9", "-\n0/7"]
+
+
+def test_figures_with_nothing_to_measure_are_written_as_json_null(tmp_path):
+    """A band whose faces were all missed has no MAE: NaN in Python's results, written to
+    age_results.json as null (Python wrote NaN, which strict JSON parsers refuse)."""
+    import json
+
+    name = "foss_test_eval_null"
+    recs = [
+        {
+            "file_name": f"{i}.jpg",
+            "image_id": str(i),
+            "height": 100,
+            "width": 100,
+            "annotations": [
+                {"bbox": [20, 20, 80, 80], "bbox_mode": BoxMode.XYXY_ABS, "age": age, "gender": 0, "category_id": 0}
+            ],
+        }
+        for i, age in enumerate([30.0, 5.0])
+    ]
+    DatasetCatalog.register(name, lambda: recs)
+    MetadataCatalog.get(name).set(evaluator_type="age_single")
+    ev = FaceAgeEvaluator(name, str(tmp_path))
+    ev.reset()
+    for i, boxes in enumerate([[[20.0, 20, 80, 80]], []]):  # the child's face not found
+        inst = Instances((100, 100))
+        inst.pred_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))
+        inst.scores = torch.full((len(boxes),), 0.9)
+        inst.pred_ages = torch.full((len(boxes),), 33.0)
+        inst.pred_female_probs = torch.zeros(len(boxes))
+        ev.process([{"image_id": str(i)}], [{"instances": inst}])
+    assert ev.evaluate()["age"]["MAE"] == 3.0
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    saved = json.loads((tmp_path / "age_results.json").read_text(), parse_constant=refuse)
+    band = saved["per_band"]["3-9"]
+    assert (band["faces"], band["detected"], band["MAE"]) == (1, 0, None) and saved["per_band"]["20-39"]["MAE"] == 3.0

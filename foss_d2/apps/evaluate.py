@@ -52,7 +52,7 @@ from ..evaluation import build_foss_evaluator
 from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_faces
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
-from ..utils.json_io import write_json_atomic
+from ..utils.json_io import nan_as_null, write_json_atomic
 from .cli import OneLineErrorParser, foss_argument_parser, parse_foss_args
 from .runner import load_predictions, positive_int
 
@@ -180,7 +180,7 @@ def score_predictions(cfg, dataset: str, records, by_path: dict, output: str):
         )
     res = evaluator.evaluate()
     print(f"{dataset}: {len(records)} images, {missing} without predictions")
-    print(json.dumps(res, indent=1, default=float))
+    print(json.dumps(nan_as_null(res), indent=1, default=float))
 
 
 def require_weights(parser, cfg):

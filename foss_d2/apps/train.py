@@ -26,7 +26,7 @@ from ..engine.predictor import load_all_weights
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
-from ..utils.json_io import write_json_atomic
+from ..utils.json_io import nan_as_null, write_json_atomic
 from .cli import one_line_errors, parse_foss_args
 from .runner import config_from_args
 
@@ -121,7 +121,7 @@ def run(args):
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             # The printed tables, also as a file that scripts (tools/research/run_ablations.py) can read.
-            write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
+            write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), nan_as_null(results), indent=1)
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

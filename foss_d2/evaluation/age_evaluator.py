@@ -34,7 +34,7 @@ from detectron2.utils import comm
 
 from ..data.utils import absolute_annotations
 from ..utils.ages import AGE_BANDS, age_band, band_name
-from ..utils.json_io import write_json_atomic, write_text_atomic
+from ..utils.json_io import nan_as_null, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 _ABS_MODES = (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
@@ -199,7 +199,7 @@ class FaceAgeEvaluator(DatasetEvaluator):
             with open(os.path.join(self.output_dir, "face_predictions.json"), "w") as f:
                 json.dump(rows, f)
             # every figure, the tables included (the csv printout below keeps the numbers only)
-            write_json_atomic(os.path.join(self.output_dir, "age_results.json"), res, indent=1)
+            write_json_atomic(os.path.join(self.output_dir, "age_results.json"), nan_as_null(res), indent=1)
             write_text_atomic(
                 os.path.join(self.output_dir, "age_results.md"), format_table(res, self.group_names) + "\n"
             )

@@ -2,6 +2,8 @@
 
 import contextlib
 import json
+import math
+import numbers
 import os
 
 
@@ -29,6 +31,19 @@ def write_text_atomic(path: str, text: str):
 def write_json_atomic(path: str, data, indent=None):
     """``data`` as JSON, written like ``write_text_atomic``."""
     write_text_atomic(path, json.dumps(data, indent=indent))
+
+
+def nan_as_null(data):
+    """``data`` with every NaN or infinite float as None: figures with nothing to measure (no face
+    found in a band, COCO's AP without a box) as standard JSON's null, which strict parsers read
+    (Python writes NaN, which they refuse)."""
+    if isinstance(data, numbers.Real) and not isinstance(data, numbers.Integral):  # numpy's floats too
+        return float(data) if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: nan_as_null(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [nan_as_null(v) for v in data]
+    return data
 
 
 def write_report(out_dir: str, stem: str, report, lines):
