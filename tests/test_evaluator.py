@@ -334,6 +334,10 @@ def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch
     main(["predictions", "--dataset", name, "--predictions", "preds.json"])
     said = capsys.readouterr().err
     assert f"1 of the 2 images of preds.json are not {name}'s and are left out (the first: 'family.jpg')" in said
+    # with --output: the figures and pictures, and no empty lock file of the COCO conversion left there
+    main(["predictions", "--dataset", name, "--predictions", "preds.json", "--output", "out"])
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "age_results.json" in written and not [n for n in written if n.endswith(".lock")], written
 
 
 def test_saved_predictions_mistakes_are_one_line_errors(tmp_path, capsys):

@@ -478,6 +478,10 @@ def build_foss_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = 
                 max_dets_per_image=cfg.MODEL.FOSS.K_TEST,
             )
         )
+        # its conversion of the ground truth to COCO's format leaves iopath's empty lock file behind
+        lock = os.path.join(output_folder or "", f"{dataset_name}_coco_format.json.lock")
+        if output_folder and os.path.isfile(lock) and os.path.getsize(lock) == 0:
+            os.remove(lock)
     if not evaluators:
         raise ValueError(f"nothing to evaluate on {dataset_name}: a detector-only model on a single-face dataset")
     return DatasetEvaluators(evaluators)
