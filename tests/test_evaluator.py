@@ -124,8 +124,9 @@ def _png_size(path):
     return img.shape[1], img.shape[0]
 
 
-def test_single_face_target_on_face_counts_boxes_off_the_face(tmp_path):
-    name = "foss_test_eval_single"
+def _single_face_evaluator(name: str, ages, tmp_path):
+    """A FaceAgeEvaluator, reset, on a dataset ``name`` (age_single) of 100x100 images "0.jpg", ...,
+    each with one male face at [20, 20, 80, 80] of the given age."""
     recs = [
         {
             "file_name": f"{i}.jpg",
@@ -133,15 +134,20 @@ def test_single_face_target_on_face_counts_boxes_off_the_face(tmp_path):
             "height": 100,
             "width": 100,
             "annotations": [
-                {"bbox": [20, 20, 80, 80], "bbox_mode": BoxMode.XYXY_ABS, "age": 30.0, "gender": 0, "category_id": 0}
+                {"bbox": [20, 20, 80, 80], "bbox_mode": BoxMode.XYXY_ABS, "age": age, "gender": 0, "category_id": 0}
             ],
         }
-        for i in range(3)
+        for i, age in enumerate(ages)
     ]
     DatasetCatalog.register(name, lambda: recs)
     MetadataCatalog.get(name).set(evaluator_type="age_single")
     ev = FaceAgeEvaluator(name, str(tmp_path))
     ev.reset()
+    return ev
+
+
+def test_single_face_target_on_face_counts_boxes_off_the_face(tmp_path):
+    ev = _single_face_evaluator("foss_test_eval_single", [30.0, 30.0, 30.0], tmp_path)
     # image 0: largest box is the face (IoU 1); image 1: the largest box is a strip (IoU 600/6000) although
     # a smaller box sits on the face; image 2: nothing found
     for i, boxes in enumerate([[[20.0, 20, 80, 80], [0, 0, 5, 5]], [[0.0, 0, 100, 30], [25, 25, 75, 75]], []]):
@@ -446,23 +452,7 @@ def test_figures_with_nothing_to_measure_are_written_as_json_null(tmp_path):
     age_results.json as null (Python wrote NaN, which strict JSON parsers refuse)."""
     import json
 
-    name = "foss_test_eval_null"
-    recs = [
-        {
-            "file_name": f"{i}.jpg",
-            "image_id": str(i),
-            "height": 100,
-            "width": 100,
-            "annotations": [
-                {"bbox": [20, 20, 80, 80], "bbox_mode": BoxMode.XYXY_ABS, "age": age, "gender": 0, "category_id": 0}
-            ],
-        }
-        for i, age in enumerate([30.0, 5.0])
-    ]
-    DatasetCatalog.register(name, lambda: recs)
-    MetadataCatalog.get(name).set(evaluator_type="age_single")
-    ev = FaceAgeEvaluator(name, str(tmp_path))
-    ev.reset()
+    ev = _single_face_evaluator("foss_test_eval_null", [30.0, 5.0], tmp_path)
     for i, boxes in enumerate([[[20.0, 20, 80, 80]], []]):  # the child's face not found
         inst = Instances((100, 100))
         inst.pred_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))

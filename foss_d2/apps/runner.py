@@ -226,13 +226,22 @@ def run_settings(cfg) -> dict:
     flat.pop("MODEL.DEVICE", None)  # the same answers, to float rounding
     weights = flat.get("MODEL.WEIGHTS")
     if weights and os.path.isfile(weights):  # which weights: their bytes, wherever the file is named from
-        flat["MODEL.WEIGHTS"] = os.path.abspath(weights)
-        sha1 = hashlib.sha1()
-        with open(weights, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sha1.update(block)
-        flat["MODEL.WEIGHTS_SHA1"] = sha1.hexdigest()
+        path = os.path.abspath(weights)
+        stat = os.stat(path)
+        flat["MODEL.WEIGHTS"] = path
+        flat["MODEL.WEIGHTS_SHA1"] = _file_sha1(path, stat.st_size, stat.st_mtime_ns)
     return json.loads(json.dumps(flat))
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha1(path: str, size: int, mtime_ns: int) -> str:
+    """The SHA-1 of a whole file, read once for a run's check before the model loads and its
+    run.json after (size and mtime in the key: a file written over is read again)."""
+    sha1 = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha1.update(block)
+    return sha1.hexdigest()
 
 
 def open_video(source):
