@@ -654,7 +654,9 @@ def test_evaluation_commands_check_their_numbers_and_datasets(tmp_path, capsys):
 
     for argv, message in [
         (["tiled", "--grids", "0"], "--grids: 0 is not at least 1"),
-        (["tiled", "--num", "3", "--grids", "2"], "--num 3 faces fill no 2x2 canvas: give at least 4"),
+        (["tiled", "--num", "3", "--grids", "2"], "--num 3 faces fill no whole 2x2 canvases alike: give at least 4"),
+        # 18 faces fill 4 canvases of 2x2 with 2 faces left: the grids would score different faces
+        (["tiled", "--num", "18"], "--num 18 faces fill no whole 1x1 and 2x2 and 3x3 canvases alike: give at least 36"),
         (["pasted", "--per-photo", "0"], "--per-photo: 0 is not at least 1"),
     ]:
         with pytest.raises(SystemExit) as e:
@@ -666,6 +668,37 @@ def test_evaluation_commands_check_their_numbers_and_datasets(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train_main(["--config-file", quick, "--eval-only", "MODEL.WEIGHTS", DEFAULT_WEIGHTS, "DATASETS.TEST", "()"])
     assert e.value.code == 2 and "--eval-only with an empty DATASETS.TEST" in capsys.readouterr().err
+
+
+def test_tiled_evaluation_shows_every_grid_the_same_faces(tmp_path, capsys, monkeypatch):
+    """--num that is not a multiple of every grid's cells is rounded down, with a word, so that the
+    1x1, 2x2 and 3x3 figures are of the same faces (40 faces: 2x2 took all 40, 3x3 only 36)."""
+    from foss_d2.apps import evaluate
+
+    os.makedirs(tmp_path / "utkface" / "UTKFace")
+    faces = [{"file_name": f"{i}.jpg", "image_id": i, "annotations": [{"age": i, "gender": 0}]} for i in range(50)]
+    monkeypatch.setattr(evaluate, "load_utkface", lambda image_dir, split: list(faces))
+    monkeypatch.setattr(evaluate, "trained_estimator", lambda parser, config_file, opts: None)
+    shown = {}
+
+    def grid(estimate, records, g):
+        shown[g] = sorted(r["image_id"] for r in records)
+        return {
+            "tiles": g * g,
+            "faces": len(records),
+            "found": 0,
+            "MAE": None,
+            "corr": None,
+            "gender_acc": None,
+            "per_band": {},
+        }
+
+    monkeypatch.setattr(evaluate, "evaluate_grid", grid)
+    evaluate.main(["tiled", "--num", "40", "DATASETS.ROOT", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert "--num 40: 36 faces scored (a multiple of 36), so that every grid size shows the same faces" in captured.err
+    assert len(shown[1]) == 36 and shown[1] == shown[2] == shown[3]
+    assert "9 per canvas: 0/36 found" in captured.out
 
 
 def test_default_workers_one_per_thread_and_the_threads_given_back(toy, tmp_path, capsys, monkeypatch):

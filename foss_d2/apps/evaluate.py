@@ -32,6 +32,7 @@ the first ``--examples`` pasted photos are drawn to OUT.
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -203,9 +204,18 @@ def trained_estimator(parser, config_file, opts) -> FaceAgeEstimator:
 
 
 def evaluate_tiled(args, parser):
-    g = max(args.grids)
-    if args.num < g * g:
-        parser.error(f"--num {args.num} faces fill no {g}x{g} canvas: give at least {g * g}")
+    # every grid scores the same faces: a number of faces that fills whole canvases of each size
+    whole = math.lcm(*(g * g for g in args.grids))
+    if args.num < whole:
+        sizes = " and ".join(f"{g}x{g}" for g in sorted(set(args.grids)))
+        parser.error(f"--num {args.num} faces fill no whole {sizes} canvases alike: give at least {whole}")
+    if args.num % whole:
+        print(
+            f"--num {args.num}: {args.num - args.num % whole} faces scored (a multiple of {whole}), so that "
+            "every grid size shows the same faces",
+            file=sys.stderr,
+        )
+        args.num -= args.num % whole
     opts = ["MODEL.DEVICE", "cpu", *args.opts]
     cfg = get_foss_cfg(args.config_file, opts=opts)
     require_weights(parser, cfg)
