@@ -1,5 +1,6 @@
 """Config keys of FOSS-D2, with the paper's defaults (Yoshimura & Ogata, FOSS, section 4.2)."""
 
+import math
 import os
 from typing import Optional
 
@@ -301,7 +302,7 @@ def checked_opts(opts) -> list:
 def check_shapes(cfg):
     """A ValueError naming the key for values that would fail deep in the model instead: the K of
     faces (4.2) at least 1, the crop margins four fractions (top, bottom, left, right), the crop and
-    feature sizes two positive numbers (W, H)."""
+    feature sizes two positive numbers (W, H), one tiling probability per square tile count (3.3)."""
     f, a = cfg.MODEL.FOSS, cfg.MODEL.AGE_HEAD
     for key, k in (("MODEL.FOSS.K_TRAIN", f.K_TRAIN), ("MODEL.FOSS.K_TEST", f.K_TEST)):
         if int(k) < 1:
@@ -314,6 +315,16 @@ def check_shapes(cfg):
     for key, v in (("MODEL.AGE_HEAD.CROP_SIZE", a.CROP_SIZE), ("MODEL.AGE_HEAD.FEATURE_ROI_SIZE", a.FEATURE_ROI_SIZE)):
         if len(v) != 2 or any(int(x) < 1 for x in v):
             raise ValueError(f"{key} is a width and a height in pixels: got {list(v)}")
+    t = cfg.INPUT.TILING
+    if any(int(n) < 1 or math.isqrt(int(n)) ** 2 != int(n) for n in t.NUM_TILES):
+        raise ValueError(
+            f"INPUT.TILING.NUM_TILES are square numbers of tiles (the paper's 1, 4, 9): got {list(t.NUM_TILES)}"
+        )
+    if t.PROBS and (len(t.PROBS) != len(t.NUM_TILES) or any(p < 0 for p in t.PROBS) or sum(t.PROBS) <= 0):
+        raise ValueError(
+            f"INPUT.TILING.PROBS {list(t.PROBS)} needs one non-negative probability for each of INPUT.TILING.NUM_TILES "
+            f"{list(t.NUM_TILES)}"
+        )
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -161,6 +161,32 @@ def test_every_tool_answers_help(tool, monkeypatch, capsys):
     assert e.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "tool, argv",
+    [
+        ("tools/visualize_data.py", []),
+        ("tools/annotate_faces.py", ["--dataset", "utkface_test", "--output", "x.json"]),
+        ("tools/benchmark_train.py", []),
+        ("tools/evaluate.py", ["tiled"]),
+    ],
+)
+def test_tools_refuse_a_bad_config_in_one_line(tool, argv, monkeypatch, capsys):
+    """A config key that does not exist, a DATASETS.COCO file that is missing: one line, exit 2
+    (these tools printed get_foss_cfg's and the dataset registration's tracebacks)."""
+    for opts, message in (
+        (["MODEL.FOO", "1"], "error: bad configuration: Non-existent key: MODEL.FOO"),
+        (["INPUT.TILING.PROBS", "[0.2,0.3,0.5]"], "probability for each of INPUT.TILING.NUM_TILES"),
+        (["DATASETS.COCO", "(('x','/nowhere/x.json',''),)"], "x's JSON file not found: /nowhere/x.json"),
+    ):
+        if tool.endswith("evaluate.py") and opts[0] == "DATASETS.COCO":
+            continue  # tiled reads UTKFace's folder, not the config's datasets
+        monkeypatch.setattr(sys, "argv", [tool, *argv, *opts])
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(os.path.join(ROOT, tool), run_name="__main__")
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and "Traceback" not in err, (tool, opts, err)
+
+
 @pytest.fixture(scope="module")
 def detector_only(tmp_path_factory):
     """The shipped weights exported --detector-only: boxes, no age network."""
@@ -181,16 +207,25 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
     export of such weights (random graphs, exit 0), tools/evaluate.py tiled without weights, more
     GPUs than there are, and config values that failed deep in the model: exit 2, one line."""
     paper = os.path.join(ROOT, "configs", "paper", "FOSS-DLA34-TResNetS.yaml")
+    zoo_base = os.path.join(ROOT, "configs", "zoo", "Base-FOSS-zoo.yaml")
     out = ["OUTPUT_DIR", tmp_path / "out"]
     test = ["DATASETS.TEST", "('utkface_test',)"]
     cases = [
         (["train", "--eval-only", "MODEL.WEIGHTS", detector_only, *test, *out], "has no weights for", "age_head"),
         (["train", "--config-file", paper, *out], "the detector is frozen", "MODEL.WEIGHTS is empty"),
         (["export", detector_only, tmp_path / "onnx", "--format", "onnx"], "has no weights for", "age_head"),
-        (["evaluate", "tiled", "--config-file", paper, "--num", "9"], "the model to evaluate has no weights", ""),
+        (["evaluate", "tiled", "--config-file", paper, "--num", "36"], "the model to evaluate has no weights", ""),
         (["train", "--num-gpus", "64", *out], "--num-gpus 64, but torch sees", "CUDA GPUs here"),
         (["train", "MODEL.FOSS.K_TRAIN", "0", *out], "K_TRAIN is a number of faces, at least 1", ""),
         (["train", "MODEL.AGE_HEAD.CROP_MARGINS", "[0.2,0.1]", *out], "CROP_MARGINS are four fractions", ""),
+        # a config giving three tile counts under a base with two probabilities (configs/zoo's base did)
+        (
+            ["benchmark-loader", "--config-file", zoo_base, "INPUT.TILING.PROBS", "[0.5,0.5]"],
+            "INPUT.TILING.PROBS [0.5, 0.5] needs one non-negative probability for each of INPUT.TILING.NUM_TILES "
+            "[1, 4, 9]",
+            "",
+        ),
+        (["train", "INPUT.TILING.NUM_TILES", "[1,3]", *out], "INPUT.TILING.NUM_TILES are square numbers", ""),
         (["benchmark", "models", "--ks", "0", "--output", tmp_path / "b"], "--ks are numbers of faces", ""),
         (
             ["train", "DATASETS.TRAIN", "('my_facez',)", *out],

@@ -966,6 +966,15 @@ def test_benchmark_peer_runs(tmp_path):
     report = json.load(open(tmp_path / "peer.json"))
     rows = report["threads"]["1"]["sets"]["close-ups"]
     assert set(rows) == {"shipped", "fast", "small"} and rows["fast"]["faces"] >= 1
+    # multiply-adds counted for onnxruntime too (its heatmap head's upper part lives in the graph:
+    # fvcore called None), and the same as PyTorch's for the same network on the same photo
+    main(
+        ["peer", "--closeups", "1", "--groups", "0", "--threads", "1", "--repeats", "1", "--peer-python", "",
+         "--variants", "shipped", "shipped, onnxruntime", "--output", str(tmp_path / "flops")]
+    )  # fmt: skip
+    rows = json.load(open(tmp_path / "flops" / "peer.json"))["threads"]["1"]["sets"]["close-ups"]
+    assert rows["shipped"]["gmac_per_photo"] > 0.1
+    assert rows["shipped, onnxruntime"]["gmac_per_photo"] == pytest.approx(rows["shipped"]["gmac_per_photo"], rel=1e-3)
     assert report["variants"]["small"]["opts"] == ["MODEL.FOSS.DET_INPUT_SIZE", "320", "MODEL.FOSS.TEST_SIZES", "[]"]
     assert (tmp_path / "peer.md").is_file()
 

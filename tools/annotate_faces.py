@@ -17,12 +17,10 @@ import os
 from detectron2.data import DatasetCatalog
 
 from foss_d2 import FOSSPredictor
-from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
+from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
 from foss_d2.apps.runner import probability
-from foss_d2.config import get_foss_cfg
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.annotate import annotate_records
-from foss_d2.data.datasets import register_config_datasets
 
 
 def main(argv=None):
@@ -36,10 +34,10 @@ def main(argv=None):
     if os.path.isdir(args.output):
         p.error(f"--output is the COCO JSON file to write: {args.output} is a folder")
     # thresholding happens here, with --score
-    cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "MODEL.FOSS.SCORE_THRESH_TEST", "0.0"])
+    cfg = config_from_args(p, args, opts_after=["MODEL.FOSS.SCORE_THRESH_TEST", "0.0"])
     if not cfg.MODEL.WEIGHTS:
         p.error("the detector's weights: MODEL.WEIGHTS path/to/model_final.pth")
-    register_config_datasets(cfg)  # the built-in ones and the config's DATASETS.COCO
+    register_datasets(p, cfg)  # the built-in ones and the config's DATASETS.COCO
     if args.dataset not in DatasetCatalog.list():
         p.error(f"--dataset {args.dataset} is not registered (a COCO file: DATASETS.COCO in the config)")
     predictor = FOSSPredictor(cfg)

@@ -10,11 +10,9 @@ import os
 import cv2
 from tqdm import tqdm
 
-from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
+from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
 from foss_d2.apps.runner import positive_int
-from foss_d2.config import get_foss_cfg
 from foss_d2.data import build_foss_train_loader
-from foss_d2.data.datasets import register_config_datasets
 from foss_d2.utils import draw_faces
 
 
@@ -28,8 +26,8 @@ def main(argv=None):
     args = parse_foss_args(p, argv)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         p.error(f"--output {args.output} is a file, not a folder")
-    cfg = get_foss_cfg(args.config_file, opts=[*args.opts, "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1"])
-    register_config_datasets(cfg)
+    cfg = config_from_args(p, args, opts_after=["DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1"])
+    register_datasets(p, cfg)
     os.makedirs(args.output, exist_ok=True)
     try:
         loader = iter(build_foss_train_loader(cfg))

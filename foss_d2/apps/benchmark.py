@@ -56,7 +56,7 @@ from ..engine.api import PRESETS
 from ..meta_arch import FOSSWithTTA
 from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
-from .cli import OneLineErrorParser, foss_argument_parser, parse_foss_args
+from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import expand_inputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -570,6 +570,15 @@ def _conv_weights(head) -> int:
     return sum(m.weight.numel() for m in head if isinstance(m, torch.nn.Conv2d))
 
 
+def pytorch_model(est):
+    """The estimator's network on PyTorch, for fvcore to count: an onnxruntime estimator's weights
+    live in its graphs (its backbone is a session, its heatmap head's upper part gone), so the same
+    config and weights are built again; the graphs compute the same multiply-adds."""
+    if est.predictor.backend == "pytorch":
+        return est.predictor.model
+    return type(est.predictor)(est.cfg).model
+
+
 class MacCounter:
     """fvcore's multiply-adds (its "flops") of the detector at an input size and of the age network
     per crop, counted once each on a PyTorch model of the config. The detector is the backbone and
@@ -709,7 +718,7 @@ def benchmark_peer(args, parser):
             ests[n] = est
             clocks[n] = StageClock(est.predictor.model)
         # each variant its own count: another MODEL.WEIGHTS or head width is another network
-        counters = {n: MacCounter(ests[n].predictor.model) for n in names} if args.flops else {}
+        counters = {n: MacCounter(pytorch_model(ests[n])) for n in names} if args.flops else {}
         peer = PeerServer(args.peer_python, threads) if args.peer_python else None
         who = names + (["peer"] if peer else [])
         peak = conv_peak_gflops()
@@ -913,7 +922,8 @@ def main(argv=None, prog=None):
             parser.error("--devices cuda: torch sees no CUDA GPU here")
         if any(k < 1 for k in args.ks):
             parser.error(f"--ks are numbers of faces, at least 1: got {args.ks}")
-        if get_foss_cfg(args.config_file or PAPER_CFG, opts=args.opts).MODEL.FOSS.DETECTOR_ONLY:
+        args.config_file = args.config_file or PAPER_CFG
+        if config_from_args(parser, args).MODEL.FOSS.DETECTOR_ONLY:
             parser.error(
                 "benchmark models times FOSS against two models: a config with an age network, not a detector-only one"
             )

@@ -19,11 +19,9 @@ import time
 
 import torch
 
-from ..config import get_foss_cfg
 from ..data import build_foss_train_loader
-from ..data.datasets import register_config_datasets
 from ..utils.json_io import write_report
-from .cli import foss_argument_parser, parse_foss_args
+from .cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
 
 
 def get_parser(prog=None):
@@ -91,9 +89,10 @@ def run_header(args, cfg):
 
 
 def main(argv=None, prog=None):
-    args = parse_foss_args(get_parser(prog), argv)
-    cfg = get_foss_cfg(args.config_file, opts=args.opts)
-    register_config_datasets(cfg)
+    parser = get_parser(prog)
+    args = parse_foss_args(parser, argv)
+    cfg = config_from_args(parser, args)
+    register_datasets(parser, cfg)
     torch.set_num_threads(1)
     rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
     report = {

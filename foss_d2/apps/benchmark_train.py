@@ -22,12 +22,10 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from ..config import get_foss_cfg
 from ..data import build_foss_train_loader
-from ..data.datasets import register_config_datasets
 from ..utils.json_io import write_report
 from .benchmark_loader import run_header
-from .cli import foss_argument_parser, parse_foss_args
+from .cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
 
 # name -> (CenterNet.sparse_train, channels-last weights)
 VARIANTS = {
@@ -81,11 +79,12 @@ def run(model, batches, rounds):
 
 
 def main(argv=None, prog=None):
-    args = parse_foss_args(get_parser(prog), argv)
+    parser = get_parser(prog)
+    args = parse_foss_args(parser, argv)
     # a few batches: the decoded-picture cache would decode the whole training set for nothing
     base_opts = ["DATALOADER.NUM_WORKERS", "0", "INPUT.CACHE_DECODED", "False", "MODEL.DEVICE", "cpu"]
-    cfg = get_foss_cfg(args.config_file, opts=[*base_opts, *args.opts])
-    register_config_datasets(cfg)
+    cfg = config_from_args(parser, args, opts_before=base_opts)
+    register_datasets(parser, cfg)
     torch.set_num_threads(args.threads)
     model = build_model(cfg)
     if not hasattr(model.proposal_generator, "sparse_train"):

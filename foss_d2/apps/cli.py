@@ -140,6 +140,37 @@ def parse_foss_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Name
     return args
 
 
+def config_from_args(parser: argparse.ArgumentParser, args, opts_before=(), opts_after=(), **kwargs):
+    """``get_foss_cfg`` from --config-file, --preset, the KEY VALUE overrides (between the tool's own
+    ``opts_before`` and ``opts_after``) and --confidence-threshold; a missing file, an unknown key or
+    a wrong value is a one-line ``parser.error`` (exit 2)."""
+    from ..config import get_foss_cfg
+    from ..engine.api import PRESETS
+
+    # (an option after the overrides is parse_foss_args's error, before this)
+    preset = PRESETS[getattr(args, "preset", None) or "shipped"]
+    opts = [*opts_before, *preset, *(args.opts or []), *opts_after]
+    try:
+        return get_foss_cfg(
+            args.config_file, opts=opts, confidence_threshold=getattr(args, "confidence_threshold", None), **kwargs
+        )
+    except (FileNotFoundError, KeyError, ValueError, AssertionError, TypeError) as e:
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        parser.error(f"bad configuration: {' '.join(msg.split())}")
+
+
+def register_datasets(parser: argparse.ArgumentParser, cfg):
+    """The built-in datasets and the config's DATASETS.COCO; a missing file or a mistake in one is a
+    one-line ``parser.error``."""
+    from ..data.datasets import register_config_datasets
+    from ..data.utils import DatasetError
+
+    try:
+        register_config_datasets(cfg)
+    except (FileNotFoundError, DatasetError) as e:
+        parser.error(str(e))
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: foss-d2 <command> [options] [KEY VALUE ...]", "", "commands:"]

@@ -43,7 +43,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 from tqdm import tqdm
 
-from ..config import get_foss_cfg
 from ..data.datasets import register_config_datasets
 from ..data.datasets.builtin import FOSS_DATASETS, datasets_root
 from ..data.datasets.utkface import load_utkface
@@ -54,7 +53,7 @@ from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_fac
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.json_io import nan_as_null, write_json_atomic
-from .cli import OneLineErrorParser, foss_argument_parser, parse_foss_args
+from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import load_predictions, positive_int
 
 
@@ -102,7 +101,7 @@ def match_prediction_keys(preds: dict, file_names) -> dict:
 
 
 def evaluate_predictions(args, parser):
-    cfg = get_foss_cfg(args.config_file, opts=args.opts)
+    cfg = config_from_args(parser, args)
     register_config_datasets(cfg)
     if args.dataset not in DatasetCatalog.list():
         parser.error(f"--dataset {args.dataset} is not registered; FOSS-D2's: {', '.join(FOSS_DATASETS)}")
@@ -217,7 +216,7 @@ def evaluate_tiled(args, parser):
         )
         args.num -= args.num % whole
     opts = ["MODEL.DEVICE", "cpu", *args.opts]
-    cfg = get_foss_cfg(args.config_file, opts=opts)
+    cfg = config_from_args(parser, args, opts_before=opts[:2])
     require_weights(parser, cfg)
     image_dir = os.path.join(cfg.DATASETS.ROOT or datasets_root(), "utkface", "UTKFace")
     if not os.path.isdir(image_dir):
@@ -256,7 +255,7 @@ def print_by_band(title: str, r: dict):
 
 def evaluate_pasted_faces(args, parser):
     opts = ["MODEL.DEVICE", "cpu", *args.opts]
-    cfg = get_foss_cfg(args.config_file, opts=opts)
+    cfg = config_from_args(parser, args, opts_before=opts[:2])
     require_weights(parser, cfg)
     register_config_datasets(cfg)
     for flag, name in (("--photos", args.photos), ("--faces", args.faces)):

@@ -59,6 +59,7 @@ from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from ..utils.json_io import write_text_atomic
 from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, UNCERTAIN_BELOW, draw_predictions  # noqa: F401  (re-exported)
+from .cli import config_from_args  # noqa: F401  (re-exported: demo, survey and train take it from here)
 
 logger = logging.getLogger("foss_d2.runner")
 
@@ -1466,22 +1467,6 @@ def add_run_arguments(p: argparse.ArgumentParser):
         action="store_true",
         help="replace the results in --output (its result files and the pictures it drew; nothing else)",
     )
-
-
-def config_from_args(parser: argparse.ArgumentParser, args, **kwargs):
-    """``get_foss_cfg`` from --config-file, --preset, the KEY VALUE overrides and --confidence-threshold; a
-    missing file, an unknown key or a wrong value is a one-line ``parser.error`` (exit 2)."""
-    from ..config import get_foss_cfg
-
-    # (an option after the overrides is parse_foss_args's error, before this)
-    opts = [*PRESETS[getattr(args, "preset", "shipped")], *(args.opts or [])]
-    try:
-        return get_foss_cfg(
-            args.config_file, opts=opts, confidence_threshold=getattr(args, "confidence_threshold", None), **kwargs
-        )
-    except (FileNotFoundError, KeyError, ValueError, AssertionError, TypeError) as e:
-        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        parser.error(f"bad configuration: {' '.join(msg.split())}")
 
 
 def one_kind_of_input(parser: argparse.ArgumentParser, named: Dict[str, object]):
