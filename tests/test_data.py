@@ -306,6 +306,46 @@ def test_mapper_tiles_only_named_datasets(tmp_path):
     assert len(mapper(other)["instances"]) == 1
 
 
+def test_tiling_skips_an_unreadable_tile_and_one_of_another_size(tmp_path, caplog):
+    """With tiling, a missing file or one whose size is not its record's drew an extra tile and
+    blamed the record being tiled: after a few canvases every record was "bad" and training
+    stopped; a wrong width/height trained its boxes in the wrong place without a word. Now such a
+    tile is skipped with a warning (never drawn again) and such a record is skipped as untiled."""
+    from foss_d2.data.build import RetryingMapDataset
+
+    recs = []
+    for i in range(5):
+        rec, img = _face_record(i)
+        rec["file_name"] = str(tmp_path / f"f{i}.png")
+        rec["dataset_name"] = "single"
+        if i == 1:
+            rec["file_name"] = str(tmp_path / "missing.png")
+        if i == 3:  # the file is 80x100, its record says 160x200 (boxes in those pixels)
+            rec.update(width=160, height=200)
+            rec["annotations"][0]["bbox"] = [40.0, 60.0, 120.0, 160.0]
+        if i != 1:
+            cv2.imwrite(rec["file_name"], img)
+        recs.append(rec)
+    cfg = tiny_cfg()
+    cfg.INPUT.TILING.ENABLED = True
+    cfg.INPUT.TILING.NUM_TILES = [4]
+    cfg.INPUT.TILING.PROBS = [1.0]
+    cfg.INPUT.TILING.CANVAS_SIZE = 200
+    cfg.INPUT.AUG.SCALE_RANGE = [1.0, 1.0]
+    cfg.INPUT.AUG.CROP_FRACTION = 1.0
+    cfg.INPUT.AUG.ROTATION = 0.0
+    mapper = FOSSDatasetMapper(cfg, True, pools={"single": recs})
+    ds = RetryingMapDataset(recs, mapper, seed=0)
+    with caplog.at_level(logging.WARNING):
+        samples = [ds[i % 5] for i in range(40)]
+    assert ds.bad == {1, 3}  # only the two bad records, never a good one blamed for a bad tile
+    ages = {float(a) for d in samples for a in d["instances"].gt_ages}
+    assert ages == {10.0, 30.0, 50.0}  # faces of the readable, right-sized records alone
+    assert all(len(d["instances"]) == 4 for d in samples)  # four cells (fewer images: repeated)
+    assert any("skipping a tile:" in m and "missing.png" in m for m in caplog.messages)
+    assert any("f3.png is 80x100, its record says 160x200" in m for m in caplog.messages)
+
+
 def test_sampler_ratios_match_weights():
     s = DatasetWeightedTrainingSampler([100, 300, 50], weights=[1, 1, 2], seed=3)
     it = iter(s)
@@ -372,7 +412,9 @@ def test_training_loader_draws_another_record_for_an_unreadable_one():
     assert ds.bad == {1, 4}
     named = [{"file_name": f"/nowhere/{i}.jpg"} for i in range(3)]
     with pytest.raises(
-        RuntimeError, match=r"could not be read in a row \(one of them: /nowhere/0.jpg\): is DATASETS.ROOT"
+        RuntimeError,
+        match=r"3 training records drawn one after another could not be read \(3 of 3 so far; one "
+        r"of them: /nowhere/0.jpg\): is DATASETS.ROOT",
     ):
         RetryingMapDataset(named, lambda r: None)[0]
 

@@ -55,7 +55,9 @@ class RetryingMapDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int):
         cur = int(idx)
-        for _ in range(self.max_tries):
+        tries = 0
+        while tries < self.max_tries:
+            tries += 1
             data = self.mapper(self.records[cur])
             if data is not None:
                 return data
@@ -66,8 +68,9 @@ class RetryingMapDataset(torch.utils.data.Dataset):
                 cur = self.rng.randrange(len(self.records))
         first = self.records[min(self.bad)].get("file_name", "?") if self.bad else "?"
         raise RuntimeError(
-            f"{len(self.bad)} training records could not be read in a row (one of them: {first}): is "
-            "DATASETS.ROOT, or the image root of the DATASETS.COCO entry, right?"
+            f"{tries} training records drawn one after another could not be read ({len(self.bad)} of "
+            f"{len(self.records)} so far; one of them: {first}): is DATASETS.ROOT, or the image root of the "
+            "DATASETS.COCO entry, right?"
         )
 
 

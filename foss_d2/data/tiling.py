@@ -6,6 +6,7 @@ canvas ("for the sake of time efficiency"); the remaining cells repeat them. Eve
 mapped into canvas pixels and keeps its age and gender.
 """
 
+import logging
 import math
 from typing import Callable, List, Optional, Sequence
 
@@ -14,6 +15,8 @@ import numpy as np
 from detectron2.structures import BoxMode
 
 from .utils import absolute_annotations
+
+logger = logging.getLogger(__name__)
 
 
 class TilingAugmentation:
@@ -54,6 +57,7 @@ class TilingAugmentation:
         self.max_images = max_images
         self.canvas_size = canvas_size
         self.augment = augment
+        self.bad = set()  # pool records that could not be read
         self.pool_p = None
         if pool_weights is not None:
             w = np.asarray(pool_weights, dtype=np.float64)
@@ -66,19 +70,45 @@ class TilingAugmentation:
         rng = rng or np.random.default_rng(np.random.randint(2**31))
         n = int(rng.choice(self.num_tiles, p=self.probs))
         k = min(n, self.max_images)
-        if self.pool_p is None:
-            picks = rng.integers(0, len(self.pool), size=k - 1)
-        else:
-            picks = rng.choice(len(self.pool), size=k - 1, p=self.pool_p)
-        sources = [record] + [self.pool[i] for i in picks]
+        # the record's own image: unreadable, the whole sample is (the caller draws another record)
+        sources, images = [record], [self._read(record)]
+        for _ in range(4 * (k - 1)):  # extra tiles: an unreadable one is replaced by another draw
+            if len(sources) == k or len(self.bad) >= len(self.pool):
+                break
+            i = int(
+                rng.integers(0, len(self.pool)) if self.pool_p is None else rng.choice(len(self.pool), p=self.pool_p)
+            )
+            if i in self.bad:
+                continue
+            try:
+                images.append(self._read(self.pool[i]))
+            except (FileNotFoundError, ValueError) as e:
+                self.bad.add(i)  # not drawn again (in this worker)
+                logger.warning("skipping a tile: %s", e)
+                continue
+            sources.append(self.pool[i])
+        k = len(sources)
         # Cells 0..k-1 get each loaded image once, the rest repeat them at random.
         order = list(range(k)) + list(rng.integers(0, k, size=n - k))
         rng.shuffle(order)
-        images = [self.read_image(r) for r in sources]
         if self.augment is not None:
             # per loaded image: the cells that repeat an image (n > max_images) repeat its look too
             images = [self.augment(img, r["annotations"]) for img, r in zip(images, sources)]
         return self.compose(images, [r["annotations"] for r in sources], order)
+
+    def _read(self, record: dict) -> np.ndarray:
+        """The record's image; a FileNotFoundError or ValueError when it cannot be read or its size is
+        not the record's width and height (boxes in another image's pixels would be trained in the
+        wrong place)."""
+        img = self.read_image(record)
+        if "width" in record and "height" in record:
+            h, w = img.shape[:2]
+            if (record["width"], record["height"]) != (w, h):
+                raise ValueError(
+                    f"{record.get('file_name', '?')} is {w}x{h}, its record says "
+                    f"{record['width']}x{record['height']}: its boxes would be in the wrong place"
+                )
+        return img
 
     def compose(self, images: List[np.ndarray], annotations: List[List[dict]], order: Sequence[int]):
         """Place ``images[order[c]]`` in cell c (row-major) of a ``canvas_size`` square canvas."""
