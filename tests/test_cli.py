@@ -344,6 +344,31 @@ def test_eval_only_on_a_dataset_with_a_missing_image_is_one_line_before_it_start
     )  # fmt: skip
     last = err.strip().splitlines()[-1]  # (earlier lines: the log)
     assert code == 2 and "error: mine_missing: 1 of its 2 images are missing (first: " in last and "gone.jpg" in last
+    # a truncated JPEG, and a photo listed 40x20 that is 20x40: a loader worker's traceback halfway
+    # through the evaluation; a training run with such a DATASETS.TEST stopped at its first
+    # evaluation, before any checkpoint. Now one line before either starts.
+    cv2.imwrite(str(tmp_path / "big.jpg"), np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8))
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "big.jpg").read_bytes()[:3000])
+    cv2.imwrite(str(tmp_path / "tall.jpg"), np.zeros((40, 20, 3), np.uint8))
+    for name, image, message in (
+        ("cut.jpg", {"width": 200, "height": 200}, "cut.jpg: image file is truncated"),
+        ("tall.jpg", {"width": 40, "height": 20}, "tall.jpg is 20x40, its record says 40x20"),
+    ):
+        coco["images"][1] = {"id": 2, "file_name": name, **image}
+        (tmp_path / "mine.json").write_text(json.dumps(coco))
+        for run in (
+            ["--eval-only", "MODEL.WEIGHTS", DEFAULT_WEIGHTS],
+            ["TEST.EVAL_PERIOD", "1", "SOLVER.MAX_ITER", "2"],
+        ):
+            code, err = _exit(
+                ["train", *run, "DATASETS.COCO", entry.replace("mine_missing", "mine_bad"), "DATASETS.TEST",
+                 "('mine_bad',)", "DATASETS.TRAIN", "('mine_bad',)", "OUTPUT_DIR", tmp_path / "out2"],
+                capsys,
+            )  # fmt: skip
+            last = err.strip().splitlines()[-1]
+            assert code == 2 and "error: mine_bad: 1 of its 2 images cannot be evaluated (first: " in last, last
+            assert message in last, last
+            assert not (tmp_path / "out2" / "metrics.json").exists()  # nothing started
 
 
 def _tool_exit(tool, argv, monkeypatch, capsys):

@@ -148,6 +148,46 @@ def check_dataset_names(parser, cfg, eval_only: bool):
             )
 
 
+def check_test_images(cfg):
+    """Every image of DATASETS.TEST decoded and its size compared with its record's, before training
+    or evaluation starts: evaluation needs every image, and a file that cannot be read (a truncated
+    JPEG, a photo whose EXIF turn swaps its listed width and height) stopped it halfway with a loader
+    worker's traceback, or a training run at its first evaluation, before any checkpoint."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from ..utils.image_io import read_image_file
+
+    def problem(item):
+        path, (w, h) = item
+        try:
+            img = read_image_file(path, cfg.INPUT.FORMAT)
+        except (FileNotFoundError, ValueError) as e:
+            return str(e)
+        if w and h and (img.shape[1], img.shape[0]) != (w, h):
+            return f"{path} is {img.shape[1]}x{img.shape[0]}, its record says {w}x{h}"
+        return None
+
+    for name in cfg.DATASETS.TEST:
+        dicts = DatasetCatalog.get(name)
+        files = {d["file_name"]: (d.get("width"), d.get("height")) for d in dicts}
+        missing = [f for f in sorted(files) if not os.path.isfile(f)]
+        if missing:
+            raise DatasetError(
+                f"{name}: {len(missing)} of its {len(files)} images are missing (first: {missing[0]}); "
+                "evaluation needs every image: fix its image root, or leave them out of its file"
+            )
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # decoders release the GIL
+            found = pool.map(problem, sorted(files.items()))
+            bad = [p for p in tqdm(found, total=len(files), desc=f"checking {name}'s images", leave=False) if p]
+        if bad:
+            raise DatasetError(
+                f"{name}: {len(bad)} of its {len(files)} images cannot be evaluated (first: {bad[0]}); evaluation "
+                "needs every image: fix them, or leave them out of its file"
+            )
+
+
 def check_weights_fit(parser, cfg, args):
     """Weights that do not fit the config's model, said before the run starts (and before
     default_setup writes OUTPUT_DIR/config.yaml over the earlier run's): --resume from a checkpoint
@@ -240,6 +280,12 @@ def main(argv=None, prog=None):
     if args.num_gpus > 1 and torch.cuda.device_count() < args.num_gpus:
         parser.error(f"--num-gpus {args.num_gpus}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
     check_weights_fit(parser, cfg, args)
+    try:  # before training too: it evaluates at TEST.EVAL_PERIOD and at its end
+        check_test_images(cfg)
+    except DatasetError as e:
+        parser.error(str(e))
+    except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
+        parser.error(f"{e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
     if not args.eval_only and not args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         # detectron2 appends to metrics.json: the earlier run's lines are moved aside, not mixed in
         metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
