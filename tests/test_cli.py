@@ -187,6 +187,46 @@ def test_tools_refuse_a_bad_config_in_one_line(tool, argv, monkeypatch, capsys):
         assert e.value.code == 2 and message in err and "Traceback" not in err, (tool, opts, err)
 
 
+def test_benchmarks_check_their_counts_and_data_first(tmp_path, capsys):
+    """Counts of 0 ended in a StatisticsError or an IndexError after the models were built (or
+    torch's RuntimeError for 0 threads); a missing DATASETS.ROOT in the loader and training-step
+    benchmarks was a FileNotFoundError traceback. One line each, exit 2."""
+    nodata = ["DATASETS.ROOT", tmp_path / "nodata"]
+    for argv, message in (
+        (["benchmark", "settings", "--repeats", "0"], "argument --repeats: 0 is not at least 1"),
+        (["benchmark", "peer", "--threads", "1", "0"], "argument --threads: 0 is not at least 1"),
+        (["benchmark", "models", "--train-iters", "0"], "argument --train-iters: 0 is not at least 1"),
+        (["benchmark-train", "--batches", "0"], "argument --batches: 0 is not at least 1"),
+        (["benchmark-loader", "--rounds", "0"], "argument --rounds: 0 is not at least 1"),
+        (["benchmark-loader", *nodata], "not found"),
+        (["benchmark-train", *nodata], "not found"),
+    ):
+        code, err = _exit(argv, capsys)
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and message in last and "Traceback" not in err, (argv, err)
+        if argv[-2:] == nodata:
+            assert f"DATASETS.ROOT is '{tmp_path / 'nodata'}'" in last
+
+
+def test_benchmark_report_names_its_first_variant_and_config():
+    """The speed-up column is against the first variant timed (it said "as trained" whatever it
+    was); the training benchmarks' reports named the config `None` when none was given."""
+    from types import SimpleNamespace
+
+    from foss_d2.apps.benchmark import peer_markdown
+    from foss_d2.apps.benchmark_loader import run_header
+
+    row = {"s_per_photo": 0.1, "s_per_face": 0.1, "faces": 1, "speedup_vs_first": 1.0, "stages": {}}
+    report = {
+        "machine": "m", "date": "d", "repeats": 1, "images": {"close-ups": ["a.jpg"]},
+        "threads": {"1": {"conv_peak_gflops": 100.0, "sets": {"close-ups": {"shipped": row}}}},
+    }  # fmt: skip
+    assert "| x faster than shipped |" in peer_markdown(report, ["shipped"])
+    cfg = get_foss_cfg()
+    header = run_header(SimpleNamespace(config_file=None, opts=[]), cfg)
+    assert header["config"] == "the shipped model's (foss_d2/model_zoo/FOSS-default.yaml)"
+
+
 @pytest.fixture(scope="module")
 def detector_only(tmp_path_factory):
     """The shipped weights exported --detector-only: boxes, no age network."""

@@ -57,7 +57,7 @@ from ..meta_arch import FOSSWithTTA
 from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
-from .runner import expand_inputs
+from .runner import expand_inputs, non_negative_int, positive_int
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER_CFG = os.path.join(REPO, "configs", "paper", "FOSS-DLA34-TResNetS.yaml")
@@ -706,12 +706,15 @@ def benchmark_peer(args, parser):
             opts, backend, optimize = variants[n]
             opts = PRESETS[opts] if isinstance(opts, str) else opts
             onnx_dir = args.int8_dir if backend == "onnxruntime-int8" else None
-            est = FaceAgeEstimator(
-                args.config_file,
-                opts=variant_opts(opts, args.opts),
-                backend="onnxruntime" if onnx_dir else backend,
-                onnx_dir=onnx_dir,
-            )
+            try:  # another variant's weights or --int8-dir graphs that do not fit: before any timing
+                est = FaceAgeEstimator(
+                    args.config_file,
+                    opts=variant_opts(opts, args.opts),
+                    backend="onnxruntime" if onnx_dir else backend,
+                    onnx_dir=onnx_dir,
+                )
+            except (FileNotFoundError, ValueError) as e:
+                parser.error(f"variant {n!r}: {e}")
             if not optimize:  # the model as trained: no folding, channels-first, dense CenterNet heads
                 est.predictor = type(est.predictor)(est.cfg, optimize=False)
                 est.predictor.model.proposal_generator.sparse_test = False
@@ -829,7 +832,7 @@ def peer_markdown(report, names):
             lines += [
                 f"*{set_name}* ({n_img} photos)",
                 "",
-                "| variant | s / photo | s / face | faces | x faster than as trained | time / peer's "
+                f"| variant | s / photo | s / face | faces | x faster than {names[0]} | time / peer's "
                 "| resize | detector | crops | age net | post | GMAC / photo | GFLOP/s |",
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
@@ -868,18 +871,18 @@ def get_parser(prog=None):
         parents=[foss_argument_parser(config_help="default: the paper's model", add_help=False)],
     )
     models.add_argument("--ks", type=int, nargs="+", default=[1, 3, 10, 20])
-    models.add_argument("--repeats", type=int, default=5, help="timed passes over the images per K and model")
-    models.add_argument("--images", type=int, default=3, help="synthetic 1280x960 photos per pass")
-    models.add_argument("--warmup", type=int, default=2)
-    models.add_argument("--train-iters", type=int, default=3)
+    models.add_argument("--repeats", type=positive_int, default=5, help="timed passes over the images per K and model")
+    models.add_argument("--images", type=positive_int, default=3, help="synthetic 1280x960 photos per pass")
+    models.add_argument("--warmup", type=non_negative_int, default=2)
+    models.add_argument("--train-iters", type=positive_int, default=3)
     models.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     models.add_argument("--output", default="output/benchmark")
     settings = sub.add_parser(
         "settings", help="one model under its test-time settings", parents=[foss_argument_parser(add_help=False)]
     )
     settings.add_argument("--input", nargs="+", default=[DEMO_PHOTO], help="photos, folders or globs")
-    settings.add_argument("--max-inputs", type=int, default=12, help="the first N photos of --input")
-    settings.add_argument("--repeats", type=int, default=3)
+    settings.add_argument("--max-inputs", type=positive_int, default=12, help="the first N photos of --input")
+    settings.add_argument("--repeats", type=positive_int, default=3)
     settings.add_argument("--output", default="output/benchmark_settings")
     peer = sub.add_parser(
         "peer",
@@ -887,10 +890,10 @@ def get_parser(prog=None):
         parents=[foss_argument_parser(add_help=False)],
     )
     peer.add_argument("--data", help="the shared data folder (default: $FOSS_SHARED_DATA or ../shared/data)")
-    peer.add_argument("--closeups", type=int, default=30, help="held-out UTKFace faces (200 px)")
-    peer.add_argument("--groups", type=int, default=20, help="WIDER val group photos")
-    peer.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    peer.add_argument("--repeats", type=int, default=3)
+    peer.add_argument("--closeups", type=non_negative_int, default=30, help="held-out UTKFace faces (200 px)")
+    peer.add_argument("--groups", type=non_negative_int, default=20, help="WIDER val group photos")
+    peer.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2])
+    peer.add_argument("--repeats", type=positive_int, default=3)
     peer.add_argument(
         "--variants",
         nargs="+",
@@ -928,10 +931,12 @@ def main(argv=None, prog=None):
                 "benchmark models times FOSS against two models: a config with an age network, not a detector-only one"
             )
         benchmark_models(args)
-    elif args.mode == "peer":
-        benchmark_peer(args, parser)
     else:
-        benchmark_settings(args, parser)
+        config_from_args(parser, args)  # an unknown key or a wrong value: one line before any model is built
+        if args.mode == "peer":
+            benchmark_peer(args, parser)
+        else:
+            benchmark_settings(args, parser)
 
 
 if __name__ == "__main__":

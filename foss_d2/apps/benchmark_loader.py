@@ -22,14 +22,15 @@ import torch
 from ..data import build_foss_train_loader
 from ..utils.json_io import write_report
 from .cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
+from .runner import non_negative_int, positive_int, positive_number
 
 
 def get_parser(prog=None):
     p = foss_argument_parser(__doc__, prog, config_help="a training config (default: the shipped model's)")
-    p.add_argument("--batches", type=int, default=6, help="timed batches per variant and round")
-    p.add_argument("--rounds", type=int, default=3, help="rounds; the variants alternate within each")
-    p.add_argument("--warmup", type=int, default=1, help="untimed batches per variant first")
-    p.add_argument("--target", type=float, default=775.0, help="images/s to size the workers for (5x 155)")
+    p.add_argument("--batches", type=positive_int, default=6, help="timed batches per variant and round")
+    p.add_argument("--rounds", type=positive_int, default=3, help="rounds; the variants alternate within each")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed batches per variant first")
+    p.add_argument("--target", type=positive_number, default=775.0, help="images/s to size the workers for (5x 155)")
     p.add_argument("--output", default="output/benchmark_loader")
     return p
 
@@ -77,7 +78,7 @@ def run(cfg_base, batches, rounds, warmup):
 def run_header(args, cfg):
     """What a training benchmark ran on: the config, its overrides and data, the batch, the machine."""
     return {
-        "config": args.config_file,
+        "config": args.config_file or "the shipped model's (foss_d2/model_zoo/FOSS-default.yaml)",
         "opts": args.opts,
         "datasets": list(cfg.DATASETS.TRAIN),
         "batch": cfg.SOLVER.IMS_PER_BATCH,
@@ -94,7 +95,10 @@ def main(argv=None, prog=None):
     cfg = config_from_args(parser, args)
     register_datasets(parser, cfg)
     torch.set_num_threads(1)
-    rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
+    try:
+        rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
+    except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
+        parser.error(f"{e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
     report = {
         **run_header(args, cfg),
         "images_per_s_per_core": {k: statistics.median(v) for k, v in rates.items()},
@@ -106,7 +110,7 @@ def main(argv=None, prog=None):
         k: int(-(-args.target // v)) for k, v in report["images_per_s_per_core"].items() if v > 0
     }
     lines = [
-        f"Loader of `{args.config_file}` {' '.join(args.opts)}; batch {report['batch']}, one process, "
+        f"Loader of `{report['config']}` {' '.join(args.opts)}; batch {report['batch']}, one process, "
         f"CPU time, torch threads 1, {report['cores']} cores ({report['cpu']}), {report['date']}; "
         f"median of {args.rounds} rounds of {args.batches} batches, variants alternating.",
         "",

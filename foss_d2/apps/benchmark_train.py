@@ -26,6 +26,7 @@ from ..data import build_foss_train_loader
 from ..utils.json_io import write_report
 from .benchmark_loader import run_header
 from .cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
+from .runner import positive_int
 
 # name -> (CenterNet.sparse_train, channels-last weights)
 VARIANTS = {
@@ -43,9 +44,11 @@ def set_variant(model, name):
 
 def get_parser(prog=None):
     p = foss_argument_parser(__doc__, prog, config_help="a training config (default: the shipped model's)")
-    p.add_argument("--batches", type=int, default=3, help="distinct batches, each timed once per round and variant")
-    p.add_argument("--rounds", type=int, default=3, help="rounds; the variants alternate within each")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--batches", type=positive_int, default=3, help="distinct batches, each timed once per round and variant"
+    )
+    p.add_argument("--rounds", type=positive_int, default=3, help="rounds; the variants alternate within each")
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--output", default="output/benchmark_train")
     return p
 
@@ -91,8 +94,11 @@ def main(argv=None, prog=None):
         raise SystemExit(f"benchmark-train: {type(model.proposal_generator).__name__} has no sparse_train switch")
     if cfg.MODEL.WEIGHTS:
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    it = iter(build_foss_train_loader(cfg))
-    batches = [next(it) for _ in range(args.batches)]
+    try:
+        it = iter(build_foss_train_loader(cfg))
+        batches = [next(it) for _ in range(args.batches)]
+    except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
+        parser.error(f"{e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
     times, first_losses = run(model, batches, args.rounds)
     base = statistics.median(times[next(iter(VARIANTS))])
     batch = cfg.SOLVER.IMS_PER_BATCH
@@ -105,7 +111,7 @@ def main(argv=None, prog=None):
         "first_batch_losses": first_losses,
     }
     lines = [
-        f"Training steps of `{args.config_file}` {' '.join(args.opts)}; batch {batch}, {args.batches} batches x "
+        f"Training steps of `{report['config']}` {' '.join(args.opts)}; batch {batch}, {args.batches} batches x "
         f"{args.rounds} rounds per variant, alternating; CPU time, {args.threads} torch thread(s), "
         f"{report['cores']} cores ({report['cpu']}), torch {report['torch']}, {report['date']}.",
         "",
