@@ -645,6 +645,15 @@ def test_output_that_is_a_file_is_refused_by_every_tool(tmp_path, capsys):
             main(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err, argv
     assert afile.read_text() == "x"
+    # a folder under a file: NotADirectoryError's traceback after the model had loaded
+    under = str(afile / "sub")
+    for main, argv in [
+        (demo.main, ["--input", os.path.join(ROOT, "demo", "family.jpg"), "--no-draw"]),
+        (survey.main, ["--predictions", str(pred)]),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--output", under])
+        assert e.value.code == 2 and f"{afile} is a file, not a folder" in capsys.readouterr().err, argv
 
 
 def test_evaluation_commands_check_their_numbers_and_datasets(tmp_path, capsys):

@@ -317,6 +317,18 @@ def video_settings(cap, source, every_n_frames: int = 1, track: bool = False, mi
     }
 
 
+def check_creatable(folder: str, what: str):
+    """A RunError when ``folder`` could not be made: the nearest part of it that exists is a file,
+    or a folder this process may not write in (found before the model loads, not at the first write)."""
+    part = os.path.abspath(folder)
+    while not os.path.exists(part):
+        part = os.path.dirname(part)
+    if os.path.isdir(part) and part != os.path.abspath(folder) and not os.access(part, os.W_OK | os.X_OK):
+        raise RunError(f"{what} {folder}: cannot create it in {part} (no write permission)")
+    if not os.path.isdir(part):
+        raise RunError(f"{what} {folder}: {part} is a file, not a folder")
+
+
 def prepare_output(
     out_dir: str, resume: bool = False, overwrite: bool = False, settings: Optional[dict] = None, write: bool = True
 ):
@@ -329,6 +341,7 @@ def prepare_output(
         raise RunError("--resume and --overwrite exclude each other")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise RunError(f"--output {out_dir} is a file, not a folder")
+    check_creatable(out_dir, "--output")
     found = existing_results(out_dir)
     if found and resume and settings is not None:
         check_same_settings(out_dir, settings)

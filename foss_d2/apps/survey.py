@@ -33,8 +33,10 @@ from detectron2.utils.logger import setup_logger
 from ..evaluation.age_evaluator import age_to_group
 from .cli import foss_argument_parser, parse_foss_args
 from .runner import (
+    RunError,
     add_run_arguments,
     build_predictor,
+    check_creatable,
     config_from_args,
     frame_times,
     load_predictions,
@@ -270,6 +272,10 @@ def main(argv=None, prog=None):
     fps = args.fps
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         p.error(f"--output {args.output} is a file, not a folder")
+    try:
+        check_creatable(args.output, "--output")
+    except RunError as e:
+        p.error(str(e))
     one_kind_of_input(p, {"--input": args.input, "--video-input": args.video_input, "--predictions": args.predictions})
     if args.fps and not args.predictions:
         p.error("--fps is for --predictions of a video run without its frames' times (a video's own rate is read)")
