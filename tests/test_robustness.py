@@ -549,6 +549,29 @@ def test_resume_refuses_other_settings(toy, tmp_path, capsys):
     assert code == 0 and json.load(open(out / "run.json"))["MODEL.FOSS.SCORE_THRESH_TEST"] == 0.5
 
 
+def test_resume_refuses_graphs_of_ones_own(toy, tmp_path):
+    """A run resumed with --onnx-dir (int8 graphs, say: ages up to 3 years apart) mixed its answers
+    with the first part's without a word; the graphs' folder is now part of the settings (the
+    cache's graphs answer as PyTorch does, so the backend alone is not)."""
+    from foss_d2.apps.runner import RunError, check_same_settings, predictor_settings, run_settings
+    from foss_d2.config import get_foss_cfg
+
+    cfg = get_foss_cfg(str(toy))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps(run_settings(cfg)))
+    check_same_settings(str(out), run_settings(cfg))  # the same: fine
+    graphs = tmp_path / "int8"
+    with pytest.raises(RunError, match=f"ONNX_DIR: None then, '{graphs}' now"):
+        check_same_settings(str(out), run_settings(cfg, str(graphs)))
+
+    class Predictor:  # what run_images reads: the predictor's config and its graphs' folder
+        onnx_dir = str(graphs)
+
+    Predictor.cfg = cfg
+    assert predictor_settings(Predictor())["ONNX_DIR"] == str(graphs)
+
+
 def test_resume_knows_the_weights_by_their_contents_not_their_path(toy, tmp_path, capsys, monkeypatch):
     """run.json held MODEL.WEIGHTS as typed: the same file named from another folder was refused,
     and other weights saved under the same name (a retrained model) resumed, mixing two models'

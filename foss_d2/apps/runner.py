@@ -210,9 +210,10 @@ def existing_results(out_dir: str) -> List[str]:
     return found
 
 
-def run_settings(cfg) -> dict:
+def run_settings(cfg, onnx_dir: Optional[str] = None) -> dict:
     """The config keys that decide a run's answers (MODEL.* but the device, and INPUT.*), flattened
-    to {"MODEL.FOSS.SCORE_THRESH_TEST": 0.2, ...} in JSON's types."""
+    to {"MODEL.FOSS.SCORE_THRESH_TEST": 0.2, ...} in JSON's types, and ONNX_DIR when the graphs are
+    a folder of one's own (int8 graphs answer otherwise; the cache's answer as PyTorch does)."""
     flat = {}
 
     def walk(node, prefix):
@@ -231,6 +232,8 @@ def run_settings(cfg) -> dict:
         stat = os.stat(path)
         flat["MODEL.WEIGHTS"] = path
         flat["MODEL.WEIGHTS_SHA1"] = _file_sha1(path, stat.st_size, stat.st_mtime_ns)
+    if onnx_dir:
+        flat["ONNX_DIR"] = os.path.abspath(onnx_dir)
     return json.loads(json.dumps(flat))
 
 
@@ -973,7 +976,7 @@ def _signature_or_none(path: str) -> Optional[dict]:
 def predictor_settings(predictor) -> Optional[dict]:
     """``run_settings`` of a FOSSPredictor's config (None for any other callable)."""
     cfg = getattr(predictor, "cfg", None)
-    return run_settings(cfg) if cfg is not None else None
+    return run_settings(cfg, getattr(predictor, "onnx_dir", None)) if cfg is not None else None
 
 
 def run_images(
@@ -1515,7 +1518,7 @@ def prepare_run(
         if out_dir:
             inputs = [*(args.input or []), *(p for p, _ in items)] + ([args.video_input] if args.video_input else [])
             check_output(check_dir or out_dir, inputs)
-            settings = run_settings(cfg) if cfg is not None else None
+            settings = run_settings(cfg, getattr(args, "onnx_dir", None)) if cfg is not None else None
             if settings is not None and args.video_input:
                 from .tracking import track_options
 

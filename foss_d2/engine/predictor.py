@@ -1,6 +1,7 @@
 """Single-image inference, in the shape of detectron2's ``DefaultPredictor``."""
 
 import logging
+import os
 from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -135,6 +136,7 @@ class FOSSPredictor:
             raise ValueError(f"MODEL.DEVICE {cfg.MODEL.DEVICE}, but torch sees no CUDA GPU here: use MODEL.DEVICE cpu")
         self.cfg = cfg.clone()
         self.backend = backend
+        self.onnx_dir = os.path.abspath(onnx_dir) if onnx_dir else None  # graphs of one's own (int8, say)
         self.model = build_model(self.cfg)
         self.model.eval()
         if cfg.MODEL.WEIGHTS:
