@@ -711,9 +711,10 @@ def test_tiled_evaluation_shows_every_grid_the_same_faces(tmp_path, capsys, monk
     faces = [{"file_name": f"{i}.jpg", "image_id": i, "annotations": [{"age": i, "gender": 0}]} for i in range(50)]
     monkeypatch.setattr(evaluate, "load_utkface", lambda image_dir, split: list(faces))
     monkeypatch.setattr(evaluate, "trained_estimator", lambda parser, config_file, opts: None)
+    monkeypatch.setattr(evaluate, "read_bgr", lambda path: np.zeros((8, 8, 3), np.uint8))
     shown = {}
 
-    def grid(estimate, records, g):
+    def grid(estimate, records, g, read):
         shown[g] = sorted(r["image_id"] for r in records)
         return {
             "tiles": g * g,
@@ -731,6 +732,21 @@ def test_tiled_evaluation_shows_every_grid_the_same_faces(tmp_path, capsys, monk
     assert "--num 40: 36 faces scored (a multiple of 36), so that every grid size shows the same faces" in captured.err
     assert len(shown[1]) == 36 and shown[1] == shown[2] == shown[3]
     assert "9 per canvas: 0/36 found" in captured.out
+
+
+def test_held_out_faces_that_cannot_be_read_are_left_out_with_a_word(tmp_path, capsys):
+    """evaluate.py tiled / pasted read faces with cv2.imread, which gives a truncated JPEG part grey:
+    the face was scored as not found, silently. FOSS-D2's reader refuses it; it is left out, said."""
+    from foss_d2.apps.evaluate import readable
+
+    whole = tmp_path / "whole.jpg"
+    cv2.imwrite(str(whole), np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8))
+    (tmp_path / "cut.jpg").write_bytes(whole.read_bytes()[:3000])
+    assert cv2.imread(str(tmp_path / "cut.jpg")) is not None  # what the evaluation took for a face
+    records = [{"file_name": str(tmp_path / n)} for n in ("whole.jpg", "cut.jpg", "gone.jpg")]
+    assert readable(records, "mine") == records[:1]
+    err = capsys.readouterr().err
+    assert "mine: 2 of 3 images cannot be read and are left out (cannot read image " in err and "cut.jpg" in err
 
 
 def test_default_workers_one_per_thread_and_the_threads_given_back(toy, tmp_path, capsys, monkeypatch):

@@ -52,6 +52,7 @@ from ..evaluation import build_foss_evaluator
 from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_faces
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
+from ..utils.image_io import read_image_file
 from ..utils.json_io import nan_as_null, write_json_atomic
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import load_predictions, positive_int
@@ -202,6 +203,27 @@ def trained_estimator(parser, config_file, opts) -> FaceAgeEstimator:
         parser.error(str(e))
 
 
+def read_bgr(path: str):
+    return read_image_file(path, "BGR")
+
+
+def readable(records: list, what: str) -> list:
+    """The records whose image FOSS-D2's reader decodes (cv2.imread gave a truncated JPEG part grey:
+    a face scored as not found); the others left out, said in one line."""
+    ok, bad = [], []
+    for r in tqdm(records, desc=f"reading {what}", leave=False):
+        try:
+            read_bgr(r["file_name"])
+            ok.append(r)
+        except (FileNotFoundError, ValueError) as e:
+            bad.append(str(e))
+    if bad:
+        print(
+            f"{what}: {len(bad)} of {len(records)} images cannot be read and are left out ({bad[0]})", file=sys.stderr
+        )
+    return ok
+
+
 def evaluate_tiled(args, parser):
     # every grid scores the same faces: a number of faces that fills whole canvases of each size
     whole = math.lcm(*(g * g for g in args.grids))
@@ -223,9 +245,10 @@ def evaluate_tiled(args, parser):
         parser.error(f"no UTKFace folder at {image_dir} (set DATASETS.ROOT)")
     records = load_utkface(image_dir, "test")
     random.Random(args.seed).shuffle(records)
-    records = records[: args.num]
+    records = readable(records[: 2 * args.num], "utkface_test")[: args.num]  # (the first --num that can be read)
+    records = records[: len(records) - len(records) % whole]
     est = trained_estimator(parser, args.config_file, opts)
-    results = [evaluate_grid(est, records, g) for g in tqdm(args.grids, desc="grid sizes")]
+    results = [evaluate_grid(est, records, g, read=read_bgr) for g in tqdm(args.grids, desc="grid sizes")]
     # written before printing: nothing computed is lost whatever the figures are
     if args.output:
         weights = "shipped" if cfg.MODEL.WEIGHTS == DEFAULT_WEIGHTS else cfg.MODEL.WEIGHTS
@@ -267,7 +290,8 @@ def evaluate_pasted_faces(args, parser):
         parser.error(f"{e} (set DATASETS.ROOT)")
     if any(len(r["annotations"]) != 1 or r["annotations"][0].get("age", -1) < 0 for r in faces):
         parser.error(f"--faces {args.faces}: every image must hold one face with its age")
-    faces = stratified_faces(faces, args.per_band, args.seed)
+    faces = stratified_faces(readable(faces, args.faces), args.per_band, args.seed)
+    photos = readable(photos, args.photos)
     est = trained_estimator(parser, args.config_file, opts)
     if args.output:
         os.makedirs(args.output, exist_ok=True)
@@ -283,7 +307,9 @@ def evaluate_pasted_faces(args, parser):
             shown = [f for f in found if any(iou(f["box"], b) > 0.3 for b in boxes)]
             cv2.imwrite(os.path.join(args.output, f"pasted_{k:02d}.jpg"), draw_predictions(picture, shown, 1024))
 
-    results = evaluate_pasted(est, faces, photos, args.per_photo, args.min_side, seed=args.seed, on_photo=on_photo)
+    results = evaluate_pasted(
+        est, faces, photos, args.per_photo, args.min_side, seed=args.seed, on_photo=on_photo, read=read_bgr
+    )
     bar.close()
     if args.output:
         weights = "shipped" if cfg.MODEL.WEIGHTS == DEFAULT_WEIGHTS else cfg.MODEL.WEIGHTS
