@@ -535,6 +535,10 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
     content["annotations"] += [
         dict(content["annotations"][0], id=2, bbox=[5, 5, 0, 8]),
         dict(content["annotations"][0], id=3, bbox=[30, 2, 5, 5]),
+        # an infinite corner (trained as a box to the image's edge before)
+        dict(content["annotations"][0], id=4, bbox=[4, 4, float("inf"), 8]),
+        # [x1, y1, x2, y2] written for [x, y, width, height]: kept, cut at the edge, but said
+        dict(content["annotations"][0], id=5, bbox=[10, 6, 18, 12]),
     ]
     content["images"].append({"id": 2, "file_name": "missing.jpg", "height": 20, "width": 20})
     path = tmp_path / "mixed.json"
@@ -542,8 +546,10 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
     register_foss_coco("foss_test_mixed_coco", str(path), str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="foss_d2.data.coco"):
         recs = DatasetCatalog.get("foss_test_mixed_coco")
-    assert [a["id"] for a in recs[0]["annotations"]] == [1]
-    assert "2 face boxes without an area or outside their image are left out" in caplog.text
+    assert [a["id"] for a in recs[0]["annotations"]] == [1, 5]
+    assert "3 face boxes without an area or outside their image are left out" in caplog.text
+    assert "1 face boxes run past their image's edge by over a tenth of their size" in caplog.text
+    assert "annotation 5, bbox [10, 6, 18, 12] in a 20x20 image" in caplog.text
     assert "1 of 2 images are missing" in caplog.text and "missing.jpg" in caplog.text
     # one photo under two image ids, and a file without a face box: warned about
     content = coco()

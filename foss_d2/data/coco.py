@@ -7,6 +7,7 @@ such a file through detectron2's ``load_coco_json`` keeping the extra keys, so t
 
 import json
 import logging
+import math
 import os
 from collections import Counter
 from typing import Iterable, List, Optional
@@ -164,11 +165,22 @@ def _is_number(v) -> bool:
 
 
 def _usable_box(a: dict, r: dict) -> bool:
-    """Whether a face box has an area and lies (at least partly) inside its image."""
+    """Whether a face box has an area, finite corners and lies (at least partly) inside its image."""
     x1, y1, x2, y2 = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
     w, h = r.get("width"), r.get("height")
     inside = w is None or h is None or (x2 > 0 and y2 > 0 and x1 < w and y1 < h)
-    return x2 > x1 and y2 > y1 and inside
+    return all(map(math.isfinite, (x1, y1, x2, y2))) and x2 > x1 and y2 > y1 and inside
+
+
+def _runs_past_edge(a: dict, r: dict, tolerance: float = 0.1) -> bool:
+    """A box reaching past its image by more than ``tolerance`` of its own size: most often COCO's
+    [x, y, width, height] written as [x1, y1, x2, y2]. Kept, clipped, but worth a look."""
+    w, h = r.get("width"), r.get("height")
+    if w is None or h is None:
+        return False
+    x1, y1, x2, y2 = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+    dx, dy = tolerance * (x2 - x1), tolerance * (y2 - y1)
+    return x2 - w > dx or y2 - h > dy or -x1 > dx or -y1 > dy
 
 
 def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = None) -> List[dict]:
@@ -182,7 +194,7 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
     _check_coco_file(json_file, etype in ("age_group", "face_detection"))
     recs = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=EXTRA_KEYS + ["id"])
     groups = meta.get("age_groups") if meta is not None else None
-    dropped = []
+    dropped, past = [], []
     for r in recs:
         kept = []
         for a in r["annotations"]:
@@ -195,6 +207,8 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
                     a[key] = -1
             if _usable_box(a, r):
                 kept.append(a)
+                if _runs_past_edge(a, r):
+                    past.append((r["file_name"], a.get("id", "?"), a["bbox"], r["width"], r["height"]))
             else:
                 dropped.append((r["file_name"], a.get("id", "?"), a["bbox"]))
         r["annotations"] = kept
@@ -206,6 +220,15 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
             name,
             len(dropped),
             *dropped[0],
+        )
+    if past:
+        logger.warning(
+            "%s: %d face boxes run past their image's edge by over a tenth of their size and are cut at it "
+            "(first: image %s, annotation %s, bbox %s in a %sx%s image): COCO's bbox is [x, y, width, height], "
+            "was [x1, y1, x2, y2] written?",
+            name,
+            len(past),
+            *past[0],
         )
     counts = Counter(r["file_name"] for r in recs)
     twice = [f for f, n in counts.items() if n > 1]
@@ -229,7 +252,7 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
         )
     if missing:
         logger.warning(
-            "%s: %d of %d images are missing (first: %s); training skips them, evaluation stops",
+            "%s: %d of %d images are missing (first: %s); training skips them, evaluation refuses to start",
             name,
             len(missing),
             len(files),
