@@ -126,6 +126,20 @@ def test_age_loss_hand_computed_and_iou_masking():
     assert gender_logits.grad[1:].abs().sum() == 0
 
 
+def test_ages_past_the_last_class_carry_no_age_label():
+    """The paper trains on ages 0-100 (4.1); UTKFace's 101-116 were trained with the CE class cut to
+    100 and a mean loss pulling towards an age the 101 classes cannot reach. Now they count as
+    faces without an age (their gender still trains)."""
+    tgt = _target([[0, 0, 100, 100]], [116.0], [1.0])
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 100.0]])
+    losses = age_gender_losses(torch.zeros(1, 101), torch.zeros(1), [boxes], [tgt], 0.3, LAMBDAS)
+    assert float(losses["loss_age"]) == 0.0 and float(losses["loss_gender"]) == pytest.approx(0.1 * math.log(2))
+    tgt.gt_ages = torch.tensor([100.0])  # the last class: an age label as before
+    expected = 0.01 * 50**2 / 2 + 0.0025 * 850 + 0.05 * math.log(101)
+    losses = age_gender_losses(torch.zeros(1, 101), torch.zeros(1), [boxes], [tgt], 0.3, LAMBDAS)
+    assert float(losses["loss_age"]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_box_under_threshold_gives_no_loss():
     tgt = _target([[0, 0, 100, 100]], [30.0], [0.0])
     boxes = torch.tensor([[50.0, 50.0, 150.0, 150.0]])  # IoU 2500/17500 = 0.143 < 0.3

@@ -682,3 +682,8 @@ def test_training_config_mistakes_are_named_before_training(caplog):
     with caplog.at_level(logging.WARNING, logger="foss_d2.data.build"):
         check_train_config(cfg, [groups + ages])
     assert "age groups" not in caplog.text
+    # UTKFace's ages 101-116: past the 101 classes, trained without an age (the loss masks them), said
+    old = [{"file_name": "o.jpg", "annotations": [{"age": a, "gender": 1}]} for a in (100.0, 105.0, 116.0)]
+    with caplog.at_level(logging.WARNING, logger="foss_d2.data.build"):
+        check_train_config(cfg, [old])
+    assert "mine: 2 faces are older than the age network's last class (100 years; ages 105-116)" in caplog.text

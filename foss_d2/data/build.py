@@ -109,6 +109,20 @@ def check_train_config(cfg, lists):
                     "groups are read by the evaluator only",
                     name,
                 )
+    last = m.AGE_HEAD.NUM_AGE_CLASSES - 1
+    for name, lst in zip(names, lists):
+        old = [a["age"] for d in lst for a in d.get("annotations", []) if _known(a.get("age")) and a["age"] > last]
+        if old:
+            logger.warning(
+                "%s: %d faces are older than the age network's last class (%d years; ages %g-%g): they train "
+                "without an age (the paper trains on ages 0-%d)",
+                name,
+                len(old),
+                last,
+                min(old),
+                max(old),
+                last,
+            )
     learns_unlabelled = m.FOSS.TEACHER_WEIGHTS or m.AGE_HEAD.LAMBDA_FLIP > 0
     if m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not learns_unlabelled:
         labelled = any(

@@ -71,7 +71,8 @@ def age_gender_losses(
     ``match_labels``'s answer for these boxes, when the caller has it already.
     """
     ages, genders, valid = matches if matches is not None else match_labels(proposal_boxes, targets, th_iou)
-    age_mask = valid & (ages >= 0)
+    # an age past the last class (UTKFace's 101-116) has no class to be: no age label (4.1: ages 0-100)
+    age_mask = valid & (ages >= 0) & (ages <= age_logits.shape[1] - 1)
     n_age = int(age_mask.sum())
     if n_age > 0:
         l_mean, l_var, l_ce = mean_variance_terms(age_logits[age_mask], ages[age_mask])
