@@ -329,6 +329,13 @@ def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch
     assert res["bbox"]["AP50"] == pytest.approx(100.0)
     assert res["age"]["group_acc"] == 100 and res["age"]["gender_acc"] == 50
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.json"]
+    # a box of no face scored 0.05: an answer as given (its maker's threshold), or left out by --min-score
+    preds["/photos/x.jpg"].append({"box": [80, 0, 95, 15], "score": 0.05, "age": 30.0, "p_female": 0.5})
+    res = _score_saved(tmp_path, monkeypatch, capsys, name, preds)
+    assert res["age"]["boxes_are_faces"] == pytest.approx(200 / 3)
+    res = _score_saved(tmp_path, monkeypatch, capsys, name, preds, "--min-score", "0.2")
+    assert res["age"]["boxes_are_faces"] == 100.0 and res["age"]["gender_acc"] == 50
+    del preds["/photos/x.jpg"][-1]
     # answers for a photo that is not the dataset's: left out, and said (they were dropped silently)
     preds["family.jpg"] = preds["/photos/x.jpg"][:1]
     import json

@@ -55,7 +55,7 @@ from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.image_io import read_image_file
 from ..utils.json_io import nan_as_null, write_json_atomic
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
-from .runner import load_predictions, positive_int
+from .runner import load_predictions, positive_int, probability
 
 
 def valid_face(f) -> bool:
@@ -143,6 +143,11 @@ def evaluate_predictions(args, parser):
             f"--predictions {args.predictions}: {len(bad)} faces without a 4-number box, a score, an age and "
             f"p_female (the first: image {bad[0][0]!r}, face {bad[0][1]})"
         )
+    if args.min_score is not None:
+        before = sum(map(len, matched.values()))
+        matched = {k: [f for f in faces if f["score"] >= args.min_score] for k, faces in matched.items()}
+        left = before - sum(map(len, matched.values()))
+        print(f"--min-score {args.min_score}: {left} boxes scored under it are left out", file=sys.stderr)
     # COCO AP reads at most K_TEST boxes an image: unless the overrides set it, every box of every
     # image here (COCO's 100 at least), as --eval-only reads every box the model gives; with 100 a
     # crowd's boxes were cut
@@ -335,7 +340,7 @@ def get_parser(prog=None):
         help="score a predictions.json on a registered dataset",
         parents=[
             foss_argument_parser(
-                config_help="only its DATASETS.ROOT, DATASETS.COCO (a dataset of your own) and MODEL.FOSS keys matter",
+                config_help="only its DATASETS.ROOT and DATASETS.COCO (a dataset of your own) matter",
                 add_help=False,
             )
         ],
@@ -344,6 +349,13 @@ def get_parser(prog=None):
     pred.add_argument("--write-list", metavar="FILE", help="write the dataset's image paths here and exit")
     pred.add_argument("--predictions", help="predictions.json (FOSS-D2 schema, keyed by image path)")
     pred.add_argument("--output", default=None, help="folder for the evaluators' files (default: none written)")
+    pred.add_argument(
+        "--min-score",
+        type=probability,
+        default=None,
+        help="leave out boxes scored under this (default: every box of the file is an answer, as its maker "
+        "thresholded them; a demo run's predictions.json holds those over its --confidence-threshold)",
+    )
     tiled = sub.add_parser(
         "tiled",
         help="held-out UTKFace faces alone and 4 / 9 to a canvas",
