@@ -340,7 +340,8 @@ def get_parser(prog=None):
         help="score a predictions.json on a registered dataset",
         parents=[
             foss_argument_parser(
-                config_help="only its DATASETS.ROOT and DATASETS.COCO (a dataset of your own) matter",
+                config_help="only its DATASETS.ROOT, DATASETS.COCO (a dataset of one's own) and MODEL.FOSS.K_TEST "
+                "matter",
                 add_help=False,
             )
         ],
