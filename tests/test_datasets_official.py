@@ -112,6 +112,22 @@ def test_images_of_groups_person_data(tmp_path):
     # the paper's median face, 18.5 px between the eyes, gets a 44.4 x 55.5 px box
     x1, y1, x2, y2 = box_from_eyes(0, 0, 18.5, 0)
     assert (x2 - x1, y2 - y1) == pytest.approx((44.4, 55.5))
+    # the paper's test split (4.3): the listed faces scored; their photos' other faces unlabelled
+    # boxes; photos without a listed face left out (test_list was accepted and ignored before)
+    split = tmp_path / "test_faces.txt"
+    split.write_text("Fam2a/1006149518_250f8036fc_1438_9284053@N07.jpg 100 100 120.0 100\n\n")
+    (test,) = load_images_of_groups(str(tmp_path), folders=["Fam2a"], test_faces=str(split))
+    assert test["image_id"] == "Fam2a/1006149518_250f8036fc_1438_9284053@N07.jpg"
+    assert [(a["age_group"], a["gender"]) for a in test["annotations"]] == [(4, 0), (-1, -1)]
+    assert test["annotations"][1]["bbox"] == b["bbox"]  # still a face for the detector's figures
+    split.write_text("Fam2a/2222_abc_1_1@N00.jpg 11 10 30 10\n")
+    with pytest.raises(ValueError, match=r"1 of its faces are no face of PersonData.txt \(first: Fam2a/2222"):
+        load_images_of_groups(str(tmp_path), folders=["Fam2a"], test_faces=str(split))
+    split.write_text("Fam2a/2222_abc_1_1@N00.jpg 11 10\n")
+    with pytest.raises(ValueError, match=r"test_faces.txt:1: expected '<folder>/<image> <xl> <yl> <xr> <yr>'"):
+        load_images_of_groups(str(tmp_path), folders=["Fam2a"], test_faces=str(split))
+    with pytest.raises(FileNotFoundError, match="The paper's test split .* is not marked in PersonData.txt"):
+        load_images_of_groups(str(tmp_path), folders=["Fam2a"], test_faces=str(tmp_path / "none.txt"))
     (folder / "PersonData.txt").write_text("img.jpg\n1 2 3\n")
     with pytest.raises(ValueError, match="6 face fields"):
         load_images_of_groups(str(tmp_path), folders=["Fam2a"])
@@ -134,6 +150,7 @@ def test_all_six_datasets_registered(tmp_path):
         "clap2016_train": "age_single",
         "megaage_asian_train": "age_single",
         "images_of_groups": "age_group",
+        "images_of_groups_test": "age_group",
     }
     assert set(evaluators) <= set(DatasetCatalog.list())
     assert {n: MetadataCatalog.get(n).evaluator_type for n in evaluators} == evaluators

@@ -84,7 +84,9 @@ def register_all_foss(root: str = None):
     mega = os.path.join(root, "megaage_asian")
     for split in ("train", "test"):
         _register(f"megaage_asian_{split}", register_megaage_asian, mega, split)
-    _register("images_of_groups", register_images_of_groups, os.path.join(root, "images_of_groups"))
+    iog = os.path.join(root, "images_of_groups")
+    _register("images_of_groups", register_images_of_groups, iog)
+    _register("images_of_groups_test", register_images_of_groups, iog, True)
 
 
 def register_config_datasets(cfg):
