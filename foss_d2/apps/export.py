@@ -44,7 +44,6 @@ argument), like the photos the model will see, group photos and close-ups alike;
 
 import argparse
 import os
-import shutil
 import tempfile
 
 import torch
@@ -122,9 +121,12 @@ def blend_states(state: dict, other: dict, weight: float) -> dict:
 
 def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibration=None, count: int = 32):
     """The checkpoint's detector and age network as ONNX graphs in ``out_dir``; int8 ones
-    calibrated on the ``calibration`` photos when given."""
+    calibrated on the ``calibration`` photos when given. Either set is written into a staging
+    folder beside ``out_dir`` and published whole, its fingerprint last (``staged_onnx_dir``): an
+    export that fails or is interrupted leaves ``out_dir`` as it was (a folder that was not there
+    is not made)."""
     from ..config import get_foss_cfg
-    from ..engine.onnx_backend import FINGERPRINT_FILE, export_onnx
+    from ..engine.onnx_backend import export_onnx
     from ..engine.predictor import load_model
 
     cfg = get_foss_cfg(config_file, weights=checkpoint, device="cpu")
@@ -134,19 +136,32 @@ def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibrat
     created = not os.path.exists(out_dir)
     try:
         if calibration:
-            with tempfile.TemporaryDirectory() as fp32_dir:
+            with tempfile.TemporaryDirectory() as tmp:
+                fp32_dir = os.path.join(tmp, "float")
                 export_onnx(model, fp32_dir)
+                # the int8 graphs come from the same weights: quantize_graphs publishes them with the
+                # float graphs' fingerprint, which FOSSPredictor checks
                 paths = quantize_to_int8(cfg, fp32_dir, out_dir, calibration, count)
-                # the int8 graphs come from the same weights: FOSSPredictor checks the fingerprint
-                shutil.copy(os.path.join(fp32_dir, FINGERPRINT_FILE), out_dir)
         else:
             paths = export_onnx(model, out_dir)
     except BaseException:
         if created and os.path.isdir(out_dir) and not os.listdir(out_dir):
-            os.rmdir(out_dir)  # a failed export leaves no empty folder behind
+            os.rmdir(out_dir)  # a publication cut short before its first file leaves no empty folder behind
         raise
     for name, path in paths.items():
         print(f"{name}: {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
+
+
+def file_on_the_way(path: str):
+    """The file (not a folder) that stands where a folder on ``path``'s way should be, or None:
+    OUT/sub when OUT is a file."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return None if os.path.isdir(path) else path
 
 
 def quantize_to_int8(cfg, fp32_dir: str, out_dir: str, calibration, count: int):
@@ -184,6 +199,9 @@ def main(argv=None, prog=None):
         p.error(f"--blend-weight must lie in [0, 1], got {args.blend_weight}")
     if args.format == "onnx" and os.path.isfile(args.output):
         p.error(f"--format onnx writes a folder: {args.output} is a file")
+    on_the_way = file_on_the_way(args.output if args.format == "onnx" else os.path.dirname(args.output) or ".")
+    if on_the_way:
+        p.error(f"cannot write {args.output}: {on_the_way} is a file, not a folder")
     if args.format == "pth" and os.path.isdir(args.output):
         p.error(
             f"--format pth writes a file: {args.output} is a folder "
@@ -232,7 +250,10 @@ def main(argv=None, prog=None):
     if args.blend:
         state = blend_states(state, load_weights(args.blend)[1], args.blend_weight)
     small = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    out = save_weights(small, args.output, ckpt.get("iteration"))
+    try:
+        out = save_weights(small, args.output, ckpt.get("iteration"))
+    except OSError as e:  # a folder that cannot be written
+        p.error(f"cannot write {args.output}: {e.strerror or e}")
     print(
         f"{len(small)} tensors, iteration {out['iteration']} -> {args.output} "
         f"({os.path.getsize(args.output) / 2**20:.1f} MiB)"

@@ -17,8 +17,11 @@ mirror average (meta_arch/test_time_augmentation.py). ``use_onnxruntime`` swaps 
 heatmap head and the age network of a built model for thin modules that call the sessions.
 """
 
+import contextlib
 import hashlib
 import os
+import shutil
+import tempfile
 import warnings
 from typing import Dict, Optional
 
@@ -27,7 +30,6 @@ import torch
 from torch import nn
 
 from ..proposal_generator.centernet import BoundedHeatmapHead
-from ..utils.json_io import atomic_path
 from .fusion import bound_heatmap, fold_batchnorm
 
 DETECTOR_FILE = "detector.onnx"
@@ -53,15 +55,73 @@ def write_fingerprint(out_dir: str, fingerprint: str):
         f.write(fingerprint + "\n")
 
 
+def read_fingerprint(onnx_dir: str) -> Optional[str]:
+    """The fingerprint ``onnx_dir``'s graphs were exported with; None when it has none (an export cut
+    short or still being published, or one from before fingerprints were written)."""
+    try:
+        with open(os.path.join(onnx_dir, FINGERPRINT_FILE)) as f:
+            return f.read().strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
 def check_fingerprint(onnx_dir: str, fingerprint: str) -> bool:
-    """False when ``onnx_dir``'s graphs were exported from other weights; True when from these or
-    when the folder does not say (exported before fingerprints were written: a warning)."""
-    path = os.path.join(onnx_dir, FINGERPRINT_FILE)
-    if not os.path.isfile(path):
-        warnings.warn(f"{onnx_dir} does not say which weights its ONNX graphs come from ({FINGERPRINT_FILE})")
-        return True
-    with open(path) as f:
-        return f.read().strip() == fingerprint
+    """True when ``onnx_dir``'s graphs were exported from the weights of ``fingerprint``; False when
+    from other weights or when the folder does not say (no weights.sha1: an export publishes it last,
+    so a folder without it may hold graphs of two exports)."""
+    return read_fingerprint(onnx_dir) == fingerprint
+
+
+@contextlib.contextmanager
+def staged_onnx_dir(out_dir: str):
+    """A folder of its own to write a whole set of graphs and its fingerprint into (beside ``out_dir``,
+    on the same file system, one per call: exports of the same folder at the same time never share
+    it). When the block ends without error the set replaces ``out_dir``'s (``publish_onnx_dir``); a
+    block that fails or is interrupted (Ctrl-C too) leaves ``out_dir`` as it was. The staging
+    folder, and any folder made for it, is removed either way."""
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    existing = parent
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    os.makedirs(parent, exist_ok=True)  # a file on the way: NotADirectoryError / FileExistsError
+    stage = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)[:200]}.", suffix=".partial")
+    done = False
+    try:
+        yield stage
+        publish_onnx_dir(stage, out_dir)
+        done = True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not done:  # the folders made for the stage, when empty (a failed export leaves no folder behind)
+            folder = parent
+            while folder != existing and len(folder) > len(existing):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                folder = os.path.dirname(folder)
+
+
+def publish_onnx_dir(stage: str, out_dir: str):
+    """Moves a staged set of graphs into ``out_dir``: its old fingerprint removed first (from then on
+    the folder is refused, or exported again when it is a cache, until the end), then the graphs
+    moved in one by one, each replaced at once (``os.replace``, the same file system), the old
+    set's graphs that the new one lacks removed, and the fingerprint moved in last."""
+    os.makedirs(out_dir, exist_ok=True)
+    names = sorted(os.listdir(stage))
+    try:
+        os.remove(os.path.join(out_dir, FINGERPRINT_FILE))
+    except FileNotFoundError:
+        pass
+    for name in (DETECTOR_FILE, AGE_NET_FILE):
+        if name not in names and os.path.lexists(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))  # e.g. an age network of the old model, this one has none
+    for name in names:
+        if name != FINGERPRINT_FILE:
+            os.replace(os.path.join(stage, name), os.path.join(out_dir, name))
+    if FINGERPRINT_FILE in names:
+        os.replace(os.path.join(stage, FINGERPRINT_FILE), os.path.join(out_dir, FINGERPRINT_FILE))
 
 
 OPSET = 17
@@ -105,47 +165,59 @@ class AgeNetGraph(nn.Module):
 
 def export_onnx(model, out_dir: str, det_size: int = 480, fingerprint: Optional[str] = None) -> Dict[str, str]:
     """Writes ``detector.onnx`` and ``age_net.onnx`` for a built FOSS ``model`` (in eval mode; its
-    BatchNorms are folded in place first). Batch, height and width of the detector and the number
-    of crops are dynamic. ``fingerprint``: ``weights_fingerprint(model)`` when the caller has it
-    already (the weights are hashed before folding). Returns the two paths."""
+    BatchNorms are folded in place first) and the weights' fingerprint into ``out_dir``. Batch,
+    height and width of the detector and the number of crops are dynamic. ``fingerprint``:
+    ``weights_fingerprint(model)`` when the caller has it already (the weights are hashed before
+    folding). The set is written into a staging folder and published whole (``staged_onnx_dir``):
+    an export that fails or is interrupted leaves ``out_dir`` as it was, and exports of the same
+    folder at the same time (two processes filling one cache) each publish a whole set. Returns
+    the two paths."""
     model.eval()
-    fingerprint = fingerprint or weights_fingerprint(model)
+    with staged_onnx_dir(out_dir) as stage:
+        fingerprint = fingerprint or weights_fingerprint(model)
+        names = write_onnx_graphs(model, stage, det_size)
+        write_fingerprint(stage, fingerprint)
+    return {key: os.path.join(out_dir, name) for key, name in names.items()}
+
+
+def write_onnx_graphs(model, out_dir: str, det_size: int = 480) -> Dict[str, str]:
+    """``export_onnx``'s graphs, written straight into ``out_dir`` (a staging folder); the model's
+    BatchNorms are folded in place. Returns their file names."""
     fold_batchnorm(model)
     bound_heatmap(model)
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"detector": os.path.join(out_dir, DETECTOR_FILE)}
+    names = {"detector": DETECTOR_FILE}
     det = DetectorGraph(model).eval()
     x = torch.zeros(1, 3, det_size, det_size)
-    _export(det, (x,), paths["detector"], ["image"], det.names, {"image": {0: "batch", 2: "height", 3: "width"}})
+    path = os.path.join(out_dir, DETECTOR_FILE)
+    _export(det, (x,), path, ["image"], det.names, {"image": {0: "batch", 2: "height", 3: "width"}})
     head = model.age_head
     if head is not None:
-        paths["age_net"] = os.path.join(out_dir, AGE_NET_FILE)
+        names["age_net"] = AGE_NET_FILE
         h, w = head.crop_hw
         crops = torch.zeros(2, 3, h, w)
         inputs, dyn = (crops,), {"crops": {0: "faces"}}
-        names = ["crops"]
+        inames = ["crops"]
         if head.in_feature:
             channels = model.backbone.output_shape()[head.in_feature].channels
             inputs += (torch.zeros(2, channels, *head.feature_hw),)
-            names.append("feature")
+            inames.append("feature")
             dyn["feature"] = {0: "faces"}
         outs = ["age_logits"] + (["gender_logits"] if head.net.gender_branch is not None else [])
-        _export(AgeNetGraph(head.net, bool(head.in_feature)).eval(), inputs, paths["age_net"], names, outs, dyn)
-    write_fingerprint(out_dir, fingerprint)
-    return paths
+        path = os.path.join(out_dir, AGE_NET_FILE)
+        _export(AgeNetGraph(head.net, bool(head.in_feature)).eval(), inputs, path, inames, outs, dyn)
+    return names
 
 
 def _export(module, inputs, path, input_names, output_names, dynamic_axes):
     dynamic_axes = {**dynamic_axes, **{n: {0: "batch"} for n in output_names}}
-    # atomic_path: a failed export leaves no half-written graph
-    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings():
         # torch's notes on constant folding are about the exporter, not for the user who asked for a backend
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         # The TorchScript-based exporter: a few seconds for both graphs, where torch.export's takes minutes.
         torch.onnx.export(
             module,
             inputs,
-            tmp,
+            path,
             input_names=input_names,
             output_names=output_names,
             dynamic_axes=dynamic_axes,
@@ -266,11 +338,26 @@ def default_onnx_dir(cfg) -> str:
     return os.path.join(root, "onnx", h.hexdigest()[:16])
 
 
+def _export_to_cache(model, onnx_dir: str, fingerprint: str):
+    """``export_onnx`` into the backend's cache; a cache that cannot be written (FOSS_D2_CACHE under a
+    file, a read-only home) is a ValueError that says so."""
+    try:
+        export_onnx(model, onnx_dir, fingerprint=fingerprint)
+    except OSError as e:
+        why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        raise ValueError(
+            f"cannot write the ONNX graphs into the cache folder {onnx_dir} ({why}): set FOSS_D2_CACHE "
+            "to a folder that can be written, or export them (foss-d2 export WEIGHTS FOLDER --format onnx) "
+            "and give that folder"
+        ) from None
+
+
 def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: bool = True):
     """Swaps, in place, the heavy modules of a FOSS ``model`` (as loaded) for ONNX Runtime sessions
     on the graphs in ``onnx_dir``. With ``cache`` the folder is the model's own: its graphs are
-    exported there when missing or from other weights. Without, it must hold graphs of these
-    weights (``foss-d2 export --format onnx``, int8 or not): a ValueError otherwise. Returns the model."""
+    exported there when missing, without a fingerprint or from other weights. Without, it must hold
+    graphs of these weights and their fingerprint (``foss-d2 export --format onnx``, int8 or not): a
+    ValueError otherwise. Returns the model."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError as e:
@@ -286,12 +373,18 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
         )
     exported = False
     if missing or not check_fingerprint(onnx_dir, fingerprint):
+        if not cache and read_fingerprint(onnx_dir) is None:
+            raise ValueError(
+                f"{onnx_dir} does not say which weights its ONNX graphs come from (no {FINGERPRINT_FILE}: an "
+                "export cut short or still running, or one from an older version): export them again "
+                "(foss-d2 export WEIGHTS FOLDER --format onnx [--int8 ...]), or leave out the folder to use the cache"
+            )
         if not cache:
             raise ValueError(
                 f"the ONNX graphs in {onnx_dir} were exported from other weights than MODEL.WEIGHTS: export "
                 "them again from these weights, or leave out the folder to use the cache"
             )
-        export_onnx(model, onnx_dir, fingerprint=fingerprint)
+        _export_to_cache(model, onnx_dir, fingerprint)
         exported = True
     while True:  # at most twice: a damaged cache is exported once more
         try:
@@ -306,7 +399,7 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
                     f"{e}; they were exported just now by torch {torch.__version__}: does this onnxruntime "
                     f"read opset {OPSET}? (pip install -e .[onnx] installs the tested one)"
                 ) from None
-            export_onnx(model, onnx_dir, fingerprint=fingerprint)  # the cache's own graphs, damaged: once more
+            _export_to_cache(model, onnx_dir, fingerprint)  # the cache's own graphs, damaged: once more
             exported = True
     names = [o.name for o in det.get_outputs()]
     model.backbone = OrtDetector(det, names, model.backbone.output_shape())

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from typing import Dict, List, Sequence
 
-from .onnx_backend import AGE_NET_FILE, DETECTOR_FILE, _numpy
+from .onnx_backend import AGE_NET_FILE, DETECTOR_FILE, FINGERPRINT_FILE, _numpy, staged_onnx_dir
 
 FLOAT_PREFIXES = ("/heatmap/",)
 
@@ -62,44 +62,46 @@ class _Feeds:
 
 def quantize_graphs(src_dir: str, out_dir: str, feeds: Dict[str, List[dict]]) -> Dict[str, str]:
     """Writes int8 versions of ``src_dir``'s detector.onnx and age_net.onnx into ``out_dir``,
-    calibrated on ``feeds`` (``record_graph_inputs``). Returns the paths written."""
+    calibrated on ``feeds`` (``record_graph_inputs``), with ``src_dir``'s fingerprint (the int8
+    graphs come from the same weights). The set is written into a staging folder and published
+    whole (``staged_onnx_dir``): a quantisation that fails (no calibration inputs for one graph) or
+    is interrupted leaves ``out_dir`` as it was. Returns the paths written."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {}
+    files = {}
     for name, file in (("detector", DETECTOR_FILE), ("age_net", AGE_NET_FILE)):
-        src = os.path.join(src_dir, file)
-        if not os.path.isfile(src):
-            continue
-        if not feeds.get(name):
-            raise ValueError(f"no calibration inputs for {file}: give photos with faces")
-        with tempfile.TemporaryDirectory() as tmp:
-            pre = os.path.join(tmp, "pre.onnx")
-            # Shape inference and graph clean-up, as onnxruntime recommends before quantising.
-            quant_pre_process(src, pre, skip_symbolic_shape=True)
-            out = os.path.join(tmp, file)
-            # CenterNet's heatmap head stays float: its logits are compared with the score threshold,
-            # and int8 there turned background into faces (6.7 boxes per close-up instead of 1).
-            keep_float = [n.name for n in onnx.load(pre).graph.node if n.name.startswith(FLOAT_PREFIXES)]
-            quantize_static(
-                pre,
-                out,
-                _Feeds(feeds[name]),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["Conv"],
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                # MinMax records each tensor's min and max only (ReduceMin/Max in the graph), so
-                # every calibration input can be fed at once.
-                calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=keep_float,
-            )
-            shutil.move(out, os.path.join(out_dir, file))
-        paths[name] = os.path.join(out_dir, file)
-    return paths
+        if os.path.isfile(os.path.join(src_dir, file)):
+            if not feeds.get(name):
+                raise ValueError(f"no calibration inputs for {file}: give photos with faces")
+            files[name] = file
+    with staged_onnx_dir(out_dir) as stage:
+        for name, file in files.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                pre = os.path.join(tmp, "pre.onnx")
+                # Shape inference and graph clean-up, as onnxruntime recommends before quantising.
+                quant_pre_process(os.path.join(src_dir, file), pre, skip_symbolic_shape=True)
+                # CenterNet's heatmap head stays float: its logits are compared with the score threshold,
+                # and int8 there turned background into faces (6.7 boxes per close-up instead of 1).
+                keep_float = [n.name for n in onnx.load(pre).graph.node if n.name.startswith(FLOAT_PREFIXES)]
+                quantize_static(
+                    pre,
+                    os.path.join(stage, file),
+                    _Feeds(feeds[name]),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv"],
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    # MinMax records each tensor's min and max only (ReduceMin/Max in the graph), so
+                    # every calibration input can be fed at once.
+                    calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=keep_float,
+                )
+        if os.path.isfile(os.path.join(src_dir, FINGERPRINT_FILE)):
+            shutil.copyfile(os.path.join(src_dir, FINGERPRINT_FILE), os.path.join(stage, FINGERPRINT_FILE))
+    return {name: os.path.join(out_dir, file) for name, file in files.items()}
 
 
 def sample_calibration_files(groups: Sequence[Sequence[str]], count: int, seed: int = 0) -> List[str]:

@@ -5,20 +5,25 @@ import json
 import math
 import numbers
 import os
+import secrets
 
 
 @contextlib.contextmanager
 def atomic_path(path: str):
     """The temporary path to write ``path``'s new content to, renamed over ``path`` when the block
     ends: a reader (or a crash) sees the old file or the new one, never a truncated one; a block
-    that fails leaves no temporary file behind."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
+    that fails leaves no temporary file behind. The temporary name is one of its own per call
+    (``.NAME.<random>.tmp`` beside ``path``, not yet created): writers of the same path at the same
+    time, in threads or processes, never share it, and the last to finish wins."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # a random name rather than mkstemp's file: the writer creates it, with the usual permissions
+    tmp = os.path.join(folder, f".{name[:200]}.{secrets.token_hex(8)}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.remove(tmp)
 
 
