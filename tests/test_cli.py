@@ -398,7 +398,7 @@ def test_eval_only_on_a_dataset_with_a_missing_image_is_one_line_before_it_start
         (tmp_path / "mine.json").write_text(json.dumps(coco))
         for run in (
             ["--eval-only", "MODEL.WEIGHTS", DEFAULT_WEIGHTS],
-            ["TEST.EVAL_PERIOD", "1", "SOLVER.MAX_ITER", "2"],
+            ["TEST.EVAL_PERIOD", "1", "SOLVER.MAX_ITER", "2", "DATALOADER.DATASET_WEIGHTS", "[]"],
         ):
             code, err = _exit(
                 ["train", *run, "DATASETS.COCO", entry.replace("mine_missing", "mine_bad"), "DATASETS.TEST",

@@ -118,11 +118,13 @@ def run(args):
                 load_all_weights(model, cfg.MODEL.WEIGHTS)
             except ValueError as e:
                 raise SetupError(str(e)) from None
+        check_test_images(cfg)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             # The printed tables, also as a file that scripts (tools/research/run_ablations.py) can read.
             write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), nan_as_null(results), indent=1)
         return results
+    check_test_images(cfg)  # before training too: it evaluates at TEST.EVAL_PERIOD and at its end
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
@@ -280,12 +282,6 @@ def main(argv=None, prog=None):
     if args.num_gpus > 1 and torch.cuda.device_count() < args.num_gpus:
         parser.error(f"--num-gpus {args.num_gpus}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
     check_weights_fit(parser, cfg, args)
-    try:  # before training too: it evaluates at TEST.EVAL_PERIOD and at its end
-        check_test_images(cfg)
-    except DatasetError as e:
-        parser.error(str(e))
-    except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
-        parser.error(f"{e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
     if not args.eval_only and not args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         # detectron2 appends to metrics.json: the earlier run's lines are moved aside, not mixed in
         metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
