@@ -69,14 +69,32 @@ def test_learning_rate_1e6_stops_with_the_iteration_and_no_model_final(tmp_path)
         assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), f
 
 
-def test_healthy_training_is_left_alone(tmp_path):
+def test_healthy_training_is_left_alone(tmp_path, monkeypatch):
     name = "foss_test_divergence_faces_ok"
     _register_faces(tmp_path, name)
     torch.manual_seed(0)
     trainer = Trainer(_cfg(tmp_path, name, 1e-4, 3))
     trainer.resume_or_load(resume=False)
     trainer.train()
-    assert (tmp_path / "out" / "model_final.pth").exists()
+    out = tmp_path / "out"
+    final = out / "model_final.pth"
+    assert final.exists() and (out / "last_checkpoint").read_text() == "model_final.pth"
+    assert "trainer" in torch.load(final, map_location="cpu", weights_only=False)  # resumable: the trainer's state
+    # a run stopped while it saves: fvcore wrote model_final.pth in place, and the truncated file was
+    # taken for the model by --resume and train_cpu_route.sh; now the file is whole or as it was
+    saved, names = final.read_bytes(), sorted(os.listdir(out))
+
+    def cut_short(data, path):
+        with open(path, "wb") as f:
+            f.write(b"the first bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    for name in ("model_final", "model_0000099"):
+        with pytest.raises(KeyboardInterrupt):
+            trainer.checkpointer.save(name)
+    assert final.read_bytes() == saved and sorted(os.listdir(out)) == names
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
 
 
 class _Storage:

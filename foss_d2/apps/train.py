@@ -26,11 +26,30 @@ from ..engine.predictor import load_all_weights
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
-from ..utils.json_io import nan_as_null, write_json_atomic
+from ..utils.json_io import atomic_path, nan_as_null, write_json_atomic, write_text_atomic
 from .cli import one_line_errors, parse_foss_args
 from .runner import config_from_args
 
 logger = logging.getLogger(__name__)
+
+
+class AtomicCheckpointer(DetectionCheckpointer):
+    """detectron2's checkpointer, its files written whole: fvcore writes ``model_final.pth`` in place,
+    so a run stopped while saving left a truncated file that --resume (at MAX_ITER: nothing to train)
+    and tools/research/train_cpu_route.sh (a stage with a model_final.pth is done) took for the model.
+    Each file is written beside its name and renamed over it, ``last_checkpoint`` after it."""
+
+    def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict(), **{k: v.state_dict() for k, v in self.checkpointables.items()}}
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+        write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), basename)
 
 
 class Trainer(DefaultTrainer):
@@ -77,6 +96,9 @@ class Trainer(DefaultTrainer):
             self._trainer.load_state_dict(state_dict["_trainer"])
 
     def build_hooks(self):
+        # (called by DefaultTrainer.__init__ once its checkpointer exists; the hooks take this one)
+        c = self.checkpointer
+        self.checkpointer = AtomicCheckpointer(c.model, c.save_dir, **c.checkpointables)
         # First, so that a diverged step raises before the periodic checkpointer saves it.
         return [DivergenceGuard(self.cfg.SOLVER.DIVERGENCE_LOSS_FACTOR)] + super().build_hooks()
 
