@@ -227,6 +227,21 @@ def test_benchmark_report_names_its_first_variant_and_config():
     assert header["config"] == "the shipped model's (foss_d2/model_zoo/FOSS-default.yaml)"
 
 
+def test_tools_say_interrupted_in_one_line(monkeypatch, capsys):
+    """Ctrl-C in an export, an evaluation or a training run printed Python's traceback; the tools
+    say it in one line, exit 130 (foss-d2 did already)."""
+    top = [t for t in TOOLS if os.path.dirname(t) == os.path.join(ROOT, "tools")]
+    assert top and all("run_tool(" in open(t).read() or "except KeyboardInterrupt" in open(t).read() for t in top)
+
+    def main():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["tools/export_model.py"])
+    with pytest.raises(SystemExit) as e:
+        cli.run_tool(main, " (a hint)")
+    assert e.value.code == 130 and capsys.readouterr().err == "export_model.py: interrupted (a hint)\n"
+
+
 @pytest.fixture(scope="module")
 def detector_only(tmp_path_factory):
     """The shipped weights exported --detector-only: boxes, no age network."""

@@ -17,7 +17,7 @@ import os
 from detectron2.data import DatasetCatalog
 
 from foss_d2 import FOSSPredictor
-from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
+from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets, run_tool
 from foss_d2.apps.runner import probability
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.annotate import annotate_records
@@ -69,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -4,7 +4,7 @@
 Same as ``foss-d2 benchmark-train`` (foss_d2/apps/benchmark_train.py); ``--help`` lists the options.
 """
 
-from foss_d2.apps.benchmark_train import main
+from foss_d2.apps.cli import run_tool
 
 if __name__ == "__main__":
-    main()
+    run_tool("foss_d2.apps.benchmark_train")

@@ -10,7 +10,7 @@ import os
 import cv2
 from tqdm import tqdm
 
-from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
+from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets, run_tool
 from foss_d2.apps.runner import positive_int
 from foss_d2.data import build_foss_train_loader
 from foss_d2.utils import draw_faces
@@ -48,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -171,6 +171,17 @@ def register_datasets(parser: argparse.ArgumentParser, cfg):
         parser.error(str(e))
 
 
+def run_tool(main, hint: str = ""):
+    """``python tools/<tool>.py``: ``main`` (a callable, or the name of a module that has one) run,
+    and Ctrl-C anywhere (torch loading, a model being built or exported, images being checked) said
+    in one line with exit 130, as ``foss-d2`` says it, instead of Python's traceback."""
+    try:
+        (importlib.import_module(main).main if isinstance(main, str) else main)()
+    except KeyboardInterrupt:
+        print(f"{os.path.basename(sys.argv[0])}: interrupted{hint}", file=sys.stderr)
+        sys.exit(130)
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: foss-d2 <command> [options] [KEY VALUE ...]", "", "commands:"]
