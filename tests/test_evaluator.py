@@ -237,6 +237,23 @@ def test_prediction_keys_match_dataset_paths():
     }
 
 
+def test_prediction_keys_of_the_same_files_named_otherwise(tmp_path, monkeypatch):
+    """Keys written as absolute paths matched a dataset read through a linked DATASETS.ROOT by none
+    of its images, and keys relative to another working directory (../shared/data/...) likewise;
+    the same file is the same image however it is named."""
+    from foss_d2.apps.evaluate import match_prediction_keys
+
+    (tmp_path / "data" / "val").mkdir(parents=True)
+    for n in ("a.jpg", "b.jpg"):
+        (tmp_path / "data" / "val" / n).write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    names = [str(tmp_path / "link" / "val" / n) for n in ("a.jpg", "b.jpg")]
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    preds = {str(tmp_path / "data" / "val" / "a.jpg"): [1], "../data/val/b.jpg": [2]}
+    assert match_prediction_keys(preds, names) == {names[0]: [1], names[1]: [2]}
+
+
 def test_box_precision_by_threshold_by_hand():
     """Boxes that are faces, per score threshold: 4 boxes on 3 faces; a box on an invalid (crowd)
     face is left out, as COCO ignores it."""

@@ -525,6 +525,59 @@ def test_demo_takes_one_kind_of_input(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_inputs_named_in_every_way_a_folder_allows(toy, tmp_path, capsys, monkeypatch):
+    """Found by a fresh-user audit: a photo whose name is not UTF-8 (Latin-1 "Zo\xeb.jpg" of an old
+    archive) crashed the run (cv2.imwrite's segfault; with --no-draw the CSV's UnicodeEncodeError),
+    losing the other photos' answers; "a [1].jpg" given by name was taken for a pattern; a linked
+    folder inside --input was left out without a word; an --output inside --input that held photos
+    of its own was left out of the walk and its photos drawn over."""
+    import csv as csv_module
+
+    inp = tmp_path / "in"
+    _photos(inp, 2)
+    latin1 = os.fsencode(str(inp)) + b"/Zo\xeb.png"
+    with open(latin1, "wb") as f:
+        f.write((inp / "p00.png").read_bytes())
+    (inp / "p00.png").rename(inp / "a [1].png")
+    linked = tmp_path / "elsewhere"
+    _photos(linked, 1)
+    (inp / "linked").symlink_to(linked)
+    (inp / "linked" / "loop").symlink_to(inp)  # a loop: walked once
+    out = tmp_path / "out"
+    code, said = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)
+    assert code == 0, said
+    keys = sorted(json.load(open(out / "predictions.json")))
+    assert keys == ["Zo\udceb.png", "a [1].png", "linked/p00.png", "p01.png"]
+    assert os.path.isfile(os.fsencode(str(out)) + b"/Zo\xeb.png")  # its picture, under its own name
+    rows = list(csv_module.reader(open(out / "predictions.csv")))
+    assert sorted({r[0] for r in rows[1:]}) == ["Zo\\udceb.png", "a [1].png", "linked/p00.png", "p01.png"]
+    code, said = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--resume")
+    assert code == 0 and "0 new results, 4 from before" in said and "rebuilt" not in said
+    monkeypatch.chdir(inp)  # a file named with brackets, given by its name
+    code, said = _demo(capsys, "--config-file", toy, "--input", "a [1].png", "--output", tmp_path / "one")
+    assert code == 0 and list(json.load(open(tmp_path / "one" / "predictions.json"))) == ["a [1].png"]
+    # an --output inside --input holding a photo of its own: refused, the photo untouched
+    mine = inp / "mine"
+    _photos(mine, 1)
+    before = (mine / "p00.png").read_bytes()
+    code, said = _demo(capsys, "--config-file", toy, "--input", inp, "--output", mine)
+    assert code == 2 and f"--output {mine} holds the input" in said
+    assert (mine / "p00.png").read_bytes() == before
+    # an earlier run's output folder inside --input is still passed over, not refused
+    code, said = _demo(capsys, "--config-file", toy, "--input", tmp_path, "--output", out, "--overwrite")
+    assert code == 0, said
+
+
+def test_an_empty_cache_variable_is_unset(monkeypatch, tmp_path):
+    """FOSS_D2_CACHE= (empty) put the ONNX graphs in the working directory."""
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.engine.onnx_backend import default_onnx_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("FOSS_D2_CACHE", "")
+    assert default_onnx_dir(get_foss_cfg()).startswith(str(tmp_path / ".cache" / "foss_d2" / "onnx"))
+
+
 def test_resume_refuses_other_settings(toy, tmp_path, capsys):
     """--resume finishes a run with the settings it started with: another threshold or preset would
     mix two kinds of answers in one predictions.json; --overwrite starts afresh with the new ones."""

@@ -85,12 +85,21 @@ def faces_to_instances(faces, h, w):
 
 
 def match_prediction_keys(preds: dict, file_names) -> dict:
-    """{dataset file name: faces}: a key is the file's path, or (``foss-d2 demo`` over the dataset's
-    folder or files) its path relative to that folder, matched on whole path components at the end."""
+    """{dataset file name: faces}: a key is the file's path (the same file however named: through a
+    link, relative to the working directory), or (``foss-d2 demo`` over the dataset's folder or
+    files) its path relative to that folder, matched on whole path components at the end."""
+    real = {}
+    for key in preds:
+        if os.path.isabs(key) or os.path.exists(key):
+            real.setdefault(os.path.realpath(key), key)
     by_path = {}
     for name in file_names:
         if name in preds:
             by_path[name] = preds[name]
+            continue
+        key = real.get(os.path.realpath(name))
+        if key is not None:
+            by_path[name] = preds[key]
             continue
         parts = os.path.normpath(name).split(os.sep)
         for i in range(1, len(parts)):  # the longest matching end first

@@ -117,10 +117,19 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
     folders of earlier runs are not entered), globs expanded. Non-image files in folders, missing
     files and globs that match nothing are returned as skipped, with the reason."""
     items, skipped = [], {}
-    excluded = os.path.realpath(exclude) if exclude else None
+    # the output folder is not walked when it is new or an earlier run's (its drawn pictures are no
+    # photos); one that holds photos of its own is, so that check_output refuses it before its photos
+    # are written over
+    excluded = os.path.realpath(exclude) if exclude and not _photos_of_its_own(exclude) else None
     for item in inputs:
         if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
+            walked = set()
+            for root, dirs, files in os.walk(item, followlinks=True):
+                # linked folders are walked (their photos were left out without a word), each once
+                if os.path.realpath(root) in walked:
+                    dirs[:] = []
+                    continue
+                walked.add(os.path.realpath(root))
                 if excluded:
                     dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(root, d)) != excluded]
                 # an earlier run's output folder inside the input: its drawn pictures are no photos
@@ -137,7 +146,7 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
                         items.append((path, key))
                     else:
                         skipped[key] = _not_an_image(f)
-        elif any(c in item for c in "*?["):
+        elif any(c in item for c in "*?[") and not os.path.isfile(item):  # a file named "a [1].jpg" is a file
             files = [m for m in sorted(glob.glob(item, recursive=True)) if os.path.isfile(m)]
             if not files:
                 skipped[item] = "no file matches this pattern"
@@ -155,6 +164,18 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
     for key, reason in skipped.items():
         logger.warning("skipping %s: %s", key, reason)
     return sorted(items, key=lambda pk: pk[1]), skipped
+
+
+def _photos_of_its_own(folder: str) -> bool:
+    """Whether ``folder`` holds image files and no earlier run's results (demo's, or survey's, whose
+    demo run writes to its predictions/ subfolder)."""
+    if not os.path.isdir(folder):
+        return False
+    if existing_results(folder) or existing_results(os.path.join(folder, "predictions")):
+        return False
+    if os.path.isfile(os.path.join(folder, "survey.json")):
+        return False
+    return any(f.lower().endswith(IMAGE_EXTS) for _, _, files in os.walk(folder) for f in files)
 
 
 def _not_an_image(name: str) -> str:
@@ -253,6 +274,13 @@ def open_video(source):
     # FFmpeg's and OpenCV's own lines ("moov atom not found", "can't open camera by index") would
     # stand above the one-line error that says it; an OPENCV_FFMPEG_LOGLEVEL of the user's wins
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read once, when FFmpeg is first used
+    if isinstance(source, str):
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:  # OpenCV crashes the process (a segfault) on such a name
+            raise RunError(
+                f"cannot open video {source!r}: its file name is not UTF-8, which OpenCV cannot open; rename it"
+            ) from None
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
@@ -516,9 +544,17 @@ def load_predictions(path: str) -> Dict[str, list]:
     return data
 
 
+def csv_key(key: str) -> str:
+    """The key as the CSV writes it: a file name that is not UTF-8 (a Latin-1 "Zo\xeb.jpg" of an old
+    archive reaches Python as a lone surrogate, which no UTF-8 file can hold) with its undecodable
+    bytes written \\udcXX (the JSON files escape them alike)."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _csv_rows(key: str, faces: List[dict]):
+    k = csv_key(key)
     return [
-        [key, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"], f.get("track_id", "")]
+        [k, i, *f["box"], f["score"], f["age"], f["age_std"], f["gender"], f["p_female"], f.get("track_id", "")]
         for i, f in enumerate(faces)
     ]
 
@@ -575,13 +611,12 @@ class PredictionWriter:
             text = f.read()
         lines = list(csv.reader(io.StringIO(text)))
         counts = Counter(row[0] for row in lines[1:] if row)
+        written = {csv_key(k): len(faces) for k, faces in self.results.items()}
         consistent = (
-            lines[:1] == [CSV_FIELDS]
-            and text.endswith("\n")
-            and all(k in self.results and n == len(self.results[k]) for k, n in counts.items())
+            lines[:1] == [CSV_FIELDS] and text.endswith("\n") and all(written.get(k) == n for k, n in counts.items())
         )
         if consistent:
-            missing = [r for k, faces in self.results.items() if k not in counts for r in _csv_rows(k, faces)]
+            missing = [r for k, faces in self.results.items() if csv_key(k) not in counts for r in _csv_rows(k, faces)]
             if missing:
                 with open(path, "a", newline="") as f:
                     csv.writer(f).writerows(missing)
@@ -841,8 +876,13 @@ def _write_picture(dst: str, img_bgr, faces, max_side):
     os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     root, ext = os.path.splitext(dst)
     tmp = f"{root}.part{ext}"  # a kill mid-write leaves no half picture under the real name
-    if not cv2.imwrite(tmp, vis):
-        raise OSError(f"cv2.imwrite failed for {dst}")
+    # encoded here and written by Python: cv2.imwrite crashed the process (a segfault) on a file
+    # name that is not UTF-8
+    ok, data = cv2.imencode(ext, vis)
+    if not ok:
+        raise OSError(f"cannot encode the picture {dst} as {ext}")
+    with open(tmp, "wb") as f:
+        f.write(data.tobytes())
     os.replace(tmp, dst)
 
 

@@ -334,7 +334,8 @@ def default_onnx_dir(cfg) -> str:
     if cfg.MODEL.WEIGHTS and os.path.isfile(cfg.MODEL.WEIGHTS):
         st = os.stat(cfg.MODEL.WEIGHTS)
         h.update(f"{os.path.abspath(cfg.MODEL.WEIGHTS)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    root = os.environ.get("FOSS_D2_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "foss_d2"))
+    # an empty FOSS_D2_CACHE is unset (it put the graphs in the working directory)
+    root = os.environ.get("FOSS_D2_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "foss_d2")
     return os.path.join(root, "onnx", h.hexdigest()[:16])
 
 

@@ -215,7 +215,7 @@ def main():
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     opts = dict(zip(args.opts[::2], args.opts[1::2]))
-    data_root = opts.get("DATASETS.ROOT", os.environ.get("FOSS_SHARED_DATA", "../shared/data"))
+    data_root = opts.get("DATASETS.ROOT", (os.environ.get("FOSS_SHARED_DATA") or "../shared/data"))
     os.makedirs(args.output, exist_ok=True)
     est = FaceAgeEstimator(preset=args.preset, device="cpu")
     footage = build_footage(est, data_root)
