@@ -159,11 +159,23 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
             items.append((item, os.path.basename(item)))
     items = _once_each(items)
     keys = [k for _, k in items]
-    if len(set(keys)) != len(keys):  # same base name from two places: fall back to full paths
-        items = [(p, p) for p, _ in items]
+    if len(set(keys)) != len(keys):  # same base name from two places: keys long enough to tell them apart
+        items = list(zip([p for p, _ in items], distinct_tails([p for p, _ in items])))
     for key, reason in skipped.items():
         logger.warning("skipping %s: %s", key, reason)
     return sorted(items, key=lambda pk: pk[1]), skipped
+
+
+def distinct_tails(paths: List[str]) -> List[str]:
+    """The paths' last n components, with the least n that tells them apart: keys that do not
+    depend on the working directory they were typed from (the typed paths did: a --resume from
+    another directory ran them again, and a survey counted them twice)."""
+    parts = [os.path.abspath(p).split(os.sep) for p in paths]
+    for n in range(1, max(map(len, parts)) + 1):
+        tails = ["/".join(q[-n:]) for q in parts]
+        if len(set(tails)) == len(tails):
+            return tails
+    return ["/".join(q) for q in parts]  # (the same file twice: _once_each left none)
 
 
 def _photos_of_its_own(folder: str) -> bool:
