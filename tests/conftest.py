@@ -109,3 +109,11 @@ def load_script(relpath: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def shipped_cfg():
+    """The shipped model's config, on CPU."""
+    from foss_d2.config import get_foss_cfg
+
+    return get_foss_cfg(device="cpu")

@@ -284,14 +284,9 @@ def test_mapper_zoom_out_keeps_labels_on_small_faces(tmp_path):
     assert np.abs(np.array(_box_color(image, [x1, y1, x2, y2])) - COLORS[2]).max() <= 10
 
 
-def test_mapper_tiles_only_named_datasets(tmp_path):
-    recs = []
-    for i in range(3):
-        rec, img = _face_record(i)
-        rec["file_name"] = str(tmp_path / f"f{i}.png")
-        cv2.imwrite(rec["file_name"], img)
-        rec["dataset_name"] = "single"
-        recs.append(rec)
+def _four_tile_mapper(recs):
+    """A training mapper that tiles dataset "single" four to a 200 px canvas, without the
+    augmentations that move boxes."""
     cfg = tiny_cfg()
     cfg.INPUT.TILING.ENABLED = True
     cfg.INPUT.TILING.NUM_TILES = [4]
@@ -300,7 +295,18 @@ def test_mapper_tiles_only_named_datasets(tmp_path):
     cfg.INPUT.AUG.SCALE_RANGE = [1.0, 1.0]
     cfg.INPUT.AUG.CROP_FRACTION = 1.0
     cfg.INPUT.AUG.ROTATION = 0.0
-    mapper = FOSSDatasetMapper(cfg, True, pools={"single": recs})
+    return FOSSDatasetMapper(cfg, True, pools={"single": recs})
+
+
+def test_mapper_tiles_only_named_datasets(tmp_path):
+    recs = []
+    for i in range(3):
+        rec, img = _face_record(i)
+        rec["file_name"] = str(tmp_path / f"f{i}.png")
+        cv2.imwrite(rec["file_name"], img)
+        rec["dataset_name"] = "single"
+        recs.append(rec)
+    mapper = _four_tile_mapper(recs)
     assert len(mapper(recs[0])["instances"]) == 4
     other = dict(recs[0], dataset_name="wider")
     assert len(mapper(other)["instances"]) == 1
@@ -326,15 +332,7 @@ def test_tiling_skips_an_unreadable_tile_and_one_of_another_size(tmp_path, caplo
         if i != 1:
             cv2.imwrite(rec["file_name"], img)
         recs.append(rec)
-    cfg = tiny_cfg()
-    cfg.INPUT.TILING.ENABLED = True
-    cfg.INPUT.TILING.NUM_TILES = [4]
-    cfg.INPUT.TILING.PROBS = [1.0]
-    cfg.INPUT.TILING.CANVAS_SIZE = 200
-    cfg.INPUT.AUG.SCALE_RANGE = [1.0, 1.0]
-    cfg.INPUT.AUG.CROP_FRACTION = 1.0
-    cfg.INPUT.AUG.ROTATION = 0.0
-    mapper = FOSSDatasetMapper(cfg, True, pools={"single": recs})
+    mapper = _four_tile_mapper(recs)
     ds = RetryingMapDataset(recs, mapper, seed=0)
     with caplog.at_level(logging.WARNING):
         samples = [ds[i % 5] for i in range(40)]

@@ -395,13 +395,6 @@ def test_det_input_fit_small():
 
 
 @pytest.fixture(scope="module")
-def shipped_cfg():
-    from foss_d2.config import get_foss_cfg
-
-    return get_foss_cfg(device="cpu")
-
-
-@pytest.fixture(scope="module")
 def torch_predictor(shipped_cfg):
     from foss_d2.engine import FOSSPredictor
 

@@ -23,13 +23,6 @@ FAMILY = os.path.join(REPO, "demo", "family.jpg")
 
 
 @pytest.fixture(scope="module")
-def shipped_cfg():
-    from foss_d2.config import get_foss_cfg
-
-    return get_foss_cfg(device="cpu")
-
-
-@pytest.fixture(scope="module")
 def loaded_model(shipped_cfg):
     """The shipped model as loaded (each test exports a copy: the export folds its BatchNorms)."""
     from foss_d2.engine.predictor import load_model
