@@ -101,7 +101,7 @@ class TilingAugmentation:
         not the record's width and height (boxes in another image's pixels would be trained in the
         wrong place)."""
         img = self.read_image(record)
-        if "width" in record and "height" in record:
+        if record.get("width") and record.get("height"):
             h, w = img.shape[:2]
             if (record["width"], record["height"]) != (w, h):
                 raise ValueError(
