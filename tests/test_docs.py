@@ -86,7 +86,10 @@ def _app_module(tool):
     import importlib
 
     with open(os.path.join(ROOT, tool)) as f:
-        m = re.search(r"^from (foss_d2\.apps\.\w+) import main$", f.read(), flags=re.M)
+        text = f.read()
+    m = re.search(r"^\s*from (foss_d2\.apps\.\w+) import main$", text, flags=re.M) or re.search(
+        r'run_tool\("(foss_d2\.apps\.\w+)"', text
+    )
     return importlib.import_module(m.group(1)) if m else None
 
 
