@@ -63,6 +63,37 @@ def test_progress_keeps_scores_and_its_detector(tmp_path):
         annotate_records(_recs(), fake_detect([]), "train", 0.3, progress, "det B")
 
 
+def test_progress_is_kept_by_file_and_survives_a_cut_last_line(tmp_path, caplog):
+    """Found by a fresh-user audit: the progress was keyed by image id, and COCO ids are 1..N in
+    every file, so an --output reused for another dataset gave its images the boxes found on the
+    first one's without running the detector; a last line cut short by a kill stopped every later
+    run with json's own message."""
+    import json
+    import logging
+
+    progress = str(tmp_path / "p.jsonl")
+    annotate_records(_recs(), fake_detect([]), "train", 0.3, progress, "det A")
+    other = [dict(r, file_name=f"other{r['image_id']}.jpg") for r in _recs()]  # the same ids, other files
+    calls = []
+    kept, counts = annotate_records(other, fake_detect(calls), "train", 0.3, progress, "det A")
+    assert calls == [f"other{i}.jpg" for i in range(4)] and kept == []  # detected afresh: none readable here
+    with open(progress) as f:
+        text = f.read()
+    with open(progress, "w") as f:
+        f.write(text[:-20])  # a kill while the last line was written
+    calls.clear()
+    with caplog.at_level(logging.WARNING, logger="foss_d2.data.annotate"):
+        kept, counts = annotate_records(_recs(), fake_detect(calls), "train", 0.3, progress, "det A")
+    assert "its last line was cut short" in caplog.text and calls == ["img3.jpg"]
+    assert [r["image_id"] for r in kept] == [0] and counts["kept"] == 1
+    assert all(json.loads(line) for line in open(progress))  # the file is whole again
+    with open(progress, "a") as f:
+        f.write("not json\n")
+        f.write(json.dumps({"image_id": 9, "boxes": None}) + "\n")
+    with pytest.raises(ValueError, match=r"p.jsonl:\d+ is not a line of progress"):
+        annotate_records(_recs(), fake_detect([]), "train", 0.3, progress, "det A")
+
+
 def test_test_mode_keeps_all_and_targets_largest():
     kept, counts = annotate_records(_recs(), fake_detect([]), "test", 0.3)
     assert [r["image_id"] for r in kept] == [0, 1, 2]  # the unreadable one cannot be kept
@@ -134,3 +165,20 @@ def test_annotate_faces_tool_on_real_faces(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         tool.main(["--dataset", "my_faces", "--output", str(out), "MODEL.WEIGHTS", str(other), "DATASETS.COCO", coco])
     assert e.value.code == 2 and "another detector" in capsys.readouterr().err
+    # the same weights named by their path (the run above took them by default): resumed, not refused
+    rel = os.path.relpath(DEFAULT_WEIGHTS)
+    tool.main(["--dataset", "my_faces", "--output", str(out), "MODEL.WEIGHTS", rel, "DATASETS.COCO", coco])
+    assert json.load(open(str(out) + ".summary.json"))["kept"] == 2
+    # a dataset of several faces a photo (its first face's labels went to the largest detection, the
+    # others kept beside it), and --num 0 (an empty file, exit 0): one-line errors
+    recs[2]["annotations"].append(dict(recs[2]["annotations"][0], bbox=[10, 10, 60, 60]))
+    save_coco(dataset_to_coco(recs), str(tmp_path / "group.json"))
+    group = f"(('group_faces','{tmp_path / 'group.json'}','{root}'),)"
+    capsys.readouterr()
+    for argv, message in (
+        (["--dataset", "group_faces", "DATASETS.COCO", group], "1 of its images hold several faces (first: "),
+        (["--dataset", "my_faces", "--num", "0", "DATASETS.COCO", coco], "argument --num: 0 is not at least 1"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            tool.main(["--output", str(tmp_path / "x.json"), *argv])
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv

@@ -20,14 +20,32 @@ logger = logging.getLogger(__name__)
 
 
 def _load_progress(path: str, detector_id: str) -> dict:
-    """{image_id: row} of a progress file written by the same detector; an unreadable image's row is
-    left out (it is tried again). A file of another detector (or of a version that thresholded
-    before saving) is a ValueError: its boxes would be passed off as this run's."""
+    """{image file: row} of a progress file written by the same detector (rows written before they
+    named their file: under "id:<image_id>"); an unreadable image's row is left out (it is tried
+    again). A file of another detector (or of a version that thresholded before saving) is a
+    ValueError: its boxes would be passed off as this run's. A last line cut short (a kill while
+    writing it) is dropped from the file; a damaged line elsewhere is a ValueError naming it."""
     done = {}
     if not (path and os.path.isfile(path)):
         return done
     with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+        text = f.read()
+    rows = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i == len(lines) - 1:  # no newline after it: cut short while written
+                logger.warning("%s: its last line was cut short (a run killed while writing it): dropped", path)
+                with open(path, "rb+") as f:
+                    f.truncate(len(text.encode()) - len(line.encode()))
+                break
+            raise ValueError(
+                f"{path}:{i + 1} is not a line of progress: delete the file to start over, or choose another --output"
+            ) from None
     header = rows[0] if rows and "detector" in rows[0] else {}
     if header.get("detector") != detector_id:
         raise ValueError(
@@ -36,7 +54,9 @@ def _load_progress(path: str, detector_id: str) -> dict:
         )
     for row in rows[1:]:
         if row.get("boxes") is not None:
-            done[str(row["image_id"])] = row
+            # by file: COCO ids are 1..N in every file, so an --output reused for another dataset
+            # gave its images the boxes found on the first one's
+            done[row["file"] if "file" in row else f"id:{row['image_id']}"] = row
     return done
 
 
@@ -68,16 +88,17 @@ def annotate_records(
             log.write(json.dumps({"detector": detector_id}) + "\n")
     try:
         for r in tqdm(records, desc=f"annotating ({mode})"):
-            key = str(r["image_id"])
-            row = done.get(key)
+            key, path = str(r["image_id"]), os.path.abspath(r["file_name"])
+            row = done.get(path) or done.get(f"id:{key}")
             if row is None:
                 try:
                     boxes, scores = detect(r["file_name"])
                     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-                    row = {"image_id": key, "boxes": boxes.tolist(), "scores": np.asarray(scores, float).tolist()}
+                    scores = np.asarray(scores, float).tolist()
+                    row = {"image_id": key, "file": path, "boxes": boxes.tolist(), "scores": scores}
                 except (OSError, ValueError) as e:
                     logger.warning("skipping %s: %s", r["file_name"], e)
-                    row = {"image_id": key, "boxes": None, "error": str(e)}
+                    row = {"image_id": key, "file": path, "boxes": None, "error": str(e)}
                 if log:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
