@@ -570,6 +570,30 @@ def test_onnx_detector_graph_holds_the_heatmap_bound(onnx_cache, shipped_cfg, or
     assert_same_faces(a, b, 1e-3, 1e-3, 1e-5)
 
 
+def test_onnxruntime_predictor_copies_and_pickles(ort_predictor):
+    """The sessions could not be pickled: an onnxruntime predictor broke copy.deepcopy, joblib and
+    spawn-based multiprocessing, which the PyTorch one passes. They pickle as their graphs' paths
+    and open again; the copy answers the same."""
+    import copy
+    import pickle
+
+    ref = faces_of(ort_predictor, FAMILY)
+    for again in (copy.deepcopy(ort_predictor), pickle.loads(pickle.dumps(ort_predictor))):
+        assert_same_faces(ref, faces_of(again, FAMILY), 0.0, 0.0, 0.0)
+
+
+def test_a_predictor_without_weights_says_it_is_untrained(shipped_cfg):
+    """The shipped YAML names no weights: merged alone into a config, FOSSPredictor ran a random
+    model without a word (0 to 78 faces from run to run)."""
+    from foss_d2.engine import FOSSPredictor
+
+    cfg = shipped_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""
+    with pytest.warns(UserWarning, match="MODEL.WEIGHTS is empty, the model is untrained"):
+        FOSSPredictor(cfg)
+
+
 def test_onnxruntime_sessions_do_not_spin(ort_predictor):
     """Both graphs' thread pools sleep after a run instead of busy-waiting: PyTorch's crops and
     peak decoding run between them on the same cores (RESULTS.md section 9, "Threads")."""

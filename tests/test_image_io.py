@@ -44,6 +44,8 @@ def test_sixteen_bit_grey_pil_image_is_scaled_like_the_file(tmp_path):
     assert from_pil[-1, -1].tolist() == [251, 251, 251] and from_pil[0, 0].tolist() == [0, 0, 0]
     # the old API path, Image.convert("RGB"), clipped everything above 255 to white
     assert (np.asarray(im.convert("RGB")) == 255).mean() > 0.9
+    # the same values big-endian (FITS, np.frombuffer(..., ">u2")) were refused as "not uint16"
+    assert np.array_equal(load_image(ramp.astype(">u2"), "BGR"), from_pil)
 
 
 def test_oversized_picture_is_refused_before_decoding_with_its_size(tmp_path):

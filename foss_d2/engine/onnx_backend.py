@@ -226,7 +226,33 @@ def _export(module, inputs, path, input_names, output_names, dynamic_axes):
         )
 
 
-def _session(path: str, threads: Optional[int]):
+class OrtSession:
+    """An onnxruntime session (its methods, by delegation) that pickles as its graph's path and
+    thread count and is opened again when unpickled: a session itself cannot be pickled, so an
+    onnxruntime estimator broke copy.deepcopy, joblib and spawn-based multiprocessing, which the
+    PyTorch one passes."""
+
+    def __init__(self, path: str, threads: Optional[int]):
+        self.path, self.threads = path, threads
+        self.session = _open_session(path, threads)
+
+    def __getattr__(self, name):
+        if name == "session":  # (not set yet: while unpickling)
+            raise AttributeError(name)
+        return getattr(self.session, name)
+
+    def __getstate__(self):
+        return {"path": self.path, "threads": self.threads}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["threads"])
+
+
+def _session(path: str, threads: Optional[int]) -> OrtSession:
+    return OrtSession(path, threads)
+
+
+def _open_session(path: str, threads: Optional[int]):
     import onnxruntime as ort
 
     options = ort.SessionOptions()

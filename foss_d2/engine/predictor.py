@@ -2,6 +2,7 @@
 
 import logging
 import os
+import warnings
 from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -141,6 +142,12 @@ class FOSSPredictor:
         self.model.eval()
         if cfg.MODEL.WEIGHTS:
             load_all_weights(self.model, cfg.MODEL.WEIGHTS)
+        else:  # the shipped YAML names no weights: merged alone, it gives random answers that vary run to run
+            warnings.warn(
+                "FOSSPredictor: MODEL.WEIGHTS is empty, the model is untrained (random weights): its answers mean "
+                "nothing. The shipped model: foss_d2.model_zoo.DEFAULT_WEIGHTS, or FaceAgeEstimator()",
+                stacklevel=2,
+            )
         if backend == "onnxruntime":
             if cfg.MODEL.DEVICE != "cpu":
                 raise ValueError("the onnxruntime backend runs on CPU: set MODEL.DEVICE cpu")

@@ -145,8 +145,8 @@ def load_image(
     arr = arr[:, :, :3]
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"empty image of shape {image.shape}")
-    if arr.dtype == np.uint16:
-        arr = _to_eight_bits(arr)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # big-endian too (FITS, np.frombuffer ">u2")
+        arr = _to_eight_bits(arr.astype(np.uint16))
     elif arr.dtype != np.uint8:
         raise ValueError(f"expected uint8 or uint16 pixels, got {arr.dtype}")
     return np.ascontiguousarray(arr)
