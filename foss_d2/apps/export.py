@@ -48,7 +48,7 @@ import tempfile
 
 import torch
 
-from ..utils.json_io import atomic_path
+from ..utils.json_io import atomic_path, nearest_existing
 from .cli import OneLineErrorParser
 
 DETECTOR_PREFIXES = ("backbone.", "proposal_generator.")
@@ -152,18 +152,6 @@ def export_onnx_graphs(checkpoint: str, out_dir: str, config_file=None, calibrat
         print(f"{name}: {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
 
 
-def file_on_the_way(path: str):
-    """The file (not a folder) that stands where a folder on ``path``'s way should be, or None:
-    OUT/sub when OUT is a file."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path = parent
-    return None if os.path.isdir(path) else path
-
-
 def quantize_to_int8(cfg, fp32_dir: str, out_dir: str, calibration, count: int):
     """int8 graphs of ``fp32_dir``'s in ``out_dir``, calibrated on a sample of the ``calibration`` photos."""
     from tqdm import tqdm
@@ -199,8 +187,8 @@ def main(argv=None, prog=None):
         p.error(f"--blend-weight must lie in [0, 1], got {args.blend_weight}")
     if args.format == "onnx" and os.path.isfile(args.output):
         p.error(f"--format onnx writes a folder: {args.output} is a file")
-    on_the_way = file_on_the_way(args.output if args.format == "onnx" else os.path.dirname(args.output) or ".")
-    if on_the_way:
+    on_the_way = nearest_existing(args.output if args.format == "onnx" else os.path.dirname(args.output) or ".")
+    if not os.path.isdir(on_the_way):
         p.error(f"cannot write {args.output}: {on_the_way} is a file, not a folder")
     if args.format == "pth" and os.path.isdir(args.output):
         p.error(

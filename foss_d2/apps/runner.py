@@ -57,7 +57,7 @@ from ..engine.api import PRESETS
 from ..engine.predictor import BACKENDS
 from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
-from ..utils.json_io import write_text_atomic
+from ..utils.json_io import nearest_existing, write_text_atomic
 from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, UNCERTAIN_BELOW, draw_predictions  # noqa: F401  (re-exported)
 from .cli import config_from_args  # noqa: F401  (re-exported: demo, survey and train take it from here)
 
@@ -363,13 +363,11 @@ def video_settings(cap, source, every_n_frames: int = 1, track: bool = False, mi
 def check_creatable(folder: str, what: str):
     """A RunError when ``folder`` could not be made: the nearest part of it that exists is a file,
     or a folder this process may not write in (found before the model loads, not at the first write)."""
-    part = os.path.abspath(folder)
-    while not os.path.exists(part):
-        part = os.path.dirname(part)
-    if os.path.isdir(part) and part != os.path.abspath(folder) and not os.access(part, os.W_OK | os.X_OK):
-        raise RunError(f"{what} {folder}: cannot create it in {part} (no write permission)")
+    part = nearest_existing(folder)
     if not os.path.isdir(part):
         raise RunError(f"{what} {folder}: {part} is a file, not a folder")
+    if part != os.path.abspath(folder) and not os.access(part, os.W_OK | os.X_OK):
+        raise RunError(f"{what} {folder}: cannot create it in {part} (no write permission)")
 
 
 def prepare_output(

@@ -8,6 +8,15 @@ import os
 import secrets
 
 
+def nearest_existing(path: str) -> str:
+    """``path`` made absolute, or its nearest ancestor that exists: where creating it would start
+    (a file there means it cannot be made)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
     """The temporary path to write ``path``'s new content to, renamed over ``path`` when the block
