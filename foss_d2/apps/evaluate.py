@@ -52,7 +52,7 @@ from ..evaluation import build_foss_evaluator
 from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_faces
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
-from ..utils.image_io import read_image_file
+from ..utils.image_io import read_image_file, unreadable_images
 from ..utils.json_io import nan_as_null, write_json_atomic
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import load_predictions, positive_int, probability
@@ -224,16 +224,13 @@ def read_bgr(path: str):
 def readable(records: list, what: str) -> list:
     """The records whose image FOSS-D2's reader decodes (cv2.imread gave a truncated JPEG part grey:
     a face scored as not found); the others left out, said in one line."""
-    ok, bad = [], []
-    for r in tqdm(records, desc=f"reading {what}", leave=False):
-        try:
-            read_bgr(r["file_name"])
-            ok.append(r)
-        except (FileNotFoundError, ValueError) as e:
-            bad.append(str(e))
+    bad = unreadable_images(((r["file_name"], None) for r in records), desc=f"reading {what}")
+    ok = [r for r in records if r["file_name"] not in bad]
     if bad:
+        first = next(iter(bad.values()))
         print(
-            f"{what}: {len(bad)} of {len(records)} images cannot be read and are left out ({bad[0]})", file=sys.stderr
+            f"{what}: {len(records) - len(ok)} of {len(records)} images cannot be read and are left out ({first})",
+            file=sys.stderr,
         )
     return ok
 

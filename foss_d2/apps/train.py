@@ -177,21 +177,7 @@ def check_test_images(cfg):
     or evaluation starts: evaluation needs every image, and a file that cannot be read (a truncated
     JPEG, a photo whose EXIF turn swaps its listed width and height) stopped it halfway with a loader
     worker's traceback, or a training run at its first evaluation, before any checkpoint."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
-    from ..utils.image_io import read_image_file
-
-    def problem(item):
-        path, (w, h) = item
-        try:
-            img = read_image_file(path, cfg.INPUT.FORMAT)
-        except (FileNotFoundError, ValueError) as e:
-            return str(e)
-        if w and h and (img.shape[1], img.shape[0]) != (w, h):
-            return f"{path} is {img.shape[1]}x{img.shape[0]}, its record says {w}x{h}"
-        return None
+    from ..utils.image_io import unreadable_images
 
     for name in cfg.DATASETS.TEST:
         dicts = DatasetCatalog.get(name)
@@ -202,9 +188,7 @@ def check_test_images(cfg):
                 f"{name}: {len(missing)} of its {len(files)} images are missing (first: {missing[0]}); "
                 "evaluation needs every image: fix its image root, or leave them out of its file"
             )
-        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # decoders release the GIL
-            found = pool.map(problem, sorted(files.items()))
-            bad = [p for p in tqdm(found, total=len(files), desc=f"checking {name}'s images", leave=False) if p]
+        bad = list(unreadable_images(sorted(files.items()), cfg.INPUT.FORMAT, f"checking {name}'s images").values())
         if bad:
             raise DatasetError(
                 f"{name}: {len(bad)} of its {len(files)} images cannot be evaluated (first: {bad[0]}); evaluation "

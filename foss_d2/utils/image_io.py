@@ -10,7 +10,7 @@ limit raises ImageTooLargeError before it is decoded.
 import os
 import threading
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -106,6 +106,32 @@ def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[i
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable data
         raise ValueError(f"cannot read image {path}: {e}") from e
     return arr[:, :, ::-1].copy() if image_format == "BGR" else arr
+
+
+def unreadable_images(
+    items: Iterable[Tuple[str, Optional[Tuple[int, int]]]], image_format: str = "BGR", desc: str = "reading images"
+) -> Dict[str, str]:
+    """{path: why} of the (path, (width, height) or None) items whose file ``read_image_file`` cannot
+    decode, or whose picture is not of that size, in the items' order: decoded in threads (the
+    decoders release the GIL), with a progress bar."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    def problem(item):
+        path, size = item
+        try:
+            img = read_image_file(path, image_format)
+        except (FileNotFoundError, ValueError) as e:
+            return str(e)
+        if size and all(size) and (img.shape[1], img.shape[0]) != tuple(size):
+            return f"{path} is {img.shape[1]}x{img.shape[0]}, its record says {size[0]}x{size[1]}"
+        return None
+
+    items = list(items)
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        found = tqdm(pool.map(problem, items), total=len(items), desc=desc, leave=False)
+        return {path: why for (path, _), why in zip(items, found) if why}
 
 
 def load_image(
