@@ -57,7 +57,7 @@ from ..engine.api import PRESETS
 from ..engine.predictor import BACKENDS
 from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
-from ..utils.json_io import nearest_existing, write_text_atomic
+from ..utils.json_io import atomic_path, nearest_existing, write_text_atomic
 from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, UNCERTAIN_BELOW, draw_predictions  # noqa: F401  (re-exported)
 from .cli import config_from_args  # noqa: F401  (re-exported: demo, survey and train take it from here)
 
@@ -883,17 +883,14 @@ class _StopSignals:
 
 def _write_picture(dst: str, img_bgr, faces, max_side):
     vis = draw_predictions(img_bgr, faces, max_side)
-    os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-    root, ext = os.path.splitext(dst)
-    tmp = f"{root}.part{ext}"  # a kill mid-write leaves no half picture under the real name
     # encoded here and written by Python: cv2.imwrite crashed the process (a segfault) on a file
     # name that is not UTF-8
+    ext = os.path.splitext(dst)[1]
     ok, data = cv2.imencode(ext, vis)
     if not ok:
         raise OSError(f"cannot encode the picture {dst} as {ext}")
-    with open(tmp, "wb") as f:
+    with atomic_path(dst) as tmp, open(tmp, "wb") as f:  # a kill mid-write leaves no half picture
         f.write(data.tobytes())
-    os.replace(tmp, dst)
 
 
 # ---------------------------------------------------------------- images and videos
