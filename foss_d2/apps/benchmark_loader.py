@@ -21,7 +21,7 @@ import torch
 
 from ..data import build_foss_train_loader
 from ..utils.json_io import write_report
-from .cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
+from .cli import config_from_args, dataset_folder_error, foss_argument_parser, parse_foss_args, register_datasets
 from .runner import non_negative_int, positive_int, positive_number
 
 
@@ -98,7 +98,7 @@ def main(argv=None, prog=None):
     try:
         rates, build_s = run(cfg, args.batches, args.rounds, args.warmup)
     except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
-        parser.error(f"{e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
+        dataset_folder_error(parser, cfg, e)
     report = {
         **run_header(args, cfg),
         "images_per_s_per_core": {k: statistics.median(v) for k, v in rates.items()},

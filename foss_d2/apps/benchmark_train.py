@@ -25,7 +25,7 @@ from detectron2.modeling import build_model
 from ..data import build_foss_train_loader
 from ..utils.json_io import write_report
 from .benchmark_loader import run_header
-from .cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets
+from .cli import config_from_args, dataset_folder_error, foss_argument_parser, parse_foss_args, register_datasets
 from .runner import positive_int
 
 # name -> (CenterNet.sparse_train, channels-last weights)
@@ -98,7 +98,7 @@ def main(argv=None, prog=None):
         it = iter(build_foss_train_loader(cfg))
         batches = [next(it) for _ in range(args.batches)]
     except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
-        parser.error(f"{e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
+        dataset_folder_error(parser, cfg, e)
     times, first_losses = run(model, batches, args.rounds)
     base = statistics.median(times[next(iter(VARIANTS))])
     batch = cfg.SOLVER.IMS_PER_BATCH

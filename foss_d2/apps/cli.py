@@ -171,6 +171,12 @@ def register_datasets(parser: argparse.ArgumentParser, cfg):
         parser.error(str(e))
 
 
+def dataset_folder_error(parser: argparse.ArgumentParser, cfg, e: Exception):
+    """A built-in dataset's folder not found (most often: DATASETS.ROOT not given, or wrong): one
+    line, exit 2, saying where the tools looked."""
+    parser.error(f"{e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
+
+
 def run_tool(main, hint: str = ""):
     """``python tools/<tool>.py``: ``main`` (a callable, or the name of a module that has one) run,
     and Ctrl-C anywhere (torch loading, a model being built or exported, images being checked) said

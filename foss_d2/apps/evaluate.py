@@ -57,6 +57,8 @@ from ..utils.json_io import nan_as_null, write_json_atomic
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import load_predictions, positive_int, probability
 
+ON_CPU = ["MODEL.DEVICE", "cpu"]  # tiled and pasted run on CPU unless the overrides say otherwise
+
 
 def valid_face(f) -> bool:
     """A face of FOSS-D2's prediction schema, as the evaluators read it (age and p_female may be None)."""
@@ -248,8 +250,8 @@ def evaluate_tiled(args, parser):
             file=sys.stderr,
         )
         args.num -= args.num % whole
-    opts = ["MODEL.DEVICE", "cpu", *args.opts]
-    cfg = config_from_args(parser, args, opts_before=opts[:2])
+    cfg = config_from_args(parser, args, opts_before=ON_CPU)
+    opts = [*ON_CPU, *args.opts]
     require_weights(parser, cfg)
     image_dir = os.path.join(cfg.DATASETS.ROOT or datasets_root(), "utkface", "UTKFace")
     if not os.path.isdir(image_dir):
@@ -288,8 +290,8 @@ def print_by_band(title: str, r: dict):
 
 
 def evaluate_pasted_faces(args, parser):
-    opts = ["MODEL.DEVICE", "cpu", *args.opts]
-    cfg = config_from_args(parser, args, opts_before=opts[:2])
+    cfg = config_from_args(parser, args, opts_before=ON_CPU)
+    opts = [*ON_CPU, *args.opts]
     require_weights(parser, cfg)
     register_config_datasets(cfg)
     for flag, name in (("--photos", args.photos), ("--faces", args.faces)):

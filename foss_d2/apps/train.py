@@ -27,7 +27,7 @@ from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
 from ..utils.json_io import atomic_path, nan_as_null, write_json_atomic, write_text_atomic
-from .cli import one_line_errors, parse_foss_args
+from .cli import dataset_folder_error, one_line_errors, parse_foss_args
 from .runner import config_from_args
 
 logger = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ def main(argv=None, prog=None):
     except (DatasetError, SetupError) as e:  # a mistake in a dataset file, the datasets or the weights: one line
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
-        parser.exit(2, f"{parser.prog}: error: {e} (a dataset's folder? DATASETS.ROOT is {cfg.DATASETS.ROOT!r})\n")
+        dataset_folder_error(parser, cfg, e)
 
 
 if __name__ == "__main__":

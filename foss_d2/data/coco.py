@@ -164,21 +164,23 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _usable_box(a: dict, r: dict) -> bool:
-    """Whether a face box has an area, finite corners and lies (at least partly) inside its image."""
-    x1, y1, x2, y2 = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+def _usable_box(box, r: dict) -> bool:
+    """Whether a face box (x1, y1, x2, y2) has an area, finite corners and lies (at least partly)
+    inside its image."""
+    x1, y1, x2, y2 = box
     w, h = r.get("width"), r.get("height")
     inside = w is None or h is None or (x2 > 0 and y2 > 0 and x1 < w and y1 < h)
     return all(map(math.isfinite, (x1, y1, x2, y2))) and x2 > x1 and y2 > y1 and inside
 
 
-def _runs_past_edge(a: dict, r: dict, tolerance: float = 0.1) -> bool:
-    """A box reaching past its image by more than ``tolerance`` of its own size: most often COCO's
-    [x, y, width, height] written as [x1, y1, x2, y2]. Kept, clipped, but worth a look."""
+def _runs_past_edge(box, r: dict, tolerance: float = 0.1) -> bool:
+    """A box (x1, y1, x2, y2) reaching past its image by more than ``tolerance`` of its own size:
+    most often COCO's [x, y, width, height] written as [x1, y1, x2, y2]. Kept, clipped, but worth a
+    look."""
     w, h = r.get("width"), r.get("height")
     if w is None or h is None:
         return False
-    x1, y1, x2, y2 = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+    x1, y1, x2, y2 = box
     dx, dy = tolerance * (x2 - x1), tolerance * (y2 - y1)
     return x2 - w > dx or y2 - h > dy or -x1 > dx or -y1 > dy
 
@@ -205,9 +207,10 @@ def load_foss_coco(json_file: str, image_root: str = "", dataset_name: str = Non
             for key in EXTRA_KEYS:
                 if a.get(key) is None or a[key] != a[key]:
                     a[key] = -1
-            if _usable_box(a, r):
+            box = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+            if _usable_box(box, r):
                 kept.append(a)
-                if _runs_past_edge(a, r):
+                if _runs_past_edge(box, r):
                     past.append((r["file_name"], a.get("id", "?"), a["bbox"], r["width"], r["height"]))
             else:
                 dropped.append((r["file_name"], a.get("id", "?"), a["bbox"]))
