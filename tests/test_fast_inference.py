@@ -164,6 +164,40 @@ def test_prepacked_conv_copies_and_follows_new_weights(packed_calls):
         assert torch.allclose(packed(x), other(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prepacked_conv_is_packed_for_each_input_shape(packed_calls, capfd, threads):
+    """The weight is packed in the layout oneDNN's kernel wants for the input's shape and the
+    thread count, so a call after the first runs no reorder of it: packed for no shape in
+    particular, a 64-channel 3x3 conv at 28x20 on an AVX2 CPU reordered its weight on every call
+    (oneDNN's verbose log names each reorder with the weight's dimensions). Shapes in turn answer
+    as the plain conv."""
+    from foss_d2.engine.fusion import prepack_convolutions
+
+    torch.set_num_threads(threads)  # put back by conftest
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1)).eval()
+    packed = copy.deepcopy(net)
+    prepack_convolutions(packed)
+    sizes = [(2, 28, 20), (3, 13, 9), (7, 28, 20), (15, 28, 20)] + ([(1, 28, 20)] if threads == 1 else [])
+    inputs = [torch.randn(n, 64, h, w) for n, h, w in sizes]
+    with torch.inference_mode():
+        expected = [net(x) for x in inputs]
+        for x, y in zip(inputs, expected):  # the first call of each shape packs the weight
+            assert torch.allclose(packed(x), y, atol=1e-4)
+        capfd.readouterr()
+        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+            again = [packed(x) for x in inputs]
+    log = [line for line in capfd.readouterr().out.splitlines() if ",exec," in line]
+    assert packed_calls == [n for n, _, _ in sizes] * 2
+    assert all(torch.allclose(z, y, atol=1e-4) for z, y in zip(again, expected))
+    if not any(",convolution," in line for line in log):
+        pytest.skip("this PyTorch build's oneDNN writes no verbose log")
+    assert sum(",convolution," in line for line in log) == len(sizes)
+    assert [line for line in log if ",reorder," in line] == []
+    keys = {(2, 64, 28, 20, threads), (2, 64, 13, 9, threads)} | ({(1, 64, 28, 20, 1)} if threads == 1 else set())
+    assert set(packed[0]._packs) == keys
+
+
 def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torch_predictor, packed_calls):
     """The shipped model without the mirror average hands the age network demo/family.jpg's 8
     faces in one batch of 8: the prepacked convolutions run, and answer as the plain ones."""

@@ -98,21 +98,31 @@ def _version(t: torch.Tensor) -> int:
 
 class PrepackedConv2d(nn.Conv2d):
     """A Conv2d for CPU inference on small batches that keeps its weight reordered into oneDNN's
-    blocked layout once, at load, instead of on every call (``torch.ops.mkldnn``'s prepacked
+    blocked layout instead of reordering it on every call (``torch.ops.mkldnn``'s prepacked
     convolution, the one torch.compile's CPU backend uses). It answers as the conv it was made from
     to float rounding; batches of at least ``max_batch`` images, a single image on several threads,
     non-float32 inputs (bfloat16 autocast), autograd, tracing (ONNX export, fvcore's FLOP count)
-    and non-CPU tensors take the plain conv. Measured on the shipped age network (2-core AMD EPYC,
-    2026-12-05): 1.28-1.43x at 1-15 crops on one thread, 1.13-1.36x at 2-15 crops on two; at 16
-    and more PyTorch's own choice is as fast, hence ``max_batch``, and one crop on two threads
-    took 3.5x as long. The detector, one image a call: faster on one thread (PyTorch runs its 1x1
-    convolutions there in a slower fallback), slower on two, which the single-image rule covers.
+    and non-CPU tensors take the plain conv. Measured on the shipped age network (2-core AMD EPYC
+    with AVX-512, 2026-12-05): 1.28-1.43x at 1-15 crops on one thread, 1.13-1.36x at 2-15 crops on
+    two; at 16 and more PyTorch's own choice is as fast, hence ``max_batch``, and one crop on two
+    threads took 3.5x as long. The detector, one image a call: faster on one thread (PyTorch runs
+    its 1x1 convolutions there in a slower fallback), slower on two, which the single-image rule
+    covers.
+
+    The layout oneDNN's kernel wants depends on the CPU and on the input's channels and size (on
+    AVX2 a 64-channel 3x3 conv at 28x20 wants 24-channel blocks, at other sizes 16, and on two
+    threads one image 32) and on the thread count: the weight is packed at the first call of each
+    input shape (channels, height, width; one image or more) and thread count, the last
+    ``max_shapes`` kept. Packed once for no shape in particular, a 2-core AMD EPYC without AVX-512
+    reordered it again on every call, in oneDNN's slow generic reorder: the shipped model took 3x
+    as long on a close-up (2026-12-06).
 
     The weight is the conv's own (shared, not copied). A change to it through autograd-visible
     in-place ops (``load_state_dict``, ``copy_``, an optimizer step) is seen by its version counter
     and packed again; one through ``.data`` is not: call ``repack()`` after it."""
 
     max_batch = 16
+    max_shapes = 8  # a video or a camera's photos have one size; a mixed folder repacks on a new one
     answers_as_conv2d = True  # F.conv2d of weight and bias (CenterNet's heads read them at points)
 
     @classmethod
@@ -135,21 +145,40 @@ class PrepackedConv2d(nn.Conv2d):
         return new
 
     def repack(self):
-        """Reorders the current weight into oneDNN's layout (done at load and on a weight change)."""
-        with torch.no_grad():
-            self._packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                self.weight.detach().float().contiguous().to_mkldnn(),
-                list(self.padding),
-                list(self.stride),
-                list(self.dilation),
-                self.groups,
-            )
+        """Forgets the packed weights: the current weight is packed again at the next call of each
+        input shape (done on a weight change seen by its version counter)."""
+        # replaced, not cleared: a call running in another thread keeps the dict it read
+        self._packs = {}
         self._packed_version = _version(self.weight)
+
+    def packed_weight(self, shape) -> torch.Tensor:
+        """The weight in oneDNN's layout for inputs of ``shape`` (batch, channels, height, width)
+        on the current thread count."""
+        if _version(self.weight) != self._packed_version:
+            self.repack()
+        packs = self._packs
+        # on two threads one image wants another layout than 2-15 do (AVX2: 32- and 24-channel blocks)
+        key = (min(int(shape[0]), 2), *(int(n) for n in shape[1:]), torch.get_num_threads())
+        packed = packs.get(key)
+        if packed is None:
+            with torch.no_grad():
+                packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    self.weight.detach().float().contiguous().to_mkldnn(),
+                    list(self.padding),
+                    list(self.stride),
+                    list(self.dilation),
+                    self.groups,
+                    list(key[:4]),
+                )
+            if len(packs) >= self.max_shapes:
+                packs.clear()
+            packs[key] = packed
+        return packed
 
     # oneDNN's packed tensor has no storage to copy or pickle: it is rebuilt from the weight
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_packed", None)
+        state.pop("_packs", None)
         return state
 
     def __setstate__(self, state):
@@ -171,14 +200,12 @@ class PrepackedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.uses_packed(x):
             return super().forward(x)
-        if _version(self.weight) != self._packed_version:
-            self.repack()
         return self._packed_forward(x)
 
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
             x.contiguous(memory_format=torch.channels_last),
-            self._packed,
+            self.packed_weight(x.shape),
             self.bias,
             list(self.padding),
             list(self.stride),
