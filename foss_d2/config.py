@@ -60,7 +60,7 @@ def add_foss_config(cfg):
     # Not in the paper: the detector's and the age network's 4-D weights stored channels-last (NHWC),
     # so that oneDNN (CPU) and cuDNN run every convolution and its gradients without reordering each
     # layer's input. The same numbers up to float rounding; a detector training step took 1.3x fewer
-    # CPU-seconds on this project's 2-core machine, on top of CenterNet's sparse heads (RESULTS.md section 8).
+    # CPU-seconds on this project's 2-core machine, on top of CenterNet's sparse heads (docs/RESULTS.md section 6).
     _C.MODEL.FOSS.CHANNELS_LAST = True
     # Not in the paper (issue 19): as MODEL.AGE_HEAD.PREPACK, for the detector (DLA and CenterNet's
     # heads) at inference on CPU. It pays where PyTorch would otherwise run a 1x1 convolution in its
@@ -157,7 +157,7 @@ def add_foss_config(cfg):
     # Not in the paper: at test time the age network takes at most this many crops a call (a
     # crowd's faces, and their mirror images, in several calls; 0: all at once). On 2 CPU threads
     # the 432 crops of a crowd photo (216 faces found, and their mirror images) took 0.81 s in one
-    # call, 0.65 s in calls of 128 (docs/RESULTS.md section 10, "Faces a photo"), and memory grows
+    # call, 0.65 s in calls of 128 (docs/RESULTS.md at 58d4fa8, section 10, "Faces a photo"), and memory grows
     # with the call.
     _C.MODEL.AGE_HEAD.TEST_CROPS_PER_CALL = 128
     # How a face's age is read off its distribution over the 101 classes: "mean" (the paper's: the
@@ -178,7 +178,7 @@ def add_foss_config(cfg):
     # whose age label the teacher's mean reads within TEACHER_AGE_GATE years (not in the paper;
     # 0 = off). Meant to keep the teacher's close-up ages (UTKFace) on a new detector's feature,
     # without hearing it where it reads children as adults; measured at 1.0 it kept some of
-    # UTKFace and lost FG-NET, a worse trade than averaging weights (RESULTS.md section 10), so off.
+    # UTKFace and lost FG-NET, a worse trade than averaging weights (RESULTS.md at 58d4fa8, section 10), so off.
     _C.MODEL.AGE_HEAD.LAMBDA_TEACHER_AGE = 0.0
     _C.MODEL.AGE_HEAD.TEACHER_AGE_GATE = 5.0
     # With the teacher: its answers averaged over each crop and its mirror image, as the shipped

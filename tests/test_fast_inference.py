@@ -630,7 +630,7 @@ def test_a_predictor_without_weights_says_it_is_untrained(shipped_cfg):
 
 def test_onnxruntime_sessions_do_not_spin(ort_predictor):
     """Both graphs' thread pools sleep after a run instead of busy-waiting: PyTorch's crops and
-    peak decoding run between them on the same cores (RESULTS.md section 9, "Threads")."""
+    peak decoding run between them on the same cores (RESULTS.md at 58d4fa8, section 9, "Threads")."""
     sessions = [m.session for m in ort_predictor.model.modules() if hasattr(m, "session")]
     assert len(sessions) == 2
     for session in sessions:
@@ -642,7 +642,7 @@ def test_onnxruntime_sessions_do_not_spin(ort_predictor):
 def test_the_peers_sessions_do_not_spin_either(monkeypatch):
     """The peer benchmark's sessions (tools/peer/run_peer.py) sleep after a run too: timed in the
     same rounds, the peer's spinning pool held the second core from the models timed after it
-    (RESULTS.md section 10, "Issue 19's ratios on more photos, and the peer's spinning threads")."""
+    (RESULTS.md at 58d4fa8, section 10, "Issue 19's ratios on more photos, and the peer's spinning threads")."""
     import importlib.util
 
     ort = pytest.importorskip("onnxruntime")

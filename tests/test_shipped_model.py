@@ -86,7 +86,7 @@ def test_shipped_config_averages_over_the_mirror_and_opts_turn_it_off(estimator)
 @needs_shared_data
 def test_a_crowd_gets_more_than_a_hundred_faces(estimator):
     """WIDER val's marching band (221 labelled faces): the shipped cap of 1000 reports 216, and the
-    100 best are those a cap of 100 reported (docs/RESULTS.md section 10, "Faces a photo")."""
+    100 best are those a cap of 100 reported (docs/RESULTS.md at 58d4fa8, section 10, "Faces a photo")."""
     from detectron2.structures import Boxes, pairwise_iou
 
     from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt

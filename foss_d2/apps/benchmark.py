@@ -1,7 +1,7 @@
 """Inference time, in one run on the same images: FOSS against the two-model baseline (``models``),
 one model under its test-time settings (``settings``), or the shipped model's settings and backends
 against the pretrained peer pipeline on close-ups and group photos (``peer``, docs/RESULTS.md
-section 9 has its commands).
+section 2 has its commands).
 
 ``models`` (paper 4.3):
 

@@ -18,7 +18,7 @@ tensor by tensor (BatchNorm statistics too), of two checkpoints that share an ar
 common start, e.g. a model and its fine-tuned copy. Interpolating a fine-tuned network toward the one
 it started from keeps much of what fine-tuning gained on the new kind of photo and much of what the
 start knew (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022); the weight is
-chosen by measurement on held-out data (docs/RESULTS.md section 10):
+chosen by measurement on held-out data (docs/RESULTS.md at 58d4fa8, section 10):
 
     foss-d2 export foss_d2/model_zoo/foss_default.pth blend.pth --blend finetuned/model_final.pth \\
         --blend-weight 0.5

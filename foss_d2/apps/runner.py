@@ -950,7 +950,7 @@ def _predict_in_order(predictor, decoded, workers: int):
     """(key, img, error, faces) for each decoded (key, img, error), in input order; ``error`` is the
     decoding's or the model's. With ``workers`` > 1, up to that many images run through
     ``predictor`` at once in a thread pool: on 2 cores two one-thread onnxruntime calls do 1.5x the
-    photos of one two-thread call (docs/RESULTS.md section 9)."""
+    photos of one two-thread call (docs/RESULTS.md at 58d4fa8, section 9)."""
     if workers <= 1:
         for key, img, error in decoded:
             faces, failed = (None, None) if error is not None else _faces(predictor, img)
@@ -1588,8 +1588,8 @@ def prepare_run(
 
 def default_workers(cfg, args, n_inputs: Optional[int], threads: int) -> int:
     """--workers 0's number: one-thread workers did the most photos/s on 2 cores with either
-    backend (a second image in the model while the writer thread draws: RESULTS.md section 9,
-    "Over a folder"), at most one per input image (a single image keeps every thread; a video file's
+    backend (a second image in the model while the writer thread draws: docs/RESULTS.md
+    section 2, "Over a folder"), at most one per input image (a single image keeps every thread; a video file's
     frames are many); a webcam's frames go through the model as they come, and a GPU takes one
     image at a time."""
     if getattr(args, "webcam", False):

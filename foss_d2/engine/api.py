@@ -21,8 +21,8 @@ from .predictor import FOSSPredictor, load_image
 # and time beside the shipped settings and the peer.
 # "accurate": the shipped config with a second detector pass at 800 px on photos over 512 px (the
 # small faces of crowds and group photos; photos up to 512 px unchanged): on WIDER val 66% of the
-# faces found against 53%, for about 3x the time of a group photo (docs/RESULTS.md section 10,
-# "The accurate preset").
+# faces found against 53%, for about 3x the time of a group photo (docs/RESULTS.md sections 1
+# and 2).
 PRESETS = {
     "shipped": [],
     "accurate": ["MODEL.FOSS.TEST_SIZES", "[800]"],

@@ -261,7 +261,7 @@ def _open_session(path: str, threads: Optional[int]):
     options.inter_op_num_threads = 1
     # No busy-waiting after a run: between the two graphs PyTorch crops the faces and decodes the
     # peaks on the same cores, and a spinning pool held them (2 threads on 2 cores: 1.5x the time
-    # a close-up, 1.3x a group photo; docs/RESULTS.md section 9).
+    # a close-up, 1.3x a group photo; docs/RESULTS.md at 58d4fa8, section 9).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

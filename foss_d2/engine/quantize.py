@@ -6,7 +6,7 @@ channel, uint8 activations whose ranges come from running the float graphs on ca
 the rest (squeeze-excitation products, the age and gender layers) stays float. The calibration
 inputs are what the two graphs really see: each photo goes through the float model with its
 test-time passes, and the detector inputs and face crops are recorded on the way.
-docs/RESULTS.md section 9 has the speed and the accuracy beside float.
+docs/RESULTS.md section 2 ("int8") has the speed and the accuracy beside float.
 """
 
 import os

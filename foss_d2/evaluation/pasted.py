@@ -4,7 +4,7 @@ with the photo around it or with black around it.
 The age network reads the face crop and, through the feature connection (paper 3.1), the
 detector's feature of the photo around it ("still seeing surroundings"). Children in group photos
 are read as adults (issue 16) while UTKFace children shown nine to a black canvas are read right
-(RESULTS.md section 10). ``evaluate_pasted`` asks whether the surroundings do it: each held-out
+(RESULTS.md at 58d4fa8, section 10). ``evaluate_pasted`` asks whether the surroundings do it: each held-out
 face is pasted over a face of a real group photo (scaled to that face's size, edges feathered),
 and again at the same place on a black picture of the same size; the detection that overlaps the
 pasted face best (IoU > 0.3, the paper's th_iou) is its answer. Only the surroundings differ

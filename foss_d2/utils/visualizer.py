@@ -14,8 +14,8 @@ FEMALE_COLOR = (0.95, 0.30, 0.45)
 UNKNOWN_COLOR = (0.6, 0.6, 0.6)
 
 # Boxes scored under this are drawn dashed: on WIDER val 14.5% of the shipped model's boxes scored
-# 0.2-0.4 are faces, 78.9% of those above 0.4 (docs/RESULTS.md section 10, "Faces a photo": 2,317
-# and 644 boxes, 750 and 508 of them faces).
+# 0.2-0.4 are faces, 78.9% of those above 0.4 (docs/RESULTS.md section 1: 2,317 and 644
+# boxes, 750 and 508 of them faces).
 UNCERTAIN_BELOW = 0.4
 
 # The demo's pictures are shrunk to this longer side: matplotlib's canvas of an 8000 px photo

@@ -46,7 +46,7 @@ def limit_threads(threads: int):
             sess_options.inter_op_num_threads = 1
             # No busy-waiting after a run: the benchmark times FOSS-D2 between the peer's calls, and
             # a spinning pool held a core (the model as first shipped: 0.161 against 0.093 s a
-            # close-up on two threads; docs/RESULTS.md section 10)
+            # close-up on two threads; docs/RESULTS.md at 58d4fa8, section 10)
             sess_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             super().__init__(model, sess_options, *args, **kwargs)
 

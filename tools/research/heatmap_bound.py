@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """How much of CenterNet's heatmap head ``MODEL.CENTERNET.HEATMAP_BOUND`` leaves out on real photos,
-and that it finds the same peaks (issue 19; docs/RESULTS.md section 10, "The heatmap head bounded
+and that it finds the same peaks (issue 19; docs/RESULTS.md at 58d4fa8, section 10, "The heatmap head bounded
 by its positive half").
 
 The head's logit is b + sum_c w_c relu(h_c): its hidden channels of positive 1x1 weight w_c give an

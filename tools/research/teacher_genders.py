@@ -2,7 +2,7 @@
 """Gender targets for group photos from a trained FOSS-D2 model (issue 16: gender in the wild).
 
 Fine-tuning the age network on close-ups (UTKFace, FG-NET) moves how it reads gender on real group
-photos, whose faces carry no gender label here (docs/RESULTS.md, section 10). This writes a COCO
+photos, whose faces carry no gender label here (docs/RESULTS.md at 58d4fa8, section 10). This writes a COCO
 JSON of a box-annotated dataset (e.g. ``wider_face_train``) in which every ground-truth face that
 the teacher model finds (IoU >= --iou with one of its boxes) and that is at least --min-height
 pixels high gets the teacher's P(female) as a soft ``gender`` target, the others -1 (no label);

@@ -16,7 +16,7 @@
 # why, images/s of each stage), OUTPUT_DIR/detector.pth (fp16 detector), OUTPUT_DIR/model.pth
 # (fp16, the whole model) and OUTPUT_DIR/eval/ (the model on $EVAL_SETS, the same call; default:
 # fgnet_test, and wider_face_val where DATASETS_ROOT holds it).
-# So that the GPU does not wait on the loader (docs/RESULTS.md section 8), both stages decode the
+# So that the GPU does not wait on the loader (docs/RESULTS.md section 6), both stages decode the
 # training pictures once into memory, apply the colour jitter on the GPU, use all cores but one as
 # loader workers and, where CUDA is there, mixed precision: $SPEED_OPTS (set it empty for the
 # recipe as the shipped model ran it). $PYTHON picks the interpreter; extra detectron2 options for
