@@ -150,9 +150,9 @@ def add_foss_config(cfg):
     # outputs, the detector and everything after stay float32 (utils/precision.py).
     _C.MODEL.AGE_HEAD.INFERENCE_DTYPE = "float32"
     # Not in the paper (issue 19): at inference on CPU (FOSSPredictor) the age network's convolution
-    # weights are reordered once at load into oneDNN's blocked layout, not on every call
+    # weights are reordered into oneDNN's blocked layout once per input shape, not on every call
     # (engine/fusion.py, PrepackedConv2d); the same answers to float rounding, faster on the 2-15
-    # crops of a close-up or a small group. Off: the plain convolutions.
+    # crops of a close-up or a small group with AVX-512, as fast with AVX2. Off: the plain convolutions.
     _C.MODEL.AGE_HEAD.PREPACK = True
     # Not in the paper: at test time the age network takes at most this many crops a call (a
     # crowd's faces, and their mirror images, in several calls; 0: all at once). On 2 CPU threads
