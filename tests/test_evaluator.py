@@ -107,7 +107,7 @@ def test_evaluator_end_to_end_on_registered_dataset(tmp_path):
     res = ev.evaluate()["age"]
     assert res["group_acc"] == 100 and res["gender_acc"] == 100
     assert (tmp_path / "age_group_confusion.png").exists() and (tmp_path / "face_predictions.json").exists()
-    assert _png_size(tmp_path / "boxes_by_threshold.png") == (720, 480)  # 6x4 in at 120 dpi
+    assert _png_size(tmp_path / "boxes_by_threshold.png") == (768, 528)  # 6.4x4.4 in at 120 dpi
     assert not (tmp_path / "age_predicted_vs_true.png").exists()  # no true ages here
     import json
 
@@ -492,3 +492,69 @@ def test_figures_with_nothing_to_measure_are_written_as_json_null(tmp_path):
     saved = json.loads((tmp_path / "age_results.json").read_text(), parse_constant=refuse)
     band = saved["per_band"]["3-9"]
     assert (band["faces"], band["detected"], band["MAE"]) == (1, 0, None) and saved["per_band"]["20-39"]["MAE"] == 3.0
+
+
+def test_confusion_picture_says_what_its_numbers_and_shading_are(monkeypatch, tmp_path):
+    """The age-group confusion picture counts found faces only: each true group's label says how
+    many of its faces that is, each predicted group's label the predicted ages it takes, the
+    title the found faces in all, and a colour bar that the shading is the row's share (a count of
+    9 in a row of 18 is darker than 44 in a row of 168)."""
+    from foss_d2.evaluation import age_evaluator
+
+    assert age_evaluator.group_ranges([0, 30, 45, 65]) == ["<30", "30-45", "45-65", "65+"]
+    drawn = {}
+    monkeypatch.setattr(age_evaluator, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    conf = torch.tensor([[3, 1], [0, 2]]).numpy()
+    per_group = {0: {"faces": 5, "detected": 4}, 1: {"faces": 2, "detected": 2}}
+    age_evaluator.save_confusion_png(conf, ["young", "old"], str(tmp_path / "c.png"), [0, 40], per_group, "wider")
+    ax, bar = drawn["fig"].axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["young\n4 of 5 found", "old\n2 of 2 found"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["young\n(<40)", "old\n(40+)"]
+    assert ax.get_title() == "wider\n6 found faces"
+    assert [t.get_text() for t in ax.texts] == ["3", "1", "0", "2"]
+    assert bar.get_ylabel() == "share of the row's found faces"
+    shade = ax.images[0].get_array()
+    assert shade[0, 0] == pytest.approx(0.75) and shade[1, 1] == pytest.approx(1.0)
+
+
+def test_threshold_picture_names_the_bases_and_keeps_counts_off_the_curves(monkeypatch, tmp_path):
+    """Two percentages with different bases on one axis: the legend says which (boxes kept; the
+    dataset's labelled faces, counted), and the boxes kept are written in a row above 100%, where
+    no point of either curve can be (a count beside a point sat on the other curve)."""
+    from foss_d2.evaluation import age_evaluator
+
+    drawn = {}
+    monkeypatch.setattr(age_evaluator, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    curve = {
+        0.2: {"boxes": 2317, "are_faces": 32.4, "found": 53.3},
+        0.25: {"boxes": 1555, "are_faces": 45.0, "found": 49.0},
+    }
+    age_evaluator.save_threshold_png(curve, str(tmp_path / "t.png"), num_faces=1408, title="wider_face_val")
+    ax = drawn["fig"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["boxes that are faces (% of boxes kept)", "faces found (% of the 1,408 labelled faces)"]
+    counts = {t.get_text(): t.get_position() for t in ax.texts if t.get_text().isdigit()}
+    assert counts == {"2317": (0.2, 112), "1555": (0.25, 112)}
+    assert ax.get_title() == "wider_face_val"
+
+
+def test_tables_write_a_dash_where_nothing_was_measured():
+    """age_results.md: a figure with nothing to measure is "-" (the JSON's null), not "nan", and a
+    row no column measures (FG-NET's gender: no labels) is left out."""
+    from foss_d2.evaluation.age_evaluator import format_table
+
+    nan = float("nan")
+    res = {
+        "num_faces": 3,
+        "MAE": 4.5,
+        "gender_acc": nan,
+        "per_band": {
+            "0-2": {"faces": 1, "detected": 0, "MAE": nan, "gender": nan},
+            "3-9": {"faces": 2, "detected": 2, "MAE": 4.5, "gender": nan},
+        },
+    }
+    lines = format_table(res).splitlines()
+    assert lines[2] == "| 3 | 4.50 | - |"
+    assert "| MAE | - | 4.50 |" in lines
+    assert not any(line.startswith("| gender |") for line in lines)
+    assert "nan" not in format_table(res)

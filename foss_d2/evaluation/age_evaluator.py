@@ -204,16 +204,29 @@ class FaceAgeEvaluator(DatasetEvaluator):
                 os.path.join(self.output_dir, "age_results.md"), format_table(res, self.group_names) + "\n"
             )
             if res.get("per_band"):
-                save_age_png(rows, res["per_band"], os.path.join(self.output_dir, "age_predicted_vs_true.png"))
+                save_age_png(
+                    rows,
+                    res["per_band"],
+                    os.path.join(self.output_dir, "age_predicted_vs_true.png"),
+                    title=self.dataset_name,
+                )
             if boxes and not self.single_face:
                 curve = box_precision(boxes, len(rows), plot_thresholds([score for score, _ in boxes]))
                 if curve.get("by_threshold"):
-                    save_threshold_png(curve["by_threshold"], os.path.join(self.output_dir, "boxes_by_threshold.png"))
+                    save_threshold_png(
+                        curve["by_threshold"],
+                        os.path.join(self.output_dir, "boxes_by_threshold.png"),
+                        num_faces=len(rows),
+                        title=self.dataset_name,
+                    )
             if self.group_lower and res.get("confusion") is not None:
                 save_confusion_png(
                     np.array(res["confusion"]),
                     self.group_names,
                     os.path.join(self.output_dir, "age_group_confusion.png"),
+                    lower=self.group_lower,
+                    per_group=res.get("per_group"),
+                    title=self.dataset_name,
                 )
         logger.info("Age/gender evaluation on %s:\n%s", self.dataset_name, format_table(res, self.group_names))
         flat = {k: v for k, v in res.items() if isinstance(v, (int, float))}
@@ -331,7 +344,7 @@ def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
     lines = [
         "| " + " | ".join(keys) + " |",
         "|" + "---|" * len(keys),
-        "| " + " | ".join(f"{res[k]:.2f}" if isinstance(res[k], float) else str(res[k]) for k in keys) + " |",
+        "| " + " | ".join(_cell(res[k], 2) for k in keys) + " |",
     ]
     if "per_group" in res:
         names = [group_names[g] if g < len(group_names) else str(g) for g in res["per_group"]]
@@ -347,14 +360,22 @@ def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def _cell(v, digits: int) -> str:
+    """A markdown table's cell: floats to ``digits``, a figure with nothing to measure (NaN) "-"."""
+    if isinstance(v, float):
+        return "-" if np.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
 def _transposed(title: str, columns: List[str], cells: List[dict], fields: Sequence[str], digits: int) -> List[str]:
-    """A markdown table with one column per entry of ``cells`` and one row per field."""
+    """A markdown table with one column per entry of ``cells`` and one row per field; a field
+    that no column measures (FG-NET's gender: no labels) is left out."""
     lines = ["", f"| {title} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for field in fields:
         vals = [c[field] for c in cells]
-        lines.append(
-            f"| {field} | " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in vals) + " |"
-        )
+        if all(isinstance(v, float) and np.isnan(v) for v in vals):
+            continue
+        lines.append(f"| {field} | " + " | ".join(_cell(v, digits) for v in vals) + " |")
     return lines
 
 
@@ -388,24 +409,30 @@ def plot_thresholds(scores: Sequence[float], step: float = 0.05) -> List[float]:
     return [round(float(t), 4) for t in np.arange(first, high + 1e-9, step)]
 
 
-def save_threshold_png(by_threshold: dict, path: str):
-    """The share of boxes that are faces and the faces found, against the score threshold."""
+def save_threshold_png(by_threshold: dict, path: str, num_faces: Optional[int] = None, title: str = ""):
+    """The share of boxes that are faces and the faces found, against the score threshold; the
+    boxes kept at each threshold in a row along the top, clear of both curves."""
     plt = _pyplot()
     ts = [float(t) for t in by_threshold]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ts, [v["are_faces"] for v in by_threshold.values()], "o-", label="boxes that are faces")
-    ax.plot(ts, [v["found"] for v in by_threshold.values()], "s-", label="faces found")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.plot(ts, [v["are_faces"] for v in by_threshold.values()], "o-", label="boxes that are faces (% of boxes kept)")
+    of = f"the {num_faces:,} labelled faces" if num_faces else "the labelled faces"
+    ax.plot(ts, [v["found"] for v in by_threshold.values()], "s-", label=f"faces found (% of {of})")
     for t, v in by_threshold.items():
-        _label_above(ax, str(v["boxes"]), (float(t), v["are_faces"]), 6, 7)
-    ax.set_xlabel("score threshold (boxes kept: score >= it; numbers: boxes kept)")
+        ax.text(float(t), 112, str(v["boxes"]), ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.text(ts[0], 104, "boxes kept:", ha="left", va="bottom", fontsize=7, style="italic")
+    ax.set_xlabel("score threshold (a box is kept if its score >= it)")
     ax.set_ylabel("%")
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 130)
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     _save_figure(plt, fig, path)
 
 
-def save_age_png(rows: List[dict], per_band: dict, path: str):
+def save_age_png(rows: List[dict], per_band: dict, path: str, title: str = ""):
     """Left: each found face's predicted age against its true one. Right: MAE per band of the true age."""
     plt = _pyplot()
     hit = [r for r in rows if r["age"] >= 0 and r["detected"]]
@@ -422,7 +449,9 @@ def save_age_png(rows: List[dict], per_band: dict, path: str):
     ax.set_xlabel("true age")
     ax.set_ylabel("predicted age")
     mae = float(np.abs(pred - true).mean()) if len(hit) else float("nan")
-    ax.set_title(f"{len(hit)} faces found, MAE {mae:.2f} (dashed: +-5 years)")
+    ax.set_title(f"{len(hit)} faces found, MAE {mae:.2f}")
+    ax.plot([], [], "k--", lw=0.6, label="+-5 years")
+    ax.legend(loc="upper left", fontsize=8)
     names = list(per_band)
     # a band without a found face gets a bar of height 0 (a NaN one dropped its category from the
     # axis when it stood at an end)
@@ -434,16 +463,55 @@ def save_age_png(rows: List[dict], per_band: dict, path: str):
         _label_above(bx, label, (bar.get_x() + bar.get_width() / 2, np.nan_to_num(b["MAE"])), 3, 8)
     bx.set_xlabel("true age (band)")
     bx.set_ylabel("MAE, years")
-    bx.set_title("MAE per band (below: faces found / faces)")
+    bx.set_title("MAE per band (under it: faces found / faces)")
     bx.margins(y=0.25)
+    if title:
+        fig.suptitle(title, fontsize=10)
     _save_figure(plt, fig, path)
 
 
-def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
+def group_ranges(lower: Sequence[float]) -> List[str]:
+    """The predicted ages each group takes (``age_to_group``: [low, next low)), as axis labels:
+    [0, 30, 45, 65] -> ["<30", "30-45", "45-65", "65+"]."""
+    out = []
+    for i, low in enumerate(lower):
+        if i + 1 == len(lower):
+            out.append(f"{low:g}+")
+        elif i == 0 and low <= 0:
+            out.append(f"<{lower[1]:g}")
+        else:
+            out.append(f"{low:g}-{lower[i + 1]:g}")
+    return out
+
+
+def confusion_labels(names: Sequence[str], lower: Sequence[float], per_group: dict):
+    """(true-group labels with the faces found of each, predicted-group labels with their age
+    ranges): the matrix counts found faces only, so each row says how many that is."""
+    true = []
+    for g, name in enumerate(names):
+        t = per_group.get(g)
+        true.append(f"{name}\n{t['detected']} of {t['faces']} found" if t else name)
+    ranges = group_ranges(lower) if len(lower) == len(names) else [""] * len(names)
+    pred = [f"{name}\n({r})" if r else name for name, r in zip(names, ranges)]
+    return true, pred
+
+
+def save_confusion_png(
+    conf: np.ndarray,
+    names: Sequence[str],
+    path: str,
+    lower: Sequence[float] = (),
+    per_group: Optional[dict] = None,
+    title: str = "",
+):
+    """The found faces' true age group against the group of their predicted age: counts, shaded by
+    their share of the row."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 1.0 + 0.8 * len(names)))
+    true, pred = confusion_labels(names, lower, per_group or {})
+    fig, ax = plt.subplots(figsize=(2.4 + 1.1 * len(names), 1.6 + 0.8 * len(names)))
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label("share of the row's found faces", fontsize=8)
     for i in range(conf.shape[0]):
         for j in range(conf.shape[1]):
             ax.text(
@@ -455,10 +523,12 @@ def save_confusion_png(conf: np.ndarray, names: Sequence[str], path: str):
                 color="white" if norm[i, j] > 0.5 else "black",
                 fontsize=8,
             )
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted group")
+    ax.set_xticks(range(len(names)), pred, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), true, fontsize=8)
+    ax.set_xlabel("predicted group (predicted age, years)")
     ax.set_ylabel("true group")
+    found = int(conf.sum())
+    ax.set_title((title + "\n" if title else "") + f"{found} found faces", fontsize=10)
     _save_figure(plt, fig, path)
 
 
