@@ -198,6 +198,42 @@ def test_prepacked_conv_is_packed_for_each_input_shape(packed_calls, capfd, thre
     assert set(packed[0]._packs) == keys
 
 
+def test_prepacked_conv_answers_right_from_two_threads_with_different_shapes(packed_calls):
+    """The demo's workers run photos of different sizes through one model at once, one thread
+    each: each call packs or reads its own shape's weight while the other thread changes the cache
+    (more shapes than ``max_shapes``, so entries are dropped under it), and every answer is the
+    plain conv's."""
+    import threading
+
+    from foss_d2.engine.fusion import PrepackedConv2d, prepack_convolutions
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1)).eval()
+    packed = copy.deepcopy(net)
+    prepack_convolutions(packed)
+    shapes = [(2, 16, 9 + k, 7 + 2 * k) for k in range(PrepackedConv2d.max_shapes + 2)]
+    inputs = [torch.randn(*shape) for shape in shapes]
+    with torch.inference_mode():
+        expected = [net(x) for x in inputs]
+    wrong = []
+
+    def work(order):
+        with torch.inference_mode():
+            for _ in range(5):
+                for i in order:
+                    if not torch.allclose(packed(inputs[i]), expected[i], atol=1e-4):
+                        wrong.append(i)
+
+    n = len(inputs)
+    threads = [threading.Thread(target=work, args=(o,)) for o in (range(n), range(n - 1, -1, -1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [] and len(packed_calls) == 2 * 5 * n
+    assert len(packed[0]._packs) <= PrepackedConv2d.max_shapes
+
+
 def test_predictor_prepacks_the_age_network_unless_told_not_to(shipped_cfg, torch_predictor, packed_calls):
     """The shipped model without the mirror average hands the age network demo/family.jpg's 8
     faces in one batch of 8: the prepacked convolutions run, and answer as the plain ones."""
