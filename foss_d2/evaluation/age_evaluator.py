@@ -13,7 +13,8 @@
   on faces marked invalid/crowd are left out), and ``by_threshold``: boxes, that share and the faces
   found when only boxes scoring at least 0.2, 0.3, ... 0.8 are kept: the score threshold chosen by
   measurement.
-* Pictures beside ``age_results.md``: ``age_group_confusion.png`` (age groups),
+* Pictures beside ``age_results.md``: ``age_group_confusion.png`` (age groups of the found faces,
+  each true group with how many of its faces were found, each predicted group with its ages),
   ``age_predicted_vs_true.png`` (true ages: each found face, and MAE per band of the true age) and
   ``boxes_by_threshold.png`` (multi-person: the share of boxes that are faces, and the faces found,
   for every score threshold from the model's own in steps of 0.05).
