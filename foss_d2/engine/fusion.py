@@ -113,9 +113,9 @@ class PrepackedConv2d(nn.Conv2d):
     AVX2 a 64-channel 3x3 conv at 28x20 wants 24-channel blocks, at other sizes 16, and on two
     threads one image 32) and on the thread count: the weight is packed at the first call of each
     input shape (channels, height, width; one image or more) and thread count, at most
-    ``max_shapes`` of them kept (a new one past that drops the others). Packed once for no shape in particular, a 2-core AMD EPYC without AVX-512
-    reordered it again on every call, in oneDNN's slow generic reorder: the shipped model took 3x
-    as long on a close-up (2026-12-06).
+    ``max_shapes`` of them kept (a new one past that drops the others). Packed once for no shape
+    in particular, a 2-core AMD EPYC without AVX-512 reordered it again on every call, in oneDNN's
+    slow generic reorder: the shipped model took 3x as long on a close-up (2026-12-06).
 
     The weight is the conv's own (shared, not copied). A change to it through autograd-visible
     in-place ops (``load_state_dict``, ``copy_``, an optimizer step) is seen by its version counter
