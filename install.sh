@@ -10,7 +10,10 @@
 #
 # Idempotent: each step is skipped when what it provides already works. A detectron2 that is already
 # importable with a working `_C` (e.g. an official build) is left alone.
-# Environment: FOSS_VENV (default .venv), PYTHON (default python3), FOSS_SKIP_DEV=1 (no test deps).
+# Environment: FOSS_VENV (default .venv beside this script), PYTHON (default python3; used only to
+# create the virtualenv), FOSS_SKIP_DEV=1 (the runtime alone: no test, lint or onnxruntime
+# dependencies), MAX_JOBS (detectron2's build, default 2). Needs Linux, Python 3.11 or 3.12, a C++
+# compiler and the Python headers (python3-dev), and python3-venv.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,17 +27,35 @@ step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nINSTALL FAILED: %s\n' "$*" >&2; exit 1; }
 
 if [ -n "${VIRTUAL_ENV:-}" ]; then
-  py="$VIRTUAL_ENV/bin/python"
-  step "Using the active virtualenv $VIRTUAL_ENV"
+  venv="$VIRTUAL_ENV"
+  [ -x "$venv/bin/python" ] || fail "the active virtualenv $venv has no bin/python: run 'deactivate' (or make it again) and rerun"
+  step "Using the active virtualenv $venv"
+  redo="make that virtualenv again with a supported python"
 else
   venv="${FOSS_VENV:-$here/.venv}"
   if [ ! -x "$venv/bin/python" ]; then
     step "Creating virtualenv $venv"
     "${PYTHON:-python3}" -m venv "$venv" || fail "could not create a virtualenv with ${PYTHON:-python3} (is python3-venv installed?)"
   fi
-  py="$venv/bin/python"
+  redo="delete $venv, then rerun with PYTHON set to a supported python (e.g. PYTHON=python3.11)"
 fi
+py="$venv/bin/python"
 pip() { "$py" -m pip "$@"; }
+
+# Checked before the 4 GB of step 1: torch 2.14 needs Python >= 3.10, onnxruntime 1.30 (the dev
+# install's ONNX backend) >= 3.11, and Pillow 9 (detectron2 0.6 needs < 10) has wheels up to 3.11
+# and does not build on 3.13.
+pyver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || pyver="unknown"
+case "$pyver" in
+  3.11) ;;
+  3.12) echo "Python 3.12: Pillow 9 has no wheel for it and is compiled (needs a C compiler and the libjpeg and zlib headers)" ;;
+  3.10)
+    [ "${FOSS_SKIP_DEV:-0}" = 1 ] \
+      || fail "Python 3.10 in $venv: the development install's onnxruntime needs 3.11 or newer; $redo, or set FOSS_SKIP_DEV=1 for the runtime alone" ;;
+  *) fail "Python $pyver in $venv: FOSS-D2 installs on Python 3.11 or 3.12 (3.10 with FOSS_SKIP_DEV=1); $redo" ;;
+esac
+pip --version >/dev/null 2>&1 \
+  || fail "$venv has no pip (made by a python without python3-venv?): install python3-venv, delete $venv and rerun"
 
 step "PyTorch"
 if "$py" -c "import torch, torchvision" 2>/dev/null; then
@@ -85,4 +106,4 @@ extras=".[dev,video,onnx]"; [ "${FOSS_SKIP_DEV:-0}" = 1 ] && extras=".[video]"
 pip install --no-build-isolation -e "$extras" || fail "pip install -e $extras failed"
 "$py" -c "import foss_d2" || fail "foss_d2 does not import"
 
-step "Done. Activate with: source ${venv:-$VIRTUAL_ENV}/bin/activate"
+step "Done. Activate with: source $(printf '%q' "$venv/bin/activate")"

@@ -12,7 +12,7 @@ setup(
     version="0.1.0",
     description="FOSS (Yoshimura & Ogata): one model that detects faces and estimates age and gender, on detectron2",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "tools.*", "datasets", "detectron2_stub")),
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # torch 2.14; the [onnx] extra (onnxruntime 1.30) needs 3.11
     install_requires=[
         "torch>=2.0",
         "torchvision",
