@@ -37,6 +37,7 @@ else
     step "Creating virtualenv $venv"
     "${PYTHON:-python3}" -m venv "$venv" || fail "could not create a virtualenv with ${PYTHON:-python3} (is python3-venv installed?)"
   fi
+  venv="$(cd "$venv" && pwd)"  # a relative FOSS_VENV, made absolute: the detectron2 build runs elsewhere
   redo="delete $venv, then rerun with PYTHON set to a supported python (e.g. PYTHON=python3.11)"
 fi
 py="$venv/bin/python"
