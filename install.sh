@@ -82,21 +82,21 @@ step "detectron2"
 if d2_ok; then
   echo "detectron2 $("$py" -c 'import detectron2; print(detectron2.__version__)') already works: kept"
 else
-  work="$(mktemp -d)"
+  work="$(mktemp -d)" || fail "could not make a temporary folder (is TMPDIR writable?)"
   trap 'rm -rf "$work"' EXIT
   pip download --no-deps --no-binary :all: --no-build-isolation "$D2_SDIST" -d "$work" \
     || fail "could not download $D2_SDIST from PyPI"
-  tarball="$(ls "$work"/pb1-detectron2-*.tar.gz)"
+  tarball="$(ls "$work"/pb1-detectron2-*.tar.gz)" || fail "pip download left no $D2_SDIST sdist in $work"
   echo "$D2_SHA256  $tarball" | sha256sum -c - || fail "checksum mismatch for $tarball"
-  tar -xzf "$tarball" -C "$work"
-  src="$(ls -d "$work"/pb1-detectron2-*/)"
+  tar -xzf "$tarball" -C "$work" || fail "could not unpack $tarball (is $work full?)"
+  src="$(ls -d "$work"/pb1-detectron2-*/)" || fail "$tarball holds no pb1-detectron2 folder"
   # The sdist ships detectron2/layers/csrc/ without its sources. A module with only the introspection
   # functions lets the build succeed and `python -m detectron2.utils.collect_env` work; nothing in
   # FOSS-D2 calls the missing kernels (deformable/rotated ops).
-  mkdir -p "$src/detectron2/layers/csrc"
-  cp "$here/detectron2_stub/vision.cpp" "$src/detectron2/layers/csrc/vision.cpp"
+  mkdir -p "$src/detectron2/layers/csrc" && cp "$here/detectron2_stub/vision.cpp" "$src/detectron2/layers/csrc/vision.cpp" \
+    || fail "could not add detectron2_stub/vision.cpp to the sources (is this a whole FOSS-D2 checkout?)"
   (cd "$src" && MAX_JOBS="${MAX_JOBS:-2}" "$py" -m pip install --no-build-isolation . ) \
-    || fail "building detectron2 from $D2_SDIST failed (see the compiler output above)"
+    || fail "building or installing detectron2 from $D2_SDIST failed: see pip's output above (a compiler error needs a C++ compiler and python3-dev; a download error, the network)"
   d2_ok || fail "detectron2 installed but does not import; run: $py -c 'import detectron2.data'"
 fi
 
