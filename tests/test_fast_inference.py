@@ -788,7 +788,7 @@ def test_onnx_graphs_that_fail_to_export_or_load_leave_nothing_and_say_why(shipp
         raise ValueError(f"{path} is not a readable ONNX graph (opset too new)")
 
     monkeypatch.setenv("FOSS_D2_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(ob, "_session", unloadable)
+    monkeypatch.setattr(ob, "_open_session", unloadable)
     with pytest.raises(ValueError, match="exported just now by torch .* does this onnxruntime read opset 17"):
         FOSSPredictor(shipped_cfg, backend="onnxruntime")
 

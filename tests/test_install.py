@@ -1,7 +1,10 @@
+import os
 import subprocess
 import sys
 
 import detectron2
+
+INSTALL_SH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "install.sh")
 
 
 def test_detectron2_collect_env_runs():
@@ -39,7 +42,6 @@ def test_import_is_quiet():
 def _run_install(tmp_path, python_script: str, **env):
     """install.sh against a stand-in virtualenv whose bin/python is ``python_script`` (a shell
     script): the checks that run before anything is downloaded."""
-    import os
     import stat
 
     venv = tmp_path / "venv"
@@ -47,12 +49,9 @@ def _run_install(tmp_path, python_script: str, **env):
     py = venv / "bin" / "python"
     py.write_text("#!/bin/sh\n" + python_script)
     py.chmod(py.stat().st_mode | stat.S_IEXEC)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     full = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     full.update(FOSS_VENV=str(venv), **env)
-    return subprocess.run(
-        ["bash", os.path.join(repo, "install.sh")], capture_output=True, text=True, timeout=60, env=full, cwd=tmp_path
-    )
+    return subprocess.run(["bash", INSTALL_SH], capture_output=True, text=True, timeout=60, env=full, cwd=tmp_path)
 
 
 def test_install_refuses_an_unsupported_python_before_downloading(tmp_path):
@@ -78,11 +77,6 @@ def test_install_says_a_virtualenv_without_pip_must_be_made_again(tmp_path):
 
 
 def test_install_names_an_active_virtualenv_that_is_gone(tmp_path):
-    import os
-
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, VIRTUAL_ENV=str(tmp_path / "deleted"))
-    out = subprocess.run(
-        ["bash", os.path.join(repo, "install.sh")], capture_output=True, text=True, timeout=60, env=env
-    )
+    out = subprocess.run(["bash", INSTALL_SH], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 1 and "has no bin/python: run 'deactivate'" in out.stderr

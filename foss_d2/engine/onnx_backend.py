@@ -248,10 +248,6 @@ class OrtSession:
         self.__init__(state["path"], state["threads"])
 
 
-def _session(path: str, threads: Optional[int]) -> OrtSession:
-    return OrtSession(path, threads)
-
-
 def _open_session(path: str, threads: Optional[int]):
     import onnxruntime as ort
 
@@ -415,8 +411,8 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
         exported = True
     while True:  # at most twice: a damaged cache is exported once more
         try:
-            det = _session(det_path, threads)
-            age = _session(age_path, threads) if model.age_head is not None else None
+            det = OrtSession(det_path, threads)
+            age = OrtSession(age_path, threads) if model.age_head is not None else None
             break
         except ValueError as e:
             if not cache:

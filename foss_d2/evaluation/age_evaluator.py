@@ -444,14 +444,13 @@ def save_age_png(rows: List[dict], per_band: dict, path: str, title: str = ""):
     ax.scatter(true, pred, s=6, alpha=min(1.0, 300.0 / max(len(hit), 1)), edgecolors="none")
     ax.plot([0, top], [0, top], "k-", lw=1, label="predicted = true")
     for d in (-5, 5):
-        ax.plot([0, top], [d, top + d], "k--", lw=0.6)
+        ax.plot([0, top], [d, top + d], "k--", lw=0.6, label="+-5 years" if d < 0 else None)
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("true age")
     ax.set_ylabel("predicted age")
     mae = float(np.abs(pred - true).mean()) if len(hit) else float("nan")
     ax.set_title(f"{len(hit)} faces found, MAE {mae:.2f}")
-    ax.plot([], [], "k--", lw=0.6, label="+-5 years")
     ax.legend(loc="upper left", fontsize=8)
     names = list(per_band)
     # a band without a found face gets a bar of height 0 (a NaN one dropped its category from the
