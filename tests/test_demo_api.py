@@ -184,6 +184,35 @@ def test_survey_counts_hand_checked(tmp_path):
     assert open(tmp_path / "survey.csv").read().splitlines()[5] == "20-36,2,0,0,2"
 
 
+def test_survey_timeline_picture_stacks_each_window_over_its_span(monkeypatch, tmp_path):
+    """survey_timeline.png: one bar per window, from its start over its width (not a point at the
+    start joined to the next), stacked by age group; the legend lists the groups drawn top to bottom
+    as they are stacked, the groups nobody fell in are named under the plot, and times read m:ss."""
+    from foss_d2.apps import survey
+
+    drawn = {}
+    monkeypatch.setattr(survey, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    lower = [0, 20, 40]
+    people = {
+        0.0: [{"age": 10.0, "gender": "male"}, {"age": 30.0, "gender": "female"}, {"age": 31.0, "gender": "male"}],
+        60.0: [],
+        120.0: [{"age": 5.0, "gender": "female"}],
+    }
+    timeline = [(t, count_faces(p, lower)) for t, p in people.items()]
+    survey.save_survey(count_faces([], lower), str(tmp_path), timeline=timeline, unit="people", bucket_seconds=60)
+    ax = drawn["fig"].axes[0]
+    bars = [(r.get_x(), r.get_width(), r.get_y(), r.get_height()) for r in ax.patches]
+    # 0-19 at the bottom (1, 0, 1 people), 20-39 on it (2, 0, 0); 40+ has nobody and no bars
+    assert bars == [(0, 54, 0, 1), (60, 54, 0, 0), (120, 54, 0, 1), (0, 54, 1, 2), (60, 54, 0, 0), (120, 54, 1, 0)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["20-39", "0-19"]
+    assert [t.get_text() for t in ax.texts] == ["no people: 40+"]
+    assert ax.get_xlim() == (0, 180)
+    assert ax.get_title() == "FOSS-D2 age survey: people in view per 60 s window"
+    assert [survey.clock(s) for s in (0, 125, 3725.4)] == ["0:00", "2:05", "1:02:05"]
+    with open(tmp_path / "survey_timeline.csv") as f:
+        assert f.read().splitlines() == ["start_s,0-19,20-39,40+", "0.0,1,2,0", "60.0,0,0,0", "120.0,1,0,0"]
+
+
 def test_video_with_broken_frames_keeps_going(toy_model, tmp_path):
     cfg_file, _ = toy_model
     path = str(tmp_path / "clip.avi")

@@ -86,13 +86,75 @@ def counts_over_time(
 
 
 TIMELINE_FILES = ("survey_timeline.csv", "survey_timeline.png")
+GROUP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974")
+
+
+def clock(seconds: float, _pos=None) -> str:
+    """A video time as m:ss, or h:mm:ss from an hour on (125 -> "2:05")."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def draw_timeline(plt, timeline, names: Sequence[str], unit: str, bucket_seconds: Optional[float], title: str):
+    """survey_timeline.png's figure: a bar per time window over the span it covers, stacked by age
+    group (the groups nobody fell in are named under the plot, not drawn), times as m:ss."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    starts = np.array([t for t, _ in timeline], dtype=float)
+    if not bucket_seconds:  # the windows' width, from their starts
+        bucket_seconds = float(np.diff(starts).min()) if len(starts) > 1 else 1.0
+    per_group = {n: np.array([sum(c[n].values()) for _, c in timeline]) for n in names}
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bottom = np.zeros(len(starts))
+    for n, color in zip(names, GROUP_COLORS * (len(names) // len(GROUP_COLORS) + 1)):
+        if per_group[n].any():
+            ax.bar(starts, per_group[n], bucket_seconds * 0.9, bottom=bottom, align="edge", color=color, label=n)
+            bottom += per_group[n]
+    ax.set_xlim(0, starts[-1] + bucket_seconds)
+    ax.set_ylim(0, max(1.0, float(bottom.max(initial=0))) * 1.1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(clock))
+    ax.set_xlabel("time in the video (m:ss)")
+    seen = "people in view" if unit == "people" else "faces, all frames"
+    ax.set_ylabel(seen)
+    ax.set_title(f"{title}: {seen} per {bucket_seconds:g} s window")
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # listed top to bottom as they are stacked
+        ax.legend(
+            handles[::-1], labels[::-1], title="age group", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+        )
+    none = [n for n in names if not per_group[n].any()]
+    if none:
+        ax.annotate(
+            f"no {unit}: {', '.join(none)}",
+            (0, 0),
+            xycoords="axes fraction",
+            xytext=(0, -36),
+            textcoords="offset points",
+            fontsize=8,
+            color="#666666",
+        )
+    return fig
+
+
+def _save_figure(plt, fig, path: str):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def save_survey(
-    counts: Dict[str, Dict[str, int]], out_dir: str, title: str = "FOSS-D2 age survey", timeline=None, unit="faces"
+    counts: Dict[str, Dict[str, int]],
+    out_dir: str,
+    title: str = "FOSS-D2 age survey",
+    timeline=None,
+    unit="faces",
+    bucket_seconds: Optional[float] = None,
 ):
-    """survey.json, survey.csv and survey.png (stacked bars per group); with ``timeline`` also
-    survey_timeline.csv / .png (``unit``, faces or people, per group over time)."""
+    """survey.json, survey.csv and survey.png (stacked bars per group); with ``timeline`` (windows
+    of ``bucket_seconds``) also survey_timeline.csv / .png (``unit``, faces or people, per group
+    and window)."""
     os.makedirs(out_dir, exist_ok=True)
     total = sum(sum(v.values()) for v in counts.values())
     with open(os.path.join(out_dir, "survey.json"), "w") as f:
@@ -137,22 +199,8 @@ def save_survey(
             w.writerow(["start_s", *names])
             for t, c in timeline:
                 w.writerow([t, *[sum(c[n].values()) for n in names]])
-        fig, ax = plt.subplots(figsize=(8, 4))
-        ts = [t for t, _ in timeline]
-        top = 1.0
-        for n in names:
-            ys = [sum(c[n].values()) for _, c in timeline]
-            ax.plot(ts, ys, marker="o", label=n)
-            top = max(top, *ys)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel(f"{unit} seen")
-        ax.set_xlim(0, max(1.0, ts[-1]))  # one window alone was drawn around -0.04..0.04 s
-        ax.set_ylim(0, top * 1.05)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(ncol=4, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "survey_timeline.png"), dpi=110)
-        plt.close(fig)
+        fig = draw_timeline(plt, timeline, names, unit, bucket_seconds, title)
+        _save_figure(plt, fig, os.path.join(out_dir, "survey_timeline.png"))
     return total
 
 
@@ -347,7 +395,9 @@ def main(argv=None, prog=None):
         end_s = max(times.values(), default=None) or (max((int(k) for k in results), default=0) / fps if fps else None)
         counts, timeline = people_survey(people, lower, bucket_seconds, end_s)
         title = "FOSS-D2 visitor survey"
-        total = save_survey(counts, args.output, title=title, timeline=timeline, unit="people")
+        total = save_survey(
+            counts, args.output, title=title, timeline=timeline, unit="people", bucket_seconds=bucket_seconds
+        )
         print(f"{total} people in {len(results)} frames -> {args.output}/{written_files(timeline)}")
         if not total and people_file.get("dropped_tracks"):
             print(
@@ -358,7 +408,7 @@ def main(argv=None, prog=None):
         return
     counts = count_faces((face for faces in results.values() for face in faces), lower)
     timeline = counts_over_time(results, fps, bucket_seconds, lower, times) if fps else None
-    total = save_survey(counts, args.output, timeline=timeline)
+    total = save_survey(counts, args.output, timeline=timeline, bucket_seconds=bucket_seconds)
     print(f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> {args.output}/{written_files(timeline)}")
 
 
