@@ -1021,9 +1021,30 @@ def test_extra_variant_parsing():
     assert name == "one pass 576" and backend == "onnxruntime" and optimize
     assert opts == ["MODEL.FOSS.TEST_SIZES", "[]", "MODEL.FOSS.DET_INPUT_SIZE", "576"]
     assert parse_extra_variant("plain=pytorch:")[1] == ([], "pytorch", True)
+    assert parse_extra_variant("q=onnxruntime-int8:MODEL.FOSS.K_TEST 10")[1] == (
+        ["MODEL.FOSS.K_TEST", "10"],
+        "onnxruntime-int8",
+        True,
+    )
     for bad in ("no-equals", "x=tensorrt:A 1", "x=pytorch:A", "=pytorch:A 1", "fast=pytorch:A 1", "x=pytorch A 1"):
         with pytest.raises(ValueError, match="--extra-variant"):
             parse_extra_variant(bad)
+
+
+def test_int8_variants_without_their_graphs_are_a_usage_error(tmp_path, capsys):
+    """An int8 variant, built in or --extra-variant, times --int8-dir's graphs: without it the
+    command stops before reading any photo, saying what to give."""
+    from foss_d2.apps.benchmark import main
+
+    common = ["peer", "--peer-python", "", "--data", str(tmp_path / "nothing"), "--output", str(tmp_path)]
+    for extra in (["--variants", "fast, onnxruntime int8"], ["--extra-variant", "q=onnxruntime-int8:"]):
+        with pytest.raises(SystemExit) as e:
+            main(common + extra)
+        assert e.value.code == 2
+        assert "need --int8-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # with it, the next check is reached: no photos there
+        main(common + ["--extra-variant", "q=onnxruntime-int8:", "--int8-dir", str(tmp_path)])
+    assert "no UTKFace or WIDER val photos" in capsys.readouterr().err
 
 
 def test_variant_overrides_win_over_the_common_ones():

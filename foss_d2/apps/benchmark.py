@@ -418,7 +418,7 @@ PEER_VARIANTS = {
     "fast, onnxruntime int8": ("fast", "onnxruntime-int8", True),
 }
 STAGES = ("resize", "detector", "crops", "age_network", "post")
-EXTRA_BACKENDS = ("pytorch", "onnxruntime")
+EXTRA_BACKENDS = ("pytorch", "onnxruntime", "onnxruntime-int8")  # the last: --int8-dir's graphs
 
 
 def parse_extra_variant(spec: str):
@@ -667,17 +667,11 @@ def benchmark_peer(args, parser):
             f"--peer-python {args.peer_python} not found: `bash tools/peer/install_peer.sh` installs the peer "
             "there, or give --peer-python '' to time FOSS-D2 alone"
         )
-    root = args.data or os.environ.get("FOSS_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data")
-    try:
-        sets = peer_images(root, args.closeups, args.groups)
-    except (FileNotFoundError, ValueError) as e:
-        parser.error(f"no UTKFace or WIDER val photos under {root} (--data): {e}")
-    if not any(sets.values()):
-        parser.error(f"no UTKFace or WIDER val photos under {root} (--data)")
     int8 = [n for n in PEER_VARIANTS if PEER_VARIANTS[n][1] == "onnxruntime-int8"]
     names = [n for n in PEER_VARIANTS if n in (args.variants or PEER_VARIANTS) and (args.int8_dir or n not in int8)]
+    need_int8 = "the int8 variants need --int8-dir (graphs from `foss-d2 export --format onnx --int8`)"
     if not args.int8_dir and args.variants and set(args.variants) & set(int8):
-        parser.error("the int8 variants need --int8-dir (graphs from `foss-d2 export --format onnx --int8`)")
+        parser.error(need_int8)
     variants = dict(PEER_VARIANTS)
     for spec in args.extra_variant or ():
         try:
@@ -686,8 +680,17 @@ def benchmark_peer(args, parser):
             parser.error(str(e))
         if name in names:
             parser.error(f"--extra-variant {spec!r}: the name {name!r} is given twice")
+        if variant[1] == "onnxruntime-int8" and not args.int8_dir:
+            parser.error(f"--extra-variant {spec!r}: {need_int8}")
         variants[name] = variant
         names.append(name)
+    root = args.data or os.environ.get("FOSS_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data")
+    try:
+        sets = peer_images(root, args.closeups, args.groups)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(f"no UTKFace or WIDER val photos under {root} (--data): {e}")
+    if not any(sets.values()):
+        parser.error(f"no UTKFace or WIDER val photos under {root} (--data)")
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
@@ -905,8 +908,9 @@ def get_parser(prog=None):
         "--extra-variant",
         action="append",
         metavar="NAME=BACKEND:KEY VALUE ...",
-        help="also time these overrides (e.g. another MODEL.WEIGHTS or detector size) with BACKEND pytorch or "
-        "onnxruntime, in the same rounds; repeatable",
+        help="also time these overrides (e.g. another MODEL.WEIGHTS or detector size) with BACKEND pytorch, "
+        "onnxruntime or onnxruntime-int8 (--int8-dir's graphs, which must be of the variant's weights), in the "
+        "same rounds; repeatable",
     )
     peer.add_argument(
         "--peer-python", default=PEER_PYTHON, help="the peer virtualenv's python ('' to leave the peer out)"
