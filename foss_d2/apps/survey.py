@@ -186,9 +186,7 @@ def save_survey(
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{title} ({total} {unit})")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "survey.png"), dpi=110)
-    plt.close(fig)
+    _save_figure(plt, fig, os.path.join(out_dir, "survey.png"))
     if not timeline:  # an earlier survey's timeline in this folder would read as this one's
         for name in TIMELINE_FILES:
             if os.path.isfile(os.path.join(out_dir, name)):
