@@ -209,6 +209,8 @@ def test_survey_timeline_picture_stacks_each_window_over_its_span(monkeypatch, t
     assert ax.get_xlim() == (0, 180)
     assert ax.get_title() == "FOSS-D2 age survey: people in view per 60 s window"
     assert [survey.clock(s) for s in (0, 125, 3725.4)] == ["0:00", "2:05", "1:02:05"]
+    survey.save_survey(count_faces([], lower), str(tmp_path), timeline=timeline, bucket_seconds=60)
+    assert drawn["fig"].axes[0].get_title() == "FOSS-D2 age survey: faces per 60 s window, every frame counted"
     with open(tmp_path / "survey_timeline.csv") as f:
         assert f.read().splitlines() == ["start_s,0-19,20-39,40+", "0.0,1,2,0", "60.0,0,0,0", "120.0,1,0,0"]
 

@@ -116,9 +116,12 @@ def draw_timeline(plt, timeline, names: Sequence[str], unit: str, bucket_seconds
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.xaxis.set_major_formatter(FuncFormatter(clock))
     ax.set_xlabel("time in the video (m:ss)")
-    seen = "people in view" if unit == "people" else "faces, all frames"
-    ax.set_ylabel(seen)
-    ax.set_title(f"{title}: {seen} per {bucket_seconds:g} s window")
+    if unit == "people":
+        ax.set_ylabel("people in view")
+        ax.set_title(f"{title}: people in view per {bucket_seconds:g} s window")
+    else:  # a face seen in 10 frames counts 10 times
+        ax.set_ylabel(f"{unit} (all frames)")
+        ax.set_title(f"{title}: {unit} per {bucket_seconds:g} s window, every frame counted")
     handles, labels = ax.get_legend_handles_labels()
     if handles:  # listed top to bottom as they are stacked
         ax.legend(
