@@ -191,7 +191,7 @@ def test_survey_timeline_picture_stacks_each_window_over_its_span(monkeypatch, t
     from foss_d2.apps import survey
 
     drawn = {}
-    monkeypatch.setattr(survey, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    monkeypatch.setattr(survey, "save_figure", lambda plt, fig, path, **kw: drawn.update(fig=fig))
     lower = [0, 20, 40]
     people = {
         0.0: [{"age": 10.0, "gender": "male"}, {"age": 30.0, "gender": "female"}, {"age": 31.0, "gender": "male"}],

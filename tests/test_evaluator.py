@@ -450,7 +450,7 @@ def test_the_age_picture_shows_every_band_those_without_a_found_face_too(tmp_pat
     from foss_d2.evaluation import age_evaluator
 
     drawn = {}
-    monkeypatch.setattr(age_evaluator, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    monkeypatch.setattr(age_evaluator, "save_figure", lambda plt, fig, path, **kw: drawn.update(fig=fig))
     nan = float("nan")
     per_band = {
         "0-2": {"MAE": nan, "detected": 0, "faces": 131},
@@ -503,7 +503,7 @@ def test_confusion_picture_says_what_its_numbers_and_shading_are(monkeypatch, tm
 
     assert age_evaluator.group_ranges([0, 30, 45, 65]) == ["<30", "30-45", "45-65", "65+"]
     drawn = {}
-    monkeypatch.setattr(age_evaluator, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    monkeypatch.setattr(age_evaluator, "save_figure", lambda plt, fig, path, **kw: drawn.update(fig=fig))
     conf = torch.tensor([[3, 1], [0, 2]]).numpy()
     per_group = {0: {"faces": 5, "detected": 4}, 1: {"faces": 2, "detected": 2}}
     age_evaluator.save_confusion_png(conf, ["young", "old"], str(tmp_path / "c.png"), [0, 40], per_group, "wider")
@@ -524,7 +524,7 @@ def test_threshold_picture_names_the_bases_and_keeps_counts_off_the_curves(monke
     from foss_d2.evaluation import age_evaluator
 
     drawn = {}
-    monkeypatch.setattr(age_evaluator, "_save_figure", lambda plt, fig, path: drawn.update(fig=fig))
+    monkeypatch.setattr(age_evaluator, "save_figure", lambda plt, fig, path, **kw: drawn.update(fig=fig))
     curve = {
         0.2: {"boxes": 2317, "are_faces": 32.4, "found": 53.3},
         0.25: {"boxes": 1555, "are_faces": 45.0, "found": 49.0},

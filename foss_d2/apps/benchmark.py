@@ -56,6 +56,7 @@ from ..engine.api import PRESETS
 from ..meta_arch import FOSSWithTTA
 from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
+from ..utils.figures import pyplot, save_figure
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import expand_inputs, non_negative_int, positive_int
 
@@ -334,11 +335,7 @@ def markdown(report, ks):
 
 
 def plot(report, ks, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for device, res in report["results"].items():
         for name, style in (("FOSS", "-o"), ("two-model", "--s")):
@@ -348,9 +345,7 @@ def plot(report, ks, path):
     ax.set_xticks(ks)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, path, dpi=110)
 
 
 def benchmark_settings(args, parser):

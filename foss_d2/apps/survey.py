@@ -31,6 +31,7 @@ import numpy as np
 from detectron2.utils.logger import setup_logger
 
 from ..evaluation.age_evaluator import age_to_group
+from ..utils.figures import pyplot, save_figure
 from .cli import foss_argument_parser, parse_foss_args
 from .runner import (
     RunError,
@@ -141,12 +142,6 @@ def draw_timeline(plt, timeline, names: Sequence[str], unit: str, bucket_seconds
     return fig
 
 
-def _save_figure(plt, fig, path: str):
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def save_survey(
     counts: Dict[str, Dict[str, int]],
     out_dir: str,
@@ -167,10 +162,7 @@ def save_survey(
         w.writerow(["group", *GENDERS, "total"])
         for name, c in counts.items():
             w.writerow([name, *[c[g] for g in GENDERS], sum(c.values())])
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     names = list(counts)
@@ -189,7 +181,7 @@ def save_survey(
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{title} ({total} {unit})")
     ax.legend()
-    _save_figure(plt, fig, os.path.join(out_dir, "survey.png"))
+    save_figure(plt, fig, os.path.join(out_dir, "survey.png"), dpi=110)
     if not timeline:  # an earlier survey's timeline in this folder would read as this one's
         for name in TIMELINE_FILES:
             if os.path.isfile(os.path.join(out_dir, name)):
@@ -201,7 +193,7 @@ def save_survey(
             for t, c in timeline:
                 w.writerow([t, *[sum(c[n].values()) for n in names]])
         fig = draw_timeline(plt, timeline, names, unit, bucket_seconds, title)
-        _save_figure(plt, fig, os.path.join(out_dir, "survey_timeline.png"))
+        save_figure(plt, fig, os.path.join(out_dir, "survey_timeline.png"), dpi=110)
     return total
 
 

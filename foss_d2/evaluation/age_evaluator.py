@@ -35,6 +35,7 @@ from detectron2.utils import comm
 
 from ..data.utils import absolute_annotations
 from ..utils.ages import AGE_BANDS, age_band, band_name
+from ..utils.figures import pyplot, save_figure
 from ..utils.json_io import nan_as_null, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -380,21 +381,6 @@ def _transposed(title: str, columns: List[str], cells: List[dict], fields: Seque
     return lines
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_figure(plt, fig, path: str):
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def _label_above(ax, text: str, xy, points: float, fontsize: float):
     """``text`` centred ``points`` above the data point ``xy``."""
     ax.annotate(text, xy, textcoords="offset points", xytext=(0, points), ha="center", fontsize=fontsize)
@@ -413,7 +399,7 @@ def plot_thresholds(scores: Sequence[float], step: float = 0.05) -> List[float]:
 def save_threshold_png(by_threshold: dict, path: str, num_faces: Optional[int] = None, title: str = ""):
     """The share of boxes that are faces and the faces found, against the score threshold; the
     boxes kept at each threshold in a row along the top, clear of both curves."""
-    plt = _pyplot()
+    plt = pyplot()
     ts = [float(t) for t in by_threshold]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.plot(ts, [v["are_faces"] for v in by_threshold.values()], "o-", label="boxes that are faces (% of boxes kept)")
@@ -430,12 +416,12 @@ def save_threshold_png(by_threshold: dict, path: str, num_faces: Optional[int] =
     ax.legend(loc="center left", fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    _save_figure(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def save_age_png(rows: List[dict], per_band: dict, path: str, title: str = ""):
     """Left: each found face's predicted age against its true one. Right: MAE per band of the true age."""
-    plt = _pyplot()
+    plt = pyplot()
     hit = [r for r in rows if r["age"] >= 0 and r["detected"]]
     true = np.array([r["age"] for r in hit], dtype=float)
     pred = np.array([r["pred_age"] for r in hit], dtype=float)
@@ -467,7 +453,7 @@ def save_age_png(rows: List[dict], per_band: dict, path: str, title: str = ""):
     bx.margins(y=0.25)
     if title:
         fig.suptitle(title, fontsize=10)
-    _save_figure(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def group_ranges(lower: Sequence[float]) -> List[str]:
@@ -506,7 +492,7 @@ def save_confusion_png(
 ):
     """The found faces' true age group against the group of their predicted age: counts, shaded by
     their share of the row."""
-    plt = _pyplot()
+    plt = pyplot()
     true, pred = confusion_labels(names, lower, per_group or {})
     fig, ax = plt.subplots(figsize=(2.4 + 1.1 * len(names), 1.6 + 0.8 * len(names)))
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
@@ -529,7 +515,7 @@ def save_confusion_png(
     ax.set_ylabel("true group")
     found = int(conf.sum())
     ax.set_title((title + "\n" if title else "") + f"{found} found faces", fontsize=10)
-    _save_figure(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def build_foss_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None):
