@@ -159,7 +159,8 @@ class PrepackedConv2d(nn.Conv2d):
         if _version(self.weight) != self._packed_version:
             self.repack()
         packs = self._packs
-        # on two threads one image wants another layout than 2-15 do (AVX2: 32- and 24-channel blocks)
+        # one image may want another layout than 2-15 do (AVX2, two threads: 32- against 24-channel
+        # blocks; there one image takes the plain conv, see uses_packed), so it is a shape of its own
         key = (min(int(shape[0]), 2), *(int(n) for n in shape[1:]), torch.get_num_threads())
         packed = packs.get(key)
         if packed is None:
