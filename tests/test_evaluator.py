@@ -364,10 +364,17 @@ def test_saved_predictions_scored_without_an_output_folder(tmp_path, monkeypatch
     main(["predictions", "--dataset", name, "--predictions", "preds.json"])
     said = capsys.readouterr().err
     assert f"1 of the 2 images of preds.json are not {name}'s and are left out (the first: 'family.jpg')" in said
-    # with --output: the figures and pictures, and no empty lock file of the COCO conversion left there
+    # with --output: the figures and pictures, and no empty lock file of the COCO conversion left there;
+    # the figures also in eval_results.json, beside another dataset's scored into the same folder before
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "eval_results.json").write_text(json.dumps({"utkface_test": {"age": {"MAE": 5.5}}}))
     main(["predictions", "--dataset", name, "--predictions", "preds.json", "--output", "out"])
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "age_results.json" in written and not [n for n in written if n.endswith(".lock")], written
+    saved = json.load(open(tmp_path / "out" / "eval_results.json"))
+    assert saved["utkface_test"] == {"age": {"MAE": 5.5}}
+    assert saved[name]["bbox"]["AP50"] == pytest.approx(100.0)
+    assert saved[name]["age"]["group_acc"] == 100 and saved[name]["age"]["gender_acc"] == 50
 
 
 def test_saved_predictions_mistakes_are_one_line_errors(tmp_path, capsys):

@@ -1060,6 +1060,96 @@ def test_variant_overrides_win_over_the_common_ones():
     assert get_foss_cfg(opts=variant_opts([], common)).MODEL.FOSS.DET_INPUT_SIZE == 480
 
 
+def _wider_val_figures(folder, found, groups, gender=70.0, ap50=40.0):
+    """An evaluation's output folder as train_net --eval-only writes it, WIDER val's figures only."""
+    import json
+
+    folder.mkdir(parents=True)
+    age = {"detection_rate": found, "group_acc": groups, "gender_acc": gender}
+    (folder / "eval_results.json").write_text(json.dumps({"wider_face_val": {"age": age, "bbox": {"AP50": ap50}}}))
+    return folder
+
+
+def test_accuracy_against_time_read_tabled_and_drawn(tmp_path, monkeypatch):
+    """--accuracy NAME=FOLDER: WIDER val's figures of a timed setting, from an evaluation's
+    eval_results.json, in a table and a picture against the seconds per group photo."""
+    import json
+
+    from foss_d2.apps import benchmark
+
+    name, shipped = benchmark.read_accuracy(f"shipped={_wider_val_figures(tmp_path / 'a', 53.3, 58.4, 71.9, 42.7)}")
+    assert name == "shipped" and (shipped["detection_rate"], shipped["group_acc"], shipped["AP50"]) == (
+        53.3,
+        58.4,
+        42.7,
+    )
+    # one dataset evaluated alone: detectron2 gives its tasks without its name, its inference folder names it
+    alone = tmp_path / "alone"
+    (alone / "inference" / "wider_face_val").mkdir(parents=True)
+    (alone / "eval_results.json").write_text(json.dumps({"age": {"detection_rate": 50.0, "group_acc": 60.0}}))
+    figures = benchmark.read_accuracy(f"x={alone}")[1]
+    assert figures["detection_rate"] == 50.0 and figures["gender_acc"] is None and figures["AP50"] is None
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "eval_results.json").write_text(json.dumps({"utkface_test": {"age": {"MAE": 5.9}}}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "eval_results.json").write_text("{")
+    for spec, says in (
+        ("shipped", "expected NAME=FOLDER"),
+        ("shipped=", "expected NAME=FOLDER"),
+        (f"x={tmp_path / 'none'}", "no eval_results.json"),
+        (f"x={other}", "holds no wider_face_val figures"),
+        (f"x={tmp_path / 'broken'}", "--accuracy"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            benchmark.read_accuracy(spec)
+
+    peer = benchmark.read_accuracy(f"peer={_wider_val_figures(tmp_path / 'p', 63.4, 61.3, 75.1, 62.3)}")[1]
+    group = {"1": {"shipped": 0.4, "peer": 0.1}, "2": {"shipped": 0.25, "peer": 0.09}}
+    report = {
+        "date": "2026-12-06 17:56 UTC",
+        "accuracy": {"shipped": shipped, "peer": peer},
+        "threads": {
+            t: {"sets": {"group photos": {n: {"s_per_photo": x} for n, x in r.items()}}} for t, r in group.items()
+        },
+    }
+    md = benchmark.tradeoff_markdown(report)
+    assert "| face AP50 | s / group photo, 1 thread | s / group photo, 2 threads |" in md
+    assert "| shipped | 53.3 | 58.4 | 71.9 | 42.7 | 0.400 | 0.250 |" in md
+    assert "| peer | 63.4 | 61.3 | 75.1 | 62.3 | 0.100 | 0.090 |" in md
+    drawn = {}
+    monkeypatch.setattr(benchmark, "save_figure", lambda plt, fig, path, dpi: drawn.update(fig=fig, path=path))
+    benchmark.plot_tradeoff(report, str(tmp_path / "t.png"))
+    found, groups = drawn["fig"].axes
+    for ax, expected in ((found, {"shipped": 53.3, "peer": 63.4}), (groups, {"shipped": 58.4, "peer": 61.3})):
+        points = sorted(tuple(map(float, c.get_offsets()[0])) for c in ax.collections if len(c.get_offsets()))
+        assert points == sorted((x, expected[n]) for r in group.values() for n, x in r.items())
+        # each setting named once, at its one-thread point
+        assert {t.get_text(): tuple(t.xy) for t in ax.texts} == {n: (group["1"][n], y) for n, y in expected.items()}
+    assert [t.get_text() for t in found.get_legend().get_texts()] == ["1 thread", "2 threads"]
+
+
+def test_accuracy_of_a_setting_not_timed_is_a_usage_error(tmp_path, capsys):
+    """--accuracy names a timed setting and needs group photos: checked before any photo is read."""
+    from foss_d2.apps.benchmark import main
+
+    folder = _wider_val_figures(tmp_path / "eval", 53.3, 58.4)
+    common = ["peer", "--peer-python", "", "--data", str(tmp_path / "nothing"), "--variants", "shipped"]
+    for extra, says in (
+        (["--accuracy", f"side 640={folder}"], "'side 640' is not one of the timed settings (shipped)"),
+        (["--accuracy", f"peer={folder}"], "'peer' is not one of the timed settings"),  # the peer left out
+        (["--accuracy", f"shipped={folder}", "--groups", "0"], "time group photos too"),
+        (["--accuracy", f"shipped={tmp_path}"], "no eval_results.json"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(common + extra + ["--output", str(tmp_path / "out")])
+        assert e.value.code == 2 and says in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a right one: the next check is reached
+        main(common + ["--accuracy", f"shipped={folder}", "--output", str(tmp_path / "out")])
+    assert "no UTKFace or WIDER val photos" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @needs_shared_data
 def test_benchmark_peer_runs(tmp_path):
     import json

@@ -53,6 +53,7 @@ from tqdm import tqdm
 from ..config import get_foss_cfg
 from ..engine import FaceAgeEstimator
 from ..engine.api import PRESETS
+from ..evaluation.results import eval_figure, load_eval_results
 from ..meta_arch import FOSSWithTTA
 from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
@@ -432,6 +433,32 @@ def parse_extra_variant(spec: str):
     return name, (opts, backend, True)
 
 
+# what --accuracy reads of WIDER val's figures: (task, metric, title)
+ACCURACY = (
+    ("age", "detection_rate", "faces found (IoU >= 0.5), %"),
+    ("age", "group_acc", "age groups right, on the faces found, %"),
+    ("age", "gender_acc", "gender right, on the faces found, %"),
+    ("bbox", "AP50", "face AP50"),
+)
+
+
+def read_accuracy(spec: str):
+    """``NAME=FOLDER`` (--accuracy) -> (NAME, {metric: value, "from": FOLDER}): WIDER val's figures
+    of the setting NAME names, from an evaluation's eval_results.json."""
+    name, sep, folder = spec.partition("=")
+    name, folder = name.strip(), folder.strip()
+    if not sep or not name or not folder:
+        raise ValueError(f"--accuracy {spec!r}: expected NAME=FOLDER, FOLDER an evaluation's output")
+    try:
+        results = load_eval_results(folder, ("wider_face_val",))
+    except (FileNotFoundError, ValueError) as e:  # ValueError: not JSON
+        raise ValueError(f"--accuracy {spec!r}: {e}") from None
+    figures = {metric: eval_figure(results, "wider_face_val", task, metric) for task, metric, _ in ACCURACY}
+    if figures["detection_rate"] is None:
+        raise ValueError(f"--accuracy {spec!r}: {folder} holds no wider_face_val figures")
+    return name, {**figures, "from": folder}
+
+
 def variant_opts(variant: Sequence[str], common: Sequence[str]) -> List[str]:
     """A peer-benchmark variant's config overrides: CPU, the command's trailing KEY VALUE pairs, then
     the variant's own, which win (as in the settings benchmark): e.g. the model before's weights
@@ -679,6 +706,18 @@ def benchmark_peer(args, parser):
             parser.error(f"--extra-variant {spec!r}: {need_int8}")
         variants[name] = variant
         names.append(name)
+    accuracy = {}
+    for spec in args.accuracy or ():
+        try:
+            name, figures = read_accuracy(spec)
+        except ValueError as e:
+            parser.error(str(e))
+        timed = names + (["peer"] if args.peer_python else [])
+        if name not in timed:
+            parser.error(f"--accuracy {spec!r}: {name!r} is not one of the timed settings ({', '.join(timed)})")
+        accuracy[name] = figures
+    if accuracy and not args.groups:
+        parser.error("--accuracy gives WIDER val's figures: time group photos too (--groups)")
     root = args.data or os.environ.get("FOSS_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data")
     try:
         sets = peer_images(root, args.closeups, args.groups)
@@ -694,6 +733,7 @@ def benchmark_peer(args, parser):
         "repeats": args.repeats,
         "variants": {n: {"opts": variants[n][0], "backend": variants[n][1]} for n in names},
         "images": sets,
+        "accuracy": accuracy,
         "threads": {},
     }
     draw = getattr(runner, "draw_predictions", None)
@@ -778,9 +818,71 @@ def write_peer_report(out_dir: str, report: dict, names) -> str:
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "peer.json"), report, indent=1)
     md = peer_markdown(report, names)
+    if tradeoff_rows(report):
+        plot_tradeoff(report, os.path.join(out_dir, "peer_tradeoff.png"))
+        md += "\n" + tradeoff_markdown(report) + "\n![time against accuracy](peer_tradeoff.png)\n"
     with open(os.path.join(out_dir, "peer.md"), "w") as f:
         f.write(md)
     return md
+
+
+def tradeoff_rows(report) -> list:
+    """(setting, WIDER val figures, {threads: seconds per group photo}) of each setting with both."""
+    rows = []
+    for name, figures in report.get("accuracy", {}).items():
+        times = {
+            t: res["sets"]["group photos"][name]["s_per_photo"]
+            for t, res in report["threads"].items()
+            if name in res["sets"].get("group photos", {})
+        }
+        if times:
+            rows.append((name, figures, times))
+    return rows
+
+
+def threads_label(threads: str) -> str:
+    return f"{threads} thread{'s' * (threads != '1')}"
+
+
+def tradeoff_markdown(report) -> str:
+    rows = tradeoff_rows(report)
+    threads = sorted({t for _, _, times in rows for t in times}, key=int)
+    head = ["setting", *(title for _, _, title in ACCURACY), *(f"s / group photo, {threads_label(t)}" for t in threads)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, figures, times in rows:
+        cells = [name, *("-" if figures[m] is None else f"{figures[m]:.1f}" for _, m, _ in ACCURACY)]
+        cells += [f"{times[t]:.3f}" if t in times else "-" for t in threads]
+        lines.append("| " + " | ".join(cells) + " |")
+    sources = "; ".join(f"{name}: {figures['from']}" for name, figures, _ in rows)
+    return f"WIDER val's figures ({sources}) against the time of the group photos above:\n\n" + "\n".join(lines)
+
+
+def plot_tradeoff(report, path):
+    """Faces found and age groups (WIDER val) against seconds per group photo: one point per
+    setting and thread count, a setting's points joined and named at the first thread count's."""
+    rows = tradeoff_rows(report)
+    threads = sorted({t for _, _, times in rows for t in times}, key=int)
+    markers = "os^Dv"
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, (_, metric, title) in zip(axes, ACCURACY[:2]):
+        for name, figures, times in rows:
+            if figures[metric] is None:
+                continue
+            colour = "tab:red" if name == "peer" else "tab:blue"
+            ts = [t for t in threads if t in times]
+            ax.plot([times[t] for t in ts], [figures[metric]] * len(ts), "-", color=colour, alpha=0.3)
+            for t in ts:
+                ax.scatter(times[t], figures[metric], marker=markers[threads.index(t) % len(markers)], color=colour)
+            ax.annotate(name, (times[ts[0]], figures[metric]), textcoords="offset points", xytext=(5, 3), fontsize=8)
+        for k, t in enumerate(threads):  # the legend: marker shapes only
+            ax.scatter([], [], marker=markers[k % len(markers)], color="grey", label=threads_label(t))
+        ax.set_xlabel("seconds per group photo (median)")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"WIDER val: accuracy against time, FOSS-D2 in blue, the peer in red ({report['date']})")
+    save_figure(plt, fig, path, dpi=110)
 
 
 def summarize_peer(rec, names, with_peer: bool):
@@ -912,6 +1014,14 @@ def get_parser(prog=None):
     )
     peer.add_argument("--no-flops", dest="flops", action="store_false", help="skip fvcore's count")
     peer.add_argument("--int8-dir", help="also time these int8 graphs (foss-d2 export --format onnx --int8)")
+    peer.add_argument(
+        "--accuracy",
+        action="append",
+        metavar="NAME=FOLDER",
+        help="WIDER val's figures of the timed setting NAME (or peer), from FOLDER's eval_results.json "
+        "(tools/train_net.py --eval-only or tools/evaluate.py predictions --output): peer.md gets a table and "
+        "peer_tradeoff.png a picture of them against the time; repeatable",
+    )
     peer.add_argument("--output", default="output/benchmark_peer")
     return p
 

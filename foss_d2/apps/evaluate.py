@@ -50,6 +50,7 @@ from ..data.utils import DatasetError
 from ..engine import FaceAgeEstimator
 from ..evaluation import build_foss_evaluator
 from ..evaluation.pasted import CONDITIONS, evaluate_pasted, iou, stratified_faces
+from ..evaluation.results import load_eval_results
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.image_io import read_image_file, unreadable_images
@@ -170,14 +171,25 @@ def evaluate_predictions(args, parser):
         # detectron2's COCOEvaluator needs a folder for the ground truth it converts to COCO format
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                return score_predictions(cfg, args.dataset, records, matched, tmp)
+                score_predictions(cfg, args.dataset, records, matched, tmp)
+                return
             finally:
                 # COCOEvaluator remembers the json it wrote there: a second call in this process
                 # would look for it in the deleted folder
                 meta = MetadataCatalog.get(args.dataset)
                 if str(getattr(meta, "json_file", "")).startswith(tmp):
                     delattr(meta, "json_file")
-    return score_predictions(cfg, args.dataset, records, matched, args.output)
+    res = score_predictions(cfg, args.dataset, records, matched, args.output)
+    # beside the other datasets' figures scored into the same folder, as train_net writes them
+    # (tools/benchmark.py peer --accuracy and ship_check read them)
+    path = os.path.join(args.output, "eval_results.json")
+    try:
+        results = load_eval_results(path) if os.path.isfile(path) else {}
+    except ValueError:  # not JSON: replaced
+        results = {}
+    results[args.dataset] = res
+    write_json_atomic(path, nan_as_null(results), indent=1)
+    print(f"figures -> {path}")
 
 
 def score_predictions(cfg, dataset: str, records, by_path: dict, output: str):
@@ -198,6 +210,7 @@ def score_predictions(cfg, dataset: str, records, by_path: dict, output: str):
     res = evaluator.evaluate()
     print(f"{dataset}: {len(records)} images, {missing} without predictions")
     print(json.dumps(nan_as_null(res), indent=1, default=float))
+    return res
 
 
 def require_weights(parser, cfg):
@@ -357,7 +370,9 @@ def get_parser(prog=None):
     pred.add_argument("--dataset", required=True)
     pred.add_argument("--write-list", metavar="FILE", help="write the dataset's image paths here and exit")
     pred.add_argument("--predictions", help="predictions.json (FOSS-D2 schema, keyed by image path)")
-    pred.add_argument("--output", default=None, help="folder for the evaluators' files (default: none written)")
+    pred.add_argument(
+        "--output", default=None, help="folder for the evaluators' files and eval_results.json (default: none written)"
+    )
     pred.add_argument(
         "--min-score",
         type=probability,

@@ -16,11 +16,11 @@ the differences so that a reader sees how close a verdict is.
 """
 
 import argparse
-import glob
 import json
 import os
 import sys
 
+from foss_d2.evaluation.results import eval_figure, load_eval_results
 from foss_d2.utils.json_io import write_report
 
 # (dataset, task, metric, title, higher is better)
@@ -41,23 +41,7 @@ TOLERANCE = 0.005
 
 def load_results(path: str) -> dict:
     """train_net's {dataset: {task: {metric: value}}} from a run folder or its eval_results.json."""
-    file = os.path.join(path, "eval_results.json") if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-        raise FileNotFoundError(f"no eval_results.json at {path} (run tools/train_net.py --eval-only first)")
-    with open(file) as f:
-        results = json.load(f)
-    if not any(dataset in results for dataset, *_ in FIGURES):
-        # one dataset evaluated: detectron2 returns its tasks without its name, which the run's
-        # inference/<dataset>/ folder still gives
-        folders = glob.glob(os.path.join(os.path.dirname(file), "inference", "*", ""))
-        if len(folders) == 1:
-            results = {os.path.basename(os.path.dirname(folders[0])): results}
-    return results
-
-
-def figure(results: dict, dataset: str, task: str, metric: str):
-    value = results.get(dataset, {}).get(task, {}).get(metric)
-    return None if value is None else float(value)
+    return load_eval_results(path, {dataset for dataset, *_ in FIGURES})
 
 
 def compare(shipped: dict, candidates: dict, tolerance: float = TOLERANCE) -> dict:
@@ -68,7 +52,7 @@ def compare(shipped: dict, candidates: dict, tolerance: float = TOLERANCE) -> di
     for name, res in candidates.items():
         rows, shared = [], 0
         for dataset, task, metric, title, higher in FIGURES:
-            base, value = figure(shipped, dataset, task, metric), figure(res, dataset, task, metric)
+            base, value = eval_figure(shipped, dataset, task, metric), eval_figure(res, dataset, task, metric)
             row = {"figure": title, "shipped": base, "value": value, "diff": None, "not_worse": None}
             if base is not None and value is not None:
                 shared += 1
