@@ -2,7 +2,9 @@
 
 ``predictions``: score a predictions.json (FOSS-D2 schema, keyed by image path, or by the path
 relative to the folder ``foss-d2 demo`` was given) with FOSS-D2's evaluators: age/gender
-(FaceAgeEvaluator) and, on multi-face data, COCO face AP. The peer pipeline:
+(FaceAgeEvaluator) and, on multi-face data, COCO face AP. Printed; with ``--output`` also written
+there, the figures to eval_results.json as ``tools/train_net.py --eval-only`` writes them (each
+dataset scored into the folder kept). The peer pipeline:
 
     foss-d2 evaluate predictions --dataset wider_face_val --write-list output/wider_val_files.txt \\
         DATASETS.ROOT ../shared/data
