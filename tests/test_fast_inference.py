@@ -1127,6 +1127,16 @@ def test_accuracy_against_time_read_tabled_and_drawn(tmp_path, monkeypatch):
         # each setting named once, at its one-thread point
         assert {t.get_text(): tuple(t.xy) for t in ax.texts} == {n: (group["1"][n], y) for n, y in expected.items()}
     assert [t.get_text() for t in found.get_legend().get_texts()] == ["1 thread", "2 threads"]
+    # names of points about equal in accuracy and time: the higher one lifted clear, with a line to its point
+    from foss_d2.utils.figures import pyplot
+
+    fig, ax = pyplot().subplots()
+    ax.scatter([0.30, 0.31, 0.9], [58.0, 58.05, 40.0])
+    benchmark.name_points(ax, [("side 448", 0.30, 58.0), ("side 576", 0.31, 58.05), ("far", 0.9, 40.0)])
+    names = {t.get_text(): t for t in ax.texts}
+    assert names["side 448"].xyann == (5, 3.0) and names["side 448"].arrow_patch is None
+    assert names["far"].xyann == (5, 3.0)  # no other name near it
+    assert names["side 576"].xyann[1] > 3.0 + 8 and names["side 576"].arrow_patch is not None
 
 
 def test_accuracy_of_a_setting_not_timed_is_a_usage_error(tmp_path, capsys):

@@ -857,6 +857,23 @@ def tradeoff_markdown(report) -> str:
     return f"WIDER val's figures ({sources}) against the time of the group photos above:\n\n" + "\n".join(lines)
 
 
+def name_points(ax, named, fontsize=8):
+    """Each (name, x, y) written beside its point, lifted above the names already written where
+    they would overlap (settings of about the same accuracy and time), with a line to its point."""
+    ax.autoscale_view()
+    to_points = 72.0 / ax.figure.dpi
+    placed = []  # (left, right, bottom) of each name written, in points
+    for name, x, y in sorted(named, key=lambda n: n[2]):
+        px, py = (v * to_points for v in ax.transData.transform((x, y)))
+        width, height, lift = 0.6 * fontsize * len(name), 1.3 * fontsize, 3.0
+        while any(abs(py + lift - b) < height and px < r and left < px + width for left, r, b in placed):
+            lift += height
+        placed.append((px, px + width, py + lift))
+        # a lifted name keeps a line to its point
+        line = {"arrowprops": {"arrowstyle": "-", "color": "grey", "lw": 0.5}} if lift > 3.0 else {}
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, lift), fontsize=fontsize, **line)
+
+
 def plot_tradeoff(report, path):
     """Faces found and age groups (WIDER val) against seconds per group photo: one point per
     setting and thread count, a setting's points joined and named at the first thread count's."""
@@ -866,6 +883,7 @@ def plot_tradeoff(report, path):
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, (_, metric, title) in zip(axes, ACCURACY[:2]):
+        named = []
         for name, figures, times in rows:
             if figures[metric] is None:
                 continue
@@ -874,7 +892,8 @@ def plot_tradeoff(report, path):
             ax.plot([times[t] for t in ts], [figures[metric]] * len(ts), "-", color=colour, alpha=0.3)
             for t in ts:
                 ax.scatter(times[t], figures[metric], marker=markers[threads.index(t) % len(markers)], color=colour)
-            ax.annotate(name, (times[ts[0]], figures[metric]), textcoords="offset points", xytext=(5, 3), fontsize=8)
+            named.append((name, times[ts[0]], figures[metric]))
+        name_points(ax, named)
         for k, t in enumerate(threads):  # the legend: marker shapes only
             ax.scatter([], [], marker=markers[k % len(markers)], color="grey", label=threads_label(t))
         ax.set_xlabel("seconds per group photo (median)")
