@@ -1113,13 +1113,15 @@ def test_accuracy_against_time_read_tabled_and_drawn(tmp_path, monkeypatch):
             t: {"sets": {"group photos": {n: {"s_per_photo": x} for n, x in r.items()}}} for t, r in group.items()
         },
     }
-    md = benchmark.tradeoff_markdown(report)
+    rows, threads = benchmark.tradeoff_rows(report)
+    assert threads == ["1", "2"]
+    md = benchmark.tradeoff_markdown(rows, threads)
     assert "| face AP50 | s / group photo, 1 thread | s / group photo, 2 threads |" in md
     assert "| shipped | 53.3 | 58.4 | 71.9 | 42.7 | 0.400 | 0.250 |" in md
     assert "| peer | 63.4 | 61.3 | 75.1 | 62.3 | 0.100 | 0.090 |" in md
     drawn = {}
     monkeypatch.setattr(benchmark, "save_figure", lambda plt, fig, path, dpi: drawn.update(fig=fig, path=path))
-    benchmark.plot_tradeoff(report, str(tmp_path / "t.png"))
+    benchmark.plot_tradeoff(rows, threads, report["date"], str(tmp_path / "t.png"))
     found, groups = drawn["fig"].axes
     for ax, expected in ((found, {"shipped": 53.3, "peer": 63.4}), (groups, {"shipped": 58.4, "peer": 61.3})):
         points = sorted(tuple(map(float, c.get_offsets()[0])) for c in ax.collections if len(c.get_offsets()))

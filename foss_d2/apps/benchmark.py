@@ -818,16 +818,18 @@ def write_peer_report(out_dir: str, report: dict, names) -> str:
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "peer.json"), report, indent=1)
     md = peer_markdown(report, names)
-    if tradeoff_rows(report):
-        plot_tradeoff(report, os.path.join(out_dir, "peer_tradeoff.png"))
-        md += "\n" + tradeoff_markdown(report) + "\n![time against accuracy](peer_tradeoff.png)\n"
+    rows, threads = tradeoff_rows(report)
+    if rows:
+        plot_tradeoff(rows, threads, report["date"], os.path.join(out_dir, "peer_tradeoff.png"))
+        md += "\n" + tradeoff_markdown(rows, threads) + "\n![time against accuracy](peer_tradeoff.png)\n"
     with open(os.path.join(out_dir, "peer.md"), "w") as f:
         f.write(md)
     return md
 
 
-def tradeoff_rows(report) -> list:
-    """(setting, WIDER val figures, {threads: seconds per group photo}) of each setting with both."""
+def tradeoff_rows(report):
+    """(setting, WIDER val figures, {threads: seconds per group photo}) of each setting with both,
+    and the thread counts they were timed at, in order."""
     rows = []
     for name, figures in report.get("accuracy", {}).items():
         times = {
@@ -837,16 +839,14 @@ def tradeoff_rows(report) -> list:
         }
         if times:
             rows.append((name, figures, times))
-    return rows
+    return rows, sorted({t for _, _, times in rows for t in times}, key=int)
 
 
 def threads_label(threads: str) -> str:
     return f"{threads} thread{'s' * (threads != '1')}"
 
 
-def tradeoff_markdown(report) -> str:
-    rows = tradeoff_rows(report)
-    threads = sorted({t for _, _, times in rows for t in times}, key=int)
+def tradeoff_markdown(rows, threads) -> str:
     head = ["setting", *(title for _, _, title in ACCURACY), *(f"s / group photo, {threads_label(t)}" for t in threads)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, figures, times in rows:
@@ -874,11 +874,9 @@ def name_points(ax, named, fontsize=8):
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, lift), fontsize=fontsize, **line)
 
 
-def plot_tradeoff(report, path):
+def plot_tradeoff(rows, threads, date: str, path):
     """Faces found and age groups (WIDER val) against seconds per group photo: one point per
     setting and thread count, a setting's points joined and named at the first thread count's."""
-    rows = tradeoff_rows(report)
-    threads = sorted({t for _, _, times in rows for t in times}, key=int)
     markers = "os^Dv"
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -900,7 +898,7 @@ def plot_tradeoff(report, path):
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"WIDER val: accuracy against time, FOSS-D2 in blue, the peer in red ({report['date']})")
+    fig.suptitle(f"WIDER val: accuracy against time, FOSS-D2 in blue, the peer in red ({date})")
     save_figure(plt, fig, path, dpi=110)
 
 

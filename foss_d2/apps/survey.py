@@ -23,6 +23,7 @@ run left) or a folder holding either (with its people.json, per person). Run on 
 import argparse
 import csv
 import importlib.util
+import itertools
 import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -108,7 +109,7 @@ def draw_timeline(plt, timeline, names: Sequence[str], unit: str, bucket_seconds
     per_group = {n: np.array([sum(c[n].values()) for _, c in timeline]) for n in names}
     fig, ax = plt.subplots(figsize=(9, 4))
     bottom = np.zeros(len(starts))
-    for n, color in zip(names, GROUP_COLORS * (len(names) // len(GROUP_COLORS) + 1)):
+    for n, color in zip(names, itertools.cycle(GROUP_COLORS)):
         if per_group[n].any():
             ax.bar(starts, per_group[n], bucket_seconds * 0.9, bottom=bottom, align="edge", color=color, label=n)
             bottom += per_group[n]
