@@ -49,6 +49,29 @@ def test_run_on_the_demo_picture_writes_both_reports(tmp_path):
     assert "| an 800 px second pass added |" in (out / "settings.md").read_text()
 
 
+def test_batch_run_on_the_demo_picture(tmp_path):
+    """benchmark batch, the shipped model on two copies of demo/family.jpg over 2 rounds: the three ways give
+    the loop's answers (8 faces a photo), photos/s is photos over the median round, and "x the loop"
+    the median of the per-round ratios."""
+    import shutil
+    import statistics
+
+    photos = [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+    for p in photos:
+        shutil.copy(os.path.join(ROOT, "demo", "family.jpg"), p)
+    out = tmp_path / "batch"
+    bs.main(["batch", "--input", *photos, "--rounds", "2", "--output", str(out)])
+    report = json.loads((out / "batch.json").read_text())
+    assert list(report["runs"]) == list(bs.BATCH_RUNS) and report["photos"] == photos
+    loop = report["seconds"]["a loop over est(photo)"]
+    for name, run in report["runs"].items():
+        seconds = report["seconds"][name]
+        assert len(seconds) == 2 and run["faces"] == 16 and run["same_answers_as_loop"]
+        assert run["photos_per_s"] == pytest.approx(2 / statistics.median(seconds))
+        assert run["x_loop"] == pytest.approx(statistics.median([loop[0] / seconds[0], loop[1] / seconds[1]]))
+    assert "| est.map(photos): + one photo per thread |" in (out / "batch.md").read_text()
+
+
 def test_flop_count_takes_the_peaks_each_pass_decoded():
     """The size and offset heads run at the peaks a pass decoded (the stage clock records them):
     with a score floor fewer than K_TEST, so each point costs the heads' weights once."""

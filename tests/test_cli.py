@@ -196,6 +196,8 @@ def test_benchmarks_check_their_counts_and_data_first(tmp_path, capsys):
         (["benchmark", "settings", "--repeats", "0"], "argument --repeats: 0 is not at least 1"),
         (["benchmark", "peer", "--threads", "1", "0"], "argument --threads: 0 is not at least 1"),
         (["benchmark", "models", "--train-iters", "0"], "argument --train-iters: 0 is not at least 1"),
+        (["benchmark", "batch", "--rounds", "0"], "argument --rounds: 0 is not at least 1"),
+        (["benchmark", "batch", "--input", str(tmp_path / "none")], "no input photos"),
         (["benchmark-train", "--batches", "0"], "argument --batches: 0 is not at least 1"),
         (["benchmark-loader", "--rounds", "0"], "argument --rounds: 0 is not at least 1"),
         (["benchmark-loader", *nodata], "not found"),

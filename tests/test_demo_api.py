@@ -279,9 +279,10 @@ def test_video_frames_that_never_read_are_reported_by_what_they_are(
     header announced but the file never gave as one entry, a long broken stretch as where reading
     stopped (frame numbers and reasons by hand)."""
     from foss_d2.apps import runner
+    from foss_d2.engine import pipeline
 
     monkeypatch.setattr(runner.cv2, "VideoCapture", lambda source: _Capture(real, announced, bad))
-    monkeypatch.setattr(runner, "instances_to_faces", lambda inst: [])
+    monkeypatch.setattr(pipeline, "instances_to_faces", lambda inst: [])
     (tmp_path / "clip.mp4").write_bytes(b"x")
     out = tmp_path / "out"
     runner.run_video(lambda img: None, str(tmp_path / "clip.mp4"), str(out), "BGR", draw=False, every_n_frames=stride)
@@ -402,3 +403,91 @@ def test_max_pixels_is_the_estimators_to_set(toy_model, tmp_path):
         FaceAgeEstimator(config_file=cfg_file, device="cpu", max_pixels=100_000)(path)
     est = FaceAgeEstimator(config_file=cfg_file, device="cpu", max_pixels=120_000)
     assert len(est(path)) == 3  # the toy model: K_TEST faces, threshold 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_api_map_answers_every_input_in_order_and_skips_bad_ones(toy_model, tmp_path, caplog, workers):
+    """est.map over files, a pathlib path, arrays and a PIL image, from a generator: each result in
+    its input's place with the faces est() gives it; a missing file, a text file and a picture over
+    max_pixels come back as errors in their places (each logged) while the others go on."""
+    import logging
+    import pathlib
+
+    cfg_file, weights = toy_model
+    est = FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu", max_pixels=200_000)
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 255, (60 + 10 * i, 90, 3), dtype=np.uint8) for i in range(3)]
+    cv2.imwrite(str(tmp_path / "a.png"), arrays[0])
+    cv2.imwrite(str(tmp_path / "b.png"), arrays[1])
+    (tmp_path / "notes.txt").write_text("not an image")
+    Image.new("RGB", (600, 400)).save(tmp_path / "big.png")  # 240,000 pixels
+    inputs = [
+        str(tmp_path / "a.png"),
+        str(tmp_path / "missing.png"),
+        arrays[2],
+        pathlib.Path(tmp_path / "b.png"),
+        str(tmp_path / "notes.txt"),
+        Image.fromarray(arrays[2][:, :, ::-1]),
+        str(tmp_path / "big.png"),
+        arrays[1],
+    ]
+    with caplog.at_level(logging.WARNING, logger="foss_d2.api"):
+        results = list(est.map((x for x in inputs), channel_order="BGR", workers=workers))
+    assert [r.index for r in results] == list(range(8))
+    assert [r.path for r in results] == [
+        str(tmp_path / "a.png"),
+        str(tmp_path / "missing.png"),
+        None,
+        str(tmp_path / "b.png"),
+        str(tmp_path / "notes.txt"),
+        None,
+        str(tmp_path / "big.png"),
+        None,
+    ]
+    bad = {1: "not found", 4: "cannot identify image file", 6: "max_pixels"}
+    for r in results:
+        if r.index in bad:
+            assert r.faces is None and bad[r.index] in r.error
+        else:
+            assert r.error is None and len(r.faces) == 3  # the toy model: K_TEST faces, threshold 0
+    assert results[0].faces == est(arrays[0]) != results[3].faces == est(arrays[1]) == results[7].faces
+    assert results[2].faces == results[5].faces == est(arrays[2])
+    skipped = [m for m in caplog.messages if m.startswith("skipping input")]
+    assert len(skipped) == 3 and "missing.png" in skipped[0] and "big.png" in skipped[2]
+    # one bad channel order for all the images is said at the call, before any is read
+    with pytest.raises(ValueError, match="channel_order must be BGR or RGB"):
+        est.map(inputs, channel_order="BRG")
+    with pytest.raises(ValueError, match="workers is a number of images"):
+        est.map(inputs, workers=0)
+
+
+def test_api_map_shares_the_threads_and_gives_them_back(toy_model):
+    """On 2 threads with PyTorch on CPU, map's two workers run the model on one thread each; the
+    calling thread keeps its 2 throughout, and a thread started afterwards gets 2 again. A loop
+    left after its first result stops the reader and the workers."""
+    import threading
+
+    cfg_file, weights = toy_model
+    est = FaceAgeEstimator(config_file=cfg_file, weights=weights, device="cpu")
+    seen, model = [], est.predictor
+
+    def counting(img):
+        seen.append(torch.get_num_threads())
+        return model(img)
+
+    est.predictor = counting
+    est.predictor.backend, est.predictor.cfg = "pytorch", est.cfg
+    torch.set_num_threads(2)
+    images = [np.full((50, 70, 3), 10 * i, np.uint8) for i in range(6)]
+    during = [torch.get_num_threads() for _ in est.map(images)]
+    assert seen == [1] * 6 and during == [2] * 6 and torch.get_num_threads() == 2
+    later = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert later == [2]
+    results = est.map(images * 20, workers=2)
+    next(results)
+    results.close()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("foss-d2-")]
+    assert len(seen) < 6 + 20 * 6

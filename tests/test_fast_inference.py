@@ -947,7 +947,7 @@ def test_predict_in_order_with_uneven_times(workers):
     as an error (skipped with the reason) while the others go on."""
     import time
 
-    from foss_d2.apps.runner import _predict_in_order
+    from foss_d2.engine.pipeline import predict_in_order
 
     class Slow:
         def __call__(self, img):
@@ -962,7 +962,7 @@ def test_predict_in_order_with_uneven_times(workers):
 
     decoded = [(str(i), i, None) for i in range(5)]
     decoded.insert(2, ("bad", None, ValueError("cannot read")))
-    out = list(_predict_in_order(Slow(), iter(decoded), workers=workers))
+    out = list(predict_in_order(Slow(), iter(decoded), workers=workers))
     assert [k for k, *_ in out] == ["0", "1", "bad", "2", "3", "4"]
     assert out[2][3] is None and isinstance(out[2][2], ValueError)
     assert out[4][3] is None and "model failed" in str(out[4][2]) and "ValueError: bad tensor" in str(out[4][2])

@@ -537,9 +537,10 @@ def test_annotated_video_keeps_a_variable_frame_rates_timing(tmp_path, monkeypat
     drawn), 0.4 s in slot 1 (round(0.625)), then frame 4 is held over the pause until 6.0 s, slot 9
     (round(9.375)); 6.1-6.4 s fall in slot 10. By hand: frame 0, frame 4 eight times, frames 5, 6."""
     from foss_d2.apps import runner
+    from foss_d2.engine import pipeline
 
     monkeypatch.setattr(runner.cv2, "VideoCapture", lambda source: _ShadedVariableRateCapture())
-    monkeypatch.setattr(runner, "instances_to_faces", lambda inst: [])
+    monkeypatch.setattr(pipeline, "instances_to_faces", lambda inst: [])
     (tmp_path / "pause.mp4").write_bytes(b"x")
     out = tmp_path / "out"
     runner.run_video(lambda img: None, str(tmp_path / "pause.mp4"), str(out), "BGR", track=False)

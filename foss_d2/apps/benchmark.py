@@ -1,7 +1,7 @@
 """Inference time, in one run on the same images: FOSS against the two-model baseline (``models``),
-one model under its test-time settings (``settings``), or the shipped model's settings and backends
+one model under its test-time settings (``settings``), the shipped model's settings and backends
 against the pretrained peer pipeline on close-ups and group photos (``peer``, docs/RESULTS.md
-section 2 has its commands).
+section 2 has its commands), or the Python API's ways over many photos (``batch``).
 
 ``models`` (paper 4.3):
 
@@ -29,6 +29,16 @@ repeat the variants run one after the other in a rotating order, so that machine
 alike. Reported per variant: the median seconds per photo (over repeats, then over photos), the
 median over photos of its time divided by the first variant's, and the faces found. Runs on CPU
 unless MODEL.DEVICE says otherwise. Writes settings.json and settings.md under --output.
+
+``batch``:
+
+    foss-d2 benchmark batch --input "../shared/data/widerface/WIDER_val/images/*/*.jpg" --max-inputs 40
+
+Photos per second of the Python API over photo files, decoding included: a loop over
+``est(photo)``, ``est.map(photos, workers=1)`` (the next photos decoded while the model runs) and
+``est.map(photos)`` (also one photo per thread in the model), in rotating order each round; the
+median photos/s over rounds, the median of the per-round ratios to the loop, and whether the
+answers are the loop's. Writes batch.json and batch.md under --output.
 
 (``python tools/benchmark.py`` takes the same arguments.)
 """
@@ -393,6 +403,74 @@ def benchmark_settings(args, parser):
         for n, v in report["variants"].items()
     ]
     with open(os.path.join(args.output, "settings.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+# name -> how a Python program runs the estimator over the photos (est.map's keyword arguments, or
+# None for a plain loop over est(photo))
+BATCH_RUNS = {
+    "a loop over est(photo)": None,
+    "est.map(photos, workers=1): decoded ahead": {"workers": 1},
+    "est.map(photos): + one photo per thread": {},
+}
+
+
+def benchmark_batch(args, parser):
+    """Photos per second of the Python API over photo files, decoding included: a loop over
+    ``est(photo)`` against ``est.map`` (``BATCH_RUNS``), each round running every way once in a
+    rotating order; per way the median over rounds, and the median of its per-round ratios to the
+    loop."""
+    paths = [path for path, _ in expand_inputs(args.input)][: args.max_inputs]
+    if not paths:
+        parser.error("no input photos")
+    est = FaceAgeEstimator(args.config_file, opts=["MODEL.DEVICE", "cpu", *args.opts])
+    est(paths[0])  # warm-up: first-call allocations stay out of the timings
+    names = list(BATCH_RUNS)
+    seconds = {n: [] for n in names}
+    faces = {}
+    for r in tqdm(range(args.rounds), desc="rounds"):
+        for n in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            if BATCH_RUNS[n] is None:
+                answers = [est(p) for p in paths]
+            else:
+                answers = [res.faces for res in est.map(paths, **BATCH_RUNS[n])]
+            seconds[n].append(time.perf_counter() - t0)
+            faces[n] = answers
+    loop = seconds[names[0]]
+    report = {
+        "photos": paths,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runs": {
+            n: {
+                "photos_per_s": len(paths) / statistics.median(seconds[n]),
+                "x_loop": statistics.median(a / b for a, b in zip(loop, seconds[n])),
+                "faces": sum(len(f) for f in faces[n] if f),
+                "same_answers_as_loop": faces[n] == faces[names[0]],
+            }
+            for n in names
+        },
+        "seconds": seconds,
+    }
+    os.makedirs(args.output, exist_ok=True)
+    write_json_atomic(os.path.join(args.output, "batch.json"), report, indent=1)
+    lines = [
+        f"{len(paths)} photos x {args.rounds} rounds, {report['threads']} threads ({report['machine']}), "
+        f"{report['date']}; decoding included",
+        "",
+        "| how | photos / s (median of rounds) | x the loop (median of rounds) | faces | same answers as the loop |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {n} | {v['photos_per_s']:.2f} | {v['x_loop']:.2f} | {v['faces']} | "
+        f"{'yes' if v['same_answers_as_loop'] else 'NO'} |"
+        for n, v in report["runs"].items()
+    ]
+    with open(os.path.join(args.output, "batch.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -981,7 +1059,7 @@ def peer_markdown(report, names):
 
 def get_parser(prog=None):
     p = OneLineErrorParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer}")
+    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer,batch}")
     models = sub.add_parser(
         "models",
         help="FOSS vs the two-model baseline over K (paper 4.3)",
@@ -1040,6 +1118,15 @@ def get_parser(prog=None):
         "peer_tradeoff.png a picture of them against the time; repeatable",
     )
     peer.add_argument("--output", default="output/benchmark_peer")
+    batch = sub.add_parser(
+        "batch",
+        help="the Python API over many photos: a loop over est(photo) against est.map",
+        parents=[foss_argument_parser(add_help=False)],
+    )
+    batch.add_argument("--input", nargs="+", default=[DEMO_PHOTO], help="photos, folders or globs")
+    batch.add_argument("--max-inputs", type=positive_int, default=40, help="the first N photos of --input")
+    batch.add_argument("--rounds", type=positive_int, default=3)
+    batch.add_argument("--output", default="output/benchmark_batch")
     return p
 
 
@@ -1061,6 +1148,8 @@ def main(argv=None, prog=None):
         config_from_args(parser, args)  # an unknown key or a wrong value: one line before any model is built
         if args.mode == "peer":
             benchmark_peer(args, parser)
+        elif args.mode == "batch":
+            benchmark_batch(args, parser)
         else:
             benchmark_settings(args, parser)
 

@@ -29,7 +29,6 @@ threads), their results still taken in input order.
 """
 
 import argparse
-import collections
 import csv
 import functools
 import glob
@@ -45,15 +44,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import cv2
 from tqdm import tqdm
 
-from ..engine import FOSSPredictor, instances_to_faces, read_image_file
+from ..engine import FOSSPredictor, read_image_file
 from ..engine.api import PRESETS
+from ..engine.pipeline import NOT_RUN, Prefetcher, predict_in_order
 from ..engine.predictor import BACKENDS
 from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
@@ -752,63 +751,6 @@ class _NoWriter:
 # ---------------------------------------------------------------- threads and signals
 
 
-class _Failed:
-    """An exception of the reader thread, on its way to the consumer."""
-
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-class _Prefetcher:
-    """Runs the generator ``produce`` in a thread, at most ``depth`` items ahead, in its order
-    (``depth`` 0: in the caller's thread). Its exceptions reach the consumer."""
-
-    _END = object()
-
-    def __init__(self, produce, depth: int):
-        self.produce, self.depth = produce, depth
-        self._stop = threading.Event()
-        if depth > 0:
-            self._q = queue.Queue(maxsize=depth)
-            self._thread = threading.Thread(target=self._run, name="foss-d2-reader", daemon=True)
-            self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def _run(self):
-        try:
-            for item in self.produce():
-                if not self._put(item):
-                    return
-        except BaseException as e:  # handed to the consumer, which raises it
-            self._put(_Failed(e))
-        self._put(self._END)
-
-    def __iter__(self):
-        if self.depth <= 0:
-            yield from self.produce()
-            return
-        while True:
-            item = self._q.get()
-            if item is self._END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-
-    def close(self):
-        self._stop.set()
-        if self.depth > 0:
-            self._thread.join(timeout=10)
-
-
 class _Drawer:
     """Draws and writes pictures in a thread, in order; finished jobs come back from ``finished()``
     as (payload, error message or None). ``submit`` waits when ``depth`` jobs are pending."""
@@ -932,51 +874,6 @@ def warn_if_capped(key: str, faces, cap: int, note: str = "") -> bool:
     return True
 
 
-def _faces(predictor, img):
-    """(faces, None), or (None, the error) when the model fails on this image: it is skipped with the
-    reason, and the batch goes on."""
-    try:
-        return instances_to_faces(predictor(img)), None
-    except Exception as e:  # noqa: BLE001  (one image must not end the batch)
-        logger.warning("the model failed on an image: %s: %s", type(e).__name__, e)
-        return None, RuntimeError(f"the model failed on this image: {type(e).__name__}: {e}")
-
-
-# an input _predict_in_order passes by without the model (a video frame done before, or unread)
-_NOT_RUN = RuntimeError("not run")
-
-
-def _predict_in_order(predictor, decoded, workers: int):
-    """(key, img, error, faces) for each decoded (key, img, error), in input order; ``error`` is the
-    decoding's or the model's. With ``workers`` > 1, up to that many images run through
-    ``predictor`` at once in a thread pool: on 2 cores two one-thread onnxruntime calls do 1.5x the
-    photos of one two-thread call (docs/RESULTS.md at 58d4fa8, section 9)."""
-    if workers <= 1:
-        for key, img, error in decoded:
-            faces, failed = (None, None) if error is not None else _faces(predictor, img)
-            yield key, img, error or failed, faces
-        return
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="foss-d2-model")
-    pending = collections.deque()
-
-    def result_of(item):
-        key0, img0, error0, job0 = item
-        faces, failed = (None, None) if job0 is None else job0.result()
-        return key0, img0, error0 or failed, faces
-
-    try:
-        for key, img, error in decoded:
-            job = None if error is not None else pool.submit(_faces, predictor, img)
-            pending.append((key, img, error, job))
-            while len(pending) > workers or (pending and pending[0][3] is None):
-                yield result_of(pending.popleft())
-        while pending:
-            yield result_of(pending.popleft())
-    finally:
-        # A stop (signal, error) leaves the images not yet finished to --resume.
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _record(writer, finished):
     """Journal what the drawer finished: ("add", key, faces, w, h, picture) or ("skip", key, reason, extra)."""
     for payload, error in finished:
@@ -1068,11 +965,11 @@ def run_images(
                 "--resume: %d of %d images done before, %d to go", len(items) - len(todo), len(items), len(todo)
             )
         before = len(items) - len(todo)
-        reader = _Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels, signatures), prefetch + workers - 1)
+        reader = Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels, signatures), prefetch + workers - 1)
         drawer = _Drawer() if out_dir and draw else None
         taken = dict(writer.pictures)  # {picture: key} written so far (a resumed run's)
         done = 0
-        results = _predict_in_order(predictor, reader, workers)
+        results = predict_in_order(predictor, reader, workers)
         face_limit = face_cap(predictor)
         try:
             for key, img, error, faces in tqdm(results, total=len(todo), desc="images", disable=len(todo) < 2):
@@ -1345,28 +1242,28 @@ def run_video(
     ):
         bar = tqdm(total=steps, desc="frames")  # with its ETA
         workers = 1 if live else max(1, workers)  # a camera's frames are read as they come
-        reader = _Prefetcher(frames.read, 0 if live else prefetch + workers - 1)
+        reader = Prefetcher(frames.read, 0 if live else prefetch + workers - 1)
         drawer = _Drawer() if drawn else None
 
         def to_model():
-            # _predict_in_order's (key, image, error): the reader's fields travel in the key, and a
+            # predict_in_order's (key, image, error): the reader's fields travel in the key, and a
             # frame done before (--resume) or not read is not run
             for item in reader:
                 frame, key = item[1], str(item[0])
                 if frame is None or key in writer.done:
-                    yield item, None, _NOT_RUN
+                    yield item, None, NOT_RUN
                 else:
                     yield item, (frame if fmt == "BGR" else frame[:, :, ::-1]), None
 
         # frames in the model at once, their answers taken in frame order (the tracker's)
-        results = _predict_in_order(predictor, to_model(), workers)
+        results = predict_in_order(predictor, to_model(), workers)
         try:
             for (idx, frame, cut, why, time_s), _, error, faces in results:
                 stop.check()
                 key = str(idx)
                 seen += 1
                 bar.update(1)
-                if frame is None or (error is not None and error is not _NOT_RUN):
+                if frame is None or (error is not None and error is not NOT_RUN):
                     if key not in writer.done:
                         _skip(writer, drawer, key, why or str(error))
                     continue

@@ -1,0 +1,117 @@
+"""Many images through one predictor: the next ones decoded in a reader thread while the model
+runs, several in the model at once, the answers handed back in input order, and a bad image an
+error in its place instead of the end of the batch. Shared by ``FaceAgeEstimator.map`` and the
+runner behind ``foss-d2 demo`` and ``survey`` (apps/runner.py)."""
+
+import collections
+import logging
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+from .api import instances_to_faces
+
+logger = logging.getLogger("foss_d2.pipeline")
+
+# an input predict_in_order passes by without the model (a video frame done before, or unread)
+NOT_RUN = RuntimeError("not run")
+
+
+class _Failed:
+    """An exception of the reader thread, on its way to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class Prefetcher:
+    """Runs the generator ``produce`` in a thread, at most ``depth`` items ahead, in its order
+    (``depth`` 0: in the caller's thread). Its exceptions reach the consumer."""
+
+    _END = object()
+
+    def __init__(self, produce, depth: int):
+        self.produce, self.depth = produce, depth
+        self._stop = threading.Event()
+        if depth > 0:
+            self._q = queue.Queue(maxsize=depth)
+            self._thread = threading.Thread(target=self._run, name="foss-d2-reader", daemon=True)
+            self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _run(self):
+        try:
+            for item in self.produce():
+                if not self._put(item):
+                    return
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(_Failed(e))
+        self._put(self._END)
+
+    def __iter__(self):
+        if self.depth <= 0:
+            yield from self.produce()
+            return
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    def close(self):
+        self._stop.set()
+        if self.depth > 0:
+            self._thread.join(timeout=10)
+
+
+def faces_or_error(predictor, img):
+    """(faces, None), or (None, the error) when the model fails on this image: it is skipped with the
+    reason, and the batch goes on."""
+    try:
+        return instances_to_faces(predictor(img)), None
+    except Exception as e:  # noqa: BLE001  (one image must not end the batch)
+        logger.warning("the model failed on an image: %s: %s", type(e).__name__, e)
+        return None, RuntimeError(f"the model failed on this image: {type(e).__name__}: {e}")
+
+
+def predict_in_order(predictor, decoded, workers: int, initializer: Optional[Callable[[], None]] = None):
+    """(key, img, error, faces) for each decoded (key, img, error), in input order; ``error`` is the
+    decoding's or the model's. With ``workers`` > 1, up to that many images run through
+    ``predictor`` at once in a thread pool (each of its threads first runs ``initializer``): on 2
+    cores two one-thread onnxruntime calls do 1.5x the photos of one two-thread call
+    (docs/RESULTS.md at 58d4fa8, section 9)."""
+    if workers <= 1:
+        for key, img, error in decoded:
+            faces, failed = (None, None) if error is not None else faces_or_error(predictor, img)
+            yield key, img, error or failed, faces
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="foss-d2-model", initializer=initializer)
+    pending = collections.deque()
+
+    def result_of(item):
+        key0, img0, error0, job0 = item
+        faces, failed = (None, None) if job0 is None else job0.result()
+        return key0, img0, error0 or failed, faces
+
+    try:
+        for key, img, error in decoded:
+            job = None if error is not None else pool.submit(faces_or_error, predictor, img)
+            pending.append((key, img, error, job))
+            while len(pending) > workers or (pending and pending[0][3] is None):
+                yield result_of(pending.popleft())
+        while pending:
+            yield result_of(pending.popleft())
+    finally:
+        # A stop (signal, error, a consumer that closes early) leaves the images not yet finished.
+        pool.shutdown(wait=True, cancel_futures=True)
