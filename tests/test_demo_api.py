@@ -463,8 +463,9 @@ def test_api_map_answers_every_input_in_order_and_skips_bad_ones(toy_model, tmp_
 
 def test_api_map_shares_the_threads_and_gives_them_back(toy_model):
     """On 2 threads with PyTorch on CPU, map's two workers run the model on one thread each; the
-    calling thread keeps its 2 throughout, and a thread started afterwards gets 2 again. A loop
-    left after its first result stops the reader and the workers."""
+    calling thread keeps its 2 throughout, and a thread started afterwards gets 2 again. An image
+    the model fails on is an error in its place. A loop left after its first result stops the
+    reader and the workers."""
     import threading
 
     cfg_file, weights = toy_model
@@ -473,14 +474,21 @@ def test_api_map_shares_the_threads_and_gives_them_back(toy_model):
 
     def counting(img):
         seen.append(torch.get_num_threads())
+        if img[0, 0, 0] == 30:
+            raise RuntimeError("out of memory")
         return model(img)
 
     est.predictor = counting
     est.predictor.backend, est.predictor.cfg = "pytorch", est.cfg
     torch.set_num_threads(2)
     images = [np.full((50, 70, 3), 10 * i, np.uint8) for i in range(6)]
-    during = [torch.get_num_threads() for _ in est.map(images)]
+    during, errors = [], []
+    for r in est.map(images):
+        during.append(torch.get_num_threads())
+        errors.append(r.error)
     assert seen == [1] * 6 and during == [2] * 6 and torch.get_num_threads() == 2
+    # the image the model failed on comes back as its error, in its place
+    assert errors == [None] * 3 + ["the model failed on this image: RuntimeError: out of memory"] + [None] * 2
     later = []
     t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
     t.start()
