@@ -832,6 +832,37 @@ def test_onnxruntime_backend_flip_test_and_api(onnx_cache, torch_predictor):
     )
 
 
+def test_onnxruntime_map_opens_one_thread_sessions_once(onnx_cache):
+    """est.map with the onnxruntime backend on 2 threads: two photos in the model at once, each on
+    sessions opened with one thread (the estimator's own keep their two), the same ones on the next
+    call; the answers those of est(photo) within float noise, in input order."""
+    from foss_d2 import FaceAgeEstimator
+
+    torch.set_num_threads(2)
+    est = FaceAgeEstimator(backend="onnxruntime")
+    photos = real_photos()
+    mirrored = cv2.flip(cv2.imread(FAMILY), 1)
+    results = list(est.map([*photos, mirrored]))
+    assert [r.index for r in results] == list(range(len(photos) + 1)) and all(r.error is None for r in results)
+    for r, image in zip(results, [*photos, mirrored]):
+        assert_same_faces(est(image), r.faces, 1e-3, 1e-3, 1e-5)
+    (one_thread,) = est._predictors_by_threads.values()
+    assert list(est._predictors_by_threads) == [1]
+
+    def threads_of(predictor):
+        return [
+            m.session.get_session_options().intra_op_num_threads
+            for m in predictor.model.modules()
+            if hasattr(m, "session")
+        ]
+
+    assert threads_of(one_thread) == [1, 1] and threads_of(est.predictor) == [2, 2]
+    list(est.map(photos[:1]))
+    assert est._predictors_by_threads == {1: one_thread}
+    assert [len(r.faces) for r in est.map(photos[:1], workers=1)] == [len(results[0].faces)]
+    assert list(est._predictors_by_threads) == [1]  # one at a time: the estimator's own sessions
+
+
 def test_demo_backend_switch(onnx_cache, tmp_path):
     import json
 

@@ -165,11 +165,12 @@ class FaceAgeEstimator:
         progress: bool = False,
     ) -> Iterator[FaceResult]:
         """The faces of many images, one ``FaceResult`` each, in input order, as the demo runs a
-        folder: the next images decoded in a thread while the model runs, and on CPU with PyTorch
-        ``workers`` images in the model at once, the threads shared among them (default: one per
-        thread, which does the most photos a second on 2 cores). An image that cannot be read or
-        run is logged and comes back with its ``error``; the others go on. ``images``: any
-        iterable (a generator too) of what ``__call__`` takes; ``progress``: a tqdm bar."""
+        folder: the next images decoded in a thread while the model runs, and on CPU ``workers``
+        images in the model at once, the threads shared among them (default: one per thread,
+        which does the most photos a second on 2 cores; with onnxruntime, sessions opened on
+        that share the first time). An image that cannot be read or run is logged and comes back
+        with its ``error``; the others go on. ``images``: any iterable (a generator too) of what
+        ``__call__`` takes; ``progress``: a tqdm bar."""
         import torch
 
         if channel_order not in ("BGR", "RGB"):  # said here, not at the first image
@@ -177,14 +178,28 @@ class FaceAgeEstimator:
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"workers is a number of images in the model at once (1 or more), got {workers!r}")
         threads = torch.get_num_threads()  # (also fixes this thread's own count before workers set theirs)
-        pytorch_on_cpu = self.predictor.backend == "pytorch" and str(self.cfg.MODEL.DEVICE).startswith("cpu")
-        workers = workers or (threads if pytorch_on_cpu else 1)
+        on_cpu = str(self.cfg.MODEL.DEVICE).startswith("cpu")
+        workers = workers or (threads if on_cpu else 1)
+        predictor = self.predictor
+        if predictor.backend == "onnxruntime" and workers > 1:
+            predictor = self._sessions_of(max(1, threads // workers))
         total = len(images) if hasattr(images, "__len__") else None
-        return self._map(iter(images), channel_order, workers, threads if pytorch_on_cpu else 0, total, progress)
+        return self._map(predictor, iter(images), channel_order, workers, threads if on_cpu else 0, total, progress)
 
-    def _map(self, images, channel_order, workers, threads, total, progress):
-        """``map``'s generator; ``threads``: PyTorch's count on CPU, shared among the workers (0: not
-        PyTorch on CPU)."""
+    def _sessions_of(self, threads: int) -> FOSSPredictor:
+        """The onnxruntime predictor whose sessions run on ``threads`` threads, opened once: a
+        session keeps the thread count it was opened with. On 2 cores two photos at once on
+        one-thread sessions did 1.15x (group photos) and 1.51x (close-ups) the photos/s of a loop
+        over the estimator's own two-thread sessions (RESULTS.md section 2, "From Python")."""
+        cache = self.__dict__.setdefault("_predictors_by_threads", {})
+        if threads not in cache:
+            onnx_dir = self.predictor.onnx_dir  # (None: the cache folder the estimator's own graphs are in)
+            cache[threads] = FOSSPredictor(self.cfg, backend="onnxruntime", onnx_dir=onnx_dir, threads=threads)
+        return cache[threads]
+
+    def _map(self, predictor, images, channel_order, workers, threads, total, progress):
+        """``map``'s generator; ``threads``: PyTorch's count on CPU, shared among the workers (0: on
+        a GPU)."""
         import torch
         from tqdm import tqdm
 
@@ -204,7 +219,7 @@ class FaceAgeEstimator:
         share = max(1, threads // workers)
         initializer = (lambda: torch.set_num_threads(share)) if threads and workers > 1 else None
         reader = Prefetcher(decoded, 1 + workers)
-        results = predict_in_order(self.predictor, reader, workers, initializer)
+        results = predict_in_order(predictor, reader, workers, initializer)
         try:
             for (i, path), _, error, faces in tqdm(results, total=total, desc="images", disable=not progress):
                 yield FaceResult(i, path, faces, None if error is None else str(error))
