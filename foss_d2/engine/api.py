@@ -7,6 +7,7 @@ import warnings
 from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..config import checked_opts, get_foss_cfg
@@ -171,8 +172,6 @@ class FaceAgeEstimator:
         that share the first time). An image that cannot be read or run is logged and comes back
         with its ``error``; the others go on. ``images``: any iterable (a generator too) of what
         ``__call__`` takes; ``progress``: a tqdm bar."""
-        import torch
-
         if channel_order not in ("BGR", "RGB"):  # said here, not at the first image
             raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
@@ -200,10 +199,9 @@ class FaceAgeEstimator:
     def _map(self, predictor, images, channel_order, workers, threads, total, progress):
         """``map``'s generator; ``threads``: PyTorch's count on CPU, shared among the workers (0: on
         a GPU)."""
-        import torch
         from tqdm import tqdm
 
-        from .pipeline import Prefetcher, predict_in_order
+        from .pipeline import Prefetcher, predict_in_order  # (pipeline imports this module)
 
         def decoded():
             for i, image in enumerate(images):

@@ -8,6 +8,8 @@ import argparse
 import json
 import os
 
+from foss_d2.utils.figures import pyplot, save_figure
+
 KEYS = ("total_loss", "loss_age", "loss_gender", "loss_heatmap", "loss_size", "loss_offset")
 
 
@@ -31,11 +33,7 @@ def main():
     )
     p.add_argument("--output", default="output/training.png", help="the PNG to write")
     args = p.parse_args()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if os.path.isdir(args.input):
         args.input = os.path.join(args.input, "metrics.json")
     if not os.path.isfile(args.input):
@@ -58,8 +56,7 @@ def main():
         ax.grid(alpha=0.3)
         ax.set_xlabel("iteration")
     fig.suptitle(args.input)
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=100)
+    save_figure(plt, fig, args.output, dpi=100)
     print(f"{len(rows)} logged points -> {args.output}")
 
 
