@@ -810,29 +810,34 @@ def test_held_out_faces_that_cannot_be_read_are_left_out_with_a_word(tmp_path, c
 
 
 def test_default_workers_one_per_thread_and_the_threads_given_back(toy, tmp_path, capsys, monkeypatch):
-    """Over several photos the demo puts one photo per thread in the model (PyTorch too); a single
-    photo keeps every thread; the process has its threads back after the run."""
-    from foss_d2.apps import runner
+    """Over several photos the demo puts one photo per thread in the model (PyTorch too), each
+    worker on its share of the threads; a single photo keeps every thread; the demo's own thread
+    keeps its count, and threads started after the run get the count of before."""
+    import threading
 
-    seen = []
-    build = runner.build_predictor
+    from foss_d2.engine.predictor import FOSSPredictor
 
-    def spy(cfg, args, n_inputs=None):
-        predictor = build(cfg, args, n_inputs)
-        seen.append((args.workers, torch.get_num_threads()))
-        return predictor
+    seen = []  # (the model's thread, PyTorch's thread count there) per call
+    call = FOSSPredictor.__call__
 
-    monkeypatch.setattr(demo, "build_predictor", spy)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on this project's 2-core machines
-    threads = []
-    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    def spy(self, img):
+        seen.append((threading.current_thread().name.split("_")[0], torch.get_num_threads()))
+        return call(self, img)
+
+    monkeypatch.setattr(FOSSPredictor, "__call__", spy)
+    torch.set_num_threads(2)  # as on this project's 2-core machines (conftest puts back the count)
     inp = tmp_path / "in"
     _photos(inp, 3)
     assert _demo(capsys, "--config-file", toy, "--input", inp, "--output", tmp_path / "a", "--no-draw")[0] == 0
-    assert seen[-1][0] == 2 and threads == [1, 2]  # one thread each, then the two given back
-    threads.clear()
+    assert seen == [("foss-d2-model", 1)] * 3
+    later = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert torch.get_num_threads() == 2 and later == [2]
+    seen.clear()
     assert _demo(capsys, "--config-file", toy, "--input", inp / "p00.png", "--output", tmp_path / "b")[0] == 0
-    assert seen[-1][0] == 1 and threads == []
+    assert seen == [("MainThread", 2)]
 
 
 def test_webcam_without_a_window_needs_output(tmp_path, capsys, monkeypatch):

@@ -1499,16 +1499,13 @@ def default_workers(cfg, args, n_inputs: Optional[int], threads: int) -> int:
 def build_predictor(cfg, args, n_inputs: Optional[int] = None) -> FOSSPredictor:
     """The predictor for --backend, --onnx-dir and --workers; sets ``args.workers`` to the number
     used (``default_workers`` unless given; a webcam always 1). Threads are shared among the
-    workers: each onnxruntime session gets its share, and PyTorch's pool is set to it."""
+    workers: each onnxruntime session is opened on its share (PyTorch's: ``predict_in_order``)."""
     import torch
 
     threads = torch.get_num_threads()  # (--onnx-dir without onnxruntime: prepare_run's usage error)
     if getattr(args, "webcam", False) or not args.workers:
         args.workers = default_workers(cfg, args, n_inputs, threads)
     share = max(1, threads // args.workers)
-    if args.backend == "pytorch" and args.workers > 1:
-        args.restore_threads = threads  # run_inputs gives the process its threads back
-        torch.set_num_threads(share)
     try:
         return FOSSPredictor(cfg, backend=args.backend, onnx_dir=args.onnx_dir, threads=share)
     except (ImportError, ValueError) as e:
@@ -1554,11 +1551,6 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
         raise SystemExit(128 + signum) from None
     except RunError as e:
         raise SystemExit(str(e)) from None
-    finally:
-        if getattr(args, "restore_threads", None):
-            import torch
-
-            torch.set_num_threads(args.restore_threads)
     if summary.nothing_processed:
         where = f" (reasons in {os.path.join(out_dir, 'skipped.json')})" if out_dir else ""
         raise SystemExit(f"nothing could be processed: none of the {summary.inputs} inputs could be read{where}")

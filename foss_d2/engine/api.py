@@ -176,14 +176,14 @@ class FaceAgeEstimator:
             raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"workers is a number of images in the model at once (1 or more), got {workers!r}")
-        threads = torch.get_num_threads()  # (also fixes this thread's own count before workers set theirs)
+        threads = torch.get_num_threads()
         on_cpu = str(self.cfg.MODEL.DEVICE).startswith("cpu")
         workers = workers or (threads if on_cpu else 1)
         predictor = self.predictor
         if predictor.backend == "onnxruntime" and workers > 1:
             predictor = self._sessions_of(max(1, threads // workers))
         total = len(images) if hasattr(images, "__len__") else None
-        return self._map(predictor, iter(images), channel_order, workers, threads if on_cpu else 0, total, progress)
+        return self._map(predictor, iter(images), channel_order, workers, total, progress)
 
     def _sessions_of(self, threads: int) -> FOSSPredictor:
         """The onnxruntime predictor whose sessions run on ``threads`` threads, opened once: a
@@ -196,9 +196,8 @@ class FaceAgeEstimator:
             cache[threads] = FOSSPredictor(self.cfg, backend="onnxruntime", onnx_dir=onnx_dir, threads=threads)
         return cache[threads]
 
-    def _map(self, predictor, images, channel_order, workers, threads, total, progress):
-        """``map``'s generator; ``threads``: PyTorch's count on CPU, shared among the workers (0: on
-        a GPU)."""
+    def _map(self, predictor, images, channel_order, workers, total, progress):
+        """``map``'s generator."""
         from tqdm import tqdm
 
         from .pipeline import Prefetcher, predict_in_order  # (pipeline imports this module)
@@ -212,20 +211,14 @@ class FaceAgeEstimator:
                     logger.warning("skipping input %d%s: %s", i, f" ({path})" if path else "", e)
                     yield (i, path), None, e
 
-        # PyTorch's thread count is per thread once set: each worker takes its share, the calling
-        # thread keeps its own, and the default for threads started later is put back at the end.
-        share = max(1, threads // workers)
-        initializer = (lambda: torch.set_num_threads(share)) if threads and workers > 1 else None
         reader = Prefetcher(decoded, 1 + workers)
-        results = predict_in_order(predictor, reader, workers, initializer)
+        results = predict_in_order(predictor, reader, workers)  # (it shares PyTorch's threads among the workers)
         try:
             for (i, path), _, error, faces in tqdm(results, total=total, desc="images", disable=not progress):
                 yield FaceResult(i, path, faces, None if error is None else str(error))
         finally:
             results.close()
             reader.close()
-            if initializer is not None:
-                torch.set_num_threads(threads)
 
     def draw(
         self,

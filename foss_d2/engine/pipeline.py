@@ -8,7 +8,8 @@ import logging
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+
+import torch
 
 from .api import instances_to_faces
 
@@ -85,17 +86,29 @@ def faces_or_error(predictor, img):
         return None, RuntimeError(f"the model failed on this image: {type(e).__name__}: {e}")
 
 
-def predict_in_order(predictor, decoded, workers: int, initializer: Optional[Callable[[], None]] = None):
+def runs_on_cpu(predictor) -> bool:
+    """Whether ``predictor`` (a FOSSPredictor, or a stand-in without a config) computes on the CPU."""
+    cfg = getattr(predictor, "cfg", None)
+    device = str(cfg.MODEL.get("DEVICE", "cpu")) if cfg is not None and "MODEL" in cfg else "cpu"
+    return device.startswith("cpu") or getattr(predictor, "backend", "pytorch") == "onnxruntime"
+
+
+def predict_in_order(predictor, decoded, workers: int):
     """(key, img, error, faces) for each decoded (key, img, error), in input order; ``error`` is the
     decoding's or the model's. With ``workers`` > 1, up to that many images run through
-    ``predictor`` at once in a thread pool (each of its threads first runs ``initializer``): on 2
-    cores two one-thread onnxruntime calls do 1.5x the photos of one two-thread call
-    (docs/RESULTS.md at 58d4fa8, section 9)."""
+    ``predictor`` at once in a thread pool: on 2 cores two one-thread onnxruntime calls do 1.5x the
+    photos of one two-thread call (docs/RESULTS.md at 58d4fa8, section 9). On CPU PyTorch's threads
+    are shared among the workers, each setting its own count (once set, a thread's count is its
+    own): the consumer's thread keeps its count, and the count threads started later take is put
+    back at the end."""
     if workers <= 1:
         for key, img, error in decoded:
             faces, failed = (None, None) if error is not None else faces_or_error(predictor, img)
             yield key, img, error or failed, faces
         return
+    threads = torch.get_num_threads() if runs_on_cpu(predictor) else 0  # (also fixes this thread's own)
+    share = max(1, threads // workers)
+    initializer = (lambda: torch.set_num_threads(share)) if threads else None
     pool = ThreadPoolExecutor(workers, thread_name_prefix="foss-d2-model", initializer=initializer)
     pending = collections.deque()
 
@@ -115,3 +128,5 @@ def predict_in_order(predictor, decoded, workers: int, initializer: Optional[Cal
     finally:
         # A stop (signal, error, a consumer that closes early) leaves the images not yet finished.
         pool.shutdown(wait=True, cancel_futures=True)
+        if threads:
+            torch.set_num_threads(threads)
