@@ -2,6 +2,7 @@
 
 import json
 import os
+import resource
 import subprocess
 import sys
 
@@ -141,3 +142,68 @@ def test_flop_count_of_a_bounded_heatmap_head():
     with torch.no_grad():
         model([{"image": img}])
     assert clock.rest_points == [grid]
+
+
+def test_memory_passes_hand_computed():
+    """Per pass the peak of the samples within it and the last sample at or before its end; a pass
+    with no sample inside takes the level before its end."""
+    samples = [(0.0, 100.0), (0.5, 180.0), (1.0, 150.0), (1.5, 260.0), (2.0, 160.0), (2.6, 170.0)]
+    passes = bs.memory_passes(samples, [1.2, 2.2, 2.3])
+    assert passes == [
+        {"peak_mib": 180.0, "end_mib": 150.0},
+        {"peak_mib": 260.0, "end_mib": 160.0},
+        {"peak_mib": 160.0, "end_mib": 160.0},
+    ]
+
+
+LINUX_PROC = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident set from /proc")
+
+
+@LINUX_PROC
+def test_resident_set_is_the_kernels_count():
+    """resident_mib reads /proc/self/statm: the same as /proc/self/status's VmRSS, which counts in
+    KiB, to within what the interpreter allocates between the two reads."""
+    with open("/proc/self/status") as f:
+        vmrss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    assert bs.resident_mib() == pytest.approx(vmrss, abs=2)
+
+
+@LINUX_PROC
+def test_memory_run_on_the_demo_picture(tmp_path):
+    """benchmark memory, the shipped model on two copies of demo/family.jpg, two passes: the
+    resident sets are this process's (the model's weights and the photos' buffers on top of what was
+    there), every photo is counted, and the report's figures follow from its own samples."""
+    import shutil
+
+    photos = [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+    for p in photos:
+        shutil.copy(os.path.join(ROOT, "demo", "family.jpg"), p)
+    out = tmp_path / "memory"
+    bs.main(["memory", "--input", *photos, "--passes", "2", "--output", str(out)])
+    report = json.loads((out / "memory.json").read_text())
+    assert report["passes"] == 2 and report["faces_per_pass"] == 8 * 2
+    assert [n for _, n in report["photos_done"]] == [1, 2, 3, 4]
+    assert report["largest_photo"] == [1024, 1281]
+    ends = report["pass_ends_s"]  # each after its pass's last photo, before the next one's first
+    assert report["photos_done"][1][0] <= ends[0] <= report["photos_done"][2][0] <= ends[1]
+    expected = bs.memory_passes([tuple(s) for s in report["samples"]], ends)
+    assert [{k: p[k] for k in ("peak_mib", "end_mib")} for p in report["per_pass"]] == expected
+    assert [p["seconds"] for p in report["per_pass"]] == pytest.approx([ends[0], ends[1] - ends[0]])
+    assert report["release_every"] == 32 and "handed back every 32 photos" in (out / "memory.md").read_text()
+    # this process's resident set: never above its peak as the kernel counts it (ru_maxrss, KiB)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert 0 < min(m for _, m in report["samples"]) and max(m for _, m in report["samples"]) <= peak + 1
+    assert all(p["peak_mib"] >= p["end_mib"] for p in report["per_pass"])
+    assert report["growth_after_first_pass_mib"] == pytest.approx(
+        report["per_pass"][1]["end_mib"] - report["per_pass"][0]["end_mib"]
+    )
+    assert (out / "memory.png").stat().st_size > 10_000
+    assert "| pass 2 |" in (out / "memory.md").read_text()
+
+
+def test_memory_says_where_it_cannot_read_the_resident_set(monkeypatch, capsys):
+    """Without /proc (macOS, Windows) benchmark memory says so in one line before building a model."""
+    monkeypatch.setattr(bs, "STATM", "/nonexistent/statm")
+    with pytest.raises(SystemExit) as e:
+        bs.main(["memory"])
+    assert e.value.code == 2 and "Linux only" in capsys.readouterr().err

@@ -1000,6 +1000,47 @@ def test_predict_in_order_with_uneven_times(workers):
     assert [faces[0]["box"][2] for k, img, err, faces in out if err is None] == [0, 1, 2, 4]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_predict_in_order_hands_free_memory_back_every_32_images(workers, monkeypatch):
+    """A long run's resident set stays level: after every RELEASE_EVERY (32) images taken, decode
+    errors included, glibc's free memory goes back to the system; 0 turns it off."""
+    from foss_d2.engine import pipeline
+
+    taken, released = [], []
+    monkeypatch.setattr(pipeline, "release_free_memory", lambda: released.append(len(taken)))
+
+    def run(n):
+        decoded = [(i, np.zeros((4, 4, 3), np.uint8), ValueError("x") if i % 10 == 3 else None) for i in range(n)]
+        for key, *_ in pipeline.predict_in_order(lambda img: None, iter(decoded), workers):
+            taken.append(key)
+
+    monkeypatch.setattr(pipeline, "instances_to_faces", lambda inst: [])
+    run(70)
+    assert taken == list(range(70)) and released == [31, 63]  # (before the 32nd and 64th are handed on)
+    taken.clear()
+    released.clear()
+    monkeypatch.setattr(pipeline, "RELEASE_EVERY", 0)
+    run(70)
+    assert len(taken) == 70 and released == []
+
+
+def test_release_free_memory_where_glibc_has_it(monkeypatch):
+    """On glibc (this project's Linux machines) malloc_trim is called; where the C library has none
+    (musl, macOS) it says False and does nothing."""
+    from foss_d2.engine import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "_malloc_trim", lambda: lambda pad: calls.append(pad))
+    assert pipeline.release_free_memory() is True and calls == [0]
+    monkeypatch.setattr(pipeline, "_malloc_trim", lambda: None)
+    assert pipeline.release_free_memory() is False and calls == [0]
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        monkeypatch.undo()
+        assert pipeline._malloc_trim() is not None and pipeline.release_free_memory() is True
+
+
 def test_onnx_dir_needs_the_onnxruntime_backend(tmp_path, capsys):
     from foss_d2.apps.demo import main as demo_main
 

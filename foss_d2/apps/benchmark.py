@@ -1,7 +1,8 @@
 """Inference time, in one run on the same images: FOSS against the two-model baseline (``models``),
 one model under its test-time settings (``settings``), the shipped model's settings and backends
 against the pretrained peer pipeline on close-ups and group photos (``peer``, docs/RESULTS.md
-section 2 has its commands), or the Python API's ways over many photos (``batch``).
+section 2 has its commands), the Python API's ways over many photos (``batch``), or the memory a
+long run takes (``memory``).
 
 ``models`` (paper 4.3):
 
@@ -40,6 +41,18 @@ Photos per second of the Python API over photo files, decoding included: a loop 
 median photos/s over rounds, the median of the per-round ratios to the loop, and whether the
 answers are the loop's. Writes batch.json and batch.md under --output.
 
+``memory``:
+
+    foss-d2 benchmark memory --input "../shared/data/widerface/WIDER_val/images/*/*.jpg" --passes 3
+
+The process's memory over a long run of the Python API (``est.map``, as the demo runs a folder):
+the same photos several times over, the resident set sampled every 10 ms. Reported: before the
+model is built, once it is loaded, and per pass the peak, the level at its end and its seconds; a
+leak grows from pass to pass (the first pass also fills the caches of each new photo size).
+``--release-every 0`` runs without handing the allocator's free memory back to the system (as
+before 2026-12-06). Linux (it reads /proc/self/statm). Writes memory.json, memory.md and
+memory.png under --output.
+
 (``python tools/benchmark.py`` takes the same arguments.)
 """
 
@@ -51,6 +64,7 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
 from typing import List, Optional, Sequence
 
@@ -58,10 +72,11 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+from PIL import Image
 from tqdm import tqdm
 
 from ..config import get_foss_cfg
-from ..engine import FaceAgeEstimator
+from ..engine import FaceAgeEstimator, pipeline
 from ..engine.api import PRESETS
 from ..evaluation.results import eval_figure, load_eval_results
 from ..meta_arch import FOSSWithTTA
@@ -475,6 +490,152 @@ def benchmark_batch(args, parser):
     with open(os.path.join(args.output, "batch.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+STATM = "/proc/self/statm"
+
+
+def resident_mib() -> float:
+    """This process's resident set, MiB (Linux: /proc/self/statm's second field, in pages)."""
+    with open(STATM) as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class MemorySampler:
+    """The resident set every ``interval`` seconds in a thread: (seconds since start, MiB)."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval, self.samples, self.t0 = interval, [], time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="foss-d2-memory", daemon=True)
+        self._thread.start()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append((self.now(), resident_mib()))
+            self._stop.wait(self.interval)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((self.now(), resident_mib()))
+
+
+def memory_passes(samples, pass_ends):
+    """Per pass, from the sampler's (seconds, MiB) and each pass's end (seconds): the peak within
+    it and the last sample at or before its end; pass ``i`` runs from the end of ``i - 1`` (the
+    first from 0)."""
+    passes, start = [], 0.0
+    for end in pass_ends:
+        inside = [mib for t, mib in samples if start <= t <= end]
+        before = [mib for t, mib in samples if t <= end]
+        passes.append({"peak_mib": max(inside or before[-1:]), "end_mib": before[-1]})
+        start = end
+    return passes
+
+
+def benchmark_memory(args, parser):
+    """The resident set over ``--passes`` runs of ``est.map`` over the same photos (see the module
+    docstring): memory.json, memory.md, memory.png."""
+    if not os.path.exists(STATM):
+        parser.error(f"benchmark memory reads the resident set from {STATM}: Linux only")
+    paths = [path for path, _ in expand_inputs(args.input)][: args.max_inputs]
+    if not paths:
+        parser.error("no input photos")
+    pipeline.RELEASE_EVERY = args.release_every
+    sampler = MemorySampler()
+    start_mib = resident_mib()
+    est = FaceAgeEstimator(args.config_file, opts=["MODEL.DEVICE", "cpu", *args.opts], backend=args.backend)
+    loaded_mib = resident_mib()
+    done, marks, pass_ends, faces = 0, [], [], 0
+    try:
+        for _ in tqdm(range(args.passes), desc="passes"):
+            for res in est.map(paths, workers=args.workers):
+                done += 1
+                faces += len(res.faces or [])
+                marks.append((sampler.now(), done))
+            pass_ends.append(sampler.now())
+    finally:
+        sampler.close()
+    passes = memory_passes(sampler.samples, pass_ends)
+    for p, start, end in zip(passes, [0.0, *pass_ends], pass_ends):
+        p["seconds"] = end - start
+    sizes = []
+    for p in paths:
+        with Image.open(p) as im:
+            sizes.append(im.size)
+    report = {
+        "photos": paths,
+        "passes": args.passes,
+        "backend": args.backend,
+        "workers": args.workers or torch.get_num_threads(),  # (est.map's default on CPU: one per thread)
+        "release_every": args.release_every,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "largest_photo": max(sizes, key=lambda wh: wh[0] * wh[1]),  # (width, height)
+        "faces_per_pass": faces / args.passes,
+        "start_mib": start_mib,
+        "model_loaded_mib": loaded_mib,
+        "per_pass": passes,
+        "growth_after_first_pass_mib": passes[-1]["end_mib"] - passes[0]["end_mib"],
+        "pass_ends_s": pass_ends,
+        "samples": sampler.samples,
+        "photos_done": marks,
+    }
+    os.makedirs(args.output, exist_ok=True)
+    write_json_atomic(os.path.join(args.output, "memory.json"), report, indent=1)
+    width, height = report["largest_photo"]
+    lines = [
+        f"{len(paths)} photos (the largest {width}x{height} px) x {args.passes} passes "
+        f"through est.map, {args.backend}, {report['threads']} threads, {report['workers']} photos in the model at "
+        f"once ({report['machine']}), {report['date']}",
+        "",
+        f"Free memory handed back every {args.release_every} photos."
+        if args.release_every
+        else "No free memory handed back.",
+        "",
+        "| resident set, MiB | peak | at the end | seconds |",
+        "|---|---|---|---|",
+        f"| before the model | - | {start_mib:.0f} | - |",
+        f"| the model loaded | - | {loaded_mib:.0f} | - |",
+    ]
+    lines += [
+        f"| pass {i + 1} | {p['peak_mib']:.0f} | {p['end_mib']:.0f} | {p['seconds']:.1f} |"
+        for i, p in enumerate(passes)
+    ]
+    lines += [
+        "",
+        f"From the end of pass 1 to the end of pass {args.passes}: {report['growth_after_first_pass_mib']:+.0f} MiB.",
+    ]
+    with open(os.path.join(args.output, "memory.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot_memory(report, os.path.join(args.output, "memory.png"))
+    print("\n".join(lines))
+
+
+def plot_memory(report, path: str):
+    """The resident set against the photos done, the passes marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    marks = report["photos_done"]
+    times = [t for t, _ in marks]
+    # each sample placed at the photos done by its time (interpolated between finished photos)
+    xs = [float(np.interp(t, [0.0, *times], [0, *[n for _, n in marks]])) for t, _ in report["samples"]]
+    ax.plot(xs, [m for _, m in report["samples"]], lw=0.8, label="resident set")
+    ax.axhline(report["model_loaded_mib"], color="grey", ls=":", label="the model loaded")
+    per_pass = len(report["photos"])
+    for i in range(1, report["passes"]):
+        ax.axvline(i * per_pass, color="black", lw=0.6, ls="--")
+    ax.set_xlabel(f"photos done ({report['passes']} passes over {per_pass})")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Memory over a long run ({report['backend']}, {report['threads']} threads)")
+    ax.legend(loc="lower right")
+    save_figure(plt, fig, path)
 
 
 # ---------------------------------------------------------------- peer: FOSS-D2 vs the peer pipeline
@@ -1061,7 +1222,7 @@ def peer_markdown(report, names):
 
 def get_parser(prog=None):
     p = OneLineErrorParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer,batch}")
+    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer,batch,memory}")
     models = sub.add_parser(
         "models",
         help="FOSS vs the two-model baseline over K (paper 4.3)",
@@ -1130,6 +1291,24 @@ def get_parser(prog=None):
     batch.add_argument("--rounds", type=positive_int, default=3)
     batch.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
     batch.add_argument("--output", default="output/benchmark_batch")
+    memory = sub.add_parser(
+        "memory",
+        help="the process's memory over a long run of est.map, the same photos several times over",
+        parents=[foss_argument_parser(add_help=False)],
+    )
+    memory.add_argument("--input", nargs="+", default=[DEMO_PHOTO], help="photos, folders or globs")
+    memory.add_argument("--max-inputs", type=positive_int, default=200, help="the first N photos of --input")
+    memory.add_argument("--passes", type=positive_int, default=3, help="runs over the photos")
+    memory.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
+    memory.add_argument("--workers", type=positive_int, help="photos in the model at once (default: est.map's)")
+    memory.add_argument(
+        "--release-every",
+        type=non_negative_int,
+        default=pipeline.RELEASE_EVERY,
+        help=f"photos between two hand-backs of the allocator's free memory (default {pipeline.RELEASE_EVERY}; "
+        "0: none, as before 2026-12-06)",
+    )
+    memory.add_argument("--output", default="output/benchmark_memory")
     return p
 
 
@@ -1153,6 +1332,8 @@ def main(argv=None, prog=None):
             benchmark_peer(args, parser)
         elif args.mode == "batch":
             benchmark_batch(args, parser)
+        elif args.mode == "memory":
+            benchmark_memory(args, parser)
         else:
             benchmark_settings(args, parser)
 
