@@ -50,16 +50,23 @@ def test_run_on_the_demo_picture_writes_both_reports(tmp_path):
     assert "| an 800 px second pass added |" in (out / "settings.md").read_text()
 
 
-def test_batch_run_on_the_demo_picture(tmp_path):
-    """benchmark batch, the shipped model on two copies of demo/family.jpg over 2 rounds: the three ways give
-    the loop's answers (8 faces a photo), photos/s is photos over the median round, and "x the loop"
-    the median of the per-round ratios."""
+def _two_demo_photos(tmp_path):
+    """Two copies of demo/family.jpg (8 faces each), as paths."""
     import shutil
-    import statistics
 
     photos = [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
     for p in photos:
         shutil.copy(os.path.join(ROOT, "demo", "family.jpg"), p)
+    return photos
+
+
+def test_batch_run_on_the_demo_picture(tmp_path):
+    """benchmark batch, the shipped model on two copies of demo/family.jpg over 2 rounds: the three ways give
+    the loop's answers (8 faces a photo), photos/s is photos over the median round, and "x the loop"
+    the median of the per-round ratios."""
+    import statistics
+
+    photos = _two_demo_photos(tmp_path)
     out = tmp_path / "batch"
     bs.main(["batch", "--input", *photos, "--rounds", "2", "--output", str(out)])
     report = json.loads((out / "batch.json").read_text())
@@ -170,14 +177,10 @@ def test_resident_set_is_the_kernels_count():
 
 @LINUX_PROC
 def test_memory_run_on_the_demo_picture(tmp_path):
-    """benchmark memory, the shipped model on two copies of demo/family.jpg, two passes: the
-    resident sets are this process's (the model's weights and the photos' buffers on top of what was
-    there), every photo is counted, and the report's figures follow from its own samples."""
-    import shutil
-
-    photos = [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
-    for p in photos:
-        shutil.copy(os.path.join(ROOT, "demo", "family.jpg"), p)
+    """benchmark memory, the shipped model on two copies of demo/family.jpg, two passes: every
+    photo is counted, the resident set read is this process's (never above the kernel's count of
+    its peak), and the report's figures follow from its own samples."""
+    photos = _two_demo_photos(tmp_path)
     out = tmp_path / "memory"
     bs.main(["memory", "--input", *photos, "--passes", "2", "--output", str(out)])
     report = json.loads((out / "memory.json").read_text())

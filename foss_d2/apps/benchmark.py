@@ -1220,6 +1220,13 @@ def peer_markdown(report, names):
     return "\n".join(lines) + "\n"
 
 
+def add_photo_arguments(parser, max_inputs: int):
+    """The Python API benchmarks' photos and backend (``batch``, ``memory``)."""
+    parser.add_argument("--input", nargs="+", default=[DEMO_PHOTO], help="photos, folders or globs")
+    parser.add_argument("--max-inputs", type=positive_int, default=max_inputs, help="the first N photos of --input")
+    parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
+
+
 def get_parser(prog=None):
     p = OneLineErrorParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer,batch,memory}")
@@ -1286,20 +1293,16 @@ def get_parser(prog=None):
         help="the Python API over many photos: a loop over est(photo) against est.map",
         parents=[foss_argument_parser(add_help=False)],
     )
-    batch.add_argument("--input", nargs="+", default=[DEMO_PHOTO], help="photos, folders or globs")
-    batch.add_argument("--max-inputs", type=positive_int, default=40, help="the first N photos of --input")
+    add_photo_arguments(batch, max_inputs=40)
     batch.add_argument("--rounds", type=positive_int, default=3)
-    batch.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
     batch.add_argument("--output", default="output/benchmark_batch")
     memory = sub.add_parser(
         "memory",
         help="the process's memory over a long run of est.map, the same photos several times over",
         parents=[foss_argument_parser(add_help=False)],
     )
-    memory.add_argument("--input", nargs="+", default=[DEMO_PHOTO], help="photos, folders or globs")
-    memory.add_argument("--max-inputs", type=positive_int, default=200, help="the first N photos of --input")
+    add_photo_arguments(memory, max_inputs=200)
     memory.add_argument("--passes", type=positive_int, default=3, help="runs over the photos")
-    memory.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
     memory.add_argument("--workers", type=positive_int, help="photos in the model at once (default: est.map's)")
     memory.add_argument(
         "--release-every",
