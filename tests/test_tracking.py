@@ -43,6 +43,43 @@ def test_aggregate_weighted_by_score_and_height():
     assert aggregate([{**face(0, 0), "age": None}])["age"] is None
 
 
+def test_running_answer_hand_computed_and_as_aggregate_face_by_face():
+    """A track's answer so far, from sums: weights 1/1^2 and 1/2^2 for ages 20 and 40 give
+    (20 + 0.25 * 40) / 1.25 = 24, std sqrt((401 + 0.25 * 1604) / 1.25 - 24^2) = sqrt(65.6), P(female)
+    (0.2 + 0.25 * 0.6) / 1.25 = 0.28. On 300 random faces (some without an age or a P(female)) it
+    is aggregate's answer after every face, for each method that sums."""
+    from foss_d2.apps.tracking import RunningAnswer
+
+    r = RunningAnswer("inverse_variance")
+    assert r.answer()["age"] is None
+    r.add(face(0, 0, age=20, p_female=0.2, age_std=1))
+    r.add(face(0, 0, age=40, p_female=0.6, age_std=2))
+    assert r.answer() == {"age": 24.0, "age_std": round(np.sqrt(65.6), 2), "p_female": 0.28, "gender": "male"}
+    rng = np.random.default_rng(0)
+    faces = [
+        face(
+            0,
+            0,
+            size=float(rng.uniform(10, 200)),
+            age=None if i % 17 == 5 else float(rng.uniform(1, 90)),
+            p_female=None if i % 13 == 2 else float(rng.uniform(0, 1)),
+            score=float(rng.uniform(0.1, 1)),
+            age_std=float(rng.uniform(0.2, 9)),
+        )
+        for i in range(300)
+    ]
+    for method in RunningAnswer.METHODS:
+        r = RunningAnswer(method)
+        for n, f in enumerate(faces, 1):
+            r.add(f)
+            got, want = r.answer(), aggregate(faces[:n], method)
+            assert got["gender"] == want["gender"] and got["p_female"] == pytest.approx(want["p_female"], abs=1e-4)
+            assert got["age"] == pytest.approx(want["age"], abs=0.01)  # (rounded to 2 decimals each)
+            assert got["age_std"] == pytest.approx(want["age_std"], abs=0.01)
+    with pytest.raises(ValueError, match="median"):
+        RunningAnswer("median")
+
+
 def test_two_moving_faces_keep_their_ids():
     tracker = FaceTracker(fps=25, cut_threshold=None)
     ids = [tracker.update([face(10 + 4 * t, 20), face(300 - 4 * t, 40)]) for t in range(20)]
