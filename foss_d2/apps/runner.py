@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from ..engine import FOSSPredictor, read_image_file
 from ..engine.api import PRESETS
-from ..engine.pipeline import NOT_RUN, Prefetcher, predict_in_order
+from ..engine.pipeline import NOT_RUN, Prefetcher, computes_on_cpu, predict_in_order
 from ..engine.predictor import BACKENDS
 from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
@@ -1491,7 +1491,7 @@ def default_workers(cfg, args, n_inputs: Optional[int], threads: int) -> int:
     image at a time."""
     if getattr(args, "webcam", False):
         return 1
-    on_cpu = args.backend == "onnxruntime" or str(cfg.MODEL.DEVICE).startswith("cpu")
+    on_cpu = computes_on_cpu(cfg.MODEL.DEVICE, args.backend)
     many = n_inputs if n_inputs is not None and getattr(args, "input", None) else threads
     return max(1, min(threads, many)) if on_cpu else 1
 

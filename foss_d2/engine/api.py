@@ -176,9 +176,10 @@ class FaceAgeEstimator:
             raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"workers is a number of images in the model at once (1 or more), got {workers!r}")
+        from .pipeline import runs_on_cpu  # (pipeline imports this module)
+
         threads = torch.get_num_threads()
-        on_cpu = str(self.cfg.MODEL.DEVICE).startswith("cpu")
-        workers = workers or (threads if on_cpu else 1)
+        workers = workers or (threads if runs_on_cpu(self.predictor) else 1)
         predictor = self.predictor
         if predictor.backend == "onnxruntime" and workers > 1:
             predictor = self._sessions_of(max(1, threads // workers))

@@ -112,11 +112,17 @@ def faces_or_error(predictor, img):
         return None, RuntimeError(f"the model failed on this image: {type(e).__name__}: {e}")
 
 
+def computes_on_cpu(device, backend: str = "pytorch") -> bool:
+    """Whether a model on ``device`` (MODEL.DEVICE) with ``backend`` runs on the CPU: onnxruntime
+    always does here."""
+    return str(device).startswith("cpu") or backend == "onnxruntime"
+
+
 def runs_on_cpu(predictor) -> bool:
-    """Whether ``predictor`` (a FOSSPredictor, or a stand-in without a config) computes on the CPU."""
+    """``computes_on_cpu`` for ``predictor`` (a FOSSPredictor, or a stand-in without a config)."""
     cfg = getattr(predictor, "cfg", None)
-    device = str(cfg.MODEL.get("DEVICE", "cpu")) if cfg is not None and "MODEL" in cfg else "cpu"
-    return device.startswith("cpu") or getattr(predictor, "backend", "pytorch") == "onnxruntime"
+    device = cfg.MODEL.get("DEVICE", "cpu") if cfg is not None and "MODEL" in cfg else "cpu"
+    return computes_on_cpu(device, getattr(predictor, "backend", "pytorch"))
 
 
 def predict_in_order(predictor, decoded, workers: int):
