@@ -374,10 +374,22 @@ def plot(report, ks, path):
     save_figure(plt, fig, path, dpi=110)
 
 
-def benchmark_settings(args, parser):
+def input_photos(args, parser) -> List[str]:
+    """The first --max-inputs photos of --input; a usage error if there are none."""
     paths = [path for path, _ in expand_inputs(args.input)][: args.max_inputs]
     if not paths:
         parser.error("no input photos")
+    return paths
+
+
+def api_estimator(args) -> FaceAgeEstimator:
+    """The Python API benchmarks' estimator (``batch``, ``memory``): the config and overrides
+    given, on CPU, with --backend."""
+    return FaceAgeEstimator(args.config_file, opts=["MODEL.DEVICE", "cpu", *args.opts], backend=args.backend)
+
+
+def benchmark_settings(args, parser):
+    paths = input_photos(args, parser)
     opts = ["MODEL.DEVICE", "cpu", *args.opts]
     ests = {n: FaceAgeEstimator(args.config_file, opts=[*opts, *o]) for n, o in VARIANTS.items()}
     first = next(iter(ests.values()))
@@ -436,10 +448,8 @@ def benchmark_batch(args, parser):
     ``est(photo)`` against ``est.map`` (``BATCH_RUNS``), each round running every way once in a
     rotating order; per way the median over rounds, and the median of its per-round ratios to the
     loop."""
-    paths = [path for path, _ in expand_inputs(args.input)][: args.max_inputs]
-    if not paths:
-        parser.error("no input photos")
-    est = FaceAgeEstimator(args.config_file, opts=["MODEL.DEVICE", "cpu", *args.opts], backend=args.backend)
+    paths = input_photos(args, parser)
+    est = api_estimator(args)
     est(paths[0])  # warm-up: first-call allocations stay out of the timings
     list(est.map(paths[:1]))  # (onnxruntime: map's sessions opened before the clock runs)
     names = list(BATCH_RUNS)
@@ -542,13 +552,11 @@ def benchmark_memory(args, parser):
     docstring): memory.json, memory.md, memory.png."""
     if not os.path.exists(STATM):
         parser.error(f"benchmark memory reads the resident set from {STATM}: Linux only")
-    paths = [path for path, _ in expand_inputs(args.input)][: args.max_inputs]
-    if not paths:
-        parser.error("no input photos")
+    paths = input_photos(args, parser)
     pipeline.RELEASE_EVERY = args.release_every
     sampler = MemorySampler()
     start_mib = resident_mib()
-    est = FaceAgeEstimator(args.config_file, opts=["MODEL.DEVICE", "cpu", *args.opts], backend=args.backend)
+    est = api_estimator(args)
     loaded_mib = resident_mib()
     done, marks, pass_ends, faces = 0, [], [], 0
     try:
