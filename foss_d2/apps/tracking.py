@@ -67,7 +67,7 @@ def aggregate(faces: Sequence[dict], method: str = "inverse_variance") -> dict:
     """
     aged = [f for f in faces if f.get("age") is not None]
     if not aged:
-        return {"age": None, "age_std": None, "p_female": None, "gender": None}
+        return _answer(None, None, None)
     ages = np.array([f["age"] for f in aged], float)
     stds = np.array([f.get("age_std") or 0.0 for f in aged], float)
     pf = np.array([np.nan if f.get("p_female") is None else f["p_female"] for f in aged], float)
@@ -78,20 +78,31 @@ def aggregate(faces: Sequence[dict], method: str = "inverse_variance") -> dict:
         age, p = float(np.median(ages)), float(np.nanmedian(pf)) if np.isfinite(pf).any() else np.nan
         std = float(np.sqrt(np.median(stds**2)))
     else:
-        if method == "weighted":
-            w = np.array([face_weight(f) for f in aged])
-        elif method == "mean":
-            w = np.ones(len(aged))
-        elif method == "inverse_variance":
-            w = 1.0 / np.maximum(stds, 0.5) ** 2
-        else:
-            raise ValueError(f"unknown aggregation {method!r}")
+        w = np.array([frame_weight(f, method) for f in aged])
         w = w / w.sum()
         age = float(w @ ages)
         std = float(np.sqrt(max(w @ (stds**2 + ages**2) - age**2, 0.0)))  # the mixture's std
         ok = np.isfinite(pf)
         p = float(w[ok] @ pf[ok] / w[ok].sum()) if ok.any() else np.nan
-    p = None if not np.isfinite(p) else float(p)
+    return _answer(age, std, p)
+
+
+def frame_weight(face: dict, method: str) -> float:
+    """A frame's weight in a weighted-mean ``aggregate`` (``inverse_variance``, ``weighted``, ``mean``)."""
+    if method == "inverse_variance":
+        return 1.0 / max(float(face.get("age_std") or 0.0), 0.5) ** 2
+    if method == "weighted":
+        return face_weight(face)
+    if method == "mean":
+        return 1.0
+    raise ValueError(f"unknown aggregation {method!r}")
+
+
+def _answer(age, std, p) -> dict:
+    """The answer as ``aggregate`` gives it: rounded, the gender from P(female) (None or NaN: none)."""
+    if age is None:
+        return {"age": None, "age_std": None, "p_female": None, "gender": None}
+    p = None if p is None or not np.isfinite(p) else float(p)
     return {
         "age": round(float(age), 2),
         "age_std": round(float(std), 2),
@@ -117,10 +128,7 @@ class RunningAnswer:
         if face.get("age") is None:
             return
         age, std = float(face["age"]), float(face.get("age_std") or 0.0)
-        if self.method == "inverse_variance":
-            w = 1.0 / max(std, 0.5) ** 2
-        else:
-            w = face_weight(face) if self.method == "weighted" else 1.0
+        w = frame_weight(face, self.method)
         self.sw += w
         self.sw_age += w * age
         self.sw_moment += w * (std * std + age * age)
@@ -132,16 +140,10 @@ class RunningAnswer:
     def answer(self) -> dict:
         """As ``aggregate`` of the faces added, to float rounding."""
         if self.sw == 0:
-            return {"age": None, "age_std": None, "p_female": None, "gender": None}
+            return _answer(None, None, None)
         age = self.sw_age / self.sw
         std = float(np.sqrt(max(self.sw_moment / self.sw - age**2, 0.0)))
-        p = self.sw_pf / self.sw_with_pf if self.sw_with_pf > 0 else None
-        return {
-            "age": round(age, 2),
-            "age_std": round(std, 2),
-            "p_female": None if p is None else round(p, 4),
-            "gender": None if p is None else ("female" if p > 0.5 else "male"),
-        }
+        return _answer(age, std, self.sw_pf / self.sw_with_pf if self.sw_with_pf > 0 else None)
 
 
 class SceneCuts:
