@@ -216,6 +216,50 @@ def test_interrupted_run_keeps_its_results_and_resumes(toy, tmp_path, capsys, si
     assert sorted(f for f in os.listdir(out) if f.endswith(".png")) == names  # every picture, none half-written
 
 
+def test_predictions_json_is_rewritten_at_most_a_twentieth_of_the_time(tmp_path, monkeypatch):
+    """predictions.json holds one key a line, in the order written; during a run it is rewritten
+    every save_every_s (30 s), or 20 times a rewrite's own time when longer: on a clock where each
+    rewrite of a file takes 10 s, the one at t = 0 ends at 10 s and the next is due at
+    10 + 20 x 10 = 210 s, not at 40 s; closing writes everything whatever the clock."""
+    from foss_d2.apps import runner
+
+    now = [0.0]
+    real_write = runner.write_text_atomic
+
+    def slow_write(path, text):  # a disk where every rewrite takes 10 s
+        now[0] += 10.0
+        real_write(path, text)
+
+    monkeypatch.setattr(runner, "write_text_atomic", slow_write)
+    a = {"box": [1.5, 2, 3, 4], "score": 0.5, "age": 30.25, "age_std": 5.0, "gender": "male", "p_female": 0.1}
+    b = {**a, "age": None, "age_std": None, "gender": None, "p_female": None}
+    path = tmp_path / "predictions.json"
+    w = PredictionWriter(str(tmp_path), clock=lambda: now[0])
+    assert now[0] == 10.0 and path.read_text() == "{}\n"
+    now[0] = 200.0
+    w.add("x/1.jpg", [a, b], 10, 10)
+    assert json.loads(path.read_text()) == {}  # due at 210 s
+    now[0] = 210.0
+    w.add("2.jpg", [], 10, 10)
+    assert path.read_text() == '{\n"x/1.jpg": ' + json.dumps([a, b]) + ',\n"2.jpg": []\n}\n'
+    assert now[0] == 220.0
+    w.add("3.jpg", [a], 10, 10)
+    assert list(json.loads(path.read_text())) == ["x/1.jpg", "2.jpg"]  # due at 420 s
+    assert w.faces("x/1.jpg") == [a, b] and [k for k, _ in w.results()] == ["x/1.jpg", "2.jpg", "3.jpg"]
+    w.close()
+    assert json.loads(path.read_text()) == {"x/1.jpg": [a, b], "2.jpg": [], "3.jpg": [a]}
+    quick = PredictionWriter(str(tmp_path / "q"), clock=lambda: now[0])
+    monkeypatch.setattr(runner, "write_text_atomic", real_write)
+    quick.save()  # a rewrite that takes no time: the next after save_every_s
+    now[0] += 29.0
+    quick.add("a.jpg", [], 10, 10)
+    assert json.loads((tmp_path / "q" / "predictions.json").read_text()) == {}
+    now[0] += 1.0
+    quick.add("b.jpg", [], 10, 10)
+    assert json.loads((tmp_path / "q" / "predictions.json").read_text()) == {"a.jpg": [], "b.jpg": []}
+    quick.close()
+
+
 def test_resume_repairs_a_csv_cut_between_journal_and_rows(tmp_path):
     face = {"box": [1, 2, 3, 4], "score": 0.5, "age": 30.0, "age_std": 5.0, "gender": "male", "p_female": 0.1}
     with PredictionWriter(str(tmp_path)) as w:

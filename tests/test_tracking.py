@@ -6,6 +6,7 @@ Hand-made boxes where the tracker is the point; the shipped model on footage mad
 import csv
 import json
 import os
+from collections import defaultdict
 
 import cv2
 import numpy as np
@@ -78,6 +79,41 @@ def test_running_answer_hand_computed_and_as_aggregate_face_by_face():
             assert got["age_std"] == pytest.approx(want["age_std"], abs=0.01)
     with pytest.raises(ValueError, match="median"):
         RunningAnswer("median")
+
+
+def test_people_answers_from_running_sums_keep_no_faces():
+    """Two people walking across 400 frames, their ages, stds and P(female) random: each person's
+    people.json answer is aggregate over the faces the tracker gave its id (to the rounding, the
+    shipped inverse-variance sums), its first and last frame and time those faces'; a track keeps
+    no face, so memory stays the same however long the video. With ``median`` (no running sums)
+    the answer is aggregate's exactly."""
+    rng = np.random.default_rng(1)
+
+    def walker(x, y, ages):
+        p, std = float(rng.uniform()), float(rng.uniform(1, 8))
+        return face(x, y, age=float(rng.uniform(*ages)), p_female=p, age_std=std)
+
+    frames = [[walker(10 + t, 20, (20, 40)), walker(500 - t, 200, (50, 70))] for t in range(400)]
+    for method in ("inverse_variance", "median"):
+        vp = VideoPeople(fps=20, thumbnails=False, method=method, cut_threshold=None)
+        of_track = defaultdict(list)
+        for i, faces in enumerate(frames):
+            faces = [dict(f) for f in faces]
+            vp.update(i, None, faces)
+            for f in faces:
+                of_track[f["track_id"]].append((i, f))
+        people = vp.people()
+        assert [p["track_id"] for p in people] == sorted(of_track) and len(people) == 2
+        for p in people:
+            seen = of_track[p["track_id"]]
+            want = aggregate([f for _, f in seen], method)
+            assert (p["first_frame"], p["last_frame"], p["frames_seen"]) == (seen[0][0], seen[-1][0], len(seen))
+            assert (p["first_time_s"], p["last_time_s"]) == (seen[0][0] / 20, seen[-1][0] / 20)
+            assert p["gender"] == want["gender"]
+            for k, rounding in (("age", 0.01), ("age_std", 0.01), ("p_female", 1e-4)):
+                assert p[k] == (want[k] if method == "median" else pytest.approx(want[k], abs=rounding * 1.01)), k
+        kept = [t.faces for t in vp.tracks.values()]
+        assert all(f is None for f in kept) if method != "median" else sum(map(len, kept)) == 800
 
 
 def test_two_moving_faces_keep_their_ids():
@@ -194,10 +230,14 @@ def test_no_track_crosses_a_cut(estimator):
         for f, _ in shot(img, 4, (640, 480), zoom=(1.0, 1.1)):
             frames.append(f)
             shot_of.append(s)
-    vp = _track(estimator, frames)
+    vp = VideoPeople(fps=25, thumbnails=False)
+    shots_of_track = defaultdict(set)
+    for i, frame in enumerate(frames):
+        for f in vp.update(i, frame, estimator(frame)):
+            shots_of_track[f["track_id"]].add(shot_of[i])
     assert vp.tracker.n_cuts == 2
-    for t in vp.tracks.values():
-        assert len({shot_of[i] for i in t.frames}) == 1, t.frames
+    shots_of_track.pop(None, None)
+    assert shots_of_track and all(len(shots) == 1 for shots in shots_of_track.values()), shots_of_track
     assert abs(len(vp.people()) - 11) <= 2  # 11 faces by hand (12 people measured: one false face or split)
 
 
@@ -282,6 +322,26 @@ def test_resumed_video_run_gives_the_same_people(tmp_path):
         (1, 8, 30.0, "female"),
         (2, 8, 60.0, "male"),
     ]
+
+
+def test_video_without_output_says_what_it_found(tmp_path, caplog):
+    """No --output: the frames, faces and people are counted and said at the end (8 frames of
+    two faces each, two people), with no folder written."""
+    import logging
+
+    from foss_d2.apps.runner import run_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(str(video), [np.full((120, 240, 3), 90 + 10 * i, np.uint8) for i in range(8)], fps=4)
+    logger = logging.getLogger("foss_d2")  # (it does not propagate: detectron2's setup_logger)
+    caplog.set_level(logging.INFO, logger="foss_d2")
+    logger.addHandler(caplog.handler)
+    try:
+        summary = run_video(_fake_predictor, str(video), None, "BGR", track=True)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert summary.done == 8 and f"{video}: 8 frames, 16 faces, 2 people (add --output" in caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]
 
 
 def _three_faces(img):

@@ -1,8 +1,8 @@
 """Inference time, in one run on the same images: FOSS against the two-model baseline (``models``),
 one model under its test-time settings (``settings``), the shipped model's settings and backends
 against the pretrained peer pipeline on close-ups and group photos (``peer``, docs/RESULTS.md
-section 2 has its commands), the Python API's ways over many photos (``batch``), or the memory a
-long run takes (``memory``).
+section 2 has its commands), the Python API's ways over many photos (``batch``), the memory a
+long run takes (``memory``), or what a long video run's records cost, without the model (``records``).
 
 ``models`` (paper 4.3):
 
@@ -53,6 +53,18 @@ leak grows from pass to pass (the first pass also fills the caches of each new p
 before 2026-12-06). Linux (it reads /proc/self/statm). Writes memory.json, memory.md and
 memory.png under --output.
 
+``records``:
+
+    foss-d2 benchmark records --frames 90000 --faces 3
+
+The work a video run does beside the model, on made-up faces (people walking across the frame,
+random ages): the tracker and each person's answer so far, the journal and CSV lines, and the
+rewrites of predictions.json. Every ``--checkpoint-every`` frames: the milliseconds a frame took
+since the last checkpoint, the seconds one rewrite of predictions.json takes with everything so far
+(timed on its own, outside the frames) and the resident set. 90,000 frames is an hour at 25 fps.
+Writes records.json, records.md and records.png under --output (the run's files in its ``run/``,
+removed at the end).
+
 (``python tools/benchmark.py`` takes the same arguments.)
 """
 
@@ -63,6 +75,7 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import statistics
 import threading
 import time
@@ -84,7 +97,7 @@ from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
 from ..utils.figures import pyplot, save_figure
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
-from .runner import expand_inputs, non_negative_int, positive_int
+from .runner import FRAME_VIDEO, PredictionWriter, expand_inputs, non_negative_int, positive_int
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER_CFG = os.path.join(REPO, "configs", "paper", "FOSS-DLA34-TResNetS.yaml")
@@ -643,6 +656,128 @@ def plot_memory(report, path: str):
     ax.set_ylim(bottom=0)
     ax.set_title(f"Memory over a long run ({report['backend']}, {report['threads']} threads)")
     ax.legend(loc="lower right")
+    save_figure(plt, fig, path)
+
+
+def walking_faces(frame: int, people: int, rng) -> List[dict]:
+    """``people`` faces as the model gives them, each walking across a 1280x720 frame at its own
+    pace (so tracks end and start), with random ages, stds and P(female)."""
+    faces = []
+    for j in range(people):
+        x = (frame * (2 + j) + 300 * j) % 1200
+        y = 60 + 640 * j / max(people, 1)
+        p = round(float(rng.uniform()), 4)
+        faces.append(
+            {
+                "box": [round(x + float(rng.uniform(-1, 1)), 2), round(y, 2), round(x + 70.0, 2), round(y + 80, 2)],
+                "score": round(float(rng.uniform(0.4, 0.9)), 4),
+                "age": round(float(rng.uniform(5, 80)), 2),
+                "age_std": round(float(rng.uniform(2, 8)), 2),
+                "gender": "female" if p > 0.5 else "male",
+                "p_female": p,
+            }
+        )
+    return faces
+
+
+def benchmark_records(args, parser):
+    """A long video run's bookkeeping without the model (see the module docstring): records.json,
+    records.md, records.png."""
+    from .tracking import VideoPeople
+
+    if not os.path.exists(STATM):
+        parser.error(f"benchmark records reads the resident set from {STATM}: Linux only")
+    run_dir = os.path.join(args.output, "run")
+    if os.path.exists(run_dir):
+        shutil.rmtree(run_dir)
+    rng = np.random.default_rng(0)
+    people = VideoPeople(fps=25.0, thumbnails=False, cut_threshold=None)
+    # no rewrite during the frames: each checkpoint times one on its own
+    writer = PredictionWriter(run_dir, frame=FRAME_VIDEO, save_every_s=float("inf"))
+    start_mib = resident_mib()
+    rows, spent, faces_done = [], 0.0, 0
+    try:
+        for i in tqdm(range(args.frames), desc="frames"):
+            faces = walking_faces(i, args.faces, rng)  # made before the clock starts
+            t0 = time.perf_counter()
+            people.update(i, None, faces, False, i / 25.0)
+            writer.add(str(i), faces, 1280, 720, time_s=i / 25.0)
+            spent += time.perf_counter() - t0
+            faces_done += len(faces)
+            if (i + 1) % args.checkpoint_every == 0 or i + 1 == args.frames:
+                frames = i + 1 - (rows[-1]["frames"] if rows else 0)
+                t0 = time.perf_counter()
+                writer.save()
+                save_s = time.perf_counter() - t0
+                rows.append(
+                    {
+                        "frames": i + 1,
+                        "faces": faces_done,
+                        "ms_per_frame": 1000 * spent / frames,
+                        "save_s": save_s,
+                        "predictions_json_mb": os.path.getsize(os.path.join(run_dir, "predictions.json")) / 1e6,
+                        "resident_mib": resident_mib(),
+                    }
+                )
+                spent = 0.0
+        t0 = time.perf_counter()
+        writer.close()
+        people.finish(run_dir)
+        finish_s = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    report = {
+        "frames": args.frames,
+        "faces_per_frame": args.faces,
+        "tracks": len(people.tracks),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "start_mib": start_mib,
+        "checkpoints": rows,
+        "close_and_people_s": finish_s,
+    }
+    os.makedirs(args.output, exist_ok=True)
+    write_json_atomic(os.path.join(args.output, "records.json"), report, indent=1)
+    last = rows[-1]
+    lines = [
+        f"{args.frames} video frames of {args.faces} made-up faces each, {len(people.tracks)} tracks, without the "
+        f"model ({report['machine']}), {report['date']}",
+        "",
+        "| frames so far | ms a frame (tracker, journal, CSV) | one rewrite of predictions.json, s | its MB "
+        "| resident set, MiB |",
+        "|---|---|---|---|---|",
+        f"| 0 | - | - | - | {start_mib:.0f} |",
+    ]
+    lines += [
+        f"| {r['frames']} | {r['ms_per_frame']:.2f} | {r['save_s']:.3f} | {r['predictions_json_mb']:.1f} "
+        f"| {r['resident_mib']:.0f} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        f"Resident set {last['resident_mib'] - start_mib:+.0f} MiB over the run "
+        f"({1024 * (last['resident_mib'] - start_mib) / max(last['faces'], 1):.2f} KiB a face); closing it "
+        f"(predictions.json, people.json) {finish_s:.2f} s.",
+    ]
+    with open(os.path.join(args.output, "records.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot_records(report, os.path.join(args.output, "records.png"))
+    print("\n".join(lines))
+
+
+def plot_records(report, path: str):
+    """The rewrite's seconds and the resident set against the frames so far."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    frames = [r["frames"] for r in report["checkpoints"]]
+    left.plot(frames, [r["save_s"] for r in report["checkpoints"]], marker="o")
+    left.set_ylabel("one rewrite of predictions.json, s")
+    right.plot(frames, [r["resident_mib"] for r in report["checkpoints"]], marker="o")
+    right.set_ylabel("resident set, MiB")
+    for ax in (left, right):
+        ax.set_xlabel(f"video frames so far ({report['faces_per_frame']} faces each)")
+        ax.set_ylim(bottom=0)
+    fig.suptitle("A long video run's records, without the model")
     save_figure(plt, fig, path)
 
 
@@ -1237,7 +1372,7 @@ def add_photo_arguments(parser, max_inputs: int):
 
 def get_parser(prog=None):
     p = OneLineErrorParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer,batch,memory}")
+    sub = p.add_subparsers(dest="mode", required=True, metavar="{models,settings,peer,batch,memory,records}")
     models = sub.add_parser(
         "models",
         help="FOSS vs the two-model baseline over K (paper 4.3)",
@@ -1320,6 +1455,13 @@ def get_parser(prog=None):
         "0: none, as before 2026-12-06)",
     )
     memory.add_argument("--output", default="output/benchmark_memory")
+    records = sub.add_parser(
+        "records", help="what a long video run's tracker, journal and predictions.json cost, without the model"
+    )
+    records.add_argument("--frames", type=positive_int, default=90000, help="video frames (90,000: an hour at 25 fps)")
+    records.add_argument("--faces", type=positive_int, default=3, help="faces in each frame")
+    records.add_argument("--checkpoint-every", type=positive_int, default=10000, help="frames between two checkpoints")
+    records.add_argument("--output", default="output/benchmark_records")
     return p
 
 
@@ -1337,6 +1479,8 @@ def main(argv=None, prog=None):
                 "benchmark models times FOSS against two models: a config with an age network, not a detector-only one"
             )
         benchmark_models(args)
+    elif args.mode == "records":  # no model
+        benchmark_records(args, parser)
     else:
         config_from_args(parser, args)  # an unknown key or a wrong value: one line before any model is built
         if args.mode == "peer":

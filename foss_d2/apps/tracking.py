@@ -14,7 +14,7 @@ consecutive frames), so no track crosses a cut. A track is a person when it hold
 import csv
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import cv2
@@ -257,13 +257,33 @@ class FaceTracker:
 
 @dataclass
 class Track:
+    """One tracked face: where it was first and last seen and its answer so far, as running sums
+    where the method sums (``RunningAnswer``; its memory then stays the same however long the
+    video), else all its faces (``median``, ``last``)."""
+
     track_id: int
-    faces: List[dict] = field(default_factory=list)
-    frames: List[int] = field(default_factory=list)
-    times: List[float] = field(default_factory=list)
+    first_frame: int
+    first_time: float
+    last_frame: int = -1
+    last_time: float = 0.0
+    frames_seen: int = 0
+    best_score: float = 0.0
     best_weight: float = -1.0
     thumbnail: Optional[np.ndarray] = None
-    running: Optional[RunningAnswer] = None  # the answer so far, where the method allows sums
+    running: Optional[RunningAnswer] = None
+    faces: Optional[List[dict]] = None  # only without a running answer
+
+    def add(self, idx: int, time_s: float, face: dict):
+        self.last_frame, self.last_time = idx, time_s
+        self.frames_seen += 1
+        self.best_score = max(self.best_score, float(face.get("score") or 0.0))
+        if self.running is not None:
+            self.running.add(face)
+        else:
+            self.faces.append(face)
+
+    def answer(self, method: str) -> dict:
+        return self.running.answer() if self.running is not None else aggregate(self.faces, method)
 
 
 def crop_thumbnail(frame_bgr: np.ndarray, box: Sequence[float], side: int = THUMB_SIDE) -> np.ndarray:
@@ -318,18 +338,21 @@ class VideoPeople:
                 shown.append(dict(face))
                 continue
             track = self.tracks.get(tid)
+            t = idx / self.fps if time_s is None else float(time_s)
             if track is None:
-                running = RunningAnswer(self.method) if self.method in RunningAnswer.METHODS else None
-                track = self.tracks[tid] = Track(tid, running=running)
-            track.faces.append(face)
-            track.frames.append(int(idx))
-            track.times.append(idx / self.fps if time_s is None else float(time_s))
+                sums = self.method in RunningAnswer.METHODS
+                track = self.tracks[tid] = Track(
+                    tid,
+                    int(idx),
+                    t,
+                    running=RunningAnswer(self.method) if sums else None,
+                    faces=None if sums else [],
+                )
+            track.add(int(idx), t, face)
             w = face_weight(face)  # the thumbnail: the track's best-scored, largest face
             if self.keep_thumbnails and frame_bgr is not None and w > track.best_weight:
                 track.best_weight, track.thumbnail = w, crop_thumbnail(frame_bgr, face["box"])
-            if track.running is not None:
-                track.running.add(face)
-            answer = track.running.answer() if track.running is not None else aggregate(track.faces, self.method)
+            answer = track.answer(self.method)
             shown.append({**face, **answer})
         return shown
 
@@ -337,18 +360,18 @@ class VideoPeople:
         """One record per track of at least ``min_frames`` faces, one scoring ``min_score`` or more,
         in the order of their first frame."""
         out = []
-        for tid, t in sorted(self.tracks.items(), key=lambda kv: (kv[1].frames[0], kv[0])):
-            if len(t.frames) < self.min_frames or max(f.get("score") or 0.0 for f in t.faces) < self.min_score:
+        for tid, t in sorted(self.tracks.items(), key=lambda kv: (kv[1].first_frame, kv[0])):
+            if t.frames_seen < self.min_frames or t.best_score < self.min_score:
                 continue
             out.append(
                 {
                     "track_id": tid,
-                    "first_frame": t.frames[0],
-                    "last_frame": t.frames[-1],
-                    "first_time_s": round(t.times[0], 3),
-                    "last_time_s": round(t.times[-1], 3),
-                    "frames_seen": len(t.frames),
-                    **aggregate(t.faces, self.method),
+                    "first_frame": t.first_frame,
+                    "last_frame": t.last_frame,
+                    "first_time_s": round(t.first_time, 3),
+                    "last_time_s": round(t.last_time, 3),
+                    "frames_seen": t.frames_seen,
+                    **t.answer(self.method),
                     "thumbnail": f"thumbnails/track_{tid:05d}.jpg" if t.thumbnail is not None else None,
                 }
             )
