@@ -116,6 +116,25 @@ def test_people_answers_from_running_sums_keep_no_faces():
         assert all(f is None for f in kept) if method != "median" else sum(map(len, kept)) == 800
 
 
+def test_thumbnail_is_the_best_face_as_the_file_it_becomes(tmp_path):
+    """A person's thumbnail is the crop of its face of highest score x box height (frame 2 here:
+    0.9 x 60 against 0.5 x 60, 0.7 x 60 and 0.8 x 50), kept as the JPEG the run writes: the file
+    is byte for byte cv2.imwrite's of that crop, and the track holds its bytes, not the pixels."""
+    from foss_d2.apps.tracking import crop_thumbnail
+
+    frames = [np.full((240, 320, 3), 40 * i, np.uint8) for i in range(4)]
+    for f in frames:
+        f[100:140, 50:90] = (0, 0, 255)
+    scored = [(0.5, 60), (0.7, 60), (0.9, 60), (0.8, 50)]
+    vp = VideoPeople(fps=25, cut_threshold=None, min_frames=1)
+    for i, (frame, (score, size)) in enumerate(zip(frames, scored)):
+        vp.update(i, frame, [face(40, 90, size=size, score=score)])
+    (person,) = vp.finish(str(tmp_path))
+    cv2.imwrite(str(tmp_path / "want.jpg"), crop_thumbnail(frames[2], [40, 90, 100, 150]))
+    assert (tmp_path / person["thumbnail"]).read_bytes() == (tmp_path / "want.jpg").read_bytes()
+    assert isinstance(vp.tracks[person["track_id"]].thumbnail, bytes)
+
+
 def test_two_moving_faces_keep_their_ids():
     tracker = FaceTracker(fps=25, cut_threshold=None)
     ids = [tracker.update([face(10 + 4 * t, 20), face(300 - 4 * t, 40)]) for t in range(20)]

@@ -58,8 +58,9 @@ memory.png under --output.
     foss-d2 benchmark records --frames 90000 --faces 3
 
 The work a video run does beside the model, on made-up faces (people walking across the frame,
-random ages): the tracker and each person's answer so far, the journal and CSV lines, and the
-rewrites of predictions.json. Every ``--checkpoint-every`` frames: the milliseconds a frame took
+random ages, over demo/family.jpg stretched to 1280x720): the tracker, each person's answer so far
+and thumbnail (not with ``--no-draw``), the journal and CSV lines, and the rewrites of
+predictions.json. Every ``--checkpoint-every`` frames: the milliseconds a frame took
 since the last checkpoint, the seconds one rewrite of predictions.json takes with everything so far
 (timed on its own, outside the frames) and the resident set. 90,000 frames is an hour at 25 fps.
 Writes records.json, records.md and records.png under --output (the run's files in its ``run/``,
@@ -81,6 +82,7 @@ import threading
 import time
 from typing import List, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 from detectron2.modeling import build_model
@@ -691,7 +693,8 @@ def benchmark_records(args, parser):
     if os.path.exists(run_dir):
         shutil.rmtree(run_dir)
     rng = np.random.default_rng(0)
-    people = VideoPeople(fps=25.0, thumbnails=False, cut_threshold=None)
+    frame = cv2.resize(cv2.imread(DEMO_PHOTO), (1280, 720)) if args.draw else None  # for the thumbnails
+    people = VideoPeople(fps=25.0, thumbnails=args.draw, cut_threshold=None)
     # no rewrite during the frames: each checkpoint times one on its own
     writer = PredictionWriter(run_dir, frame=FRAME_VIDEO, save_every_s=float("inf"))
     start_mib = resident_mib()
@@ -700,7 +703,7 @@ def benchmark_records(args, parser):
         for i in tqdm(range(args.frames), desc="frames"):
             faces = walking_faces(i, args.faces, rng)  # made before the clock starts
             t0 = time.perf_counter()
-            people.update(i, None, faces, False, i / 25.0)
+            people.update(i, frame, faces, False, i / 25.0)
             writer.add(str(i), faces, 1280, 720, time_s=i / 25.0)
             spent += time.perf_counter() - t0
             faces_done += len(faces)
@@ -729,6 +732,7 @@ def benchmark_records(args, parser):
     report = {
         "frames": args.frames,
         "faces_per_frame": args.faces,
+        "thumbnails": args.draw,
         "tracks": len(people.tracks),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -740,10 +744,10 @@ def benchmark_records(args, parser):
     write_json_atomic(os.path.join(args.output, "records.json"), report, indent=1)
     last = rows[-1]
     lines = [
-        f"{args.frames} video frames of {args.faces} made-up faces each, {len(people.tracks)} tracks, without the "
-        f"model ({report['machine']}), {report['date']}",
+        f"{args.frames} video frames of {args.faces} made-up faces each, {len(people.tracks)} tracks "
+        f"({'with' if args.draw else 'no'} thumbnails), without the model ({report['machine']}), {report['date']}",
         "",
-        "| frames so far | ms a frame (tracker, journal, CSV) | one rewrite of predictions.json, s | its MB "
+        "| frames so far | ms a frame beside the model | one rewrite of predictions.json, s | its MB "
         "| resident set, MiB |",
         "|---|---|---|---|---|",
         f"| 0 | - | - | - | {start_mib:.0f} |",
@@ -1461,6 +1465,9 @@ def get_parser(prog=None):
     records.add_argument("--frames", type=positive_int, default=90000, help="video frames (90,000: an hour at 25 fps)")
     records.add_argument("--faces", type=positive_int, default=3, help="faces in each frame")
     records.add_argument("--checkpoint-every", type=positive_int, default=10000, help="frames between two checkpoints")
+    records.add_argument(
+        "--no-draw", dest="draw", action="store_false", help="no thumbnails, as a video run with --no-draw"
+    )
     records.add_argument("--output", default="output/benchmark_records")
     return p
 
