@@ -113,6 +113,40 @@ def test_output_inside_the_input_folder_is_not_read_back(toy, tmp_path, capsys):
     ]
 
 
+def test_a_folder_in_use_by_another_run_is_refused(toy, tmp_path, capsys):
+    """Two runs into one folder at once (measured with the shipped model: a --resume started while
+    the first run was going answered 10 of WIDER val's 130 photos twice, put 76 faces twice in the
+    CSV and broke a journal line): the second is refused in one line naming the first, before the
+    model loads, and nothing it would write is written; a process killed while holding the folder
+    (SIGKILL: its lock file left behind) does not block the next run, which removes that file."""
+    from foss_d2.apps.runner import LOCK_FILE, RunError, output_lock, run_video
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photos(photos, 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from foss_d2.apps.runner import output_lock\n"
+         "with output_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, msg = _demo(capsys, "--config-file", toy, "--input", photos, "--output", out)
+        assert code == 2 and f"{out} is in use by another run (pid {holder.pid} on " in msg.strip().splitlines()[-1]
+        assert os.listdir(out) == [LOCK_FILE]
+        with pytest.raises(RunError, match="in use by another run"):  # the Python API's runs too
+            run_video(None, str(tmp_path / "none.mp4"), str(out), "BGR")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert os.listdir(out) == [LOCK_FILE]  # killed: its file stays, its lock went with it
+    code, _ = _demo(capsys, "--config-file", toy, "--input", photos, "--output", out, "--no-draw")
+    assert code == 0 and sorted(json.load(open(out / "predictions.json"))) == ["p00.png", "p01.png"]
+    assert LOCK_FILE not in os.listdir(out)
+    with output_lock(str(tmp_path / "new")):  # a folder made for the lock alone goes with it
+        assert os.listdir(tmp_path / "new") == [LOCK_FILE]
+    assert not (tmp_path / "new").exists()
+
+
 def test_same_name_from_two_places_never_escapes_the_output(toy, tmp_path, capsys):
     for d in ("a", "b"):
         _photos(tmp_path / d, 1)

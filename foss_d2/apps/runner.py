@@ -18,7 +18,8 @@ What it writes under the output folder OUT:
 * the pictures with the faces drawn, at most 2048 px on their longer side (``draw_max_side``;
   boxes scaled with the picture; the JSON/CSV boxes stay in original pixels).
 
-Rules: an OUT that is an input folder or holds an input is refused (realpaths). An OUT that holds an
+Rules: an OUT that is an input folder or holds an input is refused (realpaths), and so is one that
+another run is writing (``output_lock``). An OUT that holds an
 earlier run's results is refused unless ``resume`` (skip the inputs already in the journal, append
 to the CSV, rebuild the JSON from the journal; an image whose file is not the one the journal
 answered, another file under the same name, runs again) or ``overwrite`` (remove that run's result files
@@ -30,6 +31,7 @@ threads), their results still taken in input order.
 """
 
 import argparse
+import contextlib
 import csv
 import functools
 import glob
@@ -41,6 +43,7 @@ import math
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -50,6 +53,11 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import cv2
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, and two runs into one folder at once are not refused there
+    fcntl = None
 
 from ..engine import FOSSPredictor, read_image_file
 from ..engine.api import PRESETS
@@ -236,6 +244,89 @@ def check_output(out_dir: str, inputs: Iterable[str]):
             )
 
 
+LOCK_FILE = ".foss-d2.lock"
+
+
+def _lock_or_refuse(f, out_dir: str) -> bool:
+    """flock ``f`` (an open lock file of ``out_dir``) for this process; a RunError naming the run
+    that holds it; False where the file system has no locks (some network ones)."""
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        raise RunError(
+            f"{out_dir} is in use by another run ({holder}): two runs writing one folder would answer "
+            "images twice and break the journal's lines; wait for it to end, or choose another --output"
+        ) from None
+    except OSError as e:
+        logger.debug("no lock on %s (%s): runs into it at once are not refused", out_dir, e)
+        return False
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Optional[str]):
+    """Hold ``out_dir`` for one run: a second run into it at the same time (a --resume from another
+    terminal, a scheduled job) is refused with a RunError (``_lock_or_refuse``). An flock on
+    OUT/.foss-d2.lock, which the system releases however the process ends; the file is removed at
+    the end, and the folder too when it was made for the lock and nothing was written in it.
+    Nothing is done without ``out_dir`` or where there is no flock (Windows)."""
+    if not out_dir or fcntl is None:
+        yield
+        return
+    check_output_folder(out_dir)
+    made = not os.path.exists(out_dir)
+    path = os.path.join(out_dir, LOCK_FILE)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        f = open(path, "a+")
+    except OSError as e:
+        raise RunError(f"--output {out_dir}: cannot write in it ({e.strerror or e})") from None
+    try:
+        locked = _lock_or_refuse(f, out_dir)
+    except RunError:
+        f.close()
+        raise
+    if locked:
+        f.seek(0)
+        f.truncate()
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {when}\n")
+        f.flush()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        f.close()
+        if made:
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)  # only if empty: a run that wrote nothing
+
+
+def check_not_in_use(out_dir: str):
+    """``output_lock``'s refusal, checked without holding the folder (before the model loads)."""
+    path = os.path.join(out_dir, LOCK_FILE)
+    if fcntl is None or not os.path.isfile(path):
+        return
+    with open(path, "a+") as f:
+        if _lock_or_refuse(f, out_dir):
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _holding_output(run):
+    """``run(predictor, inputs, out_dir, ...)`` with ``out_dir`` held (``output_lock``) from before
+    its first file is touched to after its last is written."""
+
+    @functools.wraps(run)
+    def held(predictor, inputs, out_dir=None, *args, **kwargs):
+        with output_lock(out_dir):
+            return run(predictor, inputs, out_dir, *args, **kwargs)
+
+    return held
+
+
 def existing_results(out_dir: str) -> List[str]:
     found = [f for f in RESULT_FILES if os.path.isfile(os.path.join(out_dir, f))]
     if "people.json" not in found:  # a picture of that name alone is the user's own, not a run's
@@ -370,6 +461,13 @@ def check_creatable(folder: str, what: str):
         raise RunError(f"{what} {folder}: cannot create it in {part} (no write permission)")
 
 
+def check_output_folder(out_dir: str):
+    """A RunError when ``out_dir`` is a file or could not be made (``check_creatable``)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RunError(f"--output {out_dir} is a file, not a folder")
+    check_creatable(out_dir, "--output")
+
+
 def prepare_output(
     out_dir: str, resume: bool = False, overwrite: bool = False, settings: Optional[dict] = None, write: bool = True
 ):
@@ -380,9 +478,9 @@ def prepare_output(
     the model loads only check)."""
     if resume and overwrite:
         raise RunError("--resume and --overwrite exclude each other")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise RunError(f"--output {out_dir} is a file, not a folder")
-    check_creatable(out_dir, "--output")
+    check_output_folder(out_dir)
+    if not write:  # (a run's own call holds the folder already: output_lock)
+        check_not_in_use(out_dir)
     found = existing_results(out_dir)
     if found and resume and settings is not None:
         check_same_settings(out_dir, settings)
@@ -954,6 +1052,7 @@ def predictor_settings(predictor) -> Optional[dict]:
     return run_settings(cfg, getattr(predictor, "onnx_dir", None)) if cfg is not None else None
 
 
+@_holding_output
 def run_images(
     predictor,
     items: List[Tuple[str, str]],
@@ -1205,6 +1304,7 @@ class _AnnotatedVideo:
             self.writer.release()
 
 
+@_holding_output
 def run_video(
     predictor,
     source,
