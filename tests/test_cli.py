@@ -261,6 +261,31 @@ def _exit(argv, capsys):
     return e.value.code, capsys.readouterr().err
 
 
+def test_a_training_into_an_output_dir_in_use_is_refused(tmp_path, capsys, monkeypatch):
+    """A training started twice into one OUTPUT_DIR: the second is refused in one line naming the
+    first (it would have moved the first's metrics.json aside and written over its checkpoints),
+    and the folder is left as it was; an --eval-only beside it goes on to start (launch)."""
+    from foss_d2.apps import train
+    from foss_d2.apps.runner import output_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"iteration": 5}\n')
+    (out / "last_checkpoint").write_text("model_0000005.pth")
+    zoo = os.path.join(ROOT, "foss_d2", "model_zoo")
+    shipped = os.path.join(zoo, "FOSS-default.yaml")
+    started = []
+    monkeypatch.setattr(train, "launch", lambda *args, **kwargs: started.append(kwargs["args"][0].eval_only))
+    with output_lock(str(out), "OUTPUT_DIR"):  # the first training
+        code, err = _exit(["train", "--config-file", shipped, "OUTPUT_DIR", out], capsys)
+        assert code == 2 and f"error: OUTPUT_DIR {out} is in use by another run (pid {os.getpid()} on " in err
+        assert sorted(os.listdir(out)) == [".foss-d2.lock", "last_checkpoint", "metrics.json"] and not started
+        evaluate = ["--eval-only", "OUTPUT_DIR", out, "MODEL.WEIGHTS", os.path.join(zoo, "foss_default.pth")]
+        cli.main([str(a) for a in ["train", "--config-file", shipped, *evaluate, "DATASETS.TEST", "('utkface_test',)"]])
+        assert started == [True]
+    assert (out / "metrics.json").read_text() == '{"iteration": 5}\n'
+
+
 def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, detector_only):
     """--eval-only of weights without an age network (it evaluated a random one, exit 0), the
     paper's stage 2 without a detector to freeze (trained nothing: loss 0 every iteration), an ONNX

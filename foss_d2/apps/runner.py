@@ -247,7 +247,7 @@ def check_output(out_dir: str, inputs: Iterable[str]):
 LOCK_FILE = ".foss-d2.lock"
 
 
-def _lock_or_refuse(f, out_dir: str) -> bool:
+def _lock_or_refuse(f, out_dir: str, option: str) -> bool:
     """flock ``f`` (an open lock file of ``out_dir``) for this process; a RunError naming the run
     that holds it; False where the file system has no locks (some network ones)."""
     try:
@@ -257,8 +257,8 @@ def _lock_or_refuse(f, out_dir: str) -> bool:
         f.seek(0)
         holder = f.read().strip() or "another process"
         raise RunError(
-            f"{out_dir} is in use by another run ({holder}): two runs writing one folder would answer "
-            "images twice and break the journal's lines; wait for it to end, or choose another --output"
+            f"{option} {out_dir} is in use by another run ({holder}): two runs writing one folder would mix "
+            f"their files; wait for it to end, or choose another {option}"
         ) from None
     except OSError as e:
         logger.debug("no lock on %s (%s): runs into it at once are not refused", out_dir, e)
@@ -266,25 +266,26 @@ def _lock_or_refuse(f, out_dir: str) -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(out_dir: Optional[str]):
+def output_lock(out_dir: Optional[str], option: str = "--output"):
     """Hold ``out_dir`` for one run: a second run into it at the same time (a --resume from another
-    terminal, a scheduled job) is refused with a RunError (``_lock_or_refuse``). An flock on
+    terminal, a scheduled job, a training started twice) is refused with a RunError naming the
+    holder and ``option``, the setting that chose the folder (``_lock_or_refuse``). An flock on
     OUT/.foss-d2.lock, which the system releases however the process ends; the file is removed at
     the end, and the folder too when it was made for the lock and nothing was written in it.
     Nothing is done without ``out_dir`` or where there is no flock (Windows)."""
     if not out_dir or fcntl is None:
         yield
         return
-    check_output_folder(out_dir)
+    check_output_folder(out_dir, option)
     made = not os.path.exists(out_dir)
     path = os.path.join(out_dir, LOCK_FILE)
     try:
         os.makedirs(out_dir, exist_ok=True)
         f = open(path, "a+")
     except OSError as e:
-        raise RunError(f"--output {out_dir}: cannot write in it ({e.strerror or e})") from None
+        raise RunError(f"{option} {out_dir}: cannot write in it ({e.strerror or e})") from None
     try:
-        locked = _lock_or_refuse(f, out_dir)
+        locked = _lock_or_refuse(f, out_dir, option)
     except RunError:
         f.close()
         raise
@@ -305,13 +306,13 @@ def output_lock(out_dir: Optional[str]):
                 os.rmdir(out_dir)  # only if empty: a run that wrote nothing
 
 
-def check_not_in_use(out_dir: str):
+def check_not_in_use(out_dir: str, option: str = "--output"):
     """``output_lock``'s refusal, checked without holding the folder (before the model loads)."""
     path = os.path.join(out_dir, LOCK_FILE)
     if fcntl is None or not os.path.isfile(path):
         return
     with open(path, "a+") as f:
-        if _lock_or_refuse(f, out_dir):
+        if _lock_or_refuse(f, out_dir, option):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
@@ -461,11 +462,11 @@ def check_creatable(folder: str, what: str):
         raise RunError(f"{what} {folder}: cannot create it in {part} (no write permission)")
 
 
-def check_output_folder(out_dir: str):
+def check_output_folder(out_dir: str, option: str = "--output"):
     """A RunError when ``out_dir`` is a file or could not be made (``check_creatable``)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise RunError(f"--output {out_dir} is a file, not a folder")
-    check_creatable(out_dir, "--output")
+        raise RunError(f"{option} {out_dir} is a file, not a folder")
+    check_creatable(out_dir, option)
 
 
 def prepare_output(

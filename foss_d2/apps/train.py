@@ -7,6 +7,7 @@ Without --config-file, the shipped model's config and weights (``--eval-only`` e
 (``python tools/train_net.py`` takes the same arguments: detectron2's ``default_argument_parser``.)
 """
 
+import contextlib
 import logging
 import os
 
@@ -28,7 +29,7 @@ from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
 from ..utils.json_io import atomic_path, nan_as_null, write_json_atomic, write_text_atomic
 from .cli import dataset_folder_error, one_line_errors, parse_foss_args
-from .runner import config_from_args
+from .runner import RunError, config_from_args, output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -288,36 +289,45 @@ def main(argv=None, prog=None):
     if args.num_gpus > 1 and torch.cuda.device_count() < args.num_gpus:
         parser.error(f"--num-gpus {args.num_gpus}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
     check_weights_fit(parser, cfg, args)
-    if not args.eval_only and not args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
-        # detectron2 appends to metrics.json: the earlier run's lines are moved aside, not mixed in
-        metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
-        kept = ""
-        if os.path.isfile(metrics):
-            n = 1
-            while os.path.exists(os.path.join(cfg.OUTPUT_DIR, f"metrics.before{n}.json")):
-                n += 1
-            os.replace(metrics, os.path.join(cfg.OUTPUT_DIR, f"metrics.before{n}.json"))
-            kept = f"; its metrics.json is now metrics.before{n}.json"
-        logger.warning(
-            "OUTPUT_DIR %s holds an earlier run's checkpoints: this run starts afresh and writes over its "
-            "model_final.pth%s (--resume continues it; another OUTPUT_DIR keeps it)",
-            cfg.OUTPUT_DIR,
-            kept,
-        )
-    print("Command Line Args:", args)
-    try:
-        launch(
-            run,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
-    except (DatasetError, SetupError) as e:  # a mistake in a dataset file, the datasets or the weights: one line
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
-        dataset_folder_error(parser, cfg, e)
+    with contextlib.ExitStack() as held:
+        if not args.eval_only and args.machine_rank == 0:
+            # two trainings into one OUTPUT_DIR would write over each other's checkpoints, and the
+            # second would move the first's metrics.json aside (below); an --eval-only beside a
+            # training (of one of its checkpoints) is left free
+            try:
+                held.enter_context(output_lock(cfg.OUTPUT_DIR, "OUTPUT_DIR"))
+            except RunError as e:
+                parser.error(str(e))
+        if not args.eval_only and not args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+            # detectron2 appends to metrics.json: the earlier run's lines are moved aside, not mixed in
+            metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
+            kept = ""
+            if os.path.isfile(metrics):
+                n = 1
+                while os.path.exists(os.path.join(cfg.OUTPUT_DIR, f"metrics.before{n}.json")):
+                    n += 1
+                os.replace(metrics, os.path.join(cfg.OUTPUT_DIR, f"metrics.before{n}.json"))
+                kept = f"; its metrics.json is now metrics.before{n}.json"
+            logger.warning(
+                "OUTPUT_DIR %s holds an earlier run's checkpoints: this run starts afresh and writes over its "
+                "model_final.pth%s (--resume continues it; another OUTPUT_DIR keeps it)",
+                cfg.OUTPUT_DIR,
+                kept,
+            )
+        print("Command Line Args:", args)
+        try:
+            launch(
+                run,
+                args.num_gpus,
+                num_machines=args.num_machines,
+                machine_rank=args.machine_rank,
+                dist_url=args.dist_url,
+                args=(args,),
+            )
+        except (DatasetError, SetupError) as e:  # a mistake in a dataset file, the datasets or the weights: one line
+            parser.exit(2, f"{parser.prog}: error: {e}\n")
+        except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
+            dataset_folder_error(parser, cfg, e)
 
 
 if __name__ == "__main__":
