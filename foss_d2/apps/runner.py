@@ -33,6 +33,7 @@ threads), their results still taken in input order.
 import argparse
 import contextlib
 import csv
+import errno
 import functools
 import glob
 import hashlib
@@ -769,15 +770,15 @@ class PredictionWriter:
         w.writerows(rows)
         write_text_atomic(path, buf.getvalue())
 
-    def forget(self, keys: Iterable[str]):
-        """Withdraw finished results (their files changed since): a journal line says so (a re-run
-        that fails then leaves no answer behind), their pictures are removed, the CSV is rewritten
-        without them and the JSON saved."""
+    def forget(self, keys: Iterable[str], why: str = "its file changed since it was answered"):
+        """Withdraw finished results (their files changed since, or their pictures could not be
+        written): a journal line says ``why`` (a re-run that fails then leaves no answer behind),
+        their pictures are removed, the CSV is rewritten without them and the JSON saved."""
         keys = set(keys) & self.done
         if not keys:
             return
         for k in sorted(keys):
-            self._journal_write({"key": k, "withdrawn": "its file changed since it was answered"})
+            self._journal_write({"key": k, "withdrawn": why})
             self._texts.pop(k, None)
             self.sources.pop(k, None)
         for picture, k in self.pictures.items():
@@ -840,9 +841,16 @@ class PredictionWriter:
         self._next_save = self.clock() + max(self.save_every_s, took / SAVE_TIME_SHARE)
 
     def close(self):
-        self.save()
-        self._csv_file.close()
-        self._journal.close()
+        """Save, then close the journal and the CSV, each tried whatever the steps before did
+        (a full disk); the first error is raised."""
+        first = None
+        for step in (self.save, self._csv_file.close, self._journal.close):
+            try:
+                step()
+            except OSError as e:
+                first = first or e
+        if first is not None:
+            raise first
 
     def __enter__(self):
         return self
@@ -1089,6 +1097,11 @@ def run_images(
                 changed[0],
             )
             writer.forget(changed)
+        # answered, but the picture could not be written (a full disk): run again for the picture
+        undrawn = [k for _, k in items if k in writer.done and k in writer.skipped] if resume and draw else []
+        if undrawn:
+            logger.info("--resume: %d images whose pictures could not be written run again", len(undrawn))
+            writer.forget(undrawn, "its picture could not be written")
         todo = [(p, k) for p, k in items if k not in writer.done]
         signatures = {} if out_dir else None  # {key: file_signature}, filled by the reader thread
         if len(todo) < len(items):
@@ -1682,6 +1695,14 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
         raise SystemExit(128 + signum) from None
     except RunError as e:
         raise SystemExit(str(e)) from None
+    except OSError as e:
+        if not out_dir or e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # what was finished is in the journal (a line cut short is dropped by --resume)
+        raise SystemExit(
+            f"{e.strerror} writing {e.filename or out_dir}: the results so far are in {out_dir}/{JOURNAL}; "
+            "free some space, then run the same command with --resume to finish"
+        ) from None
     if summary.nothing_processed:
         where = f" (reasons in {os.path.join(out_dir, 'skipped.json')})" if out_dir else ""
         raise SystemExit(f"nothing could be processed: none of the {summary.inputs} inputs could be read{where}")
