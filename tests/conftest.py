@@ -1,3 +1,4 @@
+import logging
 import os
 
 import pytest
@@ -18,6 +19,21 @@ def _keep_torch_threads():
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handlers_on_closed_streams():
+    """detectron2's setup_logger, run by a tool's main in this process, gives its loggers a console
+    handler on the stream of the test running it, which capsys closes when that test ends: every
+    later log line then printed a "Logging error" traceback into the output of whatever test came
+    next (a test that looks for tracebacks failed or not by the order the tests ran in). Handlers
+    left on a closed stream are removed."""
+    yield
+    for name in ("detectron2", "d2", "fvcore", "foss_d2"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, "stream", None), "closed", False):
+                logger.removeHandler(handler)
 
 
 def shared_data_path(*parts):

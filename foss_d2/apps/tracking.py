@@ -269,7 +269,7 @@ class Track:
     frames_seen: int = 0
     best_score: float = 0.0
     best_weight: float = -1.0
-    thumbnail: Optional[bytes] = None  # JPEG, as written: a fifth of the pixels' memory
+    thumbnail: Optional[bytes] = None  # JPEG, as written: a few KB where its pixels took tens
     running: Optional[RunningAnswer] = None
     faces: Optional[List[dict]] = None  # only without a running answer
 
