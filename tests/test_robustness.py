@@ -3,6 +3,7 @@ inputs, interrupted runs and --resume/--overwrite, oversized pictures, runs wher
 processed, bad arguments, --no-draw and the reader/drawer threads. Toy model, small files made here."""
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -191,6 +192,31 @@ def test_a_full_disk_ends_in_one_line_and_resume_finishes_with_every_picture(
     assert json.load(open(out / "skipped.json")) == {}
     assert all((out / f"p0{i}.png").is_file() for i in range(3))
     assert _csv_counts(out / "predictions.csv") == {f"p0{i}.png": FACES for i in range(3)}
+
+
+def test_a_folder_made_read_only_mid_run_ends_in_one_line(toy, tmp_path, capsys, monkeypatch):
+    """The same for a folder that stops taking writes (read-only, unplugged): the line says to
+    --resume once it can be written, not to free space; an error of another kind is not hidden."""
+    import errno
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photos(photos, 2)
+    real_journal = PredictionWriter._journal_write
+
+    def journal(self, record, error=errno.EROFS):
+        if record.get("key") == "p01.png":
+            raise OSError(error, os.strerror(error), str(out / JOURNAL))
+        return real_journal(self, record)
+
+    monkeypatch.setattr(PredictionWriter, "_journal_write", journal)
+    code, msg = _demo(capsys, "--config-file", toy, "--input", photos, "--output", out)
+    assert code == 1 and msg.strip().splitlines()[-1] == (
+        f"Read-only file system writing {out / JOURNAL}: the results so far are in {out}/{JOURNAL}; "
+        f"once {out} can be written, run the same command with --resume to finish"
+    )
+    monkeypatch.setattr(PredictionWriter, "_journal_write", functools.partialmethod(journal, error=errno.EBADF))
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        demo.main([str(a) for a in ("--config-file", toy, "--input", photos, "--output", tmp_path / "o2")])
 
 
 def test_same_name_from_two_places_never_escapes_the_output(toy, tmp_path, capsys):

@@ -1656,6 +1656,11 @@ def build_predictor(cfg, args, n_inputs: Optional[int] = None) -> FOSSPredictor:
         raise SystemExit(str(e)) from None
 
 
+# what stops a run's writing halfway (a full disk, a quota, a folder made read-only or unplugged):
+# said in one line, with the way to finish
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
 def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped) -> RunSummary:
     """``run_images`` or ``run_video`` with the command's options; an interrupted run exits with
     128 + the signal after its files are closed, and one where nothing could be processed exits 1."""
@@ -1696,12 +1701,17 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
     except RunError as e:
         raise SystemExit(str(e)) from None
     except OSError as e:
-        if not out_dir or e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not out_dir or e.errno not in WRITE_ERRORS:
             raise
         # what was finished is in the journal (a line cut short is dropped by --resume)
+        then = (
+            "free some space, then run"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT)
+            else f"once {out_dir} can be written, run"
+        )
         raise SystemExit(
             f"{e.strerror} writing {e.filename or out_dir}: the results so far are in {out_dir}/{JOURNAL}; "
-            "free some space, then run the same command with --resume to finish"
+            f"{then} the same command with --resume to finish"
         ) from None
     if summary.nothing_processed:
         where = f" (reasons in {os.path.join(out_dir, 'skipped.json')})" if out_dir else ""
