@@ -389,6 +389,14 @@ def plot(report, ks, path):
     save_figure(plt, fig, path, dpi=110)
 
 
+def write_markdown(out_dir: str, name: str, lines: List[str]):
+    """``lines`` as ``out_dir``/``name``.md, and printed."""
+    text = "\n".join(lines)
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
 def input_photos(args, parser) -> List[str]:
     """The first --max-inputs photos of --input; a usage error if there are none."""
     paths = [path for path, _ in expand_inputs(args.input)][: args.max_inputs]
@@ -444,9 +452,7 @@ def benchmark_settings(args, parser):
         f"| {n} | {v['median_s']:.3f} | {v['ratio_to_first']:.2f} | {v['faces']} |"
         for n, v in report["variants"].items()
     ]
-    with open(os.path.join(args.output, "settings.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.output, "settings", lines)
 
 
 # name -> how a Python program runs the estimator over the photos (est.map's keyword arguments, or
@@ -512,9 +518,7 @@ def benchmark_batch(args, parser):
         f"{'yes' if v['same_answers_as_loop'] else 'NO'} |"
         for n, v in report["runs"].items()
     ]
-    with open(os.path.join(args.output, "batch.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.output, "batch", lines)
 
 
 STATM = "/proc/self/statm"
@@ -634,10 +638,8 @@ def benchmark_memory(args, parser):
         "",
         f"From the end of pass 1 to the end of pass {args.passes}: {report['growth_after_first_pass_mib']:+.0f} MiB.",
     ]
-    with open(os.path.join(args.output, "memory.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
     plot_memory(report, os.path.join(args.output, "memory.png"))
-    print("\n".join(lines))
+    write_markdown(args.output, "memory", lines)
 
 
 def plot_memory(report, path: str):
@@ -763,10 +765,8 @@ def benchmark_records(args, parser):
         f"({1024 * (last['resident_mib'] - start_mib) / max(last['faces'], 1):.2f} KiB a face); closing it "
         f"(predictions.json, people.json) {finish_s:.2f} s.",
     ]
-    with open(os.path.join(args.output, "records.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
     plot_records(report, os.path.join(args.output, "records.png"))
-    print("\n".join(lines))
+    write_markdown(args.output, "records", lines)
 
 
 def plot_records(report, path: str):
