@@ -1,6 +1,7 @@
 """The command line: the ``foss-d2`` console entry point, one convention for every tool (trailing
 KEY VALUE overrides, default config = the shipped model), no tool patching sys.path."""
 
+import functools
 import glob
 import json
 import os
@@ -284,6 +285,79 @@ def test_a_training_into_an_output_dir_in_use_is_refused(tmp_path, capsys, monke
         cli.main([str(a) for a in ["train", "--config-file", shipped, *evaluate, "DATASETS.TEST", "('utkface_test',)"]])
         assert started == [True]
     assert (out / "metrics.json").read_text() == '{"iteration": 5}\n'
+
+
+def test_a_training_that_cannot_write_ends_in_one_line(tmp_path, capsys, monkeypatch):
+    """A checkpoint that cannot be written (a full disk; checkpoints are written beside their name
+    and renamed, so the ones before stay whole) ends the training in one line saying to --resume;
+    an --eval-only, to run again; an error of another kind is raised as it was."""
+    import errno
+
+    from foss_d2.apps import train
+
+    shipped = os.path.join(ROOT, "foss_d2", "model_zoo", "FOSS-default.yaml")
+    checkpoint = str(tmp_path / "out" / "model_0000999.pth")
+
+    def launch(*args, error=errno.ENOSPC, **kwargs):
+        raise OSError(error, os.strerror(error), checkpoint)
+
+    monkeypatch.setattr(train, "launch", launch)
+    code, err = _exit(["train", "--config-file", shipped, "OUTPUT_DIR", tmp_path / "out"], capsys)
+    assert code == 1 and err == (
+        f"foss-d2 train: error: No space left on device writing {checkpoint}: the checkpoints saved before are "
+        "whole (OUTPUT_DIR/last_checkpoint names the last); free some space, then run the same command with "
+        "--resume to go on from it\n"
+    )
+    weights = ["MODEL.WEIGHTS", os.path.join(ROOT, "foss_d2", "model_zoo", "foss_default.pth")]
+    evaluate = ["--eval-only", *weights, "DATASETS.TEST", "('utkface_test',)", "OUTPUT_DIR", tmp_path / "e"]
+    monkeypatch.setattr(train, "launch", functools.partial(launch, error=errno.EROFS))
+    code, err = _exit(["train", "--config-file", shipped, *evaluate], capsys)
+    assert code == 1 and err.endswith(
+        f"Read-only file system writing {checkpoint}: make it writable, then run the same command again\n"
+    )
+    monkeypatch.setattr(train, "launch", functools.partial(launch, error=errno.EBADF))
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        cli.main(["train", "--config-file", shipped, "OUTPUT_DIR", str(tmp_path / "out2")])
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_whole(tmp_path, monkeypatch):
+    """torch.save into a full disk raised torch's RuntimeError ("unexpected pos ..."), which said
+    nothing of the disk: the checkpoint is now encoded in memory and written by Python, so a full
+    disk is an OSError naming the file (what train_net.py's one line says); the partial file is
+    gone and last_checkpoint still names the checkpoint before, which loads."""
+    import builtins
+    import errno
+
+    import torch
+
+    from foss_d2.apps import train
+
+    model = torch.nn.Linear(3, 2)
+    checkpointer = train.AtomicCheckpointer(model, str(tmp_path))
+    checkpointer.save("model_0000001")
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data)[:100])  # what fitted
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(train, "open", lambda path, mode="r": FullDisk(builtins.open(path, mode)), raising=False)
+    with pytest.raises(OSError) as e:
+        checkpointer.save("model_0000002")
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(tmp_path / "model_0000002.pth"))
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    saved = torch.load(tmp_path / "model_0000001.pth", weights_only=False)["model"]
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
 
 
 def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, detector_only):

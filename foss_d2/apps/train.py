@@ -8,6 +8,8 @@ Without --config-file, the shipped model's config and weights (``--eval-only`` e
 """
 
 import contextlib
+import errno
+import io
 import logging
 import os
 
@@ -29,7 +31,7 @@ from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
 from ..utils.json_io import atomic_path, nan_as_null, write_json_atomic, write_text_atomic
 from .cli import dataset_folder_error, one_line_errors, parse_foss_args
-from .runner import RunError, config_from_args, output_lock
+from .runner import WRITE_ERRORS, RunError, config_from_args, output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +50,13 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        with atomic_path(path) as tmp:
-            torch.save(data, tmp)
+        buf = io.BytesIO()
+        torch.save(data, buf)  # in memory first: a full disk is then an OSError, not torch's RuntimeError
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                f.write(buf.getbuffer())
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, path) from e
         write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), basename)
 
 
@@ -328,6 +335,18 @@ def main(argv=None, prog=None):
             parser.exit(2, f"{parser.prog}: error: {e}\n")
         except FileNotFoundError as e:  # a built-in dataset's folder, most often: DATASETS.ROOT
             dataset_folder_error(parser, cfg, e)
+        except OSError as e:  # a full disk, a folder that stops taking writes: checkpoints are atomic
+            if e.errno not in WRITE_ERRORS:
+                raise
+            then = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+            if args.eval_only:
+                how = f"{then}, then run the same command again"
+            else:
+                how = (
+                    f"the checkpoints saved before are whole (OUTPUT_DIR/last_checkpoint names the last); {then}, "
+                    "then run the same command with --resume to go on from it"
+                )
+            parser.exit(1, f"{parser.prog}: error: {e.strerror} writing {e.filename or cfg.OUTPUT_DIR}: {how}\n")
 
 
 if __name__ == "__main__":
