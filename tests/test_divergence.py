@@ -10,6 +10,7 @@ from conftest import tiny_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from foss_d2.apps import train
 from foss_d2.apps.train import Trainer
 from foss_d2.engine.hooks import DivergenceGuard
 
@@ -84,12 +85,21 @@ def test_healthy_training_is_left_alone(tmp_path, monkeypatch):
     # taken for the model by --resume and train_cpu_route.sh; now the file is whole or as it was
     saved, names = final.read_bytes(), sorted(os.listdir(out))
 
-    def cut_short(data, path):
-        with open(path, "wb") as f:
-            f.write(b"the first bytes")
-        raise KeyboardInterrupt
+    class CutShort:  # the checkpoint's file, its writing stopped after the first bytes
+        def __init__(self, path, mode):
+            self.f = open(path, mode)
 
-    monkeypatch.setattr(torch, "save", cut_short)
+        def write(self, data):
+            self.f.write(bytes(data)[:15])
+            raise KeyboardInterrupt
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(train, "open", CutShort, raising=False)
     for name in ("model_final", "model_0000099"):
         with pytest.raises(KeyboardInterrupt):
             trainer.checkpointer.save(name)

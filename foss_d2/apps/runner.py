@@ -711,7 +711,6 @@ class PredictionWriter:
             write_text_atomic(journal, "".join(json.dumps(r) + "\n" for r in records))
         results, self.skipped = replay(records)
         self._texts = {k: json.dumps(v) for k, v in results.items()}
-        del results
         self.done = set(self._texts)
         self.sources = {r["key"]: r["source"] for r in records if "faces" in r and "source" in r}
         self.pictures = {r["picture"]: r["key"] for r in records if r.get("picture")}  # {picture: key}
