@@ -330,7 +330,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_whole(tmp_path,
 
     import torch
 
-    from foss_d2.apps import train
+    from foss_d2.apps import export, train
 
     model = torch.nn.Linear(3, 2)
     checkpointer = train.AtomicCheckpointer(model, str(tmp_path))
@@ -350,7 +350,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_whole(tmp_path,
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(train, "open", lambda path, mode="r": FullDisk(builtins.open(path, mode)), raising=False)
+    monkeypatch.setattr(export, "open", lambda path, mode="r": FullDisk(builtins.open(path, mode)), raising=False)
     with pytest.raises(OSError) as e:
         checkpointer.save("model_0000002")
     assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(tmp_path / "model_0000002.pth"))

@@ -10,7 +10,7 @@ from conftest import tiny_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from foss_d2.apps import train
+from foss_d2.apps import export
 from foss_d2.apps.train import Trainer
 from foss_d2.engine.hooks import DivergenceGuard
 
@@ -99,7 +99,7 @@ def test_healthy_training_is_left_alone(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(train, "open", CutShort, raising=False)
+    monkeypatch.setattr(export, "open", CutShort, raising=False)
     for name in ("model_final", "model_0000099"):
         with pytest.raises(KeyboardInterrupt):
             trainer.checkpointer.save(name)

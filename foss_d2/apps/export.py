@@ -43,6 +43,7 @@ argument), like the photos the model will see, group photos and close-ups alike;
 """
 
 import argparse
+import io
 import os
 import tempfile
 
@@ -96,9 +97,16 @@ def save_weights(state: dict, path: str, iteration=None) -> dict:
 
 
 def save_atomic(obj, path: str):
-    """``torch.save`` through a temporary file (``atomic_path``), so that a stop never leaves half a file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` through a temporary file (``atomic_path``), so that a stop never leaves half a
+    file. Encoded in memory and written by Python: a full disk is then an OSError naming ``path``
+    (torch.save to a file raised its own RuntimeError, "unexpected pos ...", naming nothing)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from e
 
 
 def blend_states(state: dict, other: dict, weight: float) -> dict:

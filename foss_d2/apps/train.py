@@ -9,7 +9,6 @@ Without --config-file, the shipped model's config and weights (``--eval-only`` e
 
 import contextlib
 import errno
-import io
 import logging
 import os
 
@@ -29,8 +28,9 @@ from ..engine.predictor import load_all_weights
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
 from ..solver import build_foss_optimizer
-from ..utils.json_io import atomic_path, nan_as_null, write_json_atomic, write_text_atomic
+from ..utils.json_io import nan_as_null, write_json_atomic, write_text_atomic
 from .cli import dataset_folder_error, one_line_errors, parse_foss_args
+from .export import save_atomic
 from .runner import WRITE_ERRORS, RunError, config_from_args, output_lock
 
 logger = logging.getLogger(__name__)
@@ -50,13 +50,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        buf = io.BytesIO()
-        torch.save(data, buf)  # in memory first: a full disk is then an OSError, not torch's RuntimeError
-        try:
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                f.write(buf.getbuffer())
-        except OSError as e:
-            raise OSError(e.errno, e.strerror, path) from e
+        save_atomic(data, path)  # (a full disk: an OSError naming the file)
         write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), basename)
 
 
