@@ -738,21 +738,23 @@ class PredictionWriter:
             text = f.read()
         lines = list(csv.reader(io.StringIO(text)))
         counts = Counter(row[0] for row in lines[1:] if row)
-        written = {csv_key(k): len(faces) for k, faces in self.results()}
+        results = list(self.results())  # (decoded once for the three uses below)
+        written = {csv_key(k): len(faces) for k, faces in results}
         consistent = (
             lines[:1] == [CSV_FIELDS] and text.endswith("\n") and all(written.get(k) == n for k, n in counts.items())
         )
         if consistent:
-            missing = [r for k, faces in self.results() if csv_key(k) not in counts for r in _csv_rows(k, faces)]
+            missing = [r for k, faces in results if csv_key(k) not in counts for r in _csv_rows(k, faces)]
             if missing:
                 with open(path, "a", newline="") as f:
                     csv.writer(f).writerows(missing)
         else:
             logger.warning("%s does not match %s (an interrupted write): rebuilt from the journal", path, JOURNAL)
-            self._write_csv(path, self._all_csv_rows())
+            self._write_csv(path, self._all_csv_rows(results))
 
-    def _all_csv_rows(self):
-        return [r for k, faces in self.results() for r in _csv_rows(k, faces)]
+    def _all_csv_rows(self, results=None):
+        """Every result's CSV rows; ``results``: ``self.results()`` already decoded."""
+        return [r for k, faces in (self.results() if results is None else results) for r in _csv_rows(k, faces)]
 
     def results(self) -> Iterator[Tuple[str, list]]:
         """(key, faces) of every result, in the order they were written."""
@@ -836,8 +838,8 @@ class PredictionWriter:
         lines = ",\n".join(f"{json.dumps(k)}: {text}" for k, text in self._texts.items())
         write_text_atomic(os.path.join(self.out_dir, "predictions.json"), f"{{\n{lines}\n}}\n" if lines else "{}\n")
         write_json_atomic(os.path.join(self.out_dir, "skipped.json"), self.skipped, indent=1)
-        took = self.clock() - start
-        self._next_save = self.clock() + max(self.save_every_s, took / SAVE_TIME_SHARE)
+        end = self.clock()
+        self._next_save = end + max(self.save_every_s, (end - start) / SAVE_TIME_SHARE)
 
     def close(self):
         """Save, then close the journal and the CSV, each tried whatever the steps before did
@@ -1657,7 +1659,8 @@ def build_predictor(cfg, args, n_inputs: Optional[int] = None) -> FOSSPredictor:
 
 # what stops a run's writing halfway (a full disk, a quota, a folder made read-only or unplugged):
 # said in one line, with the way to finish
-WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)  # (of those, the ones that space freed mends)
+WRITE_ERRORS = (*FULL_DISK, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
 
 
 def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped) -> RunSummary:
@@ -1703,11 +1706,7 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
         if not out_dir or e.errno not in WRITE_ERRORS:
             raise
         # what was finished is in the journal (a line cut short is dropped by --resume)
-        then = (
-            "free some space, then run"
-            if e.errno in (errno.ENOSPC, errno.EDQUOT)
-            else f"once {out_dir} can be written, run"
-        )
+        then = "free some space, then run" if e.errno in FULL_DISK else f"once {out_dir} can be written, run"
         raise SystemExit(
             f"{e.strerror} writing {e.filename or out_dir}: the results so far are in {out_dir}/{JOURNAL}; "
             f"{then} the same command with --resume to finish"

@@ -8,7 +8,6 @@ Without --config-file, the shipped model's config and weights (``--eval-only`` e
 """
 
 import contextlib
-import errno
 import logging
 import os
 
@@ -31,7 +30,7 @@ from ..solver import build_foss_optimizer
 from ..utils.json_io import nan_as_null, write_json_atomic, write_text_atomic
 from .cli import dataset_folder_error, one_line_errors, parse_foss_args
 from .export import save_atomic
-from .runner import WRITE_ERRORS, RunError, config_from_args, output_lock
+from .runner import FULL_DISK, WRITE_ERRORS, RunError, config_from_args, output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +331,7 @@ def main(argv=None, prog=None):
         except OSError as e:  # a full disk, a folder that stops taking writes: checkpoints are atomic
             if e.errno not in WRITE_ERRORS:
                 raise
-            then = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+            then = "free some space" if e.errno in FULL_DISK else "make it writable"
             if args.eval_only:
                 how = f"{then}, then run the same command again"
             else:
