@@ -170,11 +170,11 @@ def test_a_full_disk_ends_in_one_line_and_resume_finishes_with_every_picture(
             raise full
         return real_picture(dst, *args)
 
-    def journal_full(self, record):
-        if record.get("key") == "p02.png":
+    def journal_full(self, line):
+        if json.loads(line)["key"] == "p02.png":
             self._journal.write('{"key": "p02.png", "wid')  # a line cut short by the full disk
             raise OSError(errno.ENOSPC, "No space left on device", str(out / JOURNAL))
-        return real_journal(self, record)
+        return real_journal(self, line)
 
     monkeypatch.setattr(runner, "_write_picture", picture)
     monkeypatch.setattr(PredictionWriter, "_journal_write", journal_full)
@@ -203,10 +203,10 @@ def test_a_folder_made_read_only_mid_run_ends_in_one_line(toy, tmp_path, capsys,
     _photos(photos, 2)
     real_journal = PredictionWriter._journal_write
 
-    def journal(self, record, error=errno.EROFS):
-        if record.get("key") == "p01.png":
+    def journal(self, line, error=errno.EROFS):
+        if json.loads(line)["key"] == "p01.png":
             raise OSError(error, os.strerror(error), str(out / JOURNAL))
-        return real_journal(self, record)
+        return real_journal(self, line)
 
     monkeypatch.setattr(PredictionWriter, "_journal_write", journal)
     code, msg = _demo(capsys, "--config-file", toy, "--input", photos, "--output", out)
@@ -330,13 +330,13 @@ def test_predictions_json_is_rewritten_at_most_a_twentieth_of_the_time(tmp_path,
     from foss_d2.apps import runner
 
     now = [0.0]
-    real_write = runner.write_text_atomic
+    real_write = runner.write_json_atomic
 
-    def slow_write(path, text):  # a disk where every rewrite takes 10 s
+    def slow_write(path, data, indent=None):  # a disk where every rewrite (its last file) takes 10 s
         now[0] += 10.0
-        real_write(path, text)
+        real_write(path, data, indent)
 
-    monkeypatch.setattr(runner, "write_text_atomic", slow_write)
+    monkeypatch.setattr(runner, "write_json_atomic", slow_write)
     a = {"box": [1.5, 2, 3, 4], "score": 0.5, "age": 30.25, "age_std": 5.0, "gender": "male", "p_female": 0.1}
     b = {**a, "age": None, "age_std": None, "gender": None, "p_female": None}
     path = tmp_path / "predictions.json"
@@ -355,7 +355,7 @@ def test_predictions_json_is_rewritten_at_most_a_twentieth_of_the_time(tmp_path,
     w.close()
     assert json.loads(path.read_text()) == {"x/1.jpg": [a, b], "2.jpg": [], "3.jpg": [a]}
     quick = PredictionWriter(str(tmp_path / "q"), clock=lambda: now[0])
-    monkeypatch.setattr(runner, "write_text_atomic", real_write)
+    monkeypatch.setattr(runner, "write_json_atomic", real_write)
     quick.save()  # a rewrite that takes no time: the next after save_every_s
     now[0] += 29.0
     quick.add("a.jpg", [], 10, 10)
@@ -364,6 +364,66 @@ def test_predictions_json_is_rewritten_at_most_a_twentieth_of_the_time(tmp_path,
     quick.add("b.jpg", [], 10, 10)
     assert json.loads((tmp_path / "q" / "predictions.json").read_text()) == {"a.jpg": [], "b.jpg": []}
     quick.close()
+
+
+def test_the_writer_keeps_faces_where_the_journal_has_them(tmp_path):
+    """A run's memory does not hold the faces it found: each key keeps where its faces lie in the
+    journal, and predictions.json is copied together from there. The journal's lines are
+    json.dumps of each record as before, and predictions.json the same text (non-ASCII keys,
+    a result withdrawn and given again, a --resume over a journal edited by hand included)."""
+    a = {"box": [1.5, 2, 3, 4], "score": 0.5, "age": 30.25, "age_std": 5.0, "gender": "male", "p_female": 0.1}
+    b = {**a, "age": None, "age_std": None, "gender": None, "p_female": None}
+    w = PredictionWriter(str(tmp_path))
+    w.add("été/1.jpg", [a, b], 10, 20, picture="1.jpg", time_s=1.23456, source={"bytes": 5, "sha1": "ab"})
+    w.add("2.jpg", [], 30, 40)
+    w.skip("3.jpg", "not an image", log=False)
+    w.add("4.jpg", [b], 30, 40)
+    w.forget(["2.jpg"])
+    w.add("2.jpg", [a], 30, 40)
+    assert all(isinstance(at, int) for at in w._at.values())  # locations, not texts
+    assert w.faces("été/1.jpg") == [a, b] and list(w.done) == ["été/1.jpg", "4.jpg", "2.jpg"]
+    w.close()
+    first = {"key": "été/1.jpg", "width": 10, "height": 20, "frame": "exif_oriented", "faces": [a, b]}
+    first.update(time_s=1.235, picture="1.jpg", source={"bytes": 5, "sha1": "ab"})
+    image = {"width": 30, "height": 40, "frame": "exif_oriented"}
+    records = [
+        first,
+        {"key": "2.jpg", **image, "faces": []},
+        {"key": "3.jpg", "skipped": "not an image"},
+        {"key": "4.jpg", **image, "faces": [b]},
+        {"key": "2.jpg", "withdrawn": "its file changed since it was answered"},
+        {"key": "2.jpg", **image, "faces": [a]},
+    ]
+    journal = (tmp_path / JOURNAL).read_text()
+    assert journal == "".join(json.dumps(r) + "\n" for r in records)
+    text = '{\n"\\u00e9t\\u00e9/1.jpg": ' + json.dumps([a, b]) + ',\n"4.jpg": ' + json.dumps([b])
+    text += ',\n"2.jpg": ' + json.dumps([a]) + "\n}\n"
+    assert (tmp_path / "predictions.json").read_text() == text
+    # a --resume over a journal whose last result was edited by hand (other spacing)
+    edited = '{"key":"5.jpg","faces":' + json.dumps([a], separators=(",", ":")) + "}\n"
+    (tmp_path / JOURNAL).write_text(journal + edited)
+    with PredictionWriter(str(tmp_path), resume=True) as w:
+        assert isinstance(w._at["5.jpg"], str) and isinstance(w._at["4.jpg"], int)  # (its text kept)
+        assert w.faces("5.jpg") == [a] and w.faces("4.jpg") == [b]
+        w.add("6.jpg", [a], 30, 40)
+    assert json.loads((tmp_path / "predictions.json").read_text()) == {
+        "été/1.jpg": [a, b],
+        "4.jpg": [b],
+        "2.jpg": [a],
+        "5.jpg": [a],
+        "6.jpg": [a],
+    }
+    counts = {"été/1.jpg": 2, "4.jpg": 1, "2.jpg": 1, "5.jpg": 1, "6.jpg": 1}
+    assert _csv_counts(tmp_path / "predictions.csv") == counts
+    # a run from before the journal: its predictions.json (indented) is what a --resume continues
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "predictions.json").write_text(json.dumps({"1.jpg": [a], "2.jpg": []}, indent=2))
+    with PredictionWriter(str(old), resume=True) as w:
+        assert w.faces("1.jpg") == [a] and all(isinstance(at, int) for at in w._at.values())
+        w.add("3.jpg", [b], 30, 40)
+    assert json.loads((old / "predictions.json").read_text()) == {"1.jpg": [a], "2.jpg": [], "3.jpg": [b]}
+    assert [r["key"] for r in read_journal(str(old / JOURNAL))] == ["1.jpg", "2.jpg", "3.jpg"]
 
 
 def test_resume_repairs_a_csv_cut_between_journal_and_rows(tmp_path):

@@ -593,20 +593,44 @@ def file_signature(path: str) -> dict:
     return {"bytes": os.path.getsize(path), "head_sha1": hashlib.sha1(head).hexdigest()}
 
 
-def read_journal(path: str) -> List[dict]:
-    """The records of a journal; a line cut short by a crash is ignored."""
+def read_journal(path: str, locate: bool = False) -> List[dict]:
+    """The records of a journal; a line cut short by a crash is ignored. With ``locate``, a result
+    also holds where its faces' JSON text lies in the file (``FACES_AT``: see ``faces_location``)."""
     records = []
     if not os.path.isfile(path):
         return records
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
+    with open(path, "rb") as f:
+        start = 0
+        for i, raw in enumerate(f, 1):
+            line_start, start = start, start + len(raw)
+            if not raw.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 logger.warning("%s line %d is incomplete (an interrupted write): ignored", path, i)
+                continue
+            if locate and "faces" in record:
+                record[FACES_AT] = faces_location(raw, record["faces"], line_start)
+            records.append(record)
     return records
+
+
+# a journal record's faces, located: the start and length of their JSON text in the journal
+# (packed in one int: a long run keeps one for every image or frame), or that text itself
+FACES_AT = "_faces_at"
+_LENGTH_BITS = 32
+
+
+def faces_location(line: bytes, faces: list, line_start: int):
+    """Where ``faces``' JSON text lies in the journal ``line`` that starts at byte ``line_start``
+    (json.dumps writes the same text for what it read), packed; the text itself when it is not
+    there as written by PredictionWriter (a journal edited by hand)."""
+    text = json.dumps(faces)
+    i = line.find(b'"faces": ' + text.encode())
+    if i < 0 or len(text) >= 1 << _LENGTH_BITS:
+        return text
+    return (line_start + i + len('"faces": ')) << _LENGTH_BITS | len(text)
 
 
 def replay(records: Iterable[dict]) -> Tuple[Dict[str, list], Dict[str, str]]:
@@ -690,8 +714,9 @@ class PredictionWriter:
     (see the module docstring). With ``resume`` the journal and CSV are continued and the JSON
     rebuilt from the journal; ``done`` holds the keys finished before, ``faces(key)`` their faces.
 
-    Each key's faces are kept as their JSON text, which predictions.json is joined from: a quarter
-    of the memory of the dicts, and no second encoding of everything found at each rewrite."""
+    Each key's faces are kept where they are in the journal, not in memory: predictions.json is
+    copied together from there, so a run's memory does not grow with the faces it finds (a day of
+    video, a survey of thousands of crowds), and nothing found is encoded twice."""
 
     def __init__(
         self,
@@ -703,21 +728,26 @@ class PredictionWriter:
     ):
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir, self.frame, self.save_every_s, self.clock = out_dir, frame, save_every_s, clock
-        journal = os.path.join(out_dir, JOURNAL)
-        records = read_journal(journal) if resume else []
+        self._journal_path = journal = os.path.join(out_dir, JOURNAL)
+        records = read_journal(journal, locate=True) if resume else []
         legacy = os.path.join(out_dir, "predictions.json")
         if resume and not records and os.path.isfile(legacy):  # a run from before the journal existed
             records = [{"key": k, "faces": v} for k, v in load_predictions(legacy).items()]
             write_text_atomic(journal, "".join(json.dumps(r) + "\n" for r in records))
-        results, self.skipped = replay(records)
-        self._texts = {k: json.dumps(v) for k, v in results.items()}
-        self.done = set(self._texts)
+            records = read_journal(journal, locate=True)
+        # {key: its faces' location in the journal (faces_location)}, in the order they were written
+        self._at, self.skipped = replay({**r, "faces": r[FACES_AT]} if "faces" in r else r for r in records)
         self.sources = {r["key"]: r["source"] for r in records if "faces" in r and "source" in r}
         self.pictures = {r["picture"]: r["key"] for r in records if r.get("picture")}  # {picture: key}
+        del records
         if resume:
             _truncate_partial_line(journal)
+        # the journal's bytes (its JSON is ASCII, and no newline is translated): where the next line starts
+        self._journal_end = os.path.getsize(journal) if resume and os.path.isfile(journal) else 0
+        self._reader = None
+        if resume:
             self._reconcile_csv()
-        self._journal = open(journal, "a" if resume else "w")
+        self._journal = open(journal, "a" if resume else "w", encoding="utf-8", newline="")
         csv_path = os.path.join(out_dir, "predictions.csv")
         new_csv = not resume or not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0
         self._csv_file = open(csv_path, "a" if resume else "w", newline="")
@@ -726,6 +756,11 @@ class PredictionWriter:
             self._csv.writerow(CSV_FIELDS)
             self._csv_file.flush()
         self.save()
+
+    @property
+    def done(self):
+        """The keys with a result."""
+        return self._at.keys()
 
     def _reconcile_csv(self):
         """Make the CSV hold each finished key's rows exactly once: the journal line of an image is
@@ -756,12 +791,21 @@ class PredictionWriter:
         """Every result's CSV rows; ``results``: ``self.results()`` already decoded."""
         return [r for k, faces in (self.results() if results is None else results) for r in _csv_rows(k, faces)]
 
+    def _text(self, at) -> str:
+        """The faces' JSON text at location ``at`` (``faces_location``)."""
+        if isinstance(at, str):
+            return at
+        if self._reader is None:
+            self._reader = open(self._journal_path, "rb")
+        self._reader.seek(at >> _LENGTH_BITS)
+        return self._reader.read(at & ((1 << _LENGTH_BITS) - 1)).decode()
+
     def results(self) -> Iterator[Tuple[str, list]]:
         """(key, faces) of every result, in the order they were written."""
-        return ((k, json.loads(text)) for k, text in self._texts.items())
+        return ((k, json.loads(self._text(at))) for k, at in self._at.items())
 
     def faces(self, key: str) -> list:
-        return json.loads(self._texts[str(key)])
+        return json.loads(self._text(self._at[str(key)]))
 
     @staticmethod
     def _write_csv(path, rows):
@@ -779,13 +823,12 @@ class PredictionWriter:
         if not keys:
             return
         for k in sorted(keys):
-            self._journal_write({"key": k, "withdrawn": why})
-            self._texts.pop(k, None)
+            self._journal_write(json.dumps({"key": k, "withdrawn": why}))
+            self._at.pop(k)
             self.sources.pop(k, None)
         for picture, k in self.pictures.items():
             if k in keys and os.path.isfile(os.path.join(self.out_dir, picture)):
                 os.remove(os.path.join(self.out_dir, picture))
-        self.done -= keys
         self._csv_file.close()
         csv_path = os.path.join(self.out_dir, "predictions.csv")
         self._write_csv(csv_path, self._all_csv_rows())
@@ -793,9 +836,13 @@ class PredictionWriter:
         self._csv = csv.writer(self._csv_file)
         self.save()
 
-    def _journal_write(self, record: dict):
-        self._journal.write(json.dumps(record) + "\n")
+    def _journal_write(self, line: str) -> int:
+        """Appends one record's JSON ``line``; returns where it starts."""
+        start = self._journal_end
+        self._journal.write(line + "\n")
         self._journal.flush()
+        self._journal_end += len(line) + 1
+        return start
 
     def add(
         self,
@@ -808,18 +855,24 @@ class PredictionWriter:
         source: Optional[dict] = None,
     ):
         key = str(key)
-        record = {"key": key, "width": int(width), "height": int(height), "frame": self.frame, "faces": faces}
+        head = {"key": key, "width": int(width), "height": int(height), "frame": self.frame}
+        tail = {}
         if time_s is not None:  # a video frame's own timestamp (variable frame rates)
-            record["time_s"] = round(float(time_s), 3)
+            tail["time_s"] = round(float(time_s), 3)
         if picture:
-            record["picture"] = picture
+            tail["picture"] = picture
         if source is not None:  # an image file's file_signature, checked by a --resume
-            record["source"] = source
-            self.sources[key] = source
-        self._journal_write(record)  # first: a kill before the CSV rows leaves rows to append on --resume
+            tail["source"] = source
+        # json.dumps of the whole record, written in three parts to know where the faces lie
+        head_text, text = json.dumps(head)[:-1] + ', "faces": ', json.dumps(faces)
+        line = head_text + text + (", " + json.dumps(tail)[1:] if tail else "}")
+        # first: a kill before the CSV rows leaves rows to append on --resume
+        at = (self._journal_write(line) + len(head_text)) << _LENGTH_BITS | len(text)
         self._csv.writerows(_csv_rows(key, faces))
         self._csv_file.flush()
-        self._texts[key] = json.dumps(faces)
+        if source is not None:
+            self.sources[key] = source
+        self._at[key] = at if len(text) < 1 << _LENGTH_BITS else text
         self.skipped.pop(key, None)
         if self.clock() >= self._next_save:
             self.save()
@@ -830,13 +883,17 @@ class PredictionWriter:
             logger.warning("skipped %s: %s", key, reason)
         if self.skipped.get(key) == reason:  # already recorded by the run this one resumes
             return
-        self._journal_write({"key": key, "skipped": reason, **extra})
+        self._journal_write(json.dumps({"key": key, "skipped": reason, **extra}))
         self.skipped[key] = reason
 
     def save(self):
         start = self.clock()
-        lines = ",\n".join(f"{json.dumps(k)}: {text}" for k, text in self._texts.items())
-        write_text_atomic(os.path.join(self.out_dir, "predictions.json"), f"{{\n{lines}\n}}\n" if lines else "{}\n")
+        with atomic_path(os.path.join(self.out_dir, "predictions.json")) as tmp, open(tmp, "w") as f:
+            sep = "{\n"  # (the same text as one key a line joined in memory)
+            for k, at in self._at.items():
+                f.write(f"{sep}{json.dumps(k)}: {self._text(at)}")
+                sep = ",\n"
+            f.write("\n}\n" if self._at else "{}\n")
         write_json_atomic(os.path.join(self.out_dir, "skipped.json"), self.skipped, indent=1)
         end = self.clock()
         self._next_save = end + max(self.save_every_s, (end - start) / SAVE_TIME_SHARE)
@@ -845,13 +902,18 @@ class PredictionWriter:
         """Save, then close the journal and the CSV, each tried whatever the steps before did
         (a full disk); the first error is raised."""
         first = None
-        for step in (self.save, self._csv_file.close, self._journal.close):
+        for step in (self.save, self._csv_file.close, self._journal.close, self._close_reader):
             try:
                 step()
             except OSError as e:
                 first = first or e
         if first is not None:
             raise first
+
+    def _close_reader(self):
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def __enter__(self):
         return self
