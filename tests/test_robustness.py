@@ -400,20 +400,22 @@ def test_the_writer_keeps_faces_where_the_journal_has_them(tmp_path):
     text += ',\n"2.jpg": ' + json.dumps([a]) + "\n}\n"
     assert (tmp_path / "predictions.json").read_text() == text
     # a --resume over a journal whose last result was edited by hand (other spacing)
+    # and the last line, whole, saved without its newline
     edited = '{"key":"5.jpg","faces":' + json.dumps([a], separators=(",", ":")) + "}\n"
-    (tmp_path / JOURNAL).write_text(journal + edited)
+    (tmp_path / JOURNAL).write_text(journal + edited + json.dumps({"key": "7.jpg", "faces": [b]}))
     with PredictionWriter(str(tmp_path), resume=True) as w:
-        assert isinstance(w._at["5.jpg"], str) and isinstance(w._at["4.jpg"], int)  # (its text kept)
-        assert w.faces("5.jpg") == [a] and w.faces("4.jpg") == [b]
+        assert isinstance(w._at["5.jpg"], str) and isinstance(w._at["7.jpg"], int)  # (its text kept)
+        assert w.faces("5.jpg") == [a] and w.faces("4.jpg") == [b] and w.faces("7.jpg") == [b]
         w.add("6.jpg", [a], 30, 40)
     assert json.loads((tmp_path / "predictions.json").read_text()) == {
         "été/1.jpg": [a, b],
         "4.jpg": [b],
         "2.jpg": [a],
         "5.jpg": [a],
+        "7.jpg": [b],
         "6.jpg": [a],
     }
-    counts = {"été/1.jpg": 2, "4.jpg": 1, "2.jpg": 1, "5.jpg": 1, "6.jpg": 1}
+    counts = {"été/1.jpg": 2, "4.jpg": 1, "2.jpg": 1, "5.jpg": 1, "7.jpg": 1, "6.jpg": 1}
     assert _csv_counts(tmp_path / "predictions.csv") == counts
     # a run from before the journal: its predictions.json (indented) is what a --resume continues
     old = tmp_path / "old"

@@ -694,13 +694,22 @@ def _csv_rows(key: str, faces: List[dict]):
 
 
 def _truncate_partial_line(path: str):
-    """Cut a last line that a crash left without its newline, so that appending starts a new line."""
+    """Cut a last line that a crash left without its newline, so that appending starts a new line;
+    a whole record without its newline (a journal edited by hand) gets one instead, as
+    ``read_journal`` read it."""
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return
     with open(path, "rb+") as f:
         data = f.read()
-        if not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+        if data.endswith(b"\n"):
+            return
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:])
+        except ValueError:  # (JSONDecodeError, UnicodeDecodeError)
+            f.truncate(start)
+        else:
+            f.write(b"\n")
 
 
 # predictions.json is rewritten during a run at most this share of the time: a rewrite costs what
