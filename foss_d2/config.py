@@ -157,9 +157,10 @@ def add_foss_config(cfg):
     # Not in the paper: at test time the age network takes at most this many crops a call (a
     # crowd's faces, and their mirror images, in several calls; 0: all at once). On 2 CPU threads
     # the 432 crops of a crowd photo (216 faces found, and their mirror images) took 0.81 s in one
-    # call, 0.65 s in calls of 128 (docs/RESULTS.md at 58d4fa8, section 10, "Faces a photo"), and memory grows
-    # with the call.
-    _C.MODEL.AGE_HEAD.TEST_CROPS_PER_CALL = 128
+    # call, 0.65 s in calls of 128 (docs/RESULTS.md at 58d4fa8, section 10, "Faces a photo"); calls
+    # of 64 take the same time as 128 with peaks 140-270 MiB lower over group photos, the answers
+    # the same (docs/RESULTS.md section 2, "Memory over a long run").
+    _C.MODEL.AGE_HEAD.TEST_CROPS_PER_CALL = 64
     # How a face's age is read off its distribution over the 101 classes: "mean" (the paper's: the
     # mean-variance loss trains the mean), "median" (the age with the least expected absolute
     # error) or "mode" (the most probable class). Not in the paper besides "mean"; test time only.
