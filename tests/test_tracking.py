@@ -398,6 +398,50 @@ def test_overwrite_no_draw_and_the_csv_of_a_tracked_video(tmp_path):
     assert all(p["thumbnail"] is None for p in json.load(open(bare / "people.json"))["people"])
 
 
+def test_survey_reads_a_journal_as_it_goes_with_the_results_the_run_kept(tmp_path, capsys):
+    """A video run's journal is counted as it is read (journal_results: two passes, no face held),
+    with what the run kept: a result withdrawn and given again counts once with its last faces, a
+    skipped frame and a line cut short not at all; each frame's own time places it. Hand-counted:
+    frames 0-3 at 2 fps (0.0, 0.5, 1.0 and 1.6 s), 1-second windows."""
+    from foss_d2.apps import survey
+    from foss_d2.apps.runner import JOURNAL, journal_results
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    kid, man = {**face(0, 0, age=5.0), "gender": "female"}, {**face(0, 0, age=40.0), "gender": "male"}
+    records = [
+        {"key": "0", "faces": [kid], "time_s": 0.0},
+        {"key": "1", "faces": [kid, man], "time_s": 0.5},
+        {"key": "2", "skipped": "not read"},
+        {"key": "1", "withdrawn": "run again"},
+        {"key": "3", "faces": [man, man], "time_s": 1.6},
+        {"key": "1", "faces": [man], "time_s": 0.5},
+        {"key": "4", "faces": [kid], "time_s": 2.0},
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    (pred / JOURNAL).write_text(text[: -len(json.dumps(records[-1])) // 2])  # the last line cut short
+    assert sorted(journal_results(str(pred / JOURNAL))) == [
+        ("0", [kid], 0.0),
+        ("1", [man], 0.5),
+        ("3", [man, man], 1.6),
+    ]
+    json.dump({"VIDEO.fps": 2.0}, open(pred / "run.json", "w"))
+    survey.main(["--predictions", str(pred), "--output", str(tmp_path / "s"), "--bucket-seconds", "1"])
+    assert "4 faces in 3 frames" in capsys.readouterr().out
+    s = json.load(open(tmp_path / "s" / "survey.json"))
+    assert s["total_faces"] == 4
+    assert s["groups"]["3-7"] == {"male": 0, "female": 1, "unknown": 0}
+    assert s["groups"]["37-65"] == {"male": 3, "female": 0, "unknown": 0}
+    # windows [0, 1): frames 0 and 1 (the kid, one man), [1, 2): frame 3 (two men)
+    assert [(t, sum(sum(g.values()) for g in c.values())) for t, c in s["timeline"]] == [(0.0, 2), (1.0, 2)]
+    (pred / JOURNAL).write_text(text.replace('"faces": [{', '"faces": ["no face", {', 1))
+    with pytest.raises(SystemExit):
+        survey.main(["--predictions", str(pred), "--output", str(tmp_path / "t")])
+    assert (
+        f"{pred / JOURNAL} is not foss-d2 demo's journal: its entry '0' is no list of faces" in capsys.readouterr().err
+    )
+
+
 def test_survey_of_saved_predictions_reads_the_video_fps_and_filters_scores(tmp_path, capsys):
     """--per-frame over a video run's folder takes the frame rate from people.json; a
     --confidence-threshold keeps the faces scored above it; timelines need a frame rate."""

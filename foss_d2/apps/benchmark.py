@@ -63,8 +63,9 @@ and thumbnail (not with ``--no-draw``), the journal and CSV lines, and the rewri
 predictions.json. Every ``--checkpoint-every`` frames: the milliseconds a frame took
 since the last checkpoint, the seconds one rewrite of predictions.json takes with everything so far
 (timed on its own, outside the frames) and the resident set. 90,000 frames is an hour at 25 fps.
-Writes records.json, records.md and records.png under --output (the run's files in its ``run/``,
-removed at the end).
+Then ``foss-d2 survey --per-frame`` over the run's records, at the first checkpoint and at the
+end, each in a process of its own: its seconds and peak resident set. Writes records.json,
+records.md and records.png under --output (the run's files in its ``run/``, removed at the end).
 
 (``python tools/benchmark.py`` takes the same arguments.)
 """
@@ -78,6 +79,8 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from typing import List, Optional, Sequence
@@ -684,6 +687,22 @@ def walking_faces(frame: int, people: int, rng) -> List[dict]:
     return faces
 
 
+def survey_cost(pred_dir: str, out_dir: str) -> dict:
+    """Seconds and peak resident set (MiB) of ``foss-d2 survey --per-frame`` over a run's records,
+    in a process of its own (Linux: its own rusage, from wait4)."""
+    cmd = [sys.executable, "-m", "foss_d2.apps.survey", "--predictions", pred_dir, "--output", out_dir, "--per-frame"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    error = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {error.strip()[-2000:]}")
+    return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024}
+
+
 def benchmark_records(args, parser):
     """A long video run's bookkeeping without the model (see the module docstring): records.json,
     records.md, records.png."""
@@ -691,7 +710,7 @@ def benchmark_records(args, parser):
 
     if not os.path.exists(STATM):
         parser.error(f"benchmark records reads the resident set from {STATM}: Linux only")
-    run_dir = os.path.join(args.output, "run")
+    run_dir, survey_dir = os.path.join(args.output, "run"), os.path.join(args.output, "survey")
     if os.path.exists(run_dir):
         shutil.rmtree(run_dir)
     rng = np.random.default_rng(0)
@@ -699,8 +718,9 @@ def benchmark_records(args, parser):
     people = VideoPeople(fps=25.0, thumbnails=args.draw, cut_threshold=None)
     # no rewrite during the frames: each checkpoint times one on its own
     writer = PredictionWriter(run_dir, frame=FRAME_VIDEO, save_every_s=float("inf"))
+    write_json_atomic(os.path.join(run_dir, "run.json"), {"VIDEO.fps": 25.0})  # (what survey reads of it)
     start_mib = resident_mib()
-    rows, spent, faces_done = [], 0.0, 0
+    rows, spent, faces_done, surveys = [], 0.0, 0, []
     try:
         for i in tqdm(range(args.frames), desc="frames"):
             faces = walking_faces(i, args.faces, rng)  # made before the clock starts
@@ -724,11 +744,15 @@ def benchmark_records(args, parser):
                         "resident_mib": resident_mib(),
                     }
                 )
+                if len(rows) == 1:
+                    surveys.append({"frames": i + 1, "faces": faces_done, **survey_cost(run_dir, survey_dir)})
                 spent = 0.0
         t0 = time.perf_counter()
         writer.close()
         people.finish(run_dir)
         finish_s = time.perf_counter() - t0
+        if surveys[-1]["frames"] != args.frames:
+            surveys.append({"frames": args.frames, "faces": faces_done, **survey_cost(run_dir, survey_dir)})
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     report = {
@@ -741,6 +765,7 @@ def benchmark_records(args, parser):
         "start_mib": start_mib,
         "checkpoints": rows,
         "close_and_people_s": finish_s,
+        "surveys": surveys,
     }
     os.makedirs(args.output, exist_ok=True)
     write_json_atomic(os.path.join(args.output, "records.json"), report, indent=1)
@@ -764,7 +789,19 @@ def benchmark_records(args, parser):
         f"Resident set {last['resident_mib'] - start_mib:+.0f} MiB over the run "
         f"({1024 * (last['resident_mib'] - start_mib) / max(last['faces'], 1):.2f} KiB a face); closing it "
         f"(predictions.json, people.json) {finish_s:.2f} s.",
+        "",
+        "| `survey --per-frame` over the records | seconds | peak resident set, MiB |",
+        "|---|---|---|",
     ]
+    lines += [
+        f"| {r['frames']} frames ({r['faces']} faces) | {r['seconds']:.1f} | {r['peak_mib']:.0f} |" for r in surveys
+    ]
+    if len(surveys) > 1:
+        grown = surveys[-1]["peak_mib"] - surveys[0]["peak_mib"]
+        lines += [
+            "",
+            f"The survey's peak grew {1024 * grown / (surveys[-1]['faces'] - surveys[0]['faces']):.2f} KiB a face.",
+        ]
     plot_records(report, os.path.join(args.output, "records.png"))
     write_markdown(args.output, "records", lines)
 

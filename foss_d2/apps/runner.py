@@ -593,12 +593,12 @@ def file_signature(path: str) -> dict:
     return {"bytes": os.path.getsize(path), "head_sha1": hashlib.sha1(head).hexdigest()}
 
 
-def read_journal(path: str, locate: bool = False) -> List[dict]:
-    """The records of a journal; a line cut short by a crash is ignored. With ``locate``, a result
-    also holds where its faces' JSON text lies in the file (``FACES_AT``: see ``faces_location``)."""
-    records = []
+def iter_journal(path: str, locate: bool = False, warn: bool = True) -> Iterator[dict]:
+    """The records of a journal, read as they are used; a line cut short by a crash is ignored
+    (with a warning unless not ``warn``). With ``locate``, a result also holds where its faces'
+    JSON text lies in the file (``FACES_AT``: see ``faces_location``)."""
     if not os.path.isfile(path):
-        return records
+        return
     with open(path, "rb") as f:
         start = 0
         for i, raw in enumerate(f, 1):
@@ -608,12 +608,17 @@ def read_journal(path: str, locate: bool = False) -> List[dict]:
             try:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                logger.warning("%s line %d is incomplete (an interrupted write): ignored", path, i)
+                if warn:
+                    logger.warning("%s line %d is incomplete (an interrupted write): ignored", path, i)
                 continue
             if locate and "faces" in record:
                 record[FACES_AT] = faces_location(raw, record["faces"], line_start)
-            records.append(record)
-    return records
+            yield record
+
+
+def read_journal(path: str, locate: bool = False) -> List[dict]:
+    """The records of a journal (``iter_journal``)."""
+    return list(iter_journal(path, locate))
 
 
 # a journal record's faces, located: the start and length of their JSON text in the journal
@@ -648,22 +653,44 @@ def replay(records: Iterable[dict]) -> Tuple[Dict[str, list], Dict[str, str]]:
     return results, skipped
 
 
+def journal_results(path: str) -> Iterator[Tuple[str, list, Optional[float]]]:
+    """(key, faces, time_s or None) of each result of a journal, those ``replay`` keeps, read in
+    two passes rather than held (a day of video's faces as dicts would not fit in memory): the
+    first notes each key's last word, the second yields the results that are."""
+    last = {}
+    for i, r in enumerate(iter_journal(path)):
+        if "faces" in r:
+            last[str(r.get("key"))] = i
+        elif "withdrawn" in r:
+            last.pop(str(r.get("key")), None)
+    for i, r in enumerate(iter_journal(path, warn=False)):
+        if "faces" in r and last.get(str(r.get("key"))) == i:
+            yield str(r["key"]), r["faces"], r.get("time_s")
+
+
 def frame_times(out_dir: str) -> Dict[str, float]:
     """{frame key: its timestamp in seconds} of a video run's journal (frames written before the
     journal held times have none: their index / fps stands in)."""
     return {r["key"]: r["time_s"] for r in read_journal(os.path.join(out_dir, JOURNAL)) if "time_s" in r}
 
 
-def load_predictions(path: str) -> Dict[str, list]:
-    """{key: faces} from a predictions.json, a predictions.jsonl journal or a folder holding either
-    (the journal first: it holds everything an interrupted run finished)."""
+def predictions_file(path: str) -> str:
+    """The file ``load_predictions`` reads for ``path``: itself, or a folder's journal or, without
+    one, its predictions.json; FileNotFoundError when there is none."""
     if os.path.isdir(path):
         for name in (JOURNAL, "predictions.json"):
             if os.path.isfile(os.path.join(path, name)):
-                return load_predictions(os.path.join(path, name))
+                return os.path.join(path, name)
         raise FileNotFoundError(f"no {JOURNAL} or predictions.json in {path}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"predictions not found: {path}")
+    return path
+
+
+def load_predictions(path: str) -> Dict[str, list]:
+    """{key: faces} from a predictions.json, a predictions.jsonl journal or a folder holding either
+    (the journal first: it holds everything an interrupted run finished)."""
+    path = predictions_file(path)
     if path.endswith(".jsonl"):
         return replay(read_journal(path))[0]
     with open(path) as f:

@@ -22,6 +22,7 @@ run left) or a folder holding either (with its people.json, per person). Run on 
 
 import argparse
 import csv
+import functools
 import importlib.util
 import itertools
 import json
@@ -35,15 +36,18 @@ from ..evaluation.age_evaluator import age_to_group
 from ..utils.figures import pyplot, save_figure
 from .cli import foss_argument_parser, parse_foss_args
 from .runner import (
+    JOURNAL,
     RunError,
     add_run_arguments,
     build_predictor,
     check_creatable,
     config_from_args,
     frame_times,
+    journal_results,
     load_predictions,
     one_kind_of_input,
     positive_number,
+    predictions_file,
     prepare_run,
     run_inputs,
 )
@@ -60,14 +64,19 @@ def group_names(lower: Sequence[int]) -> List[str]:
 
 def count_faces(faces: Iterable[dict], lower: Sequence[int] = PAPER_GROUP_LOWER) -> Dict[str, Dict[str, int]]:
     """{group name: {"male": n, "female": n, "unknown": n}} for faces with an ``age``."""
-    names = group_names(lower)
-    counts = {n: {g: 0 for g in GENDERS} for n in names}
+    counts = {n: {g: 0 for g in GENDERS} for n in group_names(lower)}
+    add_counts(counts, faces, lower)
+    return counts
+
+
+def add_counts(counts: Dict[str, Dict[str, int]], faces: Iterable[dict], lower: Sequence[int]):
+    """Adds ``faces`` to ``count_faces``' ``counts``."""
+    names = list(counts)
     for f in faces:
         if f.get("age") is None:
             continue
         g = f.get("gender") if f.get("gender") in ("male", "female") else "unknown"
         counts[names[age_to_group(f["age"], lower)]][g] += 1
-    return counts
 
 
 def counts_over_time(
@@ -80,11 +89,44 @@ def counts_over_time(
     """Video: [(start second, counts)] per ``bucket_seconds`` window, from {frame index: faces}; a
     frame's time is its own timestamp where ``times`` has it, else its index / ``fps``."""
     times = times or {}
-    buckets: Dict[int, List[dict]] = {}
+    tally = Tally(lower, fps, bucket_seconds)
     for key, faces in frames.items():
-        b = int(times.get(key, int(key) / fps) // bucket_seconds)
-        buckets.setdefault(b, []).extend(faces)
-    return [(b * bucket_seconds, count_faces(buckets[b], lower)) for b in sorted(buckets)]
+        tally.add(key, faces, times.get(key))
+    return tally.timeline()
+
+
+class Tally:
+    """Faces counted as the predictions stream by (``journal_results``: a day of video's faces are
+    read once, not held): overall, and with ``fps`` per ``bucket_seconds`` window of the frame's
+    own time (its index / ``fps`` without one); also what the checks on the input need."""
+
+    def __init__(self, lower: Sequence[int], fps: Optional[float] = None, bucket_seconds: float = 10.0):
+        self.lower, self.fps, self.bucket_seconds = lower, fps, bucket_seconds
+        self.counts = count_faces([], lower)
+        self.buckets: Dict[int, Dict[str, Dict[str, int]]] = {}
+        self.entries, self.all_frames, self.timed = 0, True, False
+        self.last_frame: Optional[int] = None
+        self.last_time: Optional[float] = None
+
+    def add(self, key: str, faces: List[dict], time_s: Optional[float] = None):
+        self.entries += 1
+        frame = int(key) if str(key).isdigit() else None
+        self.all_frames &= frame is not None
+        if frame is not None:
+            self.last_frame = frame if self.last_frame is None else max(self.last_frame, frame)
+        if time_s is not None:
+            self.timed = True
+            self.last_time = time_s if self.last_time is None else max(self.last_time, time_s)
+        add_counts(self.counts, faces, self.lower)
+        if self.fps and (time_s is not None or frame is not None):
+            b = int((time_s if time_s is not None else frame / self.fps) // self.bucket_seconds)
+            if b not in self.buckets:
+                self.buckets[b] = count_faces([], self.lower)
+            add_counts(self.buckets[b], faces, self.lower)
+
+    def timeline(self):
+        """[(start second, counts)] of the windows with frames."""
+        return [(b * self.bucket_seconds, self.buckets[b]) for b in sorted(self.buckets)]
 
 
 TIMELINE_FILES = ("survey_timeline.csv", "survey_timeline.png")
@@ -262,12 +304,25 @@ def _video_run_fps(pred_dir: str):
         return None
 
 
+def _journal_entries(p, path: str):
+    """A journal's results as they are read (``journal_results``); an entry that is no list of
+    faces is a usage error."""
+    for key, faces, time_s in journal_results(path):
+        if not _is_face_list(faces):
+            p.error(f"{path} is not foss-d2 demo's journal: its entry {key!r} is no list of faces")
+        yield key, faces, time_s
+
+
 def _read_predictions(p, path: str):
-    """A demo run's predictions at ``path`` (its folder, predictions.json or .jsonl) and the run's
-    folder; any other file (the run's others, a COCO file, JSON that is not {image or frame: [faces]})
-    is a usage error saying what to give."""
+    """A demo run's predictions at ``path`` (its folder, predictions.json or .jsonl), as a function
+    giving (key, faces, time_s or None) as they are read, and the run's folder; any other file (the
+    run's others, a COCO file, JSON that is not {image or frame: [faces]}) is a usage error saying
+    what to give."""
     try:
-        results = load_predictions(path)
+        file = predictions_file(path)
+        if file.endswith(".jsonl"):
+            return functools.partial(_journal_entries, p, file), os.path.dirname(file)
+        results = load_predictions(file)
     except (OSError, ValueError) as e:
         p.error(str(e))
     # the run's other files, even empty (a run that skipped nothing writes skipped.json as {})
@@ -285,7 +340,8 @@ def _read_predictions(p, path: str):
             f"{path} is not foss-d2 demo's predictions ({{image or frame: [faces]}}): its entry "
             f"{not_faces!r} is no list of faces; give predictions.json, predictions.jsonl or the run's folder"
         )
-    return results, (path if os.path.isdir(path) else os.path.dirname(path))
+    times = frame_times(os.path.dirname(file))  # (the journal beside it, where there is one)
+    return lambda: ((k, faces, times.get(k)) for k, faces in results.items()), os.path.dirname(file)
 
 
 def _read_people(p, pred_dir: str) -> dict:
@@ -322,7 +378,7 @@ def main(argv=None, prog=None):
     if args.fps and not args.predictions:
         p.error("--fps is for --predictions of a video run without its frames' times (a video's own rate is read)")
     if args.predictions:
-        results, pred_dir = _read_predictions(p, args.predictions)
+        entries, pred_dir = _read_predictions(p, args.predictions)
     video = os.path.isfile(os.path.join(pred_dir, "people.json")) if args.predictions else bool(args.video_input)
     per_person = video if args.per_person is None else args.per_person
     if args.predictions and args.no_track:
@@ -345,6 +401,7 @@ def main(argv=None, prog=None):
                 f"{pred_dir} holds a video run without people.json (stopped early: --resume it, or run with "
                 "tracking): faces are counted per frame, not people"
             )
+    thr = None
     if args.predictions and args.confidence_threshold is not None:
         if per_person:
             p.error(
@@ -352,9 +409,6 @@ def main(argv=None, prog=None):
                 "threshold): give --per-frame, or run survey on the video itself"
             )
         thr = args.confidence_threshold  # as the model applies it: scores above the threshold
-        results = {k: [f for f in faces if f["score"] > thr] for k, faces in results.items()}
-    if args.predictions and fps and not all(str(k).isdigit() for k in results):
-        p.error(f"--fps is for a video run's predictions (frame numbers); {args.predictions} holds photos")
     if args.predictions and not fps and not per_person and args.bucket_seconds is not None:
         p.error(
             "--bucket-seconds is for a video run's predictions (photos have no timeline); for a video run "
@@ -373,9 +427,14 @@ def main(argv=None, prog=None):
         run_inputs(predictor, args, pred_dir, cfg.INPUT.FORMAT, items, skipped)
         if args.video_input:
             fps = _video_run_fps(pred_dir) or 25.0  # the frame rate the run read from the video (run.json)
-        results = load_predictions(pred_dir)
-    times = frame_times(pred_dir) if (args.predictions or args.video_input) else {}
-    if args.predictions and args.fps and times:
+        entries = functools.partial(journal_results, os.path.join(pred_dir, JOURNAL))
+    # one pass over the predictions, each face counted as it is read
+    tally = Tally(lower, None if per_person else fps, bucket_seconds)
+    for key, faces, time_s in entries():
+        tally.add(key, faces if thr is None else [f for f in faces if f["score"] > thr], time_s)
+    if args.predictions and fps and not tally.all_frames:
+        p.error(f"--fps is for a video run's predictions (frame numbers); {args.predictions} holds photos")
+    if args.predictions and args.fps and tally.timed:
         p.error(
             f"--fps: {args.predictions} holds each frame's own time, read from the video, which the timeline "
             "follows; --fps is for predictions without them (a predictions.json alone)"
@@ -386,13 +445,13 @@ def main(argv=None, prog=None):
         if people_file is None:  # written by this run
             people_file = _read_people(p, pred_dir)
         people = people_file["people"]
-        end_s = max(times.values(), default=None) or (max((int(k) for k in results), default=0) / fps if fps else None)
+        end_s = tally.last_time or ((tally.last_frame or 0) / fps if fps else None)
         counts, timeline = people_survey(people, lower, bucket_seconds, end_s)
         title = "FOSS-D2 visitor survey"
         total = save_survey(
             counts, args.output, title=title, timeline=timeline, unit="people", bucket_seconds=bucket_seconds
         )
-        print(f"{total} people in {len(results)} frames -> {args.output}/{written_files(timeline)}")
+        print(f"{total} people in {tally.entries} frames -> {args.output}/{written_files(timeline)}")
         if not total and people_file.get("dropped_tracks"):
             print(
                 f"({people_file['dropped_tracks']} tracks dropped as noise: under {people_file.get('min_frames')} "
@@ -400,10 +459,11 @@ def main(argv=None, prog=None):
                 "--min-track-frames 1, or give --per-frame to count faces)"
             )
         return
-    counts = count_faces((face for faces in results.values() for face in faces), lower)
-    timeline = counts_over_time(results, fps, bucket_seconds, lower, times) if fps else None
-    total = save_survey(counts, args.output, timeline=timeline, bucket_seconds=bucket_seconds)
-    print(f"{total} faces in {len(results)} {'frames' if fps else 'images'} -> {args.output}/{written_files(timeline)}")
+    timeline = tally.timeline() if fps else None
+    total = save_survey(tally.counts, args.output, timeline=timeline, bucket_seconds=bucket_seconds)
+    print(
+        f"{total} faces in {tally.entries} {'frames' if fps else 'images'} -> {args.output}/{written_files(timeline)}"
+    )
 
 
 if __name__ == "__main__":
