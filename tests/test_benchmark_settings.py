@@ -214,14 +214,17 @@ def test_memory_says_where_it_cannot_read_the_resident_set(monkeypatch, capsys):
 
 def test_records_run_and_the_survey_over_them(tmp_path):
     """benchmark records, 60 frames of 2 faces with checkpoints every 30: each checkpoint's figures,
-    and survey --per-frame over the records at the first checkpoint and at the end, in processes of
-    their own, whose counts are every face written (the made-up faces all have an age)."""
+    and survey --per-frame and a --resume over the records at the first checkpoint (a copy) and at
+    the end, in processes of their own; the survey counts every face written (the made-up faces all
+    have an age)."""
     out = tmp_path / "records"
     bs.main(["records", "--frames", "60", "--faces", "2", "--checkpoint-every", "30", "--output", str(out)])
     report = json.loads((out / "records.json").read_text())
     assert [(r["frames"], r["faces"]) for r in report["checkpoints"]] == [(30, 60), (60, 120)]
     assert [(s["frames"], s["faces"]) for s in report["surveys"]] == [(30, 60), (60, 120)]
-    assert all(s["seconds"] > 0 and s["peak_mib"] > 100 for s in report["surveys"])  # (Python with PyTorch)
+    assert [(s["frames"], s["faces"]) for s in report["resumes"]] == [(30, 60), (60, 120)]
+    runs = report["surveys"] + report["resumes"]
+    assert all(s["seconds"] > 0 and s["peak_mib"] > 100 for s in runs)  # (Python with PyTorch)
     survey = json.loads((out / "survey" / "survey.json").read_text())  # the last one's
     assert survey["total_faces"] == 120 and len(survey["timeline"]) == 1  # 60 frames at 25 fps: one 10 s window
     assert not (out / "run").exists()

@@ -687,10 +687,26 @@ def walking_faces(frame: int, people: int, rng) -> List[dict]:
     return faces
 
 
+# what a --resume does with a run's records before its first frame: the writer takes them up
+RESUME_CODE = (
+    "import sys; from foss_d2.apps.runner import PredictionWriter; PredictionWriter(sys.argv[1], True).close()"
+)
+
+
 def survey_cost(pred_dir: str, out_dir: str) -> dict:
     """Seconds and peak resident set (MiB) of ``foss-d2 survey --per-frame`` over a run's records,
     in a process of its own (Linux: its own rusage, from wait4)."""
     cmd = [sys.executable, "-m", "foss_d2.apps.survey", "--predictions", pred_dir, "--output", out_dir, "--per-frame"]
+    return process_cost(cmd)
+
+
+def resume_cost(run_dir: str) -> dict:
+    """The same for a --resume taking up a run's records (``RESUME_CODE``)."""
+    return process_cost([sys.executable, "-c", RESUME_CODE, run_dir])
+
+
+def process_cost(cmd: List[str]) -> dict:
+    """Seconds and peak resident set (MiB) of the command, from its own rusage (wait4)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -720,7 +736,7 @@ def benchmark_records(args, parser):
     writer = PredictionWriter(run_dir, frame=FRAME_VIDEO, save_every_s=float("inf"))
     write_json_atomic(os.path.join(run_dir, "run.json"), {"VIDEO.fps": 25.0})  # (what survey reads of it)
     start_mib = resident_mib()
-    rows, spent, faces_done, surveys = [], 0.0, 0, []
+    rows, spent, faces_done, surveys, resumes = [], 0.0, 0, [], []
     try:
         for i in tqdm(range(args.frames), desc="frames"):
             faces = walking_faces(i, args.faces, rng)  # made before the clock starts
@@ -746,6 +762,10 @@ def benchmark_records(args, parser):
                 )
                 if len(rows) == 1:
                     surveys.append({"frames": i + 1, "faces": faces_done, **survey_cost(run_dir, survey_dir)})
+                    snapshot = os.path.join(args.output, "resumed")  # (a copy: this run goes on)
+                    shutil.copytree(run_dir, snapshot, dirs_exist_ok=True)
+                    resumes.append({"frames": i + 1, "faces": faces_done, **resume_cost(snapshot)})
+                    shutil.rmtree(snapshot)
                 spent = 0.0
         t0 = time.perf_counter()
         writer.close()
@@ -753,6 +773,7 @@ def benchmark_records(args, parser):
         finish_s = time.perf_counter() - t0
         if surveys[-1]["frames"] != args.frames:
             surveys.append({"frames": args.frames, "faces": faces_done, **survey_cost(run_dir, survey_dir)})
+            resumes.append({"frames": args.frames, "faces": faces_done, **resume_cost(run_dir)})
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     report = {
@@ -766,6 +787,7 @@ def benchmark_records(args, parser):
         "checkpoints": rows,
         "close_and_people_s": finish_s,
         "surveys": surveys,
+        "resumes": resumes,
     }
     os.makedirs(args.output, exist_ok=True)
     write_json_atomic(os.path.join(args.output, "records.json"), report, indent=1)
@@ -790,18 +812,19 @@ def benchmark_records(args, parser):
         f"({1024 * (last['resident_mib'] - start_mib) / max(last['faces'], 1):.2f} KiB a face); closing it "
         f"(predictions.json, people.json) {finish_s:.2f} s.",
         "",
-        "| `survey --per-frame` over the records | seconds | peak resident set, MiB |",
+        "| the records of | `survey --per-frame` over them: seconds, peak MiB | a `--resume` taking them up: seconds, "
+        "peak MiB |",
         "|---|---|---|",
     ]
     lines += [
-        f"| {r['frames']} frames ({r['faces']} faces) | {r['seconds']:.1f} | {r['peak_mib']:.0f} |" for r in surveys
+        f"| {s['frames']} frames ({s['faces']} faces) | {s['seconds']:.1f}, {s['peak_mib']:.0f} "
+        f"| {r['seconds']:.1f}, {r['peak_mib']:.0f} |"
+        for s, r in zip(surveys, resumes)
     ]
     if len(surveys) > 1:
-        grown = surveys[-1]["peak_mib"] - surveys[0]["peak_mib"]
-        lines += [
-            "",
-            f"The survey's peak grew {1024 * grown / (surveys[-1]['faces'] - surveys[0]['faces']):.2f} KiB a face.",
-        ]
+        faces = surveys[-1]["faces"] - surveys[0]["faces"]
+        grown = [1024 * (c[-1]["peak_mib"] - c[0]["peak_mib"]) / faces for c in (surveys, resumes)]
+        lines += ["", f"Their peaks grew {grown[0]:.2f} KiB (survey) and {grown[1]:.2f} KiB (--resume) a face."]
     plot_records(report, os.path.join(args.output, "records.png"))
     write_markdown(args.output, "records", lines)
 

@@ -37,7 +37,6 @@ import errno
 import functools
 import glob
 import hashlib
-import io
 import json
 import logging
 import math
@@ -765,18 +764,18 @@ class PredictionWriter:
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir, self.frame, self.save_every_s, self.clock = out_dir, frame, save_every_s, clock
         self._journal_path = journal = os.path.join(out_dir, JOURNAL)
-        records = read_journal(journal, locate=True) if resume else []
-        legacy = os.path.join(out_dir, "predictions.json")
-        if resume and not records and os.path.isfile(legacy):  # a run from before the journal existed
-            records = [{"key": k, "faces": v} for k, v in load_predictions(legacy).items()]
-            write_text_atomic(journal, "".join(json.dumps(r) + "\n" for r in records))
-            records = read_journal(journal, locate=True)
         # {key: its faces' location in the journal (faces_location)}, in the order they were written
-        self._at, self.skipped = replay({**r, "faces": r[FACES_AT]} if "faces" in r else r for r in records)
-        self.sources = {r["key"]: r["source"] for r in records if "faces" in r and "source" in r}
-        self.pictures = {r["picture"]: r["key"] for r in records if r.get("picture")}  # {picture: key}
-        del records
+        self._at, self.skipped = {}, {}
+        self.sources, self.pictures = {}, {}  # {key: file_signature}, {picture: key}
         if resume:
+            legacy = os.path.join(out_dir, "predictions.json")
+            if not self._replay_journal() and os.path.isfile(legacy):  # a run from before the journal existed
+                results = load_predictions(legacy)
+                write_text_atomic(
+                    journal, "".join(json.dumps({"key": k, "faces": v}) + "\n" for k, v in results.items())
+                )
+                del results
+                self._replay_journal()
             _truncate_partial_line(journal)
         # the journal's bytes (its JSON is ASCII, and no newline is translated): where the next line starts
         self._journal_end = os.path.getsize(journal) if resume and os.path.isfile(journal) else 0
@@ -798,6 +797,27 @@ class PredictionWriter:
         """The keys with a result."""
         return self._at.keys()
 
+    def _replay_journal(self) -> int:
+        """Takes up the journal a --resume continues, record by record (a long run's faces are not
+        all read into memory at once): ``replay``'s results, as locations, and the skipped, the
+        file signatures and the pictures. Returns the records read."""
+        read = 0
+
+        def located():
+            nonlocal read
+            for r in iter_journal(self._journal_path, locate=True):
+                read += 1
+                if r.get("picture"):
+                    self.pictures[r["picture"]] = r["key"]
+                if "faces" in r:
+                    if "source" in r:
+                        self.sources[r["key"]] = r["source"]
+                    r = {"key": r["key"], "faces": r[FACES_AT]}
+                yield r
+
+        self._at, self.skipped = replay(located())
+        return read
+
     def _reconcile_csv(self):
         """Make the CSV hold each finished key's rows exactly once: the journal line of an image is
         written before its CSV rows, so a kill between the two leaves rows to append; anything else
@@ -805,27 +825,36 @@ class PredictionWriter:
         path = os.path.join(self.out_dir, "predictions.csv")
         if not os.path.isfile(path) or os.path.getsize(path) == 0:
             return self._write_csv(path, self._all_csv_rows())
-        with open(path, newline="") as f:
-            text = f.read()
-        lines = list(csv.reader(io.StringIO(text)))
-        counts = Counter(row[0] for row in lines[1:] if row)
-        results = list(self.results())  # (decoded once for the three uses below)
-        written = {csv_key(k): len(faces) for k, faces in results}
-        consistent = (
-            lines[:1] == [CSV_FIELDS] and text.endswith("\n") and all(written.get(k) == n for k, n in counts.items())
-        )
+        # read row by row, as the journal's results: a long run's CSV would not fit in memory
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            whole = f.read(1) == b"\n"
+        try:
+            with open(path, newline="") as f:
+                rows = csv.reader(f)
+                header = next(rows, None)
+                counts = Counter(row[0] for row in rows if row)
+        except (csv.Error, UnicodeDecodeError):  # (before Python 3.11 csv refused NUL bytes: a power cut's zeros)
+            header, counts = None, Counter()
+        consistent = header == CSV_FIELDS and whole
+        if consistent and counts:
+            written = {csv_key(k): len(faces) for k, faces in self.results()}
+            consistent = all(written.get(k) == n for k, n in counts.items())
+            del written
         if consistent:
-            missing = [r for k, faces in results if csv_key(k) not in counts for r in _csv_rows(k, faces)]
-            if missing:
-                with open(path, "a", newline="") as f:
-                    csv.writer(f).writerows(missing)
+            missing = (r for k, at in self._at.items() if csv_key(k) not in counts for r in self._rows(k, at))
+            with open(path, "a", newline="") as f:
+                csv.writer(f).writerows(missing)
         else:
             logger.warning("%s does not match %s (an interrupted write): rebuilt from the journal", path, JOURNAL)
-            self._write_csv(path, self._all_csv_rows(results))
+            self._write_csv(path, self._all_csv_rows())
 
-    def _all_csv_rows(self, results=None):
-        """Every result's CSV rows; ``results``: ``self.results()`` already decoded."""
-        return [r for k, faces in (self.results() if results is None else results) for r in _csv_rows(k, faces)]
+    def _rows(self, key: str, at) -> list:
+        return _csv_rows(key, json.loads(self._text(at)))
+
+    def _all_csv_rows(self) -> Iterator[list]:
+        """Every result's CSV rows, as they are read from the journal."""
+        return (r for k, at in self._at.items() for r in self._rows(k, at))
 
     def _text(self, at) -> str:
         """The faces' JSON text at location ``at`` (``faces_location``)."""
@@ -844,12 +873,11 @@ class PredictionWriter:
         return json.loads(self._text(self._at[str(key)]))
 
     @staticmethod
-    def _write_csv(path, rows):
-        buf = io.StringIO(newline="")
-        w = csv.writer(buf)
-        w.writerow(CSV_FIELDS)
-        w.writerows(rows)
-        write_text_atomic(path, buf.getvalue())
+    def _write_csv(path, rows: Iterable[list]):
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_FIELDS)
+            w.writerows(rows)
 
     def forget(self, keys: Iterable[str], why: str = "its file changed since it was answered"):
         """Withdraw finished results (their files changed since, or their pictures could not be
