@@ -532,6 +532,26 @@ def test_overwrite_removes_the_previous_run_and_nothing_else(toy, tmp_path, caps
     assert code == 2 and "exclude each other" in msg
 
 
+def test_overwrite_lists_pictures_from_the_journal_and_from_predictions_json_only_without_one(tmp_path):
+    """--overwrite removes the pictures the journal names (read as it goes); a predictions.json's
+    keys name pictures only in a folder of a run from before the journal. A --no-draw run's folder
+    (a journal without pictures) keeps a file of the user's that has a key's picture name."""
+    from foss_d2.apps.runner import remove_previous_run
+
+    legacy, nodraw = tmp_path / "legacy", tmp_path / "nodraw"
+    for folder in (legacy, nodraw):
+        folder.mkdir()
+        json.dump({"a.jpg": [], "b.png": []}, open(folder / "predictions.json", "w"))
+        (folder / "a.jpg").write_bytes(b"drawn, or the user's")
+        (folder / "b.png").write_bytes(b"drawn, or the user's")
+    with PredictionWriter(str(nodraw)) as w:
+        w.add("a.jpg", [], 10, 10)
+        w.add("b.png", [], 10, 10, picture="b.png")
+    remove_previous_run(str(legacy))
+    remove_previous_run(str(nodraw))
+    assert os.listdir(legacy) == [] and os.listdir(nodraw) == ["a.jpg"]
+
+
 # ---------------------------------------------------------------- 3. oversized pictures
 
 

@@ -65,7 +65,8 @@ since the last checkpoint, the seconds one rewrite of predictions.json takes wit
 (timed on its own, outside the frames) and the resident set. 90,000 frames is an hour at 25 fps.
 Then ``foss-d2 survey --per-frame`` over the run's records, at the first checkpoint and at the
 end, each in a process of its own: its seconds and peak resident set. Writes records.json,
-records.md and records.png under --output (the run's files in its ``run/``, removed at the end).
+records.md and records.png under --output (the run's files in its ``run/``, removed at the end
+unless ``--keep-run``).
 
 (``python tools/benchmark.py`` takes the same arguments.)
 """
@@ -775,7 +776,8 @@ def benchmark_records(args, parser):
             surveys.append({"frames": args.frames, "faces": faces_done, **survey_cost(run_dir, survey_dir)})
             resumes.append({"frames": args.frames, "faces": faces_done, **resume_cost(run_dir)})
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not args.keep_run:
+            shutil.rmtree(run_dir, ignore_errors=True)
     report = {
         "frames": args.frames,
         "faces_per_frame": args.faces,
@@ -1527,6 +1529,9 @@ def get_parser(prog=None):
     records.add_argument("--checkpoint-every", type=positive_int, default=10000, help="frames between two checkpoints")
     records.add_argument(
         "--no-draw", dest="draw", action="store_false", help="no thumbnails, as a video run with --no-draw"
+    )
+    records.add_argument(
+        "--keep-run", action="store_true", help="leave the run's files in OUT/run (removed by default)"
     )
     records.add_argument("--output", default="output/benchmark_records")
     return p

@@ -534,10 +534,13 @@ def check_same_settings(out_dir: str, settings: dict):
 
 def remove_previous_run(out_dir: str):
     """Delete the result files and the pictures that the journal (or an older predictions.json) lists."""
-    pictures = {r["picture"] for r in read_journal(os.path.join(out_dir, JOURNAL)) if r.get("picture")}
+    journal = os.path.join(out_dir, JOURNAL)
+    # read as it goes (a day of video's journal would not fit in memory)
+    pictures = {r["picture"] for r in iter_journal(journal) if r.get("picture")}
     try:
-        with open(os.path.join(out_dir, "predictions.json")) as f:
-            pictures |= {picture_path(k) for k in json.load(f)}  # written by runs without a journal
+        if not os.path.isfile(journal):  # written by runs without a journal
+            with open(os.path.join(out_dir, "predictions.json")) as f:
+                pictures |= {picture_path(k) for k in json.load(f)}
     except (OSError, ValueError, TypeError):
         pass
     try:
