@@ -869,6 +869,50 @@ def test_resume_refuses_graphs_of_ones_own(toy, tmp_path):
     assert predictor_settings(Predictor())["ONNX_DIR"] == str(graphs)
 
 
+def test_resume_may_change_what_decides_only_the_speed(toy, tmp_path):
+    """A run written with 128 crops a call (the default until 2026-12-07) is resumed with 64, and
+    either way with the weights prepacked or not, on another device: the same answers to float
+    rounding (RESULTS.md section 2), so run.json does not hold those keys and a --resume is not
+    refused over them; a threshold still is."""
+    from foss_d2.apps.runner import SAME_ANSWERS, RunError, check_same_settings, run_settings
+    from foss_d2.config import get_foss_cfg
+
+    cfg = get_foss_cfg(str(toy))
+    out = tmp_path / "out"
+    out.mkdir()
+    then = {**run_settings(cfg), "MODEL.AGE_HEAD.TEST_CROPS_PER_CALL": 128, "MODEL.AGE_HEAD.PREPACK": False}
+    (out / "run.json").write_text(json.dumps(then))
+    assert not set(SAME_ANSWERS) & set(run_settings(cfg)) and cfg.MODEL.AGE_HEAD.TEST_CROPS_PER_CALL == 64
+    check_same_settings(str(out), run_settings(cfg))
+    cfg.defrost()
+    cfg.MODEL.FOSS.SCORE_THRESH_TEST = 0.5
+    with pytest.raises(RunError, match="MODEL.FOSS.SCORE_THRESH_TEST"):
+        check_same_settings(str(out), run_settings(cfg))
+
+
+def test_a_resume_reads_only_the_journals_last_line_to_mend_it(tmp_path, monkeypatch):
+    """A last line cut short is cut away and a whole one given its newline, found from the end of
+    the file (lines longer than the 64 KiB blocks it reads back in); a hand-written record without
+    a key is taken up as replay reads it, under "None"."""
+    from foss_d2.apps import runner
+
+    face = {"box": [1, 2, 3, 4], "score": 0.5, "age": 30.0, "age_std": 5.0, "gender": "male", "p_female": 0.1}
+    long = json.dumps({"key": "long.jpg", "faces": [face] * 1500})  # about 150 KiB
+    journal = tmp_path / JOURNAL
+    journal.write_text(json.dumps({"key": "a.jpg", "faces": []}) + "\n" + long + "\n" + long[:-1000])
+    runner._truncate_partial_line(str(journal))
+    assert journal.read_text() == json.dumps({"key": "a.jpg", "faces": []}) + "\n" + long + "\n"
+    journal.write_text(long)  # one whole line without its newline
+    runner._truncate_partial_line(str(journal))
+    assert journal.read_text() == long + "\n"
+    journal.write_text(long[:70000])  # the only line, cut short
+    runner._truncate_partial_line(str(journal))
+    assert journal.read_text() == ""
+    journal.write_text('{"faces": []}\n' + long + "\n")
+    with PredictionWriter(str(tmp_path), resume=True) as w:
+        assert list(w.done) == ["None", "long.jpg"] and w.faces("long.jpg") == [face] * 1500
+
+
 def test_resume_knows_the_weights_by_their_contents_not_their_path(toy, tmp_path, capsys, monkeypatch):
     """run.json held MODEL.WEIGHTS as typed: the same file named from another folder was refused,
     and other weights saved under the same name (a retrained model) resumed, mixing two models'

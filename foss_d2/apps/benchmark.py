@@ -82,6 +82,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import List, Optional, Sequence
@@ -708,15 +709,16 @@ def resume_cost(run_dir: str) -> dict:
 
 def process_cost(cmd: List[str]) -> dict:
     """Seconds and peak resident set (MiB) of the command, from its own rusage (wait4)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    error = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {error.strip()[-2000:]}")
+    with tempfile.TemporaryFile() as err:  # (a file, not a pipe: a full pipe would stall the child)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            error = err.read().decode(errors="replace").strip()[-2000:]
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {error}")
     return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024}
 
 

@@ -335,8 +335,18 @@ def existing_results(out_dir: str) -> List[str]:
     return found
 
 
+# config keys that decide how fast a run goes, not its answers (beyond float rounding): a --resume
+# may change them (a run.json that holds them is not checked on them)
+SAME_ANSWERS = (
+    "MODEL.DEVICE",
+    "MODEL.FOSS.PREPACK_DETECTOR",
+    "MODEL.AGE_HEAD.PREPACK",
+    "MODEL.AGE_HEAD.TEST_CROPS_PER_CALL",
+)
+
+
 def run_settings(cfg, onnx_dir: Optional[str] = None) -> dict:
-    """The config keys that decide a run's answers (MODEL.* but the device, and INPUT.*), flattened
+    """The config keys that decide a run's answers (MODEL.* but ``SAME_ANSWERS``, and INPUT.*), flattened
     to {"MODEL.FOSS.SCORE_THRESH_TEST": 0.2, ...} in JSON's types, and ONNX_DIR when the graphs are
     a folder of one's own (int8 graphs answer otherwise; the cache's answer as PyTorch does)."""
     flat = {}
@@ -350,7 +360,8 @@ def run_settings(cfg, onnx_dir: Optional[str] = None) -> dict:
 
     walk(cfg.MODEL, "MODEL.")
     walk(cfg.INPUT, "INPUT.")
-    flat.pop("MODEL.DEVICE", None)  # the same answers, to float rounding
+    for key in SAME_ANSWERS:
+        flat.pop(key, None)
     weights = flat.get("MODEL.WEIGHTS")
     if weights and os.path.isfile(weights):  # which weights: their bytes, wherever the file is named from
         path = os.path.abspath(weights)
@@ -508,6 +519,7 @@ def check_same_settings(out_dir: str, settings: dict):
     # a run.json written before it held a video's keys (VIDEO.*) is checked on the rest
     older = not any(k.startswith("VIDEO.") for k in saved)
     keys = set(saved) | {k for k in settings if not (older and k.startswith("VIDEO."))}
+    keys -= set(SAME_ANSWERS)
     if "MODEL.WEIGHTS_SHA1" in saved:
         keys.discard("MODEL.WEIGHTS")  # the same bytes named from elsewhere are the same model
     else:  # a run.json from before: the weights' path, as written then
@@ -667,7 +679,7 @@ def journal_results(path: str) -> Iterator[Tuple[str, list, Optional[float]]]:
             last.pop(str(r.get("key")), None)
     for i, r in enumerate(iter_journal(path, warn=False)):
         if "faces" in r and last.get(str(r.get("key"))) == i:
-            yield str(r["key"]), r["faces"], r.get("time_s")
+            yield str(r.get("key")), r["faces"], r.get("time_s")
 
 
 def frame_times(out_dir: str) -> Dict[str, float]:
@@ -729,15 +741,23 @@ def _truncate_partial_line(path: str):
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return
     with open(path, "rb+") as f:
-        data = f.read()
-        if data.endswith(b"\n"):
+        end = f.seek(-1, os.SEEK_END) + 1
+        if f.read(1) == b"\n":
             return
-        start = data.rfind(b"\n") + 1
+        # the last line only, read back from the end in blocks (a long run's journal is large)
+        tail, start = b"", end
+        while start > 0 and b"\n" not in tail:
+            step = min(start, 1 << 16)
+            start -= step
+            f.seek(start)
+            tail = f.read(step) + tail
+        cut = tail.rfind(b"\n") + 1
         try:
-            json.loads(data[start:])
+            json.loads(tail[cut:])
         except ValueError:  # (JSONDecodeError, UnicodeDecodeError)
-            f.truncate(start)
+            f.truncate(start + cut)
         else:
+            f.seek(0, os.SEEK_END)
             f.write(b"\n")
 
 
@@ -797,7 +817,7 @@ class PredictionWriter:
 
     @property
     def done(self):
-        """The keys with a result."""
+        """The keys with a result (finished before, with ``resume``, or in this run)."""
         return self._at.keys()
 
     def _replay_journal(self) -> int:
@@ -810,12 +830,13 @@ class PredictionWriter:
             nonlocal read
             for r in iter_journal(self._journal_path, locate=True):
                 read += 1
+                key = str(r.get("key"))  # (as replay reads a record, one edited by hand too)
                 if r.get("picture"):
-                    self.pictures[r["picture"]] = r["key"]
+                    self.pictures[r["picture"]] = key
                 if "faces" in r:
                     if "source" in r:
-                        self.sources[r["key"]] = r["source"]
-                    r = {"key": r["key"], "faces": r[FACES_AT]}
+                        self.sources[key] = r["source"]
+                    r = {"key": key, "faces": r[FACES_AT]}
                 yield r
 
         self._at, self.skipped = replay(located())
