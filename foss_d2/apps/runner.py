@@ -685,7 +685,7 @@ def journal_results(path: str) -> Iterator[Tuple[str, list, Optional[float]]]:
 def frame_times(out_dir: str) -> Dict[str, float]:
     """{frame key: its timestamp in seconds} of a video run's journal (frames written before the
     journal held times have none: their index / fps stands in)."""
-    return {r["key"]: r["time_s"] for r in read_journal(os.path.join(out_dir, JOURNAL)) if "time_s" in r}
+    return {r["key"]: r["time_s"] for r in iter_journal(os.path.join(out_dir, JOURNAL)) if "time_s" in r}
 
 
 def predictions_file(path: str) -> str:
