@@ -63,8 +63,9 @@ and thumbnail (not with ``--no-draw``), the journal and CSV lines, and the rewri
 predictions.json. Every ``--checkpoint-every`` frames: the milliseconds a frame took
 since the last checkpoint, the seconds one rewrite of predictions.json takes with everything so far
 (timed on its own, outside the frames) and the resident set. 90,000 frames is an hour at 25 fps.
-Then ``foss-d2 survey --per-frame`` over the run's records, at the first checkpoint and at the
-end, each in a process of its own: its seconds and peak resident set. Writes records.json,
+Then ``foss-d2 survey --per-frame`` and a ``--resume`` (the writer taking them up: ``RESUME_CODE``)
+over the run's records, at the first checkpoint (the resume on a copy) and at the end, each in a
+process of its own: its seconds and peak resident set. Writes records.json,
 records.md and records.png under --output (the run's files in its ``run/``, removed at the end
 unless ``--keep-run``).
 
