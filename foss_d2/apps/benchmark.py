@@ -104,6 +104,7 @@ from ..meta_arch import FOSSWithTTA
 from ..proposal_generator.centernet import BoundedHeatmapHead
 from ..utils import write_json_atomic
 from ..utils.figures import pyplot, save_figure
+from ..utils.json_io import write_report
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import FRAME_VIDEO, PredictionWriter, expand_inputs, non_negative_int, positive_int
 
@@ -395,14 +396,6 @@ def plot(report, ks, path):
     save_figure(plt, fig, path, dpi=110)
 
 
-def write_markdown(out_dir: str, name: str, lines: List[str]):
-    """``lines`` as ``out_dir``/``name``.md, and printed."""
-    text = "\n".join(lines)
-    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
-        f.write(text + "\n")
-    print(text)
-
-
 def input_photos(args, parser) -> List[str]:
     """The first --max-inputs photos of --input; a usage error if there are none."""
     paths = [path for path, _ in expand_inputs(args.input)][: args.max_inputs]
@@ -447,7 +440,6 @@ def benchmark_settings(args, parser):
         "seconds": times,
     }
     os.makedirs(args.output, exist_ok=True)
-    write_json_atomic(os.path.join(args.output, "settings.json"), report, indent=1)
     lines = [
         f"{len(paths)} photos x {args.repeats} repeats on {device} ({report['machine']}), {report['date']}",
         "",
@@ -458,7 +450,7 @@ def benchmark_settings(args, parser):
         f"| {n} | {v['median_s']:.3f} | {v['ratio_to_first']:.2f} | {v['faces']} |"
         for n, v in report["variants"].items()
     ]
-    write_markdown(args.output, "settings", lines)
+    write_report(args.output, "settings", report, lines)
 
 
 # name -> how a Python program runs the estimator over the photos (est.map's keyword arguments, or
@@ -511,7 +503,6 @@ def benchmark_batch(args, parser):
         "seconds": seconds,
     }
     os.makedirs(args.output, exist_ok=True)
-    write_json_atomic(os.path.join(args.output, "batch.json"), report, indent=1)
     lines = [
         f"{len(paths)} photos x {args.rounds} rounds, {args.backend}, {report['threads']} threads "
         f"({report['machine']}), {report['date']}; decoding included",
@@ -524,7 +515,7 @@ def benchmark_batch(args, parser):
         f"{'yes' if v['same_answers_as_loop'] else 'NO'} |"
         for n, v in report["runs"].items()
     ]
-    write_markdown(args.output, "batch", lines)
+    write_report(args.output, "batch", report, lines)
 
 
 STATM = "/proc/self/statm"
@@ -620,7 +611,6 @@ def benchmark_memory(args, parser):
         "photos_done": marks,
     }
     os.makedirs(args.output, exist_ok=True)
-    write_json_atomic(os.path.join(args.output, "memory.json"), report, indent=1)
     width, height = report["largest_photo"]
     lines = [
         f"{len(paths)} photos (the largest {width}x{height} px) x {args.passes} passes "
@@ -644,8 +634,8 @@ def benchmark_memory(args, parser):
         "",
         f"From the end of pass 1 to the end of pass {args.passes}: {report['growth_after_first_pass_mib']:+.0f} MiB.",
     ]
+    write_report(args.output, "memory", report, lines)
     plot_memory(report, os.path.join(args.output, "memory.png"))
-    write_markdown(args.output, "memory", lines)
 
 
 def plot_memory(report, path: str):
@@ -795,7 +785,6 @@ def benchmark_records(args, parser):
         "resumes": resumes,
     }
     os.makedirs(args.output, exist_ok=True)
-    write_json_atomic(os.path.join(args.output, "records.json"), report, indent=1)
     last = rows[-1]
     lines = [
         f"{args.frames} video frames of {args.faces} made-up faces each, {len(people.tracks)} tracks "
@@ -830,8 +819,8 @@ def benchmark_records(args, parser):
         faces = surveys[-1]["faces"] - surveys[0]["faces"]
         grown = [1024 * (c[-1]["peak_mib"] - c[0]["peak_mib"]) / faces for c in (surveys, resumes)]
         lines += ["", f"Their peaks grew {grown[0]:.2f} KiB (survey) and {grown[1]:.2f} KiB (--resume) a face."]
+    write_report(args.output, "records", report, lines)
     plot_records(report, os.path.join(args.output, "records.png"))
-    write_markdown(args.output, "records", lines)
 
 
 def plot_records(report, path: str):
