@@ -630,9 +630,9 @@ def iter_journal(path: str, locate: bool = False, warn: bool = True) -> Iterator
             yield record
 
 
-def read_journal(path: str, locate: bool = False) -> List[dict]:
+def read_journal(path: str) -> List[dict]:
     """The records of a journal (``iter_journal``)."""
-    return list(iter_journal(path, locate))
+    return list(iter_journal(path))
 
 
 # a journal record's faces, located: the start and length of their JSON text in the journal
@@ -643,13 +643,17 @@ _LENGTH_BITS = 32
 
 def faces_location(line: bytes, faces: list, line_start: int):
     """Where ``faces``' JSON text lies in the journal ``line`` that starts at byte ``line_start``
-    (json.dumps writes the same text for what it read), packed; the text itself when it is not
-    there as written by PredictionWriter (a journal edited by hand)."""
+    (json.dumps writes the same text for what it read); the text itself when it is not there as
+    written by PredictionWriter (a journal edited by hand)."""
     text = json.dumps(faces)
     i = line.find(b'"faces": ' + text.encode())
-    if i < 0 or len(text) >= 1 << _LENGTH_BITS:
-        return text
-    return (line_start + i + len('"faces": ')) << _LENGTH_BITS | len(text)
+    return text if i < 0 else _location(line_start + i + len('"faces": '), text)
+
+
+def _location(start: int, text: str):
+    """``text``, found at byte ``start`` of the journal, as its start and length packed in one int
+    (the text itself when too long to pack)."""
+    return start << _LENGTH_BITS | len(text) if len(text) < 1 << _LENGTH_BITS else text
 
 
 def replay(records: Iterable[dict]) -> Tuple[Dict[str, list], Dict[str, str]]:
@@ -671,12 +675,8 @@ def journal_results(path: str) -> Iterator[Tuple[str, list, Optional[float]]]:
     """(key, faces, time_s or None) of each result of a journal, those ``replay`` keeps, read in
     two passes rather than held (a day of video's faces as dicts would not fit in memory): the
     first notes each key's last word, the second yields the results that are."""
-    last = {}
-    for i, r in enumerate(iter_journal(path)):
-        if "faces" in r:
-            last[str(r.get("key"))] = i
-        elif "withdrawn" in r:
-            last.pop(str(r.get("key")), None)
+    numbered = ({**r, "faces": i} if "faces" in r else r for i, r in enumerate(iter_journal(path)))
+    last = replay(numbered)[0]  # {key: the number of its record that stands}
     for i, r in enumerate(iter_journal(path, warn=False)):
         if "faces" in r and last.get(str(r.get("key"))) == i:
             yield str(r.get("key")), r["faces"], r.get("time_s")
@@ -790,6 +790,7 @@ class PredictionWriter:
         # {key: its faces' location in the journal (faces_location)}, in the order they were written
         self._at, self.skipped = {}, {}
         self.sources, self.pictures = {}, {}  # {key: file_signature}, {picture: key}
+        self._reader = None  # (the journal, opened to read faces back when first needed)
         if resume:
             legacy = os.path.join(out_dir, "predictions.json")
             if not self._replay_journal() and os.path.isfile(legacy):  # a run from before the journal existed
@@ -800,11 +801,9 @@ class PredictionWriter:
                 del results
                 self._replay_journal()
             _truncate_partial_line(journal)
+            self._reconcile_csv()
         # the journal's bytes (its JSON is ASCII, and no newline is translated): where the next line starts
         self._journal_end = os.path.getsize(journal) if resume and os.path.isfile(journal) else 0
-        self._reader = None
-        if resume:
-            self._reconcile_csv()
         self._journal = open(journal, "a" if resume else "w", encoding="utf-8", newline="")
         csv_path = os.path.join(out_dir, "predictions.csv")
         new_csv = not resume or not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0
@@ -866,19 +865,16 @@ class PredictionWriter:
             consistent = all(written.get(k) == n for k, n in counts.items())
             del written
         if consistent:
-            missing = (r for k, at in self._at.items() if csv_key(k) not in counts for r in self._rows(k, at))
+            missing = (r for k in self._at if csv_key(k) not in counts for r in _csv_rows(k, self.faces(k)))
             with open(path, "a", newline="") as f:
                 csv.writer(f).writerows(missing)
         else:
             logger.warning("%s does not match %s (an interrupted write): rebuilt from the journal", path, JOURNAL)
             self._write_csv(path, self._all_csv_rows())
 
-    def _rows(self, key: str, at) -> list:
-        return _csv_rows(key, json.loads(self._text(at)))
-
     def _all_csv_rows(self) -> Iterator[list]:
         """Every result's CSV rows, as they are read from the journal."""
-        return (r for k, at in self._at.items() for r in self._rows(k, at))
+        return (r for k, faces in self.results() for r in _csv_rows(k, faces))
 
     def _text(self, at) -> str:
         """The faces' JSON text at location ``at`` (``faces_location``)."""
@@ -955,12 +951,12 @@ class PredictionWriter:
         head_text, text = json.dumps(head)[:-1] + ', "faces": ', json.dumps(faces)
         line = head_text + text + (", " + json.dumps(tail)[1:] if tail else "}")
         # first: a kill before the CSV rows leaves rows to append on --resume
-        at = (self._journal_write(line) + len(head_text)) << _LENGTH_BITS | len(text)
+        at = _location(self._journal_write(line) + len(head_text), text)
         self._csv.writerows(_csv_rows(key, faces))
         self._csv_file.flush()
         if source is not None:
             self.sources[key] = source
-        self._at[key] = at if len(text) < 1 << _LENGTH_BITS else text
+        self._at[key] = at
         self.skipped.pop(key, None)
         if self.clock() >= self._next_save:
             self.save()

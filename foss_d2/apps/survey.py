@@ -40,7 +40,7 @@ from .runner import (
     RunError,
     add_run_arguments,
     build_predictor,
-    check_creatable,
+    check_output_folder,
     config_from_args,
     frame_times,
     journal_results,
@@ -368,10 +368,8 @@ def main(argv=None, prog=None):
     setup_logger(name="foss_d2")
     lower = args.groups
     fps = args.fps
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        p.error(f"--output {args.output} is a file, not a folder")
     try:
-        check_creatable(args.output, "--output")
+        check_output_folder(args.output)
     except RunError as e:
         p.error(str(e))
     one_kind_of_input(p, {"--input": args.input, "--video-input": args.video_input, "--predictions": args.predictions})
