@@ -36,6 +36,29 @@ def _no_log_handlers_on_closed_streams():
                 logger.removeHandler(handler)
 
 
+class _ShortWrites:
+    """A file whose write puts down the first ``n`` bytes of what it is given, then raises ``error``."""
+
+    def __init__(self, path, mode, n: int, error: BaseException):
+        self.f, self.n, self.error = open(path, mode), n, error
+
+    def write(self, data):
+        self.f.write(bytes(data)[: self.n])
+        raise self.error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def cut_writes_short(monkeypatch, module, n: int, error: BaseException):
+    """Files that ``module`` opens (export.save_atomic's) stop after ``n`` bytes with ``error``: a
+    full disk (an OSError), a stop (KeyboardInterrupt)."""
+    monkeypatch.setattr(module, "open", lambda path, mode="r": _ShortWrites(path, mode, n, error), raising=False)
+
+
 def shared_data_path(*parts):
     return os.path.join(SHARED_DATA, *parts)
 

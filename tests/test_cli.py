@@ -325,10 +325,10 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_whole(tmp_path,
     nothing of the disk: the checkpoint is now encoded in memory and written by Python, so a full
     disk is an OSError naming the file (what train_net.py's one line says); the partial file is
     gone and last_checkpoint still names the checkpoint before, which loads."""
-    import builtins
     import errno
 
     import torch
+    from conftest import cut_writes_short
 
     from foss_d2.apps import export, train
 
@@ -336,21 +336,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_whole(tmp_path,
     checkpointer = train.AtomicCheckpointer(model, str(tmp_path))
     checkpointer.save("model_0000001")
 
-    class FullDisk:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(bytes(data)[:100])  # what fitted
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(export, "open", lambda path, mode="r": FullDisk(builtins.open(path, mode)), raising=False)
+    cut_writes_short(monkeypatch, export, 100, OSError(errno.ENOSPC, "No space left on device"))  # 100 B fitted
     with pytest.raises(OSError) as e:
         checkpointer.save("model_0000002")
     assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(tmp_path / "model_0000002.pth"))

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_cfg
+from conftest import cut_writes_short, tiny_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
@@ -85,21 +85,7 @@ def test_healthy_training_is_left_alone(tmp_path, monkeypatch):
     # taken for the model by --resume and train_cpu_route.sh; now the file is whole or as it was
     saved, names = final.read_bytes(), sorted(os.listdir(out))
 
-    class CutShort:  # the checkpoint's file, its writing stopped after the first bytes
-        def __init__(self, path, mode):
-            self.f = open(path, mode)
-
-        def write(self, data):
-            self.f.write(bytes(data)[:15])
-            raise KeyboardInterrupt
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(export, "open", CutShort, raising=False)
+    cut_writes_short(monkeypatch, export, 15, KeyboardInterrupt())  # stopped after the first bytes
     for name in ("model_final", "model_0000099"):
         with pytest.raises(KeyboardInterrupt):
             trainer.checkpointer.save(name)
