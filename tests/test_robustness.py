@@ -890,7 +890,7 @@ def test_resume_may_change_what_decides_only_the_speed(toy, tmp_path):
         check_same_settings(str(out), run_settings(cfg))
 
 
-def test_a_resume_reads_only_the_journals_last_line_to_mend_it(tmp_path, monkeypatch):
+def test_a_resume_reads_only_the_journals_last_line_to_mend_it(tmp_path):
     """A last line cut short is cut away and a whole one given its newline, found from the end of
     the file (lines longer than the 64 KiB blocks it reads back in); a hand-written record without
     a key is taken up as replay reads it, under "None"."""
