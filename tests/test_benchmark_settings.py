@@ -106,6 +106,32 @@ def test_flop_count_takes_the_peaks_each_pass_decoded():
     assert clock.peaks == [50]
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_stage_clock_times_the_crops_with_and_without_the_mirror(flip, monkeypatch):
+    """The crops stage is timed on both test paths (the plain forward and the mirror average's):
+    cutting the crops made 50 ms slower shows in "crops", not in what is left for "post"."""
+    import time
+
+    import torch
+    from conftest import tiny_cfg
+    from detectron2.modeling import build_model
+
+    from foss_d2.meta_arch.test_time_augmentation import FOSSWithTTA
+
+    torch.manual_seed(0)
+    cfg = tiny_cfg(**{"MODEL.AGE_HEAD.TEST_FLIP": flip})
+    model = build_model(cfg).eval()
+    head = type(model.age_head)
+    slow = head._inputs
+    monkeypatch.setattr(head, "_inputs", lambda self, *a: time.sleep(0.05) or slow(self, *a))
+    clock = bs.StageClock(model)
+    run = FOSSWithTTA(cfg, model) if flip else model
+    img = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        run([{"image": img}])
+    assert clock.crops and 0.05 <= clock.t["crops"] < 1.0
+
+
 def test_flop_count_of_a_bounded_heatmap_head():
     """A heatmap head that splits as BoundedHeatmapHead is counted as its upper part at every pixel
     plus its rest where it ran: at every pixel that is the whole head's count. The stage clock

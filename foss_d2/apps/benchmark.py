@@ -931,7 +931,8 @@ class StageClock:
                 lambda m, i, out: self._add_rest(out.shape[0] * out.shape[2] * out.shape[3])
             )
         if model.age_head is not None:
-            self._wrap(model.age_head, "crops_and_features", "crops")
+            # _inputs: what crops_and_features (the mirror average's path) and forward both call
+            self._wrap(model.age_head, "_inputs", "crops")
             self._hook(model.age_head.net, "age_network", lambda inputs: self.crops.append(inputs[0].shape[0]))
 
     def reset(self):
