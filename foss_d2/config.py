@@ -67,6 +67,12 @@ def add_foss_config(cfg):
     # own fallback, one image on one thread (a folder's photos, one per thread, and one-thread
     # runs); on several threads a single image keeps the plain convolutions (engine/fusion.py).
     _C.MODEL.FOSS.PREPACK_DETECTOR = True
+    # Not in the paper: as MODEL.AGE_HEAD.INFERENCE_DTYPE, for the detector's backbone at test time
+    # (bfloat16 autocast where the device does it in hardware, float32 elsewhere; "bfloat16" in the
+    # fast preset); its features are float32 again before CenterNet's heads and the age network
+    # read them. On WIDER val 2 faces fewer found of 1,408 and gender -0.7 points, for 0.75-0.85x
+    # the fast preset's time on a CPU with AMX (docs/RESULTS.md sections 1 and 2).
+    _C.MODEL.FOSS.DET_INFERENCE_DTYPE = "float32"
     # Not in the paper (empty: off, issue 16): a whole FOSS checkpoint of the same architecture that
     # rides along in training as a frozen teacher. It runs its own detector on the same batch and
     # its own age network on the very crops the student reads (jitter included), and the student's
@@ -147,7 +153,8 @@ def add_foss_config(cfg):
     _C.MODEL.AGE_HEAD.TEST_FLIP = False
     # Not in the paper: "bfloat16" runs the age network at test time in bfloat16 where the device
     # does it in hardware (CPUs with AVX512-BF16 or AMX, recent GPUs), float32 elsewhere; its
-    # outputs, the detector and everything after stay float32 (utils/precision.py).
+    # outputs and everything after stay float32 (utils/precision.py; the detector's backbone:
+    # MODEL.FOSS.DET_INFERENCE_DTYPE).
     _C.MODEL.AGE_HEAD.INFERENCE_DTYPE = "float32"
     # Not in the paper (issue 19): at inference on CPU (FOSSPredictor) the age network's convolution
     # weights are reordered into oneDNN's blocked layout once per input shape, not on every call
@@ -399,7 +406,9 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
         raise FileNotFoundError(
             f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass MODEL.WEIGHTS)"
         )
-    check_dtype(cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)  # before a run prepares its output, not at build time
+    # before a run prepares its output, not at build time
+    check_dtype(cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)
+    check_dtype(cfg.MODEL.FOSS.DET_INFERENCE_DTYPE, "MODEL.FOSS.DET_INFERENCE_DTYPE")
     check_shapes(cfg)
     cfg.freeze()
     return cfg

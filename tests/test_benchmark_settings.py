@@ -43,9 +43,11 @@ def test_run_on_the_demo_picture_writes_both_reports(tmp_path):
     assert list(report["variants"]) == list(bs.VARIANTS)
     first = report["variants"]["shipped: one 512 px pass, mirror on"]
     assert first["ratio_to_first"] == pytest.approx(1.0) and first["faces"] >= 1
-    # the mirror and the age network's precision only change ages, never which faces are found
-    assert report["variants"]["mirror off"]["faces"] == first["faces"]
-    assert report["variants"]["the fast preset: mirror off, age network in bfloat16"]["faces"] == first["faces"]
+    # the mirror and the age network's precision only change ages, never which faces are found; the
+    # backbone in bfloat16 finds the demo photo's faces too (test_fast_inference)
+    variants = report["variants"]
+    assert variants["mirror off"]["faces"] == first["faces"]
+    assert variants["the fast preset: mirror off, age network and backbone in bfloat16"]["faces"] == first["faces"]
     assert all(len(t) == 1 and len(t[0]) == 1 for t in report["seconds"].values())
     assert "| an 800 px second pass added |" in (out / "settings.md").read_text()
 

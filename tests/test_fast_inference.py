@@ -75,9 +75,9 @@ def packed_calls(monkeypatch):
     calls = []
     real = PrepackedConv2d._packed_forward
 
-    def spy(self, x):
+    def spy(self, x, *dtype):
         calls.append(x.shape[0])
-        return real(self, x)
+        return real(self, x, *dtype)
 
     monkeypatch.setattr(PrepackedConv2d, "_packed_forward", spy)
     return calls
@@ -110,8 +110,8 @@ def test_prepacked_conv_by_hand_and_against_plain_convs(packed_calls):
         assert len(packed_calls) == (3 if prepacked else 0), n
 
 
-def test_prepacked_conv_leaves_training_autocast_and_tracing_to_the_plain_conv(packed_calls):
-    from foss_d2.engine.fusion import prepack_convolutions
+def test_prepacked_conv_leaves_training_and_tracing_to_the_plain_conv(packed_calls):
+    from foss_d2.engine.fusion import prepack_convolutions, prepacking_works
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
@@ -122,13 +122,53 @@ def test_prepacked_conv_leaves_training_autocast_and_tracing_to_the_plain_conv(p
     packed(x).square().sum().backward()
     net(x).square().sum().backward()
     assert torch.allclose(packed[2].weight.grad, net[2].weight.grad, atol=1e-4) and packed[0].bias.grad is not None
+    assert packed_calls == []
+    # a bfloat16 autocast: the weights packed in bfloat16 where oneDNN has bfloat16 kernels
+    bf16 = prepacking_works(torch.bfloat16)  # (its first call tries the packed conv once)
+    packed_calls.clear()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert packed(x).dtype == torch.bfloat16
+        y = packed(x)
+    assert y.dtype == torch.bfloat16 and torch.allclose(y.float(), net(x), atol=0.05)
+    assert len(packed_calls) == (2 if bf16 else 0)
+    packed_calls.clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):  # no packed float16: the plain conv
+        packed(x)
     with torch.no_grad():
         traced = torch.jit.trace(packed, x, check_trace=False)  # as ONNX export and fvcore's FLOP count do
     assert packed_calls == []
     with torch.no_grad():
         assert torch.allclose(traced(x), net(x), atol=1e-5)
+
+
+def test_prepacked_conv_in_bfloat16_by_hand(packed_calls):
+    """Under a bfloat16 autocast the packed conv runs in bfloat16 at every batch size and thread
+    count (its weight packed once a shape in bfloat16: the plain conv would cast and reorder it at
+    every call): y = 2x + 1 on numbers bfloat16 holds exactly, and a 3x3 conv to bfloat16's rounding."""
+    from foss_d2.engine.fusion import PrepackedConv2d, prepacking_works
+
+    if not prepacking_works(torch.bfloat16):
+        pytest.skip("this CPU or PyTorch build has no oneDNN bfloat16 convolution (AVX-512 or AVX-NE-CONVERT)")
+    packed_calls.clear()
+    conv = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(2.0)
+        conv.bias.fill_(1.0)
+    packed = PrepackedConv2d.from_conv(conv)
+    for n in (1, 3, 20):  # one image on several threads and batches past max_batch too
+        x = torch.tensor([[[[0.0, 1.5], [2.0, -3.0]]]]).repeat(n, 1, 1, 1)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            y = packed(x)
+        assert y.dtype == torch.bfloat16 and torch.equal(y.float(), 2 * x + 1)
+    assert packed_calls == [1, 3, 20]
+    assert {key[-1] for key in packed._packs} == {torch.bfloat16}
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 32, 3, padding=1).eval()
+    x = torch.randn(4, 16, 9, 7)
+    with torch.inference_mode():
+        expected = conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = PrepackedConv2d.from_conv(conv)(x).float()
+    assert 0 < float((got - expected).norm() / expected.norm()) < 0.01
 
 
 def test_prepacked_conv_copies_and_follows_new_weights(packed_calls):
@@ -194,7 +234,10 @@ def test_prepacked_conv_is_packed_for_each_input_shape(packed_calls, capfd, thre
         pytest.skip("this PyTorch build's oneDNN writes no verbose log")
     assert sum(",convolution," in line for line in log) == len(sizes)
     assert [line for line in log if ",reorder," in line] == []
-    keys = {(2, 64, 28, 20, threads), (2, 64, 13, 9, threads)} | ({(1, 64, 28, 20, 1)} if threads == 1 else set())
+    f32 = torch.float32
+    keys = {(2, 64, 28, 20, threads, f32), (2, 64, 13, 9, threads, f32)} | (
+        {(1, 64, 28, 20, 1, f32)} if threads == 1 else set()
+    )
     assert set(packed[0]._packs) == keys
 
 
@@ -509,6 +552,8 @@ def test_inference_dtype_checks_and_falls_back(monkeypatch):
         precision.check_dtype("float16")
     with pytest.raises(ValueError, match="INFERENCE_DTYPE"):
         get_foss_cfg(opts=["MODEL.AGE_HEAD.INFERENCE_DTYPE", "half"])
+    with pytest.raises(ValueError, match="MODEL.FOSS.DET_INFERENCE_DTYPE"):
+        get_foss_cfg(opts=["MODEL.FOSS.DET_INFERENCE_DTYPE", "float16"])
     cpu = torch.device("cpu")
     with precision.inference_autocast("float32", cpu):
         assert not torch.is_autocast_enabled("cpu")
@@ -822,8 +867,10 @@ def test_onnxruntime_backend_flip_test_and_api(onnx_cache, torch_predictor):
     assert_same_faces(faces_of(torch_predictor, FAMILY), est(FAMILY), 0.5, 0.1, 0.005)
     # the fast preset's bfloat16 is PyTorch's: the float32 graph answers as float32 PyTorch does
     fast = FaceAgeEstimator(preset="fast", backend="onnxruntime")
-    assert fast.predictor.model.age_head.inference_dtype == "float32"
-    fast32 = FaceAgeEstimator(preset="fast", opts=["MODEL.AGE_HEAD.INFERENCE_DTYPE", "float32"])
+    assert fast.predictor.model.age_head.inference_dtype == fast.predictor.model.det_inference_dtype == "float32"
+    fast32 = FaceAgeEstimator(
+        preset="fast", opts=["MODEL.AGE_HEAD.INFERENCE_DTYPE", "float32", "MODEL.FOSS.DET_INFERENCE_DTYPE", "float32"]
+    )
     assert_same_faces(fast32(FAMILY), fast(FAMILY), 0.5, 0.1, 0.005)
     flip_cfg = get_foss_cfg(device="cpu", opts=["MODEL.CENTERNET.TEST_FLIP", "True"])
     ref = faces_of(FOSSPredictor(flip_cfg), FAMILY)
@@ -1315,3 +1362,77 @@ def test_benchmark_peer_counts_each_variants_own_network(tmp_path):
     per_pixel = 256 * (s3.in_channels * 9 + 1)
     grid = extra / per_pixel  # the pass's stride-4 grid: a 200 px close-up runs at 224 px (56 x 56)
     assert grid == pytest.approx(56 * 56, rel=1e-3)
+
+
+# ---------------------------------------------------------------- bfloat16 detector
+
+
+def test_in_float32_runs_a_module_outside_the_autocast():
+    """DLA's depthwise transposed convolutions stay float32 under the detector's bfloat16 autocast
+    (PyTorch's CPU kernel for them in bfloat16 is slow): a bfloat16 input comes out float32, equal to
+    the module on the float32 input."""
+    from foss_d2.utils.precision import in_float32
+
+    torch.manual_seed(0)
+    up = nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1, groups=4, bias=False)
+    x = torch.randn(1, 4, 5, 6).bfloat16()
+    with torch.no_grad():
+        expected = up(x.float())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = in_float32(up, x)
+            assert torch.is_autocast_enabled("cpu")  # the caller's autocast is back
+    assert got.dtype == torch.float32 and torch.equal(got, expected)
+
+
+def test_bfloat16_detector_at_test_time_only(monkeypatch):
+    """MODEL.FOSS.DET_INFERENCE_DTYPE bfloat16: the test passes' backbone features come out float32,
+    close to float32's and not equal; training and a device without bfloat16 keep float32."""
+    from conftest import tiny_cfg
+    from detectron2.modeling import build_model
+
+    from foss_d2.utils import precision
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(**{"MODEL.FOSS.DET_INFERENCE_DTYPE": "bfloat16"})).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.backbone(x)
+        monkeypatch.setattr(precision, "native_bf16", lambda device_type: False)
+        assert all(torch.equal(f, expected[k]) for k, f in model.test_features(x).items())
+        monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
+        got = model.test_features(x)
+    assert got.keys() == expected.keys()
+    for name, f in got.items():
+        assert f.dtype == torch.float32
+        err = float((f - expected[name]).norm() / expected[name].norm())
+        assert 0 < err < 0.05, (name, err)
+    model.train()
+    with torch.no_grad():
+        plain = model.backbone(x)
+        assert all(torch.equal(f, plain[k]) and f.dtype == torch.float32 for k, f in model.test_features(x).items())
+    model.eval()
+    images = [torch.randint(0, 255, (3, 50, 70), dtype=torch.uint8)]
+    calls = []
+    monkeypatch.setattr(model, "test_features", lambda x: calls.append(x) or model.backbone(x))
+    with torch.no_grad():
+        model.detect_pass(images)
+    assert len(calls) == 1  # the test pass reads its features through test_features
+
+
+def test_bfloat16_detector_on_the_shipped_model_finds_the_same_faces(shipped_cfg, torch_predictor, monkeypatch):
+    """The shipped model's answers on demo/family.jpg with the detector and the age network in
+    bfloat16: the same faces, boxes within a pixel, scores within 0.01, ages within 0.75 years,
+    P(female) within 0.01 (on an AMX host, 2026-12-07: 0.2 px, 0.002, 0.22 years, 0.005)."""
+    from foss_d2.engine import FOSSPredictor
+    from foss_d2.utils import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
+    cfg = shipped_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.FOSS.DET_INFERENCE_DTYPE = "bfloat16"
+    cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE = "bfloat16"
+    a, b = faces_of(torch_predictor, FAMILY), faces_of(FOSSPredictor(cfg), FAMILY)
+    assert len(a) >= 7
+    assert_same_faces(a, b, 1.0, 0.75, 0.01)
+    assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) <= 0.01
+    assert [x["box"] for x in a] != [x["box"] for x in b]  # the detector did run in bfloat16

@@ -1672,8 +1672,8 @@ def add_run_arguments(p: argparse.ArgumentParser):
         choices=tuple(PRESETS),
         default="shipped",
         help="accurate: a second detector pass at 800 px on photos over 512 px (more of a crowd's small faces, "
-        "about 3x the time of a group photo); fast: no mirror average, the age network in bfloat16 where the "
-        "CPU has it (README, Fast on CPU); KEY VALUE overrides apply after it",
+        "about 3x the time of a group photo); fast: no mirror average, the age network and the detector's backbone "
+        "in bfloat16 where the CPU has it (README, Fast on CPU); KEY VALUE overrides apply after it",
     )
     p.add_argument(
         "--backend", choices=BACKENDS, default="pytorch", help="onnxruntime: faster on CPU (pip install -e .[onnx])"

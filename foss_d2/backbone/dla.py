@@ -22,6 +22,7 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 from ..utils.freezing import FrozenParts
+from ..utils.precision import in_float32
 
 
 class ModulatedDeformConv(nn.Module):
@@ -85,7 +86,9 @@ class IDAUp(nn.Module):
         if self.proj_0 is not None:
             layers[startp] = self.proj_0(layers[startp])
         for i in range(startp + 1, endp):
-            up = getattr(self, f"up_{i - startp}")(getattr(self, f"proj_{i - startp}")(layers[i]))
+            # in float32 under a bfloat16 autocast (MODEL.FOSS.DET_INFERENCE_DTYPE): PyTorch's CPU
+            # kernel for this depthwise transposed conv in bfloat16 took half the pass
+            up = in_float32(getattr(self, f"up_{i - startp}"), getattr(self, f"proj_{i - startp}")(layers[i]))
             layers[i] = getattr(self, f"node_{i - startp}")(up + layers[i - 1])
 
 

@@ -331,6 +331,7 @@ _NOT_IN_GRAPHS = (
     "FOSS.DET_INPUT_SIZE",
     "FOSS.DET_INPUT_FIT_SMALL",
     "FOSS.PREPACK_DETECTOR",
+    "FOSS.DET_INFERENCE_DTYPE",
     "CENTERNET.TEST_FLIP",
     "AGE_HEAD.TEST_FLIP",
     "AGE_HEAD.INFERENCE_DTYPE",
@@ -426,6 +427,7 @@ def use_onnxruntime(model, onnx_dir: str, threads: Optional[int] = None, cache: 
             exported = True
     names = [o.name for o in det.get_outputs()]
     model.backbone = OrtDetector(det, names, model.backbone.output_shape())
+    model.det_inference_dtype = "float32"  # the graph is float32 whatever the config says
     detector = model.proposal_generator
     if "heat_upper" in names:
         # split as at export (the same weights: the fingerprint; a stable split by weight)

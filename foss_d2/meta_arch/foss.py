@@ -22,6 +22,7 @@ from ..data.augmentation import apply_color_jitter
 from ..proposal_generator import build_face_detector
 from ..roi_heads import build_age_head
 from ..utils.freezing import FrozenParts
+from ..utils.precision import check_dtype, inference_autocast
 
 
 def _same_tensors(a: nn.Module, b: nn.Module) -> bool:
@@ -47,6 +48,7 @@ def build_teacher(cfg) -> nn.Module:
     tcfg.MODEL.FOSS.DETECTOR_ONLY = False
     # its targets are training numbers: float32 whatever the config's test-time precision
     tcfg.MODEL.AGE_HEAD.INFERENCE_DTYPE = "float32"
+    tcfg.MODEL.FOSS.DET_INFERENCE_DTYPE = "float32"
     teacher = META_ARCH_REGISTRY.get(tcfg.MODEL.META_ARCHITECTURE)(tcfg).to(torch.device(cfg.MODEL.DEVICE))
     # Every tensor must come from the file: a teacher with freshly initialised parts teaches noise.
     checkpointer = DetectionCheckpointer(teacher)
@@ -84,6 +86,7 @@ class FOSS(FrozenParts, nn.Module):
         det_input_fit_small: bool = False,
         channels_last: bool = False,
         prepack_detector: bool = False,
+        det_inference_dtype: str = "float32",
         teacher: Optional[nn.Module] = None,
     ):
         super().__init__()
@@ -104,6 +107,7 @@ class FOSS(FrozenParts, nn.Module):
         self.input_format = input_format
         self.det_input_fit_small = det_input_fit_small
         self.prepack_detector = bool(prepack_detector)  # read by engine/fusion.py's optimize_for_inference
+        self.det_inference_dtype = check_dtype(det_inference_dtype, "MODEL.FOSS.DET_INFERENCE_DTYPE")
         if self.freeze_detector:
             self.freeze_parts([self.backbone, self.proposal_generator])
         # Inside a tuple the teacher is no submodule: it stays out of the optimizer, the checkpoints
@@ -138,6 +142,7 @@ class FOSS(FrozenParts, nn.Module):
             "det_input_fit_small": cfg.MODEL.FOSS.DET_INPUT_FIT_SMALL,
             "channels_last": cfg.MODEL.FOSS.CHANNELS_LAST,
             "prepack_detector": cfg.MODEL.FOSS.PREPACK_DETECTOR,
+            "det_inference_dtype": cfg.MODEL.FOSS.DET_INFERENCE_DTYPE,
             "teacher": build_teacher(cfg) if cfg.MODEL.FOSS.TEACHER_WEIGHTS else None,
         }
 
@@ -285,13 +290,22 @@ class FOSS(FrozenParts, nn.Module):
         map those pixels to the detector input. ``min_score`` "threshold": SCORE_THRESH_TEST unless
         AGE_ON_ALL_K (every peak under it goes unreported: K_TEST is a cap, not a cost)."""
         size = size or self.test_input_size(images)
-        features = self.backbone(self.preprocess_detector(images, size))
+        features = self.test_features(self.preprocess_detector(images, size))
         if min_score == "threshold":
             min_score = None if self.age_on_all_k else self.score_thresh_test
         # a detector of the registry's contract (size, features, K) is called without the floor
         floor = {} if min_score is None else {"min_score": min_score}
         proposals, _ = self.proposal_generator((size, size), features, self.k_test, **floor)
         return (features, *self.proposals_to_image(proposals, images, size))
+
+    def test_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The backbone's features of the detector input ``x`` at test time, run in
+        DET_INFERENCE_DTYPE and handed on in float32 (in training: float32)."""
+        if self.training or self.det_inference_dtype == "float32":
+            return self.backbone(x)
+        with inference_autocast(self.det_inference_dtype, x.device):
+            features = self.backbone(x)
+        return {name: f.float() for name, f in features.items()}
 
     def test_input_size(self, images: List[torch.Tensor]) -> int:
         """DET_INPUT_SIZE; with DET_INPUT_FIT_SMALL, images all smaller than it get their longest side

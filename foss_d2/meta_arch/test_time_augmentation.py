@@ -93,7 +93,7 @@ class FOSSWithTTA(nn.Module):
             return model.detect_pass(images, size)
         x = model.preprocess_detector(images, size)
         # One batch for both orientations; the age network only ever reads the unmirrored half.
-        both = model.backbone(torch.cat([x, x.flip(-1)]))
+        both = model.test_features(torch.cat([x, x.flip(-1)]))
         features = {name: f[: len(x)] for name, f in both.items()}
         mirrored = {name: f[len(x) :] for name, f in both.items()}
         proposals = flip_test_detect(model.proposal_generator, (size, size), features, mirrored, model.k_test)

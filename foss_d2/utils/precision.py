@@ -1,9 +1,12 @@
-"""bfloat16 inference of the age network (not in the paper; MODEL.AGE_HEAD.INFERENCE_DTYPE).
+"""bfloat16 inference (not in the paper): the age network (MODEL.AGE_HEAD.INFERENCE_DTYPE) and the
+detector's backbone (MODEL.FOSS.DET_INFERENCE_DTYPE), both in the ``fast`` preset.
 
-On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN runs the TResNet's
-convolutions in bfloat16 with float32 accumulation: 1.6x faster on this project's AMD EPYC, ages
-within about half a year of float32's (docs/RESULTS.md at 58d4fa8, section 9, "The age network in bfloat16").
-The detector stays float32, so scores and boxes do not change.
+On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN runs the convolutions in
+bfloat16 with float32 accumulation: the age network 1.6x faster on this project's AMD EPYC, ages
+within about half a year of float32's (docs/RESULTS.md at 58d4fa8, section 9, "The age network in
+bfloat16"). The backbone's features are float32 again before CenterNet's heads read them, so the
+heatmap, its bound and the boxes are computed in float32 from slightly different features
+(docs/RESULTS.md section 1 has what that changes).
 """
 
 import contextlib
@@ -17,10 +20,10 @@ logger = logging.getLogger(__name__)
 DTYPES = ("float32", "bfloat16")
 
 
-def check_dtype(name: str) -> str:
-    """``name`` if it is one of ``DTYPES``, else a ValueError."""
+def check_dtype(name: str, key: str = "MODEL.AGE_HEAD.INFERENCE_DTYPE") -> str:
+    """``name`` if it is one of ``DTYPES``, else a ValueError naming the config ``key``."""
     if name not in DTYPES:
-        raise ValueError(f"MODEL.AGE_HEAD.INFERENCE_DTYPE must be one of {DTYPES}, got {name!r}")
+        raise ValueError(f"{key} must be one of {DTYPES}, got {name!r}")
     return name
 
 
@@ -55,3 +58,10 @@ def inference_autocast(dtype: str, device: torch.device):
         _warn_emulated(device.type)
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def in_float32(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` in float32 outside any autocast: for an op whose bfloat16 kernel is slower than
+    its float32 one (on CPU a depthwise transposed convolution has no oneDNN bfloat16 kernel)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return module(x.float())
