@@ -65,7 +65,8 @@ def add_foss_config(cfg):
     # Not in the paper (issue 19): as MODEL.AGE_HEAD.PREPACK, for the detector (DLA and CenterNet's
     # heads) at inference on CPU. It pays where PyTorch would otherwise run a 1x1 convolution in its
     # own fallback, one image on one thread (a folder's photos, one per thread, and one-thread
-    # runs); on several threads a single image keeps the plain convolutions (engine/fusion.py).
+    # runs); on several threads a single image keeps the plain convolutions in float32, not in
+    # bfloat16 (DET_INFERENCE_DTYPE; engine/fusion.py).
     _C.MODEL.FOSS.PREPACK_DETECTOR = True
     # Not in the paper: as MODEL.AGE_HEAD.INFERENCE_DTYPE, for the detector's backbone at test time
     # (bfloat16 autocast where the device does it in hardware, float32 elsewhere; "bfloat16" in the

@@ -75,9 +75,9 @@ def packed_calls(monkeypatch):
     calls = []
     real = PrepackedConv2d._packed_forward
 
-    def spy(self, x, *dtype):
+    def spy(self, x, dtype):
         calls.append(x.shape[0])
-        return real(self, x, *dtype)
+        return real(self, x, dtype)
 
     monkeypatch.setattr(PrepackedConv2d, "_packed_forward", spy)
     return calls
@@ -169,6 +169,32 @@ def test_prepacked_conv_in_bfloat16_by_hand(packed_calls):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             got = PrepackedConv2d.from_conv(conv)(x).float()
     assert 0 < float((got - expected).norm() / expected.norm()) < 0.01
+
+
+def test_prepacked_conv_in_bfloat16_never_reorders_its_weight_at_a_call(packed_calls, capfd):
+    """Under a bfloat16 autocast every batch size shares the weight packed at a batch of 2 (an age
+    network's calls take 1 to 64 crops): oneDNN's log shows no reorder at a call of 1, 2, 32 or 64
+    once each shape has run."""
+    from foss_d2.engine.fusion import prepack_convolutions, prepacking_works
+
+    if not prepacking_works(torch.bfloat16):
+        pytest.skip("this CPU or PyTorch build has no oneDNN bfloat16 convolution (AVX-512 or AVX-NE-CONVERT)")
+    torch.manual_seed(0)
+    packed = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1)).eval()
+    prepack_convolutions(packed)
+    inputs = [torch.randn(n, 64, 28, 20) for n in (2, 32, 64, 1)]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for x in inputs:
+            packed(x)
+        capfd.readouterr()
+        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+            for x in inputs:
+                packed(x)
+    log = [line for line in capfd.readouterr().out.splitlines() if ",exec," in line]
+    if not any(",convolution," in line for line in log):
+        pytest.skip("this PyTorch build's oneDNN writes no verbose log")
+    assert sum(",convolution," in line for line in log) == len(inputs)
+    assert [line for line in log if ",reorder," in line] == []
 
 
 def test_prepacked_conv_copies_and_follows_new_weights(packed_calls):
@@ -1370,7 +1396,8 @@ def test_benchmark_peer_counts_each_variants_own_network(tmp_path):
 def test_in_float32_runs_a_module_outside_the_autocast():
     """DLA's depthwise transposed convolutions stay float32 under the detector's bfloat16 autocast
     (PyTorch's CPU kernel for them in bfloat16 is slow): a bfloat16 input comes out float32, equal to
-    the module on the float32 input."""
+    the module on the float32 input. Without that autocast (training, a float64 gradient check) the
+    module runs on its input as it is."""
     from foss_d2.utils.precision import in_float32
 
     torch.manual_seed(0)
@@ -1381,7 +1408,31 @@ def test_in_float32_runs_a_module_outside_the_autocast():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             got = in_float32(up, x)
             assert torch.is_autocast_enabled("cpu")  # the caller's autocast is back
-    assert got.dtype == torch.float32 and torch.equal(got, expected)
+        assert got.dtype == torch.float32 and torch.equal(got, expected)
+        double = up.double()
+        x64 = torch.randn(1, 4, 5, 6, dtype=torch.float64)
+        assert torch.equal(in_float32(double, x64), double(x64))
+
+
+def test_bfloat16_backbone_with_deformable_convolutions(monkeypatch):
+    """MODEL.DLA.USE_DCN with the backbone in bfloat16: torchvision's deformable convolution has no
+    CPU bfloat16 kernel, so it runs in float32 ("deformable_im2col" not implemented for 'BFloat16'
+    before); the features stay close to float32's."""
+    from conftest import tiny_cfg
+    from detectron2.modeling import build_model
+
+    from foss_d2.utils import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
+    torch.manual_seed(0)
+    cfg = tiny_cfg(**{"MODEL.DLA.USE_DCN": True, "MODEL.FOSS.DET_INFERENCE_DTYPE": "bfloat16"})
+    model = build_model(cfg).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = model.backbone(x), model.test_features(x)
+    for name, f in got.items():
+        assert f.dtype == torch.float32
+        assert float((f - expected[name]).norm() / expected[name].norm()) < 0.05, name
 
 
 def test_bfloat16_detector_at_test_time_only(monkeypatch):

@@ -39,6 +39,10 @@ class ModulatedDeformConv(nn.Module):
         nn.init.zeros_(self.offset_mask.bias)
 
     def forward(self, x):
+        # torchvision has no CPU bfloat16 kernel for it (MODEL.FOSS.DET_INFERENCE_DTYPE)
+        return in_float32(self._deform, x)
+
+    def _deform(self, x):
         o1, o2, mask = self.offset_mask(x).chunk(3, dim=1)
         offset = torch.cat([o1, o2], dim=1)
         return deform_conv2d(x, offset, self.weight, self.bias, padding=(1, 1), mask=mask.sigmoid())

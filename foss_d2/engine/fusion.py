@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..utils.precision import cpu_autocast_dtype
+
 try:  # timm's BatchNorm + activation in one module (TResNet's ConvNormAct)
     from timm.layers import BatchNormAct2d
 except ImportError:  # pragma: no cover - timm is a dependency
@@ -80,20 +82,6 @@ def fold_batchnorm(model: nn.Module) -> int:
                     convs[i], bns[i] = fold_conv_bn(conv, bn), _after_bn(bn)
                     count += 1
     return count
-
-
-def _autocast_on_cpu() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4 takes no device
-        return torch.is_autocast_cpu_enabled()
-
-
-def _autocast_cpu_dtype() -> torch.dtype:
-    try:
-        return torch.get_autocast_dtype("cpu")
-    except (AttributeError, TypeError):  # torch < 2.4
-        return torch.get_autocast_cpu_dtype()
 
 
 def _version(t: torch.Tensor) -> int:
@@ -166,20 +154,13 @@ class PrepackedConv2d(nn.Conv2d):
         self._packs = {}
         self._packed_version = _version(self.weight)
 
-    def packed_weight(self, shape) -> torch.Tensor:
-        """The weight in oneDNN's layout for inputs of ``shape`` (batch, channels, height, width)
-        on the current thread count."""
-        if _version(self.weight) != self._packed_version:
-            self.repack()
-        return self._packed(shape, torch.float32)[0]
-
     def _packed(self, shape, dtype: torch.dtype):
         """The weight in oneDNN's layout for inputs of ``shape`` in ``dtype``, and the bias in ``dtype``."""
         if _version(self.weight) != self._packed_version:
             self.repack()
         packs = self._packs
         # one image may want another layout than 2-15 do (AVX2, two threads: 32- against 24-channel
-        # blocks; there one image takes the plain conv, see uses_packed), so it is a shape of its own
+        # blocks; there one image takes the plain conv, see packed_dtype), so it is a shape of its own
         key = (min(int(shape[0]), 2), *(int(n) for n in shape[1:]), torch.get_num_threads(), dtype)
         packed = packs.get(key)
         if packed is None:
@@ -213,17 +194,14 @@ class PrepackedConv2d(nn.Conv2d):
         """The dtype ``forward(x)`` runs the prepacked convolution in, None for the plain conv."""
         if x.device.type != "cpu" or torch.is_grad_enabled() or torch.jit.is_tracing():
             return None
-        if _autocast_on_cpu():
-            bf16 = _autocast_cpu_dtype() == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
+        autocast = cpu_autocast_dtype()
+        if autocast is not None:
+            bf16 = autocast == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
             return torch.bfloat16 if bf16 and prepacking_works(torch.bfloat16) else None
         one_image_on_threads = x.shape[0] == 1 and torch.get_num_threads() > 1
         if x.dtype != torch.float32 or x.shape[0] >= self.max_batch or one_image_on_threads:
             return None
         return torch.float32
-
-    def uses_packed(self, x: torch.Tensor) -> bool:
-        """Whether ``forward(x)`` runs the prepacked convolution (else the plain one)."""
-        return self.packed_dtype(x) is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.packed_dtype(x)
@@ -231,7 +209,7 @@ class PrepackedConv2d(nn.Conv2d):
             return super().forward(x)
         return self._packed_forward(x, dtype)
 
-    def _packed_forward(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def _packed_forward(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         weight, bias = self._packed(x.shape, dtype)
         return torch.ops.mkldnn._convolution_pointwise(
             x.to(dtype).contiguous(memory_format=torch.channels_last),

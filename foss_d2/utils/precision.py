@@ -12,6 +12,7 @@ heatmap, its bound and the boxes are computed in float32 from slightly different
 import contextlib
 import functools
 import logging
+from typing import Callable, Optional
 
 import torch
 
@@ -60,8 +61,20 @@ def inference_autocast(dtype: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def in_float32(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` in float32 outside any autocast: for an op whose bfloat16 kernel is slower than
-    its float32 one (on CPU a depthwise transposed convolution has no oneDNN bfloat16 kernel)."""
-    with torch.autocast(x.device.type, enabled=False):
-        return module(x.float())
+def cpu_autocast_dtype() -> Optional[torch.dtype]:
+    """The dtype of the CPU autocast in force in this thread, None without one."""
+    try:
+        on, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+    except (TypeError, AttributeError):  # torch < 2.4 takes no device
+        on, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return dtype if on else None
+
+
+def in_float32(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)``; on CPU under a bfloat16 autocast, in float32 outside it: for ops whose CPU kernel
+    in bfloat16 is slow (DLA's depthwise transposed convolutions: half the backbone's time) or
+    missing (torchvision's deformable convolution). Training, CUDA and float32 run ``fn(x)`` as is."""
+    if x.device.type != "cpu" or cpu_autocast_dtype() != torch.bfloat16:
+        return fn(x)
+    with torch.autocast("cpu", enabled=False):
+        return fn(x.float())
