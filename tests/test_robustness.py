@@ -890,6 +890,26 @@ def test_resume_may_change_what_decides_only_the_speed(toy, tmp_path):
         check_same_settings(str(out), run_settings(cfg))
 
 
+def test_resume_takes_keys_added_since_at_their_defaults(toy, tmp_path):
+    """A run started before a config key existed (MODEL.FOSS.DET_INFERENCE_DTYPE, 2026-12-07) is
+    resumed by a version that has it: at its default the key answers as the code of then did, so
+    the resume goes on; set otherwise (the fast preset's bfloat16 backbone) it is refused, naming
+    the key and its default as what the run had."""
+    from foss_d2.apps.runner import RunError, check_same_settings, run_settings
+    from foss_d2.config import get_foss_cfg
+
+    cfg = get_foss_cfg(str(toy))
+    out = tmp_path / "out"
+    out.mkdir()
+    then = run_settings(cfg)
+    del then["MODEL.FOSS.DET_INFERENCE_DTYPE"]
+    (out / "run.json").write_text(json.dumps(then))
+    check_same_settings(str(out), run_settings(cfg))
+    fast = get_foss_cfg(str(toy), opts=["MODEL.FOSS.DET_INFERENCE_DTYPE", "bfloat16"])
+    with pytest.raises(RunError, match="MODEL.FOSS.DET_INFERENCE_DTYPE: 'float32' then, 'bfloat16' now"):
+        check_same_settings(str(out), run_settings(fast))
+
+
 def test_a_resume_reads_only_the_journals_last_line_to_mend_it(tmp_path):
     """A last line cut short is cut away and a whole one given its newline, found from the end of
     the file (lines longer than the 64 KiB blocks it reads back in); a hand-written record without

@@ -373,6 +373,19 @@ def run_settings(cfg, onnx_dir: Optional[str] = None) -> dict:
     return json.loads(json.dumps(flat))
 
 
+@functools.lru_cache(maxsize=1)
+def _default_settings() -> dict:
+    """``run_settings`` of the defaults every config starts from (detectron2's and add_foss_config's):
+    what a key that a run.json lacks, written before the key existed, stood at then."""
+    from detectron2.config import get_cfg
+
+    from ..config import add_foss_config
+
+    cfg = get_cfg()
+    add_foss_config(cfg)
+    return run_settings(cfg)
+
+
 @functools.lru_cache(maxsize=8)
 def _file_sha1(path: str, size: int, mtime_ns: int) -> str:
     """The SHA-1 of a whole file, read once for a run's check before the model loads and its
@@ -526,7 +539,14 @@ def check_same_settings(out_dir: str, settings: dict):
         keys.discard("MODEL.WEIGHTS_SHA1")
         if saved.get("MODEL.WEIGHTS") and "://" not in saved["MODEL.WEIGHTS"]:
             saved["MODEL.WEIGHTS"] = os.path.abspath(saved["MODEL.WEIGHTS"])
-    diff = [k for k in sorted(keys) if saved.get(k) != settings.get(k)]
+    # a key added to the config since the run started is taken at its default, which is how the
+    # code of then ran (a run of the version before resumed with this one is not refused over it)
+    defaults = _default_settings()
+
+    def then(k):
+        return saved[k] if k in saved else defaults.get(k)
+
+    diff = [k for k in sorted(keys) if then(k) != settings.get(k)]
     if diff:
 
         def then_now(k):
@@ -534,7 +554,7 @@ def check_same_settings(out_dir: str, settings: dict):
                 k, why = "MODEL.WEIGHTS", " (other contents)"
             else:
                 why = ""
-            return f"{k}: {saved.get(k)!r} then, {settings.get(k)!r} now{why}"
+            return f"{k}: {then(k)!r} then, {settings.get(k)!r} now{why}"
 
         shown = "; ".join(then_now(k) for k in diff[:3])
         more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
