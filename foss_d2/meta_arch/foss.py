@@ -22,7 +22,7 @@ from ..data.augmentation import apply_color_jitter
 from ..proposal_generator import build_face_detector
 from ..roi_heads import build_age_head
 from ..utils.freezing import FrozenParts
-from ..utils.precision import check_dtype, inference_autocast
+from ..utils.precision import check_dtype, run_in
 
 
 def _same_tensors(a: nn.Module, b: nn.Module) -> bool:
@@ -301,11 +301,9 @@ class FOSS(FrozenParts, nn.Module):
     def test_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The backbone's features of the detector input ``x`` at test time, run in
         DET_INFERENCE_DTYPE and handed on in float32 (in training: float32)."""
-        if self.training or self.det_inference_dtype == "float32":
+        if self.training:
             return self.backbone(x)
-        with inference_autocast(self.det_inference_dtype, x.device):
-            features = self.backbone(x)
-        return {name: f.float() for name, f in features.items()}
+        return run_in(self.det_inference_dtype, x.device, self.backbone, x)
 
     def test_input_size(self, images: List[torch.Tensor]) -> int:
         """DET_INPUT_SIZE; with DET_INPUT_FIT_SMALL, images all smaller than it get their longest side

@@ -19,7 +19,7 @@ from torchvision.ops import roi_align
 
 from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
-from ..utils.precision import check_dtype, inference_autocast
+from ..utils.precision import check_dtype, run_in
 from .build import AGE_HEAD_REGISTRY
 from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
 from .losses import (
@@ -352,11 +352,9 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             ]
             gender = None if parts[0][1] is None else torch.cat([g for _, g in parts])
             return torch.cat([a for a, _ in parts]), gender
-        if self.training or self.inference_dtype == "float32":
+        if self.training:
             return self.net(crops, feat)
-        with inference_autocast(self.inference_dtype, crops.device):
-            age_logits, gender_logits = self.net(crops, feat)
-        return age_logits.float(), gender_logits.float() if gender_logits is not None else None
+        return run_in(self.inference_dtype, crops.device, self.net, crops, feat)
 
     def attach(self, proposals: List[Instances], age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
         """Hands each image's faces, in order, their rows of ``age_probs`` / ``female_probs`` as

@@ -61,6 +61,20 @@ def inference_autocast(dtype: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def run_in(dtype: str, device: torch.device, fn: Callable, *args):
+    """``fn(*args)`` at test time in ``dtype`` (``inference_autocast``), its tensors (alone, in a
+    tuple or in a dict; None kept) handed back in float32 for what reads them next."""
+    if dtype == "float32":
+        return fn(*args)
+    with inference_autocast(dtype, device):
+        out = fn(*args)
+    if isinstance(out, dict):
+        return {k: v.float() for k, v in out.items()}
+    if isinstance(out, tuple):
+        return tuple(None if v is None else v.float() for v in out)
+    return out.float()
+
+
 def cpu_autocast_dtype() -> Optional[torch.dtype]:
     """The dtype of the CPU autocast in force in this thread, None without one."""
     try:
