@@ -580,6 +580,9 @@ def test_videos_given_as_photos_and_a_folder_given_as_a_video_say_which_option(t
     assert skipped == {"clip.MP4": "a video (.mp4): --video-input reads one video"}
     with pytest.raises(RunError, match=r"cannot open video '.*': a folder \(--input reads a folder of photos\)"):
         open_video(str(tmp_path))
+    # an address FFmpeg cannot open (nothing listens on port 9 here) is not called "no such file"
+    with pytest.raises(RunError, match=r"'http://127.0.0.1:9/clip.mp4': FFmpeg could not open the address"):
+        open_video("http://127.0.0.1:9/clip.mp4")
     # a photo given as the video (FFmpeg read it as one frame with a frame count of -2**63)
     renamed = tmp_path / "holiday.mp4"
     renamed.write_bytes(open(FAMILY, "rb").read())

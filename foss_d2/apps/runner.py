@@ -423,7 +423,9 @@ def open_video(source):
             )
         why = ""
         if isinstance(source, str):
-            if os.path.isdir(source):
+            if "://" in source:  # an address FFmpeg reads itself (http, rtsp, ...): no file to look at
+                why = ": FFmpeg could not open the address (unreachable, not found there, or not a video)"
+            elif os.path.isdir(source):
                 why = ": a folder (--input reads a folder of photos)"
             elif not os.path.isfile(source):
                 why = ": no such file"
