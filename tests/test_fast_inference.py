@@ -171,6 +171,24 @@ def test_prepacked_conv_in_bfloat16_by_hand(packed_calls):
     assert 0 < float((got - expected).norm() / expected.norm()) < 0.01
 
 
+def onednn_exec_log(capfd, run):
+    """``run()``'s result and oneDNN's verbose lines of the primitives it executed (the output
+    captured before it is dropped)."""
+    capfd.readouterr()
+    with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+        out = run()
+    return out, [line for line in capfd.readouterr().out.splitlines() if ",exec," in line]
+
+
+def assert_convolutions_without_reorders(log, n: int):
+    """``n`` convolutions in the log and no reorder (of a weight packed before); a skip where
+    this PyTorch build's oneDNN writes no log."""
+    if not any(",convolution," in line for line in log):
+        pytest.skip("this PyTorch build's oneDNN writes no verbose log")
+    assert sum(",convolution," in line for line in log) == n
+    assert [line for line in log if ",reorder," in line] == []
+
+
 def test_prepacked_conv_in_bfloat16_never_reorders_its_weight_at_a_call(packed_calls, capfd):
     """Under a bfloat16 autocast every batch size shares the weight packed at a batch of 2 (an age
     network's calls take 1 to 64 crops): oneDNN's log shows no reorder at a call of 1, 2, 32 or 64
@@ -186,15 +204,8 @@ def test_prepacked_conv_in_bfloat16_never_reorders_its_weight_at_a_call(packed_c
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         for x in inputs:
             packed(x)
-        capfd.readouterr()
-        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
-            for x in inputs:
-                packed(x)
-    log = [line for line in capfd.readouterr().out.splitlines() if ",exec," in line]
-    if not any(",convolution," in line for line in log):
-        pytest.skip("this PyTorch build's oneDNN writes no verbose log")
-    assert sum(",convolution," in line for line in log) == len(inputs)
-    assert [line for line in log if ",reorder," in line] == []
+        _, log = onednn_exec_log(capfd, lambda: [packed(x) for x in inputs])
+    assert_convolutions_without_reorders(log, len(inputs))
 
 
 def test_prepacked_conv_copies_and_follows_new_weights(packed_calls):
@@ -250,16 +261,10 @@ def test_prepacked_conv_is_packed_for_each_input_shape(packed_calls, capfd, thre
         expected = [net(x) for x in inputs]
         for x, y in zip(inputs, expected):  # the first call of each shape packs the weight
             assert torch.allclose(packed(x), y, atol=1e-4)
-        capfd.readouterr()
-        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
-            again = [packed(x) for x in inputs]
-    log = [line for line in capfd.readouterr().out.splitlines() if ",exec," in line]
+        again, log = onednn_exec_log(capfd, lambda: [packed(x) for x in inputs])
     assert packed_calls == [n for n, _, _ in sizes] * 2
     assert all(torch.allclose(z, y, atol=1e-4) for z, y in zip(again, expected))
-    if not any(",convolution," in line for line in log):
-        pytest.skip("this PyTorch build's oneDNN writes no verbose log")
-    assert sum(",convolution," in line for line in log) == len(sizes)
-    assert [line for line in log if ",reorder," in line] == []
+    assert_convolutions_without_reorders(log, len(sizes))
     f32 = torch.float32
     keys = {(2, 64, 28, 20, threads, f32), (2, 64, 13, 9, threads, f32)} | (
         {(1, 64, 28, 20, 1, f32)} if threads == 1 else set()
