@@ -14,6 +14,7 @@ from foss_d2.roi_heads import (
     mean_variance_terms,
     sanitize_boxes,
 )
+from foss_d2.roi_heads.crops import roi_align_separable
 
 LAMBDAS = {"mean": 0.01, "var": 0.0025, "ce": 0.05, "gen": 0.1}  # paper 4.2
 
@@ -49,6 +50,56 @@ def test_crop_shrinks_with_area_averaging():
     img[:, :, ::2] = 255  # 1-pixel stripes: a point sampler would alias to all-black or all-white
     crop = crop_faces(img, torch.tensor([[0.0, 0.0, 8.0, 8.0]]), (2, 2))
     assert torch.allclose(crop, torch.full_like(crop, 0.5), atol=1e-6)
+
+
+def test_separable_roi_align_hand_computed():
+    img = torch.tensor([[[0.0, 10.0], [20.0, 30.0]]])
+    box = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    # one bin, one sample: the bilinear value at the box centre (0.5, 0.5)
+    assert roi_align_separable(img, box, (1, 1), 1).item() == pytest.approx(15.0)
+    # two bins a side: each sample falls on a pixel centre
+    assert roi_align_separable(img, box, (2, 2), 1)[0, 0].tolist() == [[0.0, 10.0], [20.0, 30.0]]
+    # a box half left of the image: samples at x = -1 read pixel 0 (ROIAlign's clamp), under -1 read 0
+    left = roi_align_separable(img, torch.tensor([[-2.0, 0.0, 2.0, 2.0]]), (2, 4), 1)[0, 0]
+    assert left.tolist() == [[0.0, 0.0, 0.0, 10.0], [0.0, 20.0, 20.0, 30.0]]
+
+
+def _random_boxes(n: int, h: int, w: int) -> torch.Tensor:
+    """Boxes inside, across the border of and outside an h x w image, 0.05 px to 1.2 times its size."""
+    xy = torch.rand(n, 2) * torch.tensor([w, h]) * 1.6 - torch.tensor([w, h]) * 0.3
+    return torch.cat([xy, xy + torch.rand(n, 2) * torch.tensor([w, h]) * 1.2 + 0.05], dim=1)
+
+
+@pytest.mark.parametrize("layout", ["uint8", "float", "channels_last"])
+def test_separable_roi_align_is_torchvisions(layout):
+    from torchvision.ops import roi_align
+
+    torch.manual_seed(0)
+    for _ in range(60):
+        c, h, w = int(torch.randint(1, 6, ())), int(torch.randint(1, 50, ())), int(torch.randint(1, 50, ()))
+        img = torch.randint(0, 256, (1, c, h, w), dtype=torch.uint8) if layout == "uint8" else torch.randn(1, c, h, w)
+        if layout == "channels_last":
+            img = img.contiguous(memory_format=torch.channels_last)
+        boxes = _random_boxes(int(torch.randint(1, 12, ())), h, w)  # boxes of several window sizes
+        out = (int(torch.randint(1, 9, ())), int(torch.randint(1, 9, ())))
+        ratio = int(torch.randint(1, 5, ()))
+        ref = roi_align(img.float(), [boxes], out, 1.0, ratio, True)
+        tol = 1e-4 if layout == "uint8" else 1e-5  # (pixel values up to 255)
+        assert torch.allclose(roi_align_separable(img[0], boxes, out, ratio), ref, atol=tol)
+
+
+def test_separable_roi_align_gradient_is_torchvisions():
+    from torchvision.ops import roi_align
+
+    torch.manual_seed(1)
+    fmap = torch.randn(1, 8, 30, 25).contiguous(memory_format=torch.channels_last)
+    boxes = _random_boxes(9, 30, 25)
+    a, b = fmap.clone().requires_grad_(), fmap.clone().requires_grad_()
+    g = torch.randn(9, 8, 7, 5)
+    roi_align(a, [boxes], (7, 5), 1.0, 2, True).backward(g)
+    roi_align_separable(b[0], boxes, (7, 5), 2).backward(g)
+    assert b.grad.abs().sum() > 0
+    assert torch.allclose(a.grad, b.grad, atol=1e-5)
 
 
 def test_sanitize_boxes():

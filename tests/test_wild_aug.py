@@ -315,7 +315,8 @@ def test_crop_jitter_cuts_crop_and_feature_from_one_box_in_training_only():
     cb = expand_boxes_with_margins(cut, head.margins)
     assert torch.allclose(crops, crop_faces(image, cb, head.crop_hw).flip(1))
     rois = [cb * 0.25]
-    assert torch.allclose(feat, roi_align(features["dla_up"], rois, head.feature_hw, 1.0, 2, True))
+    # (roi_align_separable on CPU: torchvision's numbers to float rounding)
+    assert torch.allclose(feat, roi_align(features["dla_up"], rois, head.feature_hw, 1.0, 2, True), atol=1e-6)
     # inference: the detector's box as it is
     head.eval()
     _, crops_eval, _ = head.crops_and_features([image], [inst], features, scales)

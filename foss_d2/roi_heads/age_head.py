@@ -15,13 +15,12 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.structures import Instances
 from torch import nn
-from torchvision.ops import roi_align
 
 from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
 from ..utils.precision import check_dtype, run_in
 from .build import AGE_HEAD_REGISTRY
-from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
+from .crops import crop_faces, expand_boxes_with_margins, jitter_boxes, roi_align_features, sanitize_boxes
 from .losses import (
     age_gender_losses,
     distribution_moments,
@@ -320,7 +319,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         if self.zero_feature:
             return fmap.new_zeros((n, fmap.shape[1]) + self.feature_hw)
         rois = [cb * cb.new_tensor([sx, sy, sx, sy]) for cb, (sx, sy) in zip(crop_boxes, feature_scales)]
-        return roi_align(fmap, rois, output_size=self.feature_hw, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        return roi_align_features(fmap, rois, self.feature_hw, 2)
 
     def predict(self, crops: torch.Tensor, feat: Optional[torch.Tensor], mirror: bool = False):
         """Age distributions [N,101] and P(female) [N] (None without the gender branch) of N crops;
