@@ -75,9 +75,9 @@ def packed_calls(monkeypatch):
     calls = []
     real = PrepackedConv2d._packed_forward
 
-    def spy(self, x, dtype):
+    def spy(self, x, dtype, residual=None):
         calls.append(x.shape[0])
-        return real(self, x, dtype)
+        return real(self, x, dtype, residual)
 
     monkeypatch.setattr(PrepackedConv2d, "_packed_forward", spy)
     return calls
@@ -239,6 +239,71 @@ def test_prepacked_conv_copies_and_follows_new_weights(packed_calls):
         other[1].weight.mul_(0.5)
     with torch.inference_mode():
         assert torch.allclose(packed(x), other(x), atol=1e-5)
+
+
+def test_fuse_activations_by_hand(packed_calls):
+    from foss_d2.engine.fusion import PrepackedConv2d, fuse_activations, prepack_convolutions
+
+    def net(act):  # y = act(2x - 1): conv, BatchNorm with identity statistics, activation
+        conv, bn = nn.Conv2d(1, 16, 1), nn.BatchNorm2d(16)
+        with torch.no_grad():
+            conv.weight.fill_(2.0)
+            conv.bias.fill_(-1.0)
+        return nn.Sequential(conv, bn, act).eval()
+
+    x = torch.tensor([[[[0.0, 1.0], [2.0, -3.0]]]]).repeat(2, 1, 1, 1)
+    for act, want in ((nn.ReLU(), [[0.0, 1.0], [3.0, 0.0]]), (nn.LeakyReLU(0.1), [[-0.1, 1.0], [3.0, -0.7]])):
+        model = net(act)
+        fold_batchnorm(model)
+        prepack_convolutions(model)
+        assert fuse_activations(model) == 1
+        assert isinstance(model[0], PrepackedConv2d) and not model[0].answers_as_conv2d
+        assert [type(m) for m in model[1:]] == [nn.Identity, nn.Identity]
+        packed_calls.clear()
+        with torch.inference_mode():
+            y = model(x)  # oneDNN's convolution with the activation inside
+        assert packed_calls == [2]
+        assert torch.allclose(y[:, 5], torch.tensor(want).expand(2, 2, 2), atol=1e-6)
+        # the plain conv (autograd on) applies it after
+        assert torch.allclose(model(x).detach(), y, atol=1e-6) and packed_calls == [2]
+
+
+@pytest.mark.parametrize("arch", ["dla34", "dla46_c"])
+def test_fuse_activations_in_timms_dla_blocks(packed_calls, arch):
+    """timm's DlaBasic (dla34), DlaBottleneck (dla46_c) and DlaRoot become one oneDNN call a conv,
+    the ReLUs and the residual sums inside: no ReLU module is left and the trunk answers as before,
+    on the prepacked path (two images) and on the plain one (one image on two threads)."""
+    import timm
+
+    from foss_d2.engine.fusion import FusedResidualBlock, FusedRoot, fuse_activations, prepack_convolutions
+
+    torch.manual_seed(0)
+    trunk = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(2, 3, 4, 5))
+    for m in trunk.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    trunk.eval()
+    fused = copy.deepcopy(trunk)
+    fold_batchnorm(fused)
+    prepack_convolutions(fused)
+    n = fuse_activations(fused)
+    blocks = [m for m in fused.modules() if isinstance(m, (FusedResidualBlock, FusedRoot))]
+    assert blocks and any(isinstance(m, FusedRoot) for m in blocks)
+    assert n >= len(blocks) and not any(isinstance(m, nn.ReLU) for m in fused.modules())
+    threads = torch.get_num_threads()
+    for batch, t in ((2, 1), (1, 2)):
+        torch.set_num_threads(t)
+        x = torch.randn(batch, 3, 64, 96)
+        packed_calls.clear()
+        try:
+            with torch.inference_mode():
+                want, got = trunk(x), fused(x)
+        finally:
+            torch.set_num_threads(threads)
+        assert bool(packed_calls) == (batch > 1)
+        for a, b in zip(want, got):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -126,7 +126,15 @@ class PrepackedConv2d(nn.Conv2d):
     # a video or a camera's photos have one size; a folder of mixed sizes repacks on a new one (a
     # reorder, what the plain conv does every call). 4 shapes of the shipped detector: 39 MiB
     max_shapes = 4
-    answers_as_conv2d = True  # F.conv2d of weight and bias (CenterNet's heads read them at points)
+    # the activation after it, run inside oneDNN's convolution (``fuse_activations``): "none",
+    # "relu" or "leaky_relu" (post_scalars: its slope)
+    post_op = "none"
+    post_scalars = ()
+
+    @property
+    def answers_as_conv2d(self) -> bool:
+        """Whether it is F.conv2d of its weight and bias (CenterNet's heads read them at points)."""
+        return self.post_op == "none"
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "PrepackedConv2d":
@@ -203,25 +211,31 @@ class PrepackedConv2d(nn.Conv2d):
             return None
         return torch.float32
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """conv(x), plus ``residual`` when given, then ``post_op`` (``fuse_activations``)."""
         dtype = self.packed_dtype(x)
-        if dtype is None:
-            return super().forward(x)
-        return self._packed_forward(x, dtype)
+        if dtype is not None:
+            return self._packed_forward(x, dtype, residual)
+        y = super().forward(x)
+        if residual is not None:
+            y += residual  # as timm's blocks do
+        if self.post_op == "relu":
+            return torch.relu_(y)
+        if self.post_op == "leaky_relu":
+            return nn.functional.leaky_relu_(y, *self.post_scalars)
+        return y
 
-    def _packed_forward(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def _packed_forward(self, x: torch.Tensor, dtype: torch.dtype, residual: Optional[torch.Tensor] = None):
         weight, bias = self._packed(x.shape, dtype)
-        return torch.ops.mkldnn._convolution_pointwise(
-            x.to(dtype).contiguous(memory_format=torch.channels_last),
-            weight,
-            bias,
-            list(self.padding),
-            list(self.stride),
-            list(self.dilation),
-            self.groups,
-            "none",
-            [],
-            "",
+        x = x.to(dtype).contiguous(memory_format=torch.channels_last)
+        geometry = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
+        if residual is None:
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, weight, bias, *geometry, self.post_op, list(self.post_scalars), ""
+            )
+        other = residual.to(dtype).contiguous(memory_format=torch.channels_last)
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, weight, bias, *geometry, "add", 1.0, self.post_op, list(self.post_scalars), ""
         )
 
 
@@ -268,6 +282,122 @@ def prepack_convolutions(module: nn.Module, min_out_channels: int = 1) -> int:
     return count
 
 
+def _post_op(m: nn.Module):
+    """oneDNN's post-op for what an activation module does at inference, (name, scalars), or None:
+    ReLU, LeakyReLU, or what ``fold_batchnorm`` left of timm's BatchNormAct2d (dropout, act)."""
+    if isinstance(m, nn.Sequential) and len(m) > 0 and all(isinstance(d, (nn.Identity, nn.Dropout)) for d in m[:-1]):
+        return None if m.training else _post_op(m[-1])
+    if type(m) is nn.ReLU:
+        return ("relu", ())
+    if type(m) is nn.LeakyReLU:
+        return ("leaky_relu", (m.negative_slope,))
+    return None
+
+
+def _fuse(conv, act) -> bool:
+    """Moves the activation ``act`` into the PrepackedConv2d ``conv`` before it, if it can."""
+    op = _post_op(act)
+    if not isinstance(conv, PrepackedConv2d) or conv.post_op != "none" or op is None:
+        return False
+    conv.post_op, conv.post_scalars = op
+    return True
+
+
+class FusedResidualBlock(nn.Module):
+    """timm's DlaBasic / DlaBottleneck at inference, BatchNorms folded: its convs in a row, each
+    with its ReLU inside (oneDNN post-ops), the last adding the shortcut before its ReLU."""
+
+    def __init__(self, convs):
+        super().__init__()
+        self.convs = nn.ModuleList(convs)
+
+    def forward(self, x, shortcut: Optional[torch.Tensor] = None, children=None):
+        shortcut = x if shortcut is None else shortcut
+        for conv in self.convs[:-1]:
+            x = conv(x)
+        return self.convs[-1](x, residual=shortcut)
+
+
+class FusedRoot(nn.Module):
+    """timm's DlaRoot at inference: the conv of the children's concatenation, plus the first child
+    (its ``shortcut`` option), then ReLU, in one oneDNN call."""
+
+    def __init__(self, conv: PrepackedConv2d, shortcut: bool):
+        super().__init__()
+        self.conv, self.shortcut = conv, shortcut
+
+    def forward(self, x_children):
+        return self.conv(torch.cat(x_children, 1), residual=x_children[0] if self.shortcut else None)
+
+
+# timm's DLA blocks: their conv attributes in order, and what else they hold
+_DLA_BLOCKS = {
+    "DlaBasic": (("conv1", "conv2"), {"bn1", "bn2", "relu"}),
+    "DlaBottleneck": (("conv1", "conv2", "conv3"), {"bn1", "bn2", "bn3", "relu"}),
+    "DlaRoot": (("conv",), {"bn", "relu"}),
+}
+
+
+def _fused_block(m: nn.Module) -> Optional[nn.Module]:
+    """The fused equivalent of a timm DLA block whose BatchNorms are folded and whose convs are
+    prepacked, or None (any other module, or one that is not exactly that)."""
+    spec = _DLA_BLOCKS.get(type(m).__name__)
+    if spec is None or not type(m).__module__.startswith("timm."):
+        return None
+    conv_names, others = spec
+    children = dict(m.named_children())
+    if set(children) != set(conv_names) | others or type(m.relu) is not nn.ReLU:
+        return None
+    convs = [children[n] for n in conv_names]
+    if any(not isinstance(c, PrepackedConv2d) or c.post_op != "none" for c in convs):
+        return None
+    if any(type(children[n]) is not nn.Identity for n in others - {"relu"}):
+        return None  # a BatchNorm not folded
+    for conv in convs:
+        conv.post_op, conv.post_scalars = "relu", ()
+    if type(m).__name__ == "DlaRoot":
+        return FusedRoot(convs[0], bool(m.shortcut))
+    return FusedResidualBlock(convs)
+
+
+def fuse_activations(module: nn.Module) -> int:
+    """Moves, in place, each ReLU / LeakyReLU that directly follows a ``PrepackedConv2d`` into it
+    (oneDNN runs it on the convolution's output before writing it), and the residual sum of
+    timm's DLA blocks with it: a ReLU as its own op cost as much in bfloat16 as 6 of the 35 ms of
+    the detector's backbone (a 2-core Xeon with AMX, 2026-12-07). Patterns: ``nn.Sequential``
+    (conv, folded BatchNorms, activation); FOSS-D2's ConvNormRelu and timm's ConvNormAct (conv,
+    then the activation left of its BatchNorm); timm's DlaBasic, DlaBottleneck and DlaRoot
+    (replaced by ``FusedResidualBlock`` / ``FusedRoot``). For inference after
+    ``prepack_convolutions``; the answers as before up to float rounding. Returns the number of
+    activations moved."""
+    count = 0
+    for name, child in list(module.named_children()):
+        fused = _fused_block(child)
+        if fused is not None:
+            setattr(module, name, fused)
+            count += len(fused.convs) if isinstance(fused, FusedResidualBlock) else 1
+            continue
+        count += fuse_activations(child)
+    if isinstance(module, nn.Sequential):
+        for i in range(len(module) - 1):
+            j = i + 1
+            while j < len(module) - 1 and type(module[j]) is nn.Identity:
+                j += 1
+            if _fuse(module[i], module[j]):
+                module[j] = nn.Identity()
+                count += 1
+    for conv_name, mid_name, act_name in (("conv", "norm", "act"), ("conv", "bn", None)):
+        conv, mid = getattr(module, conv_name, None), getattr(module, mid_name, None)
+        if act_name is None:  # timm's ConvNormAct: the activation is what is left of its norm
+            if type(module).__name__ == "ConvNormAct" and _fuse(conv, mid):
+                setattr(module, mid_name, nn.Identity())
+                count += 1
+        elif type(module).__name__ == "ConvNormRelu" and type(mid) is nn.Identity and _fuse(conv, module.act):
+            module.act = nn.Identity()
+            count += 1
+    return count
+
+
 def bound_heatmap(model: nn.Module) -> bool:
     """MODEL.CENTERNET.HEATMAP_BOUND: the FOSS ``model``'s CenterNet heatmap head replaced by its
     ``BoundedHeatmapHead`` (for inference; the same faces). For CPU inference and the ONNX export:
@@ -284,7 +414,8 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the
     weights prepacked for oneDNN (``PrepackedConv2d``): the age network's (MODEL.AGE_HEAD.PREPACK, with AVX-512:
     on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster) and the detector's
-    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread); and CenterNet's heatmap head split so
+    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread), with the activations after them (and
+    the residual sums of DLA's blocks) run inside them (``fuse_activations``); and CenterNet's heatmap head split so
     that half of it runs only where a face above the threshold is possible (``bound_heatmap``).
     Returns ``model``, changed in place."""
     model.eval()
@@ -304,4 +435,6 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
                 # oneDNN computes outputs in blocks of 16 channels: CenterNet's 1-channel 1x1
                 # heatmap conv took 2.5x as long prepacked
                 prepack_convolutions(part, min_out_channels=16)
+                if part is not model.proposal_generator:  # its heads are read as plain convs too
+                    fuse_activations(part)
     return model
