@@ -152,7 +152,7 @@ class DLASeg(FrozenParts, Backbone):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_age_feature):
             levels = self.base(x)
             up = self.dla_up(levels)
-        y = [t.clone() for t in up[:-1]]
+        y = list(up[:-1])  # IDA-up replaces the list's entries, never a tensor in place
         self.ida_up(y, 0, len(y))
         return {"dla_up": up[0], "dla_out": y[-1]}
 
