@@ -102,6 +102,25 @@ def test_separable_roi_align_gradient_is_torchvisions():
     assert torch.allclose(a.grad, b.grad, atol=1e-5)
 
 
+def test_torchvision_roi_align_within_its_context(monkeypatch):
+    """``torchvision_roi_align`` (the benchmark's "as trained"): torchvision's kernel in this thread
+    within it, ``roi_align_separable`` outside, the same crops either way."""
+    import foss_d2.roi_heads.crops as crops
+
+    calls = []
+    real = crops.roi_align_separable
+    monkeypatch.setattr(crops, "roi_align_separable", lambda *a: calls.append(1) or real(*a))
+    img, boxes = _ramp(), torch.tensor([[50.0, 20.0, 130.0, 60.0], [-20.0, 0.0, 60.0, 40.0]])
+    with crops.torchvision_roi_align():
+        with crops.torchvision_roi_align():
+            pass
+        old = crop_faces(img, boxes, (40, 80))  # still inside after the nested one
+    assert calls == []
+    new = crop_faces(img, boxes, (40, 80))
+    assert calls == [1]
+    assert torch.allclose(old, new, atol=1e-6)
+
+
 def test_sanitize_boxes():
     b = sanitize_boxes(torch.tensor([[5.0, 5.0, 3.0, float("nan")]]))
     assert b.tolist() == [[5.0, 5.0, 6.0, 6.0]]

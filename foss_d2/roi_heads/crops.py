@@ -1,13 +1,34 @@
 """The facial cropping connection of FOSS (paper section 3.1): each face box, enlarged by the
 margins (20% top, 10% other sides), is cropped from the full-resolution image with ROIAlign."""
 
+import contextlib
 import math
+import threading
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torchvision.ops import roi_align
 
 MAX_SAMPLING_RATIO = 16
+_kernel = threading.local()
+
+
+@contextlib.contextmanager
+def torchvision_roi_align():
+    """Within it (this thread), the crops and the feature's ROIAlign run torchvision's kernel on
+    CPU too, as FOSS-D2 did until 2026-12-07: ``tools/benchmark.py peer``'s "as trained" variant
+    runs the code as it was when issue 19 was filed."""
+    before = getattr(_kernel, "torchvision", False)
+    _kernel.torchvision = True
+    try:
+        yield
+    finally:
+        _kernel.torchvision = before
+
+
+def _separable(device: torch.device) -> bool:
+    """Whether ROIAlign runs as ``roi_align_separable`` (on CPU) rather than torchvision's kernel."""
+    return device.type == "cpu" and not getattr(_kernel, "torchvision", False)
 
 
 def sanitize_boxes(boxes: torch.Tensor, min_size: float = 1.0) -> torch.Tensor:
@@ -153,7 +174,7 @@ def crop_faces(image: torch.Tensor, boxes: torch.Tensor, out_hw: Tuple[int, int]
     # faces); capped so that an absurd box from an untrained detector cannot blow up the cost.
     side = torch.maximum((boxes[:, 3] - boxes[:, 1]) / out_hw[0], (boxes[:, 2] - boxes[:, 0]) / out_hw[1])
     ratio = int(min(MAX_SAMPLING_RATIO, max(1, math.ceil(side.max().item()))))
-    if image.device.type == "cpu":
+    if _separable(image.device):
         return roi_align_separable(image, boxes, tuple(out_hw), ratio).div_(255.0)
     # On a GPU torchvision's kernel runs the boxes in parallel: it reads the boxes' union, one
     # pixel of slack around it so that bilinear samples at its border see their real neighbours.
@@ -171,6 +192,6 @@ def crop_faces(image: torch.Tensor, boxes: torch.Tensor, out_hw: Tuple[int, int]
 def roi_align_features(fmap: torch.Tensor, rois: Sequence[torch.Tensor], output_size: Tuple[int, int], ratio: int):
     """``roi_align(fmap, rois, output_size, 1.0, ratio, aligned=True)`` over a batch [B,C,H,W] and
     its boxes per image: on CPU ``roi_align_separable`` image by image, on a GPU torchvision's."""
-    if fmap.device.type != "cpu":
+    if not _separable(fmap.device):
         return roi_align(fmap, list(rois), output_size, spatial_scale=1.0, sampling_ratio=ratio, aligned=True)
     return torch.cat([roi_align_separable(f, r, output_size, ratio) for f, r in zip(fmap, rois)])
