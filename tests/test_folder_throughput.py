@@ -24,6 +24,8 @@ if "--video-input" in args:
 else:
     keys = sorted(os.listdir(args[args.index("--input") + 1]))
 first = keys[: int(os.environ.get("FAKE_DEMO_ANSWERS", "1"))]
+if os.environ.get("FAKE_DEMO_LOG"):
+    open(os.environ["FAKE_DEMO_LOG"], "a").write(json.dumps(args) + chr(10))
 json.dump({name: [] for name in first}, open(os.path.join(out, "predictions.json"), "w"))
 """
 
@@ -64,6 +66,21 @@ def test_relative_input_reaches_the_other_checkout(fake_before, tmp_path, monkey
     report = json.load(open(tmp_path / "out" / "throughput.json"))
     assert report["photos"] == 3 and report["input"] == str(tmp_path / "photos")
     assert len(report["runs"]["before"]["seconds"]) == 1 and report["runs"]["before"]["x_first"] == 1.0
+
+
+def test_before_runs_take_their_options_and_need_the_before_checkout(fake_before, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_DEMO_ANSWERS", "3")
+    monkeypatch.setenv("FAKE_DEMO_LOG", str(tmp_path / "calls.jsonl"))
+    tool = load_tool()
+    argv = ["--input", "photos", "--rounds", "1", "--output", "out", "--before-repo", str(fake_before)]
+    tool.main(argv + ["--before-run", "old fast=--no-draw --preset fast", "--before-run", "old=--no-draw"])
+    calls = [json.loads(line) for line in open(tmp_path / "calls.jsonl")]
+    assert [c[4:] for c in calls] == [["--no-draw", "--preset", "fast"], ["--no-draw"]]
+    report = json.load(open(tmp_path / "out" / "throughput.json"))
+    assert list(report["runs"]) == ["old fast", "old"]  # no plain "before" beside them
+    with pytest.raises(SystemExit):
+        tool.main(["--input", "photos", "--before-run", "old=--no-draw"])
+    assert "--before-run needs --before-repo" in capsys.readouterr().err
 
 
 def test_as_video_times_the_demo_on_a_video_of_the_photos(fake_before, tmp_path, monkeypatch):

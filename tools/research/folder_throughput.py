@@ -11,7 +11,8 @@ photo letterboxed and held for K frames, moving 2 px a frame) and the demo runs 
 
 ``--run NAME=OPTIONS`` adds a run of this checkout's demo with those options (the trailing KEY VALUE
 overrides included); ``--before-repo`` adds "before", the demo of another checkout (e.g. a
-``git worktree`` of an older commit) with its own default options. Writes throughput.json and
+``git worktree`` of an older commit) with its own default options, or with ``--before-run
+NAME=OPTIONS`` one run of it per option set. Writes throughput.json and
 throughput.md (seconds and photos/s per round, the median's ratio to the first run) to --output.
 """
 
@@ -73,6 +74,13 @@ def main(argv=None):
     p.add_argument("--input", required=True, help="a folder of photos")
     p.add_argument("--run", action="append", default=[], metavar="NAME=OPTIONS")
     p.add_argument("--before-repo", help="a checkout whose tools/demo.py runs as 'before'")
+    p.add_argument(
+        "--before-run",
+        action="append",
+        default=[],
+        metavar="NAME=OPTIONS",
+        help="a run of --before-repo's demo with these options (instead of its plain 'before')",
+    )
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--output", default="output/throughput")
     p.add_argument(
@@ -83,12 +91,15 @@ def main(argv=None):
         p.error(f"--as-video is a number of frames a photo (0: the folder itself), got {args.as_video}")
     # Each demo runs in its own checkout: a relative folder would name another (or no) folder there.
     args.input = os.path.abspath(args.input)
+    if args.before_run and not args.before_repo:
+        p.error("--before-run needs --before-repo")
     runs = {}
-    if args.before_repo:
+    if args.before_repo and not args.before_run:
         runs["before"] = (args.before_repo, [])
-    for spec in args.run:
-        name, _, opts = spec.partition("=")
-        runs[name] = (REPO, shlex.split(opts))
+    for repo, specs in ((args.before_repo, args.before_run), (REPO, args.run)):
+        for spec in specs:
+            name, _, opts = spec.partition("=")
+            runs[name] = (repo, shlex.split(opts))
     if not runs:
         p.error("give --run NAME=OPTIONS or --before-repo")
     photos = [path for path, _ in collect_inputs([args.input])[0]]  # the images the demo will read
