@@ -268,6 +268,34 @@ def test_fuse_activations_by_hand(packed_calls):
         assert torch.allclose(model(x).detach(), y, atol=1e-6) and packed_calls == [2]
 
 
+def test_fuse_activations_in_timms_conv_norm_act_and_se(packed_calls):
+    """timm's ConvNormAct (LeakyReLU inside its BatchNormAct2d, as TResNet has it) and SEModule
+    (fc1, ReLU) lose their activation modules to the convolutions and answer as before."""
+    from timm.layers import ConvNormAct, SEModule
+
+    from foss_d2.engine.fusion import fuse_activations, prepack_convolutions
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        ConvNormAct(3, 32, 3, act_layer=nn.LeakyReLU, act_kwargs={"negative_slope": 1e-3}), SEModule(32, rd_channels=16)
+    )
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+    net.eval()
+    fused = copy.deepcopy(net)
+    fold_batchnorm(fused)
+    prepack_convolutions(fused)
+    assert fuse_activations(fused) == 2
+    assert fused[0].conv.post_op == "leaky_relu" and fused[0].conv.post_scalars == (1e-3,)
+    assert fused[1].fc1.post_op == "relu" and type(fused[1].act) is nn.Identity
+    x = torch.randn(2, 3, 12, 10)
+    with torch.inference_mode():
+        want, got = net(x), fused(x)
+    assert len(packed_calls) == 3  # the two fused convs and fc2
+    assert torch.allclose(want, got, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ["dla34", "dla46_c"])
 def test_fuse_activations_in_timms_dla_blocks(packed_calls, arch):
     """timm's DlaBasic (dla34), DlaBottleneck (dla46_c) and DlaRoot become one oneDNN call a conv,

@@ -50,7 +50,7 @@ def _after_bn(bn: nn.BatchNorm2d) -> nn.Module:
     """What is left of ``bn`` once its affine map is in the conv: timm's BatchNormAct2d keeps its
     dropout and activation, a plain BatchNorm becomes the identity."""
     if isinstance(bn, BatchNormAct2d) if BatchNormAct2d else False:
-        return nn.Sequential(bn.drop, bn.act)
+        return nn.Sequential(bn.drop, bn.act).train(bn.training)
     return nn.Identity()
 
 
@@ -285,8 +285,9 @@ def prepack_convolutions(module: nn.Module, min_out_channels: int = 1) -> int:
 def _post_op(m: nn.Module):
     """oneDNN's post-op for what an activation module does at inference, (name, scalars), or None:
     ReLU, LeakyReLU, or what ``fold_batchnorm`` left of timm's BatchNormAct2d (dropout, act)."""
-    if isinstance(m, nn.Sequential) and len(m) > 0 and all(isinstance(d, (nn.Identity, nn.Dropout)) for d in m[:-1]):
-        return None if m.training else _post_op(m[-1])
+    if isinstance(m, nn.Sequential) and len(m) > 0:
+        rest_is_identity = all(type(d) is nn.Identity or (isinstance(d, nn.Dropout) and not d.training) for d in m[:-1])
+        return _post_op(m[-1]) if rest_is_identity else None
     if type(m) is nn.ReLU:
         return ("relu", ())
     if type(m) is nn.LeakyReLU:
@@ -365,8 +366,8 @@ def fuse_activations(module: nn.Module) -> int:
     (oneDNN runs it on the convolution's output before writing it), and the residual sum of
     timm's DLA blocks with it: a ReLU as its own op cost as much in bfloat16 as 6 of the 35 ms of
     the detector's backbone (a 2-core Xeon with AMX, 2026-12-07). Patterns: ``nn.Sequential``
-    (conv, folded BatchNorms, activation); FOSS-D2's ConvNormRelu and timm's ConvNormAct (conv,
-    then the activation left of its BatchNorm); timm's DlaBasic, DlaBottleneck and DlaRoot
+    (conv, folded BatchNorms, activation); FOSS-D2's ConvNormRelu, timm's ConvNormAct (conv, then
+    the activation left of its BatchNorm) and SEModule (fc1, its ReLU); timm's DlaBasic, DlaBottleneck and DlaRoot
     (replaced by ``FusedResidualBlock`` / ``FusedRoot``). For inference after
     ``prepack_convolutions``; the answers as before up to float rounding. Returns the number of
     activations moved."""
@@ -386,13 +387,13 @@ def fuse_activations(module: nn.Module) -> int:
             if _fuse(module[i], module[j]):
                 module[j] = nn.Identity()
                 count += 1
-    for conv_name, mid_name, act_name in (("conv", "norm", "act"), ("conv", "bn", None)):
-        conv, mid = getattr(module, conv_name, None), getattr(module, mid_name, None)
-        if act_name is None:  # timm's ConvNormAct: the activation is what is left of its norm
-            if type(module).__name__ == "ConvNormAct" and _fuse(conv, mid):
-                setattr(module, mid_name, nn.Identity())
-                count += 1
-        elif type(module).__name__ == "ConvNormRelu" and type(mid) is nn.Identity and _fuse(conv, module.act):
+    kind = type(module).__name__
+    if kind == "ConvNormAct" and _fuse(getattr(module, "conv", None), getattr(module, "bn", None)):
+        module.bn = nn.Identity()  # timm's: its activation is what fold_batchnorm left of its norm
+        count += 1
+    for owner, conv, mid in (("ConvNormRelu", "conv", "norm"), ("SEModule", "fc1", "bn")):  # act(mid(conv(x)))
+        folded = type(getattr(module, mid, None)) is nn.Identity
+        if kind == owner and folded and _fuse(getattr(module, conv), module.act):
             module.act = nn.Identity()
             count += 1
     return count
