@@ -716,6 +716,48 @@ def test_bfloat16_age_network_at_test_time_only(monkeypatch):
         assert 0 < err < 0.05, err
 
 
+def test_heatmap_head_dense_conv_in_the_detectors_inference_dtype(monkeypatch):
+    """MODEL.FOSS.DET_INFERENCE_DTYPE bfloat16: at test time the heatmap head's 3x3 conv runs in
+    bfloat16, its 1x1 conv and the logits in float32 (plain head and ``BoundedHeatmapHead`` alike);
+    training and autograd keep float32."""
+    from foss_d2.proposal_generator.centernet import CenterNet
+    from foss_d2.utils import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
+    torch.manual_seed(0)
+    det = CenterNet(in_feature="p", in_channels=16, stride=4, head_conv=32, dense_dtype="bfloat16").eval()
+    feats = {"p": torch.randn(1, 16, 20, 24)}
+    seen = []
+
+    def watch(conv3x3):
+        return conv3x3.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+
+    hook = watch(det.heatmap[0])
+    with torch.no_grad():
+        low = det.heat_logits(feats)
+        det.dense_dtype = "float32"
+        full = det.heat_logits(feats)
+    assert seen == [torch.bfloat16, torch.float32] and low.dtype == torch.float32
+    err = float((low - full).norm() / full.norm())
+    assert 0 < err < 0.05, err
+    det.dense_dtype = "bfloat16"
+    det.heat_logits(feats)  # autograd on
+    det.train()
+    with torch.no_grad():
+        det.heat_logits(feats)
+    assert seen[2:] == [torch.float32, torch.float32]
+    hook.remove()
+    det.eval()
+    assert det.bound_heatmap()
+    seen.clear()
+    hook = watch(det.heatmap.upper[0])
+    with torch.no_grad():
+        bounded = det.heat_logits(feats, min_score=0.0)  # every pixel exact
+    hook.remove()
+    assert seen == [torch.bfloat16] and bounded.dtype == torch.float32
+    assert float((bounded - full).norm() / full.norm()) < 0.05
+
+
 def test_bfloat16_shipped_model_finds_the_same_faces(shipped_cfg, torch_predictor, monkeypatch):
     """The shipped model's answers on demo/family.jpg with the age network in bfloat16: the same
     faces and boxes, ages within 0.75 years, P(female) within 0.01 (measured on 2026-12-05: 0.53 years
