@@ -88,6 +88,24 @@ def test_separable_roi_align_is_torchvisions(layout):
         assert torch.allclose(roi_align_separable(img[0], boxes, out, ratio), ref, atol=tol)
 
 
+def test_separable_roi_align_in_batches_and_edge_cases(monkeypatch):
+    from torchvision.ops import roi_align
+
+    import foss_d2.roi_heads.crops as crops
+
+    torch.manual_seed(2)
+    img = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
+    boxes = _random_boxes(9, 40, 50)
+    whole = crops.roi_align_separable(img, boxes, (6, 4), 2)
+    assert whole.is_contiguous()
+    monkeypatch.setattr(crops, "WINDOW_FLOATS", 1)  # one box a batch
+    assert torch.equal(crops.roi_align_separable(img, boxes, (6, 4), 2), whole)
+    assert torch.allclose(whole, roi_align(img[None].float(), [boxes], (6, 4), 1.0, 2, True), atol=1e-4)
+    assert crops.roi_align_separable(img[:, :0], boxes, (6, 4), 2).eq(0).all()  # an empty image: zeros
+    with pytest.raises(ValueError, match="sampling ratio"):
+        crops.roi_align_separable(img, boxes, (6, 4), 0)
+
+
 def test_separable_roi_align_gradient_is_torchvisions():
     from torchvision.ops import roi_align
 

@@ -5,6 +5,7 @@ backend, and the peer benchmark's bookkeeping."""
 import copy
 import glob
 import io
+import math
 import os
 import shutil
 
@@ -294,6 +295,28 @@ def test_fuse_activations_in_timms_conv_norm_act_and_se(packed_calls):
         want, got = net(x), fused(x)
     assert len(packed_calls) == 3  # the two fused convs and fc2
     assert torch.allclose(want, got, atol=1e-5)
+
+
+def test_fused_root_adds_its_shortcut_before_the_relu(packed_calls):
+    """timm's DlaRoot with ``shortcut`` (no shipped trunk has one): the first child added inside
+    oneDNN's convolution, then ReLU."""
+    from timm.models.dla import DlaRoot
+
+    from foss_d2.engine.fusion import FusedRoot, fuse_activations, prepack_convolutions
+
+    torch.manual_seed(0)
+    root = DlaRoot(32, 16, 1, shortcut=True)
+    root.bn.running_mean.uniform_(-0.5, 0.5)
+    root.eval()
+    holder = nn.ModuleDict({"root": copy.deepcopy(root)}).eval()
+    fold_batchnorm(holder)
+    prepack_convolutions(holder)
+    assert fuse_activations(holder) == 1 and isinstance(holder["root"], FusedRoot)
+    children = [torch.randn(2, 16, 6, 5), torch.randn(2, 16, 6, 5)]
+    with torch.inference_mode():
+        want, got = root(children), holder["root"](children)
+    assert packed_calls == [2]
+    assert (want == 0).any() and torch.allclose(want, got, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["dla34", "dla46_c"])
@@ -718,15 +741,23 @@ def test_bfloat16_age_network_at_test_time_only(monkeypatch):
 
 def test_heatmap_head_dense_conv_in_the_detectors_inference_dtype(monkeypatch):
     """MODEL.FOSS.DET_INFERENCE_DTYPE bfloat16: at test time the heatmap head's 3x3 conv runs in
-    bfloat16, its 1x1 conv and the logits in float32 (plain head and ``BoundedHeatmapHead`` alike);
-    training and autograd keep float32."""
-    from foss_d2.proposal_generator.centernet import CenterNet
+    bfloat16, its 1x1 conv and the logits in float32 (plain head and ``BoundedHeatmapHead``, with
+    and without a floor); the detector's calls in training (a frozen detector too) and with
+    autograd keep float32."""
+    from conftest import tiny_cfg
+    from detectron2.modeling import build_model
+    from detectron2.structures import Boxes, Instances
+
     from foss_d2.utils import precision
 
     monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
     torch.manual_seed(0)
-    det = CenterNet(in_feature="p", in_channels=16, stride=4, head_conv=32, dense_dtype="bfloat16").eval()
-    feats = {"p": torch.randn(1, 16, 20, 24)}
+    model = build_model(
+        tiny_cfg(**{"MODEL.FOSS.DET_INFERENCE_DTYPE": "bfloat16", "MODEL.FOSS.FREEZE_DETECTOR": True})
+    ).eval()
+    det = model.proposal_generator
+    c = model.backbone.output_shape()[det.in_feature].channels
+    feats = {det.in_feature: torch.randn(1, c, 20, 24)}
     seen = []
 
     def watch(conv3x3):
@@ -734,28 +765,40 @@ def test_heatmap_head_dense_conv_in_the_detectors_inference_dtype(monkeypatch):
 
     hook = watch(det.heatmap[0])
     with torch.no_grad():
-        low = det.heat_logits(feats)
-        det.dense_dtype = "float32"
-        full = det.heat_logits(feats)
+        low, full = det.heat_logits(feats, dtype="bfloat16"), det.heat_logits(feats)
     assert seen == [torch.bfloat16, torch.float32] and low.dtype == torch.float32
     err = float((low - full).norm() / full.norm())
     assert 0 < err < 0.05, err
-    det.dense_dtype = "bfloat16"
-    det.heat_logits(feats)  # autograd on
-    det.train()
-    with torch.no_grad():
-        det.heat_logits(feats)
-    assert seen[2:] == [torch.float32, torch.float32]
-    hook.remove()
-    det.eval()
-    assert det.bound_heatmap()
+    det.heat_logits(feats, dtype="bfloat16")  # autograd on
+    assert seen[-1] == torch.float32
+    image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
     seen.clear()
-    hook = watch(det.heatmap.upper[0])
     with torch.no_grad():
-        bounded = det.heat_logits(feats, min_score=0.0)  # every pixel exact
+        model.detect_pass([image])  # the model's own test-time pass
+    assert seen == [torch.bfloat16]
+    model.train()  # the frozen detector stays in eval; its proposals for the age network in float32
+    assert not det.training
+    seen.clear()
+    inst = Instances((64, 80), gt_boxes=Boxes(torch.tensor([[10.0, 10.0, 40.0, 50.0]])))
+    inst.gt_classes = torch.zeros(1, dtype=torch.long)
+    model([{"image": image, "instances": inst}])
+    assert seen and set(seen) == {torch.float32}
     hook.remove()
-    assert seen == [torch.bfloat16] and bounded.dtype == torch.float32
-    assert float((bounded - full).norm() / full.norm()) < 0.05
+    model.eval()
+    assert det.bound_heatmap()
+    hook = watch(det.heatmap.upper[0])
+    seen.clear()
+    with torch.no_grad():
+        ref = det.heat_logits(feats, None, dtype="bfloat16")  # every pixel exact
+        floor = float(ref.median())  # half the pixels above (an untrained head: scores near its prior)
+        got = det.heat_logits(feats, 1 / (1 + math.exp(-floor)), dtype="bfloat16")
+    hook.remove()
+    assert seen == [torch.bfloat16] * 2
+    assert torch.allclose(ref, low, atol=0.02)  # the same head split in two
+    exact = got > floor
+    assert exact.any() and not exact.all()
+    assert torch.allclose(got[exact], ref[exact], atol=1e-5)
+    assert (got[~exact] >= ref[~exact] - 1e-5).all() and (got[~exact] <= floor).all()  # the bound
 
 
 def test_bfloat16_shipped_model_finds_the_same_faces(shipped_cfg, torch_predictor, monkeypatch):

@@ -81,6 +81,9 @@ def test_before_runs_take_their_options_and_need_the_before_checkout(fake_before
     with pytest.raises(SystemExit):
         tool.main(["--input", "photos", "--before-run", "old=--no-draw"])
     assert "--before-run needs --before-repo" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.main(argv + ["--before-run", "same=--no-draw", "--run", "same=--no-draw"])
+    assert "two runs named 'same'" in capsys.readouterr().err
 
 
 def test_as_video_times_the_demo_on_a_video_of_the_photos(fake_before, tmp_path, monkeypatch):

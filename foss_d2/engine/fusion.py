@@ -214,7 +214,8 @@ class PrepackedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """conv(x), plus ``residual`` when given, then ``post_op`` (``fuse_activations``)."""
         dtype = self.packed_dtype(x)
-        if dtype is not None:
+        # oneDNN's sum post-op is followed by a ReLU or nothing (torch.compile fuses no other)
+        if dtype is not None and (residual is None or self.post_op in ("none", "relu")):
             return self._packed_forward(x, dtype, residual)
         y = super().forward(x)
         if residual is not None:
@@ -259,6 +260,32 @@ def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
             packed = PrepackedConv2d.from_conv(conv)
             tol = 1e-5 if dtype == torch.float32 else 0.05
             return bool(torch.allclose(packed._packed_forward(x, dtype).float(), conv(x), atol=tol))
+    except (RuntimeError, AttributeError, TypeError, NotImplementedError):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def fusing_works() -> bool:
+    """Whether this PyTorch build runs the post-ops ``fuse_activations`` sets (ReLU, LeakyReLU, a
+    residual sum then ReLU) in oneDNN's prepacked convolution as the separate ops compute them (a
+    small float32 conv; the global random state is left as it was). Tried once a process."""
+    if not prepacking_works():
+        return False
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.no_grad():
+            torch.manual_seed(0)
+            conv = nn.Conv2d(4, 16, 3, padding=1).eval()
+            x, other = torch.randn(2, 4, 5, 7), torch.randn(2, 16, 5, 7)
+            packed = PrepackedConv2d.from_conv(conv)
+            ok = True
+            for op, scalars, residual, want in (
+                ("relu", (), None, torch.relu(conv(x))),
+                ("leaky_relu", (0.1,), None, nn.functional.leaky_relu(conv(x), 0.1)),
+                ("relu", (), other, torch.relu(conv(x) + other)),
+            ):
+                packed.post_op, packed.post_scalars = op, scalars
+                ok = ok and bool(torch.allclose(packed._packed_forward(x, torch.float32, residual), want, atol=1e-5))
+            return ok
     except (RuntimeError, AttributeError, TypeError, NotImplementedError):
         return False
 
@@ -370,7 +397,9 @@ def fuse_activations(module: nn.Module) -> int:
     the activation left of its BatchNorm) and SEModule (fc1, its ReLU); timm's DlaBasic, DlaBottleneck and DlaRoot
     (replaced by ``FusedResidualBlock`` / ``FusedRoot``). For inference after
     ``prepack_convolutions``; the answers as before up to float rounding. Returns the number of
-    activations moved."""
+    activations moved (none where ``fusing_works()`` is False)."""
+    if not fusing_works():
+        return 0
     count = 0
     for name, child in list(module.named_children()):
         fused = _fused_block(child)

@@ -304,8 +304,9 @@ class OrtAgeNet(nn.Module):
         return outs[0], (outs[1] if len(outs) > 1 else None)
 
 
-def _heat_from_features(features, min_score=None):
-    # The heatmap head ran inside the detector graph; CenterNet's decoding reads its output here.
+def _heat_from_features(features, min_score=None, dtype: str = "float32"):
+    # The heatmap head ran inside the detector graph (in float32); CenterNet's decoding reads its
+    # output here.
     return features["heat"]
 
 
@@ -316,7 +317,8 @@ class _HeatFromBound:
     def __init__(self, head: BoundedHeatmapHead, in_feature: str):
         self.head, self.in_feature = head, in_feature
 
-    def __call__(self, features, min_score=None):
+    def __call__(self, features, min_score=None, dtype: str = "float32"):
+        # dtype: the graph ran the upper part in float32 whatever PyTorch's caller asks
         return self.head.complete(features["heat_upper"], features[self.in_feature], min_score)
 
 

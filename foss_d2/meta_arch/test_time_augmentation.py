@@ -21,12 +21,14 @@ from ..proposal_generator.centernet import average_with_mirror
 from .foss import FOSS
 
 
-def flip_test_detect(detector, image_size, features, mirrored_features, k: int) -> List[Instances]:
+def flip_test_detect(
+    detector, image_size, features, mirrored_features, k: int, dtype: str = "float32"
+) -> List[Instances]:
     """CenterNet's flip test: heatmap and sizes averaged with those of the mirrored input, turned
     back. Offsets are the unmirrored input's, as in CenterNet: a mirrored offset points into a
-    different pixel."""
-    heat, size, offset = detector.head_outputs(features)
-    mirrored_heat, mirrored_size, _ = detector.head_outputs(mirrored_features, with_offset=False)
+    different pixel. ``dtype``: the heatmap head's dense conv in it (DET_INFERENCE_DTYPE)."""
+    heat, size, offset = detector.head_outputs(features, dtype=dtype)
+    mirrored_heat, mirrored_size, _ = detector.head_outputs(mirrored_features, with_offset=False, dtype=dtype)
     heat = average_with_mirror(heat.sigmoid(), mirrored_heat.sigmoid())
     size = average_with_mirror(size, mirrored_size)
     return detector.decode(image_size, heat, size, offset, k)
@@ -96,7 +98,9 @@ class FOSSWithTTA(nn.Module):
         both = model.test_features(torch.cat([x, x.flip(-1)]))
         features = {name: f[: len(x)] for name, f in both.items()}
         mirrored = {name: f[len(x) :] for name, f in both.items()}
-        proposals = flip_test_detect(model.proposal_generator, (size, size), features, mirrored, model.k_test)
+        proposals = flip_test_detect(
+            model.proposal_generator, (size, size), features, mirrored, model.k_test, model.det_inference_dtype
+        )
         return (features, *model.proposals_to_image(proposals, images, size))
 
     def shrunk_by_first_pass(self, image: torch.Tensor) -> bool:

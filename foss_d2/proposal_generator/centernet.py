@@ -323,13 +323,9 @@ class CenterNet(nn.Module):
         nms_kernel: int = 3,
         ignore_below: float = 0.0,
         heatmap_bound: bool = False,
-        dense_dtype: str = "float32",
     ):
         super().__init__()
         self.heatmap_bound = bool(heatmap_bound)  # read by engine/fusion.py's optimize_for_inference
-        # the heatmap head's dense 3x3 conv at test time (MODEL.FOSS.DET_INFERENCE_DTYPE, as the
-        # backbone): in float32 it was 7 of a group photo's 76 ms in the fast preset
-        self.dense_dtype = check_dtype(dense_dtype, "MODEL.FOSS.DET_INFERENCE_DTYPE")
         self.ignore_below = float(ignore_below)
         self.in_feature = in_feature
         self.stride = stride
@@ -370,7 +366,6 @@ class CenterNet(nn.Module):
             "nms_kernel": c.NMS_KERNEL,
             "ignore_below": c.IGNORE_BELOW,
             "heatmap_bound": c.HEATMAP_BOUND,
-            "dense_dtype": cfg.MODEL.FOSS.DET_INFERENCE_DTYPE,
         }
 
     def forward(
@@ -380,6 +375,7 @@ class CenterNet(nn.Module):
         k: int,
         gt_instances: Optional[List[Instances]] = None,
         min_score: Optional[float] = None,
+        dense_dtype: str = "float32",
     ):
         """
         Args:
@@ -390,13 +386,16 @@ class CenterNet(nn.Module):
             min_score: at inference, peaks scoring at most this are not decoded (the caller drops
                 them): K is then a cap, not a cost. Every image keeps as many peaks as the image of
                 the batch with the most above it.
+            dense_dtype: at inference, the heatmap head's dense 3x3 conv in it (``run_head``): the
+                caller's MODEL.FOSS.DET_INFERENCE_DTYPE at test time; in float32 it was 7 of a
+                group photo's 76 ms in the fast preset on an AMX CPU.
         Returns:
             list of Instances (``pred_boxes``, ``scores``, ``pred_classes``) and a dict of losses.
         """
         if gt_instances is None and self.sparse_test and not torch.is_grad_enabled():
             # Inference: the size and offset heads are read only at the K peaks, so they run only
             # there (two thirds of the heads' cost at 480 px: the heads are as costly as the backbone).
-            heat = self.heat_logits(features, min_score).sigmoid()
+            heat = self.heat_logits(features, min_score, check_dtype(dense_dtype, "dense_dtype")).sigmoid()
             results = self.decode_sparse(image_size, features, heat, k, min_score)
             if results is not None:
                 return results, {}
@@ -407,7 +406,8 @@ class CenterNet(nn.Module):
             heat_logits = self.heat_logits(features)
             losses = self.losses(heat_logits, features[self.in_feature], gt_instances)
             return self.decode_sparse(image_size, features, heat_logits.detach().sigmoid(), k), losses
-        heat_logits, size, offset = self.head_outputs(features)
+        dtype = dense_dtype if gt_instances is None else "float32"
+        heat_logits, size, offset = self.head_outputs(features, dtype=dtype)
         losses = {}
         if gt_instances is not None:
             losses = self.losses(heat_logits, features[self.in_feature], gt_instances, size, offset)
@@ -415,15 +415,16 @@ class CenterNet(nn.Module):
             results = self.decode(image_size, heat_logits.sigmoid(), size, offset, k)
         return results, losses
 
-    def heat_logits(self, features: Dict[str, torch.Tensor], min_score: Optional[float] = None) -> torch.Tensor:
+    def heat_logits(
+        self, features: Dict[str, torch.Tensor], min_score: Optional[float] = None, dtype: str = "float32"
+    ) -> torch.Tensor:
         """Heatmap logits [B,C,h,w]; with ``min_score`` and a ``BoundedHeatmapHead``, only those above
-        its logit are exact (the others at most that). At test time the dense 3x3 conv runs in
-        ``dense_dtype``."""
+        its logit are exact (the others at most that). The dense 3x3 conv in ``dtype``
+        (``run_head``) unless autograd or tracing (the ONNX export) is on."""
         x = features[self.in_feature]
-        # test time only: training, tracing (the ONNX export) and autograd keep float32
-        test = not (self.training or torch.is_grad_enabled() or torch.jit.is_tracing())
-        dtype = self.dense_dtype if test else "float32"
-        if min_score is not None and isinstance(self.heatmap, BoundedHeatmapHead):
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
+            dtype = "float32"
+        if isinstance(self.heatmap, BoundedHeatmapHead):
             return self.heatmap(x, min_score, dtype=dtype)
         return run_head(self.heatmap, x, dtype)
 
@@ -463,10 +464,11 @@ class CenterNet(nn.Module):
             return None
         return self._instances(image_size, peak_boxes(size, offset, xs, ys, self.stride), scores, classes)
 
-    def head_outputs(self, features: Dict[str, torch.Tensor], with_offset: bool = True):
-        """Heatmap logits [B,C,h,w], sizes and (unless ``with_offset`` is False) offsets [B,2,h,w]."""
+    def head_outputs(self, features: Dict[str, torch.Tensor], with_offset: bool = True, dtype: str = "float32"):
+        """Heatmap logits [B,C,h,w] (``heat_logits``'s ``dtype``), sizes and (unless ``with_offset``
+        is False) offsets [B,2,h,w]."""
         x = features[self.in_feature]
-        return self.heat_logits(features), self.size(x), (self.offset(x) if with_offset else None)
+        return self.heat_logits(features, dtype=dtype), self.size(x), (self.offset(x) if with_offset else None)
 
     @torch.no_grad()
     def decode(self, image_size: Tuple[int, int], heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, k: int):

@@ -10,6 +10,9 @@ import torch
 from torchvision.ops import roi_align
 
 MAX_SAMPLING_RATIO = 16
+# roi_align_separable's windows a batch of boxes, in floats (128 MiB): a photo's few huge boxes (an
+# untrained detector's) are cut one or a few at a time
+WINDOW_FLOATS = 1 << 25
 _kernel = threading.local()
 
 
@@ -91,18 +94,11 @@ def _axis_samples(start: torch.Tensor, length: torch.Tensor, bins: int, ratio: i
     return index, weight
 
 
-def _local_matrix(index: torch.Tensor, weight: torch.Tensor, first: torch.Tensor, size: int) -> torch.Tensor:
-    """Samples' (index, weight) [n, bins, s] as a matrix [n, bins, size] over each box's window of
-    ``size`` pixels from ``first`` [n]."""
-    out = weight.new_zeros(weight.shape[:2] + (size,))
-    return out.scatter_add_(2, index - first[:, None, None], weight)
-
-
 def roi_align_separable(
     image: torch.Tensor, boxes: torch.Tensor, output_size: Tuple[int, int], sampling_ratio: int
 ) -> torch.Tensor:
     """torchvision's ``roi_align(image[None], [boxes], output_size, 1.0, sampling_ratio, aligned=True)``
-    for a [C,H,W] ``image`` (any dtype; the result is float32 [N,C,h,w]), computed as two small
+    for a [C,H,W] ``image`` (any dtype; the result is float32 [N,C,h,w], contiguous), computed as two small
     matrix products a box (ROIAlign over an axis-aligned box is bilinear sampling, separable in y
     and x): each box reads only its own window of the image. torchvision's CPU kernel runs box by
     box on one thread and converts the whole image to float first: 50 crops of a group photo took
@@ -111,40 +107,41 @@ def roi_align_separable(
     n = boxes.shape[0]
     c, h, w = image.shape
     (oh, ow), r = output_size, int(sampling_ratio)
-    if n == 0:
-        return torch.zeros((0, c, oh, ow), device=image.device, dtype=torch.float32)
+    if r < 1:
+        raise ValueError(f"roi_align_separable needs a sampling ratio of at least 1, got {sampling_ratio}")
+    out = image.new_zeros((n, c, oh, ow), dtype=torch.float32)
+    if n == 0 or h == 0 or w == 0:
+        return out
     with torch.autocast(image.device.type, enabled=False):
         b = boxes.detach().float()
         iy, wy = _axis_samples(b[:, 1], b[:, 3] - b[:, 1], oh, r, h)
         ix, wx = _axis_samples(b[:, 0], b[:, 2] - b[:, 0], ow, r, w)
         iy, ix = iy.flatten(1), ix.flatten(1)
         spans = torch.stack([iy.amin(1), iy.amax(1), ix.amin(1), ix.amax(1)], dim=1).tolist()
-        # boxes grouped by window size (powers of two), so a padded window is at most twice a box's
+        # boxes grouped by their longer side's power of two: in a group they differ by at most 2x
         groups = {}
         for i, (y0, y1, x0, x1) in enumerate(spans):
             groups.setdefault(max(y1 - y0, x1 - x0).bit_length(), []).append(i)
-        out = None if len(groups) == 1 else image.new_empty((n, c, oh, ow), dtype=torch.float32)
         for members in groups.values():
             gh = max(spans[i][1] - spans[i][0] for i in members) + 1
             gw = max(spans[i][3] - spans[i][2] for i in members) + 1
-            tops = [min(spans[i][0], h - gh) for i in members]
-            lefts = [min(spans[i][2], w - gw) for i in members]
-            sel = None if out is None else torch.tensor(members, device=image.device)
-            my = _local_matrix(iy, wy, sel, tops, gh)  # [m,oh,gh]
-            mx = _local_matrix(ix, wx, sel, lefts, gw)  # [m,ow,gw]
-            rows = my @ _windows(image, tops, lefts, gh, gw).flatten(2)  # [m,oh,C*gw]
-            part = (rows.view(len(members), oh * c, gw) @ mx.transpose(1, 2)).view(len(members), oh, c, ow)
-            if out is None:
-                return part.transpose(1, 2)
-            out.index_copy_(0, sel, part.transpose(1, 2))
+            step = max(1, WINDOW_FLOATS // (c * gh * gw))  # boxes a batch: their windows' memory bounded
+            for k in range(0, len(members), step):
+                sel = members[k : k + step]
+                idx = torch.tensor(sel, device=image.device)
+                tops = [min(spans[i][0], h - gh) for i in sel]
+                lefts = [min(spans[i][2], w - gw) for i in sel]
+                my = _local_matrix(iy[idx], wy[idx], tops, gh)  # [m,oh,gh]
+                mx = _local_matrix(ix[idx], wx[idx], lefts, gw)  # [m,ow,gw]
+                win = _windows(image, tops, lefts, gh, gw)  # [m,C,gh,gw]
+                cols = (win.view(len(sel), c * gh, gw) @ mx.transpose(1, 2)).view(len(sel), c, gh, ow)
+                out.index_copy_(0, idx, my[:, None] @ cols)  # [m,C,oh,ow]
         return out
 
 
-def _local_matrix(index, weight, sel, firsts, size: int) -> torch.Tensor:
-    """The samples (index, weight) [n, bins, s] of the boxes ``sel`` (None: all) as matrices
-    [m, bins, size] over each one's window of ``size`` pixels from ``firsts`` (m ints)."""
-    if sel is not None:
-        index, weight = index[sel], weight[sel]
+def _local_matrix(index: torch.Tensor, weight: torch.Tensor, firsts, size: int) -> torch.Tensor:
+    """Samples (index, weight) [m, bins, s] as matrices [m, bins, size] over each box's window of
+    ``size`` pixels from ``firsts`` (m ints)."""
     first = torch.tensor(firsts, device=index.device)
     out = weight.new_zeros(weight.shape[:2] + (size,))
     return out.scatter_add_(2, index.view(weight.shape) - first[:, None, None], weight)
@@ -152,10 +149,10 @@ def _local_matrix(index, weight, sel, firsts, size: int) -> torch.Tensor:
 
 def _windows(image: torch.Tensor, tops, lefts, gh: int, gw: int) -> torch.Tensor:
     """The ``gh`` x ``gw`` windows of a [C,H,W] ``image`` (any layout) from (``tops``, ``lefts``),
-    as float32 [m,gh,C,gw]: only the windows' pixels are read and made float."""
-    win = image.new_empty((len(tops), gh, image.shape[0], gw), dtype=torch.float32)
+    as float32 [m,C,gh,gw]: only the windows' pixels are read and made float."""
+    win = image.new_empty((len(tops), image.shape[0], gh, gw), dtype=torch.float32)
     for k, (t, left) in enumerate(zip(tops, lefts)):
-        win[k].copy_(image[:, t : t + gh, left : left + gw].transpose(0, 1))
+        win[k].copy_(image[:, t : t + gh, left : left + gw])
     return win
 
 
@@ -191,7 +188,8 @@ def crop_faces(image: torch.Tensor, boxes: torch.Tensor, out_hw: Tuple[int, int]
 
 def roi_align_features(fmap: torch.Tensor, rois: Sequence[torch.Tensor], output_size: Tuple[int, int], ratio: int):
     """``roi_align(fmap, rois, output_size, 1.0, ratio, aligned=True)`` over a batch [B,C,H,W] and
-    its boxes per image: on CPU ``roi_align_separable`` image by image, on a GPU torchvision's."""
+    its boxes per image: on CPU ``roi_align_separable`` image by image (in float32), on a GPU
+    torchvision's."""
     if not _separable(fmap.device):
         return roi_align(fmap, list(rois), output_size, spatial_scale=1.0, sampling_ratio=ratio, aligned=True)
     return torch.cat([roi_align_separable(f, r, output_size, ratio) for f, r in zip(fmap, rois)])

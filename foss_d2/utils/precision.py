@@ -1,12 +1,14 @@
 """bfloat16 inference (not in the paper): the age network (MODEL.AGE_HEAD.INFERENCE_DTYPE) and the
-detector's backbone (MODEL.FOSS.DET_INFERENCE_DTYPE), both in the ``fast`` preset.
+detector's backbone and heatmap head's 3x3 conv (MODEL.FOSS.DET_INFERENCE_DTYPE), both in the
+``fast`` preset.
 
 On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN runs the convolutions in
 bfloat16 with float32 accumulation: the age network 1.6x faster on this project's AMD EPYC, ages
 within about half a year of float32's (docs/RESULTS.md at 58d4fa8, section 9, "The age network in
-bfloat16"). The backbone's features are float32 again before CenterNet's heads read them, so the
-heatmap, its bound and the boxes are computed in float32 from slightly different features
-(docs/RESULTS.md section 1 has what that changes).
+bfloat16"). The backbone's features are float32 again before CenterNet's heads read them, and the
+heatmap's hidden channels before its 1x1 conv, so the logits, their bound and the boxes are
+computed in float32 from slightly different numbers (docs/RESULTS.md section 1 has what that
+changes).
 """
 
 import contextlib

@@ -99,6 +99,8 @@ def main(argv=None):
     for repo, specs in ((args.before_repo, args.before_run), (REPO, args.run)):
         for spec in specs:
             name, _, opts = spec.partition("=")
+            if name in runs:
+                p.error(f"two runs named {name!r}")
             runs[name] = (repo, shlex.split(opts))
     if not runs:
         p.error("give --run NAME=OPTIONS or --before-repo")
