@@ -97,7 +97,8 @@ def test_separable_roi_align_in_batches_and_edge_cases(monkeypatch):
     img = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
     boxes = _random_boxes(9, 40, 50)
     whole = crops.roi_align_separable(img, boxes, (6, 4), 2)
-    assert whole.is_contiguous()
+    one_group = torch.tensor([[3.0, 4.0, 20.0, 24.0], [10.0, 8.0, 27.0, 28.0]])  # boxes of one size
+    assert whole.is_contiguous() and crops.roi_align_separable(img, one_group, (6, 4), 2).is_contiguous()
     monkeypatch.setattr(crops, "WINDOW_FLOATS", 1)  # one box a batch
     assert torch.equal(crops.roi_align_separable(img, boxes, (6, 4), 2), whole)
     assert torch.allclose(whole, roi_align(img[None].float(), [boxes], (6, 4), 1.0, 2, True), atol=1e-4)

@@ -69,10 +69,11 @@ def test_fold_batchnorm_keeps_outputs_and_activations():
 @pytest.fixture
 def packed_calls(monkeypatch):
     """How many times a PrepackedConv2d ran oneDNN's prepacked convolution (not the plain conv)."""
-    from foss_d2.engine.fusion import PrepackedConv2d, prepacking_works
+    from foss_d2.engine.fusion import PrepackedConv2d, fusing_works, prepacking_works
 
     if not prepacking_works():
         pytest.skip("this PyTorch build has no oneDNN prepacked convolution (the plain convs stay)")
+    fusing_works()  # its probe (run once a process) is not a call of the code under test
     calls = []
     real = PrepackedConv2d._packed_forward
 
@@ -788,9 +789,11 @@ def test_heatmap_head_dense_conv_in_the_detectors_inference_dtype(monkeypatch):
     assert det.bound_heatmap()
     hook = watch(det.heatmap.upper[0])
     seen.clear()
+    assert det.heatmap.rest is not None
     with torch.no_grad():
         ref = det.heat_logits(feats, None, dtype="bfloat16")  # every pixel exact
-        floor = float(ref.median())  # half the pixels above (an untrained head: scores near its prior)
+        # 5% of the pixels above (an untrained head: scores near its prior): the rest runs at points
+        floor = float(ref.flatten().quantile(0.95))
         got = det.heat_logits(feats, 1 / (1 + math.exp(-floor)), dtype="bfloat16")
     hook.remove()
     assert seen == [torch.bfloat16] * 2

@@ -272,7 +272,8 @@ def fusing_works() -> bool:
     if not prepacking_works():
         return False
     try:
-        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.no_grad():
+        no_autocast = torch.autocast("cpu", enabled=False)  # first asked inside a caller's autocast
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.no_grad(), no_autocast:
             torch.manual_seed(0)
             conv = nn.Conv2d(4, 16, 3, padding=1).eval()
             x, other = torch.randn(2, 4, 5, 7), torch.randn(2, 16, 5, 7)

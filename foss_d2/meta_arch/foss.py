@@ -295,7 +295,7 @@ class FOSS(FrozenParts, nn.Module):
             min_score = None if self.age_on_all_k else self.score_thresh_test
         # a detector of the registry's contract (size, features, K) is called without these
         opts = {} if min_score is None else {"min_score": min_score}
-        if self.det_inference_dtype != "float32":
+        if self.det_inference_dtype != "float32" and not self.training:
             opts["dense_dtype"] = self.det_inference_dtype  # its heatmap head's dense conv
         proposals, _ = self.proposal_generator((size, size), features, self.k_test, **opts)
         return (features, *self.proposals_to_image(proposals, images, size))

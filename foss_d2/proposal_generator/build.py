@@ -2,7 +2,9 @@
 face detector is called with the detector input's size, the backbone features and K, and returns
 the K most probable faces, a contract that detectron2's proposal generators do not share. At test
 time FOSS may add ``min_score``: the faces scoring at most that are not wanted (CenterNet then
-decodes fewer than K); a detector without that keyword is called without it unless the floor is on."""
+decodes fewer than K), and ``dense_dtype`` with MODEL.FOSS.DET_INFERENCE_DTYPE other than float32
+(the dtype of CenterNet's dense heatmap conv); a detector without those keywords is called without
+them unless the floor or that dtype is on."""
 
 from detectron2.utils.registry import Registry
 

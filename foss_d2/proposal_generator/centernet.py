@@ -392,10 +392,11 @@ class CenterNet(nn.Module):
         Returns:
             list of Instances (``pred_boxes``, ``scores``, ``pred_classes``) and a dict of losses.
         """
+        check_dtype(dense_dtype, "dense_dtype")
         if gt_instances is None and self.sparse_test and not torch.is_grad_enabled():
             # Inference: the size and offset heads are read only at the K peaks, so they run only
             # there (two thirds of the heads' cost at 480 px: the heads are as costly as the backbone).
-            heat = self.heat_logits(features, min_score, check_dtype(dense_dtype, "dense_dtype")).sigmoid()
+            heat = self.heat_logits(features, min_score, dense_dtype).sigmoid()
             results = self.decode_sparse(image_size, features, heat, k, min_score)
             if results is not None:
                 return results, {}

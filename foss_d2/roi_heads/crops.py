@@ -110,7 +110,7 @@ def roi_align_separable(
     if r < 1:
         raise ValueError(f"roi_align_separable needs a sampling ratio of at least 1, got {sampling_ratio}")
     out = image.new_zeros((n, c, oh, ow), dtype=torch.float32)
-    if n == 0 or h == 0 or w == 0:
+    if n == 0 or c == 0 or h == 0 or w == 0:
         return out
     with torch.autocast(image.device.type, enabled=False):
         b = boxes.detach().float()

@@ -115,7 +115,7 @@ def main(argv=None):
             source = ["--video-input", video]
         for r in range(args.rounds):
             for name, (repo, opts) in runs.items():
-                out = os.path.join(tmp, f"{name}-{r}".replace(" ", "_"))
+                out = os.path.join(tmp, f"run{list(runs).index(name)}-{r}")  # names may hold any character
                 # OPTIONS as written: its --flags first, then any KEY VALUE overrides
                 cmd = [sys.executable, os.path.join(repo, "tools", "demo.py"), *source, "--output", out]
                 cmd += opts
