@@ -1216,8 +1216,13 @@ def benchmark_peer(args, parser):
                 continue
             photos = [ests[names[0]].to_array(p) for p in paths]  # decoded once: decoding is not timed
             rec = {n: [{"total": [], "stages": [], "draw": [], "faces": 0, "macs": 0.0} for _ in paths] for n in who}
+
+            def roi_kernel(n):
+                # as trained: torchvision's ROIAlign too, the crops' kernel until 2026-12-07
+                return contextlib.nullcontext() if variants[n][2] else torchvision_roi_align()
+
             for n in names:  # warm-up: first-call allocations stay out of the timings
-                with contextlib.nullcontext() if variants[n][2] else torchvision_roi_align():
+                with roi_kernel(n):
                     ests[n](photos[0])
             if peer and paths:
                 peer.time(paths[0])
@@ -1234,8 +1239,7 @@ def benchmark_peer(args, parser):
                             continue
                         clock = clocks[n]
                         clock.reset()
-                        # as trained: torchvision's ROIAlign too, the crops' kernel until 2026-12-07
-                        kernel = contextlib.nullcontext() if variants[n][2] else torchvision_roi_align()
+                        kernel = roi_kernel(n)
                         t0 = time.perf_counter()
                         with kernel:
                             faces = ests[n](photo)

@@ -23,8 +23,8 @@ logger = logging.getLogger("foss_d2.api")
 # input read at its own size instead of upscaled (since 2026-12-05 the shipped config itself runs
 # one pass at its own size, so "fast" is the shipped one without the mirror), and the age network
 # and the detector's backbone and heatmap head in bfloat16 where the CPU does it natively
-# (AVX512-BF16, AMX);
-# docs/RESULTS.md has its accuracy and time beside the shipped settings and the peer.
+# (AVX512-BF16, AMX); docs/RESULTS.md has its accuracy and time beside the shipped settings and
+# the peer.
 # "accurate": the shipped config with a second detector pass at 800 px on photos over 512 px (the
 # small faces of crowds and group photos; photos up to 512 px unchanged): on WIDER val 66% of the
 # faces found against 53%, for about 3x the time of a group photo (docs/RESULTS.md sections 1

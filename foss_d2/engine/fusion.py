@@ -250,18 +250,13 @@ def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
         return False
     if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False  # oneDNN's bfloat16 kernels need AVX-512 (or AVX-NE-CONVERT)
-    try:
-        # (first asked from inside a caller's autocast: the reference must be float32)
-        no_autocast = torch.autocast("cpu", enabled=False)
-        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.no_grad(), no_autocast:
-            torch.manual_seed(0)
-            conv = nn.Conv2d(4, 6, 3, padding=1).eval()
-            x = torch.randn(2, 4, 5, 7)
-            packed = PrepackedConv2d.from_conv(conv)
-            tol = 1e-5 if dtype == torch.float32 else 0.05
-            return bool(torch.allclose(packed._packed_forward(x, dtype).float(), conv(x), atol=tol))
-    except (RuntimeError, AttributeError, TypeError, NotImplementedError):
-        return False
+    tol = 1e-5 if dtype == torch.float32 else 0.05
+
+    def answers_as_conv(conv, packed):
+        x = torch.randn(2, 4, 5, 7)
+        return torch.allclose(packed._packed_forward(x, dtype).float(), conv(x), atol=tol)
+
+    return _probe(6, answers_as_conv)
 
 
 @functools.lru_cache(maxsize=None)
@@ -271,22 +266,32 @@ def fusing_works() -> bool:
     small float32 conv; the global random state is left as it was). Tried once a process."""
     if not prepacking_works():
         return False
+
+    def answers_as_separate_ops(conv, packed):
+        x, other = torch.randn(2, 4, 5, 7), torch.randn(2, 16, 5, 7)
+        for op, scalars, residual, want in (
+            ("relu", (), None, torch.relu(conv(x))),
+            ("leaky_relu", (0.1,), None, nn.functional.leaky_relu(conv(x), 0.1)),
+            ("relu", (), other, torch.relu(conv(x) + other)),
+        ):
+            packed.post_op, packed.post_scalars = op, scalars
+            if not torch.allclose(packed._packed_forward(x, torch.float32, residual), want, atol=1e-5):
+                return False
+        return True
+
+    return _probe(16, answers_as_separate_ops)
+
+
+def _probe(out_channels: int, check) -> bool:
+    """``check(conv, packed)`` on a seeded 3x3 conv of 4 -> ``out_channels`` and its
+    PrepackedConv2d, in float32 (outside any caller's autocast), without autograd, the global random
+    state left as it was; False where oneDNN's ops are missing or fail."""
     try:
-        no_autocast = torch.autocast("cpu", enabled=False)  # first asked inside a caller's autocast
+        no_autocast = torch.autocast("cpu", enabled=False)
         with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.no_grad(), no_autocast:
             torch.manual_seed(0)
-            conv = nn.Conv2d(4, 16, 3, padding=1).eval()
-            x, other = torch.randn(2, 4, 5, 7), torch.randn(2, 16, 5, 7)
-            packed = PrepackedConv2d.from_conv(conv)
-            ok = True
-            for op, scalars, residual, want in (
-                ("relu", (), None, torch.relu(conv(x))),
-                ("leaky_relu", (0.1,), None, nn.functional.leaky_relu(conv(x), 0.1)),
-                ("relu", (), other, torch.relu(conv(x) + other)),
-            ):
-                packed.post_op, packed.post_scalars = op, scalars
-                ok = ok and bool(torch.allclose(packed._packed_forward(x, torch.float32, residual), want, atol=1e-5))
-            return ok
+            conv = nn.Conv2d(4, out_channels, 3, padding=1).eval()
+            return bool(check(conv, PrepackedConv2d.from_conv(conv)))
     except (RuntimeError, AttributeError, TypeError, NotImplementedError):
         return False
 

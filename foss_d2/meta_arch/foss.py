@@ -295,17 +295,19 @@ class FOSS(FrozenParts, nn.Module):
             min_score = None if self.age_on_all_k else self.score_thresh_test
         # a detector of the registry's contract (size, features, K) is called without these
         opts = {} if min_score is None else {"min_score": min_score}
-        if self.det_inference_dtype != "float32" and not self.training:
-            opts["dense_dtype"] = self.det_inference_dtype  # its heatmap head's dense conv
+        if self.test_dtype() != "float32":
+            opts["dense_dtype"] = self.test_dtype()  # its heatmap head's dense conv
         proposals, _ = self.proposal_generator((size, size), features, self.k_test, **opts)
         return (features, *self.proposals_to_image(proposals, images, size))
 
+    def test_dtype(self) -> str:
+        """The dtype of the detector's test-time passes: DET_INFERENCE_DTYPE, float32 in training."""
+        return "float32" if self.training else self.det_inference_dtype
+
     def test_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The backbone's features of the detector input ``x`` at test time, run in
-        DET_INFERENCE_DTYPE and handed on in float32 (in training: float32)."""
-        if self.training:
-            return self.backbone(x)
-        return run_in(self.det_inference_dtype, x.device, self.backbone, x)
+        """The backbone's features of the detector input ``x``, run in ``test_dtype()`` and handed
+        on in float32."""
+        return run_in(self.test_dtype(), x.device, self.backbone, x)
 
     def test_input_size(self, images: List[torch.Tensor]) -> int:
         """DET_INPUT_SIZE; with DET_INPUT_FIT_SMALL, images all smaller than it get their longest side

@@ -98,8 +98,9 @@ class FOSSWithTTA(nn.Module):
         both = model.test_features(torch.cat([x, x.flip(-1)]))
         features = {name: f[: len(x)] for name, f in both.items()}
         mirrored = {name: f[len(x) :] for name, f in both.items()}
-        dtype = "float32" if model.training else model.det_inference_dtype
-        proposals = flip_test_detect(model.proposal_generator, (size, size), features, mirrored, model.k_test, dtype)
+        proposals = flip_test_detect(
+            model.proposal_generator, (size, size), features, mirrored, model.k_test, model.test_dtype()
+        )
         return (features, *model.proposals_to_image(proposals, images, size))
 
     def shrunk_by_first_pass(self, image: torch.Tensor) -> bool:

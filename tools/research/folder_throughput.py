@@ -114,8 +114,8 @@ def main(argv=None):
             n, unit = write_test_video(photos, video, args.as_video), "frames"
             source = ["--video-input", video]
         for r in range(args.rounds):
-            for name, (repo, opts) in runs.items():
-                out = os.path.join(tmp, f"run{list(runs).index(name)}-{r}")  # names may hold any character
+            for i, (name, (repo, opts)) in enumerate(runs.items()):
+                out = os.path.join(tmp, f"run{i}-{r}")  # numbered: names may hold any character
                 # OPTIONS as written: its --flags first, then any KEY VALUE overrides
                 cmd = [sys.executable, os.path.join(repo, "tools", "demo.py"), *source, "--output", out]
                 cmd += opts
