@@ -496,6 +496,13 @@ def test_head_at_points_equals_dense_head():
     pix = torch.tensor([[0, 10, 98, 50], [5, 44, 33, 88]])  # corners and borders included
     dense = head(x).reshape(2, 2, -1).gather(2, pix.unsqueeze(1).expand(2, 2, 4))
     assert torch.allclose(head_at_points(head, x, pix), dense, atol=1e-5)
+    # the training losses read it too: the feature's gradient is the dense head's, zero-padding's
+    # taps (a corner's) included
+    xg = x.clone().requires_grad_(True)
+    (g_points,) = torch.autograd.grad(head_at_points(head, xg, pix).square().sum(), xg)
+    dense_g = head(xg).reshape(2, 2, -1).gather(2, pix.unsqueeze(1).expand(2, 2, 4))
+    (g_dense,) = torch.autograd.grad(dense_g.square().sum(), xg)
+    assert g_dense[0, :, 0, 0].abs().sum() > 0 and torch.allclose(g_points, g_dense, atol=1e-5)
     heat, size, off = torch.rand(2, 1, 9, 11), head(x), torch.rand(2, 2, 9, 11)
     boxes, _, _ = decode_centernet(heat, size, off, 4, 4.0)
     _, _, p, xs, ys = top_peaks(heat, 4)
@@ -1598,6 +1605,31 @@ def test_in_float32_runs_a_module_outside_the_autocast():
         double = up.double()
         x64 = torch.randn(1, 4, 5, 6, dtype=torch.float64)
         assert torch.equal(in_float32(double, x64), double(x64))
+
+
+def test_ida_up_sums_in_the_autocast_dtype():
+    """IDA-up's transposed convolution runs in float32 under a bfloat16 autocast, and its output is
+    summed with the finer level in bfloat16 (a float32 + bfloat16 sum and the node conv's cast of it
+    took a tenth of the bfloat16 backbone): every node reads bfloat16, the output stays close to
+    float32's; without the autocast every node reads float32."""
+    from foss_d2.backbone.dla import IDAUp
+
+    torch.manual_seed(0)
+    ida = IDAUp(8, [8, 16, 32], [1, 2, 4], "BN", False).eval()
+    levels = [torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8), torch.randn(1, 32, 4, 4)]
+    seen = []
+    for name in ("node_1", "node_2"):
+        getattr(ida, name).register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    with torch.no_grad():
+        expected = list(levels)
+        ida(expected, 0, 3)
+        assert seen == [torch.float32] * 2
+        seen.clear()
+        got = [x.bfloat16() for x in levels]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ida(got, 0, 3)
+    assert seen == [torch.bfloat16] * 2
+    assert float((got[-1].float() - expected[-1]).norm() / expected[-1].norm()) < 0.02
 
 
 def test_bfloat16_backbone_with_deformable_convolutions(monkeypatch):

@@ -93,7 +93,10 @@ class IDAUp(nn.Module):
             # in float32 under a bfloat16 autocast (MODEL.FOSS.DET_INFERENCE_DTYPE): PyTorch's CPU
             # kernel for this depthwise transposed conv in bfloat16 took half the pass
             up = in_float32(getattr(self, f"up_{i - startp}"), getattr(self, f"proj_{i - startp}")(layers[i]))
-            layers[i] = getattr(self, f"node_{i - startp}")(up + layers[i - 1])
+            prev = layers[i - 1]
+            # summed in the autocast's dtype: a float32 + bfloat16 sum, then the node conv's cast of
+            # it, took a tenth of the bfloat16 backbone
+            layers[i] = getattr(self, f"node_{i - startp}")(up.to(prev.dtype) + prev)
 
 
 class DLAUp(nn.Module):

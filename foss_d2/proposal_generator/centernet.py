@@ -157,13 +157,16 @@ def head_at(head: nn.Sequential, x: torch.Tensor, bidx: torch.Tensor, pix: torch
     if parts is None:
         return None
     conv3, conv1 = parts
-    w = x.shape[3]
-    padded = F.pad(x, (1, 1, 1, 1))
-    offsets = torch.arange(3, device=x.device)
+    h, w = x.shape[2:]
+    offsets = torch.arange(-1, 2, device=x.device)
     rows = (pix // w).view(-1, 1, 1) + offsets.view(1, 3, 1)
     cols = (pix % w).view(-1, 1, 1) + offsets.view(1, 1, 3)
-    # [N,3,3,C] -> [N,C,3,3]: each point's 3x3 neighbourhood in the (C, ky, kx) order of the conv weight
-    patches = padded[bidx.view(-1, 1, 1), :, rows, cols].permute(0, 3, 1, 2).reshape(pix.numel(), x.shape[1] * 9)
+    outside = (rows < 0) | (rows >= h) | (cols < 0) | (cols >= w)
+    # each point's 3x3 neighbourhood, zeros outside the map as the conv's padding: gathered from x
+    # itself, as a zero-padded copy of the whole map cost more than the head at a photo's points
+    patches = x[bidx.view(-1, 1, 1), :, rows.clamp(0, h - 1), cols.clamp(0, w - 1)].masked_fill(outside[..., None], 0)
+    # [N,3,3,C] -> [N,C,3,3]: the (C, ky, kx) order of the conv weight
+    patches = patches.permute(0, 3, 1, 2).reshape(pix.numel(), x.shape[1] * 9)
     hidden = F.linear(patches, conv3.weight.reshape(conv3.out_channels, -1), conv3.bias).relu()
     return F.linear(hidden, conv1.weight.reshape(conv1.out_channels, -1), conv1.bias)
 
