@@ -94,9 +94,11 @@ class IDAUp(nn.Module):
             # kernel for this depthwise transposed conv in bfloat16 took half the pass
             up = in_float32(getattr(self, f"up_{i - startp}"), getattr(self, f"proj_{i - startp}")(layers[i]))
             prev = layers[i - 1]
-            # summed in the autocast's dtype: a float32 + bfloat16 sum, then the node conv's cast of
-            # it, took a tenth of the bfloat16 backbone
-            layers[i] = getattr(self, f"node_{i - startp}")(up.to(prev.dtype) + prev)
+            if up.dtype != prev.dtype:
+                # summed in the finer level's dtype (bfloat16): PyTorch's float32 + bfloat16 sum,
+                # then the node conv's cast of it, took a tenth of the bfloat16 backbone
+                up = up.to(prev.dtype)
+            layers[i] = getattr(self, f"node_{i - startp}")(up + prev)
 
 
 class DLAUp(nn.Module):
