@@ -96,13 +96,15 @@ class PrepackedConv2d(nn.Conv2d):
     """A Conv2d for CPU inference on small batches that keeps its weight reordered into oneDNN's
     blocked layout instead of reordering it on every call (``torch.ops.mkldnn``'s prepacked
     convolution, the one torch.compile's CPU backend uses). It answers as the conv it was made from
-    to float rounding; batches of at least ``max_batch`` images, a single image on several threads,
-    other dtypes than float32, autograd, tracing (ONNX export, fvcore's FLOP count) and non-CPU
-    tensors take the plain conv. Measured on the shipped age network (2-core AMD EPYC with AVX-512,
-    2026-12-05): 1.28-1.43x at 1-15 crops on one thread, 1.13-1.36x at 2-15 crops on two; at 16 and
-    more PyTorch's own choice is as fast, hence ``max_batch``, and one crop on two threads took
-    3.5x as long. The detector, one image a call: faster on one thread (PyTorch runs its 1x1
-    convolutions there in a slower fallback), slower on two, which the single-image rule covers.
+    to float rounding; a single image on several threads, other dtypes than float32, autograd,
+    tracing (ONNX export, fvcore's FLOP count) and non-CPU tensors take the plain conv. Measured on
+    the shipped age network (2-core AMD EPYC with AVX-512, 2026-12-05): 1.28-1.43x at 1-15 crops on
+    one thread, 1.13-1.36x at 2-15 crops on two, as fast at 16 and more, and one crop on two threads
+    took 3.5x as long; with its activations fused (``fuse_activations``), which only the prepacked
+    call runs, 0.92-0.96x the plain conv's time at 16-128 crops too (a Xeon with AMX, 2026-12-07:
+    until then batches of 16 and more took the plain conv). The detector, one image a call: faster
+    on one thread (PyTorch runs its 1x1 convolutions there in a slower fallback), slower on two,
+    which the single-image rule covers.
 
     Under a bfloat16 autocast (MODEL.AGE_HEAD.INFERENCE_DTYPE, MODEL.FOSS.DET_INFERENCE_DTYPE) it
     runs in bfloat16 at any batch size and thread count, its weight packed in bfloat16, where oneDNN
@@ -122,7 +124,6 @@ class PrepackedConv2d(nn.Conv2d):
     in-place ops (``load_state_dict``, ``copy_``, an optimizer step) is seen by its version counter
     and packed again; one through ``.data`` is not: call ``repack()`` after it."""
 
-    max_batch = 16
     # a video or a camera's photos have one size; a folder of mixed sizes repacks on a new one (a
     # reorder, what the plain conv does every call). 4 shapes of the shipped detector: 39 MiB
     max_shapes = 4
@@ -207,7 +208,7 @@ class PrepackedConv2d(nn.Conv2d):
             bf16 = autocast == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
             return torch.bfloat16 if bf16 and prepacking_works(torch.bfloat16) else None
         one_image_on_threads = x.shape[0] == 1 and torch.get_num_threads() > 1
-        if x.dtype != torch.float32 or x.shape[0] >= self.max_batch or one_image_on_threads:
+        if x.dtype != torch.float32 or one_image_on_threads:
             return None
         return torch.float32
 
