@@ -358,6 +358,47 @@ def test_fuse_activations_in_timms_dla_blocks(packed_calls, arch):
             assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
+def test_fuse_activations_in_timms_tresnet_blocks(packed_calls):
+    """timm's TResNet Bottleneck, and a BasicBlock without SE, become FusedShortcutBlocks (the last
+    conv adds the shortcut before the ReLU in one oneDNN call); a BasicBlock with SE stays as it is
+    (its SE scales the conv's output before the sum). The network answers as before on the
+    prepacked path (two images) and on the plain one (one image on two threads)."""
+    from timm.models.tresnet import BasicBlock, Bottleneck, TResNet
+
+    from foss_d2.engine.fusion import FusedShortcutBlock, fuse_activations, prepack_convolutions
+
+    torch.manual_seed(0)
+    tresnet = TResNet(layers=[1, 2, 2, 1], width_factor=0.25, num_classes=0)
+    net = nn.Sequential(tresnet.body, BasicBlock(tresnet.num_features, tresnet.num_features, use_se=False))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    blocks = [m for m in net.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+    fusable = [m for m in blocks if isinstance(m, Bottleneck) or m.se is None]
+    # layers 1-2: BasicBlocks with SE (left as they are); 3-4: Bottlenecks; then one without SE
+    assert len(fusable) == 4 and len(blocks) == 7
+    fused = copy.deepcopy(net)
+    fold_batchnorm(fused)
+    prepack_convolutions(fused)
+    fuse_activations(fused)
+    assert sum(isinstance(m, FusedShortcutBlock) for m in fused.modules()) == len(fusable)
+    assert sum(isinstance(m, (BasicBlock, Bottleneck)) for m in fused.modules()) == len(blocks) - len(fusable)
+    threads = torch.get_num_threads()
+    for batch, t in ((2, 1), (1, 2)):
+        torch.set_num_threads(t)
+        x = torch.rand(batch, 3, 64, 64)
+        packed_calls.clear()
+        try:
+            with torch.inference_mode():
+                want, got = net(x), fused(x)
+        finally:
+            torch.set_num_threads(threads)
+        assert bool(packed_calls) == (batch > 1)
+        assert torch.allclose(want, got, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_prepacked_conv_is_packed_for_each_input_shape(packed_calls, capfd, threads):
     """The weight is packed in the layout oneDNN's kernel wants for the input's shape and the

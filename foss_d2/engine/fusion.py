@@ -371,6 +371,52 @@ class FusedRoot(nn.Module):
         return self.conv(torch.cat(x_children, 1), residual=x_children[0] if self.shortcut else None)
 
 
+class FusedShortcutBlock(nn.Module):
+    """timm's TResNet Bottleneck (or a BasicBlock without SE) at inference, BatchNorms folded: the
+    block's convs (and SE) in a row, the last conv adding the shortcut before the block's ReLU in
+    one oneDNN call."""
+
+    def __init__(self, downsample: Optional[nn.Module], head, last: PrepackedConv2d):
+        super().__init__()
+        self.downsample, self.head, self.last = downsample, nn.Sequential(*head), last
+
+    def forward(self, x):
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.last(self.head(x), residual=shortcut)
+
+
+def _passes_through(m: nn.Module) -> bool:
+    """Whether ``m`` returns its input at inference: an identity, an eval-mode dropout, or an
+    ``nn.Sequential`` of those (what ``fold_batchnorm`` leaves of a BatchNorm without activation)."""
+    if isinstance(m, nn.Sequential):
+        return all(_passes_through(c) for c in m)
+    return type(m) is nn.Identity or (isinstance(m, nn.Dropout) and not m.training)
+
+
+def _fused_tresnet_block(m: nn.Module) -> Optional[FusedShortcutBlock]:
+    """The fused equivalent of timm's TResNet Bottleneck, or of a BasicBlock without SE (its SE
+    scales the last conv's output before the sum), whose last conv is prepacked and its BatchNorm
+    folded; None for any other module, or one that is not exactly that."""
+    kind = type(m).__name__
+    if kind not in ("Bottleneck", "BasicBlock") or not type(m).__module__.startswith("timm.models.tresnet"):
+        return None
+    if type(getattr(m, "act", None)) is not nn.ReLU or not _passes_through(getattr(m, "drop_path", None)):
+        return None
+    if kind == "Bottleneck":
+        head, last = [m.conv1, m.conv2] + ([m.se] if m.se is not None else []), m.conv3
+    elif m.se is None:
+        head, last = [m.conv1], m.conv2
+    else:
+        return None
+    conv = getattr(last, "conv", None)
+    if type(last).__name__ != "ConvNormAct" or not isinstance(conv, PrepackedConv2d) or conv.post_op != "none":
+        return None
+    if not all(_passes_through(c) for name, c in last.named_children() if name != "conv"):
+        return None  # a BatchNorm not folded, an activation or an anti-aliasing pool after it
+    conv.post_op, conv.post_scalars = "relu", ()
+    return FusedShortcutBlock(m.downsample, head, conv)
+
+
 # timm's DLA blocks: their conv attributes in order, and what else they hold
 _DLA_BLOCKS = {
     "DlaBasic": (("conv1", "conv2"), {"bn1", "bn2", "relu"}),
@@ -404,11 +450,12 @@ def _fused_block(m: nn.Module) -> Optional[nn.Module]:
 def fuse_activations(module: nn.Module) -> int:
     """Moves, in place, each ReLU / LeakyReLU that directly follows a ``PrepackedConv2d`` into it
     (oneDNN runs it on the convolution's output before writing it), and the residual sum of
-    timm's DLA blocks with it: a ReLU as its own op cost as much in bfloat16 as 6 of the 35 ms of
-    the detector's backbone (a 2-core Xeon with AMX, 2026-12-07). Patterns: ``nn.Sequential``
-    (conv, folded BatchNorms, activation); FOSS-D2's ConvNormRelu, timm's ConvNormAct (conv, then
-    the activation left of its BatchNorm) and SEModule (fc1, its ReLU); timm's DlaBasic, DlaBottleneck and DlaRoot
-    (replaced by ``FusedResidualBlock`` / ``FusedRoot``). For inference after
+    timm's DLA and TResNet blocks with it: a ReLU as its own op cost as much in bfloat16 as 6 of
+    the 35 ms of the detector's backbone (a 2-core Xeon with AMX, 2026-12-07). Patterns:
+    ``nn.Sequential`` (conv, folded BatchNorms, activation); FOSS-D2's ConvNormRelu, timm's
+    ConvNormAct (conv, then the activation left of its BatchNorm) and SEModule (fc1, its ReLU);
+    timm's DlaBasic, DlaBottleneck and DlaRoot (replaced by ``FusedResidualBlock`` / ``FusedRoot``)
+    and TResNet's Bottleneck and BasicBlock without SE (``FusedShortcutBlock``). For inference after
     ``prepack_convolutions``; the answers as before up to float rounding. Returns the number of
     activations moved (none where ``fusing_works()`` is False)."""
     if not fusing_works():
@@ -420,7 +467,11 @@ def fuse_activations(module: nn.Module) -> int:
             setattr(module, name, fused)
             count += len(fused.convs) if isinstance(fused, FusedResidualBlock) else 1
             continue
-        count += fuse_activations(child)
+        count += fuse_activations(child)  # (a TResNet block's own convs first, then its sum)
+        fused = _fused_tresnet_block(child)
+        if fused is not None:
+            setattr(module, name, fused)
+            count += 1
     if isinstance(module, nn.Sequential):
         for i in range(len(module) - 1):
             j = i + 1
