@@ -506,11 +506,12 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     BatchNorms folded, and the detector and age network's weights stored channels-last, which
     oneDNN's convolutions run without reordering each layer's input (measured on this project's
     2-core AMD EPYC: the 480 px detector pass 1.3x and the age network 1.25x faster), and the
-    weights prepacked for oneDNN (``PrepackedConv2d``): the age network's (MODEL.AGE_HEAD.PREPACK, with AVX-512:
-    on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster) and the detector's
-    (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread), with the activations after them (and
-    the residual sums of DLA's blocks) run inside them (``fuse_activations``); and CenterNet's heatmap head split so
-    that half of it runs only where a face above the threshold is possible (``bound_heatmap``).
+    weights prepacked for oneDNN (``PrepackedConv2d``): the age network's (MODEL.AGE_HEAD.PREPACK,
+    with AVX-512: on the 2-15 crops of a close-up or a video frame 1.1-1.4x faster) and the
+    detector's (MODEL.FOSS.PREPACK_DETECTOR: one image on one thread), with the activations after
+    them (and the residual sums of DLA's and TResNet's blocks) run inside them
+    (``fuse_activations``); and CenterNet's heatmap head split so that half of it runs only where a
+    face above the threshold is possible (``bound_heatmap``).
     Returns ``model``, changed in place."""
     model.eval()
     fold_batchnorm(model)
