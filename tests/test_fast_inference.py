@@ -365,15 +365,19 @@ def test_fuse_activations_in_timms_tresnet_blocks(packed_calls):
     prepacked path (two images) and on the plain one (one image on two threads)."""
     from timm.models.tresnet import BasicBlock, Bottleneck, TResNet
 
-    from foss_d2.engine.fusion import FusedShortcutBlock, fuse_activations, prepack_convolutions
+    from foss_d2.engine.fusion import FusedShortcutBlock, fuse_activations, fusing_works, prepack_convolutions
 
+    if not fusing_works():
+        pytest.skip("this PyTorch build runs no post-ops in oneDNN's convolution")
     torch.manual_seed(0)
     tresnet = TResNet(layers=[1, 2, 2, 1], width_factor=0.25, num_classes=0)
     net = nn.Sequential(tresnet.body, BasicBlock(tresnet.num_features, tresnet.num_features, use_se=False))
     for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.BatchNorm2d):  # (TResNet starts each block's last BatchNorm at weight 0)
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
     net.eval()
     blocks = [m for m in net.modules() if isinstance(m, (BasicBlock, Bottleneck))]
     fusable = [m for m in blocks if isinstance(m, Bottleneck) or m.se is None]
@@ -413,7 +417,8 @@ def test_prepacked_conv_is_packed_for_each_input_shape(packed_calls, capfd, thre
     net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1)).eval()
     packed = copy.deepcopy(net)
     prepack_convolutions(packed)
-    sizes = [(2, 28, 20), (3, 13, 9), (7, 28, 20), (15, 28, 20)] + ([(1, 28, 20)] if threads == 1 else [])
+    # batches of 2 and more share the weight packed at 2 (up to the age network's 64 crops a call)
+    sizes = [(2, 28, 20), (3, 13, 9), (7, 28, 20), (15, 28, 20), (64, 28, 20)] + ([(1, 28, 20)] if threads == 1 else [])
     inputs = [torch.randn(n, 64, h, w) for n, h, w in sizes]
     with torch.inference_mode():
         expected = [net(x) for x in inputs]
