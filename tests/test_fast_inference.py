@@ -343,19 +343,27 @@ def test_fuse_activations_in_timms_dla_blocks(packed_calls, arch):
     blocks = [m for m in fused.modules() if isinstance(m, (FusedResidualBlock, FusedRoot))]
     assert blocks and any(isinstance(m, FusedRoot) for m in blocks)
     assert n >= len(blocks) and not any(isinstance(m, nn.ReLU) for m in fused.modules())
+    for want, got in answers_on_both_paths(packed_calls, trunk, fused, (3, 64, 96)):
+        for a, b in zip(want, got):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def answers_on_both_paths(packed_calls, model, fused, shape):
+    """(model's, fused's) answers on two images on one thread (the prepacked path) and on one image
+    on two threads (the plain one), each checked to have taken that path."""
     threads = torch.get_num_threads()
+    answers = []
     for batch, t in ((2, 1), (1, 2)):
         torch.set_num_threads(t)
-        x = torch.randn(batch, 3, 64, 96)
+        x = torch.randn(batch, *shape)
         packed_calls.clear()
         try:
             with torch.inference_mode():
-                want, got = trunk(x), fused(x)
+                answers.append((model(x), fused(x)))
         finally:
             torch.set_num_threads(threads)
         assert bool(packed_calls) == (batch > 1)
-        for a, b in zip(want, got):
-            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    return answers
 
 
 def test_fuse_activations_in_timms_tresnet_blocks(packed_calls):
@@ -389,17 +397,7 @@ def test_fuse_activations_in_timms_tresnet_blocks(packed_calls):
     fuse_activations(fused)
     assert sum(isinstance(m, FusedShortcutBlock) for m in fused.modules()) == len(fusable)
     assert sum(isinstance(m, (BasicBlock, Bottleneck)) for m in fused.modules()) == len(blocks) - len(fusable)
-    threads = torch.get_num_threads()
-    for batch, t in ((2, 1), (1, 2)):
-        torch.set_num_threads(t)
-        x = torch.rand(batch, 3, 64, 64)
-        packed_calls.clear()
-        try:
-            with torch.inference_mode():
-                want, got = net(x), fused(x)
-        finally:
-            torch.set_num_threads(threads)
-        assert bool(packed_calls) == (batch > 1)
+    for want, got in answers_on_both_paths(packed_calls, net, fused, (3, 64, 64)):
         assert torch.allclose(want, got, atol=1e-4, rtol=1e-4)
 
 
