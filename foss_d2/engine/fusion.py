@@ -323,12 +323,19 @@ def prepack_convolutions(module: nn.Module, min_out_channels: int = 1) -> int:
     return count
 
 
+def _passes_through(m: nn.Module) -> bool:
+    """Whether ``m`` returns its input at inference: an identity, an eval-mode dropout, or an
+    ``nn.Sequential`` of those (what ``fold_batchnorm`` leaves of a BatchNorm without activation)."""
+    if isinstance(m, nn.Sequential):
+        return all(_passes_through(c) for c in m)
+    return type(m) is nn.Identity or (isinstance(m, nn.Dropout) and not m.training)
+
+
 def _post_op(m: nn.Module):
     """oneDNN's post-op for what an activation module does at inference, (name, scalars), or None:
     ReLU, LeakyReLU, or what ``fold_batchnorm`` left of timm's BatchNormAct2d (dropout, act)."""
     if isinstance(m, nn.Sequential) and len(m) > 0:
-        rest_is_identity = all(type(d) is nn.Identity or (isinstance(d, nn.Dropout) and not d.training) for d in m[:-1])
-        return _post_op(m[-1]) if rest_is_identity else None
+        return _post_op(m[-1]) if all(_passes_through(d) for d in m[:-1]) else None
     if type(m) is nn.ReLU:
         return ("relu", ())
     if type(m) is nn.LeakyReLU:
@@ -384,14 +391,6 @@ class FusedShortcutBlock(nn.Module):
     def forward(self, x):
         shortcut = x if self.downsample is None else self.downsample(x)
         return self.last(self.head(x), residual=shortcut)
-
-
-def _passes_through(m: nn.Module) -> bool:
-    """Whether ``m`` returns its input at inference: an identity, an eval-mode dropout, or an
-    ``nn.Sequential`` of those (what ``fold_batchnorm`` leaves of a BatchNorm without activation)."""
-    if isinstance(m, nn.Sequential):
-        return all(_passes_through(c) for c in m)
-    return type(m) is nn.Identity or (isinstance(m, nn.Dropout) and not m.training)
 
 
 def _fused_tresnet_block(m: nn.Module) -> Optional[FusedShortcutBlock]:
