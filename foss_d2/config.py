@@ -72,8 +72,9 @@ def add_foss_config(cfg):
     # (bfloat16 autocast where the device does it in hardware, float32 elsewhere; "bfloat16" in the
     # fast preset), and CenterNet's heatmap head's dense 3x3 conv; the features and the heatmap
     # logits are float32 again before the heads, the ROIAlign and the age network read them. On
-    # WIDER val 2 faces fewer found of 1,408 and gender -0.7 points, for 0.75-0.85x the fast
-    # preset's time on a CPU with AMX (docs/RESULTS.md sections 1 and 2).
+    # WIDER val the answers move by bfloat16 rounding (faces found 53.1-53.3% against 53.3%,
+    # gender 69.3-69.8% against 70.4%), for 0.75-0.85x the fast preset's time on a CPU with AMX
+    # (docs/RESULTS.md sections 1 and 2).
     _C.MODEL.FOSS.DET_INFERENCE_DTYPE = "float32"
     # Not in the paper (empty: off, issue 16): a whole FOSS checkpoint of the same architecture that
     # rides along in training as a frozen teacher. It runs its own detector on the same batch and
