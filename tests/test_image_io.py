@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foss_d2.utils.image_io import ImageTooLargeError, load_image, read_image_file
+from foss_d2.utils.image_io import ImageTooLargeError, load_image, read_image_file, swap_red_blue
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")
 
@@ -122,3 +122,15 @@ def test_float_and_closed_pil_images_are_clear_errors(tmp_path):
     im.close()  # closed outright: Pillow's own ValueError, named the same way
     with pytest.raises(ValueError, match="cannot read the PIL image .*it was closed; pass it open, or its path"):
         load_image(im)
+
+
+def test_bgr_is_the_rgb_picture_with_red_and_blue_swapped():
+    """The BGR the model reads is the decoded RGB with channels 0 and 2 exchanged, as a new array
+    (OpenCV's conversion for 8-bit pictures; numpy's reversed copy for others)."""
+    rgb, bgr = read_image_file(DEMO, "RGB"), read_image_file(DEMO, "BGR")
+    assert bgr.flags.c_contiguous and not np.shares_memory(rgb, bgr)
+    assert (bgr[:, :, 0] == rgb[:, :, 2]).all() and (bgr[:, :, 1] == rgb[:, :, 1]).all()
+    assert (bgr[:, :, 2] == rgb[:, :, 0]).all() and (bgr != rgb).any()
+    wide = np.arange(2 * 3 * 3, dtype=np.uint16).reshape(2, 3, 3) * 1000
+    assert swap_red_blue(wide).tolist() == wide[:, :, ::-1].tolist() and swap_red_blue(wide).flags.c_contiguous
+    assert swap_red_blue(rgb[::2, ::3]).tolist() == rgb[::2, ::3, ::-1].tolist()  # a strided view too

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..config import checked_opts, get_foss_cfg
 from ..model_zoo import DEFAULT_CONFIG, DEFAULT_WEIGHTS  # noqa: F401  (re-exported)
-from ..utils.image_io import DEFAULT_MAX_PIXELS
+from ..utils.image_io import DEFAULT_MAX_PIXELS, swap_red_blue
 from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, draw_predictions
 from .predictor import FOSSPredictor, load_image
 
@@ -155,7 +155,7 @@ class FaceAgeEstimator:
             return load_image(image, fmt)
         if isinstance(image, np.ndarray):
             arr = load_image(image, channel_order)
-            return arr[:, :, ::-1].copy() if channel_order != fmt else arr
+            return swap_red_blue(arr) if channel_order != fmt else arr
         return load_image(image, fmt, self.max_pixels)
 
     def __call__(self, image, channel_order: str = "BGR") -> List[dict]:
@@ -245,4 +245,4 @@ class FaceAgeEstimator:
             check_faces(faces, arr.shape[:2])
         bgr = arr if self.cfg.INPUT.FORMAT == "BGR" else arr[:, :, ::-1]
         drawn = draw_predictions(bgr, faces, max_side)
-        return drawn if channel_order == "BGR" else np.ascontiguousarray(drawn[:, :, ::-1])
+        return drawn if channel_order == "BGR" else swap_red_blue(drawn)
