@@ -126,11 +126,17 @@ def test_float_and_closed_pil_images_are_clear_errors(tmp_path):
 
 def test_bgr_is_the_rgb_picture_with_red_and_blue_swapped():
     """The BGR the model reads is the decoded RGB with channels 0 and 2 exchanged, as a new array
-    (OpenCV's conversion for 8-bit pictures; numpy's reversed copy for others)."""
+    (OpenCV's conversion for 8-bit pictures; numpy for others, an alpha channel kept in place)."""
     rgb, bgr = read_image_file(DEMO, "RGB"), read_image_file(DEMO, "BGR")
-    assert bgr.flags.c_contiguous and not np.shares_memory(rgb, bgr)
     assert (bgr[:, :, 0] == rgb[:, :, 2]).all() and (bgr[:, :, 1] == rgb[:, :, 1]).all()
     assert (bgr[:, :, 2] == rgb[:, :, 0]).all() and (bgr != rgb).any()
+    swapped = swap_red_blue(rgb)
+    assert swapped.flags.c_contiguous and not np.shares_memory(swapped, rgb) and (swapped == bgr).all()
+    assert swap_red_blue(rgb[::2, ::3]).tolist() == rgb[::2, ::3, ::-1].tolist()  # a strided view too
     wide = np.arange(2 * 3 * 3, dtype=np.uint16).reshape(2, 3, 3) * 1000
     assert swap_red_blue(wide).tolist() == wide[:, :, ::-1].tolist() and swap_red_blue(wide).flags.c_contiguous
-    assert swap_red_blue(rgb[::2, ::3]).tolist() == rgb[::2, ::3, ::-1].tolist()  # a strided view too
+    bgra = np.dstack([bgr[:4, :5], np.full((4, 5), 7, np.uint8)])
+    assert swap_red_blue(bgra).tolist() == np.dstack([rgb[:4, :5], np.full((4, 5), 7, np.uint8)]).tolist()
+    one = rgb[:4, :5, :1]
+    assert (swap_red_blue(one) == one).all() and not np.shares_memory(swap_red_blue(one), one)
+    assert swap_red_blue(np.zeros((0, 5, 3), np.uint8)).shape == (0, 5, 3)

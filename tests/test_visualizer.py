@@ -13,7 +13,9 @@ from foss_d2.utils.visualizer import (
     FEMALE_COLOR,
     MALE_COLOR,
     UNKNOWN_COLOR,
+    _face_visualizer,
     _label_sprite,
+    _overlay_onto,
     draw_faces,
     draw_predictions,
 )
@@ -197,3 +199,50 @@ def test_a_bgr_picture_is_drawn_as_its_rgb_one_with_the_channels_swapped():
     drawn = draw_predictions(bgr, faces)
     want = draw_faces(bgr[:, :, ::-1], BOXES, AGES, FEMALES, dashed=DASHED)[:, :, ::-1]
     assert drawn.flags.c_contiguous and (drawn == want).all() and (drawn != bgr).any()
+
+
+def _labels_only(photo, boxes):
+    """The picture of draw_faces's labels alone (its boxes taken off the canvas before rendering)."""
+    vis = _face_visualizer()(*photo.shape[:2])
+    vis.overlay_instances(boxes=boxes, labels=["34, F"] * len(boxes), assigned_colors=[FEMALE_COLOR] * len(boxes))
+    for patch in list(vis.output.ax.patches):
+        patch.remove()
+    return _overlay_onto(vis, photo)
+
+
+def test_a_label_is_pasted_at_its_anchors_nearest_pixel():
+    """Boxes 0.37 px right and down of whole pixels get their labels where the whole-pixel boxes
+    do, 0.63 px off where boxes one pixel further do: to the bit."""
+    photo = cv2.imread(os.path.join(ROOT, "demo", "family.jpg"))[:, :, ::-1].copy()
+    boxes = BOXES[:3]
+    at = {off: _labels_only(photo, boxes + off) for off in (0.0, 0.37, 0.63, 1.0)}
+    assert (at[0.0] != photo).any(-1).sum() > 3 * 150  # three labels drawn
+    assert (at[0.37] == at[0.0]).all() and (at[0.63] == at[1.0]).all() and (at[0.0] != at[1.0]).any()
+
+
+def test_a_label_larger_than_the_first_guess_grows_the_canvas(monkeypatch):
+    """The canvas a label is rendered on grows until the label is clear of its edge: from a 16 px
+    guess the sprite is the one rendered on a canvas large enough at once."""
+    import foss_d2.utils.visualizer as visualizer
+
+    style = (17.0, (0.95, 0.3, 0.45), "left", 0)
+    _label_sprite.cache_clear()
+    roomy, offset = _label_sprite("71, F", 1.0, style, 100.0)
+    _label_sprite.cache_clear()
+    monkeypatch.setattr(visualizer, "_sprite_side", lambda text, font_px: 16)
+    visualizer._sprite_canvas.side = 0
+    grown, grown_offset = _label_sprite("71, F", 1.0, style, 100.0)
+    _label_sprite.cache_clear()
+    assert roomy.shape[0] > 16 and roomy.shape[1] > 40  # larger than the guess, both ways
+    assert grown.shape == roomy.shape and (grown == roomy).all() and grown_offset == offset
+
+
+def test_bgra_pictures_and_faces_without_a_place():
+    """A BGRA picture is drawn as its BGR one; a face whose box is not a number is left out of the
+    picture (its label too), the others drawn."""
+    bgr = cv2.imread(os.path.join(ROOT, "demo", "family.jpg"))
+    faces = [{"box": list(b), "age": 30.0, "p_female": 0.2} for b in BOXES[:2]]
+    bgra = np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
+    assert (draw_predictions(bgra, faces) == draw_predictions(bgr, faces)).all()
+    lost = faces + [{"box": [float("nan")] * 4, "age": 30.0, "p_female": 0.2}]
+    assert (draw_predictions(bgr, lost) == draw_predictions(bgr, faces)).all()

@@ -64,7 +64,7 @@ from ..engine.api import PRESETS
 from ..engine.pipeline import NOT_RUN, Prefetcher, computes_on_cpu, predict_in_order
 from ..engine.predictor import BACKENDS
 from ..utils import write_json_atomic
-from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError
+from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, swap_red_blue
 from ..utils.json_io import atomic_path, nearest_existing, write_text_atomic
 from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, UNCERTAIN_BELOW, draw_predictions  # noqa: F401  (re-exported)
 from .cli import config_from_args  # noqa: F401  (re-exported: demo, survey and train take it from here)
@@ -1308,7 +1308,7 @@ def run_images(
                     drawer.submit(lambda: None, ("add", key, faces, w, h, None, None, source))
                     _skip(writer, drawer, key, f"picture not drawn: {dst} is an input")
                     continue
-                bgr = img if fmt == "BGR" else img[:, :, ::-1]
+                bgr = img if fmt == "BGR" else swap_red_blue(img)
                 drawer.submit(
                     functools.partial(_write_picture, dst, bgr, faces, draw_max_side),
                     ("add", key, faces, w, h, rel, None, source),
@@ -1567,7 +1567,7 @@ def run_video(
                 if frame is None or key in writer.done:
                     yield item, None, NOT_RUN
                 else:
-                    yield item, (frame if fmt == "BGR" else frame[:, :, ::-1]), None
+                    yield item, (frame if fmt == "BGR" else swap_red_blue(frame)), None
 
         # frames in the model at once, their answers taken in frame order (the tracker's)
         results = predict_in_order(predictor, to_model(), workers)

@@ -8,6 +8,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 from fvcore.transforms.transform import PadTransform
 
+from ..utils.image_io import swap_red_blue
 from .utils import absolute_annotations
 
 
@@ -139,12 +140,12 @@ class RandomJPEG(_RandomPixelOp):
 def jpeg_round_trip(image: np.ndarray, quality: int, image_format: str = "BGR") -> np.ndarray:
     """``image`` encoded and decoded by OpenCV's JPEG codec at ``quality``."""
     rgb = image_format == "RGB"  # OpenCV takes BGR; its luma/chroma split depends on the order
-    src = np.ascontiguousarray(image[:, :, ::-1] if rgb else image)
+    src = swap_red_blue(image) if rgb else np.ascontiguousarray(image)
     ok, buf = cv2.imencode(".jpg", src, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         return image
     out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return np.ascontiguousarray(out[:, :, ::-1]) if rgb else out
+    return swap_red_blue(out) if rgb else out
 
 
 class RandomDownscale(_RandomPixelOp):

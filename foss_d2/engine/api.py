@@ -243,6 +243,6 @@ class FaceAgeEstimator:
             faces = instances_to_faces(self.predictor(arr))
         else:
             check_faces(faces, arr.shape[:2])
-        bgr = arr if self.cfg.INPUT.FORMAT == "BGR" else arr[:, :, ::-1]
+        bgr = arr if self.cfg.INPUT.FORMAT == "BGR" else swap_red_blue(arr)
         drawn = draw_predictions(bgr, faces, max_side)
         return drawn if channel_order == "BGR" else swap_red_blue(drawn)

@@ -74,12 +74,15 @@ def pil_to_array(im: "Image.Image") -> np.ndarray:
 
 
 def swap_red_blue(image: np.ndarray) -> np.ndarray:
-    """RGB to BGR or back, as a new C-contiguous array. An 8-bit three-channel picture goes through
-    OpenCV: numpy's copy of a reversed view took 25x its time (4.5 against 0.2 ms for a 1024x1535
-    photo, decoded for every photo of a run)."""
-    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+    """RGB to BGR or back (channels 0 and 2 exchanged, an alpha channel kept in its place), as a new
+    C-contiguous array; a picture of one channel is copied as it is. An 8-bit three-channel picture
+    goes through OpenCV: numpy's copy of a reversed view took 25x its time (4.5 against 0.2 ms for a
+    1024x1535 photo, decoded for every photo of a run)."""
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.size:
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image[:, :, ::-1])
+    if image.ndim == 3 and image.shape[2] >= 3:
+        return np.ascontiguousarray(image[:, :, [2, 1, 0, *range(3, image.shape[2])]])
+    return np.array(image, order="C")
 
 
 def _to_eight_bits(arr: np.ndarray) -> np.ndarray:

@@ -119,13 +119,19 @@ def _face_visualizer():
 _sprite_canvas = threading.local()  # a matplotlib figure is not for two threads at once
 
 
+def _sprite_side(text: str, font_px: float) -> int:
+    """A first guess at the side of a square around a label's anchor that the label does not reach
+    the edge of (``_label_sprite`` doubles it while the label does)."""
+    return 2 * (len(text) + 2) * max(8, math.ceil(font_px)) + 16
+
+
 @functools.lru_cache(maxsize=1024)
-def _label_sprite(text: str, scale: float, style: tuple):
+def _label_sprite(text: str, scale: float, style: tuple, dpi: float):
     """The RGBA picture of one label as detectron2's ``Visualizer.draw_text`` renders it (``style``:
-    font size, colour, alignment, rotation) at ``scale``, with the offset (rows, columns) of its
-    top-left pixel from the label's anchor. A group photo's labels are a few hundred strings in one
-    size, so each is rendered once instead of once a face (a matplotlib text took 1.5 ms a face,
-    two thirds of the drawing time of a group photo)."""
+    font size, colour, alignment, rotation) at ``scale`` on a canvas of ``dpi``, with the offset
+    (rows, columns) of its top-left pixel from the label's anchor. A group photo's labels are a few
+    hundred strings in one size, so each is rendered once instead of once a face (a matplotlib text
+    took 1.5 ms a face, two thirds of the drawing time of a group photo)."""
     from detectron2.utils.visualizer import Visualizer
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -138,13 +144,15 @@ def _label_sprite(text: str, scale: float, style: tuple):
         _sprite_canvas.ax.axis("off")
         _sprite_canvas.side = 0
     ax = _sprite_canvas.ax
-    # a square around the anchor that the label does not reach the edge of; kept for the next
-    # label (matplotlib makes a new renderer at each new size)
-    need = 2 * (len(text) + 2) * max(8, math.ceil(font_size * scale * ax.figure.dpi / 72)) + 16
+    if ax.figure.dpi != dpi:
+        ax.figure.set_dpi(dpi)
+        _sprite_canvas.side = 0  # its size in inches is set again below
+    # the canvas is kept for the next label: matplotlib makes a new renderer at each new size
+    need = _sprite_side(text, font_size * scale * dpi / 72)
     while True:
         if need > _sprite_canvas.side:
             _sprite_canvas.side = need
-            ax.figure.set_size_inches((need + 1e-2) / ax.figure.dpi, (need + 1e-2) / ax.figure.dpi)
+            ax.figure.set_size_inches((need + 1e-2) / dpi, (need + 1e-2) / dpi)
             ax.set_xlim(0, need)
             ax.set_ylim(need, 0)
         side = _sprite_canvas.side
@@ -153,8 +161,10 @@ def _label_sprite(text: str, scale: float, style: tuple):
         owner = types.SimpleNamespace(output=types.SimpleNamespace(ax=ax, scale=scale), _default_font_size=font_size)
         kwargs = dict(font_size=font_size, color=color, horizontal_alignment=align, rotation=rotation)
         Visualizer.draw_text(owner, text, (anchor, anchor), **kwargs)
-        ax.figure.canvas.draw()
-        ax.texts[-1].remove()
+        try:
+            ax.figure.canvas.draw()
+        finally:  # a failed render (a label too large for Agg) must not stay on the next ones
+            ax.texts[-1].remove()
         rgba = np.asarray(ax.figure.canvas.buffer_rgba())
         left, top, width, height = cv2.boundingRect(cv2.extractChannel(rgba, 3))
         if not (width and height):
@@ -191,8 +201,9 @@ def _overlay_onto(vis, image_rgb: np.ndarray) -> np.ndarray:
     its labels pasted over them in the order it drew them: matplotlib would otherwise resample the
     whole picture onto its canvas (a third of the drawing time of a group photo), at scale 1 only to
     copy it. At another scale the picture is resized to the canvas by OpenCV (by area when it
-    shrinks). A label's anchor is rounded to the nearest pixel (detectron2 places it to a fraction
-    of one: the same picture within half a pixel)."""
+    shrinks). A label is pasted at its anchor's nearest pixel (matplotlib places it to a 64th of
+    one: a label moves by at most half a pixel); a label whose anchor or size is not a number is
+    left out, as matplotlib leaves it out."""
     out = vis.output
     out.fig.patch.set_visible(False)
     out.canvas.draw()
@@ -218,7 +229,9 @@ def _overlay_onto(vis, image_rgb: np.ndarray) -> np.ndarray:
         # the anchors in the canvas's pixels (rows from the top), as matplotlib places a text
         anchors = out.ax.transData.transform(np.array([p for _, p, _ in vis.labels], dtype=np.float64))
         for (text, _, style), (x, y) in zip(vis.labels, anchors):
-            sprite, (top, left) = _label_sprite(text, out.scale, style)
+            if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(style[0])):
+                continue
+            sprite, (top, left) = _label_sprite(text, out.scale, style, out.fig.dpi)
             _blend(result, sprite, round(height - y) + top, round(x) + left)
     return result
 
@@ -253,12 +266,12 @@ def draw_predictions(img_bgr: np.ndarray, faces, max_side: Optional[int] = None)
     """The BGR picture with each face (the dicts of ``FaceAgeEstimator`` and predictions.json)
     drawn and labelled with its age and gender, shrunk to ``max_side`` on its longer side when
     larger; a face scored under UNCERTAIN_BELOW has a dashed box."""
+    img_bgr, boxes = fit_max_side(img_bgr, [f["box"] for f in faces], max_side)  # shrunk before it is copied
     out = draw_faces(
         swap_red_blue(img_bgr),
-        [f["box"] for f in faces],
+        boxes,
         [f.get("age") for f in faces],
         [f["p_female"] if f.get("p_female") is not None else float("nan") for f in faces],
-        max_side=max_side,
         dashed=[f.get("score", 1.0) < UNCERTAIN_BELOW for f in faces],
     )
     return swap_red_blue(out)
