@@ -14,6 +14,7 @@ from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_
 from foss_d2.apps.runner import positive_int
 from foss_d2.data import build_foss_train_loader
 from foss_d2.utils import draw_faces
+from foss_d2.utils.image_io import swap_red_blue
 
 
 def main(argv=None):
@@ -36,14 +37,14 @@ def main(argv=None):
     for i in tqdm(range(args.num), desc="samples"):
         d = next(loader)[0]
         img = d["image"].permute(1, 2, 0).numpy()
-        rgb = img[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else img
+        rgb = swap_red_blue(img) if cfg.INPUT.FORMAT == "BGR" else img
         inst = d["instances"]
         scale = min(1.0, args.max_side / max(rgb.shape[:2]))
         out = draw_faces(
             rgb, inst.gt_boxes.tensor.numpy(), inst.gt_ages.tolist(), inst.gt_genders.tolist(), scale=scale
         )
         name = f"{i:03d}_{d.get('dataset_name', 'data')}_{len(inst)}faces.png"
-        cv2.imwrite(os.path.join(args.output, name), out[:, :, ::-1])
+        cv2.imwrite(os.path.join(args.output, name), swap_red_blue(out))
     print(f"wrote {args.num} images to {args.output}")
 
 
