@@ -310,10 +310,16 @@ def checked_opts(opts) -> list:
     return opts
 
 
+# DLA's coarsest level is at stride 32: a detector input side that is not a multiple of it
+# gives levels whose upsampled sums do not line up (IDA-up)
+DET_SIZE_DIVISOR = 32
+
+
 def check_shapes(cfg):
     """A ValueError naming the key for values that would fail deep in the model instead: the K of
     faces (4.2) at least 1, the crop margins four fractions (top, bottom, left, right), the crop and
-    feature sizes two positive numbers (W, H), one tiling probability per square tile count (3.3)."""
+    feature sizes two positive numbers (W, H), the detector's input sides multiples of its coarsest
+    stride, one tiling probability per square tile count (3.3)."""
     f, a = cfg.MODEL.FOSS, cfg.MODEL.AGE_HEAD
     for key, k in (("MODEL.FOSS.K_TRAIN", f.K_TRAIN), ("MODEL.FOSS.K_TEST", f.K_TEST)):
         if int(k) < 1:
@@ -326,6 +332,17 @@ def check_shapes(cfg):
     for key, v in (("MODEL.AGE_HEAD.CROP_SIZE", a.CROP_SIZE), ("MODEL.AGE_HEAD.FEATURE_ROI_SIZE", a.FEATURE_ROI_SIZE)):
         if len(v) != 2 or any(int(x) < 1 for x in v):
             raise ValueError(f"{key} is a width and a height in pixels: got {list(v)}")
+    sizes = [("MODEL.FOSS.DET_INPUT_SIZE", [f.DET_INPUT_SIZE])]
+    sizes += [("MODEL.FOSS.DET_INPUT_SIZES_TRAIN", f.DET_INPUT_SIZES_TRAIN), ("MODEL.FOSS.TEST_SIZES", f.TEST_SIZES)]
+    for key, values in sizes:
+        bad = [int(s) for s in values if int(s) < DET_SIZE_DIVISOR or int(s) % DET_SIZE_DIVISOR]
+        if bad:
+            below = bad[0] // DET_SIZE_DIVISOR * DET_SIZE_DIVISOR
+            near = f"{below} or {below + DET_SIZE_DIVISOR}" if below > 0 else str(DET_SIZE_DIVISOR)
+            raise ValueError(
+                f"{key}: the detector's input side is a multiple of {DET_SIZE_DIVISOR} pixels (its coarsest "
+                f"stride): got {bad[0]}, the nearest {near}"
+            )
     t = cfg.INPUT.TILING
     if any(int(n) < 1 or math.isqrt(int(n)) ** 2 != int(n) for n in t.NUM_TILES):
         raise ValueError(

@@ -371,6 +371,21 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
             "",
         ),
         (["train", "INPUT.TILING.NUM_TILES", "[1,3]", *out], "INPUT.TILING.NUM_TILES are square numbers", ""),
+        # a side DLA's stride-32 level cannot take failed each photo in IDA-up ("size of tensor a (63)")
+        (
+            [
+                "demo",
+                "--input",
+                os.path.join(ROOT, "demo", "family.jpg"),
+                "--no-draw",
+                "MODEL.FOSS.DET_INPUT_SIZE",
+                "500",
+            ],
+            "MODEL.FOSS.DET_INPUT_SIZE: the detector's input side is a multiple of 32 pixels",
+            "got 500, the nearest 480 or 512",
+        ),
+        (["train", "MODEL.FOSS.DET_INPUT_SIZES_TRAIN", "[480,600]", *out], "got 600, the nearest 576 or 608", ""),
+        (["evaluate", "tiled", "--num", "36", "MODEL.FOSS.TEST_SIZES", "[16]"], "got 16, the nearest 32", ""),
         (["benchmark", "models", "--ks", "0", "--output", tmp_path / "b"], "--ks are numbers of faces", ""),
         (
             ["train", "DATASETS.TRAIN", "('my_facez',)", *out],

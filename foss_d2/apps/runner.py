@@ -1881,5 +1881,5 @@ def run_inputs(predictor, args, out_dir: Optional[str], fmt: str, items, skipped
         ) from None
     if summary.nothing_processed:
         where = f" (reasons in {os.path.join(out_dir, 'skipped.json')})" if out_dir else ""
-        raise SystemExit(f"nothing could be processed: none of the {summary.inputs} inputs could be read{where}")
+        raise SystemExit(f"nothing could be processed: every input was skipped ({summary.inputs} in all){where}")
     return summary

@@ -18,6 +18,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from ..config import DET_SIZE_DIVISOR
 from ..data.augmentation import apply_color_jitter
 from ..proposal_generator import build_face_detector
 from ..roi_heads import build_age_head
@@ -315,7 +316,7 @@ class FOSS(FrozenParts, nn.Module):
         if not self.det_input_fit_small:
             return self.det_input_size
         longest = max(max(im.shape[1:]) for im in images)
-        return min(self.det_input_size, -(-longest // 32) * 32)
+        return min(self.det_input_size, -(-longest // DET_SIZE_DIVISOR) * DET_SIZE_DIVISOR)
 
     def proposals_to_image(self, proposals: List[Instances], images: List[torch.Tensor], size: int):
         """Faces found on the ``size``² detector input, in each image's full-resolution pixels; also
