@@ -1,6 +1,7 @@
 """The command line: the ``foss-d2`` console entry point, one convention for every tool (trailing
 KEY VALUE overrides, default config = the shipped model), no tool patching sys.path."""
 
+import ast
 import functools
 import glob
 import json
@@ -152,6 +153,23 @@ def test_no_tool_patches_sys_path():
     assert TOOLS
     patched = [os.path.relpath(t, ROOT) for t in TOOLS if "sys.path" in open(t).read()]
     assert not patched, f"these tools patch sys.path (the package is installed editable): {patched}"
+
+
+def test_user_tools_import_foss_d2_before_detectron2():
+    """foss_d2's import quiets the FutureWarning of fvcore's ``torch.jit.script`` (PyTorch >= 2.10),
+    which detectron2's modules import: a tool importing detectron2 first printed it at every run
+    (tools/annotate_faces.py did). Read from the tools' module-level imports, in order."""
+    early = []
+    for tool in glob.glob(os.path.join(ROOT, "tools", "*.py")):
+        seen_foss = False
+        for node in ast.parse(open(tool).read()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for top in (n.split(".")[0] for n in names):
+                seen_foss = seen_foss or top == "foss_d2"
+                if top in ("detectron2", "fvcore") and not seen_foss:
+                    early.append(os.path.basename(tool))
+    assert not early, f"these tools import detectron2 or fvcore before foss_d2: {sorted(set(early))}"
 
 
 @pytest.mark.parametrize("tool", [os.path.relpath(t, ROOT) for t in TOOLS])

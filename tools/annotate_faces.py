@@ -14,13 +14,15 @@ import hashlib
 import json
 import os
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from foss_d2 import FOSSPredictor
 from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets, run_tool
 from foss_d2.apps.runner import positive_int, probability
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.annotate import annotate_records
+
+# after foss_d2, whose import quiets the FutureWarning that fvcore's import (through detectron2's)
+# gives on PyTorch >= 2.10
+from detectron2.data import DatasetCatalog, MetadataCatalog  # isort: skip
 
 
 def main(argv=None):
