@@ -355,6 +355,26 @@ def check_shapes(cfg):
         )
 
 
+def check_device(device) -> None:
+    """A ValueError for a MODEL.DEVICE this PyTorch cannot run on, naming it: not a device name
+    ("gpu"), CUDA without a GPU or past the last one, a device type this build lacks (mps)."""
+    try:
+        dev = torch.device(str(device))
+    except RuntimeError:
+        raise ValueError(f"MODEL.DEVICE {device} is not a torch device: cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"MODEL.DEVICE {device}, but torch sees no CUDA GPU here: use MODEL.DEVICE cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"MODEL.DEVICE {device}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
+    elif dev.type != "cpu":
+        try:
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError) as e:
+            why = str(e).splitlines()[0].split(". ")[0][:160]  # a missing backend lists every other one
+            raise ValueError(f"MODEL.DEVICE {device}: this PyTorch cannot run there ({why}); use cpu or cuda") from None
+
+
 def _same_file(a: str, b: str) -> bool:
     return os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b)
 
@@ -427,6 +447,7 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
             f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass MODEL.WEIGHTS)"
         )
     # before a run prepares its output, not at build time
+    check_device(cfg.MODEL.DEVICE)
     check_dtype(cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)
     check_dtype(cfg.MODEL.FOSS.DET_INFERENCE_DTYPE, "MODEL.FOSS.DET_INFERENCE_DTYPE")
     check_shapes(cfg)

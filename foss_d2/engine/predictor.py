@@ -10,6 +10,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
+from ..config import check_device
 from ..data.augmentation import LimitMaxSide
 from ..meta_arch import FOSSWithTTA
 from ..utils.image_io import load_image, read_image_file
@@ -133,8 +134,7 @@ class FOSSPredictor:
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"MODEL.DEVICE {cfg.MODEL.DEVICE}, but torch sees no CUDA GPU here: use MODEL.DEVICE cpu")
+        check_device(cfg.MODEL.DEVICE)  # a config of one's own, not through get_foss_cfg
         self.cfg = cfg.clone()
         self.backend = backend
         self.onnx_dir = os.path.abspath(onnx_dir) if onnx_dir else None  # graphs of one's own (int8, say)
