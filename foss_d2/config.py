@@ -315,11 +315,13 @@ def checked_opts(opts) -> list:
 DET_SIZE_DIVISOR = 32
 
 
-def check_shapes(cfg):
-    """A ValueError naming the key for values that would fail deep in the model instead: the K of
-    faces (4.2) at least 1, the crop margins four fractions (top, bottom, left, right), the crop and
-    feature sizes two positive numbers (W, H), the detector's input sides multiples of its coarsest
-    stride, one tiling probability per square tile count (3.3)."""
+def check_values(cfg):
+    """A ValueError naming the key for values that would fail deep in the model, or quietly give
+    nothing, instead: the K of faces (4.2) at least 1, the crop margins four fractions (top, bottom,
+    left, right), the crop and feature sizes two positive numbers (W, H), the detector's input sides
+    multiples of its coarsest stride, scores and IoUs fractions, CenterNet's peak window odd, the
+    input's channel order and per-channel statistics, one tiling probability per square tile count
+    (3.3)."""
     f, a = cfg.MODEL.FOSS, cfg.MODEL.AGE_HEAD
     for key, k in (("MODEL.FOSS.K_TRAIN", f.K_TRAIN), ("MODEL.FOSS.K_TEST", f.K_TEST)):
         if int(k) < 1:
@@ -343,6 +345,25 @@ def check_shapes(cfg):
                 f"{key}: the detector's input side is a multiple of {DET_SIZE_DIVISOR} pixels (its coarsest "
                 f"stride): got {bad[0]}, the nearest {near}"
             )
+    if not 0.0 <= f.SCORE_THRESH_TEST <= 1.0:
+        raise ValueError(f"MODEL.FOSS.SCORE_THRESH_TEST is a face score in [0, 1]: got {f.SCORE_THRESH_TEST}")
+    if not 0.0 < f.TEST_NMS_THRESH <= 1.0 or f.TEST_SIZES_MAX_BOX <= 0:
+        raise ValueError(
+            f"MODEL.FOSS.TEST_NMS_THRESH is an IoU in (0, 1] and MODEL.FOSS.TEST_SIZES_MAX_BOX a side in pixels: "
+            f"got {f.TEST_NMS_THRESH} and {f.TEST_SIZES_MAX_BOX}"
+        )
+    kernel = cfg.MODEL.CENTERNET.NMS_KERNEL
+    if kernel < 1 or kernel % 2 == 0:  # a peak is the maximum of the window centred on it
+        raise ValueError(f"MODEL.CENTERNET.NMS_KERNEL is an odd window side (CenterNet's 3): got {kernel}")
+    if cfg.INPUT.FORMAT not in ("BGR", "RGB"):
+        raise ValueError(f"INPUT.FORMAT is BGR or RGB (the channel order the model reads): got {cfg.INPUT.FORMAT!r}")
+    if len(cfg.MODEL.PIXEL_MEAN) != 3 or len(cfg.MODEL.PIXEL_STD) != 3 or 0 in cfg.MODEL.PIXEL_STD:
+        raise ValueError(
+            f"MODEL.PIXEL_MEAN and MODEL.PIXEL_STD are three values each (one per channel, INPUT.FORMAT's order; "
+            f"no zero std): got {list(cfg.MODEL.PIXEL_MEAN)} and {list(cfg.MODEL.PIXEL_STD)}"
+        )
+    if cfg.INPUT.MAX_SIDE < 0:
+        raise ValueError(f"INPUT.MAX_SIDE is a side in pixels, 0 for no limit: got {cfg.INPUT.MAX_SIDE}")
     t = cfg.INPUT.TILING
     if any(int(n) < 1 or math.isqrt(int(n)) ** 2 != int(n) for n in t.NUM_TILES):
         raise ValueError(
@@ -422,6 +443,10 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
         cfg.merge_from_list(opts)
     except AssertionError as e:  # fvcore's "Non-existent key: ..."
         raise KeyError(f"{e} (every key, with its default, is in foss_d2/config.py)") from None
+    except ValueError as e:
+        if "<class 'float'> vs. <class 'int'>" in str(e):  # yacs takes 1 for an int, not for a float key
+            raise ValueError(f"{e}: this key is a float, write its value with a decimal point (1.0, -1.0)") from None
+        raise
     if confidence_threshold is not None:
         if not 0.0 <= float(confidence_threshold) <= 1.0:
             raise ValueError(f"confidence_threshold is a face score in [0, 1], got {confidence_threshold}")
@@ -450,6 +475,6 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
     check_device(cfg.MODEL.DEVICE)
     check_dtype(cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)
     check_dtype(cfg.MODEL.FOSS.DET_INFERENCE_DTYPE, "MODEL.FOSS.DET_INFERENCE_DTYPE")
-    check_shapes(cfg)
+    check_values(cfg)
     cfg.freeze()
     return cfg

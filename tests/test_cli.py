@@ -403,6 +403,14 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
             "got 500, the nearest 480 or 512",
         ),
         (["train", "MODEL.FOSS.DET_INPUT_SIZES_TRAIN", "[480,600]", *out], "got 600, the nearest 576 or 608", ""),
+        # a threshold over 1 found nothing, quietly; an even peak window or another channel order
+        # failed in the model or read the photo wrong
+        (["demo", "--input", FAMILY, "MODEL.FOSS.SCORE_THRESH_TEST", "1.5"], "SCORE_THRESH_TEST is a face score", ""),
+        (["demo", "--input", FAMILY, "MODEL.CENTERNET.NMS_KERNEL", "2"], "NMS_KERNEL is an odd window side", "got 2"),
+        (["demo", "--input", FAMILY, "INPUT.FORMAT", "RGBA"], "INPUT.FORMAT is BGR or RGB", "'RGBA'"),
+        (["demo", "--input", FAMILY, "MODEL.PIXEL_MEAN", "[1,2]"], "three values each", "[1, 2]"),
+        (["demo", "--input", FAMILY, "INPUT.MAX_SIDE", "-5"], "INPUT.MAX_SIDE is a side in pixels", ""),
+        (["demo", "--input", FAMILY, "MODEL.FOSS.TEST_NMS_THRESH", "2"], "this key is a float", "decimal point"),
         (["evaluate", "tiled", "--num", "36", "MODEL.FOSS.TEST_SIZES", "[16]"], "got 16, the nearest 32", ""),
         (["benchmark", "models", "--ks", "0", "--output", tmp_path / "b"], "--ks are numbers of faces", ""),
         (
