@@ -376,13 +376,16 @@ def check_values(cfg):
         )
 
 
-def check_device(device) -> None:
-    """A ValueError for a MODEL.DEVICE this PyTorch cannot run on, naming it: not a device name
-    ("gpu"), CUDA without a GPU or past the last one, a device type this build lacks (mps)."""
+def check_device(device, here: bool = True) -> None:
+    """A ValueError for a MODEL.DEVICE that is not a device name ("gpu"); with ``here``, also for
+    one this process cannot run on: CUDA without a GPU or past the last one, a device type this
+    build lacks (mps). A config alone is checked by name (it may be written for another machine)."""
     try:
         dev = torch.device(str(device))
     except RuntimeError:
         raise ValueError(f"MODEL.DEVICE {device} is not a torch device: cpu, cuda or cuda:N") from None
+    if not here:
+        return
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"MODEL.DEVICE {device}, but torch sees no CUDA GPU here: use MODEL.DEVICE cpu")
@@ -472,7 +475,7 @@ def get_foss_cfg(config_file=None, weights=None, opts=(), device=None, confidenc
             f"model weights not found: {cfg.MODEL.WEIGHTS} (train one with tools/train_net.py and pass MODEL.WEIGHTS)"
         )
     # before a run prepares its output, not at build time
-    check_device(cfg.MODEL.DEVICE)
+    check_device(cfg.MODEL.DEVICE, here=False)
     check_dtype(cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)
     check_dtype(cfg.MODEL.FOSS.DET_INFERENCE_DTYPE, "MODEL.FOSS.DET_INFERENCE_DTYPE")
     check_values(cfg)

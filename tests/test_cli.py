@@ -411,6 +411,8 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
         (["demo", "--input", FAMILY, "MODEL.PIXEL_MEAN", "[1,2]"], "three values each", "[1, 2]"),
         (["demo", "--input", FAMILY, "INPUT.MAX_SIDE", "-5"], "INPUT.MAX_SIDE is a side in pixels", ""),
         (["demo", "--input", FAMILY, "MODEL.FOSS.TEST_NMS_THRESH", "2"], "this key is a float", "decimal point"),
+        (["train", "MODEL.DEVICE", "gpu", *out], "MODEL.DEVICE gpu is not a torch device", ""),
+        (["train", "MODEL.DEVICE", "cuda:64", *out], "MODEL.DEVICE cuda:64, but torch sees", ""),
         (["evaluate", "tiled", "--num", "36", "MODEL.FOSS.TEST_SIZES", "[16]"], "got 16, the nearest 32", ""),
         (["benchmark", "models", "--ks", "0", "--output", tmp_path / "b"], "--ks are numbers of faces", ""),
         (

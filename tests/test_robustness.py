@@ -976,19 +976,20 @@ def test_setup_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(ValueError, match="MODEL.DEVICE cuda, but torch sees no CUDA GPU here"):
         FOSSPredictor(get_foss_cfg(device="cuda"))
     # a device name torch does not know, or a build without that backend, was a traceback from
-    # the model's .to(); a GPU index past the last one, CUDA's "invalid device ordinal"
+    # the model's .to(); a GPU index past the last one, CUDA's "invalid device ordinal". A config
+    # alone is checked by name only: it may be written here for a GPU machine
     with pytest.raises(ValueError, match="MODEL.DEVICE gpu is not a torch device: cpu, cuda or cuda:N"):
         get_foss_cfg(device="gpu")
+    assert get_foss_cfg(device="cuda:3").MODEL.DEVICE == "cuda:3"
     if not torch.backends.mps.is_available():
         with pytest.raises(
             ValueError, match=r"MODEL.DEVICE mps: this PyTorch cannot run there \(.*\); use cpu or cuda"
         ):
-            get_foss_cfg(device="mps")
+            FOSSPredictor(get_foss_cfg(device="mps"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ValueError, match="MODEL.DEVICE cuda:2, but torch sees 2 CUDA GPUs here"):
-        get_foss_cfg(device="cuda:2")
-    assert get_foss_cfg(device="cuda:1").MODEL.DEVICE == "cuda:1"
+        FOSSPredictor(get_foss_cfg(device="cuda:2"))
     export.main([DEFAULT_WEIGHTS, str(tmp_path / "new" / "sub" / "det.pth"), "--detector-only"])
     assert (tmp_path / "new" / "sub" / "det.pth").is_file()
     for src, message in [(tmp_path / "notes.yaml", "is not a model checkpoint"), (tmp_path / "no.pth", "not found")]:

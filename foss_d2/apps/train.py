@@ -18,7 +18,7 @@ from detectron2.engine import DefaultTrainer, default_argument_parser, default_s
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..config import get_foss_cfg
+from ..config import check_device, get_foss_cfg
 from ..data import FOSSDatasetMapper, build_foss_train_loader
 from ..data.datasets import register_config_datasets
 from ..data.utils import DatasetError
@@ -286,6 +286,10 @@ def main(argv=None, prog=None):
                 "--eval-only with an empty DATASETS.TEST: name what to evaluate, e.g. "
                 "DATASETS.TEST \"('wider_face_val','utkface_test')\" DATASETS.ROOT ../shared/data"
             )
+    try:
+        check_device(cfg.MODEL.DEVICE)
+    except ValueError as e:  # else a traceback from the model's .to() in each process
+        parser.error(str(e))
     if args.num_gpus > 1 and torch.cuda.device_count() < args.num_gpus:
         parser.error(f"--num-gpus {args.num_gpus}, but torch sees {torch.cuda.device_count()} CUDA GPUs here")
     check_weights_fit(parser, cfg, args)

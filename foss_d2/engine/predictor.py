@@ -134,7 +134,7 @@ class FOSSPredictor:
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        check_device(cfg.MODEL.DEVICE)  # a config of one's own, not through get_foss_cfg
+        check_device(cfg.MODEL.DEVICE)  # get_foss_cfg checks its name only
         self.cfg = cfg.clone()
         self.backend = backend
         self.onnx_dir = os.path.abspath(onnx_dir) if onnx_dir else None  # graphs of one's own (int8, say)
