@@ -364,6 +364,7 @@ def check_values(cfg):
         )
     if cfg.INPUT.MAX_SIDE < 0:
         raise ValueError(f"INPUT.MAX_SIDE is a side in pixels, 0 for no limit: got {cfg.INPUT.MAX_SIDE}")
+    check_training_values(cfg)
     t = cfg.INPUT.TILING
     if any(int(n) < 1 or math.isqrt(int(n)) ** 2 != int(n) for n in t.NUM_TILES):
         raise ValueError(
@@ -373,6 +374,63 @@ def check_values(cfg):
         raise ValueError(
             f"INPUT.TILING.PROBS {list(t.PROBS)} needs one non-negative probability for each of INPUT.TILING.NUM_TILES "
             f"{list(t.NUM_TILES)}"
+        )
+
+
+# key: (lowest, highest, what it is) of the training keys that are one number
+_TRAIN_NUMBERS = {
+    "INPUT.AUG.BLUR_PROB": (0.0, 1.0, "a probability"),
+    "INPUT.AUG.ZOOM_OUT_PROB": (0.0, 1.0, "a probability"),
+    "INPUT.AUG.WILD.OCCLUDER_PROB": (0.0, 1.0, "a probability"),
+    "INPUT.AUG.WILD.GAMMA_PROB": (0.0, 1.0, "a probability"),
+    "INPUT.AUG.WILD.GREY_PROB": (0.0, 1.0, "a probability"),
+    "INPUT.AUG.WILD.DOWNSCALE_PROB": (0.0, 1.0, "a probability"),
+    "INPUT.AUG.WILD.JPEG_PROB": (0.0, 1.0, "a probability"),
+    "INPUT.AUG.CROP_FRACTION": (1e-6, 1.0, "the fraction of each side a random crop keeps"),
+    "INPUT.AUG.COLOR_JITTER": (0.0, 1.0, "a strength: factors from 1 - it to 1 + it"),
+    "INPUT.AUG.ROTATION": (0.0, 180.0, "the largest rotation in degrees, either way"),
+    "MODEL.AGE_HEAD.TH_IOU": (0.0, 1.0 - 1e-6, "an IoU under 1 (3.2: 0.3)"),
+    "DATALOADER.AGE_BALANCE": (0.0, float("inf"), "an exponent of at least 0 (0: off, 1: the bands balanced)"),
+    "INPUT.TILING.MAX_IMAGES": (1, float("inf"), "a number of images, at least 1 (3.3: 4)"),
+    "INPUT.TILING.CANVAS_SIZE": (1, float("inf"), "a side in pixels"),
+}
+# key: (lowest, highest, what it is) of the training keys that are a [low, high] range
+_TRAIN_RANGES = {
+    "INPUT.AUG.SCALE_RANGE": (1e-6, float("inf"), "scale factors"),
+    "INPUT.AUG.ZOOM_OUT_RANGE": (1.0, float("inf"), "shrink factors, 1 or more"),
+    "INPUT.AUG.WILD.DOWNSCALE_RANGE": (1.0, float("inf"), "shrink factors, 1 or more"),
+    "INPUT.AUG.WILD.GAMMA_RANGE": (1e-6, float("inf"), "gammas over 0"),
+    "INPUT.AUG.WILD.JPEG_QUALITY": (1, 100, "JPEG qualities, 1 to 100"),
+    "INPUT.AUG.WILD.OCCLUDER_SIZE": (1e-6, 1.0 - 1e-6, "fractions of a face's area over 0 and under 1"),
+}
+
+
+def check_training_values(cfg) -> None:
+    """A ValueError naming the key for a training value out of its range (a probability over 1, a
+    range written high to low, a negative rotation), which trained on quietly otherwise."""
+
+    def value(key):
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    for key, (lo, hi, what) in _TRAIN_NUMBERS.items():
+        v = value(key)
+        if not lo <= v <= hi:
+            raise ValueError(f"{key} is {what}: got {v}")
+    for key, (lo, hi, what) in _TRAIN_RANGES.items():
+        v = list(value(key))
+        if len(v) != 2 or not lo <= v[0] <= v[1] <= hi:
+            raise ValueError(f"{key} is [low, high], {what}: got {v}")
+    check_crop_jitter(cfg.MODEL.AGE_HEAD.CROP_JITTER)
+
+
+def check_crop_jitter(jitter) -> None:
+    """MODEL.AGE_HEAD.CROP_JITTER's ValueError: [shift >= 0, 0 <= scale < 1, 0 <= aspect < 1]."""
+    if len(jitter) != 3 or any(j < 0 for j in jitter) or max(jitter[1], jitter[2]) >= 1:
+        raise ValueError(
+            f"MODEL.AGE_HEAD.CROP_JITTER must be [shift >= 0, 0 <= scale < 1, 0 <= aspect < 1], got {list(jitter)}"
         )
 
 

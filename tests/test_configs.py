@@ -230,3 +230,34 @@ def test_gender_branch_config_is_the_age_branch_config_turned_around():
         c.defrost()
         c.TILING.DATASETS, c.AUG.WILD = (), a.AUG.WILD
     assert a == g
+
+
+@pytest.mark.parametrize(
+    "key, good, bad, words",
+    [
+        ("INPUT.AUG.BLUR_PROB", "1.0", "1.5", "INPUT.AUG.BLUR_PROB is a probability: got 1.5"),
+        ("INPUT.AUG.WILD.JPEG_PROB", "0.0", "-0.1", "INPUT.AUG.WILD.JPEG_PROB is a probability: got -0.1"),
+        ("INPUT.AUG.CROP_FRACTION", "1.0", "0.0", "random crop keeps: got 0.0"),
+        ("INPUT.AUG.COLOR_JITTER", "1.0", "1.5", "factors from 1 - it to 1 + it: got 1.5"),
+        ("INPUT.AUG.ROTATION", "0.0", "-10.0", "the largest rotation in degrees, either way: got -10.0"),
+        ("MODEL.AGE_HEAD.TH_IOU", "0.0", "1.0", "MODEL.AGE_HEAD.TH_IOU is an IoU under 1 (3.2: 0.3): got 1.0"),
+        ("DATALOADER.AGE_BALANCE", "2.0", "-1.0", "DATALOADER.AGE_BALANCE is an exponent"),
+        ("INPUT.TILING.MAX_IMAGES", "1", "0", "INPUT.TILING.MAX_IMAGES is a number of images, at least 1"),
+        ("INPUT.TILING.CANVAS_SIZE", "1", "-10", "INPUT.TILING.CANVAS_SIZE is a side in pixels: got -10"),
+        ("INPUT.AUG.SCALE_RANGE", "[1.0,1.0]", "[1.25,0.75]", "[low, high], scale factors: got [1.25, 0.75]"),
+        ("INPUT.AUG.ZOOM_OUT_RANGE", "[1.0,6.0]", "[0.5,0.8]", "shrink factors, 1 or more: got [0.5, 0.8]"),
+        ("INPUT.AUG.WILD.DOWNSCALE_RANGE", "[2.0,2.0]", "[2.0]", "shrink factors, 1 or more: got [2.0]"),
+        ("INPUT.AUG.WILD.GAMMA_RANGE", "[0.1,3.0]", "[-1.0,0.5]", "gammas over 0: got [-1.0, 0.5]"),
+        ("INPUT.AUG.WILD.JPEG_QUALITY", "[1,100]", "[0,200]", "JPEG qualities, 1 to 100: got [0, 200]"),
+        ("INPUT.AUG.WILD.OCCLUDER_SIZE", "[0.5,0.5]", "[0.5,1.0]", "under 1: got [0.5, 1.0]"),
+        ("MODEL.AGE_HEAD.CROP_JITTER", "[2.0,0.5,0.5]", "[0.1,0.1]", "0 <= aspect < 1], got [0.1, 0.1]"),
+    ],
+)
+def test_training_values_out_of_range_are_refused_by_name(key, good, bad, words):
+    """A training value out of its range (a probability over 1, a range written high to low, a
+    negative rotation) trained on quietly, or failed in a loader worker without the key's name;
+    the edges of each range are allowed."""
+    assert get_foss_cfg(opts=[key, good])
+    with pytest.raises(ValueError) as e:
+        get_foss_cfg(opts=[key, bad])
+    assert str(e.value).startswith(key) and words in str(e.value)

@@ -16,6 +16,7 @@ from detectron2.config import configurable
 from detectron2.structures import Instances
 from torch import nn
 
+from ..config import check_crop_jitter
 from ..utils.ages import check_readout, read_age
 from ..utils.freezing import FrozenParts
 from ..utils.precision import check_dtype, run_in
@@ -82,10 +83,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.th_iou = th_iou
         self.lambdas = lambdas
         self.input_format = input_format
-        if len(crop_jitter) != 3 or any(j < 0 for j in crop_jitter) or max(crop_jitter[1], crop_jitter[2]) >= 1:
-            raise ValueError(
-                f"MODEL.AGE_HEAD.CROP_JITTER must be [shift >= 0, 0 <= scale < 1, 0 <= aspect < 1], got {crop_jitter}"
-            )
+        check_crop_jitter(crop_jitter)
         self.crop_jitter = tuple(float(j) for j in crop_jitter)
         self.zero_feature = bool(zero_feature)
         self.age_readout = check_readout(age_readout)
