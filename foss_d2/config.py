@@ -393,7 +393,29 @@ _TRAIN_NUMBERS = {
     "DATALOADER.AGE_BALANCE": (0.0, float("inf"), "an exponent of at least 0 (0: off, 1: the bands balanced)"),
     "INPUT.TILING.MAX_IMAGES": (1, float("inf"), "a number of images, at least 1 (3.3: 4)"),
     "INPUT.TILING.CANVAS_SIZE": (1, float("inf"), "a side in pixels"),
+    "SOLVER.IMS_PER_BATCH": (1, float("inf"), "a number of images a step, at least 1"),
+    "SOLVER.BASE_LR": (0.0, float("inf"), "a learning rate, not negative"),
+    "SOLVER.AGE_HEAD_LR_FACTOR": (0.0, float("inf"), "a learning-rate factor, not negative"),
+    "SOLVER.CHECKPOINT_PERIOD": (1, float("inf"), "a number of iterations, at least 1"),
+    "DATALOADER.NUM_WORKERS": (0, float("inf"), "a number of loader processes (0: in the main one)"),
 }
+# the λ weights of the losses (3.2 and the additions): a negative one trains the wrong way
+_TRAIN_NUMBERS.update(
+    {
+        f"MODEL.{key}": (0.0, float("inf"), "a loss weight, not negative")
+        for key in (
+            "CENTERNET.LAMBDA_SIZE",
+            "CENTERNET.LAMBDA_OFF",
+            "AGE_HEAD.LAMBDA_MEAN",
+            "AGE_HEAD.LAMBDA_VAR",
+            "AGE_HEAD.LAMBDA_CE",
+            "AGE_HEAD.LAMBDA_GEN",
+            "AGE_HEAD.LAMBDA_TEACHER_GEN",
+            "AGE_HEAD.LAMBDA_TEACHER_AGE",
+            "AGE_HEAD.LAMBDA_FLIP",
+        )
+    }
+)
 # key: (lowest, highest, what it is) of the training keys that are a [low, high] range
 _TRAIN_RANGES = {
     "INPUT.AUG.SCALE_RANGE": (1e-6, float("inf"), "scale factors"),

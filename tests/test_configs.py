@@ -251,12 +251,18 @@ def test_gender_branch_config_is_the_age_branch_config_turned_around():
         ("INPUT.AUG.WILD.JPEG_QUALITY", "[1,100]", "[0,200]", "JPEG qualities, 1 to 100: got [0, 200]"),
         ("INPUT.AUG.WILD.OCCLUDER_SIZE", "[0.5,0.5]", "[0.5,1.0]", "under 1: got [0.5, 1.0]"),
         ("MODEL.AGE_HEAD.CROP_JITTER", "[2.0,0.5,0.5]", "[0.1,0.1]", "0 <= aspect < 1], got [0.1, 0.1]"),
+        ("MODEL.AGE_HEAD.LAMBDA_CE", "0.0", "-1.0", "MODEL.AGE_HEAD.LAMBDA_CE is a loss weight, not negative"),
+        ("MODEL.CENTERNET.LAMBDA_SIZE", "0.0", "-0.1", "MODEL.CENTERNET.LAMBDA_SIZE is a loss weight"),
+        ("SOLVER.IMS_PER_BATCH", "1", "0", "SOLVER.IMS_PER_BATCH is a number of images a step, at least 1: got 0"),
+        ("SOLVER.CHECKPOINT_PERIOD", "1", "0", "SOLVER.CHECKPOINT_PERIOD is a number of iterations"),
+        ("DATALOADER.NUM_WORKERS", "0", "-1", "DATALOADER.NUM_WORKERS is a number of loader processes"),
     ],
 )
 def test_training_values_out_of_range_are_refused_by_name(key, good, bad, words):
     """A training value out of its range (a probability over 1, a range written high to low, a
-    negative rotation) trained on quietly, or failed in a loader worker without the key's name;
-    the edges of each range are allowed."""
+    negative rotation or loss weight) trained on quietly, or failed in a loader worker or in
+    detectron2 without the key's name (a checkpoint period of 0: a modulo by zero); the edges of
+    each range are allowed."""
     assert get_foss_cfg(opts=[key, good])
     with pytest.raises(ValueError) as e:
         get_foss_cfg(opts=[key, bad])
