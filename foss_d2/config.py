@@ -347,11 +347,10 @@ def check_values(cfg):
             )
     if not 0.0 <= f.SCORE_THRESH_TEST <= 1.0:
         raise ValueError(f"MODEL.FOSS.SCORE_THRESH_TEST is a face score in [0, 1]: got {f.SCORE_THRESH_TEST}")
-    if not 0.0 < f.TEST_NMS_THRESH <= 1.0 or f.TEST_SIZES_MAX_BOX <= 0:
-        raise ValueError(
-            f"MODEL.FOSS.TEST_NMS_THRESH is an IoU in (0, 1] and MODEL.FOSS.TEST_SIZES_MAX_BOX a side in pixels: "
-            f"got {f.TEST_NMS_THRESH} and {f.TEST_SIZES_MAX_BOX}"
-        )
+    if not 0.0 <= f.TEST_NMS_THRESH <= 1.0:
+        raise ValueError(f"MODEL.FOSS.TEST_NMS_THRESH is an IoU in [0, 1]: got {f.TEST_NMS_THRESH}")
+    if f.TEST_SIZES_MAX_BOX <= 0:
+        raise ValueError(f"MODEL.FOSS.TEST_SIZES_MAX_BOX is a side in pixels: got {f.TEST_SIZES_MAX_BOX}")
     kernel = cfg.MODEL.CENTERNET.NMS_KERNEL
     if kernel < 1 or kernel % 2 == 0:  # a peak is the maximum of the window centred on it
         raise ValueError(f"MODEL.CENTERNET.NMS_KERNEL is an odd window side (CenterNet's 3): got {kernel}")
@@ -369,6 +368,10 @@ def check_values(cfg):
     if any(int(n) < 1 or math.isqrt(int(n)) ** 2 != int(n) for n in t.NUM_TILES):
         raise ValueError(
             f"INPUT.TILING.NUM_TILES are square numbers of tiles (the paper's 1, 4, 9): got {list(t.NUM_TILES)}"
+        )
+    if t.NUM_TILES and t.CANVAS_SIZE < math.isqrt(max(int(n) for n in t.NUM_TILES)):
+        raise ValueError(
+            f"INPUT.TILING.CANVAS_SIZE {t.CANVAS_SIZE} leaves no pixel to a tile of INPUT.TILING.NUM_TILES"
         )
     if t.PROBS and (len(t.PROBS) != len(t.NUM_TILES) or any(p < 0 for p in t.PROBS) or sum(t.PROBS) <= 0):
         raise ValueError(
@@ -390,12 +393,12 @@ _TRAIN_NUMBERS = {
     "INPUT.AUG.COLOR_JITTER": (0.0, 1.0, "a strength: factors from 1 - it to 1 + it"),
     "INPUT.AUG.ROTATION": (0.0, 180.0, "the largest rotation in degrees, either way"),
     "MODEL.AGE_HEAD.TH_IOU": (0.0, 1.0 - 1e-6, "an IoU under 1 (3.2: 0.3)"),
-    "DATALOADER.AGE_BALANCE": (0.0, float("inf"), "an exponent of at least 0 (0: off, 1: the bands balanced)"),
+    "DATALOADER.AGE_BALANCE": (0.0, 1.0, "an exponent from 0 (off) to 1 (the bands balanced)"),
     "INPUT.TILING.MAX_IMAGES": (1, float("inf"), "a number of images, at least 1 (3.3: 4)"),
-    "INPUT.TILING.CANVAS_SIZE": (1, float("inf"), "a side in pixels"),
+    "INPUT.TILING.CANVAS_SIZE": (1, float("inf"), "a side in pixels"),  # (and a pixel a tile: below)
     "SOLVER.IMS_PER_BATCH": (1, float("inf"), "a number of images a step, at least 1"),
     "SOLVER.BASE_LR": (0.0, float("inf"), "a learning rate, not negative"),
-    "SOLVER.AGE_HEAD_LR_FACTOR": (0.0, float("inf"), "a learning-rate factor, not negative"),
+    "SOLVER.AGE_HEAD_LR_FACTOR": (1e-12, float("inf"), "a learning-rate factor over 0"),
     "SOLVER.CHECKPOINT_PERIOD": (1, float("inf"), "a number of iterations, at least 1"),
     "DATALOADER.NUM_WORKERS": (0, float("inf"), "a number of loader processes (0: in the main one)"),
 }
@@ -427,6 +430,10 @@ _TRAIN_RANGES = {
 }
 
 
+# ranges that may be empty: the augmentation off
+_MAY_BE_OFF = {"INPUT.AUG.SCALE_RANGE"}
+
+
 def check_training_values(cfg) -> None:
     """A ValueError naming the key for a training value out of its range (a probability over 1, a
     range written high to low, a negative rotation), which trained on quietly otherwise."""
@@ -443,6 +450,8 @@ def check_training_values(cfg) -> None:
             raise ValueError(f"{key} is {what}: got {v}")
     for key, (lo, hi, what) in _TRAIN_RANGES.items():
         v = list(value(key))
+        if key in _MAY_BE_OFF and not v:
+            continue
         if len(v) != 2 or not lo <= v[0] <= v[1] <= hi:
             raise ValueError(f"{key} is [low, high], {what}: got {v}")
     check_crop_jitter(cfg.MODEL.AGE_HEAD.CROP_JITTER)
