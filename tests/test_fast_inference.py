@@ -1742,3 +1742,52 @@ def test_bfloat16_detector_on_the_shipped_model_finds_the_same_faces(shipped_cfg
     assert_same_faces(a, b, 1.0, 0.75, 0.01)
     assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) <= 0.01
     assert [x["box"] for x in a] != [x["box"] for x in b]  # the detector did run in bfloat16
+
+
+def test_peer_stages_picture_stacks_each_variants_stage_medians(tmp_path, monkeypatch):
+    """peer_stages.png: a panel per kind of photo and thread count, a bar per variant whose pieces
+    are its stages' median milliseconds side by side (the peer's two in its own colours), the
+    median photo's milliseconds and time against the peer's written at its end; peer.md links it."""
+    from foss_d2.apps import benchmark
+
+    def row(total, stages, ratio=None):
+        r = {"s_per_photo": total, "s_per_face": total, "faces": 1, "speedup_vs_first": 1.0, "stages": stages}
+        return r if ratio is None else dict(r, ratio_to_peer=ratio)
+
+    shipped = row(0.05, {"resize": 0.001, "detector": 0.03, "crops": 0.002, "age_network": 0.015, "post": 0.001}, 4.5)
+    peer = row(0.011, {"resize": 0.0, "detector": 0.003, "crops": 0.0, "age_network": 0.008, "post": 0.0})
+    report = {
+        "machine": "test host",
+        "date": "2026-12-07 10:24 UTC",
+        "repeats": 3,
+        "images": {"close-ups": ["a.jpg"], "group photos": ["b.jpg"]},
+        "threads": {
+            "1": {"conv_peak_gflops": 100.0, "sets": {"close-ups": {"shipped": shipped, "peer": peer}}},
+            "2": {"conv_peak_gflops": 200.0, "sets": {"group photos": {"shipped": shipped}}},
+        },
+    }
+    drawn = {}
+    monkeypatch.setattr(
+        benchmark, "save_figure", lambda plt, fig, path, dpi, rect: drawn.update(fig=fig, path=path, rect=rect)
+    )
+    assert benchmark.plot_stages(report, str(tmp_path / "s.png")) and drawn["path"] == str(tmp_path / "s.png")
+    axes = drawn["fig"].axes  # 2 x 2, the panels of sets not timed hidden
+    closeups_1, closeups_2, groups_1, groups_2 = axes[:4]
+    assert [ax.get_visible() for ax in (closeups_1, closeups_2, groups_1, groups_2)] == [True, False, False, True]
+    bars = [(p.get_y() + p.get_height() / 2, p.get_x(), p.get_width()) for p in closeups_1.patches]
+    # the peer at the bottom (y 0), shipped above it: each stage's ms from where the last ended
+    assert [(y, round(x, 6), round(w, 6)) for y, x, w in bars] == [
+        (0, 0.0, 3.0), (0, 3.0, 8.0), (1, 0.0, 1.0), (1, 1.0, 30.0), (1, 31.0, 2.0), (1, 33.0, 15.0), (1, 48.0, 1.0)
+    ]  # fmt: skip
+    from matplotlib.colors import to_rgba
+
+    assert [p.get_facecolor() for p in closeups_1.patches[:2]] == [to_rgba("tab:red"), to_rgba("lightcoral")]
+    assert closeups_1.patches[3].get_facecolor() == to_rgba("tab:blue")  # shipped's detector
+    assert [t.get_text() for t in closeups_1.texts] == ["  11 ms", "  50 ms, 4.5x the peer's"]
+    assert [t.get_text() for t in closeups_1.get_yticklabels()] == ["peer", "shipped"]
+    assert groups_2.get_title() == "group photos, 2 threads"
+    assert not benchmark.plot_stages({"threads": {"1": {"sets": {"close-ups": {}}}}}, str(tmp_path / "none.png"))
+    monkeypatch.undo()
+    md = benchmark.write_peer_report(str(tmp_path / "out"), report, ["shipped"])
+    assert "![seconds a photo, stage by stage](peer_stages.png)" in md
+    assert os.path.getsize(tmp_path / "out" / "peer_stages.png") > 10_000

@@ -1273,6 +1273,8 @@ def write_peer_report(out_dir: str, report: dict, names) -> str:
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "peer.json"), report, indent=1)
     md = peer_markdown(report, names)
+    if plot_stages(report, os.path.join(out_dir, "peer_stages.png")):
+        md += "\n![seconds a photo, stage by stage](peer_stages.png)\n"
     rows, threads = tradeoff_rows(report)
     if rows:
         plot_tradeoff(rows, threads, report["date"], os.path.join(out_dir, "peer_tradeoff.png"))
@@ -1280,6 +1282,63 @@ def write_peer_report(out_dir: str, report: dict, names) -> str:
     with open(os.path.join(out_dir, "peer.md"), "w") as f:
         f.write(md)
     return md
+
+
+# the stage columns' colours; the peer's two stages in red hues
+STAGE_COLOURS = {
+    "resize": "0.7",
+    "detector": "tab:blue",
+    "crops": "tab:orange",
+    "age_network": "tab:green",
+    "post": "0.4",
+}
+PEER_COLOURS = {"detector": "tab:red", "age_network": "lightcoral"}
+
+
+def plot_stages(report, path) -> bool:
+    """peer.md's tables as a picture: for each kind of photo (rows) and thread count (columns), a
+    bar per variant of its stages' median milliseconds stacked (the stage medians need not add up to
+    the median photo, whose seconds and time against the peer's are written at the bar's end).
+    False, and nothing drawn, before a set has been timed."""
+    panels = [(t, name, rows) for t, res in report["threads"].items() for name, rows in res["sets"].items() if rows]
+    if not panels:
+        return False
+    set_names = list(dict.fromkeys(name for _, name, _ in panels))
+    threads = list(dict.fromkeys(t for t, _, _ in panels))
+    plt = pyplot()
+    n_bars = max(len(rows) for _, _, rows in panels)
+    height = 1.2 + (0.9 + 0.35 * n_bars) * len(set_names)  # inches: the legend and title, then the panels
+    fig, axes = plt.subplots(len(set_names), len(threads), figsize=(6 * len(threads), height), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for t, set_name, rows in panels:
+        ax = axes[set_names.index(set_name)][threads.index(t)]
+        ax.set_visible(True)
+        names = list(rows)[::-1]  # the first variant on top
+        for y, name in enumerate(names):
+            r, left = rows[name], 0.0
+            for stage in STAGES:
+                ms = 1000 * r["stages"].get(stage, 0.0)
+                colour = (PEER_COLOURS if name == "peer" else STAGE_COLOURS).get(stage)
+                if ms > 0 and colour:
+                    ax.barh(y, ms, left=left, color=colour, height=0.7)
+                    left += ms
+            total = 1000 * r["s_per_photo"]
+            ratio = f", {r['ratio_to_peer']:.1f}x the peer's" if name != "peer" and "ratio_to_peer" in r else ""
+            ax.text(max(left, total), y, f"  {total:.0f} ms{ratio}", va="center", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xlabel("milliseconds a photo (medians)")
+        ax.set_title(f"{set_name}, {threads_label(t)}", fontsize=10)
+        ax.set_xlim(0, 1.45 * max(1000 * r["s_per_photo"] for r in rows.values()))
+        ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in STAGE_COLOURS.values()]
+    labels = [s.replace("_", " ") for s in STAGE_COLOURS]
+    handles += [plt.Rectangle((0, 0), 1, 1, color=c) for c in PEER_COLOURS.values()]
+    labels += ["peer: detector", "peer: age and gender"]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(f"Milliseconds a photo, stage by stage ({report['machine']}, {report['date']})", fontsize=10)
+    save_figure(plt, fig, path, dpi=110, rect=(0, 0.45 / height, 1, 1 - 0.35 / height))
+    return True
 
 
 def tradeoff_rows(report):

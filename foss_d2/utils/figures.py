@@ -11,8 +11,10 @@ def pyplot():
     return plt
 
 
-def save_figure(plt, fig, path: str, dpi: int = 120):
-    """Writes ``fig`` to ``path`` laid out tight, and closes it (pyplot keeps every open figure)."""
-    fig.tight_layout()
+def save_figure(plt, fig, path: str, dpi: int = 120, rect=None):
+    """Writes ``fig`` to ``path`` laid out tight (within ``rect`` of the figure, (left, bottom,
+    right, top) fractions, leaving room for a figure-wide legend), and closes it (pyplot keeps
+    every open figure)."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
