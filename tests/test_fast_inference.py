@@ -1789,5 +1789,5 @@ def test_peer_stages_picture_stacks_each_variants_stage_medians(tmp_path, monkey
     assert not benchmark.plot_stages({"threads": {"1": {"sets": {"close-ups": {}}}}}, str(tmp_path / "none.png"))
     monkeypatch.undo()
     md = benchmark.write_peer_report(str(tmp_path / "out"), report, ["shipped"])
-    assert "![seconds a photo, stage by stage](peer_stages.png)" in md
+    assert "![milliseconds a photo, stage by stage](peer_stages.png)" in md
     assert os.path.getsize(tmp_path / "out" / "peer_stages.png") > 10_000

@@ -1274,7 +1274,7 @@ def write_peer_report(out_dir: str, report: dict, names) -> str:
     write_json_atomic(os.path.join(out_dir, "peer.json"), report, indent=1)
     md = peer_markdown(report, names)
     if plot_stages(report, os.path.join(out_dir, "peer_stages.png")):
-        md += "\n![seconds a photo, stage by stage](peer_stages.png)\n"
+        md += "\n![milliseconds a photo, stage by stage](peer_stages.png)\n"
     rows, threads = tradeoff_rows(report)
     if rows:
         plot_tradeoff(rows, threads, report["date"], os.path.join(out_dir, "peer_tradeoff.png"))
