@@ -63,7 +63,7 @@ def get_parser(prog=None):
     p.add_argument("--age-head-from", metavar="CKPT", help="take everything but the detector from this checkpoint")
     p.add_argument("--blend", metavar="CKPT", help="average the weights with this checkpoint's (same architecture)")
     p.add_argument(
-        "--blend-weight", type=float, default=0.5, metavar="W", help="--blend: CKPT's share, in [0, 1] (default 0.5)"
+        "--blend-weight", type=float, default=None, metavar="W", help="--blend: CKPT's share, in [0, 1] (default 0.5)"
     )
     p.add_argument("--format", choices=("pth", "onnx"), default="pth", help="onnx: OUTPUT is a folder")
     p.add_argument("--config-file", help="with --format onnx: the model's config (default: the shipped one)")
@@ -191,6 +191,9 @@ def main(argv=None, prog=None):
         p.error("--detector-only and --age-head-from exclude each other")
     if args.blend and (args.detector_only or args.age_head_from):
         p.error("--blend averages two whole models: no --detector-only or --age-head-from")
+    if args.blend_weight is not None and not args.blend:  # it was ignored: a plain export, said to be done
+        p.error("--blend-weight is the share of --blend's checkpoint: give --blend CKPT")
+    args.blend_weight = 0.5 if args.blend_weight is None else args.blend_weight
     if not 0.0 <= args.blend_weight <= 1.0:
         p.error(f"--blend-weight must lie in [0, 1], got {args.blend_weight}")
     if args.format == "onnx" and os.path.isfile(args.output):
