@@ -612,6 +612,12 @@ def test_people_timeline_spans_the_video_with_empty_buckets():
     "argv, words",
     [
         (["demo", "--video-input", "x.mp4", "--output", "o", "--min-track-frames", "0"], "is not at least 1"),
+        # a video's options for photos were ignored without a word
+        (["demo", "--input", "a.jpg", "--every-n-frames", "5"], "--every-n-frames is for --video-input and --webcam"),
+        (
+            ["survey", "--input", "a.jpg", "--no-track", "--min-track-frames", "2"],
+            "--min-track-frames and --no-track are",
+        ),
         (["survey", "--predictions", "p", "--output", "o", "--bucket-seconds", "0"], "is not a number above 0"),
         (["survey", "--predictions", "p", "--output", "o", "--bucket-seconds", "nan"], "is not a number above 0"),
     ],

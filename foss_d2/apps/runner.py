@@ -1766,6 +1766,16 @@ def prepare_run(
         parser.error("--resume needs --output")
     if getattr(args, "webcam", False) and args.resume:
         parser.error("--resume does not apply to --webcam")
+    if args.input:  # a video's options given for photos were ignored without a word
+        video_only = {
+            "--every-n-frames": getattr(args, "every_n_frames", 1) != 1,
+            "--min-track-frames": getattr(args, "min_track_frames", None) is not None,
+            "--no-track": getattr(args, "no_track", False),
+        }
+        given = [name for name, on in video_only.items() if on]
+        if given:
+            are = "is" if len(given) == 1 else "are"
+            parser.error(f"{' and '.join(given)} {are} for --video-input and --webcam, not for photos (--input)")
     items, skipped = collect_inputs(args.input, exclude=check_dir or out_dir) if args.input else ([], {})
     video = args.video_input or (0 if getattr(args, "webcam", False) else None)
     cap = None
