@@ -258,7 +258,8 @@ def test_export_blends_two_checkpoints(tmp_path):
     r = subprocess.run(cmd + ["--blend-weight", "1.5"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "[0, 1]" in r.stderr
     # a weight without --blend was ignored: a plain export, said to be done
-    r = subprocess.run(cmd[:3] + [str(tmp_path / "plain.pth"), "--blend-weight", "0.3"], capture_output=True, text=True)
+    plain = cmd[:3] + [str(tmp_path / "plain.pth"), "--blend-weight", "0.3"]
+    r = subprocess.run(plain, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--blend-weight is the share of --blend's checkpoint" in r.stderr
     assert not (tmp_path / "plain.pth").exists()
     torch.save({"model": {"age_head.w": torch.zeros(2)}}, b)

@@ -1786,6 +1786,15 @@ def test_peer_stages_picture_stacks_each_variants_stage_medians(tmp_path, monkey
     assert [t.get_text() for t in closeups_1.texts] == ["  11 ms", "  50 ms, 4.5x the peer's"]
     assert [t.get_text() for t in closeups_1.get_yticklabels()] == ["peer", "shipped"]
     assert groups_2.get_title() == "group photos, 2 threads"
+    legend = [t.get_text() for t in drawn["fig"].legends[0].get_texts()]
+    assert legend[-2:] == ["peer: detector", "peer: age and gender"] and drawn["fig"].get_figwidth() == 12
+    # one thread count and the peer left out: no peer in the legend, which wraps on a figure wide
+    # enough for it and the title (one column's 6 inches cut both)
+    alone = dict(report, threads={"1": {"sets": {"close-ups": {"shipped": shipped}}}})
+    benchmark.plot_stages(alone, str(tmp_path / "alone.png"))
+    legend = drawn["fig"].legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["resize", "detector", "crops", "age network", "post"]
+    assert legend._ncols == 3 and drawn["fig"].get_figwidth() == 8
     assert not benchmark.plot_stages({"threads": {"1": {"sets": {"close-ups": {}}}}}, str(tmp_path / "none.png"))
     monkeypatch.undo()
     md = benchmark.write_peer_report(str(tmp_path / "out"), report, ["shipped"])

@@ -1307,8 +1307,10 @@ def plot_stages(report, path) -> bool:
     threads = list(dict.fromkeys(t for t, _, _ in panels))
     plt = pyplot()
     n_bars = max(len(rows) for _, _, rows in panels)
-    height = 1.2 + (0.9 + 0.35 * n_bars) * len(set_names)  # inches: the legend and title, then the panels
-    fig, axes = plt.subplots(len(set_names), len(threads), figsize=(6 * len(threads), height), squeeze=False)
+    width = max(8.0, 6.0 * len(threads))  # inches: the legend and the title fit on one column's too
+    legend_rows = 1 if width >= 11 else 2
+    height = 1.0 + 0.25 * legend_rows + (0.9 + 0.35 * n_bars) * len(set_names)
+    fig, axes = plt.subplots(len(set_names), len(threads), figsize=(width, height), squeeze=False)
     for ax in axes.flat:
         ax.set_visible(False)
     for t, set_name, rows in panels:
@@ -1329,15 +1331,17 @@ def plot_stages(report, path) -> bool:
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_xlabel("milliseconds a photo (medians)")
         ax.set_title(f"{set_name}, {threads_label(t)}", fontsize=10)
-        ax.set_xlim(0, 1.45 * max(1000 * r["s_per_photo"] for r in rows.values()))
+        ax.set_xlim(0, 1.6 * max(1000 * r["s_per_photo"] for r in rows.values()))  # room for the labels
         ax.grid(axis="x", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in STAGE_COLOURS.values()]
     labels = [s.replace("_", " ") for s in STAGE_COLOURS]
-    handles += [plt.Rectangle((0, 0), 1, 1, color=c) for c in PEER_COLOURS.values()]
-    labels += ["peer: detector", "peer: age and gender"]
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    if any("peer" in rows for _, _, rows in panels):
+        handles += [plt.Rectangle((0, 0), 1, 1, color=c) for c in PEER_COLOURS.values()]
+        labels += ["peer: detector", "peer: age and gender"]
+    ncol = -(-len(labels) // legend_rows)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(f"Milliseconds a photo, stage by stage ({report['machine']}, {report['date']})", fontsize=10)
-    save_figure(plt, fig, path, dpi=110, rect=(0, 0.45 / height, 1, 1 - 0.35 / height))
+    save_figure(plt, fig, path, dpi=110, rect=(0, (0.2 + 0.25 * legend_rows) / height, 1, 1 - 0.35 / height))
     return True
 
 
