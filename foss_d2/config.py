@@ -349,7 +349,7 @@ def check_values(cfg):
         raise ValueError(f"MODEL.FOSS.SCORE_THRESH_TEST is a face score in [0, 1]: got {f.SCORE_THRESH_TEST}")
     if not 0.0 <= f.TEST_NMS_THRESH <= 1.0:
         raise ValueError(f"MODEL.FOSS.TEST_NMS_THRESH is an IoU in [0, 1]: got {f.TEST_NMS_THRESH}")
-    if f.TEST_SIZES_MAX_BOX <= 0:
+    if not f.TEST_SIZES_MAX_BOX > 0:  # (not NaN either)
         raise ValueError(f"MODEL.FOSS.TEST_SIZES_MAX_BOX is a side in pixels: got {f.TEST_SIZES_MAX_BOX}")
     kernel = cfg.MODEL.CENTERNET.NMS_KERNEL
     if kernel < 1 or kernel % 2 == 0:  # a peak is the maximum of the window centred on it
@@ -459,7 +459,7 @@ def check_training_values(cfg) -> None:
 
 def check_crop_jitter(jitter) -> None:
     """MODEL.AGE_HEAD.CROP_JITTER's ValueError: [shift >= 0, 0 <= scale < 1, 0 <= aspect < 1]."""
-    if len(jitter) != 3 or any(j < 0 for j in jitter) or max(jitter[1], jitter[2]) >= 1:
+    if len(jitter) != 3 or not all(0 <= j for j in jitter) or not max(jitter[1], jitter[2]) < 1:
         raise ValueError(
             f"MODEL.AGE_HEAD.CROP_JITTER must be [shift >= 0, 0 <= scale < 1, 0 <= aspect < 1], got {list(jitter)}"
         )
