@@ -345,10 +345,6 @@ def check_values(cfg):
                 f"{key}: the detector's input side is a multiple of {DET_SIZE_DIVISOR} pixels (its coarsest "
                 f"stride): got {bad[0]}, the nearest {near}"
             )
-    if not 0.0 <= f.SCORE_THRESH_TEST <= 1.0:
-        raise ValueError(f"MODEL.FOSS.SCORE_THRESH_TEST is a face score in [0, 1]: got {f.SCORE_THRESH_TEST}")
-    if not 0.0 <= f.TEST_NMS_THRESH <= 1.0:
-        raise ValueError(f"MODEL.FOSS.TEST_NMS_THRESH is an IoU in [0, 1]: got {f.TEST_NMS_THRESH}")
     if not f.TEST_SIZES_MAX_BOX > 0:  # (not NaN either)
         raise ValueError(f"MODEL.FOSS.TEST_SIZES_MAX_BOX is a side in pixels: got {f.TEST_SIZES_MAX_BOX}")
     kernel = cfg.MODEL.CENTERNET.NMS_KERNEL
@@ -361,9 +357,7 @@ def check_values(cfg):
             f"MODEL.PIXEL_MEAN and MODEL.PIXEL_STD are three values each (one per channel, INPUT.FORMAT's order; "
             f"no zero std): got {list(cfg.MODEL.PIXEL_MEAN)} and {list(cfg.MODEL.PIXEL_STD)}"
         )
-    if cfg.INPUT.MAX_SIDE < 0:
-        raise ValueError(f"INPUT.MAX_SIDE is a side in pixels, 0 for no limit: got {cfg.INPUT.MAX_SIDE}")
-    check_training_values(cfg)
+    check_ranges(cfg)
     t = cfg.INPUT.TILING
     if any(int(n) < 1 or math.isqrt(int(n)) ** 2 != int(n) for n in t.NUM_TILES):
         raise ValueError(
@@ -380,8 +374,11 @@ def check_values(cfg):
         )
 
 
-# key: (lowest, highest, what it is) of the training keys that are one number
-_TRAIN_NUMBERS = {
+# key: (lowest, highest, what it is) of the keys that are one number
+_NUMBERS = {
+    "MODEL.FOSS.SCORE_THRESH_TEST": (0.0, 1.0, "a face score in [0, 1]"),
+    "MODEL.FOSS.TEST_NMS_THRESH": (0.0, 1.0, "an IoU in [0, 1]"),
+    "INPUT.MAX_SIDE": (0, float("inf"), "a side in pixels, 0 for no limit"),
     "INPUT.AUG.BLUR_PROB": (0.0, 1.0, "a probability"),
     "INPUT.AUG.ZOOM_OUT_PROB": (0.0, 1.0, "a probability"),
     "INPUT.AUG.WILD.OCCLUDER_PROB": (0.0, 1.0, "a probability"),
@@ -403,7 +400,7 @@ _TRAIN_NUMBERS = {
     "DATALOADER.NUM_WORKERS": (0, float("inf"), "a number of loader processes (0: in the main one)"),
 }
 # the λ weights of the losses (3.2 and the additions): a negative one trains the wrong way
-_TRAIN_NUMBERS.update(
+_NUMBERS.update(
     {
         f"MODEL.{key}": (0.0, float("inf"), "a loss weight, not negative")
         for key in (
@@ -419,8 +416,8 @@ _TRAIN_NUMBERS.update(
         )
     }
 )
-# key: (lowest, highest, what it is) of the training keys that are a [low, high] range
-_TRAIN_RANGES = {
+# key: (lowest, highest, what it is) of the keys that are a [low, high] range (all training's)
+_RANGES = {
     "INPUT.AUG.SCALE_RANGE": (1e-6, float("inf"), "scale factors"),
     "INPUT.AUG.ZOOM_OUT_RANGE": (1.0, float("inf"), "shrink factors, 1 or more"),
     "INPUT.AUG.WILD.DOWNSCALE_RANGE": (1.0, float("inf"), "shrink factors, 1 or more"),
@@ -434,9 +431,10 @@ _TRAIN_RANGES = {
 _MAY_BE_OFF = {"INPUT.AUG.SCALE_RANGE"}
 
 
-def check_training_values(cfg) -> None:
-    """A ValueError naming the key for a training value out of its range (a probability over 1, a
-    range written high to low, a negative rotation), which trained on quietly otherwise."""
+def check_ranges(cfg) -> None:
+    """A ValueError naming the key for a value of ``_NUMBERS`` or ``_RANGES`` out of its range (a
+    score or a probability over 1, a range written high to low, a negative rotation), which ran or
+    trained on quietly otherwise."""
 
     def value(key):
         node = cfg
@@ -444,11 +442,11 @@ def check_training_values(cfg) -> None:
             node = node[part]
         return node
 
-    for key, (lo, hi, what) in _TRAIN_NUMBERS.items():
+    for key, (lo, hi, what) in _NUMBERS.items():
         v = value(key)
         if not lo <= v <= hi:
             raise ValueError(f"{key} is {what}: got {v}")
-    for key, (lo, hi, what) in _TRAIN_RANGES.items():
+    for key, (lo, hi, what) in _RANGES.items():
         v = list(value(key))
         if key in _MAY_BE_OFF and not v:
             continue
