@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import cut_writes_short, tiny_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import BoxMode
 
 from foss_d2.apps import export
 from foss_d2.apps.train import Trainer
 from foss_d2.engine.hooks import DivergenceGuard
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
 
 
 def _register_faces(tmp_path, name):
@@ -81,6 +82,7 @@ def test_healthy_training_is_left_alone(tmp_path, monkeypatch):
     final = out / "model_final.pth"
     assert final.exists() and (out / "last_checkpoint").read_text() == "model_final.pth"
     assert "trainer" in torch.load(final, map_location="cpu", weights_only=False)  # resumable: the trainer's state
+    assert cv2.imread(str(out / "training_curves.png")) is not None  # the losses, drawn (engine/hooks.py)
     # a run stopped while it saves: fvcore wrote model_final.pth in place, and the truncated file was
     # taken for the model by --resume and train_cpu_route.sh; now the file is whole or as it was
     saved, names = final.read_bytes(), sorted(os.listdir(out))

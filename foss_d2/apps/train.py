@@ -12,6 +12,7 @@ import logging
 import os
 
 import torch
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
@@ -22,7 +23,7 @@ from ..config import check_device, get_foss_cfg
 from ..data import FOSSDatasetMapper, build_foss_train_loader
 from ..data.datasets import register_config_datasets
 from ..data.utils import DatasetError
-from ..engine.hooks import DivergenceGuard
+from ..engine.hooks import DivergenceGuard, TrainingCurves
 from ..engine.predictor import load_all_weights
 from ..evaluation import build_foss_evaluator
 from ..meta_arch import FOSSWithTTA
@@ -100,8 +101,11 @@ class Trainer(DefaultTrainer):
         # (called by DefaultTrainer.__init__ once its checkpointer exists; the hooks take this one)
         c = self.checkpointer
         self.checkpointer = AtomicCheckpointer(c.model, c.save_dir, **c.checkpointables)
-        # First, so that a diverged step raises before the periodic checkpointer saves it.
-        return [DivergenceGuard(self.cfg.SOLVER.DIVERGENCE_LOSS_FACTOR)] + super().build_hooks()
+        # The guard first, so that a diverged step raises before the periodic checkpointer saves
+        # it; the curves last, after the writer of metrics.json.
+        cfg = self.cfg
+        curves = TrainingCurves(cfg.OUTPUT_DIR, cfg.SOLVER.CHECKPOINT_PERIOD)
+        return [DivergenceGuard(cfg.SOLVER.DIVERGENCE_LOSS_FACTOR)] + super().build_hooks() + [curves]
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

@@ -1,10 +1,17 @@
 """Training hooks of FOSS-D2."""
 
+import json
+import logging
 import math
-from typing import Optional
+import os
+from typing import Dict, List, Optional
 
 import torch
+
 from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+from ..utils.figures import pyplot, save_figure
 
 
 class DivergenceGuard(HookBase):
@@ -58,3 +65,85 @@ class DivergenceGuard(HookBase):
             if p.requires_grad and not torch.isfinite(p).all():
                 return name
         return None
+
+
+def read_metrics(path: str) -> List[dict]:
+    """The rows of detectron2's ``metrics.json`` that hold a loss, by iteration; after a
+    ``--resume`` the rerun's rows replace the first run's. A last line cut short (a run stopped
+    while writing it) is passed over."""
+    rows: Dict[int, dict] = {}
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "iteration" in row and "total_loss" in row:
+                rows[row["iteration"]] = row
+    return [rows[i] for i in sorted(rows)]
+
+
+def curve_keys(rows: List[dict]) -> List[str]:
+    """What a training picture shows: the total loss, each loss the run logged (a frozen detector
+    logs no detection losses) in name order, then the learning rate."""
+    logged = {k for r in rows for k in r}
+    losses = sorted(k for k in logged if k.startswith("loss_"))
+    return ["total_loss"] + losses + (["lr"] if "lr" in logged else [])
+
+
+def plot_training_curves(rows: List[dict], path: str, title: str = "") -> None:
+    """One panel a key of ``curve_keys`` against the iteration (detectron2 logs each loss as the
+    median of its last 20 iterations), written to ``path`` (a PNG) through a temporary file, so
+    that a picture open in a viewer is never half written."""
+    keys = curve_keys(rows)
+    plt = pyplot()
+    ncols = min(3, len(keys))
+    nrows = (len(keys) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), sharex=True, squeeze=False)
+    for ax in axes.ravel()[len(keys) :]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.ravel(), keys):
+        ax.plot(*zip(*[(r["iteration"], r[key]) for r in rows if key in r]), marker="." if len(rows) < 50 else None)
+        ax.set_title("learning rate" if key == "lr" else key)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("iteration")
+    fig.suptitle(title)
+    root, ext = os.path.splitext(path)
+    partial = f"{root}.partial{ext}"  # (matplotlib reads the format from the suffix)
+    save_figure(plt, fig, partial, dpi=100)
+    os.replace(partial, path)
+
+
+class TrainingCurves(HookBase):
+    """Draws the run's losses and learning rate from its ``metrics.json`` into
+    ``OUTPUT_DIR/training_curves.png`` at each checkpoint (``period`` iterations) and when training
+    ends, stopped or diverged included: a picture to look at without TensorBoard. It must run after
+    detectron2's ``PeriodicWriter``, which writes ``metrics.json`` (``Trainer.build_hooks`` puts it
+    last). A picture that cannot be drawn is a warning; training goes on."""
+
+    def __init__(self, output_dir: str, period: int):
+        self.output_dir = output_dir
+        self.metrics = os.path.join(output_dir, "metrics.json")
+        self.path = os.path.join(output_dir, "training_curves.png")
+        self.period = int(period)
+        self._warned = False
+
+    def after_step(self):
+        if self.period > 0 and (self.trainer.iter + 1) % self.period == 0:
+            self.draw()
+
+    def after_train(self):
+        self.draw()
+
+    def draw(self):
+        if not comm.is_main_process() or not os.path.isfile(self.metrics):
+            return
+        try:
+            rows = read_metrics(self.metrics)
+            if rows:
+                done = rows[-1]["iteration"] + 1
+                plot_training_curves(rows, self.path, f"{self.output_dir}: iteration {done} of {self.trainer.max_iter}")
+        except Exception as e:  # a picture is never worth a training
+            if not self._warned:
+                logging.getLogger(__name__).warning("could not draw %s: %s: %s", self.path, type(e).__name__, e)
+                self._warned = True
