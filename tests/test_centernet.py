@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from detectron2.structures import Boxes, Instances
 
 from foss_d2.meta_arch.test_time_augmentation import flip_test_detect
 from foss_d2.proposal_generator import (
@@ -14,6 +13,8 @@ from foss_d2.proposal_generator import (
     focal_loss,
     gaussian_radius,
 )
+
+from detectron2.structures import Boxes, Instances
 
 
 def test_gaussian_radius_square_box():
@@ -178,6 +179,24 @@ def test_size_and_offset_losses_by_hand():
     losses = head.losses(heat, None, [two], size=size, offset=offset)
     assert float(losses["loss_size"]) == pytest.approx(0.025)
     assert float(losses["loss_offset"]) == pytest.approx(0.125)
+
+
+def test_heatmap_loss_of_a_confident_detector_in_fp16_is_finite():
+    """Under fp16 autocast (SOLVER.AMP on a GPU) the heatmap logits are fp16: a logit of 9 has a
+    sigmoid of 0.99988, which fp16 rounds to exactly 1, and the clamp to 1 - 1e-4 is 1 again in
+    fp16, so log(1 - p) was -inf: NaN at the face's centre (-inf x 0), +inf beside it. The loss is
+    taken in float32: the same as from float32 logits."""
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8)
+    inst = Instances((64, 64))
+    inst.gt_boxes = Boxes(torch.tensor([[8.0, 8.0, 24.0, 40.0]]))
+    inst.gt_classes = torch.tensor([0])
+    heat = torch.full((1, 1, 16, 16), -6.0)
+    heat[0, 0, 5:8, 3:6] = 9.0  # the centre (6, 4) and its 8 neighbours
+    assert heat.half().sigmoid()[0, 0, 6, 4] == 1.0  # what fp16 makes of it
+    size = offset = torch.zeros(1, 2, 16, 16)
+    want = head.losses(heat, None, [inst], size=size, offset=offset)["loss_heatmap"]
+    got = head.losses(heat.half(), None, [inst], size=size, offset=offset)["loss_heatmap"]
+    assert torch.isfinite(got) and float(got) == pytest.approx(float(want), rel=1e-3)
 
 
 class _Slice(torch.nn.Module):

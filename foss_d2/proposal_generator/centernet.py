@@ -13,10 +13,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
-from torch import nn
 
 from ..utils.precision import check_dtype, run_in
 from .build import FACE_DETECTOR_REGISTRY
@@ -74,7 +75,7 @@ def focal_loss(
     Pixels where ``ignore`` (same shape) is 1 add no negative term: a face too small to be a target
     costs nothing whether the detector fires on it or not.
     """
-    pred = pred.clamp(1e-4, 1 - 1e-4)
+    pred = pred.float().clamp(1e-4, 1 - 1e-4)  # (1 - 1e-4 does not exist in fp16)
     pos = gt.eq(1).float()
     neg = 1.0 - pos
     if ignore is not None:
@@ -543,7 +544,9 @@ class CenterNet(nn.Module):
         ``offset`` [B,2,h,w] are given."""
         b, _, h, w = heat_logits.shape
         heat_gt, bidx, inds, size_gt, off_gt, ignore = self.targets(gt_instances, h, w, heat_logits.device)
-        l_reg = focal_loss(heat_logits.sigmoid(), heat_gt, self.focal_alpha, self.focal_beta, ignore)
+        # float32: under fp16 autocast a logit over 8.3 gives a sigmoid of exactly 1, which the clamp
+        # cannot move (fp16 has no 1 - 1e-4): log(0) made the loss NaN at a confident centre
+        l_reg = focal_loss(heat_logits.float().sigmoid(), heat_gt, self.focal_alpha, self.focal_beta, ignore)
         n = max(len(inds), 1)
 
         def at_centres(head, dense):  # the predicted (w, h) / (dx, dy) at each object's integer centre
