@@ -7,12 +7,13 @@ python datasets/prepare_coco.py --dataset utkface_train --output datasets/coco/u
 
 import argparse
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.datasets import register_all_foss
 from foss_d2.data.datasets.builtin import FOSS_DATASETS
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
 def main():

@@ -5,6 +5,7 @@ import os
 from typing import Optional
 
 import torch
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 

@@ -72,9 +72,9 @@ needs_shared_data = pytest.mark.skipif(
 
 def tiny_cfg(**overrides):
     """The FOSS model at toy sizes: same code path, seconds per step on CPU."""
-    from detectron2.config import get_cfg
-
     from foss_d2 import add_foss_config
+
+    from detectron2.config import get_cfg
 
     cfg = get_cfg()
     add_foss_config(cfg)
@@ -103,9 +103,9 @@ def toy_tool_inputs(tmp_path, cfg, model, dataset: str, files):
     """A research tool's inputs for an in-process run on a toy model: ``model``'s weights and
     ``cfg`` written to ``tmp_path``, and ``files`` registered as the dataset ``dataset``. Returns
     (config file, weights file) as strings."""
-    from detectron2.data import DatasetCatalog
-
     from foss_d2.apps.export import save_weights
+
+    from detectron2.data import DatasetCatalog
 
     weights = tmp_path / "toy_weights.pth"
     save_weights(model.state_dict(), str(weights))

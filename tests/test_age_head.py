@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import needs_shared_data, shared_data_path
-from detectron2.structures import Boxes, Instances
 
 from foss_d2.roi_heads import (
     TResNetAgeNet,
@@ -15,6 +14,8 @@ from foss_d2.roi_heads import (
     sanitize_boxes,
 )
 from foss_d2.roi_heads.crops import roi_align_separable
+
+from detectron2.structures import Boxes, Instances
 
 LAMBDAS = {"mean": 0.01, "var": 0.0025, "ce": 0.05, "gen": 0.1}  # paper 4.2
 
@@ -283,10 +284,11 @@ def _tiny_tta(test_flip: bool):
     """A tiny FOSS in FOSSWithTTA, which holds MODEL.AGE_HEAD.TEST_FLIP; no feature connection, so
     the age head reads the crops alone."""
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
 
     from foss_d2.meta_arch import FOSSWithTTA
     from foss_d2.roi_heads import TResNetAgeHead
+
+    from detectron2.modeling import build_model
 
     cfg = tiny_cfg(**{"MODEL.AGE_HEAD.TEST_FLIP": test_flip, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
     model = build_model(cfg)

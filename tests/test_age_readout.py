@@ -7,12 +7,13 @@ import sys
 import pytest
 import torch
 from conftest import tiny_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, BoxMode, Instances
 
 from foss_d2.evaluation import FaceAgeEvaluator
 from foss_d2.utils.ages import read_age
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, BoxMode, Instances
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "research"))
 import age_readouts  # noqa: E402

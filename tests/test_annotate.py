@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
-from detectron2.structures import BoxMode
 
 from foss_d2.data.annotate import annotate_records
+
+from detectron2.structures import BoxMode
 
 
 def _recs():
@@ -116,10 +117,11 @@ def test_annotate_faces_tool_on_real_faces(tmp_path, capsys):
     import cv2
     import torch
     from conftest import load_script
-    from detectron2.structures import Boxes, pairwise_iou
 
     from foss_d2.data import dataset_to_coco, load_foss_coco, save_coco
     from foss_d2.model_zoo import DEFAULT_WEIGHTS
+
+    from detectron2.structures import Boxes, pairwise_iou
 
     demo = cv2.imread(os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg"))
     root = tmp_path / "imgs"

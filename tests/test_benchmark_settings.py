@@ -87,6 +87,7 @@ def test_flop_count_takes_the_peaks_each_pass_decoded():
     with a score floor fewer than K_TEST, so each point costs the heads' weights once."""
     import torch
     from conftest import tiny_cfg
+
     from detectron2.modeling import build_model
 
     torch.manual_seed(0)
@@ -116,9 +117,10 @@ def test_stage_clock_times_the_crops_with_and_without_the_mirror(flip, monkeypat
 
     import torch
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
 
     from foss_d2.meta_arch.test_time_augmentation import FOSSWithTTA
+
+    from detectron2.modeling import build_model
 
     torch.manual_seed(0)
     cfg = tiny_cfg(**{"MODEL.AGE_HEAD.TEST_FLIP": flip})
@@ -142,9 +144,10 @@ def test_flop_count_of_a_bounded_heatmap_head():
 
     import torch
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
 
     from foss_d2.proposal_generator.centernet import BoundedHeatmapHead
+
+    from detectron2.modeling import build_model
 
     torch.manual_seed(0)
     model = build_model(tiny_cfg(**{"MODEL.FOSS.AGE_ON_ALL_K": False})).eval()

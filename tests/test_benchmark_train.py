@@ -6,11 +6,12 @@ import json
 
 import torch
 from conftest import SHARED_DATA, needs_shared_data
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 
 from foss_d2.apps import benchmark_train
 from foss_d2.config import get_foss_cfg
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 
 def test_both_variants_train_the_same_losses_and_gradients():

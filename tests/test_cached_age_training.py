@@ -7,11 +7,12 @@ import os
 import pytest
 import torch
 from conftest import load_script, tiny_cfg
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.utils.image_io import read_image_file
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 cached = load_script("tools/research/train_age_cached.py")
 FAMILY = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")

@@ -24,11 +24,17 @@ TOOLS = sorted(
 )
 
 
-def test_console_script_lists_the_commands():
-    exe = shutil.which("foss-d2", path=os.path.dirname(sys.executable)) or shutil.which("foss-d2")
-    assert exe, "foss-d2 is not installed: pip install -e ."
-    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("how", ["console script", "python -m foss_d2"])
+def test_console_script_lists_the_commands(how):
+    if how == "console script":
+        exe = shutil.which("foss-d2", path=os.path.dirname(sys.executable)) or shutil.which("foss-d2")
+        assert exe, "foss-d2 is not installed: pip install -e ."
+        command = [exe]
+    else:
+        command = [sys.executable, "-m", "foss_d2"]
+    r = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr == ""  # (no runpy warning, no fvcore FutureWarning)
     for command in ("demo", "survey", "train", "evaluate", "benchmark", "export"):
         assert f"  {command} " in r.stdout
 
@@ -155,12 +161,14 @@ def test_no_tool_patches_sys_path():
     assert not patched, f"these tools patch sys.path (the package is installed editable): {patched}"
 
 
-def test_user_tools_import_foss_d2_before_detectron2():
+def test_tools_import_foss_d2_before_detectron2():
     """foss_d2's import quiets the FutureWarning of fvcore's ``torch.jit.script`` (PyTorch >= 2.10),
     which detectron2's modules import: a tool importing detectron2 first printed it at every run
-    (tools/annotate_faces.py did). Read from the tools' module-level imports, in order."""
+    (tools/annotate_faces.py and nine research tools did; pyproject.toml's import order now puts
+    detectron2 after foss_d2). Read from the tools' module-level imports, in order; then one
+    research tool run."""
     early = []
-    for tool in glob.glob(os.path.join(ROOT, "tools", "*.py")):
+    for tool in TOOLS + glob.glob(os.path.join(ROOT, "datasets", "*.py")):
         seen_foss = False
         for node in ast.parse(open(tool).read()).body:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
@@ -170,6 +178,9 @@ def test_user_tools_import_foss_d2_before_detectron2():
                 if top in ("detectron2", "fvcore") and not seen_foss:
                     early.append(os.path.basename(tool))
     assert not early, f"these tools import detectron2 or fvcore before foss_d2: {sorted(set(early))}"
+    tool = os.path.join(ROOT, "tools", "research", "sweep_test_sizes.py")
+    r = subprocess.run([sys.executable, tool, "--help"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "FutureWarning" not in r.stderr, r.stderr[-2000:]
 
 
 @pytest.mark.parametrize("tool", [os.path.relpath(t, ROOT) for t in TOOLS])

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import needs_shared_data, shared_data_path, tiny_cfg
-from detectron2.structures import BoxMode
 
 from foss_d2.data import DatasetWeightedTrainingSampler, FOSSDatasetMapper, TilingAugmentation
 from foss_d2.data.datasets import load_utkface, load_wider_face, parse_utkface_name, parse_wider_bbx_gt
 from foss_d2.data.datasets.utkface import UTKFACE_PRIOR_BOX
+
+from detectron2.structures import BoxMode
 
 
 def test_parse_utkface_names():
@@ -61,9 +62,9 @@ def test_evenly_spaced_subset_by_hand():
 
 @needs_shared_data
 def test_utkface_test_500_is_a_spread_subset_of_the_held_out_part():
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     from foss_d2.data.datasets import register_all_foss
+
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     register_all_foss("/nonexistent")  # as an earlier call in the same process may have: the new root wins
     register_all_foss(shared_data_path())
@@ -234,9 +235,9 @@ def test_mapper_augmentations_keep_boxes_on_faces(tmp_path):
 def test_zoom_out_shrinks_picture_and_box_together():
     # a 200x100 black picture with a white 80x40 face at (40, 20); zoomed out 4x the face is 20x10,
     # placed where the picture's top-left corner landed, on the picture's mean grey
-    from detectron2.data import transforms as T
-
     from foss_d2.data.augmentation import RandomZoomOut
+
+    from detectron2.data import transforms as T
 
     img = np.zeros((100, 200, 3), np.uint8)
     img[20:60, 40:120] = 255
@@ -421,11 +422,12 @@ def test_config_coco_datasets_are_checked_and_keep_their_age_groups(tmp_path):
     """DATASETS.COCO: a built-in's name, a name taken by another file and an unknown evaluator type
     are errors (the first two silently used the other dataset); an age_group file's groups come
     from its info (prepare_coco.py writes them) or are the paper's Images of Groups seven."""
-    from detectron2.data import MetadataCatalog
     from PIL import Image
 
     from foss_d2.data import dataset_to_coco, save_coco
     from foss_d2.data.datasets.builtin import register_config_datasets
+
+    from detectron2.data import MetadataCatalog
 
     img = tmp_path / "a.jpg"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
@@ -462,9 +464,9 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
     import json
     import re
 
-    from detectron2.data import DatasetCatalog
-
     from foss_d2.data import register_foss_coco
+
+    from detectron2.data import DatasetCatalog
 
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
 
@@ -581,9 +583,9 @@ def test_training_loader_wires_weights_balance_and_tile_pools(monkeypatch, caplo
     and 1/3, the pictures' (1, 1/3, 1/3) rescaled to sum to 3: (1.8, 0.6, 0.6); unlabelled
     pictures keep 1. The tiles are drawn from the datasets INPUT.TILING.DATASETS names, with the
     same weights. The log's share of draws per band: 1.8 / 3 = 0.6 and 0.4."""
-    from detectron2.data import DatasetCatalog
-
     from foss_d2.data import build as build_mod
+
+    from detectron2.data import DatasetCatalog
 
     def rec(i, *ages):
         return {"file_name": f"x{i}.jpg", "annotations": [{"age": a} for a in ages] or [{"age": -1}]}

@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import BoxMode
 from scipy.io import savemat
 
 from foss_d2.data.datasets import (
@@ -16,6 +14,9 @@ from foss_d2.data.datasets import (
 )
 from foss_d2.data.datasets.imdb_wiki import CROP_FACE_BOX
 from foss_d2.data.utils import absolute_annotations
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
 
 DATENUM_1970 = 719529  # MATLAB datenum(1970, 1, 1)
 DATENUM_1990 = DATENUM_1970 + 7305  # + 20 years incl. 5 leap days

@@ -17,9 +17,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 def _worker(rank, world, init_file, frozen, out_dir):
     import torch.distributed as dist
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
     from test_meta_arch import _sample
     from torch.nn.parallel import DistributedDataParallel
+
+    from detectron2.modeling import build_model
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)

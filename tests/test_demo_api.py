@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_cfg
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
 from PIL import Image
 
 from foss_d2 import FaceAgeEstimator
 from foss_d2.apps.survey import count_faces, counts_over_time, group_names, save_survey
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 

@@ -8,11 +8,12 @@ import os
 import pytest
 import torch
 from conftest import load_script, tiny_cfg, toy_tool_inputs
-from detectron2.modeling import build_model
 from torch import nn
 
 from foss_d2.engine.predictor import load_all_weights
 from foss_d2.proposal_generator.centernet import _head, copy_hidden_channels
+
+from detectron2.modeling import build_model
 
 distill = load_script("tools/research/distill_heads.py")
 FAMILY = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")
@@ -36,10 +37,10 @@ def test_pruned_head_keeps_the_chosen_channels():
 
 def test_shared_helpers_by_hand(tmp_path):
     """The tools' cosine schedule and their dataset listing (foss_d2.solver / foss_d2.data.utils)."""
-    from detectron2.data import DatasetCatalog
-
     from foss_d2.data.utils import photo_paths
     from foss_d2.solver import cosine_schedule
+
+    from detectron2.data import DatasetCatalog
 
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
     sched, lrs = cosine_schedule(opt, 4, warmup=2), []

@@ -8,10 +8,11 @@ import os
 import pytest
 import torch
 from conftest import load_script, tiny_cfg, toy_tool_inputs
-from detectron2.modeling import build_model
 
 from foss_d2.engine.predictor import load_all_weights
 from foss_d2.utils.image_io import read_image_file
+
+from detectron2.modeling import build_model
 
 mirror = load_script("tools/research/distill_mirror.py")
 FAMILY = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")

@@ -96,11 +96,11 @@ def _app_module(tool):
 def test_documented_tool_commands_parse_and_their_overrides_are_config_keys():
     """Each command of a tools/ script that runs a foss_d2.apps command goes through that command's
     argument parser, and its trailing KEY VALUE overrides merge onto its config."""
-    from detectron2.config import get_cfg
-
     from foss_d2 import add_foss_config
     from foss_d2.apps.cli import parse_foss_args
     from foss_d2.model_zoo import DEFAULT_CONFIG
+
+    from detectron2.config import get_cfg
 
     commands = documented_commands()
     assert len(commands) > 20

@@ -1,9 +1,10 @@
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import Boxes, BoxMode, Instances
 
 from foss_d2.evaluation import FaceAgeEvaluator, age_to_group, match_faces, summarize_rows
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
 
 IOG_LOWER = [0, 3, 8, 13, 20, 37, 66]
 

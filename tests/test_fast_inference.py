@@ -686,6 +686,7 @@ def test_bounded_heatmap_on_the_shipped_detector(shipped_cfg, torch_predictor):
 
 def test_det_input_fit_small():
     from conftest import tiny_cfg
+
     from detectron2.modeling import build_model
 
     cfg = tiny_cfg()
@@ -759,9 +760,10 @@ def test_inference_dtype_checks_and_falls_back(monkeypatch):
 
 def test_bfloat16_age_network_at_test_time_only(monkeypatch):
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
 
     from foss_d2.utils import precision
+
+    from detectron2.modeling import build_model
 
     monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
     torch.manual_seed(0)
@@ -790,10 +792,11 @@ def test_heatmap_head_dense_conv_in_the_detectors_inference_dtype(monkeypatch):
     and without a floor); the detector's calls in training (a frozen detector too) and with
     autograd keep float32."""
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
-    from detectron2.structures import Boxes, Instances
 
     from foss_d2.utils import precision
+
+    from detectron2.modeling import build_model
+    from detectron2.structures import Boxes, Instances
 
     monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
     torch.manual_seed(0)
@@ -915,11 +918,12 @@ def test_onnx_detector_graph_holds_the_heatmap_bound(onnx_cache, shipped_cfg, or
     ("heat_upper") and the other 128 channels run in PyTorch; a graph exported without it ("heat":
     also every graph exported before) gives the same faces."""
     import onnx
-    from detectron2.modeling import build_model
 
     from foss_d2.engine import FOSSPredictor
     from foss_d2.engine.onnx_backend import DETECTOR_FILE, export_onnx
     from foss_d2.engine.predictor import load_all_weights
+
+    from detectron2.modeling import build_model
 
     def graph_outputs(folder):
         return [o.name for o in onnx.load(os.path.join(folder, DETECTOR_FILE)).graph.output]
@@ -1586,11 +1590,11 @@ def test_benchmark_peer_counts_each_variants_own_network(tmp_path):
     grid (C the head's input channels) and nothing more elsewhere."""
     import json
 
-    from detectron2.modeling import build_model
-
     from foss_d2.apps.benchmark import main
     from foss_d2.config import get_foss_cfg
     from foss_d2.engine.predictor import load_model
+
+    from detectron2.modeling import build_model
 
     shipped = load_model(get_foss_cfg())
     wide_opts = ["MODEL.CENTERNET.HEATMAP_HEAD_CONV", "512"]
@@ -1674,9 +1678,10 @@ def test_bfloat16_backbone_with_deformable_convolutions(monkeypatch):
     CPU bfloat16 kernel, so it runs in float32 ("deformable_im2col" not implemented for 'BFloat16'
     before); the features stay close to float32's."""
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
 
     from foss_d2.utils import precision
+
+    from detectron2.modeling import build_model
 
     monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
     torch.manual_seed(0)
@@ -1694,9 +1699,10 @@ def test_bfloat16_detector_at_test_time_only(monkeypatch):
     """MODEL.FOSS.DET_INFERENCE_DTYPE bfloat16: the test passes' backbone features come out float32,
     close to float32's and not equal; training and a device without bfloat16 keep float32."""
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
 
     from foss_d2.utils import precision
+
+    from detectron2.modeling import build_model
 
     torch.manual_seed(0)
     model = build_model(tiny_cfg(**{"MODEL.FOSS.DET_INFERENCE_DTYPE": "bfloat16"})).eval()

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_script, tiny_cfg
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.utils.image_io import read_image_file
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 adapter = load_script("tools/research/fit_feature_adapter.py")
 FAMILY = os.path.join(os.path.dirname(__file__), "..", "demo", "family.jpg")

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 from conftest import load_script, tiny_cfg
-from detectron2.modeling import build_model
 
 from foss_d2.roi_heads.losses import flip_consistency_loss
+
+from detectron2.modeling import build_model
 
 hold_batchnorm = load_script("tools/research/train_age_cached.py").hold_batchnorm
 

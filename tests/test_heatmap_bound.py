@@ -5,6 +5,7 @@ import json
 import os
 
 from conftest import load_script
+
 from detectron2.data import DatasetCatalog
 
 tool = load_script("tools/research/heatmap_bound.py")

@@ -16,11 +16,11 @@ def test_detectron2_collect_env_runs():
 
 
 def test_registries_hold_foss_modules():
-    from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
-
     import foss_d2  # noqa: F401
     from foss_d2.proposal_generator import FACE_DETECTOR_REGISTRY
     from foss_d2.roi_heads import AGE_HEAD_REGISTRY
+
+    from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
     assert META_ARCH_REGISTRY.get("FOSS").__name__ == "FOSS"
     assert BACKBONE_REGISTRY.get("build_dla_backbone").__name__ == "build_dla_backbone"

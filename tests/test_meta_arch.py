@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_cfg
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 
 from foss_d2.engine import FOSSPredictor, load_image
 from foss_d2.meta_arch import FOSSWithTTA
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 
 def _sample(h=160, w=200):
@@ -434,10 +435,10 @@ def test_predictor_wraps_only_when_an_option_is_on():
 
 
 def test_registries_build_from_the_config_names():
-    from detectron2.modeling import build_backbone
-
     from foss_d2.proposal_generator import FACE_DETECTOR_REGISTRY, CenterNet, build_face_detector
     from foss_d2.roi_heads import TResNetAgeHead, build_age_head
+
+    from detectron2.modeling import build_backbone
 
     cfg = tiny_cfg()
     assert (cfg.MODEL.FOSS.FACE_DETECTOR, cfg.MODEL.AGE_HEAD.NAME) == ("CenterNet", "TResNetAgeHead")

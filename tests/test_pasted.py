@@ -4,9 +4,10 @@ three conditions, checked by hand; the command on real data when ../shared/data 
 import numpy as np
 import pytest
 from conftest import SHARED_DATA, needs_shared_data
-from detectron2.structures import BoxMode
 
 from foss_d2.evaluation.pasted import best_match, evaluate_pasted, iou, paste_face, photo_slots, stratified_faces
+
+from detectron2.structures import BoxMode
 
 
 def test_paste_scales_centres_and_feathers_by_hand():

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_cfg
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
 from PIL import Image
 
 from foss_d2.apps import demo, survey
 from foss_d2.apps.runner import JOURNAL, PredictionWriter, collect_inputs, draw_predictions, read_journal
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 FACES = 3  # the toy model answers K_TEST boxes on any picture
@@ -1168,11 +1169,11 @@ def test_webcam_without_a_window_needs_output(tmp_path, capsys, monkeypatch):
 def test_a_crowd_at_the_face_cap_is_warned_about(tmp_path, monkeypatch):
     """An image whose faces reach MODEL.FOSS.K_TEST may hold more: each such image is named (a
     video once); images under the cap are not."""
-    from detectron2.config import CfgNode
-    from detectron2.structures import Boxes, Instances
-
     from foss_d2.apps import runner
     from foss_d2.utils.footage import write_video
+
+    from detectron2.config import CfgNode
+    from detectron2.structures import Boxes, Instances
 
     class Crowd:
         """Returns as many faces as the image's first pixel says, over a cap of 3."""

@@ -28,9 +28,10 @@ def test_shipped_weights_fill_the_shipped_config_exactly(estimator):
     config that drifted from the weights (e.g. the detector input or the age network's width)
     would otherwise load with a warning and predict from random layers."""
     import torch
-    from detectron2.modeling import build_model
 
     from foss_d2.model_zoo import DEFAULT_CONFIG
+
+    from detectron2.modeling import build_model
 
     assert os.path.basename(DEFAULT_CONFIG) == "FOSS-default.yaml"
     weights = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)["model"]
@@ -87,9 +88,9 @@ def test_shipped_config_averages_over_the_mirror_and_opts_turn_it_off(estimator)
 def test_a_crowd_gets_more_than_a_hundred_faces(estimator):
     """WIDER val's marching band (221 labelled faces): the shipped cap of 1000 reports 216, and the
     100 best are those a cap of 100 reported (docs/RESULTS.md at 58d4fa8, section 10, "Faces a photo")."""
-    from detectron2.structures import Boxes, pairwise_iou
-
     from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt
+
+    from detectron2.structures import Boxes, pairwise_iou
 
     name = "0--Parade/0_Parade_marchingband_1_490.jpg"
     photo = shared_data_path("widerface", "WIDER_val", "images", name)
@@ -110,9 +111,9 @@ def test_a_crowd_gets_more_than_a_hundred_faces(estimator):
 def test_accurate_preset_finds_more_of_a_group_and_leaves_close_ups_alone(estimator):
     """The second 800 px pass runs on photos over 512 px only: a WIDER val group photo gets more of
     its labelled faces found, a 200 px UTKFace close-up the same answer."""
-    from detectron2.structures import Boxes, pairwise_iou
-
     from foss_d2.data.datasets.wider_face import parse_wider_bbx_gt
+
+    from detectron2.structures import Boxes, pairwise_iou
 
     accurate = FaceAgeEstimator(device="cpu", preset="accurate")
     name = "0--Parade/0_Parade_Parade_0_873.jpg"  # 142 labelled faces
@@ -155,6 +156,7 @@ def test_a_second_detector_pass_keeps_every_single_pass_face(estimator):
     over it (greedy NMS only suppresses a box under a kept one with IoU > 0.5)."""
     import cv2
     import torch
+
     from detectron2.structures import Boxes, pairwise_iou
 
     assert list(estimator.cfg.MODEL.FOSS.TEST_SIZES) == []

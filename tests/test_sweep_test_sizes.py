@@ -5,9 +5,10 @@ import sys
 
 import torch
 from conftest import tiny_cfg
-from detectron2.modeling import build_model
 
 from foss_d2.meta_arch import FOSSWithTTA
+
+from detectron2.modeling import build_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "research"))
 import sweep_test_sizes as st  # noqa: E402

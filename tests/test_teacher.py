@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_cfg
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 
 from foss_d2.roi_heads.losses import match_labels, teacher_age_loss, teacher_gender_loss
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 ALL_AGE_PARTS = ["body", "feature_proj", "age_branch", "gender_branch"]
 

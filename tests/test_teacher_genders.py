@@ -8,15 +8,16 @@ import re
 import pytest
 import torch
 from conftest import load_script
-from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog
-from detectron2.structures import Boxes, BoxMode, Instances
 
 from foss_d2 import add_foss_config
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.dataset_mapper import annotations_to_face_instances
 from foss_d2.data.datasets import register_config_datasets
 from foss_d2.roi_heads import age_gender_losses
+
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
 
 teacher = load_script("tools/research/teacher_genders.py")
 

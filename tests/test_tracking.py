@@ -309,6 +309,7 @@ def test_survey_counts_people_not_faces(tmp_path):
 def _fake_predictor(img):
     """Two faces in every frame, without the model."""
     import torch
+
     from detectron2.structures import Boxes, Instances
 
     inst = Instances(img.shape[:2])
@@ -732,9 +733,10 @@ def test_video_frames_two_at_a_time_keep_frame_order(tmp_path):
     import time
 
     import torch
-    from detectron2.structures import Boxes, Instances
 
     from foss_d2.apps.runner import JOURNAL, read_journal, run_video
+
+    from detectron2.structures import Boxes, Instances
 
     video = tmp_path / "clip.mp4"
     write_video(str(video), [np.full((120, 240, 3), 20 + 20 * i, np.uint8) for i in range(8)], fps=4)

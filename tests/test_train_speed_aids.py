@@ -4,11 +4,12 @@ training images decoded once into memory. Each must give what the plain path giv
 import numpy as np
 import pytest
 import torch
-from detectron2.data import transforms as T
 
 from foss_d2.data.augmentation import apply_color_jitter, draw_color_jitter
 from foss_d2.data.cache import DecodedImageCache
 from foss_d2.utils.image_io import read_image_file
+
+from detectron2.data import transforms as T
 
 
 def test_colour_jitter_on_device_equals_detectron2s_three_blends():
@@ -62,10 +63,11 @@ def test_decoded_cache_gives_the_files_pixels_and_copies(tmp_path):
 def test_mapper_hands_the_jitter_to_the_model_and_the_model_applies_it(tmp_path):
     import cv2
     from conftest import tiny_cfg
-    from detectron2.modeling import build_model
-    from detectron2.structures import BoxMode
 
     from foss_d2.data import FOSSDatasetMapper
+
+    from detectron2.modeling import build_model
+    from detectron2.structures import BoxMode
 
     path = str(tmp_path / "face.png")
     cv2.imwrite(path, np.random.default_rng(1).integers(0, 255, (90, 80, 3), dtype=np.uint8))

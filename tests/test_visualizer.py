@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
-from detectron2.utils.visualizer import Visualizer
 
 from foss_d2.utils.visualizer import (
     FEMALE_COLOR,
@@ -19,6 +18,8 @@ from foss_d2.utils.visualizer import (
     draw_faces,
     draw_predictions,
 )
+
+from detectron2.utils.visualizer import Visualizer
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 

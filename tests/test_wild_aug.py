@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_cfg
-from detectron2.data import transforms as T
-from detectron2.structures import Boxes, BoxMode, Instances
 from torchvision.ops import roi_align
 
 from foss_d2.data import DatasetWeightedTrainingSampler, FOSSDatasetMapper, LimitMaxSide, build_foss_augmentations
@@ -25,6 +23,9 @@ from foss_d2.data.samplers import age_balance_weights
 from foss_d2.roi_heads import TResNetAgeHead
 from foss_d2.roi_heads.crops import crop_faces, expand_boxes_with_margins, jitter_boxes, sanitize_boxes
 from foss_d2.utils.ages import AGE_BANDS, age_band
+
+from detectron2.data import transforms as T
+from detectron2.structures import Boxes, BoxMode, Instances
 
 
 def _apply(aug, image, boxes=None):

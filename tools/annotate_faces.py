@@ -20,9 +20,7 @@ from foss_d2.apps.runner import positive_int, probability
 from foss_d2.data import dataset_to_coco, save_coco
 from foss_d2.data.annotate import annotate_records
 
-# after foss_d2, whose import quiets the FutureWarning that fvcore's import (through detectron2's)
-# gives on PyTorch >= 2.10
-from detectron2.data import DatasetCatalog, MetadataCatalog  # isort: skip
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
 def main(argv=None):

@@ -92,10 +92,11 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 import torch
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 from PIL import Image
 from tqdm import tqdm
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 from ..config import get_foss_cfg
 from ..engine import FaceAgeEstimator, pipeline

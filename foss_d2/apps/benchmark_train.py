@@ -19,6 +19,7 @@ import statistics
 import time
 
 import torch
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 

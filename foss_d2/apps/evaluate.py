@@ -41,9 +41,10 @@ import sys
 import tempfile
 
 import torch
+from tqdm import tqdm
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
-from tqdm import tqdm
 
 from ..data.datasets import register_config_datasets
 from ..data.datasets.builtin import FOSS_DATASETS, datasets_root

@@ -30,6 +30,7 @@ import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
+
 from detectron2.utils.logger import setup_logger
 
 from ..evaluation.age_evaluator import age_to_group

@@ -16,10 +16,11 @@ import math
 
 import timm
 import torch
-from detectron2.layers import ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 from torchvision.ops import deform_conv2d
+
+from detectron2.layers import ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
 from ..utils.freezing import FrozenParts
 from ..utils.precision import in_float32

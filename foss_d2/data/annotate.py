@@ -13,8 +13,9 @@ from collections import Counter
 from typing import Callable, Iterable, List, Tuple
 
 import numpy as np
-from detectron2.structures import BoxMode
 from tqdm import tqdm
+
+from detectron2.structures import BoxMode
 
 logger = logging.getLogger(__name__)
 

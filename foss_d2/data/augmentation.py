@@ -4,9 +4,10 @@ jitter and blur, as detectron2 ``Augmentation``s so that boxes follow every geom
 import cv2
 import numpy as np
 import torch
+from fvcore.transforms.transform import PadTransform
+
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
-from fvcore.transforms.transform import PadTransform
 
 from ..utils.image_io import swap_red_blue
 from .utils import absolute_annotations

@@ -4,6 +4,7 @@ import logging
 import random
 
 import torch
+
 from detectron2.data import DatasetCatalog, build_detection_train_loader
 
 from ..utils.ages import AGE_BANDS, age_band, band_name

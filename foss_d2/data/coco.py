@@ -12,10 +12,11 @@ import os
 from collections import Counter
 from typing import Iterable, List, Optional
 
+from PIL import Image
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
-from PIL import Image
 
 from ..utils.json_io import write_json_atomic
 from .utils import DatasetError, absolute_annotations

@@ -12,8 +12,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-from detectron2.utils import comm
 from torch.utils.data.sampler import Sampler
+
+from detectron2.utils import comm
 
 from ..utils.ages import AGE_BANDS, age_band
 

@@ -12,6 +12,7 @@ from typing import Callable, List, Optional, Sequence
 
 import cv2
 import numpy as np
+
 from detectron2.structures import BoxMode
 
 from .utils import absolute_annotations

@@ -7,6 +7,7 @@ from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 

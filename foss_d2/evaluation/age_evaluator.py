@@ -28,6 +28,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 from detectron2.structures import Boxes, BoxMode, pairwise_iou

@@ -16,8 +16,9 @@ from typing import Callable, List, Optional, Sequence
 import cv2
 import numpy as np
 import torch
-from detectron2.structures import BoxMode
 from torchvision.ops import box_iou
+
+from detectron2.structures import BoxMode
 
 from .tiled import summarize_by_band
 

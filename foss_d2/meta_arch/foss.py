@@ -11,12 +11,13 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
-from torch import nn
 
 from ..config import DET_SIZE_DIVISOR
 from ..data.augmentation import apply_color_jitter

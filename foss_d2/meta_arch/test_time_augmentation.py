@@ -12,10 +12,11 @@ With every option off, ``FOSSWithTTA(cfg, model)`` answers exactly as ``model.in
 from typing import Dict, List, Optional
 
 import torch
-from detectron2.layers import nms
-from detectron2.structures import Instances
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from detectron2.layers import nms
+from detectron2.structures import Instances
 
 from ..proposal_generator.centernet import average_with_mirror
 from .foss import FOSS

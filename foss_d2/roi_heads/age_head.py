@@ -12,9 +12,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from detectron2.config import configurable
 from detectron2.structures import Instances
-from torch import nn
 
 from ..config import check_crop_jitter
 from ..utils.ages import check_readout, read_age

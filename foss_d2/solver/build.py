@@ -6,9 +6,10 @@ from collections import defaultdict
 from typing import Callable, Dict, Iterable, List, Tuple
 
 import torch
+from torch import nn
+
 from detectron2.solver import build_optimizer as build_d2_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
-from torch import nn
 
 
 def build_foss_optimizer(cfg, model):

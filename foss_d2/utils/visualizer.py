@@ -69,6 +69,7 @@ def _face_visualizer():
     alignment, rotation) instead of becoming matplotlib artists: ``_overlay_onto`` pastes each as a
     picture rendered once (``_label_sprite``)."""
     import matplotlib as mpl
+
     from detectron2.utils.visualizer import VisImage, Visualizer
 
     class Canvas(VisImage):
@@ -132,9 +133,10 @@ def _label_sprite(text: str, scale: float, style: tuple, dpi: float):
     (rows, columns) of its top-left pixel from the label's anchor. A group photo's labels are a few
     hundred strings in one size, so each is rendered once instead of once a face (a matplotlib text
     took 1.5 ms a face, two thirds of the drawing time of a group photo)."""
-    from detectron2.utils.visualizer import Visualizer
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from detectron2.utils.visualizer import Visualizer
 
     font_size, color, align, rotation = style
     if not hasattr(_sprite_canvas, "ax"):

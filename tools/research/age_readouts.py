@@ -14,11 +14,6 @@ them), OUT/readouts.json (every figure) and OUT/readouts.md (the table).
 import logging
 import os
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
-from detectron2.modeling import build_model
-from detectron2.structures import Instances
-
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.apps.train import Trainer
 from foss_d2.config import get_foss_cfg
@@ -27,6 +22,11 @@ from foss_d2.evaluation import FaceAgeEvaluator
 from foss_d2.meta_arch import FOSSWithTTA
 from foss_d2.utils.ages import AGE_READOUTS, read_age
 from foss_d2.utils.json_io import write_json_atomic, write_text_atomic
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
+from detectron2.modeling import build_model
+from detectron2.structures import Instances
 
 # (figure, its key in FaceAgeEvaluator's results); a dataset reports those its labels allow
 FIGURES = (

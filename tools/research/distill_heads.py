@@ -35,7 +35,6 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
-from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
@@ -47,6 +46,8 @@ from foss_d2.engine.predictor import load_model, read_photos
 from foss_d2.proposal_generator.build import build_face_detector
 from foss_d2.proposal_generator.centernet import _point_head, copy_hidden_channels, head_at
 from foss_d2.solver import cosine_schedule, distill_epochs
+
+from detectron2.utils.logger import setup_logger
 
 logger = logging.getLogger("foss_d2.distill_heads")
 HEADS = ("heatmap", "size", "offset")

@@ -28,7 +28,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
@@ -39,6 +38,8 @@ from foss_d2.data.utils import photo_paths
 from foss_d2.engine.fusion import optimize_for_inference
 from foss_d2.engine.predictor import load_model, read_photos
 from foss_d2.solver import cosine_schedule, distill_epochs
+
+from detectron2.utils.logger import setup_logger
 
 logger = logging.getLogger("foss_d2.distill_mirror")
 

@@ -27,10 +27,6 @@ import os
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog
-from detectron2.modeling import build_model
-from detectron2.structures import BoxMode
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
@@ -41,6 +37,11 @@ from foss_d2.data.utils import absolute_annotations
 from foss_d2.roi_heads.crops import expand_boxes_with_margins
 from foss_d2.utils.image_io import read_image_file
 from foss_d2.utils.json_io import write_json_atomic
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+from detectron2.structures import BoxMode
 
 logger = logging.getLogger("foss_d2.fit_feature_adapter")
 PROJ = "age_head.net.feature_proj.weight"

@@ -23,7 +23,6 @@ import os
 
 import numpy as np
 import torch
-from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
@@ -32,6 +31,8 @@ from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import photo_paths
 from foss_d2.engine.predictor import load_model, read_photos
 from foss_d2.proposal_generator.centernet import BoundedHeatmapHead, top_peaks
+
+from detectron2.utils.logger import setup_logger
 
 logger = logging.getLogger("foss_d2.heatmap_bound")
 

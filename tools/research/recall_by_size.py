@@ -15,16 +15,17 @@ and OUT/recall.md.
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, detection_utils
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_all_foss
 from foss_d2.utils.json_io import write_report
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, detection_utils
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, BoxMode, pairwise_iou
 
 EDGES = (0, 4, 8, 12, 16, 24, 32, 64, float("inf"))
 

@@ -19,11 +19,6 @@ import logging
 import os
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, build_detection_test_loader
-from detectron2.evaluation import COCOEvaluator
-from detectron2.modeling import build_model
-from detectron2.modeling.postprocessing import detector_postprocess
 from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
@@ -32,6 +27,12 @@ from foss_d2.data import FOSSDatasetMapper
 from foss_d2.data.datasets import register_all_foss
 from foss_d2.meta_arch import FOSSWithTTA
 from foss_d2.utils.json_io import write_json_atomic, write_text_atomic
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.evaluation import COCOEvaluator
+from detectron2.modeling import build_model
+from detectron2.modeling.postprocessing import detector_postprocess
 
 
 @torch.no_grad()

@@ -23,8 +23,6 @@ import os
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog
-from detectron2.structures import BoxMode
 from tqdm import tqdm
 
 from foss_d2 import FaceAgeEstimator
@@ -34,6 +32,9 @@ from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import absolute_annotations
 from foss_d2.evaluation.age_evaluator import match_faces
 from foss_d2.utils.json_io import write_json_atomic
+
+from detectron2.data import DatasetCatalog
+from detectron2.structures import BoxMode
 
 logger = logging.getLogger("foss_d2.teacher_genders")
 

@@ -32,10 +32,6 @@ import time
 from collections import defaultdict
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
-from detectron2.solver import build_lr_scheduler
-from detectron2.utils.logger import setup_logger
 from torch import nn
 from tqdm import tqdm
 
@@ -46,6 +42,11 @@ from foss_d2.data import build_foss_train_loader
 from foss_d2.data.datasets import register_config_datasets
 from foss_d2.solver import build_foss_optimizer
 from foss_d2.utils.json_io import write_json_atomic
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.solver import build_lr_scheduler
+from detectron2.utils.logger import setup_logger
 
 logger = logging.getLogger("foss_d2.train_age_cached")
 KEYS = ("crops", "feature", "ages", "genders", "teacher_age", "teacher_gender")

@@ -16,9 +16,10 @@ import re
 from typing import List, Optional
 
 import numpy as np
+from PIL import Image
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-from PIL import Image
 
 from ..utils import DatasetError, hash_split
 

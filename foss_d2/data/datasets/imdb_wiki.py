@@ -19,6 +19,7 @@ import os
 from typing import List
 
 import numpy as np
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 

@@ -13,9 +13,10 @@ import os
 import re
 from typing import List, Optional
 
+from PIL import Image
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-from PIL import Image
 
 from ..utils import hash_split
 

@@ -14,9 +14,10 @@ import logging
 import os
 from typing import Dict, List, Optional, Tuple
 
+from PIL import Image
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-from PIL import Image
 
 from ..utils import DatasetError
 
