@@ -7,6 +7,16 @@ registries, and the CenterNet face detector and the TResNet age head in FOSS's o
 
 import warnings
 
+import PIL
+from PIL import Image
+
+# detectron2 0.6 names Image.LINEAR, which Pillow 10 removed (BILINEAR, the same filter), as a default
+# argument: `import detectron2.data` failed. install.sh pins Pillow < 10; a machine that brings its
+# own Pillow (the lent GPU machines, tools/research/make_device_carry.py) gets the old name back.
+# (Pillow 9 answers the name itself, with a DeprecationWarning: not asked here.)
+if int(PIL.__version__.split(".")[0]) >= 10 and "LINEAR" not in vars(Image):
+    Image.LINEAR = Image.BILINEAR
+
 # fvcore scripts its focal loss with torch.jit.script when detectron2 imports it, and PyTorch >= 2.10
 # answers every command with a FutureWarning about it; FOSS-D2 never calls that function. Silenced
 # for these imports only: a user's own torch.jit.script still hears it.

@@ -2,11 +2,13 @@
 training data that the project's loaders read alike) and tools/research/train_gpu_model.sh (iterations
 fitted to a wall-clock budget), the latter with a stand-in for the Python interpreter."""
 
+import json
 import os
 import sys
 
 import cv2
 import numpy as np
+import pytest
 from conftest import recipe_arg as _arg
 from conftest import run_with_fake_python
 
@@ -17,6 +19,7 @@ from foss_d2.data.utils import hash_split
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "research"))
 import make_compact_data as mcd  # noqa: E402
+import make_device_carry as mdc  # noqa: E402
 
 
 def _utk_names():
@@ -164,6 +167,17 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     assert "MAX_ITER 1" in (tmp_path / "runs" / "plan.txt").read_text()
 
 
+def test_gpu_recipe_without_evaluation_gives_its_reserve_to_training(tmp_path):
+    """EVAL_SETS "()" (the lent window's default: the model is evaluated here afterwards): no
+    evaluation run, and its 90 s go to the age stage: (1000 - 10) s at 0.25 s/it."""
+    r, calls = run_gpu_recipe(tmp_path, 1000, EVAL_SETS="()")
+    assert r.returncode == 0, r.stderr
+    assert not any("--eval-only" in c for c in calls)
+    trains = [c for c in calls if "train_net.py" in c]
+    assert 3920 <= int(_arg(trains[3], "SOLVER.MAX_ITER")) <= 3960
+    assert "none evaluated" in r.stdout
+
+
 def test_gpu_recipe_runs_the_shipped_models_steps_on_request(tmp_path):
     r, calls = run_gpu_recipe(
         tmp_path,
@@ -261,3 +275,123 @@ def test_compact_copy_adds_widerface_more_and_the_fgnet_train_people_scaled(tmp_
     test = load_fgnet(str(dst / "fgnet" / "FGNET"), "test")
     assert {(r["width"], r["height"]) for r in test} == {(80, 100)}
     assert not (dst / "widerface" / "WIDER_val").exists()
+
+
+_text = {"capture_output": True, "text": True, "timeout": 300}
+HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+MACHINE_PYTHON = r"""#!{python} -S
+# a lent machine's python3, on this environment's: no site-packages but the machine's (PYTHONPATH),
+# and Pillow >= 10 there, without Image.LINEAR (which detectron2 0.6 reads)
+import os, runpy, sys
+import PIL, PIL.Image as I
+PIL.__version__ = "10.4.0"
+_getattr = I.__getattr__
+def _no_linear(name):
+    if name == "LINEAR":
+        raise AttributeError(name)
+    return _getattr(name)
+I.__getattr__ = _no_linear
+args = sys.argv[1:]
+if args[0] in ("-c", "-"):
+    code = args[1] if args[0] == "-c" else sys.stdin.read()
+    sys.argv = [args[0]] + args[2 if args[0] == "-c" else 1 :]
+    exec(compile(code, "<string>", "exec"), {{"__name__": "__main__"}})
+else:
+    sys.argv = args
+    sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
+    runpy.run_path(args[0], run_name="__main__")
+"""
+
+
+def _machine_like_site(tmp_path):
+    """A folder of links to this environment's packages without the ones a lent GPU machine lacks
+    (tools/research/make_device_carry.py carries them) and without foss_d2's own install, and a
+    ``python3`` that sees only what is on PYTHONPATH and has Pillow 10's names: with the folder on
+    PYTHONPATH, a process sees what such a machine has."""
+    import sysconfig
+
+    carried = mdc.PURE + mdc.COMPILED + ("pb1_detectron2", "antlr4_python3_runtime", "foss_d2", "__editable__")
+    site = sysconfig.get_paths()["purelib"]
+    machine = tmp_path / "machine-site"
+    machine.mkdir()
+    for entry in os.listdir(site):
+        if not entry.replace("-", "_").lower().startswith(carried) and not entry.endswith(".pth"):
+            os.symlink(os.path.join(site, entry), machine / entry)
+    python = tmp_path / "python3"
+    python.write_text(MACHINE_PYTHON.format(python=sys.executable))
+    python.chmod(0o755)
+    return machine, python
+
+
+def test_the_lent_window_runs_from_the_carry_alone_at_toy_size(tmp_path, capsys):
+    """tools/research/device_window.sh as a lent machine would run it, on CPU: detectron2, fvcore,
+    pycocotools, timm and the rest only from make_device_carry.py's archive (this environment's
+    copies hidden), Pillow >= 10 (no Image.LINEAR, which detectron2 0.6 reads), the real
+    train_gpu_model.sh on toy data: calibration, both stages, exports, evaluation, and what comes
+    back in $OUT (the model in parts that join to the exported file)."""
+    import subprocess
+    import tarfile
+
+    src, data = tmp_path / "src", tmp_path / "compact"
+    _write_sources(src)
+    more = src / "widerface_more" / "WIDER_train" / "images" / "2--Demonstration"
+    more.mkdir(parents=True)
+    cv2.imwrite(str(more / "m.jpg"), np.full((300, 400, 3), 70, np.uint8))
+    (src / "widerface_more" / "wider_face_split").mkdir()
+    (src / "widerface_more" / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text(
+        "2--Demonstration/m.jpg\n1\n100 60 40 50 0 0 0 0 0 0\n"
+    )
+    _write_fgnet(src)
+    mcd.main(["--input", str(src), "--output", str(data), "--wider-more", "--fgnet-train", "--with-eval", "fgnet_test"])
+    archive = tmp_path / "compact.tar.xz"  # as it travels (MODEL_ZOO.md)
+    subprocess.run(["tar", "-cJf", str(archive), "-C", str(data), "."], check=True)
+    carry = tmp_path / "carry"
+    mdc.main(["--output", str(carry), "--python-version", HERE, "--travel", str(archive)])
+    assert "which fits the device tool's 64 MiB" in capsys.readouterr().out
+    machine, python = _machine_like_site(tmp_path)
+    out, runs = tmp_path / "OUT", tmp_path / "runs"
+    toy = "SOLVER.IMS_PER_BATCH 2 MODEL.FOSS.DET_INPUT_SIZE 128 INPUT.TILING.CANVAS_SIZE 128 DATALOADER.NUM_WORKERS 0"
+    env = dict(os.environ, PYTHON=str(python), PYTHONPATH=str(machine), OUT=str(out), RUNS=str(runs))
+    env.update(SITE=str(tmp_path / "site"), DATA_DIR=str(tmp_path / "data"), CALIB_ITERS="5", FOSS_OPTS=toy)
+    env.update(EVAL_SETS="('fgnet_test',)", EVAL_RESERVE="0")
+    script = os.path.join(ROOT, "tools", "research", "device_window.sh")
+    r = subprocess.run(["bash", script, str(carry), str(archive), "30"], env=env, **dict(_text, timeout=900))
+    log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
+    assert r.returncode == 0, (log + r.stderr)[-4000:]
+    assert "FOSS-D2 imports; torch" in log and "CUDA False" in log
+    # the carry's packages, not this environment's, and the old Pillow name given back
+    site = str(tmp_path / "site")
+    probe = "import sys, foss_d2.apps.train, PIL.Image as I; print(sys.modules['detectron2'].__file__, I.LINEAR)"
+    r2 = subprocess.run([str(python), "-c", probe], env=dict(env, PYTHONPATH=f"{site}:{ROOT}:{machine}"), **_text)
+    assert r2.returncode == 0 and r2.stdout.startswith(site), r2.stderr[-2000:]
+    with tarfile.open(out / "results.tar.gz") as t:
+        names = set(t.getnames())
+    assert {"plan.txt", "eval/eval_results.json", "detector/metrics.json", "age/training_curves.png"} <= names
+    assert (runs / "plan.txt").read_text().startswith("calibration: detector ")
+    figures = json.loads((runs / "eval" / "eval_results.json").read_text())
+    assert figures["age"]["num_faces"] == 3  # the three FG-NET test portraits
+    parts = sorted(out.glob("model.pth.part-*"))
+    assert len(parts) == 2 and all(p.stat().st_size <= 15 * 2**20 for p in parts)  # (the tool: 16 MiB a file)
+    assert b"".join(p.read_bytes() for p in parts) == (runs / "model.pth").read_bytes()
+    assert len(list(out.iterdir())) <= 8
+
+
+def test_the_lent_window_stops_before_training_without_its_carry(tmp_path):
+    import subprocess
+
+    script = os.path.join(ROOT, "tools", "research", "device_window.sh")
+    env = dict(os.environ, OUT=str(tmp_path / "OUT"), RUNS=str(tmp_path / "runs"))
+    r = subprocess.run(["bash", script, str(tmp_path / "no-carry"), str(tmp_path)], env=env, **_text)
+    assert r.returncode == 2 and "no such file" in r.stderr and "site.tar.gz" in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_carry_says_when_the_windows_call_would_not_fit(tmp_path, capsys):
+    big = tmp_path / "data.tar.xz"
+    with open(big, "wb") as f:
+        f.truncate(70 * 2**20)  # (sparse: its size, not its blocks)
+    with pytest.raises(SystemExit) as e:
+        mdc.main(["--output", str(tmp_path / "carry"), "--python-version", HERE, "--travel", str(big)])
+    assert e.value.code == 1 and "is over the device tool's 64 MiB" in capsys.readouterr().out

@@ -33,7 +33,8 @@ WORKERS=$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))
 AMP=$("$PY" -c "import torch; print(torch.cuda.is_available())")
 SPEED_OPTS=${SPEED_OPTS-INPUT.CACHE_DECODED True INPUT.AUG.COLOR_ON_DEVICE True DATALOADER.NUM_WORKERS $WORKERS SOLVER.AMP.ENABLED $AMP}
 if [ -d "$DATA/widerface/WIDER_val" ]; then DEFAULT_EVAL="('wider_face_val','fgnet_test')"; else DEFAULT_EVAL="('fgnet_test',)"; fi
-EVAL_SETS=${EVAL_SETS:-$DEFAULT_EVAL}  # what make_compact_data.py --with-eval carries
+EVAL_SETS=${EVAL_SETS:-$DEFAULT_EVAL}  # what make_compact_data.py --with-eval carries; "()": none
+if [ "$EVAL_SETS" = "()" ]; then EVAL_RESERVE=${EVAL_RESERVE:-0}; fi
 EVAL_RESERVE=${EVAL_RESERVE:-90}  # seconds of the budget kept for the evaluation at the end
 DET_CFG=${DET_CFG:-configs/zoo/next-detector.yaml}
 AGE_CFG=${AGE_CFG:-configs/zoo/next-age.yaml}
@@ -107,6 +108,10 @@ echo "age: ${age_s} s/it, ${age_over}s start-up, ${left}s left -> MAX_ITER $age_
 echo "== age network ($age_iters iterations, frozen detector)"
 train "$AGE_CFG" "$RUNS/age" "$age_start" "$age_iters" "$age_steps"
 "$PY" tools/export_model.py "$RUNS/age/model_final.pth" "$RUNS/model.pth"
+if [ "$EVAL_SETS" = "()" ]; then
+    echo "== done in $(( $(date +%s) - t_start ))s: $RUNS/model.pth (EVAL_SETS: none evaluated)"
+    exit 0
+fi
 echo "== trained in $(( $(date +%s) - t_start ))s: $RUNS/model.pth; evaluating on $EVAL_SETS"
 "$PY" tools/train_net.py --eval-only DATASETS.ROOT "$DATA" MODEL.WEIGHTS "$RUNS/model.pth" \
     DATASETS.TEST "$EVAL_SETS" OUTPUT_DIR "$RUNS/eval"
