@@ -152,3 +152,12 @@ def test_guard_thresholds_by_hand():
         guard.trainer.model.weight[0, 1] = float("inf")
     with pytest.raises(FloatingPointError, match="parameter weight holds NaN or Inf"):
         guard.after_step()
+    # the first trained one that is not finite is named (all are checked in one reduction); a frozen
+    # one is not checked
+    with torch.no_grad():
+        guard.trainer.model.weight.fill_(1.0)
+        guard.trainer.model.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="parameter bias holds NaN or Inf"):
+        guard.after_step()
+    guard.trainer.model.bias.requires_grad_(False)
+    guard.after_step()

@@ -61,10 +61,14 @@ class DivergenceGuard(HookBase):
         return float(value) if math.isfinite(value) else float("inf")
 
     def _first_non_finite_parameter(self) -> Optional[str]:
-        for name, p in self.trainer.model.named_parameters():
-            if p.requires_grad and not torch.isfinite(p).all():
-                return name
-        return None
+        trained = [(name, p) for name, p in self.trainer.model.named_parameters() if p.requires_grad]
+        if not trained:
+            return None
+        # one answer for all of them: on a GPU each .all() read on its own waits for the device
+        finite = torch.stack([torch.isfinite(p).all() for _, p in trained])
+        if bool(finite.all()):
+            return None
+        return trained[int((~finite).nonzero()[0])][0]
 
 
 def read_metrics(path: str) -> List[dict]:
