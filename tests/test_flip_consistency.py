@@ -45,6 +45,19 @@ def test_flip_loss_by_hand():
     assert none.item() == 0.0 and none.requires_grad
 
 
+def test_flip_loss_of_fp16_logits_is_taken_in_float32():
+    """Under fp16 autocast (SOLVER.AMP on a GPU) a gender logit of 12 has a sigmoid of exactly 1 in
+    fp16, and the clamp to 1e-12 is 0 there: 0 x log(0) gave NaN. The same loss as from float32."""
+    age = torch.tensor([[0.0, 2.0, -1.0]])
+    mirror_age = torch.tensor([[1.0, 0.5, -1.0]])
+    gender, mirror_gender = torch.tensor([12.0]), torch.tensor([11.0])
+    assert gender.half().sigmoid() == 1.0
+    valid = torch.tensor([True])
+    want = flip_consistency_loss(age, mirror_age, gender, mirror_gender, valid, 1.0)["loss_flip"]
+    got = flip_consistency_loss(age.half(), mirror_age.half(), gender.half(), mirror_gender.half(), valid, 1.0)
+    assert torch.isfinite(got["loss_flip"]) and got["loss_flip"].item() == pytest.approx(want.item(), rel=1e-3)
+
+
 def _head(lambda_flip, seed=0):
     torch.manual_seed(seed)
     cfg = tiny_cfg(**{"MODEL.AGE_HEAD.LAMBDA_FLIP": lambda_flip, "MODEL.AGE_HEAD.DROPOUT": 0.0})

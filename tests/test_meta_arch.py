@@ -525,3 +525,19 @@ def test_det_input_sizes_train_draws_one_side_per_step_and_scales_the_boxes():
     with torch.no_grad():
         model([{"image": _sample()["image"]}])
     assert inputs == [(128, 128)]
+
+
+def test_a_training_step_under_fp16_autocast():
+    """What SOLVER.AMP runs on a GPU (the GPU recipe turns it on), as close as a CPU comes: the
+    forward under fp16 autocast. Every loss is a finite float32 (the heatmap's focal loss and the
+    flip term were NaN when taken in fp16) and the backward reaches the trained parts."""
+    cfg = tiny_cfg(**{"MODEL.FOSS.ADD_GT_BOXES": True, "MODEL.AGE_HEAD.LAMBDA_FLIP": 1.0})
+    model = build_model(cfg)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.float16):
+        losses = model([_sample(), _sample(120, 90)])
+    assert {"loss_heatmap", "loss_age", "loss_gender", "loss_flip"} <= set(losses)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    trained = list(model.age_head.parameters()) + list(model.detector_parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trained if p.requires_grad)

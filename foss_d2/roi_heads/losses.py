@@ -184,6 +184,11 @@ def flip_consistency_loss(
     n = _count_faces("age_head/num_flip_faces", valid)
     if n == 0:
         return {"loss_flip": age_logits.sum() * 0.0}
+    # float32: under fp16 autocast a confident P(female) is exactly 1, and the clamp to 1e-12 is 0
+    # in fp16, so 0 x log(0) made the loss NaN
+    age_logits, mirror_age_logits = age_logits.float(), mirror_age_logits.float()
+    if gender_logits is not None:
+        gender_logits, mirror_gender_logits = gender_logits.float(), mirror_gender_logits.float()
     js = _js_divergence(F.softmax(age_logits[valid], dim=1), F.softmax(mirror_age_logits[valid], dim=1))
     if gender_logits is not None:
         p, q = gender_logits[valid].sigmoid(), mirror_gender_logits[valid].sigmoid()
