@@ -531,7 +531,9 @@ def test_a_training_step_under_fp16_autocast():
     """What SOLVER.AMP runs on a GPU (the GPU recipe turns it on), as close as a CPU comes: the
     forward under fp16 autocast. Every loss is a finite float32 (the heatmap's focal loss and the
     flip term were NaN when taken in fp16) and the backward reaches the trained parts."""
-    cfg = tiny_cfg(**{"MODEL.FOSS.ADD_GT_BOXES": True, "MODEL.AGE_HEAD.LAMBDA_FLIP": 1.0})
+    cfg = tiny_cfg(
+        **{"MODEL.FOSS.FREEZE_DETECTOR": False, "MODEL.FOSS.ADD_GT_BOXES": True, "MODEL.AGE_HEAD.LAMBDA_FLIP": 1.0}
+    )
     model = build_model(cfg)
     model.train()
     with torch.autocast("cpu", dtype=torch.float16):
