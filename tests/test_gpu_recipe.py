@@ -70,9 +70,9 @@ def test_compact_copy_scales_boxes_with_images_and_keeps_the_held_out_faces_out(
 
 
 FAKE_PYTHON = r"""#!{python}
-import json, os, sys
+import json, os, sys, time
 args = sys.argv[1:]
-if args[0] in ("-", "-c"):  # the script's own arithmetic: the real interpreter
+if args[0] in ("-", "-c", "-m"):  # the scripts' own arithmetic, checks and unpacking: the real interpreter
     os.execv({python!r}, [{python!r}] + args)
 with open(os.environ["CALLS"], "a") as f:
     f.write(" ".join(args) + "\n")
@@ -85,6 +85,8 @@ elif args[0].endswith("train_net.py"):
     name = os.path.basename(out)
     if name == os.environ.get("FAIL_STAGE"):
         sys.exit(3)
+    if name == os.environ.get("SLOW_STAGE"):
+        time.sleep(60)
     os.makedirs(out, exist_ok=True)
     s_it = float(os.environ["S_PER_IT_" + name.replace("calib-", "").upper()])
     with open(os.path.join(out, "metrics.json"), "w") as f:
@@ -93,7 +95,7 @@ elif args[0].endswith("train_net.py"):
     open(os.path.join(out, "model_final.pth"), "w").close()
     open(os.path.join(out, "config.yaml"), "w").write("SOLVER:\n  BASE_LR: 0.001\n  IMS_PER_BATCH: 32\n")
 else:
-    open(args[2], "w").close()
+    open(args[2], "w").write(" ".join(args))  # an export: what it was asked
 """
 
 
@@ -298,6 +300,9 @@ if args[0] in ("-c", "-"):
     code = args[1] if args[0] == "-c" else sys.stdin.read()
     sys.argv = [args[0]] + args[2 if args[0] == "-c" else 1 :]
     exec(compile(code, "<string>", "exec"), {{"__name__": "__main__"}})
+elif args[0] == "-m":
+    sys.argv = args[1:]
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
 else:
     sys.argv = args
     sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
@@ -355,7 +360,7 @@ def test_the_lent_window_runs_from_the_carry_alone_at_toy_size(tmp_path, capsys)
     toy = "SOLVER.IMS_PER_BATCH 2 MODEL.FOSS.DET_INPUT_SIZE 128 INPUT.TILING.CANVAS_SIZE 128 DATALOADER.NUM_WORKERS 0"
     env = dict(os.environ, PYTHON=str(python), PYTHONPATH=str(machine), OUT=str(out), RUNS=str(runs))
     env.update(SITE=str(tmp_path / "site"), DATA_DIR=str(tmp_path / "data"), CALIB_ITERS="5", FOSS_OPTS=toy)
-    env.update(EVAL_SETS="('fgnet_test',)", EVAL_RESERVE="0")
+    env.update(EVAL_SETS="('fgnet_test',)", EVAL_RESERVE="0", LIMIT="800")
     script = os.path.join(ROOT, "tools", "research", "device_window.sh")
     r = subprocess.run(["bash", script, str(carry), str(archive), "30"], env=env, **dict(_text, timeout=900))
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
@@ -395,3 +400,34 @@ def test_the_carry_says_when_the_windows_call_would_not_fit(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         mdc.main(["--output", str(tmp_path / "carry"), "--python-version", HERE, "--travel", str(big)])
     assert e.value.code == 1 and "is over the device tool's 64 MiB" in capsys.readouterr().out
+
+
+def test_a_window_that_overruns_brings_back_the_new_detector_and_nothing_stale(tmp_path):
+    """The recipe stopped at $LIMIT in the age stage (the device tool's own limit would have lost
+    everything): the exported detector comes back in parts, with the log and the plan, and the exit
+    status says it was stopped; a model.pth from an earlier try on the same (warm) machine does not."""
+    import subprocess
+    import tarfile
+
+    carry, runs, out = tmp_path / "carry", tmp_path / "runs", tmp_path / "OUT"
+    carry.mkdir()
+    with tarfile.open(carry / "site.tar.gz", "w:gz") as t:
+        t.add(os.path.join(ROOT, "README.md"), arcname="README.md")
+    runs.mkdir()
+    (runs / "model.pth").write_text("an earlier try's model")
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
+    fake.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(fake), CALLS=str(tmp_path / "calls.txt"), OUT=str(out), RUNS=str(runs))
+    env.update(SITE=str(tmp_path / "site"), CALIB_ITERS="40", S_PER_IT_DETECTOR="0.5", S_PER_IT_AGE="0.25")
+    env.update(SLOW_STAGE="age", LIMIT="8")
+    script = os.path.join(ROOT, "tools", "research", "device_window.sh")
+    r = subprocess.run(["bash", script, str(carry), str(tmp_path), "1000"], env=env, **_text)
+    assert r.returncode == 124, r.stdout[-2000:] + r.stderr[-2000:]  # timeout's status
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["detector.pth.part-00", "log.txt", "results.tar.gz"], names
+    export = (out / "detector.pth.part-00").read_text()
+    assert export.endswith(f"{runs}/detector/model_final.pth {runs}/detector.pth --detector-only")
+    assert "FOSS-D2 imports" in (out / "log.txt").read_text()
+    with tarfile.open(out / "results.tar.gz") as t:
+        assert "plan.txt" in t.getnames()

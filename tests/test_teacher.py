@@ -264,3 +264,26 @@ def test_the_teacher_reads_its_detector_at_each_steps_drawn_side(tmp_path):
     for batch in batches:
         student(batch)
     assert sides["teacher"] == sides["student"] and set(sides["student"]) == {96, 160}
+
+
+def test_mirror_averaged_teacher_targets_of_an_fp16_teacher_are_finite():
+    """TEACHER_FLIP under fp16 autocast: a teacher sure of a face's gender answers P(female) = 1
+    exactly in fp16, where 1 - 1e-6 is 1 again (logit: inf), and an age class of probability 0,
+    where 1e-12 is 0 (log: -inf); the targets are taken in float32."""
+    from foss_d2.roi_heads import TResNetAgeHead
+
+    class Teacher:
+        def roi_feature(self, *args):
+            return None
+
+        def predict(self, crops, feat, mirror=False):
+            probs = torch.zeros(len(crops), 101, dtype=torch.float16)
+            probs[:, 30] = 1.0
+            return probs, torch.ones(len(crops), dtype=torch.float16)
+
+    head = TResNetAgeHead(
+        tiny_cfg(**{"MODEL.AGE_HEAD.TEACHER_FLIP": True, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
+    )
+    t_age, t_gender = head.teacher_answers((Teacher(), None), torch.zeros(2, 3, 112, 80), None, None)
+    assert torch.isfinite(t_gender).all() and float(t_gender[0]) == pytest.approx(13.81, abs=0.02)  # logit(1 - 1e-6)
+    assert float(t_age[0, 0]) == pytest.approx(-27.631, abs=1e-3) and float(t_age[0, 30]) == 0.0  # log(1e-12), log(1)

@@ -38,9 +38,13 @@ def test_the_picture_has_a_panel_a_curve_and_is_replaced_whole(tmp_path):
     img = cv2.imread(str(out))
     assert img is not None and img.shape[:2] == (300, 1200)  # three panels of 4 x 3 inches at 100 dpi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["training_curves.png"]  # no partial file left
-    # each panel holds its curve: non-white pixels in each third of the picture's plot area
-    dark = (img.min(axis=2) < 200)[60:260]
-    assert all(dark[:, k * 400 : (k + 1) * 400].sum() > 500 for k in range(3))
+    # each panel holds its curve: pixels of matplotlib's first line colour (#1f77b4; BGR here) in
+    # each third of the picture, and none anywhere else (axes, labels and ticks are black or grey)
+    b, g, r = (img[..., i].astype(int) for i in range(3))
+    line = (b > 150) & (r < 100) & (g > 80) & (g < 160)
+    assert all(line[:, k * 400 : (k + 1) * 400].sum() > 100 for k in range(3))
+    plot_training_curves(rows[:0] + [{"iteration": 0, "total_loss": 1.0}], str(out), "no curve to speak of")
+    assert ((lambda i: (i[..., 0] > 150) & (i[..., 2] < 100))(cv2.imread(str(out)).astype(int))).sum() < 30
 
 
 class _Trainer:
@@ -70,6 +74,7 @@ def test_the_hook_draws_at_checkpoints_and_at_the_end_and_never_stops_training(t
         hook.after_train()
     warned = [r for r in caplog.records if "could not draw" in r.getMessage()]
     assert len(warned) == 1 and "training_curves.png" in warned[0].getMessage()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "training_curves.png"]  # no temporary
 
 
 def test_no_metrics_no_picture(tmp_path):

@@ -12,6 +12,7 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 
 from ..utils.figures import pyplot, save_figure
+from ..utils.json_io import atomic_path
 
 
 class DivergenceGuard(HookBase):
@@ -97,8 +98,8 @@ def curve_keys(rows: List[dict]) -> List[str]:
 
 def plot_training_curves(rows: List[dict], path: str, title: str = "") -> None:
     """One panel a key of ``curve_keys`` against the iteration (detectron2 logs each loss as the
-    median of its last 20 iterations), written to ``path`` (a PNG) through a temporary file, so
-    that a picture open in a viewer is never half written."""
+    median of its last 20 iterations), written to ``path`` (PNG unless its suffix names another
+    format) through a temporary file: a picture open in a viewer is never half written."""
     keys = curve_keys(rows)
     plt = pyplot()
     ncols = min(3, len(keys))
@@ -112,10 +113,8 @@ def plot_training_curves(rows: List[dict], path: str, title: str = "") -> None:
         ax.grid(alpha=0.3)
         ax.set_xlabel("iteration")
     fig.suptitle(title)
-    root, ext = os.path.splitext(path)
-    partial = f"{root}.partial{ext}"  # (matplotlib reads the format from the suffix)
-    save_figure(plt, fig, partial, dpi=100)
-    os.replace(partial, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        save_figure(plt, fig, f, dpi=100, format=os.path.splitext(path)[1][1:] or "png")
 
 
 class TrainingCurves(HookBase):

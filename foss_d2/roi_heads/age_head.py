@@ -235,8 +235,9 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         if not self.teacher_flip:
             return head.net(crops, t_feat)
         t_probs, t_female = head.predict(crops, t_feat, mirror=True)
-        t_gender = torch.logit(t_female, eps=1e-6) if t_female is not None else None
-        return t_probs.clamp_min(1e-12).log(), t_gender
+        # float32: in fp16 (autocast) 1 - 1e-6 is 1 and 1e-12 is 0, so the logit or the log was infinite
+        t_gender = torch.logit(t_female.float(), eps=1e-6) if t_female is not None else None
+        return t_probs.float().clamp_min(1e-12).log(), t_gender
 
     def losses(
         self,

@@ -11,10 +11,12 @@ def pyplot():
     return plt
 
 
-def save_figure(plt, fig, path: str, dpi: int = 120, rect=None):
-    """Writes ``fig`` to ``path`` laid out tight (within ``rect`` of the figure, (left, bottom,
-    right, top) fractions, leaving room for a figure-wide legend), and closes it (pyplot keeps
-    every open figure)."""
-    fig.tight_layout(rect=rect)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+def save_figure(plt, fig, path, dpi: int = 120, rect=None, format=None):
+    """Writes ``fig`` to ``path`` (or a file object, in ``format``) laid out tight (within ``rect``
+    of the figure, (left, bottom, right, top) fractions, leaving room for a figure-wide legend),
+    and closes it (pyplot keeps every open figure)."""
+    try:
+        fig.tight_layout(rect=rect)
+        fig.savefig(path, dpi=dpi, format=format)
+    finally:  # (a failed write too: pyplot would keep the figure open)
+        plt.close(fig)

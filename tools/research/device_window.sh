@@ -9,10 +9,12 @@
 #
 #   bash tools/research/device_window.sh CARRY_DIR DATASETS_ROOT[.tar.xz] [BUDGET_SECONDS [DETECTOR_SHARE]]
 #
-# Back here: cat FILES_AT/model.pth.part-* > model.pth, then evaluate it here. $EVAL_SETS (default
-# "()": none) names datasets to evaluate on there too. $PYTHON picks the interpreter (python3), $SITE
-# and $DATA_DIR where the carry and the data are unpacked, $RUNS the runs' folder;
-# train_gpu_model.sh's own variables (FOSS_OPTS, CALIB_ITERS, ...) pass through.
+# Back here: cat FILES_AT/model.pth.part-* > model.pth (detector.pth.part-* if the age stage did not
+# finish), then evaluate it here. $EVAL_SETS (default "()": none) names datasets to evaluate on
+# there too. $LIMIT (default BUDGET + 60) seconds stop the recipe if it overruns. $PYTHON picks the
+# interpreter (python3), $SITE and $DATA_DIR where the carry and the data are unpacked, $RUNS the
+# runs' folder (emptied first); train_gpu_model.sh's own variables (FOSS_OPTS, CALIB_ITERS, ...) pass
+# through.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 usage="usage: tools/research/device_window.sh CARRY_DIR DATASETS_ROOT[.tar.xz] [BUDGET_SECONDS [DETECTOR_SHARE]]"
@@ -29,11 +31,14 @@ export EVAL_SETS=${EVAL_SETS:-"()"}
 for f in "$CARRY/site.tar.gz" "$DATA"; do  # before any GPU time is spent
     [ -e "$f" ] || { echo "device_window.sh: no such file: $f" >&2; exit 2; }
 done
+# a warm machine keeps ignored folders between calls: an earlier try's model must not come back
+rm -rf "$RUNS"
 mkdir -p "$SITE" "$OUT" "$RUNS"
-tar -xzf "$CARRY/site.tar.gz" -C "$SITE"
+# Python's tarfile: the machine's notes list no xz program
+"$PY" -m tarfile -e "$CARRY/site.tar.gz" "$SITE"
 if [[ "$DATA" == *.tar.xz ]]; then  # made here by: tar -cJf DATA.tar.xz -C DATA .
     mkdir -p "$DATA_DIR"
-    tar -xJf "$DATA" -C "$DATA_DIR"
+    "$PY" -m tarfile -e "$DATA" "$DATA_DIR"
     DATA=$DATA_DIR
 fi
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -43,9 +48,12 @@ import foss_d2.apps.train, foss_d2.apps.export, pycocotools.cocoeval
 print('FOSS-D2 imports; torch', torch.__version__, 'CUDA', torch.cuda.is_available())
 " 2>&1 | tee "$OUT/log.txt"
 
+# stopped LIMIT seconds from now if it overruns (default: the budget and a minute), so that what it
+# has is packed before the device tool's own limit
+LIMIT=${LIMIT:-$((BUDGET + 60))}
 status=0
-PYTHON="$PY" bash tools/research/train_gpu_model.sh "$DATA" "$RUNS" "$BUDGET" "$SHARE" 2>&1 | tee -a "$OUT/log.txt" ||
-    status=$?
+PYTHON="$PY" timeout -k 20 "$LIMIT" bash tools/research/train_gpu_model.sh "$DATA" "$RUNS" "$BUDGET" "$SHARE" 2>&1 |
+    tee -a "$OUT/log.txt" || status=$?
 
 # what comes back, also after a failure: the small files in one archive, the model in parts
 results=()
@@ -53,6 +61,12 @@ for f in plan.txt eval/eval_results.json {calib-detector,calib-age,detector,age}
     [ -f "$RUNS/$f" ] && results+=("$f")
 done
 [ ${#results[@]} -gt 0 ] && tar -czf "$OUT/results.tar.gz" -C "$RUNS" "${results[@]}"
-[ -f "$RUNS/model.pth" ] && split -b 15M -d "$RUNS/model.pth" "$OUT/model.pth.part-"
+# the whole model, or after a stop in the age stage the new detector alone
+for model in model.pth detector.pth; do
+    if [ -f "$RUNS/$model" ]; then
+        split -b 15M -d "$RUNS/$model" "$OUT/$model.part-"
+        break
+    fi
+done
 echo "device_window.sh: exit $status; in \$OUT: $(cd "$OUT" && ls | tr '\n' ' ')" | tee -a "$OUT/log.txt"
 exit "$status"
