@@ -310,20 +310,33 @@ else:
 """
 
 
+# a folder holding another torch and torchvision (pip install --no-deps --target DIR torch==2.11.0
+# torchvision==0.26.0, the lent machines' versions) that the machine-like site uses instead of this
+# environment's: the lent window's test then runs on them (docs/MODEL_ZOO.md)
+MACHINE_TORCH = os.environ.get("FOSS_MACHINE_TORCH", "")
+TORCH_PACKAGES = ("torch", "torchvision", "functorch", "torchgen")
+
+
 def _machine_like_site(tmp_path):
     """A folder of links to this environment's packages without the ones a lent GPU machine lacks
     (tools/research/make_device_carry.py carries them) and without foss_d2's own install, and a
     ``python3`` that sees only what is on PYTHONPATH and has Pillow 10's names: with the folder on
-    PYTHONPATH, a process sees what such a machine has."""
+    PYTHONPATH, a process sees what such a machine has. With $FOSS_MACHINE_TORCH, its torch and
+    torchvision are that folder's."""
     import sysconfig
 
     carried = mdc.PURE + mdc.COMPILED + ("pb1_detectron2", "antlr4_python3_runtime", "foss_d2", "__editable__")
+    if MACHINE_TORCH:
+        carried += TORCH_PACKAGES
     site = sysconfig.get_paths()["purelib"]
     machine = tmp_path / "machine-site"
     machine.mkdir()
     for entry in os.listdir(site):
         if not entry.replace("-", "_").lower().startswith(carried) and not entry.endswith(".pth"):
             os.symlink(os.path.join(site, entry), machine / entry)
+    for entry in os.listdir(MACHINE_TORCH) if MACHINE_TORCH else []:
+        if entry.replace("-", "_").lower().startswith(TORCH_PACKAGES):
+            os.symlink(os.path.join(MACHINE_TORCH, entry), machine / entry)
     python = tmp_path / "python3"
     python.write_text(MACHINE_PYTHON.format(python=sys.executable))
     python.chmod(0o755)
@@ -366,6 +379,9 @@ def test_the_lent_window_runs_from_the_carry_alone_at_toy_size(tmp_path, capsys)
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
     assert r.returncode == 0, (log + r.stderr)[-4000:]
     assert "FOSS-D2 imports; torch" in log and "CUDA False" in log
+    if MACHINE_TORCH:  # the window ran on that torch
+        (info,) = [e for e in os.listdir(MACHINE_TORCH) if e.startswith("torch-") and e.endswith(".dist-info")]
+        assert f"FOSS-D2 imports; torch {info[len('torch-') : -len('.dist-info')]}" in log, log[:300]
     # the carry's packages, not this environment's, and the old Pillow name given back
     site = str(tmp_path / "site")
     probe = "import sys, foss_d2.apps.train, PIL.Image as I; print(sys.modules['detectron2'].__file__, I.LINEAR)"
