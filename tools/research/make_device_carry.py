@@ -35,6 +35,8 @@ import tarfile
 import tempfile
 import zipfile
 
+from foss_d2.utils.json_io import atomic_path
+
 PURE = ("detectron2", "fvcore", "iopath", "yacs", "omegaconf", "antlr4", "termcolor", "timm")
 COMPILED = ("pycocotools",)
 STAND_IN_C = '''"""A Python stand-in for detectron2's compiled ``_C`` (tools/research/make_device_carry.py): the
@@ -84,10 +86,9 @@ def add_package(tar: tarfile.TarFile, name: str, keep_compiled: bool = False) ->
     return total
 
 
-def add_bytes(tar: tarfile.TarFile, arcname: str, text: str) -> None:
-    data = text.encode()
+def add_bytes(tar: tarfile.TarFile, arcname: str, data: bytes, mode: int = 0o644) -> None:
     info = tarfile.TarInfo(arcname)
-    info.size, info.mode = len(data), 0o644
+    info.size, info.mode = len(data), mode
     tar.addfile(info, io.BytesIO(data))
 
 
@@ -107,10 +108,7 @@ def add_wheel(tar: tarfile.TarFile, name: str, python_version: str, scratch: str
     with zipfile.ZipFile(wheels[0]) as z:
         for member in z.namelist():
             if member.startswith(f"{name}/") and not member.endswith("/"):
-                info = tarfile.TarInfo(member)
-                data = z.read(member)
-                info.size, info.mode = len(data), 0o755 if member.endswith(".so") else 0o644
-                tar.addfile(info, io.BytesIO(data))
+                add_bytes(tar, member, z.read(member), 0o755 if member.endswith(".so") else 0o644)
     return os.path.basename(wheels[0])
 
 
@@ -148,17 +146,15 @@ def main(argv=None):
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, "site.tar.gz")
-    partial = path + ".partial"
-    with tarfile.open(partial, "w:gz") as tar, tempfile.TemporaryDirectory() as scratch:
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w:gz") as tar, tempfile.TemporaryDirectory() as scratch:
         for name in PURE:
             print(f"{name}: {add_package(tar, name) / 1e6:.1f} MB")
-        add_bytes(tar, "detectron2/_C.py", STAND_IN_C)
+        add_bytes(tar, "detectron2/_C.py", STAND_IN_C.encode())
         for name in COMPILED:
             if args.python_version == here:
                 print(f"{name}: this environment's (Python {here}), {add_package(tar, name, True) / 1e6:.1f} MB")
             else:
                 print(f"{name}: {add_wheel(tar, name, args.python_version, scratch)}")
-    os.replace(partial, path)
     print(f"{path}: {os.path.getsize(path) / 2**20:.1f} MiB, for Python {args.python_version}")
     if args.travel is not None:
         total = tree_bytes([args.output] + args.travel)

@@ -26,8 +26,6 @@ def main():
     rows = read_metrics(args.input)
     if not rows:
         raise SystemExit(f"{args.input}: no losses logged")
-    if os.path.dirname(args.output):
-        os.makedirs(os.path.dirname(args.output), exist_ok=True)
     plot_training_curves(rows, args.output, args.input)
     print(f"{len(rows)} logged points -> {args.output}")
 
