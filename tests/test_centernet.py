@@ -1,8 +1,10 @@
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
+from conftest import needs_shared_data, shared_data_path
 
 from foss_d2.meta_arch.test_time_augmentation import flip_test_detect
 from foss_d2.proposal_generator import (
@@ -327,3 +329,109 @@ def test_score_floor_decodes_only_the_peaks_above_it(monkeypatch):
         assert len(f) == keep and torch.equal(f.scores, r.scores[:keep])
         assert torch.allclose(f.pred_boxes.tensor, r.pred_boxes.tensor[:keep], atol=1e-5)
     assert [len(r) for r in nothing] == [1, 1]  # one peak decoded even when none is above
+
+
+def _targets_face_by_face(head, gt_instances, out_h, out_w):
+    """CenterNet's targets as its reference code draws them, one face at a time (gaussian_radius,
+    draw_gaussian): what ``CenterNet.targets`` computed until it took every face at once."""
+    b, nc, s = len(gt_instances), head.num_classes, head.stride
+    heat = np.zeros((b, nc, out_h, out_w), dtype=np.float32)
+    ignore = np.zeros_like(heat)
+    inds, sizes, offs, batch_idx = [], [], [], []
+    for i, inst in enumerate(gt_instances):
+        boxes = inst.gt_boxes.tensor.numpy() / s
+        classes = inst.gt_classes.numpy() if inst.has("gt_classes") else np.zeros(len(boxes), np.int64)
+        for (x1, y1, x2, y2), cls in zip(boxes, classes):
+            if head.ignore_below > 0:
+                vx1, vx2 = np.clip([x1, x2], 0, out_w)
+                vy1, vy2 = np.clip([y1, y2], 0, out_h)
+                if vx2 > vx1 and vy2 > vy1 and max(vx2 - vx1, vy2 - vy1) * s < head.ignore_below:
+                    r0, c0 = int(vy1), int(vx1)
+                    ignore[i, int(cls), r0 : max(r0 + 1, math.ceil(vy2)), c0 : max(c0 + 1, math.ceil(vx2))] = 1.0
+                    continue
+            x1, x2 = np.clip([x1, x2], 0, out_w - 1)
+            y1, y2 = np.clip([y1, y2], 0, out_h - 1)
+            w, h = x2 - x1, y2 - y1
+            if w <= 0 or h <= 0:
+                continue
+            radius = max(0, int(gaussian_radius(math.ceil(h), math.ceil(w), head.min_overlap)))
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            ix, iy = int(cx), int(cy)
+            draw_gaussian(heat[i, int(cls)], (ix, iy), radius)
+            inds.append(iy * out_w + ix)
+            sizes.append((w, h))
+            offs.append((cx - ix, cy - iy))
+            batch_idx.append(i)
+    return (
+        heat,
+        batch_idx,
+        inds,
+        np.array(sizes, np.float32).reshape(-1, 2),
+        np.array(offs, np.float32).reshape(-1, 2),
+        ignore,
+    )
+
+
+def _assert_targets_as_face_by_face(head, gt_instances, out_h, out_w):
+    heat, bidx, inds, sizes, offs, ignore = head.targets(gt_instances, out_h, out_w, "cpu")
+    want = _targets_face_by_face(head, gt_instances, out_h, out_w)
+    # the Gaussians in float64 then float32 both ways: equal but for exp's last bit in float64
+    torch.testing.assert_close(heat, torch.from_numpy(want[0]), rtol=0, atol=1e-7)
+    assert torch.equal(heat == 1.0, torch.from_numpy(want[0] == 1.0))  # the peaks, exactly
+    assert torch.equal(heat > 0, torch.from_numpy(want[0] > 0))  # where draw_gaussian cuts its tails
+    assert bidx.tolist() == want[1] and inds.tolist() == want[2]
+    assert torch.equal(sizes, torch.from_numpy(want[3])) and torch.equal(offs, torch.from_numpy(want[4]))
+    if want[5].any():
+        assert torch.equal(ignore, torch.from_numpy(want[5]))
+    else:
+        assert ignore is None
+    return heat
+
+
+@pytest.mark.parametrize("ignore_below,num_classes", [(0.0, 1), (8.0, 1), (16.0, 2), (30.0, 1)])
+def test_targets_of_a_batch_equal_the_reference_face_by_face(ignore_below, num_classes):
+    """Every face of a batch at once gives CenterNet's reference targets: faces of every size from
+    under a cell to the whole picture, on and past every edge, without area, and images without
+    faces."""
+    rng = np.random.default_rng(int(ignore_below) + num_classes)
+    head = CenterNet(
+        in_feature="f", in_channels=4, stride=4, head_conv=8, ignore_below=ignore_below, num_classes=num_classes
+    )
+    batch = []
+    for n in (40, 0, 25, 1, 60):
+        side = np.exp(rng.uniform(np.log(0.5), np.log(400), (n, 2)))  # 0.5-400 px on a 256 x 192 input
+        centre = rng.uniform(-20, 276, (n, 2))
+        boxes = np.concatenate([centre - side / 2, centre + side / 2], axis=1)
+        boxes[: n // 10, 2] = boxes[: n // 10, 0]  # no width
+        inst = Instances((192, 256))
+        inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+        inst.gt_classes = torch.tensor(rng.integers(0, num_classes, n))
+        batch.append(inst)
+    heat = _assert_targets_as_face_by_face(head, batch, 48, 64)
+    assert heat[1].sum() == 0 and (heat == 1.0).sum() >= 50  # the empty image; many peaks
+    assert head.targets([], 48, 64, "cpu")[0].shape == (0, num_classes, 48, 64)
+
+
+@needs_shared_data
+def test_targets_of_crowded_wider_photos_equal_the_reference():
+    """WIDER FACE's crowds (widerface_more: 68% of the faces under 16 px) at the recipe's 480 px
+    input and its IGNORE_BELOW of 8 px: the same targets as face by face."""
+    from foss_d2.data.datasets.wider_face import load_wider_face
+
+    root = shared_data_path("widerface_more")
+    records = load_wider_face(
+        os.path.join(root, "WIDER_train", "images"),
+        os.path.join(root, "wider_face_split", "wider_face_train_bbx_gt.txt"),
+    )[:32]
+    batch = []
+    for r in records:
+        scale = 480 / max(r["height"], r["width"])
+        inst = Instances((480, 480))
+        boxes = [a["bbox"] for a in r["annotations"]]  # XYWH
+        xyxy = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        xyxy[:, 2:] += xyxy[:, :2]
+        inst.gt_boxes = Boxes(xyxy * scale)
+        batch.append(inst)
+    assert sum(len(i) for i in batch) > 500
+    head = CenterNet(in_feature="f", in_channels=4, stride=4, head_conv=8, ignore_below=8.0)
+    _assert_targets_as_face_by_face(head, batch, 120, 120)
