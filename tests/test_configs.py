@@ -110,6 +110,7 @@ def test_zoo_steps_train_the_shipped_architecture():
         "next-age-teacher-online.yaml",
         "next-age.yaml",
         "next-detector-cpu.yaml",
+        "next-detector-warm.yaml",
         "next-detector.yaml",
         "next-gender-branch-cpu.yaml",
     ]
@@ -128,6 +129,8 @@ def test_zoo_steps_train_the_shipped_architecture():
         m.FOSS.TEACHER_WEIGHTS = shipped.FOSS.TEACHER_WEIGHTS
         m.AGE_HEAD.LAMBDA_TEACHER_GEN = shipped.AGE_HEAD.LAMBDA_TEACHER_GEN
         m.AGE_HEAD.TEACHER_LABELLED_TOO = shipped.AGE_HEAD.TEACHER_LABELLED_TOO
+        # where training starts, and the sides it draws: next-detector-warm.yaml's
+        m.WEIGHTS, m.FOSS.DET_INPUT_SIZES_TRAIN = shipped.WEIGHTS, shipped.FOSS.DET_INPUT_SIZES_TRAIN
         # the detector's input sizes shape no weight: Base-FOSS-zoo.yaml keeps steps 1-7's 480 + 800 px
         assert (m.FOSS.DET_INPUT_SIZE, m.FOSS.DET_INPUT_FIT_SMALL, list(m.FOSS.TEST_SIZES)) == (480, False, [800])
         m.FOSS.DET_INPUT_SIZE, m.FOSS.TEST_SIZES = shipped.FOSS.DET_INPUT_SIZE, shipped.FOSS.TEST_SIZES
@@ -159,6 +162,39 @@ def test_cpu_route_trains_what_the_gpu_recipe_trains(stage):
     assert cpu.INPUT.TILING == gpu.INPUT.TILING and cpu.INPUT.AUG == gpu.INPUT.AUG
     assert (cpu.SOLVER.IMS_PER_BATCH, cpu.DATALOADER.NUM_WORKERS) == (8, 1)
     assert cpu.SOLVER.CHECKPOINT_PERIOD <= 100  # a stop loses little
+
+
+def test_warm_detector_config_is_next_detector_from_the_shipped_detector():
+    """next-detector-warm.yaml differs from next-detector.yaml only by where it starts (the shipped
+    model, whose detector it loads), the sides it draws and the canvas (step 8's last detector
+    stage), and a warm start's learning rate and warm-up."""
+    import torch
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    scratch = load(os.path.join(ROOT, "configs", "zoo", "next-detector.yaml"))
+    warm = load(os.path.join(ROOT, "configs", "zoo", "next-detector-warm.yaml"), "MODEL.DEVICE", "cpu")
+    assert warm.MODEL.WEIGHTS == SHIPPED_WEIGHTS and scratch.MODEL.WEIGHTS == ""
+    assert list(warm.MODEL.FOSS.DET_INPUT_SIZES_TRAIN) == [480, 576, 640, 800]
+    assert (warm.SOLVER.BASE_LR, warm.SOLVER.WARMUP_ITERS) == (scratch.SOLVER.BASE_LR / 2, 30)
+    m, t, s = warm.MODEL.clone(), warm.INPUT.TILING.clone(), warm.SOLVER.clone()
+    for node in (m, t, s):
+        node.defrost()
+    m.WEIGHTS, m.DEVICE = "", scratch.MODEL.DEVICE
+    m.FOSS.DET_INPUT_SIZES_TRAIN = scratch.MODEL.FOSS.DET_INPUT_SIZES_TRAIN
+    t.CANVAS_SIZE = scratch.INPUT.TILING.CANVAS_SIZE
+    s.BASE_LR, s.WARMUP_ITERS = scratch.SOLVER.BASE_LR, scratch.SOLVER.WARMUP_ITERS
+    assert m == scratch.MODEL and t == scratch.INPUT.TILING and s == scratch.SOLVER
+    assert warm.DATASETS == scratch.DATASETS and warm.DATALOADER == scratch.DATALOADER
+    # the shipped model's detector is what it loads (its age network is left out of the stage)
+    model = build_model(warm)
+    DetectionCheckpointer(model).load(os.path.join(ROOT, warm.MODEL.WEIGHTS))
+    shipped = torch.load(os.path.join(ROOT, SHIPPED_WEIGHTS), map_location="cpu", weights_only=False)["model"]
+    state = model.state_dict()
+    detector = [k for k in state if k.startswith(("backbone.", "proposal_generator."))]
+    assert len(detector) > 100 and not any(k.startswith("age_head.") for k in state)
+    assert all(torch.equal(state[k], shipped[k].to(state[k].dtype)) for k in detector)
 
 
 def test_teacher_config_is_next_age_cpu_with_group_photos_added():

@@ -94,6 +94,12 @@ elif args[0].endswith("train_net.py"):
         f.write(json.dumps({{"iteration": 39, "time": s_it}}) + "\n")
     open(os.path.join(out, "model_final.pth"), "w").close()
     open(os.path.join(out, "config.yaml"), "w").write("SOLVER:\n  BASE_LR: 0.001\n  IMS_PER_BATCH: 32\n")
+    mean = os.environ.get("MEAN_S_PER_IT_" + name.replace("calib-", "").upper())
+    if mean:  # detectron2's last line: the mean over the run but its first iterations
+        n, t = mean.split(":")
+        with open(os.path.join(out, "log.txt"), "w") as f:
+            line = "d2.engine.hooks INFO: Overall training speed: {{}} iterations in 0:06:03 ({{}} s / it)"
+            f.write("[12/07 17:11:32] " + line.format(n, t) + "\n")
 else:
     open(args[2], "w").write(" ".join(args))  # an export: what it was asked
 """
@@ -167,6 +173,25 @@ def test_gpu_recipe_fits_iterations_to_the_budget(tmp_path):
     ]
     assert exports[2].split()[1:] == [f"{runs}/age/model_final.pth", f"{runs}/model.pth"]
     assert "MAX_ITER 1" in (tmp_path / "runs" / "plan.txt").read_text()
+
+
+@pytest.mark.parametrize("logged,n_det", [("58:0.6", (990, 1000)), ("8:0.6", (1190, 1200))])
+def test_gpu_recipe_plans_with_the_mean_iteration_time_where_the_log_has_it(tmp_path, logged, n_det):
+    """Input sides drawn per step (next-detector-warm.yaml) make some iterations dearer than others:
+    the calibration's mean time a step (detectron2's "Overall training speed", 0.6 s) fits the
+    detector's 600 s, not the median of its last iterations (0.5 s), which would overrun by a fifth;
+    from fewer than 10 iterations the median stays."""
+    r, calls = run_gpu_recipe(tmp_path, 1000, MEAN_S_PER_IT_DETECTOR=logged)
+    assert r.returncode == 0, r.stderr
+    trains = [c for c in calls if "train_net.py" in c and "--eval-only" not in c]
+    assert n_det[0] <= int(_arg(trains[2], "SOLVER.MAX_ITER")) <= n_det[1]
+    assert (
+        (tmp_path / "runs" / "plan.txt")
+        .read_text()
+        .startswith(
+            "calibration: detector 53.3 images/s" if logged.startswith("58") else "calibration: detector 64.0 images/s"
+        )
+    )
 
 
 def test_gpu_recipe_without_evaluation_gives_its_reserve_to_training(tmp_path):
@@ -343,12 +368,25 @@ def _machine_like_site(tmp_path):
     return machine, python
 
 
-def test_the_lent_window_runs_from_the_carry_alone_at_toy_size(tmp_path, capsys):
+# the recipe's own stages (the detector from scratch), and the ones docs/MODEL_ZOO.md's window runs
+WINDOW_CONFIGS = {
+    "from scratch": {},
+    "MODEL_ZOO's": {
+        "DET_CFG": "configs/zoo/next-detector-warm.yaml",
+        "AGE_CFG": "configs/zoo/next-age-teacher-online.yaml",
+    },
+}
+
+
+@pytest.mark.parametrize("configs", WINDOW_CONFIGS, ids=list(WINDOW_CONFIGS))
+def test_the_lent_window_runs_from_the_carry_alone_at_toy_size(tmp_path, capsys, configs):
     """tools/research/device_window.sh as a lent machine would run it, on CPU: detectron2, fvcore,
     pycocotools, timm and the rest only from make_device_carry.py's archive (this environment's
     copies hidden), Pillow >= 10 (no Image.LINEAR, which detectron2 0.6 reads), the real
     train_gpu_model.sh on toy data: calibration, both stages, exports, evaluation, and what comes
-    back in $OUT (the model in parts that join to the exported file)."""
+    back in $OUT (the model in parts that join to the exported file). With MODEL_ZOO's configs the
+    detector starts from the shipped one and the shipped model rides along as the age stage's
+    teacher."""
     import subprocess
     import tarfile
 
@@ -371,7 +409,10 @@ def test_the_lent_window_runs_from_the_carry_alone_at_toy_size(tmp_path, capsys)
     machine, python = _machine_like_site(tmp_path)
     out, runs = tmp_path / "OUT", tmp_path / "runs"
     toy = "SOLVER.IMS_PER_BATCH 2 MODEL.FOSS.DET_INPUT_SIZE 128 INPUT.TILING.CANVAS_SIZE 128 DATALOADER.NUM_WORKERS 0"
-    env = dict(os.environ, PYTHON=str(python), PYTHONPATH=str(machine), OUT=str(out), RUNS=str(runs))
+    toy += " MODEL.FOSS.DET_INPUT_SIZES_TRAIN [128]"  # (the warm detector's 480-800 px draws)
+    env = dict(
+        os.environ, PYTHON=str(python), PYTHONPATH=str(machine), OUT=str(out), RUNS=str(runs), **WINDOW_CONFIGS[configs]
+    )
     env.update(SITE=str(tmp_path / "site"), DATA_DIR=str(tmp_path / "data"), CALIB_ITERS="5", FOSS_OPTS=toy)
     env.update(EVAL_SETS="('fgnet_test',)", EVAL_RESERVE="0", LIMIT="800")
     script = os.path.join(ROOT, "tools", "research", "device_window.sh")

@@ -55,13 +55,19 @@ calibrate() {  # calibrate CONFIG OUTPUT_DIR WEIGHTS -> "seconds_per_iteration o
     t0=$(date +%s.%N)
     train "$1" "$2" "$3" "$CALIB_ITERS" "()" >&2 || return 1
     t1=$(date +%s.%N)
-    "$PY" - "$2/metrics.json" "$t0" "$t1" "$CALIB_ITERS" "$2/config.yaml" <<'PY'
-import json, re, sys
+    "$PY" - "$2/metrics.json" "$t0" "$t1" "$CALIB_ITERS" "$2/config.yaml" "$2/log.txt" <<'PY'
+import json, os, re, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 times = [r["time"] for r in rows if "time" in r]
 if not times:
     sys.exit(f"no iteration times in {sys.argv[1]}")
 s_it = times[-1]  # detectron2 logs the median over its last 20 iterations
+# the mean over the run, where detectron2's log has it: with input sides drawn per step
+# (DET_INPUT_SIZES_TRAIN) an iteration's cost varies, and the median of a few falls short of it
+log = open(sys.argv[6]).read() if os.path.isfile(sys.argv[6]) else ""
+overall = re.findall(r"Overall training speed: (\d+) iterations in \S+ \(([\d.]+) s / it\)", log)
+if overall and int(overall[-1][0]) >= 10:
+    s_it = float(overall[-1][1])
 wall = float(sys.argv[3]) - float(sys.argv[2])
 batch = re.search(r"^  IMS_PER_BATCH: (\d+)$", open(sys.argv[5]).read(), re.M)  # the run's own config dump
 ips = int(batch.group(1)) / s_it if batch else float("nan")
