@@ -25,6 +25,12 @@ def test_gaussian_radius_square_box():
     r = gaussian_radius(10, 10, 0.7)
     assert r == pytest.approx((-28 + math.sqrt(1120)) / 2, rel=1e-12)
     assert r == pytest.approx(2.7332, abs=1e-4)
+    # a wide box: CornerNet's three roots by hand
+    h, w, m = 3.0, 41.0, 0.7
+    r1 = (h + w + math.sqrt((h + w) ** 2 - 4 * w * h * (1 - m) / (1 + m))) / 2
+    r2 = (2 * (h + w) + math.sqrt(4 * (h + w) ** 2 - 16 * (1 - m) * w * h)) / 2
+    r3 = (-2 * m * (h + w) + math.sqrt(4 * m * m * (h + w) ** 2 - 16 * m * (m - 1) * w * h)) / 2
+    assert gaussian_radius(h, w, m) == pytest.approx(min(r1, r2, r3), rel=1e-12)
 
 
 def test_draw_gaussian_values_and_border_clipping():

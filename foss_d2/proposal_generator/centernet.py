@@ -29,18 +29,24 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     CornerNet's three-case rule, exactly as in CenterNet's reference code (which keeps its ``/2``
     in place of ``/(2a)``; CenterNet's published models were trained with it).
     """
-    h, w, m = float(height), float(width), float(min_overlap)
+    one = torch.tensor([float(height), float(width)], dtype=torch.float64)
+    return float(gaussian_radii(one[:1], one[1:], min_overlap))
+
+
+def gaussian_radii(height: torch.Tensor, width: torch.Tensor, min_overlap: float = 0.7) -> torch.Tensor:
+    """``gaussian_radius`` of many boxes at once, in float64 (boxes' heights and widths: tensors)."""
+    h, w, m = height.double(), width.double(), float(min_overlap)
     b1 = h + w
     c1 = w * h * (1 - m) / (1 + m)
-    r1 = (b1 + math.sqrt(b1**2 - 4 * c1)) / 2
+    r1 = (b1 + torch.sqrt(b1**2 - 4 * c1)) / 2
     b2 = 2 * (h + w)
     c2 = (1 - m) * w * h
-    r2 = (b2 + math.sqrt(b2**2 - 16 * c2)) / 2
+    r2 = (b2 + torch.sqrt(b2**2 - 16 * c2)) / 2
     a3 = 4 * m
     b3 = -2 * m * (h + w)
     c3 = (m - 1) * w * h
-    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
-    return min(r1, r2, r3)
+    r3 = (b3 + torch.sqrt(b3**2 - 4 * a3 * c3)) / 2
+    return torch.minimum(torch.minimum(r1, r2), r3)
 
 
 def draw_gaussian(heatmap: np.ndarray, center: Tuple[int, int], radius: int) -> np.ndarray:
@@ -60,22 +66,6 @@ def draw_gaussian(heatmap: np.ndarray, center: Tuple[int, int], radius: int) -> 
     patch = g[radius - top : radius + bottom, radius - left : radius + right]
     np.maximum(region, patch, out=region)
     return heatmap
-
-
-def gaussian_radii(height: torch.Tensor, width: torch.Tensor, min_overlap: float = 0.7) -> torch.Tensor:
-    """``gaussian_radius`` of many boxes at once, in float64 with its operations in its order."""
-    h, w, m = height.double(), width.double(), float(min_overlap)
-    b1 = h + w
-    c1 = w * h * (1 - m) / (1 + m)
-    r1 = (b1 + torch.sqrt(b1**2 - 4 * c1)) / 2
-    b2 = 2 * (h + w)
-    c2 = (1 - m) * w * h
-    r2 = (b2 + torch.sqrt(b2**2 - 16 * c2)) / 2
-    a3 = 4 * m
-    b3 = -2 * m * (h + w)
-    c3 = (m - 1) * w * h
-    r3 = (b3 + torch.sqrt(b3**2 - 4 * a3 * c3)) / 2
-    return torch.minimum(torch.minimum(r1, r2), r3)
 
 
 def splat_gaussians(heat: torch.Tensor, index: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, radii: List[int]):
