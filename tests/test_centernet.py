@@ -416,6 +416,10 @@ def test_targets_of_a_batch_equal_the_reference_face_by_face(ignore_below, num_c
     heat = _assert_targets_as_face_by_face(head, batch, 48, 64)
     assert heat[1].sum() == 0 and (heat == 1.0).sum() >= 50  # the empty image; many peaks
     assert head.targets([], 48, 64, "cpu")[0].shape == (0, num_classes, 48, 64)
+    # a class id past NUM_CLASSES would land in the next image's heatmap: refused
+    batch[0].gt_classes = batch[0].gt_classes + num_classes
+    with pytest.raises(ValueError, match="NUM_CLASSES"):
+        head.targets(batch, 48, 64, "cpu")
 
 
 @needs_shared_data

@@ -52,6 +52,7 @@ train() {  # train CONFIG OUTPUT_DIR WEIGHTS MAX_ITER STEPS
 
 calibrate() {  # calibrate CONFIG OUTPUT_DIR WEIGHTS -> "seconds_per_iteration overhead_seconds images_per_second"
     local t0 t1
+    rm -f "$2/metrics.json" "$2/log.txt"  # detectron2 appends: an earlier run's times are not this one's
     t0=$(date +%s.%N)
     train "$1" "$2" "$3" "$CALIB_ITERS" "()" >&2 || return 1
     t1=$(date +%s.%N)
