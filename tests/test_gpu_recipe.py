@@ -194,6 +194,19 @@ def test_gpu_recipe_plans_with_the_mean_iteration_time_where_the_log_has_it(tmp_
     )
 
 
+def test_gpu_recipe_does_not_plan_with_an_earlier_runs_logged_speed(tmp_path):
+    """detectron2 appends to log.txt: a calibration folder left by an earlier try (a warm machine)
+    whose log says 0.6 s a step does not set this run's plan (0.5 s: 1200 iterations)."""
+    stale = tmp_path / "runs" / "calib-detector"
+    stale.mkdir(parents=True)
+    line = "d2.engine.hooks INFO: Overall training speed: 58 iterations in 0:00:35 (0.6 s / it)"
+    (stale / "log.txt").write_text(line)
+    r, calls = run_gpu_recipe(tmp_path, 1000)
+    assert r.returncode == 0, r.stderr
+    trains = [c for c in calls if "train_net.py" in c and "--eval-only" not in c]
+    assert 1190 <= int(_arg(trains[2], "SOLVER.MAX_ITER")) <= 1200
+
+
 def test_gpu_recipe_without_evaluation_gives_its_reserve_to_training(tmp_path):
     """EVAL_SETS "()" (the lent window's default: the model is evaluated here afterwards): no
     evaluation run, and its 90 s go to the age stage: (1000 - 10) s at 0.25 s/it."""

@@ -52,7 +52,9 @@ train() {  # train CONFIG OUTPUT_DIR WEIGHTS MAX_ITER STEPS
 
 calibrate() {  # calibrate CONFIG OUTPUT_DIR WEIGHTS -> "seconds_per_iteration overhead_seconds images_per_second"
     local t0 t1
-    rm -f "$2/metrics.json" "$2/log.txt"  # detectron2 appends: an earlier run's times are not this one's
+    # detectron2 appends to log.txt: an earlier run's speed is not this one's (train_net.py already
+    # moves an earlier run's metrics.json aside)
+    rm -f "$2/log.txt"
     t0=$(date +%s.%N)
     train "$1" "$2" "$3" "$CALIB_ITERS" "()" >&2 || return 1
     t1=$(date +%s.%N)
