@@ -37,8 +37,8 @@ PEOPLE_FIELDS = [
     "p_female",
     "thumbnail",
 ]
-# Measured on the benchmark footage (docs/DESIGN.md): 85 of the 95 tracks that matched no true face
-# lasted 1-2 frames, and the tracks of true faces that short were 8 fragments.
+# Measured on the benchmark footage (docs/DESIGN.md): 125 of the 136 tracks that matched no true
+# face lasted 1-2 frames, and the tracks of true faces that short were 4 fragments.
 DEFAULT_MIN_FRAMES = 3
 # A track is a person only if one of its faces scores this much: ByteTrack's rule for starting a
 # track, which removed the detector's steady false faces (docs/DESIGN.md "Video").
