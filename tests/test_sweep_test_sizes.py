@@ -44,3 +44,24 @@ def test_cached_merge_equals_model_inference():
         assert torch.allclose(got.pred_boxes.tensor, ref.pred_boxes.tensor) and torch.allclose(got.scores, ref.scores)
         seen.add(tuple(got.scores.tolist()))
     assert len(seen) > 1  # the combinations really differ: the check compares something
+
+
+def test_cached_merge_runs_a_small_photo_at_its_own_size():
+    """With MODEL.FOSS.DET_INPUT_FIT_SMALL (the shipped config's) a photo smaller than the detector
+    input gets its first pass at its longest side rounded up to 32 (70 px -> 96), as the model runs
+    it; the sweep ran it at DET_INPUT_SIZE (128) and reported other faces than the model."""
+    cfg = tiny_cfg(
+        **{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8, "MODEL.FOSS.DET_INPUT_FIT_SMALL": True}
+    )
+    model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 2.0)
+    tta = FOSSWithTTA(cfg, model)
+    torch.manual_seed(3)
+    x = {"image": torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8), "image_id": "b", "height": 50, "width": 70}
+    rec = st.run_passes(tta, [x], [192, 256])
+    assert rec["first"] == 96 and sorted(rec["passes"]) == [96]  # not shrunk: no extra passes
+    got = st.merge_cached(tta, rec, (192,), 40.0)
+    tta.test_sizes, tta.test_sizes_max_box = (192,), 40.0
+    ref = tta([x])[0]["instances"]
+    assert len(ref) > 0 and torch.allclose(got.pred_boxes.tensor, ref.pred_boxes.tensor)
+    assert torch.allclose(got.scores, ref.scores)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from foss_d2.apps.cli import config_from_args, foss_argument_parser, parse_foss_args, register_datasets, run_tool
 from foss_d2.apps.runner import positive_int
 from foss_d2.data import build_foss_train_loader
+from foss_d2.data.augmentation import apply_color_jitter
 from foss_d2.utils import draw_faces
 from foss_d2.utils.image_io import swap_red_blue
 
@@ -36,7 +37,9 @@ def main(argv=None):
         p.error(f"{e} (DATASETS.ROOT is {cfg.DATASETS.ROOT!r})")
     for i in tqdm(range(args.num), desc="samples"):
         d = next(loader)[0]
-        img = d["image"].permute(1, 2, 0).numpy()
+        # INPUT.AUG.COLOR_ON_DEVICE: the loader leaves the colour jitter to the model; apply it as it does
+        image = apply_color_jitter(d["image"], d["color_jitter"]) if "color_jitter" in d else d["image"]
+        img = image.permute(1, 2, 0).numpy()
         rgb = swap_red_blue(img) if cfg.INPUT.FORMAT == "BGR" else img
         inst = d["instances"]
         scale = min(1.0, args.max_side / max(rgb.shape[:2]))

@@ -18,12 +18,12 @@ from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.apps.train import Trainer
 from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_config_datasets
+from foss_d2.engine.predictor import load_all_weights
 from foss_d2.evaluation import FaceAgeEvaluator
 from foss_d2.meta_arch import FOSSWithTTA
 from foss_d2.utils.ages import AGE_READOUTS, read_age
 from foss_d2.utils.json_io import write_json_atomic, write_text_atomic
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
@@ -90,7 +90,7 @@ def main(argv=None):
     cfg = get_foss_cfg(args.config_file or None, opts=args.opts)
     register_config_datasets(cfg)
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    load_all_weights(model, cfg.MODEL.WEIGHTS)  # a checkpoint without the age network is an error
     run = FOSSWithTTA(cfg, model) if FOSSWithTTA.enabled(cfg) else model
     logging.basicConfig(level=logging.INFO)
     results = {}

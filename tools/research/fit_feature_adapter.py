@@ -34,11 +34,11 @@ from foss_d2.apps.export import load_weights, save_weights
 from foss_d2.config import get_foss_cfg
 from foss_d2.data.datasets import register_config_datasets
 from foss_d2.data.utils import absolute_annotations
+from foss_d2.engine.predictor import load_all_weights
 from foss_d2.roi_heads.crops import expand_boxes_with_margins
 from foss_d2.utils.image_io import read_image_file
 from foss_d2.utils.json_io import write_json_atomic
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import BoxMode
@@ -62,7 +62,7 @@ def projection_error(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
 
 def load_model(cfg, weights: str):
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(weights)
+    load_all_weights(model, weights)  # a checkpoint without the age network is an error
     if model.age_head is None or model.age_head.in_feature is None:
         raise SystemExit(f"{weights}: the config has no feature connection (MODEL.AGE_HEAD.INTERMEDIATE_FEATURE)")
     return model

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
-from foss_d2.data.datasets import register_all_foss
+from foss_d2.data.datasets import register_config_datasets
 from foss_d2.utils.json_io import write_report
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -116,7 +116,7 @@ def main(argv=None):
     p.add_argument("--output", default="output/recall_by_size")
     args = parse_foss_args(p, argv)
     cfg = get_foss_cfg(args.config_file, opts=args.opts)
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)  # DATASETS.COCO's files too: --dataset may name one
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from foss_d2.apps.cli import foss_argument_parser, parse_foss_args
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import FOSSDatasetMapper
-from foss_d2.data.datasets import register_all_foss
+from foss_d2.data.datasets import register_config_datasets
 from foss_d2.meta_arch import FOSSWithTTA
 from foss_d2.utils.json_io import write_json_atomic, write_text_atomic
 
@@ -47,7 +47,9 @@ def run_passes(tta, inputs, sizes):
         "hw": (x.get("height", image.shape[1]), x.get("width", image.shape[2])),
         "passes": {},
     }
-    run = [tta.model.det_input_size] + (list(sizes) if tta.shrunk_by_first_pass(image) else [])
+    # the first pass at the model's own size: with DET_INPUT_FIT_SMALL a small photo's, not DET_INPUT_SIZE
+    rec["first"] = tta.model.test_input_size([image])
+    run = [rec["first"]] + (list(sizes) if tta.shrunk_by_first_pass(image) else [])
     for s in run:
         _, proposals, scales = tta.detect_pass([image], s)
         rec["passes"][s] = (proposals[0].to("cpu"), scales[0])
@@ -56,7 +58,7 @@ def run_passes(tta, inputs, sizes):
 
 def merge_cached(tta, rec, extra_sizes, max_box):
     """The faces the model reports (boxes, scores) for one record with these TEST_SIZES."""
-    per_pass = [rec["passes"][tta.model.det_input_size][0]]
+    per_pass = [rec["passes"][rec["first"]][0]]
     for s in extra_sizes:
         if s in rec["passes"]:
             q, (sx, sy) = rec["passes"][s]
@@ -93,7 +95,7 @@ def main(argv=None):
     ap.add_argument("--output", default="output/sweep_test_sizes", help="folder for sweep.json and sweep.md")
     args = parse_foss_args(ap, argv)
     cfg = get_foss_cfg(args.config_file, opts=args.opts)
-    register_all_foss(cfg.DATASETS.ROOT or None)
+    register_config_datasets(cfg)  # DATASETS.COCO's files too: --dataset may name one
     dicts = DatasetCatalog.get(args.dataset)
     dicts = dicts[:: max(1, len(dicts) // args.num)][: args.num]  # spread over the dataset's events
     if not dicts:
