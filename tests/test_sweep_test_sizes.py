@@ -26,11 +26,16 @@ def test_combinations_by_hand():
     ]
 
 
-def test_cached_merge_equals_model_inference():
-    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8})
+def tiny_tta(size_bias: float, **opts):
+    """A tiny untrained model behind FOSSWithTTA, every peak a face, its boxes' size set by the bias."""
+    cfg = tiny_cfg(**{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8, **opts})
     model = build_model(cfg).eval()
-    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 4.0)
-    tta = FOSSWithTTA(cfg, model)
+    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, size_bias)
+    return FOSSWithTTA(cfg, model)
+
+
+def test_cached_merge_equals_model_inference():
+    tta = tiny_tta(4.0)
     torch.manual_seed(2)
     x = {"image": torch.randint(0, 256, (3, 150, 300), dtype=torch.uint8), "image_id": "a", "height": 300, "width": 600}
     rec = st.run_passes(tta, [x], [192, 256])
@@ -50,12 +55,7 @@ def test_cached_merge_runs_a_small_photo_at_its_own_size():
     """With MODEL.FOSS.DET_INPUT_FIT_SMALL (the shipped config's) a photo smaller than the detector
     input gets its first pass at its longest side rounded up to 32 (70 px -> 96), as the model runs
     it; the sweep ran it at DET_INPUT_SIZE (128) and reported other faces than the model."""
-    cfg = tiny_cfg(
-        **{"MODEL.FOSS.SCORE_THRESH_TEST": 0.0, "MODEL.FOSS.K_TEST": 8, "MODEL.FOSS.DET_INPUT_FIT_SMALL": True}
-    )
-    model = build_model(cfg).eval()
-    torch.nn.init.constant_(model.proposal_generator.size[-1].bias, 2.0)
-    tta = FOSSWithTTA(cfg, model)
+    tta = tiny_tta(2.0, **{"MODEL.FOSS.DET_INPUT_FIT_SMALL": True})
     torch.manual_seed(3)
     x = {"image": torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8), "image_id": "b", "height": 50, "width": 70}
     rec = st.run_passes(tta, [x], [192, 256])
