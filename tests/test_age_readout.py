@@ -117,3 +117,28 @@ def test_research_tool_scores_each_readout_on_the_same_faces(tmp_path):
     assert os.path.isfile(tmp_path / "median" / "age_results.json")
     text = age_readouts.table({name: res}, ["mean", "median", "mode"])
     assert "| MAE | 20.00 | 0.33 | 0.00 |" in text
+
+
+def test_reported_std_is_the_distributions_times_the_scale():
+    """MODEL.AGE_HEAD.AGE_STD_SCALE widens pred_age_stds only: the same distributions, ages and
+    genders; the std is the distribution's (sqrt of sum p_j (j - mean)^2) times the factor."""
+    image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
+    outs = {}
+    for scale in (1.0, 1.6):
+        torch.manual_seed(0)
+        cfg = tiny_cfg(**{"MODEL.AGE_HEAD.AGE_STD_SCALE": scale, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
+        head = build_model(cfg).eval().age_head
+        faces = Instances((120, 100))
+        faces.pred_boxes = Boxes(torch.tensor([[20.0, 30.0, 70.0, 100.0], [0.0, 0.0, 40.0, 50.0]]))
+        with torch.no_grad():
+            (outs[scale],) = head([image], [faces])
+    a, b = outs[1.0], outs[1.6]
+    for field in ("pred_age_probs", "pred_ages", "pred_female_probs"):
+        assert torch.equal(a.get(field), b.get(field)), field
+    j = torch.arange(101.0)
+    own = ((a.pred_age_probs * (j - a.pred_ages[:, None]) ** 2).sum(1)).sqrt()
+    assert torch.allclose(a.pred_age_stds, own, atol=1e-4)
+    assert torch.allclose(b.pred_age_stds, 1.6 * own, atol=1e-4)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="MODEL.AGE_HEAD.AGE_STD_SCALE"):
+            build_model(tiny_cfg(**{"MODEL.AGE_HEAD.AGE_STD_SCALE": bad}))

@@ -206,10 +206,22 @@ def test_grid_evaluation_scores_each_cell_by_hand():
     def estimate(image):
         assert image.shape == (100, 100, 3)
         return [
-            {"box": [5, 5, 40, 40], "score": 0.9, "age": 22.0, "gender": "male"},  # cell 0: |22 - 20| = 2
-            {"box": [0, 0, 48, 48], "score": 0.5, "age": 99.0, "gender": "male"},  # cell 0, lower score: ignored
-            {"box": [55, 5, 95, 45], "score": 0.8, "age": 36.0, "gender": "male"},  # cell 1: 6, gender wrong
-            {"box": [55, 55, 95, 95], "score": 0.7, "age": 50.0, "gender": "female"},  # cell 3: 0
+            {
+                "box": [5, 5, 40, 40],
+                "score": 0.9,
+                "age": 22.0,
+                "age_std": 3.0,
+                "gender": "male",
+            },  # cell 0: |22 - 20| = 2
+            {"box": [0, 0, 48, 48], "score": 0.5, "age": 99.0, "age_std": 1.0, "gender": "male"},  # cell 0, lower score
+            {
+                "box": [55, 5, 95, 45],
+                "score": 0.8,
+                "age": 36.0,
+                "age_std": 4.0,
+                "gender": "male",
+            },  # cell 1: 6, gender wrong
+            {"box": [55, 55, 95, 95], "score": 0.7, "age": 50.0, "age_std": 1.0, "gender": "female"},  # cell 3: 0
         ]  # cell 2: nothing found
 
     res = evaluate_grid(estimate, recs, 2, canvas=100, read=lambda name: imgs[name])
@@ -217,6 +229,10 @@ def test_grid_evaluation_scores_each_cell_by_hand():
     assert res["MAE"] == pytest.approx(8 / 3)
     assert res["gender_acc"] == pytest.approx(200 / 3)
     assert res["corr"] == pytest.approx(np.corrcoef([20, 30, 50], [22, 36, 50])[0, 1])
+    # errors over stds 2/3, 6/4, 0/1: two of three within one std, all within two; the 68.27th
+    # percentile of [0, 2/3, 1.5] lies 0.6827 x 2 = 1.3654 places along: 2/3 + 0.3654 x (1.5 - 2/3)
+    assert res["age_in_1std"] == pytest.approx(200 / 3) and res["age_in_2std"] == 100.0
+    assert res["std_scale_68"] == pytest.approx(2 / 3 + 0.3654 * (1.5 - 2 / 3))
     # per band of the true age: 20 and 30 (found, |2| and |6|, one gender right), 40 (missed) and 50
     assert res["per_band"] == {
         "20-39": {"faces": 2, "found": 2, "MAE": 4.0, "gender_acc": 50.0, "mean_pred_age": 29.0},
@@ -566,3 +582,50 @@ def test_tables_write_a_dash_where_nothing_was_measured():
     assert "| MAE | - | 4.50 |" in lines
     assert not any(line.startswith("| gender |") for line in lines)
     assert "nan" not in format_table(res)
+
+
+def test_reported_stds_and_genders_checked_as_error_bars_by_hand():
+    """age_in_1std / age_in_2std / std_scale_68 and gender_ece (MODEL.AGE_HEAD.AGE_STD_SCALE)."""
+
+    def row(age, pred, std, gender, pf):
+        return dict(_row(age, gender, pred=pred, pf=pf), pred_age_std=std)
+
+    # errors over stds 1.5, 0.5, 2.5, 0: within one std 2 of 4, within two 3 of 4
+    rows = [
+        row(30, 33.0, 2.0, 1, 0.9),
+        row(40, 41.0, 2.0, 0, 0.8),
+        row(50, 60.0, 4.0, 1, 0.57),
+        row(20, 20.0, 1.0, 0, 0.43),
+    ]
+    res = summarize_rows(rows)
+    assert res["age_in_1std"] == 50.0 and res["age_in_2std"] == 75.0
+    # the 68.27th percentile of [0, 0.5, 1.5, 2.5]: 0.6827 x 3 = 2.0481 places along, 1.5 + 0.0481
+    assert res["std_scale_68"] == pytest.approx(1.5 + 0.0481)
+    # confidences 0.9 (right), 0.8 (wrong), 0.57 and 0.57 (both right), each 0.9 / 0.8 alone in its bin:
+    # 1/4 x |1 - 0.9| + 1/4 x |0 - 0.8| + 2/4 x |1 - 0.57| = 0.025 + 0.2 + 0.215
+    assert res["gender_ece"] == pytest.approx(44.0)
+    # ranked by std (1, 2, 2, 4; the tie in the rows' order): errors 0 | 3 | 1 | 10
+    assert res["MAE_by_std_quarter"] == [0.0, 3.0, 1.0, 10.0]
+    from foss_d2.evaluation.age_evaluator import format_table
+
+    table = format_table(res)
+    assert "| faces by their age_std | smallest 25% | 25-50% | 50-75% | largest 25% |" in table
+    assert "| MAE | 0.00 | 3.00 | 1.00 | 10.00 |" in table
+    # stds as wide as the errors or wider: every true age inside one std, no factor needed
+    res = summarize_rows([row(30, 33.0, 3.0, 1, 0.9), row(40, 40.0, 2.0, 1, 0.9)])
+    assert res["age_in_1std"] == 100.0 and res["std_scale_68"] == pytest.approx(0.6827)
+    # rows of older files, without stds: no coverage figures rather than wrong ones
+    assert "age_in_1std" not in summarize_rows([_row(30, 1, pred=33.0, pf=0.9)])
+
+
+def test_saved_predictions_with_stds_give_the_coverage():
+    """`evaluate.py predictions` reads each face's age_std (the demo writes it) into the rows."""
+    from foss_d2.apps.evaluate import faces_to_instances
+
+    faces = [
+        {"box": [0, 0, 20, 20], "score": 0.9, "age": 25.0, "age_std": 4.0, "p_female": 0.8},
+        {"box": [50, 50, 70, 70], "score": 0.8, "age": 40.0, "age_std": 2.5, "p_female": 0.7},
+    ]
+    assert faces_to_instances(faces, 100, 100).pred_age_stds.tolist() == [4.0, 2.5]
+    faces[1]["age_std"] = None  # one face without: none of the photo's stds are read
+    assert not faces_to_instances(faces, 100, 100).has("pred_age_stds")

@@ -148,6 +148,11 @@ def test_figures_print_without_gender_labels(capsys):
     print_by_band("in photo", {"faces": 2, **res})
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "in photo: 2/2 found, MAE 3.00, corr -, gender -%"
+    # with the answers' stds (errors 2 and 4 over stds 3 and 2): whether they hold the true age
+    res = summarize_by_band([5.0, 30.0], [7.0, 26.0], [None, None], [5.0, 30.0], stds=[3.0, 2.0])
+    print_by_band("in photo", {"faces": 2, **res})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "in photo: 2/2 found, MAE 3.00, corr -, gender -%, true age within 1 / 2 std 50.0% / 100.0%"
     assert out[1] == "    ages 3-9: 1/1 found, MAE 2.00, mean answer 7.0, gender -%"
 
 

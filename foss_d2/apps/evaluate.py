@@ -87,6 +87,8 @@ def faces_to_instances(faces, h, w):
     inst.pred_female_probs = torch.tensor(
         [f["p_female"] if f["p_female"] is not None else float("nan") for f in faces], dtype=torch.float32
     )
+    if faces and all(isinstance(f.get("age_std"), (int, float)) for f in faces):
+        inst.pred_age_stds = torch.tensor([f["age_std"] for f in faces], dtype=torch.float32)
     return inst
 
 
@@ -293,8 +295,12 @@ def evaluate_tiled(args, parser):
 def print_by_band(title: str, r: dict):
     # MAE / corr / gender are None when no face (or too few) was found
     fig = {k: "-" if r[k] is None else f"{r[k]:.{d}f}" for k, d in (("MAE", 2), ("corr", 3), ("gender_acc", 1))}
+    within = (
+        f", true age within 1 / 2 std {r['age_in_1std']:.1f}% / {r['age_in_2std']:.1f}%" if "age_in_1std" in r else ""
+    )
     print(
-        f"{title}: {r['found']}/{r['faces']} found, MAE {fig['MAE']}, corr {fig['corr']}, gender {fig['gender_acc']}%"
+        f"{title}: {r['found']}/{r['faces']} found, MAE {fig['MAE']}, corr {fig['corr']}, "
+        f"gender {fig['gender_acc']}%{within}"
     )
     for band, b in r["per_band"].items():
         if b["found"]:

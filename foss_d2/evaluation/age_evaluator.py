@@ -9,6 +9,10 @@
   one is known; "detected" alone only says that some box was found.
 * Faces that are not detected are counted (``detection_rate``) and, in the ``*_strict`` figures,
   scored as wrong.
+* Whether the uncertainties can be read as such: ``age_in_1std`` / ``age_in_2std``, the found
+  faces whose true age lies within one / two reported age_stds of the answer, ``std_scale_68``,
+  the factor on the stds that would make the first 68.3% (MODEL.AGE_HEAD.AGE_STD_SCALE), and
+  ``gender_ece``, the expected calibration error of P(female) in points.
 * Multi-person: ``boxes_are_faces``, the share of the predicted boxes that are matched faces (boxes
   on faces marked invalid/crowd are left out), and ``by_threshold``: boxes, that share and the faces
   found when only boxes scoring at least 0.2, 0.3, ... 0.8 are kept: the score threshold chosen by
@@ -185,6 +189,8 @@ class FaceAgeEvaluator(DatasetEvaluator):
                         p_female=float(inst.pred_female_probs[m]),
                         score=float(scores[m]),
                     )
+                    if inst.has("pred_age_stds"):
+                        row["pred_age_std"] = float(inst.pred_age_stds[m])
                     if self.single_face and len(gt_boxes) and float(gt_boxes[0].abs().sum()) > 0:
                         row["target_iou"] = float(pairwise_iou(Boxes(boxes[m : m + 1]), Boxes(gt_boxes[:1]))[0, 0])
                 self._rows.append(row)
@@ -260,6 +266,7 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
         if mid:
             res["MAE_21_60"] = float(np.mean(mid))
         res["per_band"] = age_band_table(aged)
+        res.update(std_coverage(hit))
     gendered = [r for r in rows if r["gender"] >= 0]
     if gendered:
         ok = [r["detected"] and gender_right(r) for r in gendered]
@@ -267,6 +274,10 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
         if det:
             res["gender_acc"] = 100.0 * float(np.mean(det))
         res["gender_acc_strict"] = 100.0 * float(np.mean(ok))
+        probs = [r["p_female"] for r in gendered if r["detected"] and np.isfinite(r["p_female"])]
+        if probs:
+            right = [gender_right(r) for r in gendered if r["detected"] and np.isfinite(r["p_female"])]
+            res["gender_ece"] = calibration_error(probs, right)
     grouped = [r for r in rows if r["age_group"] >= 0]
     if group_lower and grouped:
         n = len(group_lower)
@@ -305,6 +316,51 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
     return res
 
 
+def std_coverage(hit: List[dict]) -> dict:
+    """``coverage`` of the found faces' rows; rows without a ``pred_age_std`` (older files) give nothing."""
+    rows = [r for r in hit if r.get("pred_age_std") is not None and np.isfinite(r["pred_age"])]
+    if not rows:
+        return {}
+    return coverage([r["pred_age"] - r["age"] for r in rows], [r["pred_age_std"] for r in rows])
+
+
+def coverage(errors: Sequence[float], stds: Sequence[float]) -> dict:
+    """Whether the reported age_stds are error bars (MODEL.AGE_HEAD.AGE_STD_SCALE): the share of
+    faces whose true age lies within one and two of their stds of the answer, and
+    ``std_scale_68``, the factor on those stds that would put 68.3% within one (a normal error's
+    share; 1.0 when they are right). ``MAE_by_std_quarter``: the MAE of each quarter of the faces
+    ranked by their std, smallest first (whether the std tells the sure answers from the others;
+    with 4 faces or more)."""
+    err = np.abs(np.asarray(errors, dtype=float))
+    std = np.asarray(stds, dtype=float)
+    if not len(err):
+        return {}
+    res = {
+        "age_in_1std": 100.0 * float((err <= std).mean()),
+        "age_in_2std": 100.0 * float((err <= 2 * std).mean()),
+        "std_scale_68": float(np.quantile(err / np.maximum(std, 1e-6), 0.6827)),
+    }
+    if len(err) >= 4:
+        res["MAE_by_std_quarter"] = [float(q.mean()) for q in np.array_split(err[np.argsort(std, kind="stable")], 4)]
+    return res
+
+
+def calibration_error(p_female: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+    """Expected calibration error of the gender answers, in points: the confidence max(p, 1 - p)
+    binned into ``bins`` equal steps of [0.5, 1], each bin's |accuracy - mean confidence| weighted
+    by its share of the faces. 0 when "p_female 0.8" is right 80% of the time."""
+    p = np.asarray(p_female, dtype=float)
+    conf = np.maximum(p, 1.0 - p)
+    ok = np.asarray(right, dtype=float)
+    which = np.minimum(((conf - 0.5) * 2 * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            total += m.sum() / len(p) * abs(ok[m].mean() - conf[m].mean())
+    return 100.0 * float(total)
+
+
 def age_band_table(aged: List[dict]) -> dict:
     """Per AGE_BANDS band of the true age: faces, detected, MAE and gender accuracy of the detected."""
     table = {}
@@ -334,8 +390,12 @@ def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
             "MAE",
             "MAE_21_60",
             "CS@5",
+            "age_in_1std",
+            "age_in_2std",
+            "std_scale_68",
             "gender_acc",
             "gender_acc_strict",
+            "gender_ece",
             "group_acc",
             "group_1off",
             "group_acc_strict",
@@ -360,6 +420,10 @@ def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
     if res.get("per_band"):
         b = res["per_band"]
         lines += _transposed("true age", list(b), list(b.values()), ("faces", "detected", "MAE", "gender"), 2)
+    if res.get("MAE_by_std_quarter"):
+        quarters = ["smallest 25%", "25-50%", "50-75%", "largest 25%"]
+        cells = [{"MAE": v} for v in res["MAE_by_std_quarter"]]
+        lines += _transposed("faces by their age_std", quarters, cells, ("MAE",), 2)
     return "\n".join(lines)
 
 

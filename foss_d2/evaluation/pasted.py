@@ -123,7 +123,7 @@ def evaluate_pasted(
     if not slots:
         raise ValueError(f"no photo has a face of at least {min_side} px to paste over")
     order = rng.permutation(len(slots))
-    results = {c: ([], [], [], []) for c in CONDITIONS}  # true ages, answers, gender right, shown
+    results = {c: ([], [], [], [], []) for c in CONDITIONS}  # true ages, answers, gender right, shown, stds
     start, k = 0, 0
     while start < len(faces):
         photo, boxes = slots[order[k % len(order)]]
@@ -152,13 +152,14 @@ def evaluate_pasted(
             if c == "in_photo" and on_photo is not None:
                 on_photo(k, pic, pasted, found)
         for c in CONDITIONS:
-            ages, preds, gender_ok, shown = results[c]
+            ages, preds, gender_ok, shown, stds = results[c]
             for r, f in zip(group, answers[c]):
                 a = r["annotations"][0]
                 shown.append(a["age"])
                 if f is not None:
                     ages.append(a["age"])
                     preds.append(f["age"])
+                    stds.append(f.get("age_std"))
                     gender_ok.append((f["gender"] == "female") == (a["gender"] == 1) if a["gender"] in (0, 1) else None)
         k += 1
     return {c: {"faces": len(results[c][3]), **summarize_by_band(*results[c])} for c in CONDITIONS}

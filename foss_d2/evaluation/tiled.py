@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..utils.ages import AGE_BANDS, age_band, band_name
+from .age_evaluator import coverage
 
 
 def grid_canvas(images: List[np.ndarray], grid: int, canvas: int = 480) -> np.ndarray:
@@ -32,7 +33,7 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
     ``FaceAgeEstimator``."""
     cell = canvas // grid
     per = grid * grid
-    ages, preds, gender_ok, shown = [], [], [], []
+    ages, preds, gender_ok, shown, stds = [], [], [], [], []
     for start in range(0, len(records) - per + 1, per):
         group = records[start : start + per]
         faces = estimate(grid_canvas([read(r["file_name"]) for r in group], grid, canvas))
@@ -50,16 +51,18 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
                 ann = r["annotations"][0]
                 ages.append(ann["age"])
                 preds.append(f["age"])
+                stds.append(f.get("age_std"))
                 gender_ok.append((f["gender"] == "female") == (ann["gender"] == 1))
-    res = summarize_by_band(ages, preds, gender_ok, shown)
+    res = summarize_by_band(ages, preds, gender_ok, shown, stds)
     return {"tiles": per, "faces": (len(records) // per) * per, **res}
 
 
-def summarize_by_band(ages, preds, gender_ok, shown) -> dict:
+def summarize_by_band(ages, preds, gender_ok, shown, stds=None) -> dict:
     """Figures of faces shown (true ages ``shown``) of which those found have true ``ages``,
     predicted ``preds`` and ``gender_ok`` (None where the face has no gender label): found, MAE,
     Pearson correlation, gender accuracy, and per AGE_BANDS band of the true age (faces, found,
-    MAE, gender accuracy, mean predicted age)."""
+    MAE, gender accuracy, mean predicted age); with the found faces' reported ``stds`` (None
+    where one has none), how often they hold the true age (``coverage``)."""
     a, p = np.array(ages, float), np.array(preds, float)
     g = np.array([np.nan if x is None else float(x) for x in gender_ok], float)
     bands = np.array([age_band(x) for x in a], int)
@@ -76,13 +79,16 @@ def summarize_by_band(ages, preds, gender_ok, shown) -> dict:
                 "gender_acc": _percent(g[m]),
                 "mean_pred_age": float(p[m].mean()) if m.any() else None,
             }
-    return {
+    res = {
         "found": len(a),
         "MAE": float(np.abs(a - p).mean()) if len(a) else None,
         "corr": float(np.corrcoef(a, p)[0, 1]) if len(a) > 2 else None,
         "gender_acc": _percent(g),
         "per_band": per_band,
     }
+    if stds is not None and len(stds) == len(a) and all(isinstance(v, (int, float)) for v in stds):
+        res.update(coverage(p - a, stds))
+    return res
 
 
 def _percent(right: np.ndarray):

@@ -65,6 +65,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         zero_feature: bool = False,
         frozen_parts: Sequence[str] = (),
         age_readout: str = "mean",
+        age_std_scale: float = 1.0,
         lambda_teacher_gen: float = 0.0,
         teacher_labelled_too: bool = False,
         lambda_teacher_age: float = 0.0,
@@ -88,6 +89,9 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         self.crop_jitter = tuple(float(j) for j in crop_jitter)
         self.zero_feature = bool(zero_feature)
         self.age_readout = check_readout(age_readout)
+        if not age_std_scale > 0:
+            raise ValueError(f"MODEL.AGE_HEAD.AGE_STD_SCALE must be over 0, got {age_std_scale}")
+        self.age_std_scale = float(age_std_scale)
         self.lambda_teacher_gen = float(lambda_teacher_gen)
         self.teacher_labelled_too = bool(teacher_labelled_too)
         self.lambda_teacher_age = float(lambda_teacher_age)
@@ -159,6 +163,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
             "zero_feature": c.ZERO_FEATURE,
             "frozen_parts": tuple(c.FROZEN_PARTS),
             "age_readout": c.AGE_READOUT,
+            "age_std_scale": c.AGE_STD_SCALE,
             "lambda_teacher_gen": c.LAMBDA_TEACHER_GEN,
             "teacher_labelled_too": c.TEACHER_LABELLED_TOO,
             "lambda_teacher_age": c.LAMBDA_TEACHER_AGE,
@@ -358,7 +363,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
     def attach(self, proposals: List[Instances], age_probs: torch.Tensor, female_probs: Optional[torch.Tensor]):
         """Hands each image's faces, in order, their rows of ``age_probs`` / ``female_probs`` as
         ``pred_age_probs``, ``pred_ages`` (read as AGE_READOUT says: the mean by default),
-        ``pred_age_stds`` and ``pred_female_probs``."""
+        ``pred_age_stds`` (the distribution's std x AGE_STD_SCALE) and ``pred_female_probs``."""
         start = 0
         for p in proposals:
             n = len(p)
@@ -371,7 +376,7 @@ class TResNetAgeHead(FrozenParts, nn.Module):
         probs, _, var = distribution_moments(age_probs)
         inst.pred_age_probs = probs
         inst.pred_ages = read_age(probs, self.age_readout)
-        inst.pred_age_stds = var.sqrt()
+        inst.pred_age_stds = var.sqrt() * self.age_std_scale
         if female_probs is None:
             female_probs = age_probs.new_full((age_probs.shape[0],), float("nan"))
         inst.pred_female_probs = female_probs
