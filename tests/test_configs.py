@@ -284,6 +284,7 @@ def test_gender_branch_config_is_the_age_branch_config_turned_around():
         ("INPUT.AUG.SCALE_RANGE", "[1.0,1.0]", "[1.25,0.75]", "[low, high], scale factors: got [1.25, 0.75]"),
         ("INPUT.AUG.SCALE_RANGE", "[]", "[1.0]", "[low, high], scale factors: got [1.0]"),
         ("SOLVER.AGE_HEAD_LR_FACTOR", "0.1", "0.0", "SOLVER.AGE_HEAD_LR_FACTOR is a learning-rate factor over 0"),
+        ("MODEL.AGE_HEAD.AGE_STD_SCALE", "1.6", "0.0", "MODEL.AGE_HEAD.AGE_STD_SCALE is a factor over 0"),
         ("INPUT.AUG.ZOOM_OUT_RANGE", "[1.0,6.0]", "[0.5,0.8]", "shrink factors, 1 or more: got [0.5, 0.8]"),
         ("INPUT.AUG.WILD.DOWNSCALE_RANGE", "[2.0,2.0]", "[2.0]", "shrink factors, 1 or more: got [2.0]"),
         ("INPUT.AUG.WILD.GAMMA_RANGE", "[0.1,3.0]", "[-1.0,0.5]", "gammas over 0: got [-1.0, 0.5]"),

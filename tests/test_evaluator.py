@@ -614,8 +614,20 @@ def test_reported_stds_and_genders_checked_as_error_bars_by_hand():
     # stds as wide as the errors or wider: every true age inside one std, no factor needed
     res = summarize_rows([row(30, 33.0, 3.0, 1, 0.9), row(40, 40.0, 2.0, 1, 0.9)])
     assert res["age_in_1std"] == 100.0 and res["std_scale_68"] == pytest.approx(0.6827)
-    # rows of older files, without stds: no coverage figures rather than wrong ones
+    # rows of older files, without stds, or some faces without one: no coverage figures rather than
+    # figures over some of the faces; a std that is not a number: none either
     assert "age_in_1std" not in summarize_rows([_row(30, 1, pred=33.0, pf=0.9)])
+    assert "age_in_1std" not in summarize_rows([row(30, 33.0, 2.0, 1, 0.9), _row(40, 0, pred=41.0, pf=0.2)])
+    assert "std_scale_68" not in summarize_rows([row(30, 33.0, float("nan"), 1, 0.9)])
+    # confidences on the bins' edges go to the bin above (0.6 and 0.7 with the rest of their bin):
+    # 0.6 right and 0.62 wrong share a bin (mean 0.61, accuracy 0.5); 0.7 and 0.72, both right, share one
+    from foss_d2.evaluation.age_evaluator import calibration_error
+
+    assert calibration_error([0.6, 0.38, 0.7, 0.72], [True, False, True, True]) == pytest.approx(
+        100 * (0.5 * abs(0.5 - 0.61) + 0.5 * abs(1 - 0.71))
+    )
+    # the ends: P(female) 1.0 (confidence 1, in the last bin) and 0.5 (in the first), both right
+    assert calibration_error([1.0, 0.5], [True, True]) == pytest.approx(100 * (0.5 * 0 + 0.5 * 0.5))
 
 
 def test_saved_predictions_with_stds_give_the_coverage():

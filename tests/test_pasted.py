@@ -84,13 +84,15 @@ def test_three_conditions_differ_only_where_the_estimate_reads_the_surroundings(
 
     def estimate(img):
         if img.shape[0] == 20:
-            return [{"box": [5, 5, 15, 15], "score": 0.9, "age": img[10, 10, 0] / 3, "gender": "female"}]
+            return [
+                {"box": [5, 5, 15, 15], "score": 0.9, "age": img[10, 10, 0] / 3, "age_std": 5.0, "gender": "female"}
+            ]
         extra = 10.0 if img[0, 0, 0] else 0.0
         out = []
         for b in ([20, 20, 60, 60], [120, 120, 160, 160]):
             v = img[(b[1] + b[3]) // 2, (b[0] + b[2]) // 2, 0]
             if v != 77:  # a face was pasted there
-                out.append({"box": b, "score": 0.8, "age": v / 3 + extra, "gender": "female"})
+                out.append({"box": b, "score": 0.8, "age": v / 3 + extra, "age_std": 5.0, "gender": "female"})
         return out
 
     seen = []
@@ -110,6 +112,12 @@ def test_three_conditions_differ_only_where_the_estimate_reads_the_surroundings(
         "mean_pred_age": 15.0,
     }
     assert res["alone"]["gender_acc"] == pytest.approx(200 / 3)  # the man is read "female"
+    # every answer's std 5: alone and on black exact (within one std), in the photo 10 off (within two)
+    assert [(res[c]["age_in_1std"], res[c]["age_in_2std"]) for c in ("alone", "on_black", "in_photo")] == [
+        (100.0, 100.0),
+        (100.0, 100.0),
+        (0.0, 100.0),
+    ]
     with pytest.raises(ValueError, match="no photo has a face"):
         evaluate_pasted(estimate, faces, photos, min_side=100, read=images.__getitem__)
 
@@ -148,6 +156,7 @@ def test_figures_print_without_gender_labels(capsys):
     print_by_band("in photo", {"faces": 2, **res})
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "in photo: 2/2 found, MAE 3.00, corr -, gender -%"
+    assert out[1] == "    ages 3-9: 1/1 found, MAE 2.00, mean answer 7.0, gender -%"
     # with the answers' stds (errors 2 and 4 over stds 3 and 2): whether they hold the true age
     res = summarize_by_band([5.0, 30.0], [7.0, 26.0], [None, None], [5.0, 30.0], stds=[3.0, 2.0])
     print_by_band("in photo", {"faces": 2, **res})

@@ -16,8 +16,8 @@ dataset scored into the folder kept). The peer pipeline:
 seeded shuffle of ``utkface_test``) alone, or 4 or 9 to a 480x480 canvas (foss_d2/evaluation/tiled.py
 says how cells are scored). Printed, and written to OUT/tiled.json: faces found, MAE, Pearson
 correlation of predicted and true age, gender accuracy, per grid size, and the same per band of the
-true age (with the mean answer: children read as adults show there). Runs on CPU unless MODEL.DEVICE
-says otherwise.
+true age (with the mean answer: children read as adults show there), and how often the true age lies
+within one and two of the answers' age_stds. Runs on CPU unless MODEL.DEVICE says otherwise.
 
     foss-d2 evaluate tiled --output output/tiled DATASETS.ROOT ../shared/data MODEL.WEIGHTS model.pth
 

@@ -39,7 +39,7 @@ from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from detectron2.utils import comm
 
 from ..data.utils import absolute_annotations
-from ..utils.ages import AGE_BANDS, age_band, band_name
+from ..utils.ages import AGE_BANDS, age_band, band_name, coverage
 from ..utils.figures import pyplot, save_figure
 from ..utils.json_io import nan_as_null, write_json_atomic, write_text_atomic
 
@@ -317,32 +317,11 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
 
 
 def std_coverage(hit: List[dict]) -> dict:
-    """``coverage`` of the found faces' rows; rows without a ``pred_age_std`` (older files) give nothing."""
-    rows = [r for r in hit if r.get("pred_age_std") is not None and np.isfinite(r["pred_age"])]
-    if not rows:
+    """``coverage`` of the found faces' rows, when every one has a ``pred_age_std`` (older files
+    and answers without one give nothing rather than figures over some of the faces)."""
+    if not hit or any(r.get("pred_age_std") is None for r in hit):
         return {}
-    return coverage([r["pred_age"] - r["age"] for r in rows], [r["pred_age_std"] for r in rows])
-
-
-def coverage(errors: Sequence[float], stds: Sequence[float]) -> dict:
-    """Whether the reported age_stds are error bars (MODEL.AGE_HEAD.AGE_STD_SCALE): the share of
-    faces whose true age lies within one and two of their stds of the answer, and
-    ``std_scale_68``, the factor on those stds that would put 68.3% within one (a normal error's
-    share; 1.0 when they are right). ``MAE_by_std_quarter``: the MAE of each quarter of the faces
-    ranked by their std, smallest first (whether the std tells the sure answers from the others;
-    with 4 faces or more)."""
-    err = np.abs(np.asarray(errors, dtype=float))
-    std = np.asarray(stds, dtype=float)
-    if not len(err):
-        return {}
-    res = {
-        "age_in_1std": 100.0 * float((err <= std).mean()),
-        "age_in_2std": 100.0 * float((err <= 2 * std).mean()),
-        "std_scale_68": float(np.quantile(err / np.maximum(std, 1e-6), 0.6827)),
-    }
-    if len(err) >= 4:
-        res["MAE_by_std_quarter"] = [float(q.mean()) for q in np.array_split(err[np.argsort(std, kind="stable")], 4)]
-    return res
+    return coverage([r["pred_age"] - r["age"] for r in hit], [r["pred_age_std"] for r in hit])
 
 
 def calibration_error(p_female: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
@@ -352,7 +331,8 @@ def calibration_error(p_female: Sequence[float], right: Sequence[bool], bins: in
     p = np.asarray(p_female, dtype=float)
     conf = np.maximum(p, 1.0 - p)
     ok = np.asarray(right, dtype=float)
-    which = np.minimum(((conf - 0.5) * 2 * bins).astype(int), bins - 1)
+    # (the nudge keeps a confidence on a bin's edge, 0.6 or 0.7, out of the bin below it)
+    which = np.minimum(np.floor((conf - 0.5) * 2 * bins + 1e-9).astype(int), bins - 1)
     total = 0.0
     for b in range(bins):
         m = which == b

@@ -11,8 +11,7 @@ from typing import Callable, List
 import cv2
 import numpy as np
 
-from ..utils.ages import AGE_BANDS, age_band, band_name
-from .age_evaluator import coverage
+from ..utils.ages import AGE_BANDS, age_band, band_name, coverage
 
 
 def grid_canvas(images: List[np.ndarray], grid: int, canvas: int = 480) -> np.ndarray:
@@ -86,7 +85,7 @@ def summarize_by_band(ages, preds, gender_ok, shown, stds=None) -> dict:
         "gender_acc": _percent(g),
         "per_band": per_band,
     }
-    if stds is not None and len(stds) == len(a) and all(isinstance(v, (int, float)) for v in stds):
+    if stds is not None and all(isinstance(v, (int, float)) for v in stds):  # (None: an answer without one)
         res.update(coverage(p - a, stds))
     return res
 

@@ -52,3 +52,24 @@ def read_age(probs, how: str = "mean"):
     below = torch.where(k > 0, cdf.gather(1, (k - 1).clamp(min=0)), torch.zeros_like(half))
     p_k = probs.gather(1, k).clamp(min=torch.finfo(probs.dtype).tiny)
     return (k.to(probs.dtype) - 0.5 + (half - below) / p_k).squeeze(1)
+
+
+def coverage(errors, stds) -> dict:
+    """Whether reported age_stds are error bars (MODEL.AGE_HEAD.AGE_STD_SCALE): the share of faces
+    whose true age lies within one and two of their stds of the answer (``errors``: answer - true
+    age), and ``std_scale_68``, the factor on the stds that would put 68.3% within one (a normal
+    error's share; 1.0 when they are right). ``MAE_by_std_quarter``: the MAE of each quarter of
+    the faces ranked by their std, smallest first (with 4 faces or more). Nothing when there are
+    no faces or an error or std is not a number."""
+    err = np.abs(np.asarray(errors, dtype=float))
+    std = np.asarray(stds, dtype=float)
+    if not len(err) or not (np.isfinite(err).all() and np.isfinite(std).all()):
+        return {}
+    res = {
+        "age_in_1std": 100.0 * float((err <= std).mean()),
+        "age_in_2std": 100.0 * float((err <= 2 * std).mean()),
+        "std_scale_68": float(np.quantile(err / np.maximum(std, 1e-6), 0.6827)),
+    }
+    if len(err) >= 4:
+        res["MAE_by_std_quarter"] = [float(q.mean()) for q in np.array_split(err[np.argsort(std, kind="stable")], 4)]
+    return res
