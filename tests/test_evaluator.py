@@ -641,3 +641,31 @@ def test_saved_predictions_with_stds_give_the_coverage():
     assert faces_to_instances(faces, 100, 100).pred_age_stds.tolist() == [4.0, 2.5]
     faces[1]["age_std"] = None  # one face without: none of the photo's stds are read
     assert not faces_to_instances(faces, 100, 100).has("pred_age_stds")
+
+
+def test_std_picture_draws_the_coverage_beside_a_normal_error(monkeypatch, tmp_path):
+    """age_std.png: the share within k stds (the table's figures at k = 1 and 2), a normal error's
+    share (68.27% at 1), and the MAE per quarter of std as bars."""
+    import math
+
+    from foss_d2.evaluation import age_evaluator
+
+    drawn = {}
+    monkeypatch.setattr(age_evaluator, "save_figure", lambda plt, fig, path, **kw: drawn.update(fig=fig))
+    rows = [
+        dict(_row(a, 1, pred=p, pf=0.9), pred_age_std=s)
+        for a, p, s in ((30, 33.0, 2.0), (40, 41.0, 2.0), (50, 60.0, 4.0), (20, 20.0, 1.0))
+    ]
+    rows.append(_row(25, 0))  # not found: not drawn
+    res = summarize_rows(rows)
+    age_evaluator.save_std_png(rows, res, str(tmp_path / "s.png"), title="utk")
+    ax, bx = drawn["fig"].axes
+    model, normal = ax.lines[0], ax.lines[1]
+    ks = list(model.get_xdata())
+    at = {k: model.get_ydata()[ks.index(k)] for k in (0.0, 1.0, 2.0, 3.0)}
+    # errors over stds 1.5, 0.5, 2.5, 0: within 0 stds 1 of 4 (the exact answer), 1: 2, 2: 3, 3: all
+    assert at == {0.0: 25.0, 1.0: 50.0, 2.0: 75.0, 3.0: 100.0}
+    assert normal.get_ydata()[ks.index(1.0)] == pytest.approx(100 * math.erf(1 / math.sqrt(2)))  # 68.27
+    assert [b.get_height() for b in bx.patches] == res["MAE_by_std_quarter"] == [0.0, 3.0, 1.0, 10.0]
+    assert ax.get_title() == "4 faces found; one std would need x1.55 for 68.3%"
+    assert drawn["fig"]._suptitle.get_text() == "utk"

@@ -19,13 +19,15 @@
   measurement.
 * Pictures beside ``age_results.md``: ``age_group_confusion.png`` (age groups of the found faces,
   each true group with how many of its faces were found, each predicted group with its ages),
-  ``age_predicted_vs_true.png`` (true ages: each found face, and MAE per band of the true age) and
-  ``boxes_by_threshold.png`` (multi-person: the share of boxes that are faces, and the faces found,
-  for every score threshold from the model's own in steps of 0.05).
+  ``age_predicted_vs_true.png`` (true ages: each found face, and MAE per band of the true age),
+  ``age_std.png`` (how often the true age lies within k age_stds, and the MAE per quarter of
+  age_std) and ``boxes_by_threshold.png`` (multi-person: the share of boxes that are faces, and the
+  faces found, for every score threshold from the model's own in steps of 0.05).
 """
 
 import json
 import logging
+import math
 import os
 from collections import OrderedDict
 from typing import List, Optional, Sequence
@@ -219,6 +221,8 @@ class FaceAgeEvaluator(DatasetEvaluator):
                     os.path.join(self.output_dir, "age_predicted_vs_true.png"),
                     title=self.dataset_name,
                 )
+            if res.get("MAE_by_std_quarter"):
+                save_std_png(rows, res, os.path.join(self.output_dir, "age_std.png"), title=self.dataset_name)
             if boxes and not self.single_face:
                 curve = box_precision(boxes, len(rows), plot_thresholds([score for score, _ in boxes]))
                 if curve.get("by_threshold"):
@@ -496,6 +500,40 @@ def save_age_png(rows: List[dict], per_band: dict, path: str, title: str = ""):
     bx.set_ylabel("MAE, years")
     bx.set_title("MAE per band (under it: faces found / faces)")
     bx.margins(y=0.25)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(plt, fig, path)
+
+
+def save_std_png(rows: List[dict], res: dict, path: str, title: str = ""):
+    """Whether the age_std is an error bar. Left: the share of found faces whose true age lies
+    within k of their age_stds, for k from 0 to 3, beside a normal error's share (68.3% at 1).
+    Right: the MAE of each quarter of the faces ranked by their age_std."""
+    plt = pyplot()
+    hit = [r for r in rows if r["age"] >= 0 and r["detected"]]
+    err = np.abs([r["pred_age"] - r["age"] for r in hit])
+    std = np.array([r["pred_age_std"] for r in hit], dtype=float)
+    ks = np.linspace(0, 3, 61)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4))
+    ax.plot(ks, [100.0 * float((err <= k * std).mean()) for k in ks], "-", label="the model's answers")
+    ax.plot(ks, [100.0 * math.erf(k / math.sqrt(2)) for k in ks], "k--", lw=1, label="a normal error")
+    for k, key in ((1, "age_in_1std"), (2, "age_in_2std")):
+        ax.plot([k], [res[key]], "o", color="tab:blue")
+        _label_above(ax, f"{res[key]:.1f}%", (k, res[key]), -14, 8)
+    ax.set_xlabel("k: the true age within k age_stds of the answer")
+    ax.set_ylabel("% of the faces found")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{len(hit)} faces found; one std would need x{res['std_scale_68']:.2f} for 68.3%")
+    quarters = ["smallest 25%", "25-50%", "50-75%", "largest 25%"]
+    bars = bx.bar(quarters, res["MAE_by_std_quarter"], color="tab:orange")
+    for bar, v in zip(bars, res["MAE_by_std_quarter"]):
+        _label_above(bx, f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v), 3, 8)
+    bx.set_xlabel("faces ranked by their age_std")
+    bx.set_ylabel("MAE, years")
+    bx.set_title("MAE per quarter of age_std")
+    bx.margins(y=0.2)
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(plt, fig, path)
