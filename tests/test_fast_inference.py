@@ -718,6 +718,7 @@ def assert_same_faces(a, b, box_tol, age_tol, p_tol):
     for x, y in zip(a, b):
         assert max(abs(u - v) for u, v in zip(x["box"], y["box"])) <= box_tol
         assert abs(x["age"] - y["age"]) <= age_tol
+        assert abs(x["age_std"] - y["age_std"]) <= age_tol + 0.01  # (age_std rounded to 0.01)
         assert abs(x["p_female"] - y["p_female"]) <= p_tol
 
 
@@ -911,6 +912,12 @@ def test_onnxruntime_backend_answers_as_pytorch(torch_predictor, ort_predictor, 
     ort_faces = faces_of(ort_predictor, path)
     assert torch_faces
     assert_same_faces(torch_faces, ort_faces, 0.5, 0.1, 0.005)
+    # the reported std is the graph's distribution's times the shipped AGE_STD_SCALE (1.6), once
+    inst = ort_predictor(path)
+    probs, years = inst.pred_age_probs.double(), torch.arange(101, dtype=torch.float64)
+    own = (probs * (years - (probs * years).sum(1, keepdim=True)) ** 2).sum(1).sqrt()
+    assert ort_predictor.cfg.MODEL.AGE_HEAD.AGE_STD_SCALE == 1.6
+    assert torch.allclose(inst.pred_age_stds.double(), 1.6 * own, atol=1e-3)
 
 
 def test_onnx_detector_graph_holds_the_heatmap_bound(onnx_cache, shipped_cfg, ort_predictor, tmp_path):
