@@ -1029,6 +1029,12 @@ def test_track_benchmark_runs_a_tracker_and_scores_it_by_hand():
     assert jit["age_std_over_frames_per_frame"] == 2.24  # sqrt((9 + 1 + 1 + 9) / 4)
     assert jit["age_std_over_frames_drawn_running_answer"] == 1.12  # 30, 31, 32, 33: sqrt(1.25)
     assert all(jit[f"mae_per_person_{m}"] == 0.0 for m in ("inverse_variance", "weighted", "mean", "median"))
+    # the answer 33 and its std: the mixture's, sqrt(4^2 + the ages' variance (9 + 1 + 1 + 9) / 4) = 4.58;
+    # a true age 4 years off lies within it, 5 years off outside
+    for true, inside in ((37.0, 1.0), (38.0, 0.0)):
+        jit = bench.age_jitter(per_frame, {"p": (true, "male")}, 3)
+        assert jit["mae_per_person_inverse_variance"] == true - 33.0
+        assert jit["age_in_1std_per_person_inverse_variance"] == inside
     assert jit["gender_accuracy_per_frame"] == 1.0
     counts = bench.track_filter_counts(vp, per_frame, 3, 0.4)
     assert counts["false_tracks"] == 1 and counts["false_tracks_by_frames"] == {"1": 1, "2": 0, "3+": 0}

@@ -289,7 +289,8 @@ def age_jitter(per_frame, truth, min_frames):
     """Mean over true people (seen in >= min_frames frames, one track) of: the std over frames of the
     per-frame age and of the drawn running answer; MAE against the true age of the per-frame ages
     and of each aggregation of the faces of the person's track (every frame's, as the tracker
-    assigned them: a track keeps running sums, not its faces)."""
+    assigned them: a track keeps running sums, not its faces), and the share of people whose true
+    age lies within the aggregation's age_std."""
     by_person, of_track = defaultdict(list), defaultdict(list)
     for _, faces, shown, who in per_frame:
         for f in faces:
@@ -299,7 +300,7 @@ def age_jitter(per_frame, truth, min_frames):
             if p is not None and f["age"] is not None and f["track_id"] is not None:
                 by_person[p].append((f, sh))
     std_frame, std_shown, err_frame, gender_frame = [], [], [], []
-    err, right = defaultdict(list), defaultdict(list)
+    err, right, within = defaultdict(list), defaultdict(list), defaultdict(list)
     for p, obs in by_person.items():
         if len(obs) < min_frames:
             continue
@@ -313,6 +314,7 @@ def age_jitter(per_frame, truth, min_frames):
         for m in ("inverse_variance", "weighted", "mean", "median"):
             answer = aggregate(of_track[track], m)
             err[m].append(abs(answer["age"] - age))
+            within[m].append(abs(answer["age"] - age) <= answer["age_std"])  # is people.json's age_std an error bar
             right[m].append(answer["gender"] == gender)
     r = lambda v: round(float(np.mean(v)), 2)  # noqa: E731
     return {
@@ -321,6 +323,7 @@ def age_jitter(per_frame, truth, min_frames):
         "age_std_over_frames_drawn_running_answer": r(std_shown),
         "mae_per_frame": r(err_frame),
         **{f"mae_per_person_{m}": r(v) for m, v in err.items()},
+        **{f"age_in_1std_per_person_{m}": r(v) for m, v in within.items()},
         "gender_accuracy_per_frame": r(gender_frame),
         **{f"gender_accuracy_per_person_{m}": r(v) for m, v in right.items()},
     }
