@@ -69,6 +69,7 @@ def match_faces(
 
 
 SCORE_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STD_QUARTERS = ["smallest 25%", "25-50%", "50-75%", "largest 25%"]  # MAE_by_std_quarter's columns
 
 
 def box_precision(boxes: List[tuple], num_faces: int, thresholds: Sequence[float] = SCORE_THRESHOLDS) -> dict:
@@ -405,9 +406,8 @@ def format_table(res: dict, group_names: Sequence[str] = ()) -> str:
         b = res["per_band"]
         lines += _transposed("true age", list(b), list(b.values()), ("faces", "detected", "MAE", "gender"), 2)
     if res.get("MAE_by_std_quarter"):
-        quarters = ["smallest 25%", "25-50%", "50-75%", "largest 25%"]
         cells = [{"MAE": v} for v in res["MAE_by_std_quarter"]]
-        lines += _transposed("faces by their age_std", quarters, cells, ("MAE",), 2)
+        lines += _transposed("faces by their age_std", STD_QUARTERS, cells, ("MAE",), 2)
     return "\n".join(lines)
 
 
@@ -490,19 +490,27 @@ def save_age_png(rows: List[dict], per_band: dict, path: str, title: str = ""):
     names = list(per_band)
     # a band without a found face gets a bar of height 0 (a NaN one dropped its category from the
     # axis when it stood at an end)
-    bars = bx.bar(names, [np.nan_to_num(per_band[n]["MAE"]) for n in names], color="tab:orange")
-    for bar, n in zip(bars, names):
-        b = per_band[n]
-        label = f"{b['MAE']:.1f}" if b["detected"] else "-"
-        label += f"\n{b['detected']}/{b['faces']}"
-        _label_above(bx, label, (bar.get_x() + bar.get_width() / 2, np.nan_to_num(b["MAE"])), 3, 8)
-    bx.set_xlabel("true age (band)")
-    bx.set_ylabel("MAE, years")
-    bx.set_title("MAE per band (under it: faces found / faces)")
-    bx.margins(y=0.25)
+    labels = [
+        (f"{per_band[n]['MAE']:.1f}" if per_band[n]["detected"] else "-")
+        + f"\n{per_band[n]['detected']}/{per_band[n]['faces']}"
+        for n in names
+    ]
+    maes = [float(np.nan_to_num(per_band[n]["MAE"])) for n in names]
+    _mae_bars(bx, names, maes, labels, "true age (band)", "MAE per band (under it: faces found / faces)", 0.25)
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(plt, fig, path)
+
+
+def _mae_bars(ax, names: List[str], maes: List[float], labels: List[str], xlabel: str, title: str, margin: float):
+    """A panel of MAE bars, each labelled above."""
+    bars = ax.bar(names, maes, color="tab:orange")
+    for bar, v, label in zip(bars, maes, labels):
+        _label_above(ax, label, (bar.get_x() + bar.get_width() / 2, v), 3, 8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("MAE, years")
+    ax.set_title(title)
+    ax.margins(y=margin)
 
 
 def save_std_png(rows: List[dict], res: dict, path: str, title: str = ""):
@@ -526,14 +534,16 @@ def save_std_png(rows: List[dict], res: dict, path: str, title: str = ""):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"{len(hit)} faces found; one std would need x{res['std_scale_68']:.2f} for 68.3%")
-    quarters = ["smallest 25%", "25-50%", "50-75%", "largest 25%"]
-    bars = bx.bar(quarters, res["MAE_by_std_quarter"], color="tab:orange")
-    for bar, v in zip(bars, res["MAE_by_std_quarter"]):
-        _label_above(bx, f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v), 3, 8)
-    bx.set_xlabel("faces ranked by their age_std")
-    bx.set_ylabel("MAE, years")
-    bx.set_title("MAE per quarter of age_std")
-    bx.margins(y=0.2)
+    maes = res["MAE_by_std_quarter"]
+    _mae_bars(
+        bx,
+        STD_QUARTERS,
+        maes,
+        [f"{v:.1f}" for v in maes],
+        "faces ranked by their age_std",
+        "MAE per quarter of age_std",
+        0.2,
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(plt, fig, path)
