@@ -1035,6 +1035,8 @@ def test_track_benchmark_runs_a_tracker_and_scores_it_by_hand():
         jit = bench.age_jitter(per_frame, {"p": (true, "male")}, 3)
         assert jit["mae_per_person_inverse_variance"] == true - 33.0
         assert jit["age_in_1std_per_person_inverse_variance"] == inside
+    # per frame (std 4): 30, 32, 34, 36 against 37 are 7, 5, 3, 1 off: two of four within
+    assert bench.age_jitter(per_frame, {"p": (37.0, "male")}, 3)["age_in_1std_per_frame"] == 0.5
     assert jit["gender_accuracy_per_frame"] == 1.0
     counts = bench.track_filter_counts(vp, per_frame, 3, 0.4)
     assert counts["false_tracks"] == 1 and counts["false_tracks_by_frames"] == {"1": 1, "2": 0, "3+": 0}

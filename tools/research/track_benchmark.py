@@ -289,8 +289,8 @@ def age_jitter(per_frame, truth, min_frames):
     """Mean over true people (seen in >= min_frames frames, one track) of: the std over frames of the
     per-frame age and of the drawn running answer; MAE against the true age of the per-frame ages
     and of each aggregation of the faces of the person's track (every frame's, as the tracker
-    assigned them: a track keeps running sums, not its faces), and the share of people whose true
-    age lies within the aggregation's age_std."""
+    assigned them: a track keeps running sums, not its faces), and the share of faces (per
+    person) and of people whose true age lies within the frame's or the aggregation's age_std."""
     by_person, of_track = defaultdict(list), defaultdict(list)
     for _, faces, shown, who in per_frame:
         for f in faces:
@@ -299,7 +299,7 @@ def age_jitter(per_frame, truth, min_frames):
         for f, sh, p in zip(faces, shown, who):
             if p is not None and f["age"] is not None and f["track_id"] is not None:
                 by_person[p].append((f, sh))
-    std_frame, std_shown, err_frame, gender_frame = [], [], [], []
+    std_frame, std_shown, err_frame, gender_frame, within_frame = [], [], [], [], []
     err, right, within = defaultdict(list), defaultdict(list), defaultdict(list)
     for p, obs in by_person.items():
         if len(obs) < min_frames:
@@ -309,6 +309,7 @@ def age_jitter(per_frame, truth, min_frames):
         std_shown.append(np.std([sh["age"] for _, sh in obs]))
         age, gender = truth[p]
         err_frame.append(np.abs(ages - age).mean())
+        within_frame.append(np.mean([abs(f["age"] - age) <= f["age_std"] for f, _ in obs]))
         gender_frame.append(np.mean([f["gender"] == gender for f, _ in obs]))
         track = Counter(f["track_id"] for f, _ in obs).most_common(1)[0][0]
         for m in ("inverse_variance", "weighted", "mean", "median"):
@@ -323,6 +324,7 @@ def age_jitter(per_frame, truth, min_frames):
         "age_std_over_frames_drawn_running_answer": r(std_shown),
         "mae_per_frame": r(err_frame),
         **{f"mae_per_person_{m}": r(v) for m, v in err.items()},
+        "age_in_1std_per_frame": r(within_frame),
         **{f"age_in_1std_per_person_{m}": r(v) for m, v in within.items()},
         "gender_accuracy_per_frame": r(gender_frame),
         **{f"gender_accuracy_per_person_{m}": r(v) for m, v in right.items()},
