@@ -62,18 +62,22 @@ def test_unknown_readout_is_a_clear_error():
         build_model(tiny_cfg(**{"MODEL.AGE_HEAD.AGE_READOUT": "average"}))
 
 
+def head_answers(image, key, value):
+    """Two faces of ``image`` through a tiny age head (seeded: the same network for every ``value``),
+    built with config ``key`` set to ``value``."""
+    torch.manual_seed(0)
+    head = build_model(tiny_cfg(**{key: value, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})).eval().age_head
+    faces = Instances((120, 100))
+    faces.pred_boxes = Boxes(torch.tensor([[20.0, 30.0, 70.0, 100.0], [0.0, 0.0, 40.0, 50.0]]))
+    with torch.no_grad():
+        (out,) = head([image], [faces])
+    return out
+
+
 def test_head_reads_ages_as_configured():
     """The same network and crops: distributions and genders unchanged, ages read the configured way."""
     image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
-    outs = {}
-    for how in ("mean", "median", "mode"):
-        torch.manual_seed(0)
-        cfg = tiny_cfg(**{"MODEL.AGE_HEAD.AGE_READOUT": how, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
-        head = build_model(cfg).eval().age_head
-        faces = Instances((120, 100))
-        faces.pred_boxes = Boxes(torch.tensor([[20.0, 30.0, 70.0, 100.0], [0.0, 0.0, 40.0, 50.0]]))
-        with torch.no_grad():
-            (outs[how],) = head([image], [faces])
+    outs = {how: head_answers(image, "MODEL.AGE_HEAD.AGE_READOUT", how) for how in ("mean", "median", "mode")}
     for how in ("median", "mode"):
         assert torch.equal(outs[how].pred_age_probs, outs["mean"].pred_age_probs)
         assert torch.equal(outs[how].pred_female_probs, outs["mean"].pred_female_probs)
@@ -123,16 +127,7 @@ def test_reported_std_is_the_distributions_times_the_scale():
     """MODEL.AGE_HEAD.AGE_STD_SCALE widens pred_age_stds only: the same distributions, ages and
     genders; the std is the distribution's (sqrt of sum p_j (j - mean)^2) times the factor."""
     image = torch.randint(0, 256, (3, 120, 100), dtype=torch.uint8)
-    outs = {}
-    for scale in (1.0, 1.6):
-        torch.manual_seed(0)
-        cfg = tiny_cfg(**{"MODEL.AGE_HEAD.AGE_STD_SCALE": scale, "MODEL.AGE_HEAD.INTERMEDIATE_FEATURE": False})
-        head = build_model(cfg).eval().age_head
-        faces = Instances((120, 100))
-        faces.pred_boxes = Boxes(torch.tensor([[20.0, 30.0, 70.0, 100.0], [0.0, 0.0, 40.0, 50.0]]))
-        with torch.no_grad():
-            (outs[scale],) = head([image], [faces])
-    a, b = outs[1.0], outs[1.6]
+    a, b = (head_answers(image, "MODEL.AGE_HEAD.AGE_STD_SCALE", scale) for scale in (1.0, 1.6))
     for field in ("pred_age_probs", "pred_ages", "pred_female_probs"):
         assert torch.equal(a.get(field), b.get(field)), field
     j = torch.arange(101.0)

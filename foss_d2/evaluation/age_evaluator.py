@@ -279,10 +279,9 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
         if det:
             res["gender_acc"] = 100.0 * float(np.mean(det))
         res["gender_acc_strict"] = 100.0 * float(np.mean(ok))
-        probs = [r["p_female"] for r in gendered if r["detected"] and np.isfinite(r["p_female"])]
-        if probs:
-            right = [gender_right(r) for r in gendered if r["detected"] and np.isfinite(r["p_female"])]
-            res["gender_ece"] = calibration_error(probs, right)
+        judged = [r for r in gendered if r["detected"] and np.isfinite(r["p_female"])]
+        if judged:
+            res["gender_ece"] = calibration_error([r["p_female"] for r in judged], [gender_right(r) for r in judged])
     grouped = [r for r in rows if r["age_group"] >= 0]
     if group_lower and grouped:
         n = len(group_lower)
