@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy.io import savemat
 
 from foss_d2.data.datasets import (
@@ -92,6 +93,56 @@ def test_megaage_asian_lists(tmp_path):
         load_megaage_asian(str(tmp_path), "test")
 
 
+def _write_iog_images(folder):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(folder / "1006149518_250f8036fc_1438_9284053@N07.jpg"), np.zeros((200, 300, 3), np.uint8))
+    cv2.imwrite(str(folder / "2222_abc_1_1@N00.jpg"), np.zeros((40, 60, 3), np.uint8))
+
+
+def test_images_of_groups_scored_with_face_ap(tmp_path, monkeypatch):
+    """The paper's Table 1 dataset through build_foss_evaluator: its COCO face AP needs each image's
+    size (a KeyError 'width' before the loader read them), its groups scored by hand."""
+    import foss_d2.data.datasets.images_of_groups as iog
+    from foss_d2 import add_foss_config
+    from foss_d2.data.datasets.images_of_groups import box_from_eyes, register_images_of_groups
+    from foss_d2.evaluation import build_foss_evaluator
+
+    from detectron2.config import get_cfg
+    from detectron2.structures import Boxes, Instances
+
+    folder = tmp_path / "Fam2a"
+    folder.mkdir()
+    (folder / "PersonData.txt").write_text(
+        "1006149518_250f8036fc_1438_9284053@N07.jpg\n100\t100\t120\t100\t28\t2\n200\t50\t218.5\t50\t1\t1\n"
+    )
+    _write_iog_images(folder)
+    (tmp_path / "test_faces.txt").write_text(
+        "Fam2a/1006149518_250f8036fc_1438_9284053@N07.jpg 100 100 120 100\n"
+        "Fam2a/1006149518_250f8036fc_1438_9284053@N07.jpg 200 50 218.5 50\n"
+    )
+    monkeypatch.setattr(iog, "IOG_FOLDERS", ("Fam2a",))
+    register_images_of_groups("foss_test_iog_ap", str(tmp_path), test_split=True)
+    cfg = get_cfg()
+    add_foss_config(cfg)
+    ev = build_foss_evaluator(cfg, "foss_test_iog_ap", str(tmp_path / "eval"))
+    ev.reset()
+    inst = Instances((200, 300))
+    # both faces boxed as labelled; the man read 30 (20-36: right) and male, the girl (0-2) read
+    # 9 (8-12: two groups off, neither right nor 1-off) and female
+    inst.pred_boxes = Boxes(torch.tensor([box_from_eyes(100, 100, 120, 100), box_from_eyes(200, 50, 218.5, 50)]))
+    inst.scores = torch.tensor([0.9, 0.8])
+    inst.pred_classes = torch.zeros(2, dtype=torch.long)
+    inst.pred_ages = torch.tensor([30.0, 9.0])
+    inst.pred_female_probs = torch.tensor([0.2, 0.7])
+    image_id = "Fam2a/1006149518_250f8036fc_1438_9284053@N07.jpg"
+    ev.process([{"image_id": image_id, "height": 200, "width": 300}], [{"instances": inst}])
+    res = ev.evaluate()
+    assert res["bbox"]["AP50"] == pytest.approx(100.0)
+    assert res["age"]["group_acc"] == 50.0 and res["age"]["group_1off"] == 50.0 and res["age"]["gender_acc"] == 100.0
+
+
 def test_images_of_groups_person_data(tmp_path):
     folder = tmp_path / "Fam2a"
     folder.mkdir()
@@ -101,9 +152,13 @@ def test_images_of_groups_person_data(tmp_path):
         "200\t50\t218.5\t50\t1\t1\n"
         "2222_abc_1_1@N00.jpg\n"
         "10\t10\t30\t10\t75\t2\n"
+        "missing.jpg\n"
+        "10\t10\t30\t10\t75\t2\n"
     )
+    _write_iog_images(folder)
     recs = load_images_of_groups(str(tmp_path), folders=["Fam2a"])
-    assert [len(r["annotations"]) for r in recs] == [2, 1]
+    assert [len(r["annotations"]) for r in recs] == [2, 1]  # missing.jpg skipped, with a warning
+    assert [(r["width"], r["height"]) for r in recs] == [(300, 200), (60, 40)]  # read from the headers
     a, b = recs[0]["annotations"]
     # eyes (100,100)-(120,100): d = 20, centre (110, 100) -> [110-24, 100-18, 110+24, 100+42]
     assert a["bbox"] == pytest.approx([86.0, 82.0, 134.0, 142.0])

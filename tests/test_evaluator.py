@@ -49,6 +49,33 @@ def test_one_off_shift_and_undetected_face():
     assert res["per_group"][5]["detected"] == 0
 
 
+def test_found_faces_without_an_answer_are_not_scored_as_oldest_or_male():
+    nan = float("nan")
+    wider = [0, 30, 45, 65]
+    # a found Senior man without answers (NaN would fall in the oldest group and read as male: both
+    # "right"), a found Young Adult woman read 25 and female, a missed Adult man
+    rows = [_row(-1, 0, 3, nan, nan), _row(-1, 1, 0, 25.0, 0.9), _row(-1, 0, 2)]
+    res = summarize_rows(rows, wider)
+    assert res["group_acc"] == 100.0 and res["gender_acc"] == 100.0  # the one face answered
+    assert res["group_acc_strict"] == pytest.approx(100 / 3) and res["gender_acc_strict"] == pytest.approx(100 / 3)
+    assert res["group_1off_strict"] == pytest.approx(100 / 3)
+    assert res["confusion"][3] == [0, 0, 0, 0] and res["confusion"][0][0] == 1
+    assert res["per_group"][3]["detected"] == 1 and res["per_group"][3]["age"] != res["per_group"][3]["age"]  # NaN
+    assert res["detection_rate"] == pytest.approx(200 / 3)
+    # a detector's answers (no age, no gender): faces found, no age or gender figure at all
+    nulls = dict(_row(20, 1, 0, 0.0), pred_age=None, p_female=None)  # a predictions.json's nulls
+    res = summarize_rows([_row(40, 0, 2, nan, nan), nulls, _row(33, 1, 1)], wider)
+    assert res["detection_rate"] == pytest.approx(200 / 3)
+    assert not {"MAE", "per_band", "gender_acc", "gender_acc_strict", "group_acc", "group_acc_strict"} & set(res)
+    # ages but no gender (MODEL.AGE_HEAD.GENDER_ON False): the ages scored, gender left out
+    res = summarize_rows([_row(40, 0, 1, 41.0, nan), _row(20, 1, 0, 26.0, nan)], wider)
+    assert res["MAE"] == 3.5 and res["group_acc"] == 100.0 and "gender_acc" not in res
+    assert res["per_band"]["40-59"]["gender"] != res["per_band"]["40-59"]["gender"]  # NaN, not 100 (male)
+    # nothing found: the strict figures are 0, as before
+    res = summarize_rows([_row(40, 0, 1), _row(20, 1, 0)], wider)
+    assert res["gender_acc_strict"] == 0.0 and res["group_acc_strict"] == 0.0 and "gender_acc" not in res
+
+
 def test_age_bands_split_the_error_by_true_age():
     # a 2- and an 8-year-old read as 30 and 10 (errors 28, 2), a 45-year-old right, a 70-year-old missed
     rows = [_row(2, 1, pred=30.0, pf=0.2), _row(8, 0, pred=10.0, pf=0.3), _row(45, 1, pred=45.0, pf=0.9), _row(70, 0)]
@@ -238,6 +265,20 @@ def test_grid_evaluation_scores_each_cell_by_hand():
         "20-39": {"faces": 2, "found": 2, "MAE": 4.0, "gender_acc": 50.0, "mean_pred_age": 29.0},
         "40-59": {"faces": 2, "found": 1, "MAE": 0.0, "gender_acc": 100.0, "mean_pred_age": 50.0},
     }
+
+
+def test_grid_answers_without_a_gender_are_not_scored_as_male():
+    import numpy as np
+
+    from foss_d2.evaluation.tiled import evaluate_grid
+
+    img = np.zeros((50, 50, 3), np.uint8)
+    recs = [{"file_name": "a.jpg", "annotations": [{"age": 30.0, "gender": 0}]}]
+    face = {"box": [5, 5, 40, 40], "score": 0.9, "age": 33.0, "gender": None, "p_female": None}
+    res = evaluate_grid(lambda image: [face], recs, 1, canvas=50, read=lambda name: img)
+    assert res["found"] == 1 and res["MAE"] == 3.0 and res["gender_acc"] is None  # a man: "male" would be 100
+    res = evaluate_grid(lambda image: [dict(face, gender="male")], recs, 1, canvas=50, read=lambda name: img)
+    assert res["gender_acc"] == 100.0
 
 
 def test_prediction_keys_match_dataset_paths():

@@ -8,7 +8,9 @@
   ``target_on_face``: how often that largest box overlaps the labelled face box (IoU >= 0.5), where
   one is known; "detected" alone only says that some box was found.
 * Faces that are not detected are counted (``detection_rate``) and, in the ``*_strict`` figures,
-  scored as wrong.
+  scored as wrong. A found face without an answer (NaN or null: a detector's predictions.json, a
+  model without gender) is left out of the figures on the faces found and wrong in the strict
+  ones; where no found face has one, there is no such figure.
 * Whether the uncertainties can be read as such: ``age_in_1std`` / ``age_in_2std``, the found
   faces whose true age lies within one / two reported age_stds of the answer, ``std_scale_68``,
   the factor on the stds that would make the first 68.3% (MODEL.AGE_HEAD.AGE_STD_SCALE), and
@@ -110,6 +112,22 @@ def age_to_group(age: float, lower_bounds: Sequence[float]) -> int:
 def gender_right(row: dict) -> bool:
     """Whether a found face's predicted gender (P(female) over 0.5) is its labelled one."""
     return (row["p_female"] > 0.5) == (row["gender"] == 1)
+
+
+def answered_age(row: dict) -> bool:
+    """A found face with an age answer: a model without ages (a detector's predictions.json) gives
+    NaN, which ``age_to_group`` would put in the oldest group."""
+    return row["detected"] and _finite(row.get("pred_age"))
+
+
+def answered_gender(row: dict) -> bool:
+    """A found face with a gender answer (``MODEL.AGE_HEAD.GENDER_ON False`` gives NaN, which
+    ``gender_right`` would read as male)."""
+    return row["detected"] and _finite(row.get("p_female"))
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 class FaceAgeEvaluator(DatasetEvaluator):
@@ -261,8 +279,9 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
     located = [r["target_iou"] >= 0.5 for r in rows if r["detected"] and "target_iou" in r]
     if located:
         res["target_on_face"] = 100.0 * float(np.mean(located))
+    warn_unanswered(rows)
     aged = [r for r in rows if r["age"] >= 0]
-    hit = [r for r in aged if r["detected"]]
+    hit = [r for r in aged if answered_age(r)]
     if hit:
         err = np.abs([r["pred_age"] - r["age"] for r in hit])
         res["MAE"] = float(err.mean())
@@ -272,23 +291,22 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
             res["MAE_21_60"] = float(np.mean(mid))
         res["per_band"] = age_band_table(aged)
         res.update(std_coverage(hit))
+    # a found face without an answer: left out of the figures on the faces found, wrong in the
+    # strict ones; faces found but none answered (a detector, a model without gender): no figure
     gendered = [r for r in rows if r["gender"] >= 0]
-    if gendered:
-        ok = [r["detected"] and gender_right(r) for r in gendered]
-        det = [o for o, r in zip(ok, gendered) if r["detected"]]
-        if det:
-            res["gender_acc"] = 100.0 * float(np.mean(det))
-        res["gender_acc_strict"] = 100.0 * float(np.mean(ok))
-        judged = [r for r in gendered if r["detected"] and np.isfinite(r["p_female"])]
-        if judged:
-            res["gender_ece"] = calibration_error([r["p_female"] for r in judged], [gender_right(r) for r in judged])
+    judged = [r for r in gendered if answered_gender(r)]
+    if gendered and (judged or not any(r["detected"] for r in gendered)):
+        res["gender_acc_strict"] = 100.0 * float(np.mean([answered_gender(r) and gender_right(r) for r in gendered]))
+    if judged:
+        res["gender_acc"] = 100.0 * float(np.mean([gender_right(r) for r in judged]))
+        res["gender_ece"] = calibration_error([r["p_female"] for r in judged], [gender_right(r) for r in judged])
     grouped = [r for r in rows if r["age_group"] >= 0]
-    if group_lower and grouped:
+    if group_lower and grouped and (any(map(answered_age, grouped)) or not any(r["detected"] for r in grouped)):
         n = len(group_lower)
         conf = np.zeros((n, n), dtype=int)
         exact, one_off, per_group = [], [], {}
         for r in grouped:
-            if r["detected"]:
+            if answered_age(r):
                 g = age_to_group(r["pred_age"], group_lower)
                 conf[r["age_group"], g] += 1
                 exact.append(g == r["age_group"])
@@ -297,27 +315,43 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
                 exact.append(False)
                 one_off.append(False)
             per_group.setdefault(r["age_group"], []).append((exact[-1], one_off[-1], r))
-        detected = [e for e, r in zip(exact, grouped) if r["detected"]]
-        detected_1 = [o for o, r in zip(one_off, grouped) if r["detected"]]
-        if detected:
-            res["group_acc"] = 100.0 * float(np.mean(detected))
-            res["group_1off"] = 100.0 * float(np.mean(detected_1))
+        answered = [(e, o) for e, o, r in zip(exact, one_off, grouped) if answered_age(r)]
+        if answered:
+            res["group_acc"] = 100.0 * float(np.mean([e for e, _ in answered]))
+            res["group_1off"] = 100.0 * float(np.mean([o for _, o in answered]))
         res["group_acc_strict"] = 100.0 * float(np.mean(exact))
         res["group_1off_strict"] = 100.0 * float(np.mean(one_off))
         res["confusion"] = conf.tolist()
         table = {}
         for g, items in sorted(per_group.items()):
-            det = [(e, o, r) for e, o, r in items if r["detected"]]
-            gen = [r for _, _, r in det if r["gender"] >= 0]
+            aged_g = [(e, o) for e, o, r in items if answered_age(r)]
+            gen = [r for _, _, r in items if r["gender"] >= 0 and answered_gender(r)]
             table[g] = {
                 "faces": len(items),
-                "detected": len(det),
-                "age": 100.0 * float(np.mean([e for e, _, _ in det])) if det else float("nan"),
-                "1-off": 100.0 * float(np.mean([o for _, o, _ in det])) if det else float("nan"),
+                "detected": sum(r["detected"] for _, _, r in items),
+                "age": 100.0 * float(np.mean([e for e, _ in aged_g])) if aged_g else float("nan"),
+                "1-off": 100.0 * float(np.mean([o for _, o in aged_g])) if aged_g else float("nan"),
                 "gender": 100.0 * float(np.mean([gender_right(r) for r in gen])) if gen else float("nan"),
             }
         res["per_group"] = table
     return res
+
+
+def warn_unanswered(rows: List[dict]):
+    """A warning when some found faces have an age or gender answer and others not (a
+    predictions.json with nulls): the figures on the faces found leave those out."""
+    found = [r for r in rows if r["detected"]]
+    for what, answered in (("age", answered_age), ("gender", answered_gender)):
+        n = sum(not answered(r) for r in found)
+        if 0 < n < len(found):
+            logger.warning(
+                "%d of the %d found faces have no %s answer: left out of the %s figures on the faces found, "
+                "wrong in the strict ones",
+                n,
+                len(found),
+                what,
+                what,
+            )
 
 
 def std_coverage(hit: List[dict]) -> dict:
@@ -352,12 +386,12 @@ def age_band_table(aged: List[dict]) -> dict:
         rows = [r for r in aged if age_band(r["age"]) == band]
         if not rows:
             continue
-        det = [r for r in rows if r["detected"]]
-        gen = [r for r in det if r["gender"] >= 0]
+        answered = [r for r in rows if answered_age(r)]
+        gen = [r for r in rows if r["gender"] >= 0 and answered_gender(r)]
         table[band_name(low, high)] = {
             "faces": len(rows),
-            "detected": len(det),
-            "MAE": float(np.mean([abs(r["pred_age"] - r["age"]) for r in det])) if det else float("nan"),
+            "detected": sum(r["detected"] for r in rows),
+            "MAE": float(np.mean([abs(r["pred_age"] - r["age"]) for r in answered])) if answered else float("nan"),
             "gender": 100.0 * float(np.mean([gender_right(r) for r in gen])) if gen else float("nan"),
         }
     return table

@@ -20,7 +20,7 @@ from torchvision.ops import box_iou
 
 from detectron2.structures import BoxMode
 
-from .tiled import summarize_by_band
+from .tiled import gender_verdict, summarize_by_band
 
 CONDITIONS = ("alone", "on_black", "in_photo")
 
@@ -160,7 +160,7 @@ def evaluate_pasted(
                     ages.append(a["age"])
                     preds.append(f["age"])
                     stds.append(f.get("age_std"))
-                    gender_ok.append((f["gender"] == "female") == (a["gender"] == 1) if a["gender"] in (0, 1) else None)
+                    gender_ok.append(gender_verdict(f, a["gender"]))
         k += 1
     return {c: {"faces": len(results[c][3]), **summarize_by_band(*results[c])} for c in CONDITIONS}
 

@@ -6,7 +6,7 @@ canvases of 1, 4 or 9 cells (as the tiling augmentation of paper 3.3 does at tra
 in each cell, takes the highest-scoring detected face whose centre lies inside as the answer.
 """
 
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import cv2
 import numpy as np
@@ -51,9 +51,17 @@ def evaluate_grid(estimate: Callable, records: List[dict], grid: int, canvas: in
                 ages.append(ann["age"])
                 preds.append(f["age"])
                 stds.append(f.get("age_std"))
-                gender_ok.append((f["gender"] == "female") == (ann["gender"] == 1))
+                gender_ok.append(gender_verdict(f, ann["gender"]))
     res = summarize_by_band(ages, preds, gender_ok, shown, stds)
     return {"tiles": per, "faces": (len(records) // per) * per, **res}
+
+
+def gender_verdict(face: dict, label: int) -> Optional[bool]:
+    """Whether an answer's gender is the label's; None (not scored) where the face has no label or
+    the model gave no gender (``MODEL.AGE_HEAD.GENDER_ON False``), which would read as male."""
+    if label not in (0, 1) or face.get("gender") not in ("female", "male"):
+        return None
+    return (face["gender"] == "female") == (label == 1)
 
 
 def summarize_by_band(ages, preds, gender_ok, shown, stds=None) -> dict:

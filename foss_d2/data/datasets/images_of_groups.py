@@ -23,6 +23,8 @@ import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from PIL import Image
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
@@ -138,7 +140,14 @@ def load_images_of_groups(
                         found.add((key, tuple(a["eyes"])))
                     else:  # a face of the photo outside the split: a box, no label to score
                         a["age_group"], a["gender"] = -1, -1
-            records.append({"file_name": os.path.join(root, folder, name), "image_id": key, "annotations": annos})
+            path = os.path.join(root, folder, name)
+            try:  # the header only: COCO's face AP needs each image's size
+                with Image.open(path) as im:
+                    width, height = im.size
+            except OSError as e:
+                logger.warning("Images of Groups: skipping %s (%s)", path, e)
+                continue
+            records.append({"file_name": path, "image_id": key, "height": height, "width": width, "annotations": annos})
     if listed is not None:
         unknown = [(k, e) for k, eyes in listed.items() for e in eyes if (k, e) not in found]
         if unknown:
