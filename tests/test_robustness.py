@@ -323,6 +323,40 @@ def test_interrupted_run_keeps_its_results_and_resumes(toy, tmp_path, capsys, si
     assert sorted(f for f in os.listdir(out) if f.endswith(".png")) == names  # every picture, none half-written
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_signal_keeps_the_answers_of_the_images_in_the_model(tmp_path, workers):
+    """SIGTERM while the model runs on the third of six photos: that photo (and, with two workers,
+    those already handed to the pool) is finished and recorded, no other photo goes in, and the
+    run ends interrupted. Its answer was thrown away before: the loop checked for the signal
+    before recording the result it had just been given."""
+    from foss_d2.apps import runner
+
+    from detectron2.structures import Boxes, Instances
+
+    names = _photos(tmp_path / "in", 6)
+    items = [(str(tmp_path / "in" / n), n) for n in names]
+    called = []
+
+    def model(img):
+        called.append(len(called))
+        if len(called) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # noted by the run's handler, as a user's kill would be
+            time.sleep(0.2)  # still in the model when the signal comes
+        inst = Instances(img.shape[:2])
+        inst.pred_boxes = Boxes(torch.tensor([[1.0, 2, 30, 40]]))
+        inst.scores = torch.tensor([0.9])
+        inst.pred_ages = torch.tensor([float(len(called))])
+        inst.pred_female_probs = torch.tensor([0.2])
+        return inst
+
+    with pytest.raises(runner.Interrupted):
+        runner.run_images(model, items, str(tmp_path / "out"), "BGR", draw=False, workers=workers)
+    kept = [r["key"] for r in read_journal(str(tmp_path / "out" / JOURNAL)) if "faces" in r]
+    assert len(called) == len(kept) and kept == names[: len(kept)]  # every answer the model gave, in order
+    assert 3 <= len(kept) <= (3 if workers == 1 else 5)  # the third's; with a pool, those queued behind it
+    assert sorted(json.load(open(tmp_path / "out" / "predictions.json"))) == kept
+
+
 def test_predictions_json_is_rewritten_at_most_a_twentieth_of_the_time(tmp_path, monkeypatch):
     """predictions.json holds one key a line, in the order written; during a run it is rewritten
     every save_every_s (30 s), or 20 times a rewrite's own time when longer: on a clock where each
@@ -521,6 +555,27 @@ def test_overwrite_removes_the_previous_run_and_nothing_else(toy, tmp_path, caps
     assert _demo(capsys, "--config-file", toy, "--input", inp, "--output", out)[0] == 0
     (out / "mine.txt").write_text("the user's file")
     (out / "mine.png").write_bytes(b"not drawn by the demo")
+    before = sorted(os.listdir(out))
+    # a run that fails before it starts (weights that are no checkpoint) leaves the earlier run as it was
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    code, msg = _demo(
+        capsys,
+        "--config-file",
+        toy,
+        "--input",
+        inp,
+        "--output",
+        out,
+        "--overwrite",
+        "MODEL.WEIGHTS",
+        tmp_path / "broken.pth",
+    )
+    assert code == 1 and "broken.pth" in msg
+    assert sorted(os.listdir(out)) == before and sorted(json.load(open(out / "predictions.json"))) == [
+        "p00.png",
+        "p01.png",
+        "p02.png",
+    ]
     os.remove(inp / "p02.png")
     code, _ = _demo(capsys, "--config-file", toy, "--input", inp, "--output", out, "--overwrite")
     assert code == 0
@@ -589,6 +644,7 @@ def test_uncertain_faces_are_drawn_dashed():
     solid, at_bar, dashed = edge_coverage(0.9), edge_coverage(UNCERTAIN_BELOW), edge_coverage(UNCERTAIN_BELOW - 0.01)
     assert solid == 1.0 and at_bar == 1.0
     assert 0.3 < dashed < 0.8  # dashes of 4 line widths, gaps of 3
+    assert edge_coverage(None) == 1.0  # a score check_faces lets through: unknown, solid (a TypeError before)
 
 
 def test_drawn_picture_has_a_bounded_size(toy, tmp_path, capsys):

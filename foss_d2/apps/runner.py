@@ -517,7 +517,8 @@ def prepare_output(
                 f"{out_dir} holds the results of an earlier run ({', '.join(found)}): "
                 "add --resume to finish it, --overwrite to replace it, or choose another --output"
             )
-        remove_previous_run(out_dir)
+        if write:  # (not before the model loads: a run that fails to start must not lose the earlier one)
+            remove_previous_run(out_dir)
     if settings is not None and write:
         os.makedirs(out_dir, exist_ok=True)
         write_json_atomic(os.path.join(out_dir, RUN_FILE), settings, indent=1)
@@ -1098,9 +1099,11 @@ class _Drawer:
 
 
 class _StopSignals:
-    """SIGTERM and Ctrl-C (SIGINT) while a run is writing: the first one is noted and ``check()``
-    raises Interrupted at the next input, so that no journal line or CSV row is torn and the files
-    close cleanly; a second one raises at once. Outside the main thread signals are left alone."""
+    """SIGTERM and Ctrl-C (SIGINT) while a run is writing: the first one is noted, no new input goes
+    into the model (``until_stopped``), the inputs in it are finished and recorded, and then
+    ``check()`` raises Interrupted, so that no journal line or CSV row is torn, no finished answer
+    is thrown away and the files close cleanly; a second one raises at once. Outside the main
+    thread signals are left alone."""
 
     def __init__(self):
         self.signum = None
@@ -1114,6 +1117,13 @@ class _StopSignals:
     def check(self):
         if self.signum is not None:
             raise Interrupted(self.signum)
+
+    def until_stopped(self, items):
+        """``items`` until a signal is noted."""
+        for item in items:
+            if self.signum is not None:
+                return
+            yield item
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -1282,11 +1292,10 @@ def run_images(
         drawer = _Drawer() if out_dir and draw else None
         taken = dict(writer.pictures)  # {picture: key} written so far (a resumed run's)
         done = 0
-        results = predict_in_order(predictor, reader, workers)
+        results = predict_in_order(predictor, stop.until_stopped(reader), workers)
         face_limit = face_cap(predictor)
         try:
             for key, img, error, faces in tqdm(results, total=len(todo), desc="images", disable=len(todo) < 2):
-                stop.check()
                 warn_if_capped(key, faces, face_limit)
                 if error is not None:
                     extra = (
@@ -1314,7 +1323,7 @@ def run_images(
                     ("add", key, faces, w, h, rel, None, source),
                 )
                 _record(writer, drawer.finished())
-            stop.check()  # a signal during the last input still ends the run as interrupted
+            stop.check()  # after the inputs in the model when the signal came, recorded
         finally:
             results.close()
             reader.close()
@@ -1562,7 +1571,7 @@ def run_video(
         def to_model():
             # predict_in_order's (key, image, error): the reader's fields travel in the key, and a
             # frame done before (--resume) or not read is not run
-            for item in reader:
+            for item in stop.until_stopped(reader):
                 frame, key = item[1], str(item[0])
                 if frame is None or key in writer.done:
                     yield item, None, NOT_RUN
@@ -1573,7 +1582,6 @@ def run_video(
         results = predict_in_order(predictor, to_model(), workers)
         try:
             for (idx, frame, cut, why, time_s), _, error, faces in results:
-                stop.check()
                 key = str(idx)
                 seen += 1
                 bar.update(1)

@@ -274,6 +274,6 @@ def draw_predictions(img_bgr: np.ndarray, faces, max_side: Optional[int] = None)
         boxes,
         [f.get("age") for f in faces],
         [f["p_female"] if f.get("p_female") is not None else float("nan") for f in faces],
-        dashed=[f.get("score", 1.0) < UNCERTAIN_BELOW for f in faces],
+        dashed=[f.get("score") is not None and f["score"] < UNCERTAIN_BELOW for f in faces],  # (None: unknown)
     )
     return swap_red_blue(out)
