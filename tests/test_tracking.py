@@ -164,6 +164,23 @@ def test_face_that_leaves_and_reenters():
     assert sorted(p["frames_seen"] for p in back_late) == [10, 20, 80]
 
 
+@pytest.mark.parametrize("header_fps", [30.0, 1000.0])
+def test_a_wrong_frame_rate_does_not_keep_a_lost_track_waiting(header_fps, caplog):
+    """A 30 fps clip whose header says 1000 fps (OpenCV's reading of some WebM files): a face seen
+    for 3 s, gone for 2 s, and a face back in its place is a new person, as with the right rate.
+    By the header a track waited up to 1000 frames (as many as it was seen: 3 s here) and the two
+    were one person."""
+    tracker = FaceTracker(fps=header_fps, cut_threshold=None)
+    ids = []
+    for i in range(210):  # 3 s seen, 2 s away, 2 s back; each frame's own time
+        present = i < 90 or i >= 150
+        found = tracker.update([face(20, 50)] if present else [], None, False, i / 30)
+        ids.append(found[0] if present else None)
+    assert ids[0] == ids[89] and ids[150] == ids[209] and ids[150] != ids[0] and tracker.n_pauses == 0
+    assert tracker.hit_counter_max == 30  # 1 s of this clip either way
+    assert ("does not fit its frames' times" in caplog.text) == (header_fps == 1000.0)
+
+
 def test_scene_cut_starts_new_tracks():
     """Same boxes before and after a cut: without the reset the tracks would go on."""
     rng = np.random.default_rng(0)

@@ -44,6 +44,7 @@ DEFAULT_MIN_FRAMES = 3
 # track, which removed the detector's steady false faces (docs/DESIGN.md "Video").
 DEFAULT_MIN_SCORE = 0.4
 DEFAULT_MAX_LOST_SECONDS = 1.0  # how long a track waits for a face hidden or missed by the detector
+RATE_MISFIT = 4  # FaceTracker._fit_rate: a frame rate this many steps off its frames' times is not theirs
 DEFAULT_CUT_THRESHOLD = 35.0  # grey levels (SceneCuts)
 THUMB_SIDE = 128
 
@@ -181,6 +182,8 @@ class FaceTracker:
         except ImportError as e:
             raise ImportError("tracking faces in videos needs norfair: pip install 'foss_d2[video]'") from e
         self._norfair, self.kalman = norfair, kalman
+        self.fps, self.frame_stride, self.max_lost_seconds = fps, max(frame_stride, 1), max_lost_seconds
+        self._rate_checked = False  # the frame rate against the first step of the footage's own times
         self.hit_counter_max = max(1, round(fps * max_lost_seconds / max(frame_stride, 1)))
         # a pause: a gap in the footage's own times longer than a track waits, and than two of the
         # steps between processed frames (--every-n-frames 30 at 25 fps steps 1.2 s)
@@ -214,6 +217,29 @@ class FaceTracker:
             filter_factory=OptimizedKalmanFilterFactory() if self.kalman else NoFilterFactory(),
         )
 
+    def _fit_rate(self, step: float):
+        """A frame rate that puts the first two processed frames more than ``RATE_MISFIT`` of its
+        steps apart is not the footage's (OpenCV reads 1000 fps from some WebM files): a lost face
+        is then waited for by that first step, not by the rate (1000 frames: 30 s of a 30 fps
+        clip, long enough to give the next person in the same place the last one's id)."""
+        expected = self.frame_stride / self.fps
+        if step <= RATE_MISFIT * expected:
+            return
+        self.hit_counter_max = max(1, round(self.max_lost_seconds / step))
+        self.max_gap_seconds = max(self.max_lost_seconds, 2.0 * step)
+        self._tracker.hit_counter_max = self.hit_counter_max
+        for obj in self._tracker.tracked_objects:  # (those of the first frame)
+            obj.hit_counter_max = self.hit_counter_max
+            obj.hit_counter = min(obj.hit_counter, self.hit_counter_max)
+        logger.warning(
+            "the video's frame rate (%.4g fps) does not fit its frames' times (%.3f s between the first two "
+            "processed): tracks wait for a lost face %d frames (%.3g s) instead",
+            self.fps,
+            step,
+            self.hit_counter_max,
+            self.hit_counter_max * step,
+        )
+
     def update(
         self,
         faces: Sequence[dict],
@@ -230,6 +256,9 @@ class FaceTracker:
         if cut is None:
             cut = self.cuts is not None and frame_bgr is not None and self.cuts(frame_bgr)
         if time_s is not None:
+            if self._last_time is not None and not self._rate_checked:
+                self._rate_checked = True
+                self._fit_rate(time_s - self._last_time)
             paused = self._last_time is not None and time_s - self._last_time > self.max_gap_seconds
             self._last_time = time_s
             if paused and not cut:
