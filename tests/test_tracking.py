@@ -6,6 +6,7 @@ Hand-made boxes where the tracker is the point; the shipped model on footage mad
 import csv
 import json
 import os
+import shutil
 from collections import defaultdict
 
 import cv2
@@ -705,6 +706,13 @@ def test_times_are_the_frames_own_with_a_variable_frame_rate(tmp_path, monkeypat
     survey.main(["--predictions", str(out), "--output", str(tmp_path / "s"), "--per-frame", "--bucket-seconds", "1"])
     timeline = json.load(open(tmp_path / "s" / "survey.json"))["timeline"]
     assert [(t, sum(sum(g.values()) for g in c.values())) for t, c in timeline] == [(0.0, 10), (6.0, 10)]
+    # the journal alone, copied without run.json: its frames' own times give the same timeline (it
+    # asked for --fps, then refused --fps as the frames have their own times)
+    (tmp_path / "copy").mkdir()
+    shutil.copy(out / JOURNAL, tmp_path / "copy" / JOURNAL)
+    journal = str(tmp_path / "copy" / JOURNAL)
+    survey.main(["--predictions", journal, "--output", str(tmp_path / "s2"), "--bucket-seconds", "1"])
+    assert json.load(open(tmp_path / "s2" / "survey.json"))["timeline"] == timeline
 
 
 class _ShadedVariableRateCapture(_VariableRateCapture):

@@ -119,7 +119,7 @@ class Tally:
             self.timed = True
             self.last_time = time_s if self.last_time is None else max(self.last_time, time_s)
         add_counts(self.counts, faces, self.lower)
-        if self.fps and (time_s is not None or frame is not None):
+        if time_s is not None or (self.fps and frame is not None):  # (a frame's own time needs no rate)
             b = int((time_s if time_s is not None else frame / self.fps) // self.bucket_seconds)
             if b not in self.buckets:
                 self.buckets[b] = count_faces([], self.lower)
@@ -408,11 +408,6 @@ def main(argv=None, prog=None):
                 "threshold): give --per-frame, or run survey on the video itself"
             )
         thr = args.confidence_threshold  # as the model applies it: scores above the threshold
-    if args.predictions and not fps and not per_person and args.bucket_seconds is not None:
-        p.error(
-            "--bucket-seconds is for a video run's predictions (photos have no timeline); for a video run "
-            "without its run.json, give its frame rate: --fps"
-        )
     bucket_seconds = 10.0 if args.bucket_seconds is None else args.bucket_seconds
     if per_person and args.video_input and importlib.util.find_spec("norfair") is None:
         p.error("counting people needs the [video] extra: pip install 'foss_d2[video]' (or give --per-frame)")
@@ -438,6 +433,12 @@ def main(argv=None, prog=None):
             f"--fps: {args.predictions} holds each frame's own time, read from the video, which the timeline "
             "follows; --fps is for predictions without them (a predictions.json alone)"
         )
+    # (after the pass: a video run's journal holds its frames' times, so it needs neither run.json nor --fps)
+    if args.predictions and not fps and not tally.timed and not per_person and args.bucket_seconds is not None:
+        p.error(
+            "--bucket-seconds is for a video run's predictions (photos have no timeline); for a video run "
+            "without its run.json, give its frame rate: --fps"
+        )
     if per_person:
         from .tracking import people_survey
 
@@ -458,10 +459,11 @@ def main(argv=None, prog=None):
                 "--min-track-frames 1, or give --per-frame to count faces)"
             )
         return
-    timeline = tally.timeline() if fps else None
+    video = bool(fps or tally.timed)
+    timeline = tally.timeline() if video else None
     total = save_survey(tally.counts, args.output, timeline=timeline, bucket_seconds=bucket_seconds)
     print(
-        f"{total} faces in {tally.entries} {'frames' if fps else 'images'} -> {args.output}/{written_files(timeline)}"
+        f"{total} faces in {tally.entries} {'frames' if video else 'images'} -> {args.output}/{written_files(timeline)}"
     )
 
 
