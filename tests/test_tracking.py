@@ -820,6 +820,20 @@ def test_video_timeline_slots_by_hand(rate, times, slots):
     assert timeline.written == sum(slots)
 
 
+def test_video_timeline_keeps_its_times_when_the_second_and_third_frames_are_broken():
+    """25 fps, frames 1 and 2 broken (not drawn): frame 3 at 0.12 s is slot 3, three frames on, not
+    a rate that misfits its times (it was read as one, and every later frame got one slot: the
+    gap from 0.16 to 0.32 s below, a variable rate's, not held). The 1000 fps misfit still shows
+    at the second processed frame."""
+    from foss_d2.apps.runner import VideoTimeline
+
+    timeline = VideoTimeline(25.0)
+    assert [timeline.slots(t, i) for t, i in ((0.0, 0), (0.12, 3), (0.16, 4), (0.32, 8))] == [1, 3, 1, 4]
+    assert timeline.trusted
+    webm = VideoTimeline(1000.0)
+    assert [webm.slots(k / 30, k) for k in range(3)] == [1, 1, 1] and not webm.trusted
+
+
 def test_default_workers_by_input_and_device():
     """--workers 0: one a thread on CPU (at most one an image; a video's frames are many), one for a
     webcam, one on a GPU (PyTorch; onnxruntime runs on the CPU)."""

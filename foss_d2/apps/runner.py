@@ -1340,8 +1340,9 @@ class VideoTimeline:
     (it is not drawn; its answers are in predictions.json); after a gap the picture before fills
     the slots in between, at most ``MAX_HOLD_S`` seconds of them (a jump in the timestamps is not
     a pause to show for minutes). A rate that puts the first two frames more than two slots apart
-    is not the frames' (OpenCV reads 1000 fps from some WebM files): then one slot a frame, as
-    without times. Times that go back (joined clips) count on from the frame."""
+    (for each frame between them, given their ``index``: broken frames are not drawn) is not the
+    frames' (OpenCV reads 1000 fps from some WebM files): then one slot a frame, as without
+    times. Times that go back (joined clips) count on from the frame."""
 
     MAX_HOLD_S = 10.0
 
@@ -1350,18 +1351,22 @@ class VideoTimeline:
         self.start: Optional[float] = None
         self.written = 0
         self.trusted = rate > 0
+        self._first_index: Optional[int] = None
 
     def _anchor(self, time_s: float, slot: int):
         self.start = time_s - slot / self.rate
 
-    def slots(self, time_s: Optional[float]) -> int:
+    def slots(self, time_s: Optional[float], index: Optional[int] = None) -> int:
+        """Slots the frame fills; ``index``: its place among the processed frames (frame // stride)."""
         if time_s is None or not self.trusted:
             self.written += 1
             return 1
         if self.start is None:
             self._anchor(time_s, self.written)
+            self._first_index = index
         slot = round((time_s - self.start) * self.rate)
-        if self.written == 1 and slot > 2:
+        apart = index - self._first_index if index is not None and self._first_index is not None else 1
+        if self.written == 1 and slot > 2 * max(1, apart):
             logger.warning(
                 "the video's frame rate (%.4g a second) does not fit its frames' times: the annotated video "
                 "has one picture a frame",
@@ -1479,8 +1484,8 @@ class _AnnotatedVideo:
         self.writer = None
         self.last = None
 
-    def write(self, frame, faces, time_s):
-        n = self.timeline.slots(time_s)
+    def write(self, frame, faces, time_s, index=None):
+        n = self.timeline.slots(time_s, index)
         if not n:
             return
         vis = draw_predictions(frame, faces, self.draw_max_side)
@@ -1600,7 +1605,7 @@ def run_video(
                     done += 1
                 shown = people.update(idx, frame, faces, cut, time_s) if people is not None else faces
                 if drawer is not None:
-                    drawer.submit(functools.partial(annotated.write, frame, shown, time_s), payload)
+                    drawer.submit(functools.partial(annotated.write, frame, shown, time_s, idx // stride), payload)
                     _record(writer, drawer.finished())
                     continue
                 if payload is not None:
