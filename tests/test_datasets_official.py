@@ -30,6 +30,20 @@ def _cell(strings):
     return c
 
 
+def test_imdb_wiki_age_at_the_middle_of_the_photos_year():
+    """The photo taken mid-year: a birthday from July on makes the person a year younger than the
+    years' difference (it was the difference alone: half the labels a year too old)."""
+    import datetime
+
+    from foss_d2.data.datasets.imdb_wiki import age_in_photo
+
+    def datenum(y, m, d):  # MATLAB's serial date number
+        return datetime.date(y, m, d).toordinal() + 366
+
+    assert datenum(1970, 1, 1) == DATENUM_1970
+    assert [age_in_photo(2000, datenum(1990, m, d)) for m, d in ((1, 15), (6, 30), (7, 1), (10, 15))] == [10, 10, 9, 9]
+
+
 def test_imdb_wiki_mat_and_cleaning(tmp_path):
     paths = ["01/a.jpg", "02/two_faces.jpg", "03/no_face.jpg", "04/no_gender.jpg", "05/too_old.jpg", "06/b.jpg"]
     fields = {

@@ -5,7 +5,8 @@ serial date number), ``photo_taken`` (year), ``full_path`` (path under the crop 
 (1 male, 0 female, NaN unknown), ``face_location`` (x1 y1 x2 y2 in the original photo),
 ``face_score`` (-Inf: no face found) and ``second_face_score`` (NaN: no second face).
 
-Age = photo_taken - birth year, the photo assumed taken in the middle of the year (DEX's rule).
+Age = photo_taken - birth year, the photo assumed taken in the middle of the year (as DEX): a
+year less for a birthday from July on (born 15 October 1990, in a photo of 2000: 9).
 Cleaning, as DEX and the paper's preprocessing: a face was found (finite face_score >= MIN_SCORE),
 no second face (second_face_score is NaN), 0 <= age <= 100, gender known.
 
@@ -32,10 +33,16 @@ _M = 0.4 / 1.8
 CROP_FACE_BOX = (_M, _M, 1 - _M, 1 - _M)
 
 
-def matlab_datenum_to_year(datenum: float) -> int:
-    """Year of a MATLAB serial date number (days since year 0; Python ordinals start at year 1)."""
-    d = datetime.date.fromordinal(max(1, int(datenum) - 366))
-    return d.year
+def matlab_datenum_to_date(datenum: float) -> datetime.date:
+    """The date of a MATLAB serial date number (days since year 0; Python ordinals start at year 1)."""
+    return datetime.date.fromordinal(max(1, int(datenum) - 366))
+
+
+def age_in_photo(taken_year: int, dob_datenum: float) -> int:
+    """Age at the middle of the photo's year: the birth year's difference, a year less for a
+    birthday from July on (the year's difference alone made half the labels a year too old)."""
+    born = matlab_datenum_to_date(dob_datenum)
+    return int(taken_year) - born.year - (born.month >= 7)
 
 
 def load_imdb_wiki(
@@ -61,7 +68,7 @@ def load_imdb_wiki(
     records, dropped = [], 0
     for i in range(len(paths)):
         try:
-            age = int(taken[i]) - matlab_datenum_to_year(float(dob[i]))
+            age = age_in_photo(int(taken[i]), float(dob[i]))
         except (ValueError, OverflowError):
             age = -1
         ok = (
