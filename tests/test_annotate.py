@@ -95,6 +95,23 @@ def test_progress_is_kept_by_file_and_survives_a_cut_last_line(tmp_path, caplog)
         annotate_records(_recs(), fake_detect([]), "train", 0.3, progress, "det A")
 
 
+def test_a_cut_last_line_of_a_windows_progress_file_is_cut_at_the_right_byte(tmp_path):
+    """A progress file written on Windows (\r\n line ends) whose last line a kill cut short: it is
+    cut back to the last whole line. Counted in text read with newline translation, the cut fell
+    one byte a line too early, into the last good line, which the next row then ran into."""
+    import json
+
+    progress = tmp_path / "p.jsonl"
+    annotate_records(_recs(), fake_detect([]), "train", 0.3, str(progress), "det A")
+    lines = progress.read_bytes().splitlines()
+    progress.write_bytes(b"\r\n".join(lines) + b"\r\n" + b'{"image_id": "9", "fi')
+    calls = []
+    annotate_records(_recs(), fake_detect(calls), "train", 0.3, str(progress), "det A")
+    assert calls == ["img3.jpg"]  # the others' boxes kept
+    rows = [json.loads(line) for line in progress.read_bytes().splitlines()]
+    assert [r.get("file") for r in rows[: len(lines)]] == [json.loads(line).get("file") for line in lines]
+
+
 def test_test_mode_keeps_all_and_targets_largest():
     kept, counts = annotate_records(_recs(), fake_detect([]), "test", 0.3)
     assert [r["image_id"] for r in kept] == [0, 1, 2]  # the unreadable one cannot be kept

@@ -506,6 +506,14 @@ def test_coco_fields_are_checked_when_the_dataset_loads(tmp_path, caplog):
     twice = coco()
     twice["annotations"].append(dict(twice["annotations"][0]))
     cases.append((twice, "annotation 1: the id is used twice"))
+    # a TypeError in detectron2's sort, and AttributeErrors of the checks themselves, naming no file
+    mixed = coco()
+    mixed["images"].append({"id": "2", "file_name": "a.jpg", "height": 20, "width": 20})
+    cases.append((mixed, "image 2: its id '2' mixes integers and strings among the image ids"))
+    cases.append((dict(coco(), images=[["a.jpg", 20, 20]]), "images[0] is not an object: ['a.jpg', 20, 20]"))
+    cases.append((dict(coco(), annotations=[None]), "annotations[0] is not an object: None"))
+    cases.append((dict(coco(), annotations={"1": {}}), "'annotations' is a list of objects, got dict"))
+    cases.append((dict(coco(), categories=["face"]), "categories[0] is not an object: 'face'"))
     for i, (content, message) in enumerate(cases):
         path = tmp_path / f"bad{i}.json"
         path.write_text(content if isinstance(content, str) else json.dumps(content))

@@ -29,7 +29,7 @@ def _load_progress(path: str, detector_id: str) -> dict:
     done = {}
     if not (path and os.path.isfile(path)):
         return done
-    with open(path) as f:
+    with open(path, newline="") as f:  # (the bytes as written: a truncation below counts them, \r\n too)
         text = f.read()
     rows = []
     lines = text.split("\n")
@@ -85,8 +85,9 @@ def annotate_records(
     if progress_path:
         fresh = not os.path.isfile(progress_path)
         log = open(progress_path, "a")
-        if fresh:
+        if fresh:  # (flushed now: a run killed in its first detection left an empty file, refused as another's)
             log.write(json.dumps({"detector": detector_id}) + "\n")
+            log.flush()
     try:
         for r in tqdm(records, desc=f"annotating ({mode})"):
             key, path = str(r["image_id"]), os.path.abspath(r["file_name"])

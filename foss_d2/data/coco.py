@@ -105,6 +105,13 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
     coco = _load_json(json_file)
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise DatasetError(f"{json_file} is not a COCO file: no 'images' list")
+    for key in ("images", "annotations", "categories"):  # (each entry is read with .get below)
+        entries = coco.get(key) or []
+        if not isinstance(entries, list):
+            raise DatasetError(f"{json_file}: '{key}' is a list of objects, got {type(entries).__name__}")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise DatasetError(f"{json_file}: {key}[{i}] is not an object: {entry!r:.80}")
     names = [c.get("name") for c in coco.get("categories") or []]
     if names != ["face"]:
         raise DatasetError(
@@ -127,6 +134,9 @@ def _check_coco_file(json_file: str, needs_coco_eval: bool):
             raise DatasetError(f"{where}: its id {img['id']!r} is neither an integer nor a string")
         if img["id"] in image_ids:
             raise DatasetError(f"{where}: the id is used twice")
+        if image_ids and isinstance(img["id"], str) != isinstance(next(iter(image_ids)), str):
+            # detectron2's loader sorts the ids: a TypeError naming no file
+            raise DatasetError(f"{where}: its id {img['id']!r} mixes integers and strings among the image ids")
         image_ids.add(img["id"])
     need = ("id", "bbox", "image_id", "category_id") + (("area", "iscrowd") if needs_coco_eval else ())
     ann_ids = set()
