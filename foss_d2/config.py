@@ -365,6 +365,12 @@ def check_values(cfg):
             f"no zero std): got {list(cfg.MODEL.PIXEL_MEAN)} and {list(cfg.MODEL.PIXEL_STD)}"
         )
     check_ranges(cfg)
+    if str(cfg.SOLVER.OPTIMIZER).upper() == "SGD" and cfg.SOLVER.AGE_HEAD_LR_FACTOR != 1.0:
+        # (SGD is detectron2's own optimizer, built without it: the factor was silently ignored)
+        raise ValueError(
+            f"SOLVER.AGE_HEAD_LR_FACTOR {cfg.SOLVER.AGE_HEAD_LR_FACTOR} scales the age network's learning rate "
+            "under SOLVER.OPTIMIZER ADAM or ADAMW; with SGD it has no effect: set it to 1.0, or use ADAMW"
+        )
     t = cfg.INPUT.TILING
     if any(int(n) < 1 or math.isqrt(int(n)) ** 2 != int(n) for n in t.NUM_TILES):
         raise ValueError(

@@ -387,6 +387,15 @@ def test_runs_that_would_waste_their_time_are_one_line_errors(tmp_path, capsys, 
     cases = [
         (["train", "--eval-only", "MODEL.WEIGHTS", detector_only, *test, *out], "has no weights for", "age_head"),
         (["train", "--config-file", paper, *out], "the detector is frozen", "MODEL.WEIGHTS is empty"),
+        # --resume without a checkpoint in OUTPUT_DIR starts from MODEL.WEIGHTS: here, none (it trained on)
+        (["train", "--config-file", paper, "--resume", *out], "the detector is frozen", "MODEL.WEIGHTS is empty"),
+        # AMP on CPU stopped at the first step, after the data loaded; SGD ignored the age head's factor
+        (["train", "SOLVER.AMP.ENABLED", "True", *out], "SOLVER.AMP.ENABLED is mixed precision on a CUDA GPU", ""),
+        (
+            ["train", "SOLVER.OPTIMIZER", "SGD", "SOLVER.AGE_HEAD_LR_FACTOR", "10.0", *out],
+            "SOLVER.AGE_HEAD_LR_FACTOR 10.0 scales the age network's learning rate",
+            "with SGD it has no effect",
+        ),
         (["export", detector_only, tmp_path / "onnx", "--format", "onnx"], "has no weights for", "age_head"),
         (["evaluate", "tiled", "--config-file", paper, "--num", "36"], "the model to evaluate has no weights", ""),
         (["train", "--num-gpus", "64", *out], "--num-gpus 64, but torch sees", "CUDA GPUs here"),

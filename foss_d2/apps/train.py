@@ -269,8 +269,16 @@ def main(argv=None, prog=None):
     except (FileNotFoundError, DatasetError) as e:  # e.g. a DATASETS.COCO file teacher_genders.py writes first
         parser.error(str(e))
     check_dataset_names(parser, cfg, args.eval_only)
+    if cfg.SOLVER.AMP.ENABLED and not args.eval_only and torch.device(cfg.MODEL.DEVICE).type != "cuda":
+        # detectron2's AMPTrainer asserts a CUDA GPU at its first step, after the data has loaded
+        parser.error(
+            f"SOLVER.AMP.ENABLED is mixed precision on a CUDA GPU; MODEL.DEVICE is {cfg.MODEL.DEVICE}: "
+            "set SOLVER.AMP.ENABLED False (or MODEL.DEVICE cuda on a machine with a GPU)"
+        )
     m = cfg.MODEL
-    untrained = not m.WEIGHTS and not args.resume and not args.eval_only
+    # (--resume without a checkpoint in OUTPUT_DIR starts from MODEL.WEIGHTS, as detectron2 does)
+    resumable = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+    untrained = not m.WEIGHTS and not resumable and not args.eval_only
     if untrained and m.FOSS.FREEZE_DETECTOR and not m.FOSS.DETECTOR_ONLY and not m.FOSS.ADD_GT_BOXES:
         parser.error(
             "the detector is frozen (MODEL.FOSS.FREEZE_DETECTOR, the paper's stage 2) but MODEL.WEIGHTS is empty: "
@@ -278,7 +286,6 @@ def main(argv=None, prog=None):
             "MODEL.WEIGHTS output/.../model_final.pth"
         )
     if args.eval_only:
-        resumable = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
         if not cfg.MODEL.WEIGHTS and not resumable:
             # detectron2 would evaluate the untrained model: figures of random weights, no warning
             parser.error(
