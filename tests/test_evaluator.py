@@ -293,6 +293,11 @@ def test_prediction_keys_match_dataset_paths():
         "/d/WIDER_val/images/1--Handshaking/a.jpg": [2],
         "/u/b.jpg": [3],
     }
+    # a demo over cam1/ alone keys its photo 0001.jpg: it answered for cam2/0001.jpg as well
+    cams = ["/d/cam1/0001.jpg", "/d/cam2/0001.jpg"]
+    with pytest.raises(ValueError, match=r"its image '0001.jpg' ends 2 of the dataset's paths \(/d/cam1/0001.jpg"):
+        match_prediction_keys({"0001.jpg": [1]}, cams)
+    assert match_prediction_keys({"cam1/0001.jpg": [1]}, cams) == {cams[0]: [1]}
 
 
 def test_prediction_keys_of_the_same_files_named_otherwise(tmp_path, monkeypatch):

@@ -57,7 +57,7 @@ from ..evaluation.results import load_eval_results
 from ..evaluation.tiled import evaluate_grid
 from ..model_zoo import DEFAULT_WEIGHTS
 from ..utils.image_io import read_image_file, unreadable_images
-from ..utils.json_io import nan_as_null, write_json_atomic
+from ..utils.json_io import nan_as_null, write_json_atomic, write_text_atomic
 from .cli import OneLineErrorParser, config_from_args, foss_argument_parser, parse_foss_args
 from .runner import load_predictions, positive_int, probability
 
@@ -95,12 +95,14 @@ def faces_to_instances(faces, h, w):
 def match_prediction_keys(preds: dict, file_names) -> dict:
     """{dataset file name: faces}: a key is the file's path (the same file however named: through a
     link, relative to the working directory), or (``foss-d2 demo`` over the dataset's folder or
-    files) its path relative to that folder, matched on whole path components at the end."""
+    files) its path relative to that folder, matched on whole path components at the end; a
+    ValueError when such a key would answer for two of the dataset's files (cam1/0001.jpg and
+    cam2/0001.jpg from a demo over cam1/ alone: both got cam1's faces)."""
     real = {}
     for key in preds:
         if os.path.isabs(key) or os.path.exists(key):
             real.setdefault(os.path.realpath(key), key)
-    by_path = {}
+    by_path, by_end = {}, {}  # by_end: {key matched by its end: the dataset files it answers}
     for name in file_names:
         if name in preds:
             by_path[name] = preds[name]
@@ -114,7 +116,15 @@ def match_prediction_keys(preds: dict, file_names) -> dict:
             key = "/".join(parts[i:])
             if key in preds:
                 by_path[name] = preds[key]
+                by_end.setdefault(key, []).append(name)
                 break
+    for key, names in by_end.items():
+        if len(names) > 1:
+            raise ValueError(
+                f"its image {key!r} ends {len(names)} of the dataset's paths ({names[0]}, {names[1]}"
+                f"{', ...' if len(names) > 2 else ''}): which one it answers is unknown; run the demo over "
+                "the dataset's own root folder, or on the paths --write-list gives"
+            )
     return by_path
 
 
@@ -129,8 +139,7 @@ def evaluate_predictions(args, parser):
         parser.error(f"--dataset {args.dataset}: {e}")
     if args.write_list:
         os.makedirs(os.path.dirname(os.path.abspath(args.write_list)), exist_ok=True)
-        with open(args.write_list, "w") as f:
-            f.writelines(r["file_name"] + "\n" for r in records)
+        write_text_atomic(args.write_list, "".join(r["file_name"] + "\n" for r in records))  # (whole or not at all)
         print(f"{len(records)} paths -> {args.write_list}")
         return
     if not args.predictions:
@@ -139,7 +148,10 @@ def evaluate_predictions(args, parser):
         preds = load_predictions(args.predictions)  # a demo's predictions.json, its .jsonl journal or its folder
     except (OSError, ValueError) as e:
         parser.error(f"--predictions: {e}")
-    matched = match_prediction_keys(preds, [r["file_name"] for r in records])
+    try:
+        matched = match_prediction_keys(preds, [r["file_name"] for r in records])
+    except ValueError as e:
+        parser.error(f"--predictions {args.predictions}: {e}")
     if not matched:
         example = next(iter(preds), None)
         parser.error(
