@@ -26,7 +26,9 @@ D2_SHA256="5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nINSTALL FAILED: %s\n' "$*" >&2; exit 1; }
 
-if [ -n "${VIRTUAL_ENV:-}" ]; then
+# an explicit FOSS_VENV wins over an active virtualenv (say, the peer's .venv-peer, whose Pillow
+# detectron2's pin would downgrade)
+if [ -n "${VIRTUAL_ENV:-}" ] && [ -z "${FOSS_VENV:-}" ]; then
   venv="$VIRTUAL_ENV"
   [ -x "$venv/bin/python" ] || fail "the active virtualenv $venv has no bin/python: run 'deactivate' (or make it again) and rerun"
   step "Using the active virtualenv $venv"
@@ -107,4 +109,4 @@ extras=".[dev,video,onnx]"; [ "${FOSS_SKIP_DEV:-0}" = 1 ] && extras=".[video]"
 pip install --no-build-isolation -e "$extras" || fail "pip install -e $extras failed"
 "$py" -c "import foss_d2" || fail "foss_d2 does not import"
 
-step "Done. Activate with: source $(printf '%q' "$venv/bin/activate")"
+step "Done in $venv. Activate with: source $(printf '%q' "$venv/bin/activate")"
