@@ -57,6 +57,11 @@ def test_missing_dataset_is_left_out_but_nothing_shared_fails():
     assert report["utk"]["passes"]
     assert [r["not_worse"] for r in report["utk"]["figures"]].count(None) == 5
     assert not report["none"]["passes"]
+    # the dataset evaluated, its MAE null (NaN: a diverged age network): worse, not left out
+    nan_mae = results(utk_mae=None)
+    report = ship_check.compare(shipped, {"nan": nan_mae})
+    mae = {r["figure"]: r for r in report["nan"]["figures"]}["UTKFace held out: MAE"]
+    assert mae["not_worse"] is False and not report["nan"]["passes"]
 
 
 def test_command_writes_table_and_exit_code(tmp_path, capsys):
