@@ -117,7 +117,7 @@ def test_test_mode_keeps_all_and_targets_largest():
     assert [r["image_id"] for r in kept] == [0, 1, 2]  # the unreadable one cannot be kept
     assert kept[1]["annotations"][0]["bbox"] == [10.0, 10.0, 50.0, 60.0]  # the larger of the two
     assert kept[2]["annotations"][0]["detected"] is False
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="mode must be train or test, got 'val'"):
         annotate_records([], fake_detect([]), "val")
 
 

@@ -74,8 +74,9 @@ def test_overrides_swallowed_by_a_list_option_go_back_to_opts():
     assert args.input == ["a.jpg", "IMG_1.JPG"] and args.opts == ["MODEL.FOSS.K_TEST", "5", "OUTPUT_DIR", "o"]
     args = cli.parse_foss_args(parser, ["--input", "a.jpg", "--", "MODEL.FOSS.K_TEST", "5"])
     assert args.input == ["a.jpg"] and args.opts == ["MODEL.FOSS.K_TEST", "5"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         cli.parse_foss_args(parser, ["MODEL.FOSS.K_TEST"])  # a key without its value
+    assert e.value.code == 2
 
 
 def test_overrides_after_a_list_of_numbers_or_choices(capsys):
@@ -127,10 +128,12 @@ def test_preset_fast_then_overrides():
     assert accurate == shipped  # the second pass and nothing else
     # a KEY VALUE override wins over the preset
     assert cfg_of(["--preset", "fast", "MODEL.AGE_HEAD.TEST_FLIP", "True"]).MODEL.AGE_HEAD.TEST_FLIP
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         cfg_of(["--preset", "fastest"])
-    with pytest.raises(SystemExit):  # a bad value stops before any output is prepared
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:  # a bad value stops before any output is prepared
         cfg_of(["MODEL.AGE_HEAD.INFERENCE_DTYPE", "float16"])
+    assert e.value.code == 2
 
 
 def test_default_config_is_the_shipped_model_and_weights_are_an_override(tmp_path):

@@ -65,5 +65,6 @@ def test_compare_refuses_runs_on_different_faces(tmp_path):
     cff.main([str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "out")])
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert saved["names"] == ["A", "B"] and saved["both"]["faces"] == 2
-    with pytest.raises(SystemExit):  # a folder without the rows: a clear argparse error
+    with pytest.raises(SystemExit) as e:  # a folder without the rows: a clear argparse error
         cff.main([str(tmp_path / "a"), str(tmp_path), "--output", str(tmp_path / "out2")])
+    assert e.value.code == 2

@@ -354,7 +354,7 @@ def test_sampler_ratios_match_weights():
     # default: proportional to size; epoch = largest dataset
     d = DatasetWeightedTrainingSampler([100, 300], seed=0)
     assert d.epoch_length == 300 and torch.allclose(d.dataset_probs, torch.tensor([0.25, 0.75], dtype=torch.float64))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="every dataset must be non-empty"):
         DatasetWeightedTrainingSampler([10, 0])
 
 

@@ -124,5 +124,6 @@ def test_tool_end_to_end(tmp_path):
     student = build_model(tiny_cfg(**{"MODEL.CENTERNET.HEAD_CONV": 8})).eval()
     load_all_weights(student, str(tmp_path / "all" / "model_final.pth"))
     assert student.proposal_generator.size[0].weight.shape == (8, 32, 3, 3)
-    with pytest.raises(SystemExit):  # size without offset: they share one width
+    with pytest.raises(SystemExit) as e:  # size without offset: they share one width
         distill.main(["--heads", "heatmap", "size", "--output", str(tmp_path / "x")])
+    assert e.value.code == 2

@@ -221,7 +221,7 @@ def test_load_image_bad_and_odd_inputs(tmp_path):
         load_image(np.zeros((2, 2, 3), np.float32))
     with pytest.raises(ValueError, match="empty image"):
         load_image(np.zeros((0, 5, 3), np.uint8))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="expected a path, a PIL image or a numpy array, got int"):
         load_image(42)
 
 

@@ -53,8 +53,9 @@ def test_runs_that_are_not_a_pair_are_refused(tmp_path):
         mirror.check_runs(mirror.run_config(a), mirror.run_config(both))
     with pytest.raises(ValueError, match="INFERENCE_DTYPE"):  # another age network precision
         mirror.check_runs(mirror.run_config(a), mirror.run_config(bf16))
-    with pytest.raises(SystemExit):  # the command line says so and stops
+    with pytest.raises(SystemExit) as e:  # the command line says so and stops
         mirror.main([a, bf16, "--output", str(tmp_path / "o")])
+    assert e.value.code == 2
     with pytest.raises(ValueError, match="one run has a config.yaml"):
         mirror.check_runs(mirror.run_config(a), {})
     with pytest.raises(ValueError, match="different faces"):

@@ -141,7 +141,7 @@ def test_occluder_covers_the_asked_fraction_inside_one_box():
     for _ in range(20):
         out = _apply(RandomOccluder(1.0, (0.9, 0.99)), bg.copy(), tiny)
         assert (out[10:12, 10:12] == bg[10:12, 10:12]).all(2).any()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"occluder size must satisfy 0 < lo <= hi < 1"):
         RandomOccluder(1.0, (0.2, 1.0))
 
 
@@ -323,7 +323,7 @@ def test_crop_jitter_cuts_crop_and_feature_from_one_box_in_training_only():
     _, crops_eval, _ = head.crops_and_features([image], [inst], features, scales)
     cb0 = expand_boxes_with_margins(inst.pred_boxes.tensor, head.margins)
     assert torch.allclose(crops_eval, crop_faces(image, cb0, head.crop_hw).flip(1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="CROP_JITTER must be"):
         _head(CROP_JITTER=[0.1, 1.0, 0.1])
 
 
@@ -387,7 +387,7 @@ def test_age_balance_weights_by_hand():
     w = np.array(age_balance_weights([_rec(30), _rec(25), _rec(6), _rec(30, 6)], 1.0))
     raw = np.array([1 / 3, 1 / 3, 1 / 2, 5 / 12])
     assert np.allclose(w / w.sum(), raw / raw.sum())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"AGE_BALANCE must be in \[0, 1\], got 1.5"):
         age_balance_weights([_rec(3)], 1.5)
 
 
@@ -403,7 +403,7 @@ def test_sampler_keeps_dataset_probabilities_with_image_weights():
     # without image weights: as before
     s0 = DatasetWeightedTrainingSampler([4, 2], weights=[1, 1], seed=0)
     assert torch.allclose(s0._weights, torch.tensor([1 / 8] * 4 + [1 / 4] * 2, dtype=torch.float64))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="dataset 0: need 4 non-negative image weights"):
         DatasetWeightedTrainingSampler([4, 2], image_weights=[[1.0, 1.0], None])
 
 
@@ -427,5 +427,5 @@ def test_tiler_draws_its_extra_tiles_with_the_pool_weights():
     children = [[a["age"] for a in tiler(pool[0], rng)[1]].count(6) for _ in range(300)]
     # the canvas holds its record (an adult) and 8 extra tiles, in shuffled cells
     assert abs(np.mean(children) / 8 - 0.5) < 0.03
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-negative pool weights"):
         TilingAugmentation(pool, read, pool_weights=[1.0])

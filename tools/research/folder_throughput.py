@@ -113,8 +113,11 @@ def main(argv=None):
             video = os.path.join(tmp, "photos.mp4")
             n, unit = write_test_video(photos, video, args.as_video), "frames"
             source = ["--video-input", video]
+        items = list(runs.items())
         for r in range(args.rounds):
-            for i, (name, (repo, opts)) in enumerate(runs.items()):
+            for k in range(len(items)):
+                i = (k + r) % len(items)  # each round starts one run later: none always meets cold caches first
+                name, (repo, opts) = items[i]
                 out = os.path.join(tmp, f"run{i}-{r}")  # numbered: names may hold any character
                 # OPTIONS as written: its --flags first, then any KEY VALUE overrides
                 cmd = [sys.executable, os.path.join(repo, "tools", "demo.py"), *source, "--output", out]
