@@ -229,7 +229,7 @@ def tiny_graphs(folder):
         f.write("f1n6erpr1nt\n")
 
 
-def test_int8_quantisation_that_fails_leaves_the_folder_as_it_was(tmp_path):
+def test_int8_quantisation_that_fails_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
     """quantize_graphs publishes the whole int8 set or nothing: no calibration inputs for the age
     network, or its quantisation failing after the detector's, leave the folder as it was (before,
     the int8 detector had replaced the float one, beside the float age network and its fingerprint:
@@ -250,9 +250,20 @@ def test_int8_quantisation_that_fails_leaves_the_folder_as_it_was(tmp_path):
     with pytest.raises(ValueError, match="no calibration inputs for age_net.onnx"):
         quantize_graphs(str(src), str(out), {"detector": images, "age_net": []})
     assert folder_bytes(out) == before
-    with pytest.raises(Exception):  # the age network's feeds do not fit its graph: fails after the detector
+    import onnxruntime.quantization as ortq
+
+    real, done = ortq.quantize_static, []
+
+    def recorded(model_input, model_output, *args, **kwargs):  # which graphs were quantised, whole
+        real(model_input, model_output, *args, **kwargs)
+        done.append(os.path.basename(model_output))
+
+    monkeypatch.setattr(ortq, "quantize_static", recorded)
+    with pytest.raises(Exception) as e:  # the age network's feeds do not fit its graph: fails after the detector
         quantize_graphs(str(src), str(out), {"detector": images, "age_net": [{"wrong": c["crops"]} for c in crops]})
+    assert done == [DETECTOR_FILE] and "wrong" in str(e.value)  # the int8 detector was staged, then it failed
     assert folder_bytes(out) == before
+    monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["float", "int8"]
 
     paths = quantize_graphs(str(src), str(out), {"detector": images, "age_net": crops})
