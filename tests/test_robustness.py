@@ -357,6 +357,21 @@ def test_a_signal_keeps_the_answers_of_the_images_in_the_model(tmp_path, workers
     assert sorted(json.load(open(tmp_path / "out" / "predictions.json"))) == kept
 
 
+def test_predictions_json_reads_the_journal_where_each_line_is(tmp_path):
+    """A line in the journal that the writer did not count (an error between a write and its
+    count: a second Ctrl-C, a flush that failed and went out later) no longer shifts where the next
+    results are read from: predictions.json copied other bytes (invalid JSON, or another image's
+    faces)."""
+    a = [{"box": [1.0, 2, 3, 4], "score": 0.5, "age": 30.25, "age_std": 5.0, "gender": "male", "p_female": 0.1}]
+    b = [dict(a[0], age=61.5, gender="female", p_female=0.9)]
+    w = PredictionWriter(str(tmp_path))
+    w.add("a.jpg", a, 10, 10)
+    w._journal.write(json.dumps({"key": "stray", "skipped": "written, never counted"}) + "\n")
+    w.add("b.jpg", b, 10, 10)
+    w.close()
+    assert json.load(open(tmp_path / "predictions.json")) == {"a.jpg": a, "b.jpg": b}
+
+
 def test_predictions_json_is_rewritten_at_most_a_twentieth_of_the_time(tmp_path, monkeypatch):
     """predictions.json holds one key a line, in the order written; during a run it is rewritten
     every save_every_s (30 s), or 20 times a rewrite's own time when longer: on a clock where each

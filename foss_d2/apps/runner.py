@@ -944,11 +944,15 @@ class PredictionWriter:
         self.save()
 
     def _journal_write(self, line: str) -> int:
-        """Appends one record's JSON ``line``; returns where it starts."""
-        start = self._journal_end
+        """Appends one record's JSON ``line``; returns where it starts: the file's own size, as a
+        count kept beside it fell behind when an error came between a write and its count (a
+        second Ctrl-C, a flush that failed and was written later), and predictions.json then
+        copied other bytes."""
+        self._journal.flush()
+        start = os.fstat(self._journal.fileno()).st_size
         self._journal.write(line + "\n")
         self._journal.flush()
-        self._journal_end += len(line) + 1
+        self._journal_end = start + len(line) + 1
         return start
 
     def add(
