@@ -400,10 +400,16 @@ def test_max_pixels_is_the_estimators_to_set(toy_model, tmp_path):
     cfg_file, _ = toy_model
     path = str(tmp_path / "wide.png")
     Image.new("RGB", (400, 300)).save(path)
+    small = FaceAgeEstimator(config_file=cfg_file, device="cpu", max_pixels=100_000)
     with pytest.raises(ImageTooLargeError, match="max_pixels"):
-        FaceAgeEstimator(config_file=cfg_file, device="cpu", max_pixels=100_000)(path)
+        small(path)
+    # the same photo opened with PIL (lazily: only its header read) was decoded whatever its size
+    with Image.open(path) as im, pytest.raises(ImageTooLargeError, match=r"the PIL image: 400x300 pixels"):
+        small(im)
     est = FaceAgeEstimator(config_file=cfg_file, device="cpu", max_pixels=120_000)
     assert len(est(path)) == 3  # the toy model: K_TEST faces, threshold 0
+    with Image.open(path) as im:
+        assert len(est(im)) == 3
 
 
 @pytest.mark.parametrize("workers", [1, 2])

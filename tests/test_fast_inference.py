@@ -1816,3 +1816,22 @@ def test_peer_stages_picture_stacks_each_variants_stage_medians(tmp_path, monkey
     md = benchmark.write_peer_report(str(tmp_path / "out"), report, ["shipped"])
     assert "![milliseconds a photo, stage by stage](peer_stages.png)" in md
     assert os.path.getsize(tmp_path / "out" / "peer_stages.png") > 10_000
+
+
+@pytest.mark.parametrize("capability, native", [((8, 0), True), ((7, 5), False)])
+def test_native_bf16_on_a_gpu_with_torch_before_2_3(monkeypatch, capability, native):
+    """torch before 2.3 (setup.py allows 2.0) has no including_emulation argument: a TypeError
+    under the fast preset on any GPU; the compute capability says it instead (Ampere, 8.0, on)."""
+    from foss_d2.utils import precision
+
+    def old_is_bf16_supported():  # torch 2.2's signature
+        return True
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", old_is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    precision.native_bf16.cache_clear()
+    try:
+        assert precision.native_bf16("cuda") is native
+    finally:
+        precision.native_bf16.cache_clear()

@@ -151,8 +151,8 @@ class FaceAgeEstimator:
         fmt = self.cfg.INPUT.FORMAT
         if channel_order not in ("BGR", "RGB"):  # for arrays, and a slip to say for files too
             raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
-        if isinstance(image, Image.Image):  # the same decoding as a file: EXIF orientation, 16-bit
-            return load_image(image, fmt)
+        if isinstance(image, Image.Image):  # the same decoding as a file: EXIF orientation, 16-bit, the limit
+            return load_image(image, fmt, self.max_pixels)
         if isinstance(image, np.ndarray):
             arr = load_image(image, channel_order)
             return swap_red_blue(arr) if channel_order != fmt else arr

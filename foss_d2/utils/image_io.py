@@ -161,6 +161,8 @@ def load_image(
     if isinstance(image, (str, os.PathLike)):
         return read_image_file(os.fspath(image), image_format, max_pixels)
     if isinstance(image, Image.Image):
+        if max_pixels and image.width * image.height > max_pixels:  # (its size is known before it decodes)
+            raise ImageTooLargeError("the PIL image", image.size, max_pixels)
         try:
             rgb = pil_to_array(image)
         except AttributeError as e:  # a closed image has no file to read any more

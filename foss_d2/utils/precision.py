@@ -36,7 +36,12 @@ def native_bf16(device_type: str) -> bool:
     does without emulation (Ampere and later), or an x86 CPU that lists avx512_bf16 or amx_bf16
     (Linux's /proc/cpuinfo). Elsewhere bfloat16 would be emulated, slower than float32."""
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch before 2.3 has no including_emulation: native from Ampere (8.0) on
+            return torch.cuda.get_device_capability() >= (8, 0)
     if device_type != "cpu":
         return False
     try:
