@@ -264,6 +264,26 @@ def test_a_photo_named_twice_is_run_once(toy, tmp_path, capsys, runner_log):
     ]
 
 
+def test_a_skipped_input_keeps_its_entry_beside_an_answered_one_of_that_name(toy, tmp_path, capsys):
+    """photos/x.png answered and backup/x.png missing: both were keyed x.png, so the answer took the
+    skipped.json entry away, and every --resume ran the photo again as one whose picture could not
+    be written. Two folders' notes.txt overwrote each other's entry."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photos(photos, 1)
+    os.rename(photos / "p00.png", photos / "x.png")
+    missing = str(tmp_path / "backup" / "x.png")
+    for cam in ("cam1", "cam2"):
+        (tmp_path / cam).mkdir()
+        (tmp_path / cam / "notes.txt").write_text("not a photo")
+    items, skipped = collect_inputs([str(photos / "x.png"), missing, str(tmp_path / "cam1"), str(tmp_path / "cam2")])
+    assert [k for _, k in items] == ["x.png"]
+    assert sorted(skipped) == sorted(["notes.txt", str(tmp_path / "cam2" / "notes.txt"), missing])
+    code, _ = _demo(capsys, "--config-file", toy, "--input", photos / "x.png", missing, "--output", out)
+    assert code == 0 and json.load(open(out / "skipped.json")) == {missing: f"image not found: {missing}"}
+    code, msg = _demo(capsys, "--config-file", toy, "--input", photos / "x.png", missing, "--output", out, "--resume")
+    assert code == 0 and "0 new results, 1 from before" in msg, msg
+
+
 # ---------------------------------------------------------------- 2. nothing lost
 
 

@@ -124,7 +124,13 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
     recursively (key = path relative to the folder; ``exclude``, the output folder, and the output
     folders of earlier runs are not entered), globs expanded. Non-image files in folders, missing
     files and globs that match nothing are returned as skipped, with the reason."""
-    items, skipped = [], {}
+    items, skipped, origin = [], {}, {}  # origin: {skipped key: the path it stands for}
+
+    def skip(key: str, path: str, reason: str):
+        if key in skipped and origin[key] != path:  # another input under that name (cam1/, cam2/ notes.txt)
+            key = path
+        skipped[key], origin[key] = reason, path
+
     # the output folder is not walked when it is new or an earlier run's (its drawn pictures are no
     # photos); one that holds photos of its own is, so that check_output refuses it before its photos
     # are written over
@@ -143,8 +149,10 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
                 # an earlier run's output folder inside the input: its drawn pictures are no photos
                 earlier = [d for d in dirs if os.path.isfile(os.path.join(root, d, JOURNAL))]
                 for d in earlier:
-                    skipped[os.path.relpath(os.path.join(root, d), item) + os.sep] = (
-                        f"the output folder of an earlier run ({JOURNAL}): its pictures are not read as photos"
+                    skip(
+                        os.path.relpath(os.path.join(root, d), item) + os.sep,
+                        os.path.join(root, d) + os.sep,
+                        f"the output folder of an earlier run ({JOURNAL}): its pictures are not read as photos",
                     )
                 dirs[:] = sorted(d for d in dirs if d not in earlier)
                 for f in sorted(files):
@@ -153,22 +161,26 @@ def collect_inputs(inputs: List[str], exclude: Optional[str] = None) -> Tuple[Li
                     if f.lower().endswith(IMAGE_EXTS):
                         items.append((path, key))
                     else:
-                        skipped[key] = _not_an_image(f)
+                        skip(key, path, _not_an_image(f))
         elif any(c in item for c in "*?[") and not os.path.isfile(item):  # a file named "a [1].jpg" is a file
             files = [m for m in sorted(glob.glob(item, recursive=True)) if os.path.isfile(m)]
             if not files:
-                skipped[item] = "no file matches this pattern"
+                skip(item, item, "no file matches this pattern")
             items += [(m, os.path.basename(m)) for m in files]
         elif not os.path.exists(item):
-            skipped[os.path.basename(item) or item] = f"image not found: {item}"
+            skip(os.path.basename(item) or item, item, f"image not found: {item}")
         elif item.lower().endswith(VIDEO_EXTS):
-            skipped[os.path.basename(item)] = _not_an_image(item)
+            skip(os.path.basename(item), item, _not_an_image(item))
         else:
             items.append((item, os.path.basename(item)))
     items = _once_each(items)
     keys = [k for _, k in items]
     if len(set(keys)) != len(keys):  # same base name from two places: keys long enough to tell them apart
         items = list(zip([p for p, _ in items], distinct_tails([p for p, _ in items])))
+    # a skipped input under an answered one's key (photos/x.jpg and a missing backup/x.jpg): its own
+    # path, or the answer took its skipped.json entry away (and every --resume ran the photo again)
+    answered = {k for _, k in items}
+    skipped = {(origin[k] if k in answered else k): why for k, why in skipped.items()}
     for key, reason in skipped.items():
         logger.warning("skipping %s: %s", key, reason)
     return sorted(items, key=lambda pk: pk[1]), skipped
