@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 
 import cv2
 import numpy as np
@@ -282,6 +283,26 @@ def test_a_skipped_input_keeps_its_entry_beside_an_answered_one_of_that_name(toy
     assert code == 0 and json.load(open(out / "skipped.json")) == {missing: f"image not found: {missing}"}
     code, msg = _demo(capsys, "--config-file", toy, "--input", photos / "x.png", missing, "--output", out, "--resume")
     assert code == 0 and "0 new results, 1 from before" in msg, msg
+
+
+def test_pictures_of_names_a_case_insensitive_disk_would_join_are_kept_apart(toy, tmp_path, capsys):
+    """cam1/IMG_1.png and cam2/img_1.PNG: two keys, and two pictures that are one file on macOS's
+    APFS or an exFAT stick (the second replaced the first); so are the two ways of writing é."""
+    out = tmp_path / "out"
+    for cam, name in (
+        ("cam1", "IMG_1.png"),
+        ("cam2", "img_1.PNG"),
+        ("cam3", "caf\u00e9.png"),
+        ("cam4", "cafe\u0301.png"),
+    ):
+        _photos(tmp_path / cam, 1)
+        os.rename(tmp_path / cam / "p00.png", tmp_path / cam / name)
+    inputs = [tmp_path / "cam1" / "IMG_1.png", tmp_path / "cam2" / "img_1.PNG"]
+    inputs += [tmp_path / "cam3" / "caf\u00e9.png", tmp_path / "cam4" / "cafe\u0301.png"]
+    assert _demo(capsys, "--config-file", toy, "--input", *inputs, "--output", out)[0] == 0
+    pictures = sorted(f for f in os.listdir(out) if f.lower().endswith(".png"))
+    assert len(pictures) == 4 and len({unicodedata.normalize("NFC", p).casefold() for p in pictures}) == 4, pictures
+    assert "IMG_1.png" in pictures and "img_1~2.PNG" in pictures
 
 
 # ---------------------------------------------------------------- 2. nothing lost

@@ -47,6 +47,7 @@ import socket
 import sys
 import threading
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -617,17 +618,24 @@ def picture_path(key: str) -> str:
     return rel if rel.lower().endswith((".jpg", ".jpeg", ".png")) else rel + ".jpg"
 
 
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def unique_picture(key: str, taken: Dict[str, str]) -> str:
     """``picture_path(key)``, or with ~2, ~3, ... before its extension when another input's picture
-    has that name (``x.webp`` and ``x.webp.jpg`` both draw to x.webp.jpg); recorded in ``taken``."""
+    has that name (``x.webp`` and ``x.webp.jpg`` both draw to x.webp.jpg); ``taken``: {name as a
+    case-insensitive, normalising filesystem sees it (``_folded``): key}, updated. On macOS's APFS
+    or an exFAT stick x.jpg and X.JPG (or the two ways of writing é) are one file: the second
+    picture replaced the first, which the journal still gave its own key."""
     rel = picture_path(key)
-    if taken.get(rel, key) != key:
+    if taken.get(_folded(rel), key) != key:
         root, ext = os.path.splitext(rel)
         n = 2
-        while f"{root}~{n}{ext}" in taken:
+        while _folded(f"{root}~{n}{ext}") in taken:
             n += 1
         rel = f"{root}~{n}{ext}"
-    taken[rel] = key
+    taken[_folded(rel)] = key
     return rel
 
 
@@ -1306,7 +1314,7 @@ def run_images(
         before = len(items) - len(todo)
         reader = Prefetcher(functools.partial(_read_images, todo, fmt, max_pixels, signatures), prefetch + workers - 1)
         drawer = _Drawer() if out_dir and draw else None
-        taken = dict(writer.pictures)  # {picture: key} written so far (a resumed run's)
+        taken = {_folded(p): k for p, k in writer.pictures.items()}  # written so far (a resumed run's)
         done = 0
         results = predict_in_order(predictor, stop.until_stopped(reader), workers)
         face_limit = face_cap(predictor)
