@@ -150,6 +150,31 @@ def test_a_folder_in_use_by_another_run_is_refused(toy, tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
+def test_the_lock_is_taken_on_the_file_that_is_there(tmp_path, monkeypatch):
+    """The run before removes its lock file as it ends: a run that opened that file just before and
+    locked it just after held a lock on a removed file, and a third run would lock the new file
+    and write the folder beside it. Now the lock is taken again on the file that is there."""
+    import fcntl
+
+    from foss_d2.apps import runner
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real, calls = runner._lock_or_refuse, []
+
+    def locked_after_a_removal(f, out_dir, option):
+        calls.append(os.fstat(f.fileno()).st_ino)
+        if len(calls) == 1:  # the run before ends between this open and this lock
+            os.remove(out / runner.LOCK_FILE)
+        return real(f, out_dir, option)
+
+    monkeypatch.setattr(runner, "_lock_or_refuse", locked_after_a_removal)
+    with runner.output_lock(str(out)):
+        assert len(calls) == 2 and os.stat(out / runner.LOCK_FILE).st_ino == calls[1]
+        with open(out / runner.LOCK_FILE) as other, pytest.raises(BlockingIOError):  # a third run is refused
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def test_a_full_disk_ends_in_one_line_and_resume_finishes_with_every_picture(
     toy, tmp_path, capsys, monkeypatch, runner_log
 ):

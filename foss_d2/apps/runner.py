@@ -278,6 +278,16 @@ def _lock_or_refuse(f, out_dir: str, option: str) -> bool:
         return False
 
 
+def _still_there(f, path: str) -> bool:
+    """Whether the open file ``f`` is the file at ``path`` (not one removed since it was opened)."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        return False
+    mine = os.fstat(f.fileno())
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 @contextlib.contextmanager
 def output_lock(out_dir: Optional[str], option: str = "--output"):
     """Hold ``out_dir`` for one run: a second run into it at the same time (a --resume from another
@@ -292,16 +302,22 @@ def output_lock(out_dir: Optional[str], option: str = "--output"):
     check_output_folder(out_dir, option)
     made = not os.path.exists(out_dir)
     path = os.path.join(out_dir, LOCK_FILE)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        f = open(path, "a+")
-    except OSError as e:
-        raise RunError(f"{option} {out_dir}: cannot write in it ({e.strerror or e})") from None
-    try:
-        locked = _lock_or_refuse(f, out_dir, option)
-    except RunError:
+    for _ in range(100):
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            f = open(path, "a+")
+        except OSError as e:
+            raise RunError(f"{option} {out_dir}: cannot write in it ({e.strerror or e})") from None
+        try:
+            locked = _lock_or_refuse(f, out_dir, option)
+        except RunError:
+            f.close()
+            raise
+        if not locked or _still_there(f, path):
+            break
+        # the run before removed the file between our open and our lock: a lock on it holds nothing
+        # (a third run would lock the new file), so lock the one there now
         f.close()
-        raise
     if locked:
         f.seek(0)
         f.truncate()
