@@ -180,6 +180,11 @@ def test_a_wrong_frame_rate_does_not_keep_a_lost_track_waiting(header_fps, caplo
     assert ids[0] == ids[89] and ids[150] == ids[209] and ids[150] != ids[0] and tracker.n_pauses == 0
     assert tracker.hit_counter_max == 30  # 1 s of this clip either way
     assert ("does not fit its frames' times" in caplog.text) == (header_fps == 1000.0)
+    # a plausible rate is kept, whatever the first step: a clip that opens on a picture held 5 s
+    held = FaceTracker(fps=header_fps if header_fps < 240 else 30.0, cut_threshold=None)
+    for t in (0.0, 5.0, 5.0 + 1 / 30):
+        held.update([face(20, 50)], None, False, t)
+    assert held.hit_counter_max == 30
 
 
 def test_scene_cut_starts_new_tracks():

@@ -45,6 +45,7 @@ DEFAULT_MIN_FRAMES = 3
 DEFAULT_MIN_SCORE = 0.4
 DEFAULT_MAX_LOST_SECONDS = 1.0  # how long a track waits for a face hidden or missed by the detector
 RATE_MISFIT = 4  # FaceTracker._fit_rate: a frame rate this many steps off its frames' times is not theirs
+MAX_CAMERA_FPS = 240  # ... when it is also above any camera's (slow motion included)
 DEFAULT_CUT_THRESHOLD = 35.0  # grey levels (SceneCuts)
 THUMB_SIDE = 128
 
@@ -218,12 +219,14 @@ class FaceTracker:
         )
 
     def _fit_rate(self, step: float):
-        """A frame rate that puts the first two processed frames more than ``RATE_MISFIT`` of its
-        steps apart is not the footage's (OpenCV reads 1000 fps from some WebM files): a lost face
-        is then waited for by that first step, not by the rate (1000 frames: 30 s of a 30 fps
-        clip, long enough to give the next person in the same place the last one's id)."""
+        """A frame rate above any camera's (``MAX_CAMERA_FPS``) that puts the first two processed
+        frames more than ``RATE_MISFIT`` of its steps apart is not the footage's (OpenCV reads 1000
+        fps from some WebM files): a lost face is then waited for by that first step, not by the
+        rate (1000 frames: 30 s of a 30 fps clip, long enough to give the next person in the same
+        place the last one's id). A plausible rate is kept: a clip that opens on a held picture
+        would otherwise make every track wait one frame."""
         expected = self.frame_stride / self.fps
-        if step <= RATE_MISFIT * expected:
+        if self.fps <= MAX_CAMERA_FPS or step <= RATE_MISFIT * expected:
             return
         self.hit_counter_max = max(1, round(self.max_lost_seconds / step))
         self.max_gap_seconds = max(self.max_lost_seconds, 2.0 * step)
