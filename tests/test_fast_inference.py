@@ -1835,3 +1835,25 @@ def test_native_bf16_on_a_gpu_with_torch_before_2_3(monkeypatch, capability, nat
         assert precision.native_bf16("cuda") is native
     finally:
         precision.native_bf16.cache_clear()
+
+
+def test_onnxruntime_backend_is_on_the_cpu_from_the_command_line_too(onnx_cache, monkeypatch):
+    """--backend onnxruntime on a machine with a GPU: MODEL.DEVICE defaults to cuda there, and the
+    command stopped after loading the model ("set MODEL.DEVICE cpu"; FaceAgeEstimator chose cpu
+    itself); an explicit MODEL.DEVICE is kept. cpu:0, which check_device takes, was refused."""
+    import argparse
+
+    from foss_d2.apps.cli import config_from_args
+    from foss_d2.engine.predictor import FOSSPredictor
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the default device becomes cuda
+    parser = argparse.ArgumentParser()
+    args = argparse.Namespace(config_file=None, opts=[], backend="onnxruntime", preset=None, confidence_threshold=None)
+    assert config_from_args(parser, args).MODEL.DEVICE == "cpu"
+    assert config_from_args(parser, argparse.Namespace(**{**vars(args), "backend": "pytorch"})).MODEL.DEVICE == "cuda"
+    chosen = argparse.Namespace(**{**vars(args), "opts": ["MODEL.DEVICE", "cuda:0"]})
+    assert config_from_args(parser, chosen).MODEL.DEVICE == "cuda:0"
+    monkeypatch.undo()
+    cfg = config_from_args(parser, argparse.Namespace(**{**vars(args), "opts": ["MODEL.DEVICE", "cpu:0"]}))
+    faces = FOSSPredictor(cfg, backend="onnxruntime")(cv2.imread(FAMILY))
+    assert len(faces) == 8  # the demo picture's eight boxes (README)

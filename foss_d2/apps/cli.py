@@ -150,6 +150,10 @@ def config_from_args(parser: argparse.ArgumentParser, args, opts_before=(), opts
     # (an option after the overrides is parse_foss_args's error, before this)
     preset = PRESETS[getattr(args, "preset", None) or "shipped"]
     opts = [*opts_before, *preset, *(args.opts or []), *opts_after]
+    if getattr(args, "backend", None) == "onnxruntime" and "MODEL.DEVICE" not in opts[::2]:
+        # onnxruntime runs on the CPU: MODEL.DEVICE's default is cuda on a machine with a GPU, and the
+        # README's --backend onnxruntime commands stopped there (FaceAgeEstimator already chose cpu)
+        kwargs.setdefault("device", "cpu")
     try:
         return get_foss_cfg(
             args.config_file, opts=opts, confidence_threshold=getattr(args, "confidence_threshold", None), **kwargs

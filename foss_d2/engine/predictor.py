@@ -150,7 +150,7 @@ class FOSSPredictor:
                 stacklevel=2,
             )
         if backend == "onnxruntime":
-            if cfg.MODEL.DEVICE != "cpu":
+            if not str(cfg.MODEL.DEVICE).startswith("cpu"):  # (cpu:0 too, as check_device takes it)
                 raise ValueError("the onnxruntime backend runs on CPU: set MODEL.DEVICE cpu")
             from .onnx_backend import default_onnx_dir, use_onnxruntime
 
