@@ -863,6 +863,18 @@ def _noise_video(path, frames: int, fps: int) -> str:
     return str(path)
 
 
+def test_a_photo_run_is_not_resumed_with_a_video(toy, tmp_path, capsys):
+    """A photo run's run.json has no VIDEO.* keys, as one written before videos had them: a video
+    --resume was let in, and its frames joined the photos in one journal and predictions.json."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photos(photos, 2)
+    assert _demo(capsys, "--config-file", toy, "--input", photos, "--output", out, "--no-draw")[0] == 0
+    path = _noise_video(tmp_path / "clip.avi", frames=2, fps=5)
+    code, msg = _demo(capsys, "--config-file", toy, "--video-input", path, "--output", out, "--resume")
+    assert code == 2 and f"--resume: {out} holds a run over photos, which a video cannot finish" in msg, msg
+    assert sorted(json.load(open(out / "predictions.json"))) == ["p00.png", "p01.png"]
+
+
 def test_video_resume_redraws_the_whole_video_and_no_draw_writes_none(toy, tmp_path, capsys):
     path = _noise_video(tmp_path / "clip.avi", frames=4, fps=5)
     out = tmp_path / "out"

@@ -553,6 +553,14 @@ def prepare_output(
         write_json_atomic(os.path.join(out_dir, RUN_FILE), settings, indent=1)
 
 
+def _journal_frame(out_dir: str) -> Optional[str]:
+    """The ``frame`` of the first result in ``out_dir``'s journal (FRAME_IMAGE or FRAME_VIDEO), if any."""
+    for record in iter_journal(os.path.join(out_dir, JOURNAL), warn=False):
+        if "faces" in record:
+            return record.get("frame")
+    return None
+
+
 def check_same_settings(out_dir: str, settings: dict):
     """A RunError naming the keys whose values differ from those of the run that wrote ``out_dir``
     (nothing to check for a folder written before run.json existed)."""
@@ -563,6 +571,12 @@ def check_same_settings(out_dir: str, settings: dict):
         return
     # a run.json written before it held a video's keys (VIDEO.*) is checked on the rest
     older = not any(k.startswith("VIDEO.") for k in saved)
+    if older and any(k.startswith("VIDEO.") for k in settings) and _journal_frame(out_dir) == FRAME_IMAGE:
+        # a photo run's run.json has no VIDEO.* keys either: its journal says what it answered
+        raise RunError(
+            f"--resume: {out_dir} holds a run over photos, which a video cannot finish: choose another "
+            "--output, or --overwrite"
+        )
     keys = set(saved) | {k for k in settings if not (older and k.startswith("VIDEO."))}
     keys -= set(SAME_ANSWERS)
     if "MODEL.WEIGHTS_SHA1" in saved:
