@@ -70,6 +70,25 @@ def test_cpu_route_continues_after_a_stop_without_training_a_finished_stage_agai
     assert (tmp_path / "runs" / "model.pth").exists()
 
 
+def test_cpu_route_starts_the_age_stage_again_on_a_new_detector(tmp_path):
+    """The detector trained again after an age stage had run: the join is redone, and the age stage
+    was not (finished before, or resumed from a checkpoint holding the old detector), so model.pth
+    carried the old detector. Now the age stage's folder is moved aside and the stage runs again."""
+    import time
+
+    r, _ = run_route(tmp_path)
+    assert r.returncode == 0, r.stderr
+    runs = tmp_path / "runs"
+    time.sleep(1.1)  # (file times of one second on some file systems)
+    (runs / "detector" / "model_final.pth").write_text("trained again")
+    r, calls = run_route(tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [c.split()[0] for c in calls] == ["tools/export_model.py", "tools/train_net.py", "tools/export_model.py"]
+    assert _arg(calls[1], "OUTPUT_DIR") == str(runs / "age") and "moved to" in r.stdout
+    (aside,) = [p for p in os.listdir(runs) if p.startswith("age.before-")]
+    assert os.path.isfile(runs / aside / "model_final.pth")
+
+
 def test_cpu_route_checks_its_inputs_before_training(tmp_path):
     r, calls = run_route(tmp_path, AGE_INIT="output/no-such-model.pth")
     assert r.returncode == 2 and "no such file: output/no-such-model.pth" in r.stderr

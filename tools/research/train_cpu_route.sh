@@ -42,6 +42,13 @@ stage() {  # stage CONFIG DATA OUTPUT_DIR WEIGHTS
 }
 stage "$DET_CFG" "$DET_DATA" "$RUNS/detector" "$DET_INIT"
 if [ ! -f "$RUNS/age-start.pth" ] || [ "$RUNS/detector/model_final.pth" -nt "$RUNS/age-start.pth" ]; then
+    if [ -d "$RUNS/age" ]; then
+        # an age stage on the detector before: its checkpoints hold that detector, which --resume (or
+        # "finished before") would carry into model.pth; kept aside, and the stage starts again
+        old="$RUNS/age.before-$(date +%Y%m%d-%H%M%S)"
+        mv "$RUNS/age" "$old"
+        echo "== the detector is newer than the age stage's start: $RUNS/age moved to $old, the stage starts again"
+    fi
     "$PY" tools/export_model.py "$RUNS/detector/model_final.pth" "$RUNS/age-start.pth" --age-head-from "$AGE_INIT"
 fi
 stage "$AGE_CFG" "$AGE_DATA" "$RUNS/age" "$RUNS/age-start.pth"
