@@ -238,3 +238,17 @@ def test_a_larger_batches_adds_new_draws_not_a_replay(toy):
     both = ages_drawn(4)
     assert len(both) == 2 and both[0] == first[0]
     assert both[1] != both[0]  # the same SEED would draw the same photos again
+
+
+def test_a_cache_of_another_harvest_is_refused(toy):
+    """A run with other augmentations (or a detector trained again under the same file name) pointed
+    at a cache trained on the old inputs: only MODEL.WEIGHTS' path was recorded, and a mismatch was
+    a warning at most. The same config goes on with the cache; another is refused."""
+    tmp, cfg_file, start = toy
+    base = ["--config-file", cfg_file, "--cache", str(tmp / "shared"), "--part-size", "1", "--epochs", "0"]
+    cached.main([*base, "--output", str(tmp / "a"), "--batches", "1", "MODEL.WEIGHTS", start])
+    log = cached.main([*base, "--output", str(tmp / "b"), "--batches", "2", "MODEL.WEIGHTS", start])
+    assert log["harvested_faces_this_run"] > 0 and len(os.listdir(tmp / "shared")) == 2  # one part added
+    other = ["MODEL.AGE_HEAD.CROP_JITTER", "[0.1, 0.1, 0.1]"]
+    with pytest.raises(SystemExit, match="part_0000.pt was harvested with another detector, teacher, data or aug"):
+        cached.main([*base, "--output", str(tmp / "c"), "--batches", "3", "MODEL.WEIGHTS", start, *other])

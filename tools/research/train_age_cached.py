@@ -17,7 +17,8 @@ start's statistics by default (``--bn-stats update`` learns them from the faces 
         --batches 300 --epochs 6 --output output/cached MODEL.WEIGHTS START.pth DATASETS.ROOT ../shared/data
 
 Writes OUTPUT/cache/part_NNNN.pt (--part-size harvested batches each; --cache puts them
-elsewhere, so that runs with other training settings share one harvest), OUTPUT/last.pth (model,
+elsewhere, so that runs with other training settings share one harvest; a part harvested with
+another detector, teacher, data or augmentation is refused: ``harvest_fingerprint``), OUTPUT/last.pth (model,
 optimizer and schedule after each epoch), OUTPUT/model_final.pth (a checkpoint that
 ``train_net.py --eval-only`` and ``export_model.py`` read) and OUTPUT/log.json. A rerun goes on
 where a stop left it: the parts on disk count towards --batches (a larger --batches adds new draws
@@ -25,6 +26,7 @@ to them), and training resumes from last.pth.
 """
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +42,7 @@ from foss_d2.apps.export import save_atomic, save_weights
 from foss_d2.config import get_foss_cfg
 from foss_d2.data import build_foss_train_loader
 from foss_d2.data.datasets import register_config_datasets
+from foss_d2.engine.onnx_backend import weights_fingerprint
 from foss_d2.solver import build_foss_optimizer
 from foss_d2.utils.json_io import write_json_atomic
 
@@ -72,6 +75,25 @@ def concat(parts: list) -> dict:
     return out
 
 
+def harvest_fingerprint(cfg, model) -> str:
+    """What decides the faces a harvest keeps: the frozen detector's and the teacher's weights as
+    loaded, and the config's data, loader, input and augmentations, detector and crops (not the
+    loader's workers, nor the seed: other draws of the same faces). A part of another harvest is
+    refused: with only MODEL.WEIGHTS' path recorded, a detector trained again under the same name,
+    or a run with other augmentations pointed at a shared --cache, trained on the old inputs."""
+    h = hashlib.sha1()
+    for part in (model.backbone, model.proposal_generator, *model._teacher):
+        h.update(weights_fingerprint(part).encode())
+    c = cfg.clone()
+    c.defrost()
+    c.DATALOADER.NUM_WORKERS = 0
+    a = c.MODEL.AGE_HEAD
+    for text in (c.INPUT.dump(), c.DATASETS.dump(), c.DATALOADER.dump(), c.MODEL.FOSS.dump(), c.MODEL.CENTERNET.dump()):
+        h.update(text.encode())
+    h.update(repr([a.CROP_SIZE, a.CROP_MARGINS, a.CROP_JITTER, a.FEATURE_ROI_SIZE, a.TH_IOU]).encode())
+    return h.hexdigest()
+
+
 def part_paths(cache_dir: str):
     return sorted(glob.glob(os.path.join(cache_dir, "part_*.pt")))
 
@@ -80,7 +102,16 @@ def harvest(cfg, model, cache_dir: str, batches: int, part_size: int, seed: int 
     """Run ``batches`` batches of the training loader through the frozen passes, ``part_size`` to
     a file; the parts already on disk count. Returns the number of faces harvested this run."""
     os.makedirs(cache_dir, exist_ok=True)
-    done = sum(torch.load(p, mmap=True, weights_only=False)["batches"] for p in part_paths(cache_dir))
+    fingerprint = harvest_fingerprint(cfg, model)
+    done = 0
+    for p in part_paths(cache_dir):
+        part = torch.load(p, mmap=True, weights_only=False)
+        if part.get("fingerprint", fingerprint) != fingerprint:  # (parts from before fingerprints: as before)
+            raise SystemExit(
+                f"{p} was harvested with another detector, teacher, data or augmentation than this config's: "
+                "give another --cache (or delete that one)"
+            )
+        done += part["batches"]
     if done >= batches:
         return 0
     # A resumed or extended harvest must draw new faces, not replay those on disk: the loader's
@@ -103,6 +134,7 @@ def harvest(cfg, model, cache_dir: str, batches: int, part_size: int, seed: int 
         part = concat(packed)
         part["batches"] = todo
         part["weights"] = cfg.MODEL.WEIGHTS
+        part["fingerprint"] = fingerprint
         path = os.path.join(cache_dir, f"part_{index:04d}.pt")
         save_atomic(part, path)
         n_faces += len(part["ages"])
