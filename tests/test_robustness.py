@@ -1019,6 +1019,32 @@ def test_resume_refuses_graphs_of_ones_own(toy, tmp_path):
     assert predictor_settings(Predictor())["ONNX_DIR"] == str(graphs)
 
 
+def test_resume_refuses_another_precision_of_the_fast_preset(toy, tmp_path, monkeypatch):
+    """--preset fast in PyTorch on a CPU with bfloat16, resumed with --backend onnxruntime (float32
+    graphs; WIDER val's age groups 57.3% against 56.9%): the same config keys, other answers, and
+    the resume was let in. run.json now holds the dtypes the networks run in; a run.json from
+    before them is checked on the rest, as before."""
+    from foss_d2.apps.runner import RUN_DTYPES, RunError, check_same_settings, run_settings
+    from foss_d2.config import get_foss_cfg
+    from foss_d2.utils import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
+    cfg = get_foss_cfg(str(toy), opts=["MODEL.AGE_HEAD.INFERENCE_DTYPE", "bfloat16"])
+    out = tmp_path / "out"
+    out.mkdir()
+    then = run_settings(cfg)
+    assert [then[k] for k in RUN_DTYPES] == ["float32", "bfloat16"]
+    (out / "run.json").write_text(json.dumps(then))
+    check_same_settings(str(out), run_settings(cfg))
+    with pytest.raises(RunError, match="RUN.age_network_dtype: 'bfloat16' then, 'float32' now"):
+        check_same_settings(str(out), run_settings(cfg, backend="onnxruntime"))
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: False)  # a CPU without bfloat16
+    with pytest.raises(RunError, match="RUN.age_network_dtype"):
+        check_same_settings(str(out), run_settings(cfg))
+    (out / "run.json").write_text(json.dumps({k: v for k, v in then.items() if k not in RUN_DTYPES}))
+    check_same_settings(str(out), run_settings(cfg, backend="onnxruntime"))  # a run.json from before
+
+
 def test_resume_may_change_what_decides_only_the_speed(toy, tmp_path):
     """A run written with 128 crops a call (the default until 2026-12-07) is resumed with 64, and
     either way with the weights prepacked or not, on another device: the same answers to float

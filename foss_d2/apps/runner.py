@@ -67,6 +67,7 @@ from ..engine.predictor import BACKENDS
 from ..utils import write_json_atomic
 from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, swap_red_blue
 from ..utils.json_io import atomic_path, nearest_existing, write_text_atomic
+from ..utils.precision import effective_dtype
 from ..utils.visualizer import DEFAULT_DRAW_MAX_SIDE, UNCERTAIN_BELOW, draw_predictions  # noqa: F401  (re-exported)
 from .cli import config_from_args  # noqa: F401  (re-exported: demo, survey and train take it from here)
 
@@ -366,6 +367,9 @@ def existing_results(out_dir: str) -> List[str]:
 
 # config keys that decide how fast a run goes, not its answers (beyond float rounding): a --resume
 # may change them (a run.json that holds them is not checked on them)
+# the dtypes the detector and the age network run in (run_settings): compared only with a run.json
+# that has them (one written before is checked on the rest, as before)
+RUN_DTYPES = ("RUN.detector_dtype", "RUN.age_network_dtype")
 SAME_ANSWERS = (
     "MODEL.DEVICE",
     "MODEL.FOSS.PREPACK_DETECTOR",
@@ -374,10 +378,12 @@ SAME_ANSWERS = (
 )
 
 
-def run_settings(cfg, onnx_dir: Optional[str] = None) -> dict:
+def run_settings(cfg, onnx_dir: Optional[str] = None, backend: str = "pytorch") -> dict:
     """The config keys that decide a run's answers (MODEL.* but ``SAME_ANSWERS``, and INPUT.*), flattened
-    to {"MODEL.FOSS.SCORE_THRESH_TEST": 0.2, ...} in JSON's types, and ONNX_DIR when the graphs are
-    a folder of one's own (int8 graphs answer otherwise; the cache's answer as PyTorch does)."""
+    to {"MODEL.FOSS.SCORE_THRESH_TEST": 0.2, ...} in JSON's types, ONNX_DIR when the graphs are
+    a folder of one's own (int8 graphs answer otherwise; the cache's answer as PyTorch does), and
+    the dtypes the networks run in (``RUN_DTYPES``: bfloat16 asked for runs in float32 with
+    onnxruntime or without native bfloat16, and answers otherwise)."""
     flat = {}
 
     def walk(node, prefix):
@@ -399,6 +405,9 @@ def run_settings(cfg, onnx_dir: Optional[str] = None) -> dict:
         flat["MODEL.WEIGHTS_SHA1"] = _file_sha1(path, stat.st_size, stat.st_mtime_ns)
     if onnx_dir:
         flat["ONNX_DIR"] = os.path.abspath(onnx_dir)
+    device = str(cfg.MODEL.DEVICE).split(":")[0]
+    for key, dtype in zip(RUN_DTYPES, (cfg.MODEL.FOSS.DET_INFERENCE_DTYPE, cfg.MODEL.AGE_HEAD.INFERENCE_DTYPE)):
+        flat[key] = effective_dtype(dtype, device, backend)
     return json.loads(json.dumps(flat))
 
 
@@ -571,6 +580,8 @@ def check_same_settings(out_dir: str, settings: dict):
         return
     # a run.json written before it held a video's keys (VIDEO.*) is checked on the rest
     older = not any(k.startswith("VIDEO.") for k in saved)
+    if not any(k in saved for k in RUN_DTYPES):
+        settings = {k: v for k, v in settings.items() if k not in RUN_DTYPES}
     if older and any(k.startswith("VIDEO.") for k in settings) and _journal_frame(out_dir) == FRAME_IMAGE:
         # a photo run's run.json has no VIDEO.* keys either: its journal says what it answered
         raise RunError(
@@ -1291,7 +1302,9 @@ def _signature_or_none(path: str) -> Optional[dict]:
 def predictor_settings(predictor) -> Optional[dict]:
     """``run_settings`` of a FOSSPredictor's config (None for any other callable)."""
     cfg = getattr(predictor, "cfg", None)
-    return run_settings(cfg, getattr(predictor, "onnx_dir", None)) if cfg is not None else None
+    if cfg is None:
+        return None
+    return run_settings(cfg, getattr(predictor, "onnx_dir", None), getattr(predictor, "backend", "pytorch"))
 
 
 @_holding_output
@@ -1852,7 +1865,8 @@ def prepare_run(
         if out_dir:
             inputs = [*(args.input or []), *(p for p, _ in items)] + ([args.video_input] if args.video_input else [])
             check_output(check_dir or out_dir, inputs)
-            settings = run_settings(cfg, getattr(args, "onnx_dir", None)) if cfg is not None else None
+            backend = getattr(args, "backend", None) or "pytorch"
+            settings = run_settings(cfg, getattr(args, "onnx_dir", None), backend) if cfg is not None else None
             if settings is not None and args.video_input:
                 from .tracking import track_options
 

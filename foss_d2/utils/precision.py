@@ -52,6 +52,12 @@ def native_bf16(device_type: str) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def effective_dtype(dtype: str, device_type: str, backend: str = "pytorch") -> str:
+    """The dtype a network's convolutions run in: bfloat16 where ``dtype`` asks for it on a device
+    that has it natively, with PyTorch (onnxruntime's graphs are float32); else float32."""
+    return "bfloat16" if dtype == "bfloat16" and backend == "pytorch" and native_bf16(device_type) else "float32"
+
+
 @functools.lru_cache(maxsize=None)
 def _warn_emulated(device_type: str):
     logger.warning("INFERENCE_DTYPE bfloat16: this %s has no native bfloat16 arithmetic; running float32", device_type)
