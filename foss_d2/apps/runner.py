@@ -886,8 +886,7 @@ class PredictionWriter:
                 self._replay_journal()
             _truncate_partial_line(journal)
             self._reconcile_csv()
-        # the journal's bytes (its JSON is ASCII, and no newline is translated): where the next line starts
-        self._journal_end = os.path.getsize(journal) if resume and os.path.isfile(journal) else 0
+        # its JSON is ASCII and no newline is translated: a line's place is a count of the file's bytes
         self._journal = open(journal, "a" if resume else "w", encoding="utf-8", newline="")
         csv_path = os.path.join(out_dir, "predictions.csv")
         new_csv = not resume or not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0
@@ -1013,7 +1012,6 @@ class PredictionWriter:
         start = os.fstat(self._journal.fileno()).st_size
         self._journal.write(line + "\n")
         self._journal.flush()
-        self._journal_end = start + len(line) + 1
         return start
 
     def add(

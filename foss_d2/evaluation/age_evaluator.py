@@ -126,6 +126,12 @@ def answered_gender(row: dict) -> bool:
     return row["detected"] and _finite(row.get("p_female"))
 
 
+def aged_answers(rows: List[dict]) -> List[dict]:
+    """The rows of faces with a true age that were found and answered: the MAE's, the age
+    pictures' and the age_std figures' faces."""
+    return [r for r in rows if r["age"] >= 0 and answered_age(r)]
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -281,7 +287,7 @@ def summarize_rows(rows: List[dict], group_lower: Sequence[float] = ()) -> dict:
         res["target_on_face"] = 100.0 * float(np.mean(located))
     warn_unanswered(rows)
     aged = [r for r in rows if r["age"] >= 0]
-    hit = [r for r in aged if answered_age(r)]
+    hit = aged_answers(rows)
     if hit:
         err = np.abs([r["pred_age"] - r["age"] for r in hit])
         res["MAE"] = float(err.mean())
@@ -504,7 +510,7 @@ def save_threshold_png(by_threshold: dict, path: str, num_faces: Optional[int] =
 def save_age_png(rows: List[dict], per_band: dict, path: str, title: str = ""):
     """Left: each found face's predicted age against its true one. Right: MAE per band of the true age."""
     plt = pyplot()
-    hit = [r for r in rows if r["age"] >= 0 and r["detected"]]
+    hit = aged_answers(rows)
     true = np.array([r["age"] for r in hit], dtype=float)
     pred = np.array([r["pred_age"] for r in hit], dtype=float)
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6))
@@ -551,7 +557,7 @@ def save_std_png(rows: List[dict], res: dict, path: str, title: str = ""):
     within k of their age_stds, for k from 0 to 3, beside a normal error's share (68.3% at 1).
     Right: the MAE of each quarter of the faces ranked by their age_std."""
     plt = pyplot()
-    hit = [r for r in rows if r["age"] >= 0 and r["detected"]]
+    hit = aged_answers(rows)
     err = np.abs([r["pred_age"] - r["age"] for r in hit])
     std = np.array([r["pred_age_std"] for r in hit], dtype=float)
     ks = np.linspace(0, 3, 61)

@@ -97,6 +97,12 @@ def _to_eight_bits(arr: np.ndarray) -> np.ndarray:
     return (arr / 257.0).round().astype(np.uint8)
 
 
+def check_pixels(name: str, size: Tuple[int, int], max_pixels: Optional[int]):
+    """ImageTooLargeError for a picture of ``size`` (width, height) over ``max_pixels`` (0/None: no limit)."""
+    if max_pixels and size[0] * size[1] > max_pixels:
+        raise ImageTooLargeError(name, size, max_pixels)
+
+
 def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a file to HxWx3 uint8 in ``image_format`` order (see the module docstring).
     Raises FileNotFoundError, ImageTooLargeError or ValueError, each naming the path."""
@@ -106,8 +112,7 @@ def read_image_file(path: str, image_format: str = "BGR", max_pixels: Optional[i
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with _open(path, max_pixels) as im:
-            if max_pixels and im.size[0] * im.size[1] > max_pixels:
-                raise ImageTooLargeError(path, im.size, max_pixels)
+            check_pixels(path, im.size, max_pixels)
             arr = pil_to_array(im)
     except ImageTooLargeError:
         raise
@@ -161,8 +166,7 @@ def load_image(
     if isinstance(image, (str, os.PathLike)):
         return read_image_file(os.fspath(image), image_format, max_pixels)
     if isinstance(image, Image.Image):
-        if max_pixels and image.width * image.height > max_pixels:  # (its size is known before it decodes)
-            raise ImageTooLargeError("the PIL image", image.size, max_pixels)
+        check_pixels("the PIL image", image.size, max_pixels)  # (its size is known before it decodes)
         try:
             rgb = pil_to_array(image)
         except AttributeError as e:  # a closed image has no file to read any more

@@ -151,7 +151,8 @@ def load_cache(cache_dir: str) -> dict:
         raise SystemExit(f"no cache in {cache_dir}: harvest first (--batches > 0)")
     parts = [torch.load(p, weights_only=False) for p in paths]
     cache = concat(parts)
-    cache["weights"] = sorted({p.get("weights", "") for p in parts})
+    # the weights' paths of the parts from before fingerprints (harvest checks the others)
+    cache["weights"] = sorted({p.get("weights", "") for p in parts if "fingerprint" not in p})
     if not len(cache["ages"]):
         raise SystemExit(f"the cache in {cache_dir} holds no face: check DATASETS.TRAIN and MODEL.WEIGHTS")
     return cache
@@ -317,7 +318,7 @@ def main(argv=None):
     if args.epochs > 0:
         cache = load_cache(cache_dir)
         log["cache_faces"] = len(cache["ages"])
-        if cache["weights"] != [cfg.MODEL.WEIGHTS]:
+        if cache["weights"] and cache["weights"] != [cfg.MODEL.WEIGHTS]:
             logger.warning(
                 "the cache was harvested with MODEL.WEIGHTS %s, this run starts from %s: its features are those "
                 "of the harvest's detector",
